@@ -1,0 +1,254 @@
+"""Output-stationary systolic arrays: the MixPE array and the baseline array it is compared against.
+
+Dataflow (docs/mixpe.md has the pictures and the cycle derivation). One input beat per cycle
+carries an activation for each of the ``rows`` rows and a weight code, zero point and scale for each
+of the ``cols`` columns. Activations are skewed by row and flow right; weights and control bits are
+skewed by column and flow down, so PE (i, j) sees beat k at cycle ``k + i + j``. A tile of
+``groups * group`` beats computes ``rows x cols`` outputs; tiles stream back to back.
+
+* **MixPE array**: the zero point is subtracted once per column at the top edge; PEs multiply by
+  shift and add and keep a narrow group partial sum; at each group end every PE of a column puts its
+  sum on the column's result bus (the skew makes them arrive one per cycle: this is why rows must
+  not exceed the group size); the bottom edge multiplies by the group scale (one multiplier per
+  column) and accumulates in a ring of ``rows`` wide accumulators per column.
+* **Baseline array**: every PE dequantizes its weight and multiplies; full-width accumulators in
+  every PE; results leave through the same column bus at tile end.
+
+Output beats are deskewed so one beat carries one token row of ``cols`` accumulators.
+Backpressure on ``o_stream`` freezes the whole array (a global enable); a cycle with no input beat
+sends a bubble through.
+
+Latency: the first row of a tile leaves ``params.latency`` cycles after the tile's last beat
+entered (``cols + 4`` MixPE, ``cols + 2`` baseline); the other rows follow one per cycle.
+"""
+
+from functools import reduce
+
+from amaranth.hdl import EnableInserter, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .baseline_pe import BaselinePE
+from .fp16 import FP16Split
+from .layouts import array_input_layout, array_output_layout, ctl_layout, pe_act_layout, result_layout
+from .mixpe_pe import MixPE, check_params
+
+__all__ = ["MixPEArray", "BaselineArray", "make_array"]
+
+
+def _delay(m, sig, n, name):
+    """``sig`` delayed by ``n`` sync registers."""
+    for k in range(n):
+        reg = Signal.like(sig, name=f"{name}_d{k}")
+        m.d.sync += reg.eq(sig)
+        sig = reg
+    return sig
+
+
+def _bus(m, results, width, name):
+    """Registered OR-bus of PE results; at most one is valid per cycle by construction."""
+    bus = Signal(result_layout(width), name=name)
+    m.d.sync += [
+        bus.valid.eq(reduce(lambda x, y: x | y, (r.valid for r in results))),
+        bus.tlast.eq(reduce(lambda x, y: x | y, (r.valid & r.tlast for r in results))),
+        bus.value.eq(reduce(lambda x, y: x | y, (r.value.as_unsigned() & r.valid.replicate(width)
+                                               for r in results))),
+    ]
+    return bus
+
+
+class _Array(wiring.Component):
+    """Common structure: stream handshake, input stage, skews, PE grid, column bus, deskew.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(array_input_layout(params)))
+    o_stream : Out(stream.Signature(array_output_layout(params)))
+    o_nonfinite : Out(1), sticky: an FP16 activation was an infinity or NaN (it was taken as 0)
+    o_error : Out(1), sticky: a tile ended (``last``) in the middle of a weight group
+    """
+
+    family = None
+
+    def __init__(self, params):
+        check_params(params, self.family)
+        self._params = params
+        super().__init__({
+            "i_stream": In(stream.Signature(array_input_layout(params))),
+            "o_stream": Out(stream.Signature(array_output_layout(params))),
+            "o_nonfinite": Out(1),
+            "o_error": Out(1),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        core = Module()  # everything that freezes under output backpressure
+        en = Signal()
+        m.d.comb += [
+            en.eq(~(self.o_stream.valid & ~self.o_stream.ready)),
+            self.i_stream.ready.eq(en),
+        ]
+        beat = self.i_stream.valid  # inside `core`, a valid beat is a transfer
+        payload = self.i_stream.payload
+
+        # Group position: group boundaries come from the configured group size, tile ends from `last`.
+        pos = Signal(range(p.group))
+        glast = pos == p.group - 1
+        with core.If(beat):
+            core.d.sync += pos.eq(0 if p.group == 1 else pos + 1)
+            with core.If(glast | payload.last):
+                core.d.sync += pos.eq(0)
+            with core.If(payload.last & ~glast):
+                core.d.sync += self.o_error.eq(1)
+
+        ctl = Signal(ctl_layout)
+        core.d.sync += [ctl.valid.eq(beat), ctl.glast.eq(beat & glast), ctl.tlast.eq(beat & payload.last)]
+
+        # Row edge: activations, FP16 split into significand and shift.
+        acts = []
+        for i in range(p.rows):
+            a = Signal(pe_act_layout(p.act), name=f"act_in{i}")
+            if p.act == "int8":
+                core.d.sync += a.eq(payload.act[i])
+            else:
+                split = FP16Split()
+                core.submodules[f"fp16_{i}"] = split
+                core.d.comb += split.i_bits.eq(payload.act[i])
+                core.d.sync += a.eq(split.o_act)
+                with core.If(beat & split.o_nonfinite):
+                    core.d.sync += self.o_nonfinite.eq(1)
+            acts.append(_delay(core, a, i, f"row{i}_skew"))
+
+        cols_in = self._column_inputs(core, p, beat, pos, payload)
+        col_ctl = [_delay(core, ctl, j, f"col{j}_ctl") for j in range(p.cols)]
+        cols_in = [{k: _delay(core, v, j, f"col{j}_{k}") for k, v in col.items()}
+                   for j, col in enumerate(cols_in)]
+
+        grid = [[self._make_pe(p) for _ in range(p.cols)] for _ in range(p.rows)]
+        for i in range(p.rows):
+            for j in range(p.cols):
+                pe = grid[i][j]
+                core.submodules[f"pe_{i}_{j}"] = pe
+                core.d.comb += pe.i_act.eq(acts[i] if j == 0 else grid[i][j - 1].o_act)
+                core.d.comb += pe.i_ctl.eq(col_ctl[j] if i == 0 else grid[i - 1][j].o_ctl)
+                for k, v in cols_in[j].items():
+                    src = v if i == 0 else getattr(grid[i - 1][j], f"o_{k}")
+                    core.d.comb += getattr(pe, f"i_{k}").eq(src)
+
+        outs = []
+        for j in range(p.cols):
+            bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], self._res_width(p), f"col{j}_bus")
+            col_out = self._column_edge(core, p, j, bus)
+            outs.append(_delay(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
+
+        m.d.comb += self.o_stream.valid.eq(outs[-1].valid)
+        for j in range(p.cols):
+            m.d.comb += self.o_stream.payload[j].eq(outs[j].value)
+
+        m.submodules.core = EnableInserter(en)(core)
+        return m
+
+
+class MixPEArray(_Array):
+    """The MixPE array (see module doc). ``params``: ArrayParams of family "mixpe".
+
+    Per column the top edge subtracts the zero point; the bottom edge holds a FIFO of
+    ``params.scale_fifo_depth`` group scales, one multiplier and ``rows`` accumulators of
+    ``params.acc_bits`` bits.
+    """
+
+    family = "mixpe"
+
+    @staticmethod
+    def _make_pe(p):
+        return MixPE(p)
+
+    @staticmethod
+    def _res_width(p):
+        return p.psum_bits
+
+    def _column_inputs(self, core, p, beat, pos, payload):
+        # Scales of groups in flight, written at each group's first beat; shared write pointer,
+        # one read pointer per column (columns run j cycles apart).
+        depth = p.scale_fifo_depth
+        self._slots = [Signal(data.ArrayLayout(p.scale_bits, p.cols), name=f"scale_slot{s}")
+                       for s in range(depth)]
+        self._wptr = Signal(range(depth))
+        with core.If(beat & (pos == 0)):
+            for s, slot in enumerate(self._slots):
+                with core.If(self._wptr == s):
+                    core.d.sync += slot.eq(payload.scale)
+            core.d.sync += self._wptr.eq(0 if depth == 1 else (self._wptr + 1) % depth)
+        cols = []
+        for j in range(p.cols):
+            wc = Signal(signed(p.wc_bits), name=f"wc_in{j}")
+            core.d.sync += wc.eq(payload.code[j] - payload.zero[j])
+            cols.append({"wc": wc})
+        return cols
+
+    def _column_edge(self, core, p, j, bus):
+        depth = p.scale_fifo_depth
+        rptr = Signal(range(depth), name=f"col{j}_rptr")
+        row = Signal(range(p.rows), name=f"col{j}_row")
+        scale = Signal(p.scale_bits, name=f"col{j}_scale")
+        for s, slot in enumerate(self._slots):
+            with core.If(rptr == s):
+                core.d.comb += scale.eq(slot[j])
+
+        # Stage 1: dequantize the group sum (the array's only multiplier per column).
+        scaled = Signal(result_layout(p.scaled_bits), name=f"col{j}_scaled")
+        core.d.sync += [scaled.valid.eq(bus.valid), scaled.tlast.eq(bus.tlast),
+                        scaled.value.eq(bus.value * scale)]
+        with core.If(bus.valid):
+            core.d.sync += row.eq(0 if p.rows == 1 else row + 1)
+            with core.If(row == p.rows - 1):
+                core.d.sync += [row.eq(0), rptr.eq(0 if depth == 1 else (rptr + 1) % depth)]
+
+        # Stage 2: accumulate. Results arrive in row order, so the accumulators form a ring whose
+        # head always belongs to the arriving row.
+        ring = [Signal(signed(p.acc_bits), name=f"col{j}_acc{i}") for i in range(p.rows)]
+        total = Signal(signed(p.acc_bits), name=f"col{j}_total")
+        core.d.comb += total.eq(ring[0] + scaled.value)
+        out = Signal(result_layout(p.acc_bits), name=f"col{j}_out")
+        core.d.sync += out.valid.eq(0)
+        with core.If(scaled.valid):
+            core.d.sync += [ring[i].eq(ring[i + 1]) for i in range(p.rows - 1)]
+            core.d.sync += ring[-1].eq(total)
+            with core.If(scaled.tlast):
+                core.d.sync += [ring[-1].eq(0), out.valid.eq(1), out.tlast.eq(1), out.value.eq(total)]
+        return out
+
+
+class BaselineArray(_Array):
+    """The baseline array (see module doc). ``params``: ArrayParams of family "baseline"."""
+
+    family = "baseline"
+
+    @staticmethod
+    def _make_pe(p):
+        return BaselinePE(p)
+
+    @staticmethod
+    def _res_width(p):
+        return p.acc_bits
+
+    def _column_inputs(self, core, p, beat, pos, payload):
+        cols = []
+        for j in range(p.cols):
+            regs = {k: Signal(getattr(payload, k)[j].shape(), name=f"{k}_in{j}") for k in ("code", "zero", "scale")}
+            core.d.sync += [r.eq(getattr(payload, k)[j]) for k, r in regs.items()]
+            cols.append(regs)
+        return cols
+
+    def _column_edge(self, core, p, j, bus):
+        return bus
+
+
+def make_array(params):
+    """The array of ``params.family``."""
+    return {"mixpe": MixPEArray, "baseline": BaselineArray}[params.family](params)

@@ -1,0 +1,284 @@
+"""Golden semantics and exact cycle model of the MixPE array (and of the baseline array).
+
+Arithmetic (identical for the MixPE and the baseline array; only where it happens differs)::
+
+    a_val[m, k]  = a[m, k]                                   INT8 activations
+                 = sig[m, k] << (exp[m, k] - 1)               FP16 activations, units of 2**-24
+    wc[n, k]     = q[n, k] - z[n, g]                          signed, wbits + 1 bits
+    I[m, n, g]   = sum_{k in group g} a_val[m, k] * wc[n, k]  exact group partial sum (PE)
+    acc[m, n]    = sum_g sm[n, g] * I[m, n, g]                exact, acc_bits two's complement (array edge)
+
+The real-valued result is ``acc * 2**-e[n] * sa[m]`` (INT8) or ``acc * 2**-e[n] * 2**-24`` (FP16).
+Nothing is rounded inside the array. Widths come from :class:`ArrayParams`; the golden model checks
+that every intermediate fits them, so the hardware never silently wraps.
+
+Streaming contract (docs/mixpe.md): the array computes one output tile of ``rows`` tokens x ``cols``
+output features per ``beats = groups * group`` input beats; a beat carries one activation per row
+and one weight code, zero point and scale per column. :func:`array_stream` builds the beat sequence
+for an (M, N, K) GEMM (tiles in row-major order of (token block, feature block), padded with zeros),
+:func:`array_unstream` places output beats back into (M, N).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TileConfig
+from .errors import RangeError, ShapeError
+from .numerics import fp16_decode
+from .quant import QuantizedWeights, num_groups
+
+__all__ = ["ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
+           "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float"]
+
+FP16_SIG_MAX = 2047
+FP16_SHIFT_MAX = 29  # exp - 1 for the largest finite exponent, 30
+
+
+def _signed_bits(maxmag):
+    """Bits of a two's complement number holding -maxmag .. maxmag."""
+    return int(maxmag).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class ArrayParams:
+    """Widths and latencies of one array configuration, derived from a :class:`TileConfig`.
+
+    Members (all bit widths of two's complement values unless noted)
+    -------
+    rows, cols, wbits, group, scale_bits, act ("int8" | "fp16"), family ("mixpe" | "baseline")
+    wc_bits : centered weight ``q - z``, ``wbits + 1``
+    act_bits : INT8 activation (8), or FP16 significand (12) with a 5-bit unsigned exponent
+    prod_bits : one PE product ``a_val * wc`` (FP16: after alignment)
+    psum_bits : one group partial sum ``I``
+    scaled_bits : ``sm * I``
+    acc_bits : output accumulator, ``scaled_bits + acc_headroom``
+    latency : cycles from the input transfer of a tile's last beat to the output transfer of the
+        tile's first row (rows follow on consecutive cycles)
+    scale_fifo_depth : per-column scale FIFO entries of the MixPE edge (groups in flight)
+    """
+
+    rows: int
+    cols: int
+    wbits: int
+    group: int
+    scale_bits: int
+    acc_headroom: int
+    act: str
+    family: str
+
+    @classmethod
+    def from_config(cls, cfg: TileConfig):
+        return cls(cfg.rows, cfg.cols, cfg.wbits, cfg.group, cfg.scale_bits, cfg.acc_headroom,
+                   cfg.act, cfg.family)
+
+    @property
+    def wc_max(self):
+        return (1 << self.wbits) - 1
+
+    @property
+    def wc_bits(self):
+        return self.wbits + 1
+
+    @property
+    def act_bits(self):
+        return 8 if self.act == "int8" else 12
+
+    @property
+    def act_val_max(self):
+        """Largest |a_val|: 128 for INT8, 2047 << 29 for FP16."""
+        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
+
+    @property
+    def prod_bits(self):
+        return _signed_bits(self.act_val_max * self.wc_max)
+
+    @property
+    def psum_max(self):
+        return self.group * self.act_val_max * self.wc_max
+
+    @property
+    def psum_bits(self):
+        return _signed_bits(self.psum_max)
+
+    @property
+    def scaled_bits(self):
+        return _signed_bits(self.psum_max * ((1 << self.scale_bits) - 1))
+
+    @property
+    def acc_bits(self):
+        return self.scaled_bits + self.acc_headroom
+
+    @property
+    def latency(self):
+        # MixPE: input reg, row/column skew (i + j), PE group register, column bus register,
+        # scale register, accumulator register, deskew (cols - 1 - j)  => cols + 4.
+        # Baseline: input reg, skew, PE accumulator register, column bus register, deskew => cols + 2.
+        return self.cols + (4 if self.family == "mixpe" else 2)
+
+    @property
+    def scale_fifo_depth(self):
+        return 2 + -(-(self.rows + self.cols) // self.group)
+
+
+@dataclass(frozen=True)
+class GemmResult:
+    """``acc`` (M, N): int64 for INT8 activations, Python ints (object array) for FP16.
+    ``nonfinite`` (M,): the token had an inf/NaN activation (treated as 0)."""
+
+    acc: np.ndarray
+    nonfinite: np.ndarray
+
+
+def activation_values(act, fmt):
+    """``(a_val, nonfinite)`` int64 (M, K) from INT8 or FP16 activations (see module doc)."""
+    act = np.asarray(act)
+    if fmt == "int8":
+        if act.dtype.kind not in "iu" or act.min(initial=0) < -128 or act.max(initial=0) > 127:
+            raise RangeError("INT8 activations must be integers in -128..127")
+        return act.astype(np.int64), np.zeros(act.shape, bool)
+    if fmt == "fp16":
+        sig, exp, nonfinite = fp16_decode(act)
+        return sig << (exp - 1), nonfinite
+    raise ValueError(f"activation format must be 'int8' or 'fp16', not {fmt!r}")
+
+
+def group_sums(a_val, wc, group):
+    """Exact group partial sums ``I`` int64 (M, N, groups) of ``a_val`` (M, K) x ``wc`` (N, K)."""
+    m, k = a_val.shape
+    n = wc.shape[0]
+    ng = num_groups(k, group)
+    kp = ng * group
+    ap = np.zeros((m, kp), np.int64)
+    ap[:, :k] = a_val
+    wp = np.zeros((n, kp), np.int64)
+    wp[:, :k] = wc
+    # (M, G, g) x (N, G, g) -> (M, N, G); every partial sum is below 2**52, exact in int64.
+    return np.einsum("mgk,ngk->mng", ap.reshape(m, ng, group), wp.reshape(n, ng, group))
+
+
+def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
+    """Golden GEMM ``act`` (M, K) x ``qw`` (N, K)^T as the array computes it: a :class:`GemmResult`.
+
+    Raises :class:`ShapeError` on a K mismatch and :class:`RangeError` if the operands do not fit
+    the array's widths or the accumulator would overflow.
+    """
+    act = np.asarray(act)
+    if act.ndim != 2:
+        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
+    if act.shape[1] != qw.codes.shape[1]:
+        raise ShapeError(f"activations have K={act.shape[1]} but weights have K={qw.codes.shape[1]}")
+    _check_weights(params, qw)
+    a_val, nonfinite = activation_values(act, params.act)
+    isum = group_sums(a_val, qw.centered(), qw.group)
+    sm = qw.scales.mant
+    if params.act == "int8":
+        partial = np.cumsum(isum * sm[None, :, :], axis=2)  # < 2**62: exact
+    else:
+        partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
+    lim = 1 << (params.acc_bits - 1)
+    if partial.size and (partial.max() >= lim or partial.min() < -lim):
+        raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={act.shape[1]}; "
+                         f"raise acc_headroom or split K")
+    acc = partial[:, :, -1] if partial.shape[2] else np.zeros(partial.shape[:2], np.int64)
+    return GemmResult(acc, nonfinite.any(axis=1))
+
+
+def _check_weights(params, qw):
+    qw.check()
+    if qw.group != params.group:
+        raise ShapeError(f"weights are quantized in groups of {qw.group}, the array uses {params.group}")
+    if qw.bits > params.wbits:
+        raise RangeError(f"{qw.bits}-bit weights do not fit the array's {params.wbits}-bit codes")
+    if qw.scales.bits > params.scale_bits:
+        raise RangeError(f"{qw.scales.bits}-bit scales do not fit the array's {params.scale_bits}-bit scales")
+
+
+def output_to_float(params, result: GemmResult, qw: QuantizedWeights, act_scale=None):
+    """Real-valued output (M, N) float64 of a golden or RTL accumulator result."""
+    acc = np.asarray(result.acc if isinstance(result, GemmResult) else result)
+    out = np.ldexp(acc.astype(np.float64), -qw.scales.exp[None, :])
+    if params.act == "int8":
+        return out * np.asarray(act_scale, np.float64)[:, None]
+    return np.ldexp(out, -24)
+
+
+def array_stream(params: ArrayParams, act, qw: QuantizedWeights):
+    """The input beats that compute ``act`` x ``qw``^T on the array.
+
+    Returns a dict of numpy arrays, one row per beat: ``act`` (beats, rows) int64 (INT8 values, or
+    FP16 bit patterns), ``code``/``zero``/``scale`` (beats, cols) int64, ``last`` (beats,) bool —
+    set on the last beat of every tile. Padding rows/columns/K carry zeros (code = zero point = 0).
+    """
+    act = np.asarray(act)
+    _check_weights(params, qw)
+    m, k = act.shape
+    n = qw.codes.shape[0]
+    if k != qw.codes.shape[1]:
+        raise ShapeError(f"activations have K={k} but weights have K={qw.codes.shape[1]}")
+    r, c, g = params.rows, params.cols, params.group
+    ng = num_groups(k, g)
+    kp = ng * g
+    mb, nb = -(-m // r), -(-n // c)
+
+    a = np.zeros((mb * r, kp), np.int64)
+    a[:m, :k] = act.view(np.uint16) if params.act == "fp16" else act
+    code = np.zeros((nb * c, kp), np.int64)
+    code[:n, :k] = qw.codes
+    zero = np.zeros((nb * c, kp), np.int64)
+    zero[:n] = np.repeat(qw.zeros, g, axis=1)
+    code[:n, k:] = zero[:n, k:]  # padded K: q - z = 0
+    scale = np.zeros((nb * c, kp), np.int64)
+    scale[:n] = np.repeat(qw.scales.mant, g, axis=1)
+
+    # beat (tile (i, j), k): act rows of block i, weights of block j
+    def tiles_a(x):  # (mb*r, kp) -> (mb, nb, kp, r)
+        x = x.reshape(mb, r, kp).transpose(0, 2, 1)
+        return np.broadcast_to(x[:, None], (mb, nb, kp, r)).reshape(-1, r)
+
+    def tiles_w(x):  # (nb*c, kp) -> (mb, nb, kp, c)
+        x = x.reshape(nb, c, kp).transpose(0, 2, 1)
+        return np.broadcast_to(x[None], (mb, nb, kp, c)).reshape(-1, c)
+
+    last = np.zeros((mb, nb, kp), bool)
+    last[:, :, -1] = True
+    return {"act": np.ascontiguousarray(tiles_a(a)), "code": np.ascontiguousarray(tiles_w(code)),
+            "zero": np.ascontiguousarray(tiles_w(zero)), "scale": np.ascontiguousarray(tiles_w(scale)),
+            "last": last.reshape(-1)}
+
+
+def array_unstream(params: ArrayParams, beats, m, n):
+    """Place output beats (tiles * rows, cols) back into the (M, N) result."""
+    r, c = params.rows, params.cols
+    mb, nb = -(-m // r), -(-n // c)
+    beats = np.asarray(beats)
+    if beats.shape != (mb * nb * r, c):
+        raise ShapeError(f"expected {mb * nb * r} output beats of {c} values, got shape {beats.shape}")
+    full = beats.reshape(mb, nb, r, c).transpose(0, 2, 1, 3).reshape(mb * r, nb * c)
+    return full[:m, :n]
+
+
+@dataclass(frozen=True)
+class ArrayTiming:
+    """Cycle counts of one GEMM streamed through the array with no stalls.
+
+    ``first_output``: cycles from the first input transfer to the first output transfer.
+    ``total``: cycles from the first input transfer to the last output transfer, both included.
+    """
+
+    tiles: int
+    beats_per_tile: int
+    latency: int
+    first_output: int
+    total: int
+
+
+def array_timing(params: ArrayParams, m, n, k):
+    """Exact cycle model of the array for an (M, N, K) GEMM fed back to back (see module doc)."""
+    for name, v in (("M", m), ("N", n), ("K", k)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ShapeError(f"{name} must be a positive integer, not {v!r}")
+    tiles = -(-m // params.rows) * -(-n // params.cols)
+    beats = num_groups(k, params.group) * params.group
+    lat = params.latency
+    return ArrayTiming(tiles, beats, lat, beats - 1 + lat, tiles * beats + lat + params.rows - 1)

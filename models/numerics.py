@@ -1,0 +1,122 @@
+"""Activation formats and fixed-point scales, bit-exactly as the hardware sees them.
+
+Formats (docs/numerics.md is the prose version of this file):
+
+* INT8 activations: ``x ~= a * sa[m]`` with ``a`` in -127..127 (the hardware also accepts -128) and a
+  float32 per-token scale ``sa`` applied outside the array.
+* FP16 activations: IEEE binary16. The array's row edge splits each value into a 12-bit signed
+  significand and an exponent so that ``x == sig * 2**(exp - 25)`` exactly, ``exp`` in 1..30
+  (subnormals have ``exp = 1`` and no hidden bit). Infinities and NaN are outside the datapath's
+  domain: they become ``sig = 0`` and raise the array's sticky ``nonfinite`` flag.
+* Fixed-point scales: a float scale per (row n, group g) becomes an unsigned ``scale_bits`` mantissa
+  ``sm[n, g]`` with one exponent ``e[n]`` per row: ``s ~= sm * 2**-e``.
+"""
+
+import numpy as np
+
+from .errors import RangeError, ShapeError
+
+__all__ = [
+    "FP16_EXP_BIAS_SHIFT", "fp16_decode", "quantize_act_int8", "FixedScales", "to_fixed_scales",
+]
+
+#: ``x == sig * 2**(exp - FP16_EXP_BIAS_SHIFT)`` for a decoded FP16 value (bias 15 + 10 fraction bits).
+FP16_EXP_BIAS_SHIFT = 25
+
+
+def fp16_decode(x):
+    """Split FP16 values into the array's (significand, exponent, non-finite) triple.
+
+    Arguments
+    ---------
+    x : array of float16 (or of uint16 raw bit patterns)
+
+    Returns
+    -------
+    sig : int64 array, -2047..2047
+    exp : int64 array, 1..30
+    nonfinite : bool array (inf or NaN; ``sig`` is 0 there)
+    """
+    x = np.asarray(x)
+    if x.dtype == np.float16:
+        bits = x.view(np.uint16)
+    elif x.dtype == np.uint16:
+        bits = x
+    else:
+        raise TypeError(f"fp16_decode takes float16 or uint16 bit patterns, not {x.dtype}")
+    bits = bits.astype(np.int64)
+    sign = bits >> 15
+    efield = (bits >> 10) & 0x1F
+    frac = bits & 0x3FF
+    nonfinite = efield == 31
+    sig = np.where(efield == 0, frac, frac | 0x400)
+    sig = np.where(nonfinite, 0, sig)
+    sig = np.where(sign == 1, -sig, sig)
+    exp = np.where(efield == 0, 1, np.where(nonfinite, 1, efield))
+    return sig, exp, nonfinite
+
+
+def quantize_act_int8(x):
+    """Per-token symmetric INT8 quantization of activations ``x`` (M, K).
+
+    ``sa[m] = max|x[m]| / 127`` (1.0 for an all-zero token); ``a = clip(rint(x / sa), -127, 127)``.
+    Rounding is half to even. Returns ``(a int8 (M, K), sa float32 (M,))``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ShapeError(f"activations must be a 2-D (tokens, features) array, not shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise RangeError("activations contain inf or NaN; INT8 quantization needs finite values")
+    absmax = np.max(np.abs(x), axis=1)
+    sa = np.where(absmax > 0, absmax / np.float32(127), np.float32(1)).astype(np.float32)
+    a = np.clip(np.rint(x / sa[:, None]), -127, 127).astype(np.int8)
+    return a, sa
+
+
+class FixedScales:
+    """Per-group scales as integer mantissas with one exponent per output row.
+
+    Members
+    -------
+    mant : int64 array (N, G), each in 0 .. 2**bits - 1
+    exp : int64 array (N,); the scale of (n, g) is ``mant[n, g] * 2**-exp[n]``
+    bits : int
+    """
+
+    def __init__(self, mant, exp, bits):
+        self.mant = np.asarray(mant, dtype=np.int64)
+        self.exp = np.asarray(exp, dtype=np.int64)
+        self.bits = bits
+        if self.mant.ndim != 2 or self.exp.shape != self.mant.shape[:1]:
+            raise ShapeError(f"scale mantissas (N, groups) and exponents (N,) disagree: "
+                             f"{self.mant.shape} vs {self.exp.shape}")
+        if np.any(self.mant < 0) or np.any(self.mant >= 1 << bits):
+            raise RangeError(f"scale mantissas must be in 0..{(1 << bits) - 1}")
+
+    def value(self):
+        """The scales as float64 (exact for bits <= 16 and moderate exponents)."""
+        return np.ldexp(self.mant.astype(np.float64), -self.exp[:, None])
+
+
+def to_fixed_scales(scales, bits):
+    """Round float scales (N, G) >= 0 to :class:`FixedScales` with ``bits``-bit mantissas.
+
+    The exponent of each row puts the row's largest scale in ``[2**(bits-1), 2**bits)``; smaller
+    scales of the row lose relative precision (documented in docs/numerics.md). Rounding is
+    half to even; a row of zeros gets exponent 0.
+    """
+    s = np.asarray(scales, dtype=np.float64)
+    if s.ndim != 2:
+        raise ShapeError(f"scales must be 2-D (rows, groups), not shape {s.shape}")
+    if np.any(~np.isfinite(s)) or np.any(s < 0):
+        raise RangeError("scales must be finite and non-negative")
+    smax = s.max(axis=1)
+    _, e2 = np.frexp(np.where(smax > 0, smax, 1.0))  # smax = f * 2**e2, f in [0.5, 1)
+    exp = (bits - e2).astype(np.int64)
+    mant = np.rint(np.ldexp(s, exp[:, None])).astype(np.int64)
+    # Rounding may carry the largest mantissa to 2**bits: drop one bit of exponent for that row.
+    over = mant.max(axis=1) >= (1 << bits)
+    exp = np.where(over, exp - 1, exp)
+    mant = np.rint(np.ldexp(s, exp[:, None])).astype(np.int64)
+    exp = np.where(smax > 0, exp, 0)
+    return FixedScales(mant, exp, bits)
