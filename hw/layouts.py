@@ -59,44 +59,39 @@ def array_output_layout(p):
     return data.ArrayLayout(signed(p.acc_bits), p.cols)
 
 
-def _fields(layout, prefix=()):
-    """(path, offset, width, signed) of every leaf field of a layout."""
+def pack(layout, values):
+    """Pack beats into payload words: a numpy object array of Python ints, one per beat.
+
+    ``values`` follows the layout: a dict of field values for a ``StructLayout``, an array of shape
+    (beats, length) for an ``ArrayLayout`` of plain shapes, an array (beats,) for a plain shape.
+    Values are masked to their width (two's complement for signed fields).
+    """
     if isinstance(layout, data.StructLayout):
-        for name, field in layout:
-            for path, off, width, sgn in _fields(field.shape, prefix + (name,)):
-                yield path, field.offset + off, width, sgn
+        words = [pack(field.shape, values[name]) << field.offset for name, field in layout]
     elif isinstance(layout, data.ArrayLayout):
         esize = Shape.cast(layout.elem_shape).width
-        for i in range(layout.length):
-            for path, off, width, sgn in _fields(layout.elem_shape, prefix + (i,)):
-                yield path, i * esize + off, width, sgn
+        values = np.asarray(values)
+        words = [pack(layout.elem_shape, values[:, i]) << (i * esize) for i in range(layout.length)]
     else:
-        shape = Shape.cast(layout)
-        yield prefix, 0, shape.width, shape.signed
-
-
-def pack(layout, fields):
-    """Pack beats into payload integers (a numpy object array, one Python int per beat).
-
-    ``fields`` maps a top-level field name to an array of shape (beats,) or (beats, length) for
-    array fields; values are masked to their width (two's complement for signed fields).
-    """
-    total = None
-    for path, off, width, _ in _fields(layout):
-        vals = fields[path[0]]
-        vals = vals[:, path[1]] if len(path) > 1 else vals
-        vals = (vals.astype(object) & ((1 << width) - 1)) << off
-        total = vals if total is None else total | vals
+        width = Shape.cast(layout).width
+        values = np.asarray(values)
+        values = values if values.dtype == object else values.astype(np.int64).astype(object)
+        return values & ((1 << width) - 1)
+    total = words[0]
+    for w in words[1:]:
+        total = total | w
     return total
 
 
 def unpack_array(layout, words):
-    """Unpack payload integers of an ``ArrayLayout`` of signed/unsigned elements: (beats, length)
-    numpy object array of Python ints."""
+    """Unpack payload words of an ``ArrayLayout`` of plain shapes into a (beats, length) object
+    array of Python ints (sign-extended for signed elements)."""
+    shape = Shape.cast(layout.elem_shape)
+    width, mask = shape.width, (1 << shape.width) - 1
     out = np.empty((len(words), layout.length), dtype=object)
-    for path, off, width, sgn in _fields(layout):
-        col = [(w >> off) & ((1 << width) - 1) for w in words]
-        if sgn:
+    for i in range(layout.length):
+        col = [(int(w) >> (i * width)) & mask for w in words]
+        if shape.signed:
             col = [v - (1 << width) if v >> (width - 1) else v for v in col]
-        out[:, path[0]] = col
+        out[:, i] = col
     return out
