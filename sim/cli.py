@@ -1,0 +1,117 @@
+"""The ``mixpim`` command line.
+
+Errors a user can cause (bad options, out-of-range configurations, missing tools, failed
+co-simulation) end with one line ``mixpim: error: ...`` and exit status 2 (1 for a co-simulation
+mismatch); tracebacks are for bugs only.
+"""
+
+import argparse
+import json
+import sys
+
+from ..models.config import GROUP_SIZES
+from ..models.errors import MixpimError
+from .designs import DESIGNS, make_design
+
+__all__ = ["main"]
+
+
+def _design_options(p):
+    p.add_argument("design", choices=sorted(DESIGNS), help="what to generate")
+    p.add_argument("--rows", type=int, default=4, help="array rows (default 4)")
+    p.add_argument("--cols", type=int, default=4, help="array columns (default 4)")
+    p.add_argument("--wbits", type=int, default=4, choices=(2, 3, 4), help="widest weight code (default 4)")
+    p.add_argument("--act", default="int8", choices=("int8", "fp16"), help="activation format (default int8)")
+    p.add_argument("--group", type=int, default=32, choices=GROUP_SIZES, help="quantization group size (default 32)")
+    p.add_argument("--scale-bits", type=int, default=16, help="scale mantissa bits (default 16)")
+
+
+def _design(args):
+    return make_design(args.design, rows=args.rows, cols=args.cols, wbits=args.wbits, act=args.act,
+                       group=args.group, scale_bits=args.scale_bits)
+
+
+def cmd_rtl(args):
+    from .designs import write_rtl
+    design = _design(args)
+    verilog, manifest = write_rtl(design, args.output)
+    print(f"wrote {verilog} and {manifest}")
+
+
+def cmd_synth(args):
+    from .synth import synthesize
+    design = _design(args)
+    if not args.json:
+        print(f"synthesizing {design.top} for {args.target} (the first Yosys run compiles its "
+              f"WebAssembly, about a minute) ...", file=sys.stderr)
+    rep = synthesize(design.component(), design.top, target=args.target, fmax=args.fmax,
+                     workdir=args.workdir)
+    summary = {"design": args.design, "top": design.top, "target": args.target,
+               "config": design.config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
+               "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "fmax_mhz": rep.fmax_mhz,
+               "cells": rep.cells, "coarse_cells": rep.coarse_cells}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{design.top} on {args.target}:")
+    for key in ("luts", "ffs", "dsp_cells", "mul_cells", "brams"):
+        print(f"  {key:10s} {summary[key]}")
+    if rep.fmax_mhz is not None:
+        print(f"  fmax       {rep.fmax_mhz:.1f} MHz")
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    result = run_demo(args.output, rows=args.rows, cols=args.cols, act=args.act)
+    if not (result["bit_exact"] and result["cycle_exact"]):
+        return 1
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
+                                     "golden model, co-simulation, synthesis.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rtl", help="write Verilog and a manifest of a design")
+    _design_options(p)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.set_defaults(func=cmd_rtl)
+
+    p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
+    _design_options(p)
+    p.add_argument("--target", default="generic", choices=("generic", "ecp5"))
+    p.add_argument("--fmax", action="store_true", help="also place and route (ECP5) and report Fmax")
+    p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="the embedded default: a MiniLM FFN projection on RTL and golden")
+    p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--cols", type=int, default=8)
+    p.add_argument("--act", default="int8", choices=("int8", "fp16"))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    from .cosim import CosimError
+    from .synth import SynthError
+    from .toolchain import ToolchainError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "fmax", False) and args.target != "ecp5":
+        parser.error("--fmax needs --target ecp5")
+    try:
+        return args.func(args) or 0
+    except (MixpimError, ToolchainError, SynthError) as e:
+        print(f"mixpim: error: {e}", file=sys.stderr)
+        return 2
+    except CosimError as e:
+        print(f"mixpim: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
