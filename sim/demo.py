@@ -32,6 +32,7 @@ def minilm_activations(model_dir, sentence):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tok.no_padding()  # the shipped tokenizer pads every input to 128 tokens
     enc = tok.encode(sentence)
     ids = np.array(enc.ids)
     t = load_tensors(Path(model_dir) / "model.safetensors",

@@ -12,6 +12,7 @@ transfer, both included.
 """
 
 import random
+import time
 
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
@@ -29,6 +30,7 @@ async def array_matches_golden(dut):
     await start(dut)
 
     got = []
+    started = time.perf_counter()
     first_in = first_out = last_out = None
     idx = 0
     cycle = 0
@@ -59,7 +61,8 @@ async def array_matches_golden(dut):
 
     measured = {"first_output": first_out - first_in, "total": last_out - first_in + 1,
                 "beats_in": idx, "beats_out": len(got),
-                "nonfinite": int(dut.o_nonfinite.value), "error": int(dut.o_error.value)}
+                "nonfinite": int(dut.o_nonfinite.value), "error": int(dut.o_error.value),
+                "cycles_simulated": cycle, "sim_seconds": time.perf_counter() - started}
     save_result({**measured, "outputs": [format(w, "x") for w in got]})
     assert measured["nonfinite"] == int(case["nonfinite"]), f"nonfinite flag {measured['nonfinite']}"
     assert measured["error"] == int(case["error"]), f"error flag {measured['error']}"
