@@ -67,6 +67,19 @@ def cmd_demo(args):
         return 1
 
 
+def cmd_quant(args):
+    from ..compiler.checkpoint import minilm_dir
+    from .quant import parse_formats, quant_report, format_table
+    formats = parse_formats(args.formats)
+    path = args.checkpoint or minilm_dir() / "model.safetensors"
+    tensors = [t.strip() for t in args.tensors.split(",")] if args.tensors else None
+    report = quant_report(path, formats, args.group, tensors=tensors, scale_bits=args.scale_bits)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report, per_layer=args.per_layer))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
@@ -84,6 +97,18 @@ def build_parser():
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_synth)
+
+    from .quant import DEFAULT_FORMATS
+    p = sub.add_parser("quant", help="quantize a safetensors checkpoint; error per format and layer")
+    p.add_argument("--checkpoint", help="a .safetensors file (default: the installed all-MiniLM-L6-v2)")
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help=f"comma-separated formats (default {','.join(DEFAULT_FORMATS)})")
+    p.add_argument("--group", type=int, default=128, choices=GROUP_SIZES)
+    p.add_argument("--scale-bits", type=int, default=8, help="scale mantissa bits (default 8)")
+    p.add_argument("--tensors", help="comma-separated tensor names (default: every Linear weight)")
+    p.add_argument("--per-layer", action="store_true", help="one table row per layer and format")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_quant)
 
     p = sub.add_parser("demo", help="the embedded default: a MiniLM FFN projection on RTL and golden")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
