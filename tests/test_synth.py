@@ -1,0 +1,90 @@
+"""Yosys resource reports and ECP5 place-and-route Fmax."""
+
+import json
+
+import pytest
+from amaranth.hdl import Module, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from mixpim.sim import synth
+from mixpim.sim.synth import SynthError, synthesize
+
+
+class Multiplier(wiring.Component):
+    """Registered 8x8 -> 16 product written with ``*``."""
+
+    a: In(8)
+    b: In(8)
+    p: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.p.eq(self.a * self.b)
+        return m
+
+
+class ShiftAddMultiplier(wiring.Component):
+    """The same product as a sum of shifted partial products, without ``*``."""
+
+    a: In(8)
+    b: In(8)
+    p: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = 0
+        for i in range(8):
+            acc = acc + Mux(self.b[i], self.a << i, 0)
+        m.d.sync += self.p.eq(acc)
+        return m
+
+
+def never_elaborated(component):
+    """Silence Amaranth's UnusedElaboratable warning for a component a test expects to be rejected."""
+    component._MustUse__silence = True
+    return component
+
+
+def test_generic_counts_multipliers():
+    mul = synthesize(Multiplier(), "mul8", target="generic")
+    shift_add = synthesize(ShiftAddMultiplier(), "shift_add8", target="generic")
+    assert mul.mul_cells >= 1
+    assert shift_add.mul_cells == 0
+    for report in (mul, shift_add):
+        assert report.ffs == 16
+        assert report.luts > 0
+        assert report.dsp_cells == 0 and report.fmax_mhz is None
+        assert report.workdir is None
+    assert "$mul" in mul.coarse_cells and "$mul" not in shift_add.coarse_cells
+
+
+def test_ecp5_resources_and_fmax(tmp_path):
+    report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
+                        fmax=True)
+    assert report.mul_cells == 0 and report.dsp_cells == 0
+    assert report.ffs == report.cells["TRELLIS_FF"] == 16
+    assert report.luts == report.cells["LUT4"] > 0
+    assert set(report.fmax_by_clock) == {"clk"}
+    assert 20 < report.fmax_mhz < 1000
+    assert (tmp_path / "report.json").is_file() and report.workdir == tmp_path.resolve()
+    json.dumps(report.to_dict())
+
+
+def test_ecp5_maps_product_to_dsp(tmp_path):
+    report = synthesize(Multiplier(), "mul8", target="ecp5", workdir=tmp_path)
+    assert report.mul_cells == 1
+    assert report.dsp_cells == report.cells["MULT18X18D"] == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="target must be one of generic, ecp5, not 'xilinx'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="xilinx")
+    with pytest.raises(ValueError, match="fmax=True needs target='ecp5'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="generic", fmax=True)
+
+
+def test_yosys_error_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(synth, "_yosys_script", lambda *args: "no_such_command\n")
+    with pytest.raises(SynthError, match="No such command"):
+        synthesize(Multiplier(), "mul8", workdir=tmp_path)
