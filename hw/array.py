@@ -69,6 +69,8 @@ class _Array(wiring.Component):
     """
 
     family = None
+    _pe = None           # PE class
+    _result_width = None  # ArrayParams attribute: width of a PE result on the column bus
 
     def __init__(self, params):
         check_params(params, self.family)
@@ -129,7 +131,7 @@ class _Array(wiring.Component):
         cols_in = [{k: _delay(core, v, j, f"col{j}_{k}") for k, v in col.items()}
                    for j, col in enumerate(cols_in)]
 
-        grid = [[self._make_pe(p) for _ in range(p.cols)] for _ in range(p.rows)]
+        grid = [[self._pe(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for i in range(p.rows):
             for j in range(p.cols):
                 pe = grid[i][j]
@@ -142,7 +144,7 @@ class _Array(wiring.Component):
 
         outs = []
         for j in range(p.cols):
-            bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], self._res_width(p), f"col{j}_bus")
+            bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], getattr(p, self._result_width), f"col{j}_bus")
             col_out = self._column_edge(core, p, j, bus)
             outs.append(_delay(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
 
@@ -163,14 +165,8 @@ class MixPEArray(_Array):
     """
 
     family = "mixpe"
-
-    @staticmethod
-    def _make_pe(p):
-        return MixPE(p)
-
-    @staticmethod
-    def _res_width(p):
-        return p.psum_bits
+    _pe = MixPE
+    _result_width = "psum_bits"  # PEs hand narrow group sums to the edge
 
     def _column_inputs(self, core, p, beat, pos, payload):
         # Scales of groups in flight, written at each group's first beat; shared write pointer,
@@ -228,14 +224,8 @@ class BaselineArray(_Array):
     """The baseline array (see module doc). ``params``: ArrayParams of family "baseline"."""
 
     family = "baseline"
-
-    @staticmethod
-    def _make_pe(p):
-        return BaselinePE(p)
-
-    @staticmethod
-    def _res_width(p):
-        return p.acc_bits
+    _pe = BaselinePE
+    _result_width = "acc_bits"  # PEs hand full accumulators to the edge
 
     def _column_inputs(self, core, p, beat, pos, payload):
         cols = []

@@ -76,9 +76,9 @@ class QuantizedWeights:
 
 def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
     """Quantize ``w`` (N, K) float to :class:`QuantizedWeights` (rounding half to even)."""
-    if bits not in (2, 3, 4):
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in (2, 3, 4):
         raise ConfigError(f"weight bits must be 2, 3 or 4, not {bits!r}")
-    if group not in GROUP_SIZES:
+    if isinstance(group, bool) or not isinstance(group, int) or group not in GROUP_SIZES:
         raise ConfigError(f"group must be one of {GROUP_SIZES}, not {group!r}")
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or 0 in w.shape:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .toolchain import Verilator, find_verilator, verilator_env
+from .toolchain import Verilator, find_verilator, log_tail, verilator_env
 from .verilog import content_hash, to_verilog
 
 __all__ = [
@@ -149,11 +149,7 @@ def _jsonable(obj):
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+    return log_tail(path, lines)
 
 
 def _runner_class():

@@ -41,7 +41,7 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .toolchain import nextpnr_ecp5_command, yosys_command
+from .toolchain import log_tail, nextpnr_ecp5_command, yosys_command
 from .verilog import content_hash, to_verilog
 
 __all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
@@ -103,11 +103,7 @@ class SynthReport:
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+    return log_tail(path, lines)
 
 
 def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str) -> None:

