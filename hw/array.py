@@ -241,4 +241,5 @@ class BaselineArray(_Array):
 
 def make_array(params):
     """The array of ``params.family``."""
+    check_params(params, getattr(params, "family", None))
     return {"mixpe": MixPEArray, "baseline": BaselineArray}[params.family](params)

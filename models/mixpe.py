@@ -138,6 +138,8 @@ def activation_values(act, fmt):
             raise RangeError("INT8 activations must be integers in -128..127")
         return act.astype(np.int64), np.zeros(act.shape, bool)
     if fmt == "fp16":
+        if act.dtype not in (np.float16, np.uint16):
+            raise RangeError(f"FP16 activations must be float16 (or uint16 bit patterns), not {act.dtype}")
         sig, exp, nonfinite = fp16_decode(act)
         return sig << (exp - 1), nonfinite
     raise ValueError(f"activation format must be 'int8' or 'fp16', not {fmt!r}")
@@ -211,6 +213,9 @@ def array_stream(params: ArrayParams, act, qw: QuantizedWeights):
     set on the last beat of every tile. Padding rows/columns/K carry zeros (code = zero point = 0).
     """
     act = np.asarray(act)
+    if act.ndim != 2:
+        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
+    activation_values(act, params.act)  # the same range and format checks as the golden GEMM
     _check_weights(params, qw)
     m, k = act.shape
     n = qw.codes.shape[0]

@@ -59,17 +59,25 @@ def fp16_decode(x):
 def quantize_act_int8(x):
     """Per-token symmetric INT8 quantization of activations ``x`` (M, K).
 
-    ``sa[m] = max|x[m]| / 127`` (1.0 for an all-zero token); ``a = clip(rint(x / sa), -127, 127)``.
+    ``sa[m] = max|x[m]| / 127`` as float32 (1.0 for an all-zero token; the smallest positive float32
+    if that quotient underflows); ``a = clip(rint(x / sa), -127, 127)``, computed in float64.
     Rounding is half to even. Returns ``(a int8 (M, K), sa float32 (M,))``.
     """
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ShapeError(f"activations must be a 2-D (tokens, features) array, not shape {x.shape}")
+    if x.shape[1] == 0:
+        raise ShapeError("activations have no features (shape (M, 0)); nothing to quantize")
     if not np.all(np.isfinite(x)):
         raise RangeError("activations contain inf or NaN; INT8 quantization needs finite values")
     absmax = np.max(np.abs(x), axis=1)
-    sa = np.where(absmax > 0, absmax / np.float32(127), np.float32(1)).astype(np.float32)
-    a = np.clip(np.rint(x / sa[:, None]), -127, 127).astype(np.int8)
+    if np.any(absmax > np.finfo(np.float32).max):
+        raise RangeError("activations exceed the float32 range")
+    sa = (absmax / 127).astype(np.float32)
+    # A token so small that max/127 underflows float32 still gets a positive scale.
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    sa = np.where(sa > 0, sa, np.where(absmax > 0, tiny, np.float32(1))).astype(np.float32)
+    a = np.clip(np.rint(x / sa[:, None].astype(np.float64)), -127, 127).astype(np.int8)
     return a, sa
 
 
@@ -103,7 +111,9 @@ def to_fixed_scales(scales, bits):
 
     The exponent of each row puts the row's largest scale in ``[2**(bits-1), 2**bits)``; smaller
     scales of the row lose relative precision (documented in docs/numerics.md). Rounding is
-    half to even; a row of zeros gets exponent 0.
+    half to even; a row of zeros gets exponent 0. Every scale is within half a unit of
+    ``2**-exp``, i.e. ``2**-bits`` of the row's *rounded* maximum (one bit less when rounding
+    carried the maximum to ``2**bits`` and the row's exponent dropped by one).
     """
     s = np.asarray(scales, dtype=np.float64)
     if s.ndim != 2:

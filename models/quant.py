@@ -80,6 +80,8 @@ def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
         raise ConfigError(f"weight bits must be 2, 3 or 4, not {bits!r}")
     if isinstance(group, bool) or not isinstance(group, int) or group not in GROUP_SIZES:
         raise ConfigError(f"group must be one of {GROUP_SIZES}, not {group!r}")
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 4 <= scale_bits <= 16:
+        raise ConfigError(f"scale_bits must be an integer in 4..16, not {scale_bits!r}")
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or 0 in w.shape:
         raise ShapeError(f"weights must be a non-empty 2-D (out, in) array, not shape {w.shape}")

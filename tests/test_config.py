@@ -1,0 +1,278 @@
+"""TileConfig: validation messages, presets, JSON/TOML round-trip, loading."""
+
+import dataclasses
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixpim.models.config import GROUP_SIZES, PE_KINDS, PRESETS, TileConfig, preset
+from mixpim.models.errors import ConfigError, MixpimError
+
+FIELDS = "acc_headroom, cols, group, pe, rows, scale_bits, wbits"
+
+
+def exact(text):
+    """A ``match=`` pattern for exactly ``text``."""
+    return "^" + re.escape(text) + "$"
+
+
+# -- validation --------------------------------------------------------------------------------
+
+INT_FIELDS = [  # name, lo, hi (with group large enough that rows never trips the rows <= group rule)
+    ("rows", 1, 128),
+    ("cols", 1, 256),
+    ("wbits", 2, 4),
+    ("scale_bits", 4, 16),
+    ("acc_headroom", 1, 24),
+]
+INT_RANGES = {"rows": (1, 256), "cols": (1, 256), "wbits": (2, 4), "scale_bits": (4, 16),
+              "acc_headroom": (1, 24)}
+
+
+@pytest.mark.parametrize("name, lo, hi", INT_FIELDS)
+def test_int_field_bounds_accepted(name, lo, hi):
+    for v in (lo, hi):
+        cfg = TileConfig(group=128, **{name: v})
+        assert getattr(cfg, name) == v
+
+
+@pytest.mark.parametrize("name", sorted(INT_RANGES))
+@pytest.mark.parametrize("bad_kind", ["below", "above", "bool", "float", "str", "none"])
+def test_int_field_rejected(name, bad_kind):
+    lo, hi = INT_RANGES[name]
+    bad = {"below": lo - 1, "above": hi + 1, "bool": True, "float": float(lo), "str": str(lo),
+           "none": None}[bad_kind]
+    with pytest.raises(ConfigError, match=exact(f"{name} must be an integer in {lo}..{hi}, not {bad!r}")):
+        TileConfig(group=128, **{name: bad})
+
+
+def test_bool_false_rejected_even_where_0_would_be_out_of_range_anyway():
+    with pytest.raises(ConfigError, match=exact("wbits must be an integer in 2..4, not False")):
+        TileConfig(wbits=False)
+
+
+@pytest.mark.parametrize("bad", ["mixpe", "MIXPE-W4A8", "bitmod", "", None, 4])
+def test_pe_rejected(bad):
+    msg = f"pe must be one of mixpe-w4a8, mixpe-w4a16, baseline-w4a8, baseline-w4a16, not {bad!r}"
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig(pe=bad)
+
+
+@pytest.mark.parametrize("bad", [16, 0, 256, 33, "32", None])
+def test_group_rejected(bad):
+    with pytest.raises(ConfigError, match=exact(f"group must be one of (32, 64, 128), not {bad!r}")):
+        TileConfig(rows=1, group=bad)
+
+
+def test_group_rejects_floats_like_every_other_integer_field():
+    # Regression: `group not in GROUP_SIZES` alone accepts 32.0 (32.0 == 32), and a JSON/TOML file
+    # with `"group": 32.0` then gave ArrayParams whose array_timing returned floats and whose RTL
+    # could not be elaborated (range(32.0)).
+    for make in (lambda: TileConfig(rows=1, group=32.0), lambda: TileConfig.from_json('{"group": 32.0}')):
+        with pytest.raises(ConfigError, match=exact("group must be one of (32, 64, 128), not 32.0")):
+            make()
+            pytest.fail("a float group size (32.0) was accepted; it must be rejected with a ConfigError")
+
+
+def test_group_sizes():
+    assert GROUP_SIZES == (32, 64, 128)
+    for g in GROUP_SIZES:
+        assert TileConfig(group=g).group == g
+
+
+def test_rows_must_not_exceed_group():
+    assert TileConfig(rows=32, group=32).rows == 32
+    assert TileConfig(rows=128, group=128).rows == 128
+    msg = ("rows (33) must not exceed group (32): a column of the array delivers one group result "
+           "per cycle")
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig(rows=33, group=32)
+    msg = ("rows (129) must not exceed group (128): a column of the array delivers one group result "
+           "per cycle")
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig(rows=129, group=128)
+
+
+def test_first_invalid_field_is_named():
+    # Fields are checked in declaration order: rows before pe before group.
+    with pytest.raises(ConfigError, match="^rows "):
+        TileConfig(rows=0, pe="nope", group=1)
+    with pytest.raises(ConfigError, match="^pe "):
+        TileConfig(pe="nope", group=1)
+
+
+def test_config_error_is_a_value_error_and_a_mixpim_error():
+    with pytest.raises(ValueError):
+        TileConfig(rows=0)
+    with pytest.raises(MixpimError):
+        TileConfig(rows=0)
+
+
+def test_defaults_and_derived_properties():
+    cfg = TileConfig()
+    assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12)
+    expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
+                "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline")}
+    assert set(expected) == set(PE_KINDS)
+    for pe, (act, family) in expected.items():
+        c = TileConfig(pe=pe)
+        assert (c.act, c.family) == (act, family)
+
+
+def test_frozen_and_replace_validates():
+    cfg = TileConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.rows = 8
+    c2 = cfg.replace(rows=8, pe="baseline-w4a16")
+    assert (c2.rows, c2.pe, cfg.rows, cfg.pe) == (8, "baseline-w4a16", 4, "mixpe-w4a8")
+    with pytest.raises(ConfigError, match=exact("cols must be an integer in 1..256, not 257")):
+        cfg.replace(cols=257)
+    with pytest.raises(TypeError):
+        cfg.replace(nonsense=1)
+
+
+def test_equality_and_hash():
+    assert TileConfig() == TileConfig(rows=4)
+    assert hash(TileConfig()) == hash(TileConfig())
+    assert TileConfig() != TileConfig(rows=2)
+
+
+# -- presets -----------------------------------------------------------------------------------
+
+def test_presets():
+    assert set(PRESETS) == {"tiny", "fpga"}
+    tiny, fpga = preset("tiny"), preset("fpga")
+    assert tiny is PRESETS["tiny"] and fpga is PRESETS["fpga"]
+    assert (tiny.rows, tiny.cols, tiny.pe, tiny.wbits, tiny.group) == (4, 4, "mixpe-w4a8", 4, 32)
+    assert (fpga.rows, fpga.cols, fpga.pe, fpga.wbits, fpga.group) == (16, 16, "mixpe-w4a8", 4, 128)
+    for cfg in PRESETS.values():
+        assert isinstance(cfg, TileConfig)
+        assert TileConfig.from_dict(cfg.to_dict()) == cfg  # valid (re-validated)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga")):
+        preset("huge")
+
+
+# -- serialization -----------------------------------------------------------------------------
+
+@st.composite
+def tile_configs(draw):
+    group = draw(st.sampled_from(GROUP_SIZES))
+    return TileConfig(
+        rows=draw(st.integers(1, group)), cols=draw(st.integers(1, 256)),
+        pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
+        scale_bits=draw(st.integers(4, 16)), acc_headroom=draw(st.integers(1, 24)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tile_configs())
+def test_json_and_toml_round_trip(cfg):
+    assert TileConfig.from_json(cfg.to_json()) == cfg
+    assert TileConfig.from_toml(cfg.to_toml()) == cfg
+    assert TileConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_to_dict_json_toml_content():
+    cfg = TileConfig(rows=2, cols=3, pe="mixpe-w4a16", wbits=3, group=64, scale_bits=8, acc_headroom=5)
+    d = {"rows": 2, "cols": 3, "pe": "mixpe-w4a16", "wbits": 3, "group": 64, "scale_bits": 8,
+         "acc_headroom": 5}
+    assert cfg.to_dict() == d
+    assert json.loads(cfg.to_json()) == d
+    assert cfg.to_json() == json.dumps(d, indent=2, sort_keys=True)
+    assert cfg.to_toml() == ('rows = 2\ncols = 3\npe = "mixpe-w4a16"\nwbits = 3\ngroup = 64\n'
+                             'scale_bits = 8\nacc_headroom = 5\n')
+
+
+def test_partial_documents_take_defaults():
+    assert TileConfig.from_json("{}") == TileConfig()
+    assert TileConfig.from_toml("") == TileConfig()
+    assert TileConfig.from_json('{"cols": 7}') == TileConfig(cols=7)
+    assert TileConfig.from_toml('pe = "baseline-w4a8"\n') == TileConfig(pe="baseline-w4a8")
+
+
+def test_unknown_keys():
+    msg = f"unknown configuration field(s) bogus, zeta; known fields are {FIELDS}"
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig.from_dict({"zeta": 1, "rows": 2, "bogus": 3})
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig.from_json('{"zeta": 1, "bogus": 3}')
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig.from_toml("zeta = 1\nbogus = 3\n")
+    # a TOML table is an unknown key too (the file is flat)
+    with pytest.raises(ConfigError, match=exact(f"unknown configuration field(s) tile; known fields are {FIELDS}")):
+        TileConfig.from_toml("[tile]\nrows = 2\n")
+
+
+@pytest.mark.parametrize("text, kind", [("[1, 2]", "list"), ("null", "NoneType"), ('"tiny"', "str"),
+                                        ("4", "int")])
+def test_json_that_is_not_a_table(text, kind):
+    with pytest.raises(ConfigError, match=exact(f"a tile configuration must be a table of fields, not {kind}")):
+        TileConfig.from_json(text)
+
+
+def test_from_dict_rejects_non_dicts():
+    with pytest.raises(ConfigError, match=exact("a tile configuration must be a table of fields, not tuple")):
+        TileConfig.from_dict((("rows", 4),))
+
+
+@pytest.mark.parametrize("text", ["{", '{"rows": 4,}', "", "rows = 4", "{'rows': 4}"])
+def test_bad_json(text):
+    with pytest.raises(ConfigError, match=r"^configuration is not valid JSON: .+"):
+        TileConfig.from_json(text)
+
+
+@pytest.mark.parametrize("text", ["rows = ", "rows = 4\nrows = 5\n", '{"rows": 4}', "pe = mixpe"])
+def test_bad_toml(text):
+    with pytest.raises(ConfigError, match=r"^configuration is not valid TOML: .+"):
+        TileConfig.from_toml(text)
+
+
+def test_wrong_types_in_documents_are_named():
+    with pytest.raises(ConfigError, match=exact("rows must be an integer in 1..256, not '4'")):
+        TileConfig.from_json('{"rows": "4"}')
+    with pytest.raises(ConfigError, match=exact("cols must be an integer in 1..256, not 4.0")):
+        TileConfig.from_toml("cols = 4.0\n")
+    with pytest.raises(ConfigError, match=exact("wbits must be an integer in 2..4, not True")):
+        TileConfig.from_json('{"wbits": true}')
+    with pytest.raises(ConfigError, match=exact("scale_bits must be an integer in 4..16, not [16]")):
+        TileConfig.from_toml("scale_bits = [16]\n")
+
+
+# -- load --------------------------------------------------------------------------------------
+
+def test_load_files_and_presets(tmp_path):
+    cfg = TileConfig(rows=8, cols=2, pe="baseline-w4a16", wbits=2, group=128, scale_bits=12, acc_headroom=3)
+    (tmp_path / "c.json").write_text(cfg.to_json(), encoding="utf-8")
+    (tmp_path / "c.toml").write_text(cfg.to_toml(), encoding="utf-8")
+    (tmp_path / "c.cfg").write_text(cfg.to_json(), encoding="utf-8")  # anything not .toml is JSON
+    assert TileConfig.load(tmp_path / "c.json") == cfg
+    assert TileConfig.load(str(tmp_path / "c.toml")) == cfg
+    assert TileConfig.load(tmp_path / "c.cfg") == cfg
+    assert TileConfig.load("tiny") is PRESETS["tiny"]
+    assert TileConfig.load("fpga") is PRESETS["fpga"]
+
+
+def test_load_errors(tmp_path):
+    missing = tmp_path / "missing.json"
+    msg = f"cannot read configuration {str(missing)!r}: No such file or directory"
+    with pytest.raises(ConfigError, match=exact(msg)):
+        TileConfig.load(missing)
+    with pytest.raises(ConfigError, match=exact(f"cannot read configuration {str(tmp_path)!r}: Is a directory")):
+        TileConfig.load(tmp_path)
+    # a preset name that is not a preset is a missing file
+    with pytest.raises(ConfigError, match=exact("cannot read configuration 'huge': No such file or directory")):
+        TileConfig.load("huge")
+    (tmp_path / "bad.toml").write_text(TileConfig().to_json(), encoding="utf-8")
+    with pytest.raises(ConfigError, match="^configuration is not valid TOML: "):
+        TileConfig.load(tmp_path / "bad.toml")
+    (tmp_path / "bad.json").write_text(TileConfig().to_toml(), encoding="utf-8")
+    with pytest.raises(ConfigError, match="^configuration is not valid JSON: "):
+        TileConfig.load(tmp_path / "bad.json")
+    (tmp_path / "range.toml").write_text("rows = 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=exact("rows must be an integer in 1..256, not 0")):
+        TileConfig.load(tmp_path / "range.toml")
