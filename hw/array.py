@@ -126,7 +126,7 @@ class _Array(wiring.Component):
                     core.d.sync += self.o_nonfinite.eq(1)
             acts.append(_delay(core, a, i, f"row{i}_skew"))
 
-        cols_in = self._column_inputs(core, p, beat, pos, payload)
+        cols_in, edge_state = self._column_inputs(core, p, beat, pos, payload)
         col_ctl = [_delay(core, ctl, j, f"col{j}_ctl") for j in range(p.cols)]
         cols_in = [{k: _delay(core, v, j, f"col{j}_{k}") for k, v in col.items()}
                    for j, col in enumerate(cols_in)]
@@ -145,7 +145,7 @@ class _Array(wiring.Component):
         outs = []
         for j in range(p.cols):
             bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], getattr(p, self._result_width), f"col{j}_bus")
-            col_out = self._column_edge(core, p, j, bus)
+            col_out = self._column_edge(core, p, j, bus, edge_state)
             outs.append(_delay(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
 
         m.d.comb += self.o_stream.valid.eq(outs[-1].valid)
@@ -172,27 +172,26 @@ class MixPEArray(_Array):
         # Scales of groups in flight, written at each group's first beat; shared write pointer,
         # one read pointer per column (columns run j cycles apart).
         depth = p.scale_fifo_depth
-        self._slots = [Signal(data.ArrayLayout(p.scale_bits, p.cols), name=f"scale_slot{s}")
-                       for s in range(depth)]
-        self._wptr = Signal(range(depth))
+        slots = [Signal(data.ArrayLayout(p.scale_bits, p.cols), name=f"scale_slot{s}") for s in range(depth)]
+        wptr = Signal(range(depth))
         with core.If(beat & (pos == 0)):
-            for s, slot in enumerate(self._slots):
-                with core.If(self._wptr == s):
+            for s, slot in enumerate(slots):
+                with core.If(wptr == s):
                     core.d.sync += slot.eq(payload.scale)
-            core.d.sync += self._wptr.eq(0 if depth == 1 else (self._wptr + 1) % depth)
+            core.d.sync += wptr.eq(0 if depth == 1 else (wptr + 1) % depth)
         cols = []
         for j in range(p.cols):
             wc = Signal(signed(p.wc_bits), name=f"wc_in{j}")
             core.d.sync += wc.eq(payload.code[j] - payload.zero[j])
             cols.append({"wc": wc})
-        return cols
+        return cols, slots
 
-    def _column_edge(self, core, p, j, bus):
+    def _column_edge(self, core, p, j, bus, slots):
         depth = p.scale_fifo_depth
         rptr = Signal(range(depth), name=f"col{j}_rptr")
         row = Signal(range(p.rows), name=f"col{j}_row")
         scale = Signal(p.scale_bits, name=f"col{j}_scale")
-        for s, slot in enumerate(self._slots):
+        for s, slot in enumerate(slots):
             with core.If(rptr == s):
                 core.d.comb += scale.eq(slot[j])
 
@@ -233,9 +232,9 @@ class BaselineArray(_Array):
             regs = {k: Signal(getattr(payload, k)[j].shape(), name=f"{k}_in{j}") for k in ("code", "zero", "scale")}
             core.d.sync += [r.eq(getattr(payload, k)[j]) for k, r in regs.items()]
             cols.append(regs)
-        return cols
+        return cols, None
 
-    def _column_edge(self, core, p, j, bus):
+    def _column_edge(self, core, p, j, bus, edge_state):
         return bus
 
 
