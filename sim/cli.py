@@ -20,15 +20,21 @@ def _design_options(p):
     p.add_argument("design", choices=sorted(DESIGNS), help="what to generate")
     p.add_argument("--rows", type=int, default=4, help="array rows (default 4)")
     p.add_argument("--cols", type=int, default=4, help="array columns (default 4)")
-    p.add_argument("--wbits", type=int, default=4, choices=(2, 3, 4), help="widest weight code (default 4)")
-    p.add_argument("--act", default="int8", choices=("int8", "fp16"), help="activation format (default int8)")
+    p.add_argument("--wbits", type=int, default=4, choices=(2, 3, 4, 8),
+                   help="widest weight code (default 4; 8 = BitMoD INT8 mode)")
+    p.add_argument("--act", default=None, choices=("int8", "fp16"),
+                   help="activation format (default int8 for mixpe/baseline, fp16 for bitmod)")
     p.add_argument("--group", type=int, default=32, choices=GROUP_SIZES, help="quantization group size (default 32)")
-    p.add_argument("--scale-bits", type=int, default=16, help="scale mantissa bits (default 16)")
+    p.add_argument("--scale-bits", type=int, default=None,
+                   help="scale mantissa bits (default 16 for mixpe/baseline, 8 for bitmod)")
+    p.add_argument("--types", help="BitMoD only: comma-separated weight types a group may select "
+                   "(default: the BitMoD mixture for 3/4 bits, INT-b otherwise)")
 
 
 def _design(args):
+    types = tuple(t.strip().upper() for t in args.types.split(",")) if args.types else None
     return make_design(args.design, rows=args.rows, cols=args.cols, wbits=args.wbits, act=args.act,
-                       group=args.group, scale_bits=args.scale_bits)
+                       group=args.group, scale_bits=args.scale_bits, types=types)
 
 
 def cmd_rtl(args):

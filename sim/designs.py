@@ -1,16 +1,21 @@
 """The designs users can generate, synthesize and simulate by name (``mixpim rtl DESIGN``).
 
-A design is a component kind plus a :class:`~mixpim.models.config.TileConfig`; its Verilog module
-name encodes every parameter so build caches and output files never collide.
+A design is a component kind plus its configuration: a :class:`~mixpim.models.config.TileConfig`
+for the MixPE and baseline designs, a :class:`~mixpim.models.bitmod_gemm.BitmodParams` for the BitMoD
+ones (TileConfig does not describe BitMoD arrays yet). Its Verilog module name encodes every
+parameter so build caches and output files never collide.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..hw.array import BaselineArray, MixPEArray
 from ..hw.baseline_pe import BaselinePE
+from ..hw.bitmod_array import BitmodArray
+from ..hw.bitmod_pe import BitmodPE
 from ..hw.mixpe_pe import MixPE
+from ..models.bitmod_gemm import BitmodParams, default_types
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
 from ..models.mixpe import ArrayParams
@@ -24,22 +29,30 @@ DESIGNS = {
     "mixpe-array": ("mixpe", MixPEArray),
     "baseline-pe": ("baseline", BaselinePE),
     "baseline-array": ("baseline", BaselineArray),
+    "bitmod-pe": ("bitmod", BitmodPE),
+    "bitmod-array": ("bitmod", BitmodArray),
 }
 
 
 @dataclass(frozen=True)
 class Design:
-    """``kind`` (a :data:`DESIGNS` key), ``config``, ``params`` and the Verilog ``top`` name."""
+    """``kind`` (a :data:`DESIGNS` key), ``config``, ``params`` and the Verilog ``top`` name.
+
+    For BitMoD designs ``config`` and ``params`` are the same :class:`BitmodParams`.
+    """
 
     kind: str
-    config: TileConfig
-    params: ArrayParams
+    config: TileConfig | BitmodParams
+    params: ArrayParams | BitmodParams
 
     @property
     def top(self):
         p = self.params
         dims = "" if self.kind.endswith("-pe") else f"_r{p.rows}c{p.cols}"
-        return (f"{self.kind.replace('-', '_')}{dims}_w{p.wbits}_{p.act}_g{p.group}"
+        wbits = f"w{p.wbits}"
+        if isinstance(p, BitmodParams) and p.types != default_types(p.wbits):
+            wbits += "_" + "_".join(t.lower() for t in p.types)
+        return (f"{self.kind.replace('-', '_')}{dims}_{wbits}_{p.act}_g{p.group}"
                 f"_s{p.scale_bits}_h{p.acc_headroom}")
 
     def component(self):
@@ -47,28 +60,52 @@ class Design:
 
     def manifest(self):
         p = self.params
+        if isinstance(p, BitmodParams):
+            return {"design": self.kind, "top": self.top, "config": p.to_dict(),
+                    "widths": {"act_bits": p.act_bits, "shift_bits": p.shift_bits, "prod_bits": p.prod_bits,
+                               "psum_bits": p.psum_bits, "scaled_bits": p.scaled_bits, "acc_bits": p.acc_bits},
+                    "cycles_per_beat": p.terms, "latency": p.latency, "row_interval": p.row_interval}
         return {"design": self.kind, "top": self.top, "config": self.config.to_dict(),
                 "widths": {"act_bits": p.act_bits, "wc_bits": p.wc_bits, "prod_bits": p.prod_bits,
                            "psum_bits": p.psum_bits, "scaled_bits": p.scaled_bits, "acc_bits": p.acc_bits},
                 "latency": p.latency}
 
 
-def make_design(kind, *, rows=4, cols=4, wbits=4, act="int8", group=32, scale_bits=16, acc_headroom=12):
-    """The :class:`Design` ``kind`` with these parameters; :class:`ConfigError` if out of range."""
+def make_design(kind, *, rows=4, cols=4, wbits=4, act=None, group=32, scale_bits=None, acc_headroom=12,
+                types=None):
+    """The :class:`Design` ``kind`` with these parameters; :class:`ConfigError` if out of range.
+
+    ``act`` and ``scale_bits`` default to the family's own defaults: INT8 activations and 16-bit
+    scales for MixPE and the baseline, FP16 activations and 8-bit scales for BitMoD. ``types``
+    (BitMoD only) are the types a group may select (default: the BitMoD mixture for 3 and 4 bits,
+    INT-``wbits`` otherwise; ``wbits=8`` is the INT8 mode).
+    """
     if kind not in DESIGNS:
         raise ConfigError(f"unknown design {kind!r}; designs are {', '.join(DESIGNS)}")
-    if act not in ("int8", "fp16"):
+    if act is not None and act not in ("int8", "fp16"):
         raise ConfigError(f"act must be int8 or fp16, not {act!r}")
     family = DESIGNS[kind][0]
     if kind.endswith("-pe"):
         rows = cols = 1
+    if family == "bitmod":
+        p = BitmodParams(rows=rows, cols=cols, group=group, wbits=wbits, types=types, act=act or "fp16",
+                         scale_bits=8 if scale_bits is None else scale_bits, acc_headroom=acc_headroom)
+        return Design(kind, p, p)
+    if types is not None:
+        raise ConfigError(f"types select BitMoD weight types; {kind} takes none")
+    act = act or "int8"
+    scale_bits = 16 if scale_bits is None else scale_bits
     cfg = TileConfig(rows=rows, cols=cols, pe=f"{family}-w4{'a8' if act == 'int8' else 'a16'}",
                      wbits=wbits, group=group, scale_bits=scale_bits, acc_headroom=acc_headroom)
     return Design(kind, cfg, ArrayParams.from_config(cfg))
 
 
-def design_for(config: TileConfig, kind="array"):
-    """The array (or PE) design of a tile configuration."""
+def design_for(config, kind="array"):
+    """The array (or PE) design of a tile configuration or of :class:`BitmodParams` (a BitMoD PE
+    design is built with ``rows = cols = 1``, so all PEs of one configuration share a build)."""
+    if isinstance(config, BitmodParams):
+        p = replace(config, rows=1, cols=1) if kind == "pe" else config
+        return Design(f"bitmod-{kind}", p, p)
     p = ArrayParams.from_config(config)
     return Design(f"{p.family}-{kind}", config, p)
 
