@@ -1,0 +1,474 @@
+"""ISA: enum values, field layouts (against docs/tile.md and Amaranth), encode/decode, every error."""
+
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixpim.models.errors import MixpimError
+from mixpim.models.isa import (FORMATS, HEADER_BITS, MARKDOWN_BEGIN, MARKDOWN_END, PIM_OPCODES,
+                               WORD_BITS, DecodeError, ErrorCode, Instruction, IsaError, Opcode,
+                               Spad, Unit, UnitMask, VecFunc, decode, fields, format_of,
+                               header_fields, isa_markdown, parse_instruction)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def exact(text):
+    """A ``match=`` pattern for exactly ``text``."""
+    return "^" + re.escape(text) + "$"
+
+
+def raises_decode(word, message, code=ErrorCode.BAD_FIELD, field=None):
+    with pytest.raises(DecodeError, match=exact(message)) as info:
+        decode(word)
+    assert info.value.code is code
+    if field is not None:
+        assert info.value.field == field
+    return info.value
+
+
+# -- the tables, pinned against docs/tile.md ---------------------------------------------------
+
+def test_enum_values():
+    assert {u.name: int(u) for u in Unit} == {"DMA": 0, "GEMM": 1, "VEC": 2, "PIM": 3}
+    assert {m.name: int(m) for m in UnitMask} == {"DMA": 1, "GEMM": 2, "VEC": 4, "PIM": 8}
+    assert {op.name: int(op) for op in Opcode} == {
+        "NOP": 0x00, "SYNC": 0x01, "HALT": 0x02, "LOAD": 0x10, "STORE": 0x11, "GEMM": 0x20,
+        "VEC": 0x30}
+    assert {s.name: int(s) for s in Spad} == {"ACT": 0, "WGT": 1, "META": 2, "ACC": 3, "VPARAM": 4}
+    assert {f.name: int(f) for f in VecFunc} == {"REQUANT": 0, "RELU": 1, "GELU": 2, "ADD": 3}
+    assert {e.name: int(e) for e in ErrorCode} == {
+        "OK": 0, "ILLEGAL_OPCODE": 1, "BAD_FIELD": 2, "SPAD_RANGE": 3, "DRAM_RANGE": 4,
+        "TOKEN_OVERFLOW": 5, "DEADLOCK": 6, "NO_HALT": 7, "ARRAY_STREAM": 8}
+    assert list(PIM_OPCODES) == list(range(0x40, 0x50))
+    assert WORD_BITS == 128 and HEADER_BITS == 24
+
+
+# (name, lo, width) exactly as the instruction table of docs/tile.md.
+TILE_MD = {
+    "NOP": [], "SYNC": [], "HALT": [],
+    "LOAD": [("spad", 24, 4), ("spad_addr", 28, 16), ("dram_addr", 44, 32), ("words", 76, 16),
+             ("rows", 92, 12), ("stride", 104, 24)],
+    "GEMM": [("act_addr", 24, 16), ("wgt_addr", 40, 16), ("meta_addr", 56, 16),
+             ("acc_addr", 72, 16), ("groups", 88, 12), ("accumulate", 100, 1)],
+    "VEC": [("func", 24, 4), ("acc_addr", 28, 16), ("act_addr", 44, 16), ("res_addr", 60, 16),
+            ("param_addr", 76, 16), ("rows", 92, 8)],
+}
+TILE_MD["STORE"] = TILE_MD["LOAD"]
+UNITS = {"NOP": None, "SYNC": None, "HALT": None, "LOAD": Unit.DMA, "STORE": Unit.DMA,
+         "GEMM": Unit.GEMM, "VEC": Unit.VEC}
+
+
+def test_header_fields():
+    assert header_fields() == [("opcode", 0, 8), ("wait", 8, 4), ("signal", 12, 4),
+                               ("reserved", 16, 8)]
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=lambda op: op.name)
+def test_fields_match_tile_md_and_cover_128_bits(op):
+    fs = fields(op)
+    operands = TILE_MD[op.name]
+    end = operands[-1][1] + operands[-1][2] if operands else HEADER_BITS
+    unused = [("unused", end, WORD_BITS - end)] if end < WORD_BITS else []
+    assert fs == header_fields() + operands + unused
+    assert fields(op.name) == fields(int(op)) == fs
+    assert format_of(op).unit == UNITS[op.name]
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=lambda op: op.name)
+def test_fields_build_an_amaranth_struct_layout_that_packs_like_encode(op):
+    from amaranth.lib import data
+    layout = data.StructLayout({name: width for name, _, width in fields(op)})
+    assert layout.size == WORD_BITS
+    assert [(name, f.offset, f.width) for name, f in layout] == fields(op)
+    inst = maximal(op)
+    values = {"opcode": int(op), "wait": int(inst.wait), "signal": int(inst.signal), "reserved": 0,
+              "unused": 0, **{k: int(v) for k, v in inst.operands.items()}}
+    values = {name: values[name] for name, _, _ in fields(op)}
+    assert layout.const(values).as_bits() == inst.encode()
+
+
+def test_field_legal_values():
+    load, store, vec = FORMATS[Opcode.LOAD], FORMATS[Opcode.STORE], FORMATS[Opcode.VEC]
+    assert load.field("spad").allowed == (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)
+    assert store.field("spad").allowed == (Spad.ACT, Spad.ACC)
+    assert vec.field("func").allowed == tuple(VecFunc)
+    required = {op.mnemonic: [f.name for f in op.operands if f.required] for op in FORMATS.values()}
+    assert required == {"NOP": [], "SYNC": [], "HALT": [], "LOAD": ["words", "rows"],
+                        "STORE": ["words", "rows"], "GEMM": ["groups"], "VEC": ["rows"]}
+    with pytest.raises(KeyError):
+        load.field("nope")
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+def minimal(op):
+    fmt = format_of(op)
+    return Instruction(op, **{f.name: (f.allowed[0] if f.allowed else f.minimum) for f in fmt.operands})
+
+
+def maximal(op):
+    fmt = format_of(op)
+    own = 0 if fmt.unit is None else 1 << fmt.unit
+    mask = 0 if fmt.unit is None else 0xF & ~own
+    return Instruction(op, wait=mask, signal=mask,
+                       **{f.name: (f.allowed[-1] if f.allowed else f.maximum) for f in fmt.operands})
+
+
+def test_pinned_encodings():
+    load = Instruction(Opcode.LOAD, spad=Spad.VPARAM, spad_addr=0x1234, dram_addr=0x89ABCDEF,
+                       words=0x5678, rows=0xABC, stride=0x123456, wait=UnitMask.GEMM,
+                       signal=UnitMask.VEC | UnitMask.PIM)
+    assert load.encode() == (0x10 | 0x2 << 8 | 0xC << 12 | 4 << 24 | 0x1234 << 28
+                             | 0x89ABCDEF << 44 | 0x5678 << 76 | 0xABC << 92 | 0x123456 << 104)
+    gemm = Instruction("GEMM", act_addr=1, wgt_addr=2, meta_addr=3, acc_addr=4, groups=5,
+                       accumulate=True, wait=UnitMask.DMA, signal=UnitMask.DMA | UnitMask.VEC)
+    assert gemm.encode() == (0x20 | 0x1 << 8 | 0x5 << 12 | 1 << 24 | 2 << 40 | 3 << 56 | 4 << 72
+                             | 5 << 88 | 1 << 100)
+    vec = Instruction(Opcode.VEC, func="ADD", acc_addr=7, act_addr=8, res_addr=9, param_addr=10,
+                      rows=255, wait=2)
+    assert vec.encode() == (0x30 | 0x2 << 8 | 3 << 24 | 7 << 28 | 8 << 44 | 9 << 60 | 10 << 76
+                            | 255 << 92)
+    assert Instruction(Opcode.HALT).encode() == 0x02
+    assert Instruction(Opcode.SYNC).encode() == 0x01
+    assert Instruction(Opcode.NOP).encode() == 0
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=lambda op: op.name)
+def test_boundary_values_round_trip(op):
+    fmt = format_of(op)
+    for inst in (minimal(op), maximal(op)):
+        assert decode(inst.encode()) == inst
+        assert inst.encode() < 1 << WORD_BITS
+    # Each operand alone at its maximum lands exactly in its bits.
+    for f in fmt.operands:
+        top = f.allowed[-1] if f.allowed else f.maximum
+        inst = minimal(op).replace(**{f.name: top})
+        base = minimal(op).encode() & ~(f.maximum << f.lo)
+        assert inst.encode() == base | int(top) << f.lo
+        assert decode(inst.encode())[f.name] == top
+
+
+def test_instruction_accessors():
+    inst = Instruction("LOAD", spad="WGT", words=3, rows=2, dram_addr=64, signal=UnitMask.GEMM)
+    assert inst.op is Opcode.LOAD and inst.unit is Unit.DMA and inst.format is FORMATS[Opcode.LOAD]
+    assert inst.operands == {"spad": Spad.WGT, "spad_addr": 0, "dram_addr": 64, "words": 3,
+                             "rows": 2, "stride": 0}
+    assert inst.spad is Spad.WGT and inst["words"] == 3 and inst.rows == 2
+    assert inst.wait == 0 and inst.signal == UnitMask.GEMM and isinstance(inst.wait, UnitMask)
+    with pytest.raises(KeyError, match="LOAD has no operand 'groups'"):
+        inst["groups"]
+    with pytest.raises(AttributeError, match="has no attribute 'groups'"):
+        inst.groups
+    with pytest.raises(AttributeError, match=exact("Instruction is immutable; use replace()")):
+        inst.words = 4
+    with pytest.raises(AttributeError, match=exact("Instruction is immutable; use replace()")):
+        del inst.words
+    changed = inst.replace(words=9, wait=UnitMask.VEC)
+    assert changed.words == 9 and changed.wait == UnitMask.VEC and inst.words == 3
+    assert changed != inst and inst == inst.replace() and hash(inst) == hash(inst.replace())
+    assert inst != inst.encode()
+    assert pickle.loads(pickle.dumps(inst)) == inst
+    assert repr(inst) == f"<Instruction {inst}>"
+    assert Instruction(Opcode.GEMM, groups=1, accumulate=True) == \
+        Instruction(Opcode.GEMM, groups=1, accumulate=1)
+
+
+def test_enum_operands_accept_member_value_and_name():
+    a = Instruction(Opcode.VEC, func=VecFunc.GELU, rows=1)
+    assert a == Instruction(Opcode.VEC, func=2, rows=1) == Instruction(Opcode.VEC, func="GELU", rows=1)
+    assert a.func is VecFunc.GELU
+
+
+# -- construction errors -----------------------------------------------------------------------
+
+OPCODE_NAMES = "NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC"
+
+
+@pytest.mark.parametrize("bad", ["FOO", "load", 0x03, 0x50, 0xFF, -1, 1.0, None, True])
+def test_construct_unknown_opcode(bad):
+    with pytest.raises(IsaError, match=exact(f"opcode must be one of {OPCODE_NAMES}, not {bad!r}")) as info:
+        Instruction(bad)
+    assert info.value.code is ErrorCode.ILLEGAL_OPCODE and info.value.field == "opcode"
+
+
+@pytest.mark.parametrize("opcode", [0x40, 0x47, 0x4F])
+def test_construct_pim_opcode(opcode):
+    with pytest.raises(IsaError, match=exact(f"opcode 0x{opcode:02x} is reserved for PIM, not implemented")):
+        Instruction(opcode)
+
+
+def test_construct_unknown_field():
+    msg = ("LOAD has no field 'groups'; its fields are spad, spad_addr, dram_addr, words, rows, stride, "
+           "wait, signal")
+    with pytest.raises(IsaError, match=exact(msg)) as info:
+        Instruction(Opcode.LOAD, words=1, rows=1, groups=2)
+    assert info.value.code is ErrorCode.BAD_FIELD and info.value.field == "groups"
+    with pytest.raises(IsaError, match=exact("HALT has no field 'rows'; its fields are wait, signal")):
+        Instruction(Opcode.HALT, rows=1)
+
+
+@pytest.mark.parametrize("name, lo, hi, width", [
+    ("spad_addr", 0, 65535, 16), ("dram_addr", 0, 2**32 - 1, 32), ("words", 1, 65535, 16),
+    ("rows", 1, 4095, 12), ("stride", 0, 2**24 - 1, 24)])
+@pytest.mark.parametrize("how", ["above", "below", "bool", "float", "str"])
+def test_construct_value_out_of_range_names_field_and_width(name, lo, hi, width, how):
+    bad = {"above": hi + 1, "below": lo - 1, "bool": True, "float": float(lo), "str": str(lo)}[how]
+    kwargs = {"words": 1, "rows": 1, name: bad}
+    msg = f"LOAD {name} must be an integer in {lo}..{hi} ({width} bits), not {bad!r}"
+    with pytest.raises(ValueError, match=exact(msg)) as info:
+        Instruction(Opcode.LOAD, **kwargs)
+    assert isinstance(info.value, IsaError) and isinstance(info.value, MixpimError)
+    assert info.value.field == name and info.value.code is ErrorCode.BAD_FIELD
+
+
+def test_construct_gemm_vec_ranges():
+    msg = "GEMM groups must be an integer in 1..4095 (12 bits), not 4096"
+    with pytest.raises(IsaError, match=exact(msg)):
+        Instruction(Opcode.GEMM, groups=4096)
+    with pytest.raises(IsaError, match=exact("GEMM groups must be an integer in 1..4095 (12 bits), not 0")):
+        Instruction(Opcode.GEMM)
+    with pytest.raises(IsaError, match=exact("GEMM accumulate must be an integer in 0..1 (1 bits), not 2")):
+        Instruction(Opcode.GEMM, groups=1, accumulate=2)
+    with pytest.raises(IsaError, match=exact("VEC rows must be an integer in 1..255 (8 bits), not 256")):
+        Instruction(Opcode.VEC, rows=256)
+
+
+@pytest.mark.parametrize("op, bad, shown", [
+    ("LOAD", Spad.ACC, "ACC"), ("LOAD", 3, "ACC"), ("LOAD", "ACC", "ACC"), ("LOAD", 5, "5"),
+    ("LOAD", "act", "'act'"), ("LOAD", None, "None"), ("LOAD", True, "True"),
+    ("STORE", Spad.WGT, "WGT"), ("STORE", "META", "META"), ("STORE", 4, "VPARAM"), ("STORE", 15, "15")])
+def test_construct_bad_spad(op, bad, shown):
+    allowed = {"LOAD": "ACT, WGT, META, VPARAM", "STORE": "ACT, ACC"}[op]
+    with pytest.raises(IsaError, match=exact(f"{op} spad must be one of {allowed}, not {shown}")) as info:
+        Instruction(op, spad=bad, words=1, rows=1)
+    assert info.value.field == "spad" and info.value.code is ErrorCode.BAD_FIELD
+
+
+@pytest.mark.parametrize("bad, shown", [(4, "4"), ("TANH", "'TANH'"), ("gelu", "'gelu'"),
+                                        (Spad.ACT, "<Spad.ACT: 0>"), (1.0, "1.0")])
+def test_construct_bad_func(bad, shown):
+    # A member of another IntEnum is rejected although it equals a legal value (Spad.ACT == 0).
+    msg = f"VEC func must be one of REQUANT, RELU, GELU, ADD, not {shown}"
+    with pytest.raises(IsaError, match=exact(msg)):
+        Instruction(Opcode.VEC, func=bad, rows=1)
+
+
+@pytest.mark.parametrize("name", ["wait", "signal"])
+def test_construct_bad_masks(name):
+    with pytest.raises(IsaError, match=exact(f"GEMM {name} must not include its own unit GEMM")) as info:
+        Instruction(Opcode.GEMM, groups=1, **{name: UnitMask.GEMM | UnitMask.DMA})
+    assert info.value.code is ErrorCode.BAD_FIELD and info.value.field == name
+    with pytest.raises(IsaError, match=exact(f"LOAD {name} must not include its own unit DMA")):
+        Instruction(Opcode.LOAD, words=1, rows=1, **{name: 1})
+    with pytest.raises(IsaError, match=exact(f"VEC {name} must not include its own unit VEC")):
+        Instruction(Opcode.VEC, rows=1, **{name: 0xF})
+    for bad in (16, -1, "DMA", None, True, 1.0, Spad.WGT):
+        msg = f"GEMM {name} must be a unit mask (a UnitMask or an integer in 0..15), not {bad!r}"
+        with pytest.raises(IsaError, match=exact(msg)):
+            Instruction(Opcode.GEMM, groups=1, **{name: bad})
+    msg = (f"GEMM {name} must be a unit mask (a UnitMask or an integer in 0..15), not "
+           f"<Unit.DMA: 0>; write UnitMask.DMA")
+    with pytest.raises(IsaError, match=exact(msg)):
+        Instruction(Opcode.GEMM, groups=1, **{name: Unit.DMA})
+
+
+@pytest.mark.parametrize("op", ["NOP", "SYNC", "HALT"])
+def test_construct_dispatcher_instructions_take_no_tokens(op):
+    msg = f"{op} wait must be empty, not DMA|VEC: the dispatcher executes {op} and holds no tokens"
+    with pytest.raises(IsaError, match=exact(msg)):
+        Instruction(op, wait=UnitMask.DMA | UnitMask.VEC)
+    msg = f"{op} signal must be empty, not PIM: the dispatcher executes {op} and holds no tokens"
+    with pytest.raises(IsaError, match=exact(msg)):
+        Instruction(op, signal=8)
+
+
+# -- decode errors -----------------------------------------------------------------------------
+
+def test_every_undefined_opcode_is_illegal():
+    for opcode in range(256):
+        if opcode in Opcode._value2member_map_:
+            continue
+        if opcode in PIM_OPCODES:
+            msg = f"opcode 0x{opcode:02x} is reserved for PIM, not implemented"
+        else:
+            msg = f"illegal opcode 0x{opcode:02x}"
+        raises_decode(opcode | 0xFF << 100, msg, ErrorCode.ILLEGAL_OPCODE, "opcode")
+
+
+@pytest.mark.parametrize("op", list(Opcode), ids=lambda op: op.name)
+def test_decode_reserved_and_unused_bits(op):
+    word = minimal(op).encode()
+    raises_decode(word | 1 << 16, f"{op.name} reserved bits [16:24] must be 0, not 0x1", field="reserved")
+    raises_decode(word | 0xFF << 16, f"{op.name} reserved bits [16:24] must be 0, not 0xff")
+    name, end, _ = fields(op)[-1]
+    if name != "unused":  # LOAD and STORE use all 128 bits
+        assert op in (Opcode.LOAD, Opcode.STORE)
+        return
+    for bit in (end, WORD_BITS - 1):
+        raises_decode(word | 1 << bit,
+                      f"{op.name} unused bits [{end}:128] must be 0, not 0x{1 << (bit - end):x}",
+                      field="unused")
+
+
+def test_load_store_decode_have_no_unused_bits():
+    assert fields(Opcode.LOAD)[-1] == ("stride", 104, 24)
+
+
+@pytest.mark.parametrize("spad", range(16))
+def test_decode_spad(spad):
+    for op, allowed in ((Opcode.LOAD, "ACT, WGT, META, VPARAM"), (Opcode.STORE, "ACT, ACC")):
+        word = minimal(op).encode() & ~(0xF << 24) | spad << 24
+        if spad in FORMATS[op].field("spad").allowed:
+            assert decode(word).spad == spad
+        else:
+            shown = Spad(spad).name if spad < len(Spad) else str(spad)
+            raises_decode(word, f"{op.name} spad must be one of {allowed}, not {shown}", field="spad")
+
+
+@pytest.mark.parametrize("func", range(4, 16))
+def test_decode_func(func):
+    word = minimal(Opcode.VEC).encode() | func << 24
+    raises_decode(word, f"VEC func must be one of REQUANT, RELU, GELU, ADD, not {func}", field="func")
+
+
+@pytest.mark.parametrize("op, name", [("LOAD", "words"), ("LOAD", "rows"), ("STORE", "words"),
+                                      ("STORE", "rows"), ("GEMM", "groups"), ("VEC", "rows")])
+def test_decode_zero_count(op, name):
+    f = format_of(op).field(name)
+    word = minimal(op).encode() & ~(f.maximum << f.lo)
+    raises_decode(word, f"{op} {name} must be an integer in 1..{f.maximum} ({f.width} bits), not 0",
+                  field=name)
+
+
+@pytest.mark.parametrize("op", [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC])
+@pytest.mark.parametrize("name, lo", [("wait", 8), ("signal", 12)])
+def test_decode_own_unit_token(op, name, lo):
+    unit = format_of(op).unit
+    raises_decode(minimal(op).encode() | 1 << (lo + unit),
+                  f"{op.name} {name} must not include its own unit {unit.name}", field=name)
+
+
+@pytest.mark.parametrize("op", [Opcode.NOP, Opcode.SYNC, Opcode.HALT])
+def test_decode_dispatcher_tokens(op):
+    raises_decode(op | 0x3 << 8,
+                  f"{op.name} wait must be empty, not DMA|GEMM: the dispatcher executes {op.name} "
+                  f"and holds no tokens", field="wait")
+    raises_decode(op | 0x4 << 12,
+                  f"{op.name} signal must be empty, not VEC: the dispatcher executes {op.name} "
+                  f"and holds no tokens", field="signal")
+
+
+def test_decode_checks_in_order():
+    # reserved bits, then unused bits, then the token masks, then the operands in field order.
+    word = Opcode.GEMM | 0x2 << 8 | 1 << 16 | 1 << 127
+    raises_decode(word, "GEMM reserved bits [16:24] must be 0, not 0x1")
+    raises_decode(word & ~(1 << 16), "GEMM unused bits [101:128] must be 0, not 0x4000000")
+    raises_decode(Opcode.GEMM | 0x2 << 8, "GEMM wait must not include its own unit GEMM")
+    raises_decode(int(Opcode.GEMM), "GEMM groups must be an integer in 1..4095 (12 bits), not 0")
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 128, "0x10", 1.0, None, True])
+def test_decode_rejects_non_words(bad):
+    msg = f"an instruction word must be an integer in 0..2**128-1, not {bad!r}"
+    with pytest.raises(IsaError, match=exact(msg)) as info:
+        decode(bad)
+    assert not isinstance(info.value, DecodeError) and info.value.code is None
+
+
+def test_decode_error_is_an_isa_error_and_a_value_error():
+    with pytest.raises(ValueError):
+        decode(0x03)
+    with pytest.raises(IsaError):
+        decode(0x03)
+    with pytest.raises(MixpimError):
+        decode(0x03)
+
+
+# -- one assembly line -------------------------------------------------------------------------
+
+def test_parse_instruction():
+    line = "load spad=act DRAM_ADDR=0x1_000 words=0b11 rows=0o7 stride=010 wait=- signal=gemm|Vec"
+    assert parse_instruction(line) == Instruction(Opcode.LOAD, spad=Spad.ACT, dram_addr=0x1000,
+                                                  words=3, rows=7, stride=10,
+                                                  signal=UnitMask.GEMM | UnitMask.VEC)
+    assert parse_instruction("VEC func=3 rows=1 signal=9") == \
+        Instruction(Opcode.VEC, func=VecFunc.ADD, rows=1, signal=UnitMask.DMA | UnitMask.PIM)
+    assert str(parse_instruction("  HALT  ")) == "HALT"
+    with pytest.raises(IsaError, match=exact("empty instruction")):
+        parse_instruction("   ")
+    with pytest.raises(IsaError, match=exact("an assembly line must be a string, not 3")):
+        parse_instruction(3)
+
+
+def test_str_is_canonical():
+    inst = Instruction(Opcode.STORE, spad=Spad.ACC, spad_addr=5, dram_addr=0xABC, words=2, rows=3,
+                       stride=0x40, wait=UnitMask.VEC | UnitMask.GEMM)
+    assert str(inst) == ("STORE  spad=ACC spad_addr=5 dram_addr=0xabc words=2 rows=3 stride=0x40 "
+                         "wait=GEMM|VEC signal=-")
+    assert str(Instruction(Opcode.GEMM, groups=1)) == (
+        "GEMM   act_addr=0 wgt_addr=0 meta_addr=0 acc_addr=0 groups=1 accumulate=0 wait=- signal=-")
+    assert str(Instruction(Opcode.SYNC)) == "SYNC"
+
+
+# -- random instructions -----------------------------------------------------------------------
+
+@st.composite
+def instructions(draw, ops=tuple(Opcode)):
+    op = draw(st.sampled_from(ops))
+    fmt = format_of(op)
+    kwargs = {}
+    for f in fmt.operands:
+        if f.allowed:
+            kwargs[f.name] = draw(st.sampled_from(f.allowed))
+        else:
+            kwargs[f.name] = draw(st.integers(f.minimum, f.maximum))
+    if fmt.unit is not None:
+        others = 0xF & ~(1 << fmt.unit)
+        kwargs["wait"] = draw(st.integers(0, 15)) & others
+        kwargs["signal"] = draw(st.integers(0, 15)) & others
+    return Instruction(op, **kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(instructions())
+def test_random_instruction_round_trips(inst):
+    assert decode(inst.encode()) == inst
+    assert parse_instruction(str(inst)) == inst
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(0, (1 << 128) - 1),
+                 st.builds(lambda op, rest: op | rest << 8, st.sampled_from(list(Opcode)),
+                           st.integers(0, (1 << 120) - 1))))
+def test_random_words_decode_exactly_or_raise(word):
+    try:
+        inst = decode(word)
+    except DecodeError as e:
+        assert e.code in (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD) and e.field
+    else:
+        assert inst.encode() == word
+
+
+# -- docs --------------------------------------------------------------------------------------
+
+def test_docs_isa_md_embeds_the_generated_tables():
+    text = (DOCS / "isa.md").read_text(encoding="utf-8")
+    assert text.count(MARKDOWN_BEGIN) == 1 and text.count(MARKDOWN_END) == 1
+    block = text.split(MARKDOWN_BEGIN)[1].split(MARKDOWN_END)[0]
+    assert block.strip() == isa_markdown().strip(), \
+        "docs/isa.md is out of date: run `python -m mixpim.models.isa docs/isa.md`"
+
+
+def test_markdown_lists_every_format_and_code():
+    md = isa_markdown()
+    for op in Opcode:
+        assert f"### {op.name} (0x{int(op):02x}," in md
+    for e in ErrorCode:
+        assert f"| {int(e)} | {e.name} |" in md
+    assert "| [92:104] | 12 | `rows` | 1..4095 |" in md
+    assert "| 0x40-0x4f | — | PIM | — | reserved for PIM, not implemented (`ILLEGAL_OPCODE`) |" in md
