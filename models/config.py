@@ -3,6 +3,20 @@
 The same :class:`TileConfig` drives the RTL generators, the compiler and the golden model. It
 round-trips through JSON and TOML; unknown keys and out-of-range values are rejected with a
 :class:`~mixpim.models.errors.ConfigError` that names the field.
+
+Besides the array (``rows`` .. ``acc_headroom``) a configuration fixes the tile around it
+(docs/tile.md): the depth of every unit queue, the depth of every scratchpad in words, and the
+geometry and timing of DRAM. The byte size of each scratchpad's word *as stored in DRAM* (what a
+LOAD or STORE moves per word, and the alignment of its DRAM addresses) is derived here:
+
+=========  ===========================================================================
+``ACT``    ``rows`` activations: INT8 one byte each, FP16 two bytes each (bit pattern, LE)
+``WGT``    ``cols`` 4-bit weight codes, two per byte, column ``j`` in byte ``j // 2``,
+           low nibble for even ``j``; ``ceil(cols / 2)`` bytes
+``META``   ``cols`` entries of 3 bytes: scale mantissa (uint16 LE), then zero point (uint8)
+``ACC``    ``cols`` accumulators, each two's complement in ``ceil(acc_bits / 8)`` bytes LE
+``VPARAM`` 4 bytes, one column's (or token's) fixed-point multiplier, or 4 GELU table entries
+=========  ===========================================================================
 """
 
 import dataclasses
@@ -12,7 +26,8 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["PE_KINDS", "GROUP_SIZES", "TileConfig", "PRESETS", "preset"]
+__all__ = ["PE_KINDS", "GROUP_SIZES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
+           "META_ENTRY_BYTES", "TileConfig", "PRESETS", "preset"]
 
 #: Processing-element kinds the array can be built from. ``mixpe-*`` are the shift-and-add PEs,
 #: ``baseline-*`` the conventional dequantize-then-multiply PEs they are compared against.
@@ -23,10 +38,31 @@ GROUP_SIZES = (32, 64, 128)
 
 MAX_DIM = 256
 
+#: Scratchpads in :class:`~mixpim.models.isa.Spad` order (names equal the ``Spad`` member names).
+SPAD_NAMES = ("ACT", "WGT", "META", "ACC", "VPARAM")
+
+#: Bytes of one VPARAM word (docs/tile.md, "Vector unit").
+VPARAM_WORD_BYTES = 4
+#: VPARAM words 0..63 hold the 256-entry GELU table, four int8 entries per word.
+VPARAM_LUT_WORDS = 256 // VPARAM_WORD_BYTES
+#: Bytes of one column's META entry: scale mantissa (uint16) and zero point (uint8).
+META_ENTRY_BYTES = 3
+
+#: Largest scratchpad depth: the reach of the 16-bit scratchpad address fields.
+MAX_SPAD_WORDS = 1 << 16
+#: Largest DRAM: the reach of the 32-bit ``dram_addr`` field.
+MAX_DRAM_BYTES = 1 << 32
+
 
 def _check_int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+
+
+def _check_pow2(name, value, lo, hi):
+    if (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi
+            or value & (value - 1)):
+        raise ConfigError(f"{name} must be a power of two in {lo}..{hi}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -49,11 +85,34 @@ class TileConfig:
     acc_headroom : int
         Extra accumulator bits above one scaled group result, 1..24: the array sums up to
         ``2**acc_headroom`` groups (K up to ``group * 2**acc_headroom``) without overflow.
+    queue_depth : int
+        Instructions each unit queue holds, 1..64 (docs/tile.md, "Units").
+    act_words, wgt_words, meta_words, acc_words, vparam_words : int
+        Scratchpad depths in words, 1..65536 (the reach of a 16-bit scratchpad address).
+        ``act_words`` and ``wgt_words`` hold at least one group (a GEMM streams whole groups),
+        ``acc_words`` at least one output tile (``rows`` words), ``vparam_words`` at least the
+        GELU table, the token multipliers and one VEC's column multipliers
+        (``64 + rows + cols`` words). The defaults satisfy these rules for every legal array, so
+        a configuration that names only array fields is valid.
+    dram_banks : int
+        DRAM banks, a power of two in 1..64.
+    dram_rows : int
+        Rows per bank, 1..16777216.
+    dram_row_bytes : int
+        Bytes per DRAM row (the row buffer), a power of two in 16..65536.
+    dram_bus_bytes : int
+        Bytes per data-bus beat, a power of two in 1..256, at most ``dram_row_bytes``.
+        DRAM holds ``dram_banks * dram_rows * dram_row_bytes`` bytes, at most 2**32.
+    t_rcd, t_rp, t_cl : int
+        Activate-to-column, precharge and CAS latencies in cycles, 0..255.
+    t_ccd : int
+        Column-to-column delay (cycles per bus beat), 1..255.
 
     Raises
     ------
     ConfigError
-        If any field is out of range or fields are inconsistent.
+        If any field is out of range or fields are inconsistent (fields are checked in
+        declaration order, then the cross-field rules).
     """
 
     rows: int = 4
@@ -63,6 +122,20 @@ class TileConfig:
     group: int = 32
     scale_bits: int = 16
     acc_headroom: int = 12
+    queue_depth: int = 4
+    act_words: int = 4096
+    wgt_words: int = 4096
+    meta_words: int = 256
+    acc_words: int = 512
+    vparam_words: int = 1024
+    dram_banks: int = 4
+    dram_rows: int = 1024
+    dram_row_bytes: int = 1024
+    dram_bus_bytes: int = 8
+    t_rcd: int = 3
+    t_rp: int = 3
+    t_cl: int = 2
+    t_ccd: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -77,6 +150,37 @@ class TileConfig:
         if self.rows > self.group:
             raise ConfigError(f"rows ({self.rows}) must not exceed group ({self.group}): a column "
                               f"of the array delivers one group result per cycle")
+        _check_int("queue_depth", self.queue_depth, 1, 64)
+        for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
+            _check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
+        _check_pow2("dram_banks", self.dram_banks, 1, 64)
+        _check_int("dram_rows", self.dram_rows, 1, 1 << 24)
+        _check_pow2("dram_row_bytes", self.dram_row_bytes, 16, 65536)
+        _check_pow2("dram_bus_bytes", self.dram_bus_bytes, 1, 256)
+        for name in ("t_rcd", "t_rp", "t_cl"):
+            _check_int(name, getattr(self, name), 0, 255)
+        _check_int("t_ccd", self.t_ccd, 1, 255)
+        # cross-field rules
+        for name in ("act_words", "wgt_words"):
+            if getattr(self, name) < self.group:
+                raise ConfigError(f"{name} ({getattr(self, name)}) must hold at least one group "
+                                  f"({self.group} words): a GEMM streams whole groups")
+        if self.acc_words < self.rows:
+            raise ConfigError(f"acc_words ({self.acc_words}) must hold at least one output tile "
+                              f"(rows = {self.rows} words)")
+        need = VPARAM_LUT_WORDS + self.rows + self.cols
+        if self.vparam_words < need:
+            raise ConfigError(f"vparam_words ({self.vparam_words}) must hold the GELU table "
+                              f"({VPARAM_LUT_WORDS} words), the token multipliers (rows = "
+                              f"{self.rows}) and one VEC's column multipliers (cols = {self.cols}): "
+                              f"at least {need}")
+        if self.dram_bus_bytes > self.dram_row_bytes:
+            raise ConfigError(f"dram_bus_bytes ({self.dram_bus_bytes}) must not exceed "
+                              f"dram_row_bytes ({self.dram_row_bytes})")
+        if self.dram_bytes > MAX_DRAM_BYTES:
+            raise ConfigError(f"DRAM size dram_banks * dram_rows * dram_row_bytes = "
+                              f"{self.dram_bytes} must not exceed 2**32 bytes (the reach of "
+                              f"dram_addr)")
 
     @property
     def act(self):
@@ -87,6 +191,66 @@ class TileConfig:
     def family(self):
         """``"mixpe"`` or ``"baseline"``."""
         return self.pe.split("-")[0]
+
+    # -- derived sizes -------------------------------------------------------------------------
+
+    @property
+    def acc_bits(self):
+        """Width of one accumulator (two's complement), from :class:`~mixpim.models.mixpe.ArrayParams`."""
+        from .mixpe import ArrayParams  # mixpe imports this module
+        return ArrayParams.from_config(self).acc_bits
+
+    @property
+    def act_word_bytes(self):
+        """Bytes of one ACT word in DRAM: ``rows`` INT8 bytes or ``rows`` FP16 (2-byte) values."""
+        return self.rows * (2 if self.act == "fp16" else 1)
+
+    @property
+    def wgt_word_bytes(self):
+        """Bytes of one WGT word in DRAM: ``cols`` 4-bit codes, two per byte."""
+        return (self.cols + 1) // 2
+
+    @property
+    def meta_word_bytes(self):
+        """Bytes of one META word in DRAM: ``cols`` x (uint16 scale mantissa, uint8 zero point)."""
+        return META_ENTRY_BYTES * self.cols
+
+    @property
+    def acc_elem_bytes(self):
+        """Bytes of one accumulator in DRAM: ``acc_bits`` rounded up to whole bytes."""
+        return -(-self.acc_bits // 8)
+
+    @property
+    def acc_word_bytes(self):
+        """Bytes of one ACC word (a token row of ``cols`` accumulators) in DRAM."""
+        return self.cols * self.acc_elem_bytes
+
+    @property
+    def vparam_word_bytes(self):
+        return VPARAM_WORD_BYTES
+
+    def word_bytes(self, spad):
+        """Bytes in DRAM of one word of scratchpad ``spad`` (a ``Spad``, its value or its name)."""
+        return getattr(self, f"{_spad_name(spad).lower()}_word_bytes")
+
+    def spad_words(self, spad):
+        """Depth in words of scratchpad ``spad`` (a ``Spad``, its value or its name)."""
+        return getattr(self, f"{_spad_name(spad).lower()}_words")
+
+    @property
+    def vparam_token_base(self):
+        """First VPARAM word of the per-token multipliers (``rows`` words, after the GELU table)."""
+        return VPARAM_LUT_WORDS
+
+    @property
+    def vparam_param_base(self):
+        """First VPARAM word a VEC's ``param_addr`` may name (after the table and token words)."""
+        return VPARAM_LUT_WORDS + self.rows
+
+    @property
+    def dram_bytes(self):
+        """DRAM size in bytes."""
+        return self.dram_banks * self.dram_rows * self.dram_row_bytes
 
     def replace(self, **changes):
         """A copy with ``changes`` applied (and validated)."""
@@ -147,10 +311,31 @@ class TileConfig:
         return cls.from_toml(text) if path.endswith(".toml") else cls.from_json(text)
 
 
-#: Named configurations. ``tiny`` keeps RTL tests fast; ``fpga`` fits a mid-size FPGA (ECP5-85k).
+def _spad_name(spad):
+    if isinstance(spad, str) and spad.upper() in SPAD_NAMES:
+        return spad.upper()
+    if isinstance(spad, int) and not isinstance(spad, bool) and 0 <= spad < len(SPAD_NAMES):
+        return SPAD_NAMES[spad]
+    raise ConfigError(f"scratchpad must be one of {', '.join(SPAD_NAMES)} (or 0..4), not {spad!r}")
+
+
+#: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,
+#: a 256 KiB DRAM with short timings); ``fpga`` fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads);
+#: ``npu128`` is a paper-scale NeuPIMs-like 128x128 NPU on an HBM-like channel, for the timing
+#: model only (docs/tile.md).
 PRESETS = {
-    "tiny": TileConfig(rows=4, cols=4, pe="mixpe-w4a8", wbits=4, group=32),
-    "fpga": TileConfig(rows=16, cols=16, pe="mixpe-w4a8", wbits=4, group=128),
+    "tiny": TileConfig(rows=4, cols=4, pe="mixpe-w4a8", wbits=4, group=32, queue_depth=4,
+                       act_words=256, wgt_words=256, meta_words=64, acc_words=64, vparam_words=128,
+                       dram_banks=4, dram_rows=256, dram_row_bytes=256, dram_bus_bytes=8,
+                       t_rcd=3, t_rp=3, t_cl=2, t_ccd=1),
+    "fpga": TileConfig(rows=16, cols=16, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=4,
+                       act_words=4096, wgt_words=4096, meta_words=256, acc_words=512,
+                       vparam_words=1024, dram_banks=8, dram_rows=4096, dram_row_bytes=1024,
+                       dram_bus_bytes=16, t_rcd=4, t_rp=4, t_cl=4, t_ccd=1),
+    "npu128": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,
+                         act_words=16384, wgt_words=16384, meta_words=512, acc_words=1024,
+                         vparam_words=4096, dram_banks=16, dram_rows=32768, dram_row_bytes=1024,
+                         dram_bus_bytes=64, t_rcd=14, t_rp=14, t_cl=14, t_ccd=1),
 }
 
 

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from mixpim.models.config import GROUP_SIZES, PE_KINDS, PRESETS, TileConfig, preset
 from mixpim.models.errors import ConfigError, MixpimError
 
-FIELDS = "acc_headroom, cols, group, pe, rows, scale_bits, wbits"
+FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_banks, dram_bus_bytes, dram_row_bytes, "
+          "dram_rows, group, meta_words, pe, queue_depth, rows, scale_bits, t_ccd, t_cl, t_rcd, "
+          "t_rp, vparam_words, wbits, wgt_words")
+TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 4, 256, 256, 8, 3, 3, 2, 1)  # queue_depth .. t_ccd
 
 
 def exact(text):
@@ -27,9 +30,27 @@ INT_FIELDS = [  # name, lo, hi (with group large enough that rows never trips th
     ("wbits", 2, 4),
     ("scale_bits", 4, 16),
     ("acc_headroom", 1, 24),
+    ("queue_depth", 1, 64),
+    ("act_words", 128, 65536),
+    ("wgt_words", 128, 65536),
+    ("meta_words", 1, 65536),
+    ("acc_words", 4, 65536),
+    ("vparam_words", 72, 65536),
+    ("dram_rows", 1, 1 << 20),  # 2**20 rows x 4 banks x 1 KiB = 2**32 bytes
+    ("t_rcd", 0, 255),
+    ("t_rp", 0, 255),
+    ("t_cl", 0, 255),
+    ("t_ccd", 1, 255),
 ]
 INT_RANGES = {"rows": (1, 256), "cols": (1, 256), "wbits": (2, 4), "scale_bits": (4, 16),
-              "acc_headroom": (1, 24)}
+              "acc_headroom": (1, 24), "queue_depth": (1, 64), "act_words": (128, 65536),
+              "wgt_words": (128, 65536), "meta_words": (1, 65536), "acc_words": (4, 65536),
+              "vparam_words": (72, 65536), "dram_rows": (1, 1 << 24), "t_rcd": (0, 255),
+              "t_rp": (0, 255), "t_cl": (0, 255), "t_ccd": (1, 255)}
+# the message's range (the field's own range; the smallest legal value may be larger because of
+# a cross-field rule, e.g. act_words >= group)
+MESSAGE_RANGES = {"act_words": (1, 65536), "wgt_words": (1, 65536), "acc_words": (1, 65536),
+                  "vparam_words": (1, 65536)}
 
 
 @pytest.mark.parametrize("name, lo, hi", INT_FIELDS)
@@ -42,7 +63,7 @@ def test_int_field_bounds_accepted(name, lo, hi):
 @pytest.mark.parametrize("name", sorted(INT_RANGES))
 @pytest.mark.parametrize("bad_kind", ["below", "above", "bool", "float", "str", "none"])
 def test_int_field_rejected(name, bad_kind):
-    lo, hi = INT_RANGES[name]
+    lo, hi = MESSAGE_RANGES.get(name, INT_RANGES[name])
     bad = {"below": lo - 1, "above": hi + 1, "bool": True, "float": float(lo), "str": str(lo),
            "none": None}[bad_kind]
     with pytest.raises(ConfigError, match=exact(f"{name} must be an integer in {lo}..{hi}, not {bad!r}")):
@@ -113,7 +134,8 @@ def test_config_error_is_a_value_error_and_a_mixpim_error():
 
 def test_defaults_and_derived_properties():
     cfg = TileConfig()
-    assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12)
+    assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12,
+                                        4, 4096, 4096, 256, 512, 1024, 4, 1024, 1024, 8, 3, 3, 2, 1)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline")}
     assert set(expected) == set(PE_KINDS)
@@ -143,18 +165,26 @@ def test_equality_and_hash():
 # -- presets -----------------------------------------------------------------------------------
 
 def test_presets():
-    assert set(PRESETS) == {"tiny", "fpga"}
+    assert set(PRESETS) == {"tiny", "fpga", "npu128"}
     tiny, fpga = preset("tiny"), preset("fpga")
     assert tiny is PRESETS["tiny"] and fpga is PRESETS["fpga"]
     assert (tiny.rows, tiny.cols, tiny.pe, tiny.wbits, tiny.group) == (4, 4, "mixpe-w4a8", 4, 32)
     assert (fpga.rows, fpga.cols, fpga.pe, fpga.wbits, fpga.group) == (16, 16, "mixpe-w4a8", 4, 128)
+    assert dataclasses.astuple(tiny)[7:] == TILE_DEFAULTS
+    assert tiny.dram_bytes == 256 * 1024
+    # fpga: scratchpads of about 160 KiB (ECP5-85k has 468 KiB of block RAM)
+    spad_bits = sum(fpga.spad_words(s) * fpga.word_bytes(s) * 8 for s in ("ACT", "WGT", "META", "VPARAM"))
+    spad_bits += fpga.acc_words * fpga.cols * fpga.acc_bits
+    assert spad_bits / 8 / 1024 < 170
+    npu = preset("npu128")
+    assert (npu.rows, npu.cols, npu.group) == (128, 128, 128)
     for cfg in PRESETS.values():
         assert isinstance(cfg, TileConfig)
         assert TileConfig.from_dict(cfg.to_dict()) == cfg  # valid (re-validated)
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga")):
+    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga, npu128")):
         preset("huge")
 
 
@@ -163,10 +193,20 @@ def test_unknown_preset():
 @st.composite
 def tile_configs(draw):
     group = draw(st.sampled_from(GROUP_SIZES))
+    rows, cols = draw(st.integers(1, group)), draw(st.integers(1, 256))
+    row_bytes = 1 << draw(st.integers(4, 16))
+    banks = 1 << draw(st.integers(0, 6))
     return TileConfig(
-        rows=draw(st.integers(1, group)), cols=draw(st.integers(1, 256)),
+        rows=rows, cols=cols,
         pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
-        scale_bits=draw(st.integers(4, 16)), acc_headroom=draw(st.integers(1, 24)))
+        scale_bits=draw(st.integers(4, 16)), acc_headroom=draw(st.integers(1, 24)),
+        queue_depth=draw(st.integers(1, 64)), act_words=draw(st.integers(group, 65536)),
+        wgt_words=draw(st.integers(group, 65536)), meta_words=draw(st.integers(1, 65536)),
+        acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
+        dram_banks=banks, dram_rows=draw(st.integers(1, min(1 << 24, (1 << 32) // (banks * row_bytes)))),
+        dram_row_bytes=row_bytes, dram_bus_bytes=1 << draw(st.integers(0, min(8, row_bytes.bit_length() - 1))),
+        t_rcd=draw(st.integers(0, 255)), t_rp=draw(st.integers(0, 255)), t_cl=draw(st.integers(0, 255)),
+        t_ccd=draw(st.integers(1, 255)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -178,14 +218,29 @@ def test_json_and_toml_round_trip(cfg):
 
 
 def test_to_dict_json_toml_content():
-    cfg = TileConfig(rows=2, cols=3, pe="mixpe-w4a16", wbits=3, group=64, scale_bits=8, acc_headroom=5)
+    cfg = TileConfig(rows=2, cols=3, pe="mixpe-w4a16", wbits=3, group=64, scale_bits=8, acc_headroom=5,
+                     queue_depth=2, act_words=64, wgt_words=65, meta_words=3, acc_words=4,
+                     vparam_words=70, dram_banks=2, dram_rows=9, dram_row_bytes=32, dram_bus_bytes=4,
+                     t_rcd=5, t_rp=6, t_cl=7, t_ccd=2)
     d = {"rows": 2, "cols": 3, "pe": "mixpe-w4a16", "wbits": 3, "group": 64, "scale_bits": 8,
-         "acc_headroom": 5}
+         "acc_headroom": 5, "queue_depth": 2, "act_words": 64, "wgt_words": 65, "meta_words": 3,
+         "acc_words": 4, "vparam_words": 70, "dram_banks": 2, "dram_rows": 9, "dram_row_bytes": 32,
+         "dram_bus_bytes": 4, "t_rcd": 5, "t_rp": 6, "t_cl": 7, "t_ccd": 2}
     assert cfg.to_dict() == d
+    assert list(cfg.to_dict()) == list(d)  # declaration order
     assert json.loads(cfg.to_json()) == d
     assert cfg.to_json() == json.dumps(d, indent=2, sort_keys=True)
     assert cfg.to_toml() == ('rows = 2\ncols = 3\npe = "mixpe-w4a16"\nwbits = 3\ngroup = 64\n'
-                             'scale_bits = 8\nacc_headroom = 5\n')
+                             'scale_bits = 8\nacc_headroom = 5\nqueue_depth = 2\nact_words = 64\n'
+                             'wgt_words = 65\nmeta_words = 3\nacc_words = 4\nvparam_words = 70\n'
+                             'dram_banks = 2\ndram_rows = 9\ndram_row_bytes = 32\ndram_bus_bytes = 4\n'
+                             't_rcd = 5\nt_rp = 6\nt_cl = 7\nt_ccd = 2\n')
+
+
+def test_old_documents_without_tile_fields_take_defaults():
+    # a configuration written before the tile fields existed still loads
+    old = '{"acc_headroom": 12, "cols": 4, "group": 32, "pe": "mixpe-w4a8", "rows": 4, "scale_bits": 16, "wbits": 4}'
+    assert TileConfig.from_json(old) == TileConfig()
 
 
 def test_partial_documents_take_defaults():
@@ -241,6 +296,70 @@ def test_wrong_types_in_documents_are_named():
         TileConfig.from_json('{"wbits": true}')
     with pytest.raises(ConfigError, match=exact("scale_bits must be an integer in 4..16, not [16]")):
         TileConfig.from_toml("scale_bits = [16]\n")
+
+
+# -- tile fields: powers of two, cross-field rules, derived sizes ------------------------------
+
+@pytest.mark.parametrize("name, lo, hi", [("dram_banks", 1, 64), ("dram_row_bytes", 16, 65536),
+                                          ("dram_bus_bytes", 1, 256)])
+@pytest.mark.parametrize("bad_kind", ["below", "above", "not_pow2", "bool", "float", "str"])
+def test_power_of_two_fields(name, lo, hi, bad_kind):
+    bad = {"below": lo // 2 if lo > 1 else 0, "above": hi * 2, "not_pow2": 3 * lo if lo > 1 else 3,
+           "bool": True, "float": float(lo), "str": str(lo)}[bad_kind]
+    with pytest.raises(ConfigError, match=exact(f"{name} must be a power of two in {lo}..{hi}, not {bad!r}")):
+        TileConfig(**{name: bad})
+    for v in (lo, hi):
+        kw = {name: v}
+        if name == "dram_bus_bytes":
+            kw["dram_row_bytes"] = max(v, 16)
+        if name == "dram_row_bytes" and v < 16:
+            continue
+        assert getattr(TileConfig(**kw), name) == v
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match=exact(
+            "act_words (63) must hold at least one group (64 words): a GEMM streams whole groups")):
+        TileConfig(group=64, act_words=63)
+    with pytest.raises(ConfigError, match=exact(
+            "wgt_words (31) must hold at least one group (32 words): a GEMM streams whole groups")):
+        TileConfig(wgt_words=31)
+    with pytest.raises(ConfigError, match=exact(
+            "acc_words (7) must hold at least one output tile (rows = 8 words)")):
+        TileConfig(rows=8, acc_words=7)
+    with pytest.raises(ConfigError, match=exact(
+            "vparam_words (75) must hold the GELU table (64 words), the token multipliers (rows = 4) "
+            "and one VEC's column multipliers (cols = 8): at least 76")):
+        TileConfig(cols=8, vparam_words=75)
+    assert TileConfig(cols=8, vparam_words=76).vparam_words == 76
+    with pytest.raises(ConfigError, match=exact("dram_bus_bytes (64) must not exceed dram_row_bytes (32)")):
+        TileConfig(dram_row_bytes=32, dram_bus_bytes=64)
+    with pytest.raises(ConfigError, match=exact(
+            "DRAM size dram_banks * dram_rows * dram_row_bytes = 8589934592 must not exceed 2**32 "
+            "bytes (the reach of dram_addr)")):
+        TileConfig(dram_banks=64, dram_rows=1 << 23, dram_row_bytes=16)
+    assert TileConfig(dram_banks=64, dram_rows=1 << 22, dram_row_bytes=16).dram_bytes == 1 << 32
+
+
+def test_defaults_accept_every_array():
+    # naming only array fields always gives a valid tile (the RTL array generators rely on it)
+    for group in GROUP_SIZES:
+        assert TileConfig(rows=group, cols=256, group=group).vparam_words == 1024
+
+
+def test_word_sizes():
+    cfg = TileConfig(rows=5, cols=7)  # acc_bits 45
+    assert (cfg.act_word_bytes, cfg.wgt_word_bytes, cfg.meta_word_bytes) == (5, 4, 21)
+    assert (cfg.acc_bits, cfg.acc_elem_bytes, cfg.acc_word_bytes, cfg.vparam_word_bytes) == (45, 6, 42, 4)
+    fp = TileConfig(rows=5, cols=8, pe="baseline-w4a16", group=128)  # acc_bits 80
+    assert (fp.act_word_bytes, fp.wgt_word_bytes, fp.acc_bits, fp.acc_word_bytes) == (10, 4, 80, 80)
+    assert [cfg.word_bytes(s) for s in ("ACT", "wgt", 2, 3, 4)] == [5, 4, 21, 42, 4]
+    assert [cfg.spad_words(s) for s in range(5)] == [4096, 4096, 256, 512, 1024]
+    assert (cfg.vparam_token_base, cfg.vparam_param_base) == (64, 69)
+    assert TileConfig().dram_bytes == 4 * 1024 * 1024
+    with pytest.raises(ConfigError, match=exact(
+            "scratchpad must be one of ACT, WGT, META, ACC, VPARAM (or 0..4), not 'PIM'")):
+        cfg.word_bytes("PIM")
 
 
 # -- load --------------------------------------------------------------------------------------

@@ -370,7 +370,9 @@ def test_crafted_bodies_with_valid_checksums():
          "invalid configuration in program file: rows must be an integer in 1..256, not 0"),
         (body(config='{"rowz": 4}'),
          "invalid configuration in program file: unknown configuration field(s) rowz; known fields "
-         "are acc_headroom, cols, group, pe, rows, scale_bits, wbits"),
+         "are acc_headroom, acc_words, act_words, cols, dram_banks, dram_bus_bytes, dram_row_bytes, "
+         "dram_rows, group, meta_words, pe, queue_depth, rows, scale_bits, t_ccd, t_cl, t_rcd, t_rp, "
+         "vparam_words, wbits, wgt_words"),
         (body(config='[1]'),
          "invalid configuration in program file: a tile configuration must be a table of fields, not list"),
         (body(words=(0x02, 0x41)),

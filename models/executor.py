@@ -1,0 +1,526 @@
+"""Golden functional executor of the tile: runs a :class:`~mixpim.models.program.Program` bit-exactly.
+
+:func:`execute` first runs the cycle model (:func:`~mixpim.models.tile_timing.simulate`, the only
+timing model), which decides which instructions run, when, and how the run ends (HALT or an error
+code). It then applies the effect of every instruction that started, in (start cycle, pc) order,
+each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
+
+* LOAD / STORE move bytes between DRAM rows and scratchpad words (word formats:
+  :mod:`~mixpim.models.config`);
+* GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points and scale
+  mantissas and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
+  the array computes it; the accumulators wrap at ``acc_bits`` like the hardware's registers;
+* VEC calls :func:`~mixpim.models.vector.vec_apply`.
+
+Applying instructions atomically in start order is exact for every program whose conflicting
+accesses are ordered by tokens or SYNC (the compiler's job). Accesses of instructions on different
+units that overlap in time and touch a common address, at least one writing, are reported in
+:attr:`Result.races` (for such a program the result depends on cycle-level details; fix the
+tokens).
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .config import VPARAM_LUT_WORDS, TileConfig
+from .errors import ShapeError
+from .isa import ErrorCode, Opcode, Spad, VecFunc
+from .mixpe import ArrayParams, mixpe_gemm
+from .numerics import FixedScales
+from .program import Program, ProgramError, Segment
+from .quant import QuantizedWeights
+from .tile_timing import TimingResult, dma_spans, simulate
+from .vector import fp16_bits_to_int8, int8_to_fp16_bits, unpack_lut, unpack_vparam, vec_apply
+
+__all__ = ["Status", "Race", "Result", "execute", "run",
+           "pack_act", "unpack_act", "pack_wgt", "unpack_wgt", "pack_meta", "unpack_meta",
+           "pack_acc", "unpack_acc", "wrap"]
+
+
+# -- word formats (docs/tile.md, "Scratchpads and layouts") ------------------------------------
+
+def _words(data, word_bytes):
+    a = np.frombuffer(bytes(data), np.uint8) if not isinstance(data, np.ndarray) else data
+    a = np.asarray(a, dtype=np.uint8)
+    if a.ndim == 1:
+        if a.size % word_bytes:
+            raise ShapeError(f"{a.size} bytes are not a whole number of {word_bytes}-byte words")
+        a = a.reshape(-1, word_bytes)
+    if a.shape[1] != word_bytes:
+        raise ShapeError(f"expected {word_bytes}-byte words, not shape {a.shape}")
+    return a
+
+
+def _matrix(values, width, name):
+    v = np.asarray(values)
+    if v.ndim != 2 or v.shape[1] != width:
+        raise ShapeError(f"{name} must have shape (words, {width}), not {v.shape}")
+    return v
+
+
+def pack_act(config, values):
+    """ACT words as bytes: ``values`` (words, rows) int8, or float16 / uint16 bit patterns for FP16
+    configurations."""
+    v = _matrix(values, config.rows, "activations")
+    if config.act == "int8":
+        if v.dtype.kind not in "iu" or v.min(initial=0) < -128 or v.max(initial=0) > 127:
+            raise ShapeError("INT8 activations must be integers in -128..127")
+        return v.astype(np.int8).tobytes()
+    if v.dtype not in (np.float16, np.uint16):
+        raise ShapeError(f"FP16 activations must be float16 or uint16 bit patterns, not {v.dtype}")
+    return v.view(np.uint16).astype("<u2").tobytes()
+
+
+def unpack_act(config, data):
+    """ACT words (words, rows): int8 values, or uint16 FP16 bit patterns."""
+    w = _words(data, config.act_word_bytes)
+    if config.act == "int8":
+        return w.view(np.int8).copy()
+    return np.ascontiguousarray(w).view("<u2").astype(np.uint16)
+
+
+def pack_wgt(config, codes):
+    """WGT words as bytes: ``codes`` (words, cols) in 0..15, column j in the low nibble of byte
+    j // 2 when j is even, the high nibble when odd."""
+    c = _matrix(codes, config.cols, "weight codes").astype(np.int64)
+    if c.min(initial=0) < 0 or c.max(initial=0) > 15:
+        raise ShapeError("weight codes must be in 0..15")
+    if config.cols % 2:
+        c = np.concatenate([c, np.zeros((c.shape[0], 1), np.int64)], axis=1)
+    return (c[:, 0::2] | c[:, 1::2] << 4).astype(np.uint8).tobytes()
+
+
+def unpack_wgt(config, data):
+    """The 4-bit fields (words, cols) uint8 of WGT words."""
+    w = _words(data, config.wgt_word_bytes)
+    nib = np.stack([w & 0xF, w >> 4], axis=2).reshape(w.shape[0], -1)
+    return nib[:, :config.cols].astype(np.uint8)
+
+
+def pack_meta(config, zeros, scales):
+    """META words as bytes: per column a uint16 scale mantissa then a uint8 zero point;
+    ``zeros`` and ``scales`` (words, cols)."""
+    z = _matrix(zeros, config.cols, "zero points").astype(np.int64)
+    s = _matrix(scales, config.cols, "scale mantissas").astype(np.int64)
+    if z.shape != s.shape:
+        raise ShapeError(f"zero points {z.shape} and scales {s.shape} differ in shape")
+    if z.min(initial=0) < 0 or z.max(initial=0) > 0xFF or s.min(initial=0) < 0 or s.max(initial=0) > 0xFFFF:
+        raise ShapeError("zero points must be in 0..255 and scale mantissas in 0..65535")
+    out = np.empty((z.shape[0], config.cols, 3), np.uint8)
+    out[:, :, 0] = s & 0xFF
+    out[:, :, 1] = s >> 8
+    out[:, :, 2] = z
+    return out.tobytes()
+
+
+def unpack_meta(config, data):
+    """``(zeros, scales)`` (words, cols) int64 of META words."""
+    w = _words(data, config.meta_word_bytes).reshape(-1, config.cols, 3).astype(np.int64)
+    return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
+
+
+def wrap(values, bits):
+    """``values`` reduced to ``bits``-bit two's complement (what a register of that width keeps)."""
+    half = 1 << (bits - 1)
+    if isinstance(values, np.ndarray) and values.dtype != object and bits <= 62:
+        return ((values + half) & ((1 << bits) - 1)) - half
+    v = np.asarray(values, dtype=object)
+    return ((v + half) % (1 << bits)) - half
+
+
+def _acc_dtype(config):
+    return np.int64 if config.acc_bits <= 62 else object
+
+
+def pack_acc(config, values):
+    """ACC words as bytes: (words, cols) accumulators, each ``acc_elem_bytes`` two's complement LE."""
+    v = _matrix(values, config.cols, "accumulators")
+    eb, bits = config.acc_elem_bytes, config.acc_bits
+    if v.dtype != object and eb <= 8:
+        v = v.astype(np.int64)
+        lim = 1 << (bits - 1)
+        if v.size and (v.min() < -lim or v.max() >= lim):
+            raise ShapeError(f"accumulators must fit {bits} bits")
+        return v.astype("<i8").view(np.uint8).reshape(v.shape[0], v.shape[1], 8)[:, :, :eb].tobytes()
+    out = bytearray()
+    for x in v.flat:
+        x = int(x)
+        if not -(1 << (bits - 1)) <= x < 1 << (bits - 1):
+            raise ShapeError(f"accumulators must fit {bits} bits")
+        out += x.to_bytes(eb, "little", signed=True)
+    return bytes(out)
+
+
+def unpack_acc(config, data):
+    """Accumulators (words, cols) from ACC words (int64, or Python ints beyond 62 bits)."""
+    eb = config.acc_elem_bytes
+    w = _words(data, config.acc_word_bytes).reshape(-1, config.cols, eb)
+    if _acc_dtype(config) is np.int64:
+        full = np.zeros(w.shape[:2] + (8,), np.uint8)
+        full[:, :, :eb] = w
+        full[:, :, eb:] = np.where(w[:, :, eb - 1:eb] >= 0x80, 0xFF, 0)
+        return full.view("<i8").reshape(w.shape[:2]).astype(np.int64)
+    out = np.empty(w.shape[:2], dtype=object)
+    for idx in np.ndindex(*w.shape[:2]):
+        out[idx] = int.from_bytes(w[idx].tobytes(), "little", signed=True)
+    return out
+
+
+# -- results -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Status:
+    """The tile's status registers after ``done``.
+
+    Members
+    -------
+    cycles, busy (per :class:`Unit`), dispatched, error (:class:`ErrorCode`), error_pc :
+        As :class:`~mixpim.models.tile_timing.TimingResult`.
+    nonfinite : bool
+        Sticky: a GEMM met an FP16 inf/NaN activation (taken as 0), as the array's flag.
+    """
+    cycles: int
+    busy: tuple
+    dispatched: int
+    error: ErrorCode
+    error_pc: int
+    nonfinite: bool = False
+
+
+@dataclass(frozen=True)
+class Race:
+    """Instructions ``first`` and ``second`` (pcs; on different units, overlapping in time) access
+    ``space`` (``"dram"`` or a scratchpad name) at ``address`` (byte or word), at least one
+    writing."""
+    first: int
+    second: int
+    space: str
+    address: int
+
+
+@dataclass
+class Result:
+    """Outcome of :func:`execute`.
+
+    Members
+    -------
+    config : TileConfig
+    status : Status
+    timing : TimingResult
+        Every instruction's dispatch, start, end and completion cycle.
+    dram : uint8 array or None
+        Final DRAM contents (None in timing-only mode).
+    spads : dict or None
+        Final scratchpads by name: ``ACT``, ``WGT``, ``META``, ``VPARAM`` as uint8 arrays
+        (words, word bytes) holding the words exactly as in DRAM; ``ACC`` as integers
+        (words, cols) (int64, or Python ints beyond 62 bits).
+    outputs : tuple of Segment
+        Every DRAM range written by a STORE, with its final contents (merged, ascending).
+    races : tuple of Race
+        Conflicting accesses not ordered by tokens (empty for a well-formed program; at most
+        100 are listed).
+    """
+    config: TileConfig
+    status: Status
+    timing: TimingResult
+    dram: np.ndarray = None
+    spads: dict = None
+    outputs: tuple = ()
+    races: tuple = ()
+
+    @property
+    def ok(self):
+        return self.status.error == ErrorCode.OK
+
+    def read(self, addr, nbytes):
+        """``nbytes`` bytes of the final DRAM at ``addr``."""
+        return bytes(self.dram[addr:addr + nbytes])
+
+    def act(self):
+        """ACT decoded: (act_words, rows) int8 or FP16 bit patterns."""
+        return unpack_act(self.config, self.spads["ACT"])
+
+
+# -- execution ---------------------------------------------------------------------------------
+
+def execute(program, *, timing_only=False, check_races=True):
+    """Run ``program`` on the golden tile.
+
+    Arguments
+    ---------
+    program : Program
+    timing_only : bool
+        Only the cycle model: no memories are allocated (for paper-scale configurations).
+    check_races : bool
+        Look for conflicting accesses that tokens do not order (:attr:`Result.races`).
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    ProgramError
+        If a segment does not fit the configuration (word size, scratchpad depth, DRAM size, an ACC
+        value wider than ``acc_bits``). Faults of the instruction stream are not exceptions: they
+        end the run with an error code in :attr:`Result.status`.
+    """
+    if not isinstance(program, Program):
+        raise ProgramError(f"execute needs a Program, not {type(program).__name__}")
+    return run(program.config, program.instructions, program.segments,
+               timing_only=timing_only, check_races=check_races)
+
+
+def run(config, instructions, segments=(), *, timing_only=False, check_races=True):
+    """:func:`execute` on parts: ``instructions`` may also hold raw 128-bit words (illegal ones
+    end the run with ``ILLEGAL_OPCODE`` / ``BAD_FIELD`` when the dispatcher reaches them)."""
+    if not isinstance(config, TileConfig):
+        raise ProgramError(f"config must be a TileConfig, not {type(config).__name__}")
+    mem = None if timing_only else _Memory(config, segments)
+    timing = simulate(config, instructions)
+    nonfinite = False
+    outputs, races = (), ()
+    if mem is not None:
+        insts = timing.instructions
+        for pc in timing.executed:
+            nonfinite |= mem.apply(insts[pc])
+        outputs = mem.outputs()
+        if check_races:
+            races = _find_races(config, timing)
+    status = Status(timing.cycles, timing.busy, timing.dispatched, timing.error, timing.error_pc,
+                    bool(nonfinite))
+    return Result(config, status, timing,
+                  dram=None if mem is None else mem.dram,
+                  spads=None if mem is None else mem.spads,
+                  outputs=outputs, races=races)
+
+
+class _Memory:
+    """DRAM and scratchpads, and the functional effect of each instruction."""
+
+    def __init__(self, cfg, segments):
+        self.cfg = cfg
+        self.params = ArrayParams.from_config(cfg)
+        self.dram = np.zeros(cfg.dram_bytes, np.uint8)
+        self.spads = {s.name: np.zeros((cfg.spad_words(s), cfg.word_bytes(s)), np.uint8)
+                      for s in Spad if s != Spad.ACC}
+        self.spads["ACC"] = np.zeros((cfg.acc_words, cfg.cols), _acc_dtype(cfg))
+        self.stored = []  # (starts, length) of every STORE
+        for i, seg in enumerate(segments):
+            self._load_segment(i, seg)
+
+    def _load_segment(self, i, seg):
+        cfg = self.cfg
+        if not isinstance(seg, Segment):
+            raise ProgramError(f"segments[{i}] must be a Segment, not {seg!r}")
+        if seg.target == "dram":
+            if seg.end > cfg.dram_bytes:
+                raise ProgramError(f"segment {i} (dram 0x{seg.base:x}..0x{seg.end - 1:x}) leaves "
+                                   f"DRAM (0x{cfg.dram_bytes:x} bytes)")
+            self.dram[seg.base:seg.end] = np.frombuffer(seg.data, np.uint8)
+            return
+        wb, depth = cfg.word_bytes(seg.target), cfg.spad_words(seg.target)
+        if seg.word_bytes != wb:
+            raise ProgramError(f"segment {i} gives {seg.target} {seg.word_bytes}-byte words; this "
+                               f"configuration's {seg.target} words are {wb} bytes")
+        if seg.end > depth:
+            raise ProgramError(f"segment {i} ({seg.target} words {seg.base}..{seg.end - 1}) leaves "
+                               f"the scratchpad ({depth} words)")
+        if seg.target == "ACC":
+            values = unpack_acc(cfg, seg.data)
+            bits = cfg.acc_bits
+            if any(not -(1 << (bits - 1)) <= int(v) < 1 << (bits - 1) for v in values.flat):
+                raise ProgramError(f"segment {i}: an ACC value does not fit acc_bits ({bits})")
+            self.spads["ACC"][seg.base:seg.end] = values
+        else:
+            self.spads[seg.target][seg.base:seg.end] = _words(seg.data, wb)
+
+    # -- instructions --------------------------------------------------------------------------
+
+    def apply(self, inst):
+        """Apply ``inst``; returns True if a GEMM met a non-finite FP16 activation."""
+        op = inst.op
+        if op == Opcode.LOAD:
+            self._load(inst)
+        elif op == Opcode.STORE:
+            self._store(inst)
+        elif op == Opcode.GEMM:
+            return self._gemm(inst)
+        elif op == Opcode.VEC:
+            self._vec(inst)
+        return False
+
+    def _dram_index(self, starts, length):
+        return (starts[:, None] + np.arange(length, dtype=np.int64)[None, :])
+
+    def _load(self, inst):
+        cfg = self.cfg
+        starts, length = dma_spans(cfg, inst)
+        wb = cfg.word_bytes(inst.spad)
+        if inst.rows == 1 or inst.stride == length:
+            data = self.dram[int(starts[0]):int(starts[0]) + inst.rows * length]
+        else:
+            data = self.dram[self._dram_index(starts, length)]
+        n = inst.rows * inst.words
+        self.spads[inst.spad.name][inst.spad_addr:inst.spad_addr + n] = data.reshape(n, wb)
+
+    def _store(self, inst):
+        cfg = self.cfg
+        starts, length = dma_spans(cfg, inst)
+        n = inst.rows * inst.words
+        words = self.spads[inst.spad.name][inst.spad_addr:inst.spad_addr + n]
+        if inst.spad == Spad.ACC:
+            data = np.frombuffer(pack_acc(cfg, words), np.uint8)
+        else:
+            data = words.reshape(-1)
+        data = data.reshape(inst.rows, length)
+        if inst.rows == 1 or inst.stride == length:
+            self.dram[int(starts[0]):int(starts[0]) + inst.rows * length] = data.reshape(-1)
+        elif inst.stride > length:
+            self.dram[self._dram_index(starts, length)] = data
+        else:  # rows overlap in DRAM: they are written in order, later rows win
+            for r in range(inst.rows):
+                self.dram[int(starts[r]):int(starts[r]) + length] = data[r]
+        self.stored.append((starts, length))
+
+    def _gemm(self, inst):
+        cfg = self.cfg
+        g = inst.groups
+        k = g * cfg.group
+        act = unpack_act(cfg, self.spads["ACT"][inst.act_addr:inst.act_addr + k]).T  # (rows, K)
+        codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k]).T  # (cols, K)
+        zeros, scales = unpack_meta(cfg, self.spads["META"][inst.meta_addr:inst.meta_addr + g])
+        # the array takes the low wbits / scale_bits bits of the stored 4-bit / 8-bit / 16-bit fields
+        wmask, smask = (1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1
+        qw = QuantizedWeights(
+            codes=np.ascontiguousarray(codes & wmask), zeros=np.ascontiguousarray(zeros.T & wmask),
+            scales=FixedScales(np.ascontiguousarray(scales.T & smask), np.zeros(cfg.cols, np.int64),
+                               cfg.scale_bits),
+            bits=cfg.wbits, group=cfg.group, symmetric=False)
+        # The hardware accumulator wraps at acc_bits; mixpe_gemm refuses to overflow, so give it
+        # the headroom of this GEMM's group count and wrap afterwards (same integers mod 2**bits).
+        params = self.params
+        headroom = max(params.acc_headroom, g.bit_length() + 1)
+        result = mixpe_gemm(replace(params, acc_headroom=headroom), np.ascontiguousarray(act), qw)
+        tile = result.acc
+        acc = self.spads["ACC"]
+        dst = slice(inst.acc_addr, inst.acc_addr + cfg.rows)
+        if inst.accumulate:
+            tile = acc[dst] + tile
+        acc[dst] = wrap(tile if acc.dtype == object else np.asarray(tile, np.int64), cfg.acc_bits)
+        return bool(result.nonfinite.any())
+
+    def _vec(self, inst):
+        cfg = self.cfg
+        r, c = inst.rows, cfg.cols
+        acc = self.spads["ACC"][inst.acc_addr:inst.acc_addr + r]
+        vp = self.spads["VPARAM"]
+        mult, shift = unpack_vparam(vp[inst.param_addr:inst.param_addr + c])
+        base = cfg.vparam_token_base
+        tmult, tshift = unpack_vparam(vp[base:base + r])
+        func = inst.func
+        lut = unpack_lut(vp[:VPARAM_LUT_WORDS].tobytes()) if func == VecFunc.GELU else None
+        residual = None
+        if func == VecFunc.ADD:
+            res = unpack_act(cfg, self.spads["ACT"][inst.res_addr:inst.res_addr + c])  # (cols, lanes)
+            res = res[:, :r].T
+            residual = res if cfg.act == "int8" else fp16_bits_to_int8(res)
+        y = vec_apply(func, acc, mult, shift, tmult, tshift, lut=lut, residual=residual)
+        out = np.zeros((c, cfg.rows), np.int8)
+        out[:, :r] = y.T
+        if cfg.act == "int8":
+            words = out.view(np.uint8)
+        else:
+            words = int8_to_fp16_bits(out).astype("<u2").view(np.uint8).reshape(c, -1)
+        self.spads["ACT"][inst.act_addr:inst.act_addr + c] = words
+
+    def outputs(self):
+        """Merged DRAM ranges written by STOREs, as Segments with their final contents."""
+        if not self.stored:
+            return ()
+        lo = np.concatenate([s for s, _ in self.stored])
+        hi = np.concatenate([s + n for s, n in self.stored])
+        order = np.argsort(lo, kind="stable")
+        lo, hi = lo[order], hi[order]
+        out = []
+        cur_lo, cur_hi = int(lo[0]), int(hi[0])
+        for a, b in zip(lo[1:].tolist(), hi[1:].tolist()):
+            if a <= cur_hi:
+                cur_hi = max(cur_hi, b)
+            else:
+                out.append((cur_lo, cur_hi))
+                cur_lo, cur_hi = a, b
+        out.append((cur_lo, cur_hi))
+        return tuple(Segment("dram", a, self.dram[a:b].tobytes()) for a, b in out)
+
+
+# -- race detection ----------------------------------------------------------------------------
+
+def _accesses(cfg, inst):
+    """``[(space, write, starts, length)]`` of one instruction (starts: int64 array)."""
+    one = lambda a: np.array([a], np.int64)  # noqa: E731
+    op = inst.op
+    if op in (Opcode.LOAD, Opcode.STORE):
+        starts, length = dma_spans(cfg, inst)
+        spad = (inst.spad.name, op == Opcode.LOAD, one(inst.spad_addr), inst.rows * inst.words)
+        return [spad, ("dram", op == Opcode.STORE, starts, length)]
+    if op == Opcode.GEMM:
+        k = inst.groups * cfg.group
+        out = [("ACT", False, one(inst.act_addr), k), ("WGT", False, one(inst.wgt_addr), k),
+               ("META", False, one(inst.meta_addr), inst.groups),
+               ("ACC", True, one(inst.acc_addr), cfg.rows)]
+        return out
+    if op == Opcode.VEC:
+        out = [("ACC", False, one(inst.acc_addr), inst.rows), ("ACT", True, one(inst.act_addr), cfg.cols),
+               ("VPARAM", False, one(inst.param_addr), cfg.cols),
+               ("VPARAM", False, one(cfg.vparam_token_base), inst.rows)]
+        if inst.func == VecFunc.GELU:
+            out.append(("VPARAM", False, one(0), VPARAM_LUT_WORDS))
+        if inst.func == VecFunc.ADD:
+            out.append(("ACT", False, one(inst.res_addr), cfg.cols))
+        return out
+    return []
+
+
+def _first_overlap(a, la, b, lb):
+    """First address shared by intervals ``[a_i, a_i + la)`` and ``[b_j, b_j + lb)`` (both start
+    arrays ascending), or None."""
+    idx = np.searchsorted(b, a + la, side="left")
+    has = idx > 0
+    cand = np.where(has, b[np.maximum(idx - 1, 0)], 0)
+    hit = has & (cand + lb > a)
+    if not hit.any():
+        return None
+    i = int(np.argmax(hit))
+    return int(max(a[i], cand[i]))
+
+
+def _find_races(cfg, timing, limit=100):
+    insts = timing.instructions
+    order = sorted(timing.executed, key=lambda pc: timing.start[pc])
+    active = []  # (complete, pc, unit, accesses)
+    races = []
+    for pc in order:
+        s = int(timing.start[pc])
+        active = [x for x in active if x[0] >= s]
+        inst = insts[pc]
+        acc = _accesses(cfg, inst)
+        for _, opc, unit, oacc in active:
+            if unit == inst.unit:
+                continue
+            for space, w, starts, n in acc:
+                for ospace, ow, ostarts, on in oacc:
+                    if space != ospace or not (w or ow):
+                        continue
+                    addr = _first_overlap(starts, n, ostarts, on)
+                    if addr is not None:
+                        races.append(Race(opc, pc, space, addr))
+                        break
+                else:
+                    continue
+                break
+            if len(races) >= limit:
+                return tuple(races)
+        active.append((int(timing.complete[pc]), pc, inst.unit, acc))
+    return tuple(races)
