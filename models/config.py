@@ -307,7 +307,8 @@ class TileConfig:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except OSError as e:
-            raise ConfigError(f"cannot read configuration {path!r}: {e.strerror}") from None
+            raise ConfigError(f"cannot read configuration {path!r}: {e.strerror} "
+                              f"(presets are {', '.join(PRESETS)})") from None
         return cls.from_toml(text) if path.endswith(".toml") else cls.from_json(text)
 
 

@@ -8,6 +8,7 @@ mismatch); tracebacks are for bugs only.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..models.config import GROUP_SIZES
 from ..models.errors import MixpimError
@@ -86,6 +87,49 @@ def cmd_quant(args):
         print(format_table(report, per_layer=args.per_layer))
 
 
+def cmd_compile(args):
+    import numpy as np
+
+    from ..compiler import lower_linear
+    from ..models.config import TileConfig
+    from ..models.program import listing
+    from ..models.quant import quantize_weights
+    cfg = TileConfig.load(args.config)
+    rng = np.random.default_rng(args.seed)
+    qw = quantize_weights(rng.normal(size=(args.n, args.k)), cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    compiled = lower_linear(cfg, (args.m, args.k), qw, seed=args.seed, out=args.out_format)
+    prog = compiled.program
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prog.save(out)
+    lst = out.with_suffix(".lst")
+    lst.write_text(listing(prog))
+    print(f"linear {args.m}x{args.n}x{args.k} on {args.config}: {len(prog.instructions)} instructions, "
+          f"{sum(len(s.data) for s in prog.segments)} bytes of memory image")
+    print(f"wrote {out} and {lst}")
+
+
+def cmd_run(args):
+    from ..models.executor import execute
+    from ..models.isa import Unit
+    from ..models.program import Program
+    prog = Program.load(args.program)
+    res = execute(prog, timing_only=args.timing_only)
+    st = res.status
+    print(f"{args.program}: {len(prog.instructions)} instructions on the golden model"
+          f"{' (timing only)' if args.timing_only else ''}")
+    print(f"  status    {st.error.name} (pc {st.error_pc})")
+    print(f"  cycles    {st.cycles}")
+    for u in Unit:
+        if u < len(st.busy):
+            print(f"  busy {u.name:5s}{st.busy[u]:>10d}  ({st.busy[u] / max(st.cycles, 1):.1%})")
+    print(f"  dispatched {st.dispatched}")
+    if not args.timing_only:
+        print(f"  outputs   {len(res.outputs)} DRAM range(s), {sum(len(o.data) for o in res.outputs)} bytes; "
+              f"races {len(res.races)}")
+    return 0 if res.ok else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
@@ -115,6 +159,26 @@ def build_parser():
     p.add_argument("--per-layer", action="store_true", help="one table row per layer and format")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_quant)
+
+    p = sub.add_parser("compile", help="compile a quantized Linear layer (seeded synthetic weights) "
+                       "to a tile program file and listing")
+    p.add_argument("layer", choices=("linear",))
+    p.add_argument("--config", default="tiny", help="a preset (tiny, fpga, npu128) or a .json/.toml file")
+    p.add_argument("--m", type=int, required=True, help="tokens")
+    p.add_argument("--n", type=int, required=True, help="output features")
+    p.add_argument("--k", type=int, required=True, help="input features")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-format", default="acc", choices=("acc", "int8"),
+                   help="store accumulators or INT8 requantized outputs (default acc)")
+    p.add_argument("-o", "--output", required=True, help="program file to write (.mxpm)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a program file on the golden model (status, cycles per unit)")
+    p.add_argument("program")
+    p.add_argument("--backend", default="golden", choices=("golden",),
+                   help="golden (the RTL tile backend comes with the tile RTL)")
+    p.add_argument("--timing-only", action="store_true", help="cycle model only, no data")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the embedded default: a MiniLM FFN projection on RTL and golden")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")

@@ -76,3 +76,22 @@ def test_quant_on_minilm_json():
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert "bitmod4" in json.dumps(rep) and "int4-asym" in json.dumps(rep)
+
+
+def test_compile_then_run_on_the_golden_model(tmp_path):
+    prog = tmp_path / "linear.mxpm"
+    r = _mixpim("compile", "linear", "--config", "tiny", "--m", "5", "--n", "9", "--k", "70", "-o", str(prog))
+    assert r.returncode == 0, r.stderr
+    assert prog.is_file() and "GEMM" in prog.with_suffix(".lst").read_text()
+    r = _mixpim("run", str(prog))
+    assert r.returncode == 0, r.stderr
+    assert "status    OK" in r.stdout and "races 0" in r.stdout
+    cycles = int(r.stdout.split("cycles")[1].split()[0])
+    assert cycles > 0
+
+
+def test_run_rejects_a_corrupt_program(tmp_path):
+    bad = tmp_path / "bad.mxpm"
+    bad.write_bytes(b"MXPM" + bytes(40))
+    r = _mixpim("run", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("mixpim: error: ") and "Traceback" not in r.stderr

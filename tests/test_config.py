@@ -376,15 +376,18 @@ def test_load_files_and_presets(tmp_path):
     assert TileConfig.load("fpga") is PRESETS["fpga"]
 
 
+PRESET_HINT = "(presets are tiny, fpga, npu128)"
+
+
 def test_load_errors(tmp_path):
     missing = tmp_path / "missing.json"
-    msg = f"cannot read configuration {str(missing)!r}: No such file or directory"
+    msg = f"cannot read configuration {str(missing)!r}: No such file or directory {PRESET_HINT}"
     with pytest.raises(ConfigError, match=exact(msg)):
         TileConfig.load(missing)
-    with pytest.raises(ConfigError, match=exact(f"cannot read configuration {str(tmp_path)!r}: Is a directory")):
+    with pytest.raises(ConfigError, match=exact(f"cannot read configuration {str(tmp_path)!r}: Is a directory {PRESET_HINT}")):
         TileConfig.load(tmp_path)
     # a preset name that is not a preset is a missing file
-    with pytest.raises(ConfigError, match=exact("cannot read configuration 'huge': No such file or directory")):
+    with pytest.raises(ConfigError, match=exact(f"cannot read configuration 'huge': No such file or directory {PRESET_HINT}")):
         TileConfig.load("huge")
     (tmp_path / "bad.toml").write_text(TileConfig().to_json(), encoding="utf-8")
     with pytest.raises(ConfigError, match="^configuration is not valid TOML: "):
