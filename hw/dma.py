@@ -1,0 +1,336 @@
+"""DMA engine of the tile: executes one decoded LOAD or STORE between the DRAM model and a scratchpad.
+
+Timing (docs/tile.md, "DRAM and DMA timing"): ``busy`` is high in the ``start`` cycle and stays
+high for exactly ``DMA_SETUP_CYCLES + sum of beat costs`` cycles, the duration
+:class:`mixpim.models.tile_timing.DramBanks` charges; ``done`` pulses in the last of them. The
+engine is a counter machine: the ``start`` cycle and one more are the setup, then one beat request
+is held on the DRAM bus at a time, back to back, and the DRAM model (:mod:`.dram`) decides how long
+each beat takes. The last scratchpad or DRAM write happens at the clock edge that ends the ``done``
+cycle.
+
+Data: the scratchpad words ``spad_addr ...`` form one contiguous byte stream (each word its DRAM
+bytes, little-endian); the beats deliver (LOAD) or take (STORE) the stream's bytes in transfer
+order, beat by beat, each beat the bytes ``[lo, hi)`` of its bus chunk that its transfer row
+touches. A packer per scratchpad assembles whole words from the beats; an unpacker per scratchpad
+prefetches words ahead of the beats.
+
+Scratchpad ports are multi-word: one beat can carry up to ``ceil(bus_bytes / word_bytes)`` words
+(a one-word port could not keep up with a beat per cycle), so each port has
+:func:`port_lanes` lanes of consecutive words (1 lane when a word is at least a bus beat).
+"""
+
+
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..models.config import TileConfig
+from ..models.isa import FORMATS, Opcode, Spad
+from .decoder import operand_layout
+from .dram import DramSignature
+
+__all__ = ["dma_layout", "port_lanes", "word_shape", "SpadWriteSignature", "SpadReadSignature",
+           "DmaEngine"]
+
+#: Scratchpads a LOAD may write and a STORE may read (the ISA's ``spad`` ``allowed`` values).
+LOAD_SPADS = FORMATS[Opcode.LOAD].field("spad").allowed
+STORE_SPADS = FORMATS[Opcode.STORE].field("spad").allowed
+SPAD_ADDR_BITS = FORMATS[Opcode.LOAD].field("spad_addr").width
+
+
+def dma_layout():
+    """Operands of LOAD and STORE (the two formats share their fields)."""
+    layout = operand_layout(Opcode.LOAD)
+    assert layout == operand_layout(Opcode.STORE)
+    return layout
+
+
+def port_lanes(config, spad):
+    """Words of scratchpad ``spad`` one port transfer carries: the most words one beat can touch."""
+    wb = config.word_bytes(spad)
+    return (wb - 1 + config.dram_bus_bytes) // wb
+
+
+def word_shape(config, spad):
+    """Shape of one word at the scratchpad's port: its DRAM bytes (LE), except ACC, whose words are
+    ``cols`` ``acc_bits``-bit accumulators (the DMA sign-extends them to whole bytes)."""
+    if Spad(spad) == Spad.ACC:
+        return data.ArrayLayout(signed(config.acc_bits), config.cols)
+    return unsigned(8 * config.word_bytes(spad))
+
+
+class SpadWriteSignature(wiring.Signature):
+    """A scratchpad write port, seen from the DMA: lane i writes ``data[i]`` to word ``addr + i``
+    where ``en[i]`` is set (the set lanes are always the lowest ones).
+
+    Members
+    -------
+    addr : Out(16), word address of lane 0
+    en : Out(lanes), lane write enables
+    data : Out(ArrayLayout(shape, lanes))
+    """
+
+    def __init__(self, shape, lanes):
+        super().__init__({
+            "addr": Out(SPAD_ADDR_BITS),
+            "en": Out(lanes),
+            "data": Out(data.ArrayLayout(shape, lanes)),
+        })
+
+
+class SpadReadSignature(wiring.Signature):
+    """A scratchpad read port, seen from the DMA: ``en`` with ``addr`` in one cycle, ``data[i]`` =
+    word ``addr + i`` in the next (synchronous read, latency 1). Lanes past the transfer's last
+    word may be read; their data is ignored.
+
+    Members
+    -------
+    addr : Out(16), word address of lane 0
+    en : Out(1)
+    data : In(ArrayLayout(shape, lanes))
+    """
+
+    def __init__(self, shape, lanes):
+        super().__init__({
+            "addr": Out(SPAD_ADDR_BITS),
+            "en": Out(1),
+            "data": In(data.ArrayLayout(shape, lanes)),
+        })
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    SETUP = 1
+    RUN = 2
+
+
+def _bytes_of(config, spad, word):
+    """The DRAM bytes (a Value of ``8 * word_bytes`` bits) of one port word."""
+    if Spad(spad) != Spad.ACC:
+        return Value.cast(word)
+    bits, eb = config.acc_bits, config.acc_elem_bytes
+    return Cat(*(Cat(x, x[-1].replicate(8 * eb - bits))
+                 for x in (Value.cast(word[j]) for j in range(config.cols))))
+
+
+class DmaEngine(wiring.Component):
+    """Executes one LOAD or STORE at a time.
+
+    Arguments
+    ---------
+    config : TileConfig
+
+    Members
+    -------
+    start : In(1), take ``i_store`` / ``i_inst`` and start (only while ``busy`` is low)
+    i_store : In(1), 1: STORE (scratchpad -> DRAM), 0: LOAD
+    i_inst : In(:func:`dma_layout`), the decoded operands
+    busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
+    done : Out(1), the instruction's last cycle
+    dram : Out(:class:`~.dram.DramSignature`), to the DRAM model
+    w_act, w_wgt, w_meta, w_vparam : Out(:class:`SpadWriteSignature`), one per scratchpad a
+        LOAD writes (``w_`` + lower-case name)
+    r_act, r_acc : Out(:class:`SpadReadSignature`), one per scratchpad a STORE reads
+
+    A ``spad`` the format does not allow (the decoder flags it) still spends the instruction's
+    cycles but moves no data. Operands must pass ``check_instruction`` (the dispatcher's checks).
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a TileConfig.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"config must be a TileConfig, not {config!r}")
+        self._cfg = config
+        ports = {
+            "start": In(1),
+            "i_store": In(1),
+            "i_inst": In(dma_layout()),
+            "busy": Out(1),
+            "done": Out(1),
+            "dram": Out(DramSignature(config)),
+        }
+        for s in LOAD_SPADS:
+            ports[f"w_{s.name.lower()}"] = Out(SpadWriteSignature(word_shape(config, s),
+                                                                  port_lanes(config, s)))
+        for s in STORE_SPADS:
+            ports[f"r_{s.name.lower()}"] = Out(SpadReadSignature(word_shape(config, s),
+                                                                 port_lanes(config, s)))
+        super().__init__(ports)
+
+    @property
+    def config(self):
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        bus = cfg.dram_bus_bytes
+        bus_bits = exact_log2(bus)
+        inst = self.i_inst
+        dram = self.dram
+        m = Module()
+
+        state = Signal(_State)
+        store = Signal()
+        spad = Signal.like(inst.spad)
+        first = Signal()
+        rows_left = Signal.like(inst.rows)
+        stride = Signal.like(inst.stride)
+        length = Signal(32)           # bytes per transfer row
+        row_addr = Signal(32)         # DRAM byte address of the current transfer row
+        beat = Signal(len(dram.addr))
+
+        # geometry of the current transfer row and beat
+        row_end = Signal(32)          # last byte of the row
+        m.d.comb += row_end.eq(row_addr + length - 1)
+        c0 = row_addr[bus_bits:]
+        c1 = row_end[bus_bits:]
+        lo = Signal(range(bus))
+        hi = Signal(range(bus + 1))   # bytes [lo, hi) of the beat belong to the row
+        m.d.comb += [
+            lo.eq(Mux(beat == c0, row_addr[:bus_bits] if bus_bits else 0, 0)),
+            hi.eq(Mux(beat == c1, (row_end[:bus_bits] if bus_bits else 0) + 1, bus)),
+        ]
+        row_last = beat == c1
+        last = row_last & (rows_left == 1)
+        xfer = Signal()               # a beat's access happens in this cycle
+        m.d.comb += [
+            dram.valid.eq(state == _State.RUN),
+            dram.addr.eq(beat),
+            dram.write.eq(store),
+            dram.first.eq(first),
+            xfer.eq(dram.valid & dram.ready),
+            self.busy.eq(self.start | (state != _State.IDLE)),
+            self.done.eq(xfer & last),
+        ]
+
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                with m.If(self.start):
+                    m.d.sync += [
+                        state.eq(_State.SETUP),
+                        store.eq(self.i_store),
+                        spad.eq(inst.spad),
+                        first.eq(1),
+                        rows_left.eq(inst.rows),
+                        stride.eq(inst.stride),
+                        row_addr.eq(inst.dram_addr),
+                        beat.eq(inst.dram_addr[bus_bits:]),
+                    ]
+                    with m.Switch(inst.spad):
+                        for s in Spad:
+                            with m.Case(s):
+                                m.d.sync += length.eq(inst.words * cfg.word_bytes(s))
+                        with m.Default():
+                            m.d.sync += length.eq(inst.words)
+            with m.Case(_State.SETUP):
+                m.d.sync += state.eq(_State.RUN)
+            with m.Case(_State.RUN):
+                with m.If(xfer):
+                    m.d.sync += first.eq(0)
+                    with m.If(last):
+                        m.d.sync += state.eq(_State.IDLE)
+                    with m.Elif(row_last):
+                        next_addr = row_addr + stride
+                        m.d.sync += [
+                            rows_left.eq(rows_left - 1),
+                            row_addr.eq(next_addr),
+                            beat.eq(next_addr[bus_bits:]),
+                        ]
+                    with m.Else():
+                        m.d.sync += beat.eq(beat + 1)
+
+        starting = self.start & (state == _State.IDLE)
+        for s in LOAD_SPADS:
+            self._packer(m, s, getattr(self, f"w_{s.name.lower()}"), starting,
+                         xfer & ~store & (spad == s), lo, hi)
+        wdata = {s: self._unpacker(m, s, getattr(self, f"r_{s.name.lower()}"), starting,
+                                   xfer & store & (spad == s), lo, hi,
+                                   store & (spad == s) & (state != _State.IDLE))
+                 for s in STORE_SPADS}
+        with m.Switch(spad):
+            for s in STORE_SPADS:
+                with m.Case(s):
+                    m.d.comb += dram.wdata.eq(wdata[s])
+        m.d.comb += dram.wmask.eq(Cat(*((i >= lo) & (i < hi) for i in range(bus))))
+        return m
+
+    def _packer(self, m, s, port, starting, act, lo, hi):
+        """LOAD: append each beat's bytes to a buffer, write out the whole words."""
+        cfg = self._cfg
+        bus, wb, lanes = cfg.dram_bus_bytes, cfg.word_bytes(s), port_lanes(cfg, s)
+        name = s.name.lower()
+        buf = Signal(8 * max(1, wb - 1), name=f"ld_{name}_buf")   # fewer than wb bytes wait here
+        fill = Signal(range(wb), name=f"ld_{name}_fill")
+        addr = Signal(SPAD_ADDR_BITS, name=f"ld_{name}_addr")
+        rdata = self.dram.rdata
+        beat_bytes = Cat(*(Mux(i < hi, rdata.word_select(i, 8), 0) for i in range(bus)))
+        incoming = Signal(8 * bus, name=f"ld_{name}_in")
+        m.d.comb += incoming.eq(beat_bytes >> (lo * 8))
+        new = Signal(8 * (wb - 1 + bus), name=f"ld_{name}_new")
+        total = Signal(range(wb + bus), name=f"ld_{name}_total")
+        m.d.comb += [
+            new.eq(buf | (incoming << (fill * 8))),
+            total.eq(fill + hi - lo),
+        ]
+        k = Signal(range(lanes + 1), name=f"ld_{name}_k")   # whole words completed by this beat
+        m.d.comb += k.eq(sum(total >= i * wb for i in range(1, lanes + 1)))
+        m.d.comb += [
+            port.addr.eq(addr),
+            port.en.eq(Mux(act, Cat(*(k > i for i in range(lanes))), 0)),
+        ]
+        m.d.comb += [port.data[i].eq(new.word_select(i, 8 * wb)) for i in range(lanes)]
+        with m.If(starting):
+            m.d.sync += [buf.eq(0), fill.eq(0), addr.eq(self.i_inst.spad_addr)]
+        with m.Elif(act):
+            m.d.sync += [
+                buf.eq(new >> (k * (8 * wb))),
+                fill.eq(total - k * wb),
+                addr.eq(addr + k),
+            ]
+
+    def _unpacker(self, m, s, port, starting, act, lo, hi, active):
+        """STORE: prefetch words into a buffer, hand each beat its bytes."""
+        cfg = self._cfg
+        bus, wb, lanes = cfg.dram_bus_bytes, cfg.word_bytes(s), port_lanes(cfg, s)
+        name = s.name.lower()
+        span = lanes * wb             # bytes of one read (>= bus)
+        cap = 3 * span                # buffer bytes: never underruns (see below)
+        buf = Signal(8 * cap, name=f"st_{name}_buf")
+        fill = Signal(range(cap + 1), name=f"st_{name}_fill")
+        addr = Signal(SPAD_ADDR_BITS, name=f"st_{name}_addr")
+        left = Signal(len(self.i_inst.rows) + len(self.i_inst.words), name=f"st_{name}_left")
+        inflight = Signal(name=f"st_{name}_inflight")
+        read = Cat(*(_bytes_of(cfg, s, port.data[i]) for i in range(lanes)))
+        avail = Signal(8 * cap, name=f"st_{name}_avail")
+        avail_n = Signal(range(cap + 1), name=f"st_{name}_avail_n")
+        m.d.comb += [
+            avail.eq(Mux(inflight, buf | (read << (fill * 8)), buf)),
+            avail_n.eq(fill + Mux(inflight, span, 0)),
+        ]
+        # A read is issued while the buffer has room for it even if no beat drains it. Then
+        # ``avail`` never decreases while it is at most 2 * span, and otherwise stays above span:
+        # it is at least span >= bus (a beat's bytes) from the first beat (one read in SETUP)
+        # until the stream's words are all read; after that it holds the rest of the stream.
+        en = Signal(name=f"st_{name}_en")
+        m.d.comb += en.eq(active & (left != 0) & (avail_n <= cap - span))
+        m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+        n = Signal(range(bus + 1), name=f"st_{name}_n")
+        m.d.comb += n.eq(hi - lo)
+        m.d.sync += inflight.eq(en)
+        with m.If(starting):
+            m.d.sync += [buf.eq(0), fill.eq(0), addr.eq(self.i_inst.spad_addr),
+                         left.eq(self.i_inst.rows * self.i_inst.words), inflight.eq(0)]
+        with m.Else():
+            with m.If(act):
+                m.d.sync += [buf.eq(avail >> (n * 8)), fill.eq(avail_n - n)]
+            with m.Else():
+                m.d.sync += [buf.eq(avail), fill.eq(avail_n)]
+            with m.If(en):
+                m.d.sync += [addr.eq(addr + lanes), left.eq(Mux(left > lanes, left - lanes, 0))]
+        return (avail << (lo * 8))[:8 * bus]
