@@ -53,9 +53,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .bitmod import MIXTURES, BitmodWeights, code_terms, cycles_per_slice, dtype
-from .config import GROUP_SIZES
+from .config import GROUP_SIZES, check_int
 from .errors import ConfigError, RangeError, ShapeError
-from .mixpe import GemmResult, activation_values, array_unstream, group_sums, output_to_float
+from .mixpe import (FP16_SHIFT_MAX, FP16_SIG_MAX, AccumulatorWidths, GemmResult, activation_values, array_unstream, group_sums,
+                    output_to_float, signed_bits)
 from .quant import num_groups
 
 __all__ = ["SEL_BITS", "BitmodParams", "BitmodTiming", "term_table", "bitmod_gemm", "bitmod_stream",
@@ -64,18 +65,6 @@ __all__ = ["SEL_BITS", "BitmodParams", "BitmodTiming", "term_table", "bitmod_gem
 #: Width of the per-group type selector in the array's input beats (up to 4 types per array).
 SEL_BITS = 2
 
-_FP16_SIG_MAX = 2047
-_FP16_SHIFT_MAX = 29  # exp - 1 for the largest finite exponent
-
-
-def _signed_bits(maxmag):
-    """Bits of a two's complement number holding -maxmag .. maxmag."""
-    return int(maxmag).bit_length() + 1
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
 
 
 def default_types(wbits):
@@ -84,7 +73,7 @@ def default_types(wbits):
 
 
 @dataclass(frozen=True)
-class BitmodParams:
+class BitmodParams(AccumulatorWidths):
     """Configuration, widths and latency of one BitMoD array.
 
     Arguments
@@ -136,11 +125,11 @@ class BitmodParams:
     acc_headroom: int = 12
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, 256)
-        _check_int("cols", self.cols, 1, 256)
+        check_int("rows", self.rows, 1, 256)
+        check_int("cols", self.cols, 1, 256)
         if isinstance(self.group, bool) or self.group not in GROUP_SIZES:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
-        _check_int("wbits", self.wbits, 2, 8)
+        check_int("wbits", self.wbits, 2, 8)
         types = default_types(self.wbits) if self.types is None else self.types
         if isinstance(types, str) or not isinstance(types, (tuple, list)):
             raise ConfigError(f"types must be a sequence of type names, not {types!r}")
@@ -155,8 +144,8 @@ class BitmodParams:
         object.__setattr__(self, "types", tuple(t.name for t in ts))
         if self.act not in ("fp16", "int8"):
             raise ConfigError(f"act must be 'fp16' or 'int8', not {self.act!r}")
-        _check_int("scale_bits", self.scale_bits, 2, 16)
-        _check_int("acc_headroom", self.acc_headroom, 1, 24)
+        check_int("scale_bits", self.scale_bits, 2, 16)
+        check_int("acc_headroom", self.acc_headroom, 1, 24)
         if self.rows * self.scale_bits > self.group * self.terms:
             raise ConfigError(
                 f"rows * scale_bits ({self.rows} * {self.scale_bits} = {self.rows * self.scale_bits}) must "
@@ -207,28 +196,16 @@ class BitmodParams:
     @property
     def act_val_max(self):
         """Largest ``|a_val|``: 128 for INT8, 2047 << 29 for FP16."""
-        return 128 if self.act == "int8" else _FP16_SIG_MAX << _FP16_SHIFT_MAX
+        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
 
     @property
     def prod_bits(self):
-        return _signed_bits(self.act_val_max << self.max_shift)
+        return signed_bits(self.act_val_max << self.max_shift)
 
     @property
     def psum_max(self):
         # earlier weights of the group at full value, the current one part way through its terms
         return self.group * self.act_val_max * self.term_sum_max
-
-    @property
-    def psum_bits(self):
-        return _signed_bits(self.psum_max)
-
-    @property
-    def scaled_bits(self):
-        return _signed_bits(self.psum_max * ((1 << self.scale_bits) - 1))
-
-    @property
-    def acc_bits(self):
-        return self.scaled_bits + self.acc_headroom
 
     @property
     def row_interval(self):

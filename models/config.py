@@ -54,7 +54,7 @@ MAX_SPAD_WORDS = 1 << 16
 MAX_DRAM_BYTES = 1 << 32
 
 
-def _check_int(name, value, lo, hi):
+def check_int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
 
@@ -138,28 +138,28 @@ class TileConfig:
     t_ccd: int = 1
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, MAX_DIM)
-        _check_int("cols", self.cols, 1, MAX_DIM)
+        check_int("rows", self.rows, 1, MAX_DIM)
+        check_int("cols", self.cols, 1, MAX_DIM)
         if self.pe not in PE_KINDS:
             raise ConfigError(f"pe must be one of {', '.join(PE_KINDS)}, not {self.pe!r}")
-        _check_int("wbits", self.wbits, 2, 4)
+        check_int("wbits", self.wbits, 2, 4)
         if isinstance(self.group, bool) or not isinstance(self.group, int) or self.group not in GROUP_SIZES:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
-        _check_int("scale_bits", self.scale_bits, 4, 16)
-        _check_int("acc_headroom", self.acc_headroom, 1, 24)
+        check_int("scale_bits", self.scale_bits, 4, 16)
+        check_int("acc_headroom", self.acc_headroom, 1, 24)
         if self.rows > self.group:
             raise ConfigError(f"rows ({self.rows}) must not exceed group ({self.group}): a column "
                               f"of the array delivers one group result per cycle")
-        _check_int("queue_depth", self.queue_depth, 1, 64)
+        check_int("queue_depth", self.queue_depth, 1, 64)
         for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
-            _check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
+            check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
         _check_pow2("dram_banks", self.dram_banks, 1, 64)
-        _check_int("dram_rows", self.dram_rows, 1, 1 << 24)
+        check_int("dram_rows", self.dram_rows, 1, 1 << 24)
         _check_pow2("dram_row_bytes", self.dram_row_bytes, 16, 65536)
         _check_pow2("dram_bus_bytes", self.dram_bus_bytes, 1, 256)
         for name in ("t_rcd", "t_rp", "t_cl"):
-            _check_int(name, getattr(self, name), 0, 255)
-        _check_int("t_ccd", self.t_ccd, 1, 255)
+            check_int(name, getattr(self, name), 0, 255)
+        check_int("t_ccd", self.t_ccd, 1, 255)
         # cross-field rules
         for name in ("act_words", "wgt_words"):
             if getattr(self, name) < self.group:

@@ -35,13 +35,32 @@ FP16_SIG_MAX = 2047
 FP16_SHIFT_MAX = 29  # exp - 1 for the largest finite exponent, 30
 
 
-def _signed_bits(maxmag):
+def signed_bits(maxmag):
     """Bits of a two's complement number holding -maxmag .. maxmag."""
     return int(maxmag).bit_length() + 1
 
 
+class AccumulatorWidths:
+    """Widths every array derives the same way from its largest group partial sum.
+
+    Needs ``psum_max``, ``scale_bits`` and ``acc_headroom`` on the class it is mixed into.
+    """
+
+    @property
+    def psum_bits(self):
+        return signed_bits(self.psum_max)
+
+    @property
+    def scaled_bits(self):
+        return signed_bits(self.psum_max * ((1 << self.scale_bits) - 1))
+
+    @property
+    def acc_bits(self):
+        return self.scaled_bits + self.acc_headroom
+
+
 @dataclass(frozen=True)
-class ArrayParams:
+class ArrayParams(AccumulatorWidths):
     """Widths and latencies of one array configuration, derived from a :class:`TileConfig`.
 
     Members (all bit widths of two's complement values unless noted)
@@ -91,23 +110,11 @@ class ArrayParams:
 
     @property
     def prod_bits(self):
-        return _signed_bits(self.act_val_max * self.wc_max)
+        return signed_bits(self.act_val_max * self.wc_max)
 
     @property
     def psum_max(self):
         return self.group * self.act_val_max * self.wc_max
-
-    @property
-    def psum_bits(self):
-        return _signed_bits(self.psum_max)
-
-    @property
-    def scaled_bits(self):
-        return _signed_bits(self.psum_max * ((1 << self.scale_bits) - 1))
-
-    @property
-    def acc_bits(self):
-        return self.scaled_bits + self.acc_headroom
 
     @property
     def latency(self):
