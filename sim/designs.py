@@ -13,6 +13,7 @@ from pathlib import Path
 from ..hw.array import BaselineArray, MixPEArray
 from ..hw.baseline_pe import BaselinePE
 from ..hw.bitmod_array import BitmodArray
+from ..hw.bitmod_parallel_pe import BitmodParallelPE
 from ..hw.bitmod_pe import BitmodPE
 from ..hw.mixpe_pe import MixPE
 from ..models.bitmod_gemm import BitmodParams, default_types
@@ -31,6 +32,7 @@ DESIGNS = {
     "baseline-array": ("baseline", BaselineArray),
     "bitmod-pe": ("bitmod", BitmodPE),
     "bitmod-array": ("bitmod", BitmodArray),
+    "bitparallel-pe": ("bitmod", BitmodParallelPE),  # reference: bit-parallel PE for the BitMoD types
 }
 
 
