@@ -130,7 +130,11 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
     rng = np.random.default_rng(seed)
     g, k = params.group, groups * params.group
     top = (1 << params.wbits) - 1
-    pick = (lambda ends, lo, hi, n: rng.choice(ends, n)) if extremes else (lambda ends, lo, hi, n: rng.integers(lo, hi, n))
+
+    def pick(ends, lo, hi, n):
+        """``n`` values: only the range's ends (``extremes``), else uniform in lo..hi-1."""
+        return rng.choice(ends, n) if extremes else rng.integers(lo, hi, n)
+
     if params.act == "int8":
         act = pick([-128, 127], -128, 128, k).astype(np.int8)
     else:
