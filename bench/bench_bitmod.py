@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-import mixpim.sim.synth as synth_mod
 from mixpim.hw.bitmod_decoder import BitmodDecoder
 from mixpim.models.bitmod import quantize_bitmod
 from mixpim.models.bitmod_gemm import bitmod_timing
@@ -93,18 +92,14 @@ def array_row(target, timeout, fmax=False):
     p = d.params
     assert p.rows * p.scale_bits <= p.group * p.terms
     t = time.monotonic()
-    saved = synth_mod._TOOL_TIMEOUT
-    if timeout:
-        synth_mod._TOOL_TIMEOUT = float(timeout)  # subprocess.run(timeout=...) kills the Yosys run
+    limit = {"timeout": float(timeout)} if timeout else {}  # the tool run is stopped after that
     try:
-        rep = synthesize(d.component(), d.top, target=target, fmax=fmax)
+        rep = synthesize(d.component(), d.top, target=target, fmax=fmax, **limit)
     except SynthError as e:
         row = {"design": "bitmod-array", "wbits": 4, "act": "fp16", "rows": 8, "cols": 8, "target": target,
                "error": str(e).splitlines()[0], "seconds": round(time.monotonic() - t, 1)}
         print(json.dumps(row), flush=True)
         return row
-    finally:
-        synth_mod._TOOL_TIMEOUT = saved
     row = _row("bitmod-array", target, rep, wbits=4, act="fp16", rows=8, cols=8, cycles_per_beat=p.terms,
                seconds=time.monotonic() - t)
     print(json.dumps(row), flush=True)

@@ -27,7 +27,7 @@ from mixpim.models.config import TileConfig
 from mixpim.models.errors import MixpimError, ShapeError
 from mixpim.models.executor import pack_act, pack_meta, pack_wgt, unpack_acc, unpack_act
 from mixpim.models.isa import Spad, VecFunc
-from mixpim.models.mixpe import ArrayParams, mixpe_gemm
+from mixpim.models.mixpe import ArrayParams, check_weights, mixpe_gemm
 from mixpim.models.program import Segment
 from mixpim.models.quant import QuantizedWeights, num_groups
 from mixpim.models.vector import (column_multipliers, pack_vparam, token_multipliers, vparam_header)
@@ -257,8 +257,7 @@ def lower_linear(config, x_or_shape, qw, *, seed=None, out="acc", x_scale=None, 
         raise CompileError(f"weights must be QuantizedWeights, not {type(qw).__name__}")
     n, k = qw.codes.shape
     params = ArrayParams.from_config(cfg)
-    from mixpim.models.mixpe import _check_weights
-    _check_weights(params, qw)
+    check_weights(params, qw)
     act = _activations(cfg, x_or_shape, k, seed)
     m = act.shape[0]
     g = qw.ngroups

@@ -55,7 +55,7 @@ import numpy as np
 from .bitmod import MIXTURES, BitmodWeights, code_terms, cycles_per_slice, dtype
 from .config import GROUP_SIZES, check_int
 from .errors import ConfigError, RangeError, ShapeError
-from .mixpe import (FP16_SHIFT_MAX, FP16_SIG_MAX, AccumulatorWidths, GemmResult, activation_values, array_unstream, group_sums,
+from .mixpe import (AccumulatorWidths, GemmResult, activation_values, array_unstream, group_sums,
                     output_to_float, signed_bits)
 from .quant import num_groups
 
@@ -188,15 +188,6 @@ class BitmodParams(AccumulatorWidths):
         slots, _ = term_table(self)
         vals = slots[..., 0] * (1 - 2 * slots[..., 1]) << slots[..., 2]  # +-2**shift, 0 if not valid
         return int(np.abs(np.cumsum(vals, axis=2)).max())
-
-    @property
-    def act_bits(self):
-        return 8 if self.act == "int8" else 12
-
-    @property
-    def act_val_max(self):
-        """Largest ``|a_val|``: 128 for INT8, 2047 << 29 for FP16."""
-        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
 
     @property
     def prod_bits(self):

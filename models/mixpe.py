@@ -28,7 +28,7 @@ from .errors import RangeError, ShapeError
 from .numerics import fp16_decode
 from .quant import QuantizedWeights, num_groups
 
-__all__ = ["ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
+__all__ = ["check_weights", "ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
            "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float"]
 
 FP16_SIG_MAX = 2047
@@ -41,10 +41,20 @@ def signed_bits(maxmag):
 
 
 class AccumulatorWidths:
-    """Widths every array derives the same way from its largest group partial sum.
+    """Widths every array derives the same way from its activation format and its largest group
+    partial sum.
 
-    Needs ``psum_max``, ``scale_bits`` and ``acc_headroom`` on the class it is mixed into.
+    Needs ``act``, ``psum_max``, ``scale_bits`` and ``acc_headroom`` on the class it is mixed into.
     """
+
+    @property
+    def act_bits(self):
+        return 8 if self.act == "int8" else 12
+
+    @property
+    def act_val_max(self):
+        """Largest |a_val|: 128 for INT8, 2047 << 29 for FP16."""
+        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
 
     @property
     def psum_bits(self):
@@ -98,15 +108,6 @@ class ArrayParams(AccumulatorWidths):
     @property
     def wc_bits(self):
         return self.wbits + 1
-
-    @property
-    def act_bits(self):
-        return 8 if self.act == "int8" else 12
-
-    @property
-    def act_val_max(self):
-        """Largest |a_val|: 128 for INT8, 2047 << 29 for FP16."""
-        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
 
     @property
     def prod_bits(self):
@@ -177,7 +178,7 @@ def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
         raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
     if act.shape[1] != qw.codes.shape[1]:
         raise ShapeError(f"activations have K={act.shape[1]} but weights have K={qw.codes.shape[1]}")
-    _check_weights(params, qw)
+    check_weights(params, qw)
     a_val, nonfinite = activation_values(act, params.act)
     isum = group_sums(a_val, qw.centered(), qw.group)
     sm = qw.scales.mant
@@ -193,7 +194,7 @@ def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
     return GemmResult(acc, nonfinite.any(axis=1))
 
 
-def _check_weights(params, qw):
+def check_weights(params, qw):
     qw.check()
     if qw.group != params.group:
         raise ShapeError(f"weights are quantized in groups of {qw.group}, the array uses {params.group}")
@@ -223,7 +224,7 @@ def array_stream(params: ArrayParams, act, qw: QuantizedWeights):
     if act.ndim != 2:
         raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
     activation_values(act, params.act)  # the same range and format checks as the golden GEMM
-    _check_weights(params, qw)
+    check_weights(params, qw)
     m, k = act.shape
     n = qw.codes.shape[0]
     if k != qw.codes.shape[1]:

@@ -23,7 +23,7 @@ from ..models.numerics import fp16_decode
 from . import cosim
 from .designs import Design, design_for
 
-__all__ = ["ArrayRun", "run_array", "make_pe_case", "run_pe", "TB_DIR"]
+__all__ = ["ArrayRun", "run_array", "run_golden_case", "make_pe_case", "run_pe", "TB_DIR"]
 
 TB_DIR = Path(__file__).resolve().parent / "tb"
 
@@ -76,6 +76,16 @@ def run_array(config, act, qw, *, stall_seed=None, perturb=None, build_root=None
     beats = array_stream(p, act, qw)
     in_words = pack(array_input_layout(p), beats)
 
+    return run_golden_case(design, golden, timing, in_words, m, n, stall_seed=stall_seed, perturb=perturb,
+                           build_root=build_root, workdir=workdir,
+                           max_cycles=4 * len(in_words) + 4 * timing.latency + 1000)
+
+
+def run_golden_case(design, golden, timing, in_words, m, n, *, stall_seed, perturb, build_root, workdir,
+                    max_cycles):
+    """Run input words on the array of ``design`` under :mod:`mixpim.sim.tb.array_tb`, expecting the
+    golden (M, N) result ``golden`` and the stall-free cycle counts ``timing`` (any array family)."""
+    p = design.params
     # Expected output beats, in stream order, from the golden (M, N) result.
     r, c = p.rows, p.cols
     mb, nb = -(-m // r), -(-n // c)
@@ -91,7 +101,7 @@ def run_array(config, act, qw, *, stall_seed=None, perturb=None, build_root=None
         "total": -1 if stall_seed is not None else timing.total,
         "stall_seed": -1 if stall_seed is None else int(stall_seed),
         "nonfinite": int(golden.nonfinite.any()), "error": 0,
-        "max_cycles": 4 * len(in_words) + 4 * timing.latency + 1000,
+        "max_cycles": max_cycles,
     }
     if perturb == "output":
         case["out_words"][0] = format(int(out_words[0]) ^ 1, "x")
@@ -100,8 +110,7 @@ def run_array(config, act, qw, *, stall_seed=None, perturb=None, build_root=None
     elif perturb is not None:
         raise ValueError(f"perturb must be 'output', 'cycles' or None, not {perturb!r}")
 
-    build = _build(design, build_root)
-    measured = _run_case(build, "array_tb", case, workdir)
+    measured = _run_case(_build(design, build_root), "array_tb", case, workdir)
     words = [int(h, 16) for h in measured.pop("outputs")]
     rtl = array_unstream(p, unpack_array(array_output_layout(p), words), m, n)
     return ArrayRun(design, golden, rtl, measured, expected, stall_seed is not None)

@@ -11,12 +11,11 @@ import numpy as np
 
 from ..hw.bitmod_array import bitmod_input_layout
 from ..hw.bitmod_decoder import term_layout
-from ..hw.layouts import array_output_layout, ctl_layout, pack, pe_act_layout, result_layout, unpack_array
-from ..models.bitmod_gemm import (BitmodParams, array_unstream, bitmod_gemm, bitmod_stream, bitmod_timing,
-                                  term_table)
+from ..hw.layouts import ctl_layout, pack, pe_act_layout, result_layout
+from ..models.bitmod_gemm import BitmodParams, bitmod_gemm, bitmod_stream, bitmod_timing, term_table
 from ..models.mixpe import activation_values, group_sums
 from ..models.numerics import fp16_decode
-from .array_cosim import ArrayRun, _build, _hex, _run_case, _scatter
+from .array_cosim import _build, _hex, _run_case, _scatter, run_golden_case
 from .designs import design_for
 
 __all__ = ["run_bitmod_array", "make_bitmod_pe_case", "run_bitmod_pe"]
@@ -38,34 +37,9 @@ def run_bitmod_array(params: BitmodParams, act, qw, *, stall_seed=None, perturb=
     timing = bitmod_timing(p, m, n, qw.codes.shape[1])
     in_words = pack(bitmod_input_layout(p), bitmod_stream(p, act, qw))
 
-    r, c = p.rows, p.cols
-    mb, nb = -(-m // r), -(-n // c)
-    full = np.zeros((mb * r, nb * c), dtype=object)
-    full[:m, :n] = golden.acc
-    out_beats = full.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c)
-    out_words = pack(array_output_layout(p), out_beats)
-
-    expected = {"first_output": timing.first_output, "total": timing.total}
-    case = {
-        "in_words": _hex(in_words), "out_words": _hex(out_words),
-        "first_output": -1 if stall_seed is not None else timing.first_output,
-        "total": -1 if stall_seed is not None else timing.total,
-        "stall_seed": -1 if stall_seed is None else int(stall_seed),
-        "nonfinite": int(golden.nonfinite.any()), "error": 0,
-        # stalls pass ~3 of 4 cycles: allow 4x the stall-free run plus slack
-        "max_cycles": 4 * timing.total + 1000,
-    }
-    if perturb == "output":
-        case["out_words"][0] = format(int(out_words[0]) ^ 1, "x")
-    elif perturb == "cycles":
-        case["total"] = timing.total + 1
-    elif perturb is not None:
-        raise ValueError(f"perturb must be 'output', 'cycles' or None, not {perturb!r}")
-
-    measured = _run_case(_build(design, build_root), "array_tb", case, workdir)
-    words = [int(h, 16) for h in measured.pop("outputs")]
-    rtl = array_unstream(p, unpack_array(array_output_layout(p), words), m, n)
-    return ArrayRun(design, golden, rtl, measured, expected, stall_seed is not None)
+    # stalls pass ~3 of 4 cycles: allow 4x the stall-free run plus slack
+    return run_golden_case(design, golden, timing, in_words, m, n, stall_seed=stall_seed, perturb=perturb,
+                           build_root=build_root, workdir=workdir, max_cycles=4 * timing.total + 1000)
 
 
 def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0, bubbles=True, extremes=False):

@@ -106,13 +106,13 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return log_tail(path, lines)
 
 
-def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str) -> None:
+def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: float = _TOOL_TIMEOUT) -> None:
     with open(workdir / f"{log.stem}.out", "w") as out:
         try:
             result = subprocess.run(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, timeout=_TOOL_TIMEOUT)
+                                    stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise SynthError(f"{what} did not finish within {_TOOL_TIMEOUT:g} s "
+            raise SynthError(f"{what} did not finish within {timeout:g} s "
                              f"(work directory {workdir})\n{_tail(log)}") from None
     if result.returncode != 0:
         tail = _tail(log) if log.is_file() else _tail(workdir / f"{log.stem}.out")
@@ -199,7 +199,8 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> 
 
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
-               fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1) -> SynthReport:
+               fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
+               timeout: float = _TOOL_TIMEOUT) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
     Arguments:
@@ -210,6 +211,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             removed after a successful call.
         fmax: also place and route with nextpnr-ecp5 and report the achieved Fmax (ECP5 only).
         fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
+        timeout: seconds each tool run may take before it is stopped (``SynthError``).
         seed: nextpnr placement seed (reports are reproducible for a given seed).
 
     Raises:
@@ -238,7 +240,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     yosys = yosys_command()
     for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):
         (wd / stale).unlink(missing_ok=True)
-    _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys")
+    _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys", timeout)
     for produced in ("coarse.json", "stat.json"):
         if not (wd / produced).is_file():
             raise SynthError(f"Yosys wrote no {produced} (work directory {wd}):\n"
@@ -262,7 +264,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
                    "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
                    "--report", "report.json", "-l", "nextpnr.log"],
-                  wd, wd / "nextpnr.log", "nextpnr-ecp5")
+                  wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
         try:
             report = json.loads((wd / "report.json").read_text())
         except (OSError, ValueError) as exc:
