@@ -1,0 +1,215 @@
+"""GEMM unit of the tile: feeds the array from the scratchpads and drains its outputs into ACC.
+
+Schedule (docs/tile.md, "Cycle model rules"; :func:`mixpim.models.tile_timing.gemm_cycles`), for
+an instruction started in cycle ``s`` with ``D = groups * group`` beats, ``L`` the array's
+latency (``ArrayParams.latency``) and ``R`` its rows:
+
+* beats: cycles ``s .. s+D-1`` read ACT[``act_addr + k``], WGT[``wgt_addr + k``] and
+  META[``meta_addr + k // group``] (``busy``); the words enter the array one cycle later;
+* drain: the tile's output rows leave the array in cycles ``s+D+L .. s+D+L+R-1``; row ``r`` is
+  written to ACC[``acc_addr + r``] in the cycle it leaves (with ``accumulate``, added to the old
+  word, read one cycle before: the read is scheduled from the beats' end, since the array's
+  latency is fixed);
+* completion (``complete``, tokens given at its end) in the cycle of the last ACC write,
+  ``s + D - 1 + L + R``.
+
+The next GEMM may start in ``s + D``: its beats overlap this one's drain. Drains never overlap
+each other (``R <= group <= D``), so one sequencer serves them, in order; the operands still
+needed by the drains wait in a small FIFO.
+
+Word formats (docs/tile.md, "Words in DRAM"): ACT lane i is byte i (INT8) or bytes 2i, 2i+1
+(FP16); WGT column j is nibble j; META column j is bytes 3j..3j+2 (scale mantissa uint16, then
+zero point); the array takes the low ``wbits`` / ``scale_bits`` bits.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..models.config import TileConfig
+from ..models.isa import MASK_BITS, Opcode, Spad
+from ..models.mixpe import ArrayParams
+from .array import make_array
+from .decoder import operand_layout
+from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+
+__all__ = ["gemm_layout", "GemmUnit"]
+
+
+def gemm_layout():
+    """Operands of GEMM (from the ISA)."""
+    return operand_layout(Opcode.GEMM)
+
+
+class GemmUnit(wiring.Component):
+    """Executes one GEMM's beats at a time; drains overlap the next GEMM's beats.
+
+    Arguments
+    ---------
+    config : TileConfig
+    pc_bits : int
+        Width of the instruction addresses carried for the status registers.
+
+    Members
+    -------
+    start : In(1), take ``i_inst`` / ``i_signal`` / ``i_pc`` and start (only while ``idle``)
+    i_inst : In(:func:`gemm_layout`)
+    i_signal : In(4), token mask given at completion; i_pc : In(pc_bits)
+    idle : Out(1), registered: no beats in progress (a drain may be)
+    busy : Out(1), a beat cycle (``start`` or beats in progress)
+    inflight : Out(1), registered: a GEMM started before this cycle has not completed
+    complete : Out(1), the completion cycle of a GEMM; ``o_signal`` / ``o_pc`` are its operands
+    nonfinite : Out(1), sticky: an FP16 activation was inf/NaN (the array's flag)
+    fault : Out(1), the array's output disagreed with the drain schedule or flagged a malformed
+        stream (cannot happen; reported as ``ARRAY_STREAM``)
+    r_act, r_wgt, r_meta, r_acc : Out(:class:`~.dma.SpadReadSignature`), one lane each
+    w_acc : Out(:class:`~.dma.SpadWriteSignature`), one lane
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a TileConfig.
+    """
+
+    def __init__(self, config, pc_bits=16):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"config must be a TileConfig, not {config!r}")
+        self._cfg = config
+        self._params = ArrayParams.from_config(config)
+        acc = word_shape(config, Spad.ACC)
+        super().__init__({
+            "start": In(1),
+            "i_inst": In(gemm_layout()),
+            "i_signal": In(MASK_BITS),
+            "i_pc": In(pc_bits),
+            "idle": Out(1),
+            "busy": Out(1),
+            "inflight": Out(1),
+            "complete": Out(1),
+            "o_signal": Out(MASK_BITS),
+            "o_pc": Out(pc_bits),
+            "nonfinite": Out(1),
+            "fault": Out(1),
+            "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
+            "r_wgt": Out(SpadReadSignature(word_shape(config, Spad.WGT), 1)),
+            "r_meta": Out(SpadReadSignature(word_shape(config, Spad.META), 1)),
+            "r_acc": Out(SpadReadSignature(acc, 1)),
+            "w_acc": Out(SpadWriteSignature(acc, 1)),
+        })
+
+    @property
+    def config(self):
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg, p = self._cfg, self._params
+        rows, cols, group = cfg.rows, cfg.cols, cfg.group
+        lat = p.latency
+        m = Module()
+        m.submodules.array = array = make_array(p)
+        m.d.comb += array.o_stream.ready.eq(1)  # ACC takes a row every cycle: never backpressure
+
+        # -- beats --------------------------------------------------------------------------
+        inst = Signal(gemm_layout())
+        beating = Signal()
+        k = Signal(len(inst.groups) + exact_log2(group))    # beat read this cycle (when beating)
+        beats = inst.groups * group
+        m.d.comb += [self.idle.eq(~beating), self.busy.eq(self.start | beating)]
+        reading = Signal()
+        kk = Signal.like(k)
+        base = Signal(gemm_layout())
+        m.d.comb += [reading.eq(self.start | beating),
+                     kk.eq(Mux(beating, k, 0)),
+                     base.eq(Mux(beating, inst, self.i_inst))]
+        end = Signal()   # the last beat's read
+        m.d.comb += end.eq(beating & (k == beats - 1))
+        with m.If(self.start):
+            m.d.sync += [inst.eq(self.i_inst), k.eq(1), beating.eq(1)]
+        with m.Elif(beating):
+            m.d.sync += k.eq(k + 1)
+            with m.If(end):
+                m.d.sync += beating.eq(0)
+        m.d.comb += [
+            self.r_act.en.eq(reading), self.r_act.addr.eq(base.act_addr + kk),
+            self.r_wgt.en.eq(reading), self.r_wgt.addr.eq(base.wgt_addr + kk),
+            self.r_meta.en.eq(reading),
+            self.r_meta.addr.eq(base.meta_addr + (kk >> exact_log2(group))),
+        ]
+
+        # the words arrive one cycle after their read: one array beat
+        beat_valid = Signal()
+        beat_last = Signal()
+        m.d.sync += [beat_valid.eq(reading), beat_last.eq(end)]
+        payload = array.i_stream.payload
+        act_bits = 16 if p.act == "fp16" else 8
+        act_word = self.r_act.data[0]
+        wgt_word = self.r_wgt.data[0]
+        meta_word = self.r_meta.data[0]
+        m.d.comb += [array.i_stream.valid.eq(beat_valid), payload.last.eq(beat_last)]
+        m.d.comb += [payload.act[i].eq(act_word[i * act_bits:(i + 1) * act_bits]) for i in range(rows)]
+        for j in range(cols):
+            m.d.comb += [
+                payload.code[j].eq(wgt_word[4 * j:4 * j + p.wbits]),
+                payload.scale[j].eq(meta_word[24 * j:24 * j + p.scale_bits]),
+                payload.zero[j].eq(meta_word[24 * j + 16:24 * j + 16 + p.wbits]),
+            ]
+
+        # -- GEMMs between start and completion ---------------------------------------------
+        # Starts are >= group cycles apart and a GEMM completes L + R cycles after its beats.
+        pend_layout = data.StructLayout({"acc_addr": len(inst.acc_addr), "accumulate": 1,
+                                         "signal": MASK_BITS, "pc": len(self.i_pc)})
+        m.submodules.pending = pending = fifo.SyncFIFO(width=pend_layout.size,
+                                                       depth=(lat + rows) // group + 2)
+        head = data.View(pend_layout, pending.r_data)
+        m.d.comb += [
+            pending.w_en.eq(self.start),
+            pending.w_data.eq(Cat(self.i_inst.acc_addr, self.i_inst.accumulate, self.i_signal,
+                                  self.i_pc)),
+        ]
+        count = Signal(range(pending.depth + 1))
+        m.d.sync += count.eq(count + self.start - self.complete)
+        m.d.comb += self.inflight.eq(count != 0)
+
+        # -- drain ---------------------------------------------------------------------------
+        # ``go``: the last beat's read, delayed by L: ACC row 0 is read now, written in L + 1.
+        go = end
+        for i in range(lat):
+            nxt = Signal(name=f"end_d{i}")
+            m.d.sync += nxt.eq(go)
+            go = nxt
+        draining = Signal()
+        row = Signal(range(max(rows, 2)))
+        with m.If(go):
+            m.d.sync += [draining.eq(rows > 1), row.eq(1)]
+        with m.Elif(draining):
+            m.d.sync += row.eq(row + 1)
+            with m.If(row == rows - 1):
+                m.d.sync += draining.eq(0)
+        rd = Signal()
+        rd_row = Signal.like(row)
+        m.d.comb += [rd.eq(go | draining), rd_row.eq(Mux(go, 0, row))]
+        m.d.comb += [self.r_acc.en.eq(rd & head.accumulate),
+                     self.r_acc.addr.eq(head.acc_addr + rd_row)]
+        wr = Signal()
+        wr_row = Signal.like(row)
+        m.d.sync += [wr.eq(rd), wr_row.eq(rd_row)]
+        out = array.o_stream.payload
+        old = self.r_acc.data[0]
+        m.d.comb += [
+            self.w_acc.en.eq(wr),
+            self.w_acc.addr.eq(head.acc_addr + wr_row),
+            self.complete.eq(wr & (wr_row == rows - 1)),
+            pending.r_en.eq(self.complete),
+            self.o_signal.eq(head.signal),
+            self.o_pc.eq(head.pc),
+        ]
+        for j in range(cols):
+            m.d.comb += self.w_acc.data[0][j].eq(out[j] + Mux(head.accumulate, old[j], 0))
+
+        m.d.comb += [
+            self.nonfinite.eq(array.o_nonfinite),
+            self.fault.eq(array.o_error | (wr != array.o_stream.valid)),
+        ]
+        return m
+

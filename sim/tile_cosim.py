@@ -1,0 +1,226 @@
+"""Co-simulation of the tile: programs -> golden executor and Verilated tile -> every difference.
+
+:func:`run_programs` runs a batch of programs of one configuration in one simulator process: for
+each it writes the program and the memory words that differ from what the previous program left
+(so every run starts from zeros plus its segments, as the golden model does), starts the tile,
+waits for ``done`` and reads back the status registers, the DRAM words the STOREs wrote and (by
+default, for small configurations) every scratchpad word. The golden model
+(:func:`mixpim.models.executor.run`) gives the expected values; :class:`TileRun` lists every
+difference. The last program of a batch also reads back the whole DRAM when it is small, so a
+stray write anywhere is caught.
+"""
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..hw.tile import MAX_IMEM_WORDS, HostSel, Tile
+from ..models.config import TileConfig
+from ..models.errors import ConfigError
+from ..models.executor import run as golden_run
+from ..models.isa import ErrorCode, Instruction, Spad, Unit
+from ..models.program import Program, ProgramError
+from . import cosim
+from .array_cosim import TB_DIR
+
+__all__ = ["TileRun", "tile_top", "imem_words_for", "run_programs", "run_tile"]
+
+#: Below this many scratchpad words in all, every word is compared after every program.
+FULL_CHECK_WORDS = 8192
+#: Below this many DRAM bus words, the last program of a batch compares the whole DRAM.
+DRAM_CHECK_WORDS = 1 << 16
+_SPAD_SEL = {s: HostSel[s.name] for s in Spad}
+
+
+@dataclass
+class TileRun:
+    """One program on the RTL tile and the golden model.
+
+    ``golden``: the executor's :class:`~mixpim.models.executor.Result`; ``rtl_status``: the RTL's
+    status registers (``cycles``, ``busy`` per unit, ``dispatched``, ``error``, ``error_pc``,
+    ``nonfinite``); ``data_mismatches`` / ``status_mismatches``: one line per difference;
+    ``words_compared``: memory words read back and compared; ``sim_seconds``: wall time of the run
+    (without loading and reading back).
+    """
+
+    golden: object
+    rtl_status: dict
+    data_mismatches: list = field(default_factory=list)
+    status_mismatches: list = field(default_factory=list)
+    words_compared: int = 0
+    sim_seconds: float = 0.0
+
+    @property
+    def bit_exact(self):
+        return not self.data_mismatches
+
+    @property
+    def cycle_exact(self):
+        return not self.status_mismatches
+
+    @property
+    def ok(self):
+        return self.bit_exact and self.cycle_exact
+
+    def report(self):
+        """Every difference, one per line ('' when RTL equals golden)."""
+        return "\n".join(self.status_mismatches + self.data_mismatches)
+
+
+def imem_words_for(n):
+    """Instruction memory depth for an ``n``-instruction program: a power of two >= 1024 (so
+    programs share cached builds)."""
+    if n > MAX_IMEM_WORDS:
+        raise ProgramError(f"a program of {n} instructions does not fit the tile's instruction "
+                           f"memory (at most {MAX_IMEM_WORDS})")
+    return max(1024, 1 << max(0, n - 1).bit_length())
+
+
+def tile_top(config, imem_words):
+    """Verilog module name of the tile of ``config``: it names the array and hashes the rest."""
+    key = cosim.content_hash(config.to_json() + f"\0{imem_words}")[:10]
+    return f"tile_r{config.rows}c{config.cols}_{config.pe.replace('-', '_')}_i{imem_words}_{key}"
+
+
+def _build(config, imem_words, build_root):
+    return cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
+                       params={"config": config.to_dict(), "imem_words": imem_words},
+                       build_root=build_root)
+
+
+# -- memory images: per host memory, (words, bytes) uint8 (ACC: (words, cols) integers) ----------
+
+def _images(cfg, res):
+    bus = cfg.dram_bus_bytes
+    out = {HostSel.DRAM: res.dram.reshape(-1, bus)}
+    for s in Spad:
+        out[_SPAD_SEL[s]] = res.spads[s.name]
+    return out
+
+
+def _word(cfg, sel, row):
+    """One image row as the host port's integer word."""
+    if sel == HostSel.ACC:
+        mask = (1 << cfg.acc_bits) - 1
+        return sum((int(v) & mask) << (j * cfg.acc_bits) for j, v in enumerate(row))
+    return int.from_bytes(np.asarray(row, np.uint8).tobytes(), "little")
+
+
+def _diff(before, after):
+    """Rows of ``after`` that differ from ``before``."""
+    if before.dtype == object or after.dtype == object:
+        return [i for i in range(len(after)) if list(before[i]) != list(after[i])]
+    return np.flatnonzero(np.any(before != after, axis=1)).tolist()
+
+
+def _prepare(cfg, item):
+    """``(instructions, segments)`` of a Program or of a pair (raw 128-bit words allowed)."""
+    if isinstance(item, Program):
+        if item.config != cfg:
+            raise ConfigError("every program of a batch must be for the same configuration")
+        return item.instructions, item.segments
+    instructions, segments = item
+    return tuple(instructions), tuple(segments)
+
+
+def run_programs(config, programs, *, full_check=None, build_root=None, workdir=None):
+    """Run ``programs`` (Programs of ``config``, or ``(instructions, segments)`` pairs) on the RTL
+    tile and the golden model; returns one :class:`TileRun` per program.
+
+    ``full_check``: compare every scratchpad word after every program (default: when the
+    scratchpads hold at most :data:`FULL_CHECK_WORDS` words); otherwise only the DRAM words the
+    STOREs wrote (and whatever the status says).
+
+    Raises
+    ------
+    ConfigError
+        If ``config`` is not a TileConfig or a program is for another configuration.
+    ProgramError
+        If a program is malformed (as :func:`mixpim.models.executor.run` raises) or too long.
+    cosim.CosimFailure
+        If the simulation fails (e.g. the tile did not raise ``done``: a hang).
+    """
+    if not isinstance(config, TileConfig):
+        raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
+    cfg = config
+    items = [_prepare(cfg, p) for p in programs]
+    if not items:
+        return []
+    imem = imem_words_for(max(len(i) for i, _ in items))
+    if full_check is None:
+        full_check = sum(cfg.spad_words(s) for s in Spad) <= FULL_CHECK_WORDS
+    bus = cfg.dram_bus_bytes
+    dram_words = cfg.dram_bytes // bus
+
+    empty = golden_run(cfg, (), (), check_races=False)  # all-zero memories
+    prev = _images(cfg, empty)
+    prev_imem = [0] * 0
+    cases, goldens, expects = [], [], []
+    for n, (instructions, segments) in enumerate(items):
+        words = [i.encode() if isinstance(i, Instruction) else int(i) for i in instructions]
+        golden = golden_run(cfg, instructions, segments)
+        start = _images(cfg, golden_run(cfg, (), segments, check_races=False))
+        writes = [[HostSel.IMEM.value, pc, format(w, "x")] for pc, w in enumerate(words)
+                  if pc >= len(prev_imem) or prev_imem[pc] != w]
+        for sel, image in start.items():
+            writes += [[sel.value, i, format(_word(cfg, sel, image[i]), "x")]
+                       for i in _diff(prev[sel], image)]
+        final = _images(cfg, golden)
+        reads = []
+        if full_check:
+            for s in Spad:
+                sel = _SPAD_SEL[s]
+                reads += [(sel, i) for i in range(cfg.spad_words(s))]
+        if n == len(items) - 1 and dram_words <= DRAM_CHECK_WORDS:
+            reads += [(HostSel.DRAM, i) for i in range(dram_words)]
+        else:
+            covered = set()
+            for seg in golden.outputs:
+                covered.update(range(seg.base // bus, (seg.end - 1) // bus + 1))
+            reads += [(HostSel.DRAM, i) for i in sorted(covered)]
+        expects.append([(sel, i, _word(cfg, sel, final[sel][i])) for sel, i in reads])
+        cases.append({"writes": writes, "length": len(words),
+                      "max_cycles": 2 * golden.status.cycles + 1000,
+                      "reads": [[sel.value, i] for sel, i in reads]})
+        goldens.append(golden)
+        prev, prev_imem = final, words
+
+    build = _build(cfg, imem, build_root)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        case_path, result_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
+        case_path.write_text(json.dumps({"programs": cases}))
+        cosim.run(build, "tile_tb", test_dir=TB_DIR,
+                  extra_env={"MIXPIM_CASE": case_path, "MIXPIM_RESULT": result_path})
+        measured = json.loads(result_path.read_text())["programs"]
+    return [_compare(cfg, g, m, e) for g, m, e in zip(goldens, measured, expects)]
+
+
+def _compare(cfg, golden, measured, expect):
+    st = golden.status
+    want = {"cycles": st.cycles, "busy": list(st.busy), "dispatched": st.dispatched,
+            "error": int(st.error), "error_pc": st.error_pc, "nonfinite": int(st.nonfinite)}
+    status = {k: measured[k] for k in want}
+    bad_status = []
+    for k, v in want.items():
+        if status[k] != v:
+            what = (f"{ErrorCode(status[k]).name} vs {ErrorCode(v).name}" if k == "error" and
+                    status[k] in ErrorCode._value2member_map_ else f"{status[k]} vs {v}")
+            if k == "busy":
+                what = ", ".join(f"{u.name} {a} vs {b}" for u, a, b in zip(Unit, status[k], v))
+            bad_status.append(f"status {k}: rtl vs golden: {what}")
+    bad_data = []
+    for (sel, addr, value), got in zip(expect, measured["reads"]):
+        got = int(got, 16)
+        if got != value:
+            bad_data.append(f"{sel.name} word {addr}: rtl 0x{got:x}, golden 0x{value:x}")
+    return TileRun(golden, status, bad_data, bad_status, len(expect), measured["sim_seconds"])
+
+
+def run_tile(program, **kwargs):
+    """:func:`run_programs` of one Program."""
+    if not isinstance(program, Program):
+        raise ProgramError(f"run_tile needs a Program, not {type(program).__name__}")
+    return run_programs(program.config, [program], **kwargs)[0]
