@@ -1,6 +1,5 @@
 """The BitMoD array's golden model: GEMM semantics, beat stream, term table, widths and cycle model."""
 
-import re
 from fractions import Fraction
 
 import numpy as np
@@ -11,10 +10,7 @@ from mixpim.models.bitmod_gemm import (BitmodParams, array_unstream, bitmod_gemm
                                        output_to_float, term_table)
 from mixpim.models.errors import RangeError, ShapeError
 from mixpim.models.numerics import FixedScales
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
+from helpers import exact
 
 
 def _case(p, m, n, k, seed):

@@ -1,12 +1,10 @@
 """Amaranth-simulator tests of the BitMoD blocks (decoder, PE, dequantizer) and of small arrays."""
 
-import re
-import traceback
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Elaboratable, Value
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from mixpim.hw.bitmod_array import BitmodArray, bitmod_input_layout
@@ -19,10 +17,7 @@ from mixpim.models.bitmod_gemm import (BitmodParams, array_unstream, bitmod_gemm
                                        bitmod_timing)
 from mixpim.models.errors import ConfigError
 from mixpim.models.numerics import fp16_decode
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
+from helpers import exact, rejects
 
 
 def run(dut, testbench, clock=True):
@@ -31,16 +26,6 @@ def run(dut, testbench, clock=True):
         sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-
-
-def assert_constructor_raises(exc, msg, make):
-    """``make()`` raises ``exc`` with exactly ``msg``; the half-built component is silenced."""
-    with pytest.raises(exc, match=exact(msg)) as info:
-        make()
-    for frame, _ in traceback.walk_tb(info.tb):
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, Elaboratable):
-            obj._MustUse__silence = True
 
 
 def to_signed(v, width):
@@ -426,7 +411,7 @@ def test_params_validation():
 
 def test_component_validation():
     for cls in (BitmodDecoder, BitmodPE, BitmodDequant, BitmodArray):
-        assert_constructor_raises(TypeError, "params must be a BitmodParams, not None", lambda: cls(None))
+        rejects(TypeError, "params must be a BitmodParams, not None", lambda: cls(None))
 
 
 def test_no_multiplier():

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import re
 
 import pytest
 from hypothesis import given, settings
@@ -10,16 +9,12 @@ from hypothesis import strategies as st
 
 from mixpim.models.config import GROUP_SIZES, PE_KINDS, PRESETS, TileConfig, preset
 from mixpim.models.errors import ConfigError, MixpimError
+from helpers import exact
 
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_banks, dram_bus_bytes, dram_row_bytes, "
           "dram_rows, group, meta_words, pe, queue_depth, rows, scale_bits, t_ccd, t_cl, t_rcd, "
           "t_rp, vparam_words, wbits, wgt_words")
 TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 4, 256, 256, 8, 3, 3, 2, 1)  # queue_depth .. t_ccd
-
-
-def exact(text):
-    """A ``match=`` pattern for exactly ``text``."""
-    return "^" + re.escape(text) + "$"
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -6,15 +6,13 @@ layouts, an ISA changed in models/isa.py, and Verilator lint of the generated Ve
 import dataclasses
 import io
 import random
-import re
 import subprocess
 import tokenize
-import traceback
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Elaboratable, Shape
+from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
 from mixpim.hw import decoder as decoder_module
@@ -26,12 +24,9 @@ from mixpim.models.isa import (FORMATS, MASK_BITS, PIM_OPCODES, WORD_BITS, Decod
 from mixpim.sim.designs import LINT_WAIVER
 from mixpim.sim.toolchain import find_verilator, verilator_env
 from mixpim.sim.verilog import to_verilog
+from helpers import rejects
 
 HEADER = ("opcode", "wait", "signal")
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
 
 
 # -- running the decoder -----------------------------------------------------------------------
@@ -345,23 +340,12 @@ def test_isa_changes_flow_through(monkeypatch):
     assert sum(n for (op, code, _), n in seen.items() if op == Opcode.STORE and code is ErrorCode.OK) >= 3
 
 
-def assert_constructor_raises(exc, msg, make):
-    """``make()`` raises ``exc`` with exactly ``msg``; the half-built component is silenced so
-    Amaranth does not report it as an unused elaboratable."""
-    with pytest.raises(exc, match=exact(msg)) as info:
-        make()
-    for frame, _ in traceback.walk_tb(info.tb):
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, Elaboratable):
-            obj._MustUse__silence = True
-
-
 def test_unknown_field_kind_is_refused(monkeypatch):
     gemm = FORMATS[Opcode.GEMM]
     odd = dataclasses.replace(gemm.operands[-1])
     object.__setattr__(odd, "kind", "float")  # a kind models/isa.py does not have yet
     monkeypatch.setitem(FORMATS, Opcode.GEMM, dataclasses.replace(gemm, operands=gemm.operands[:-1] + (odd,)))
-    assert_constructor_raises(NotImplementedError,
+    rejects(NotImplementedError,
                               "GEMM accumulate: the decoder has no check for field kind 'float'",
                               InstructionDecoder)
 

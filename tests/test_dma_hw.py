@@ -6,8 +6,6 @@ Random sequences on ``tiny`` and two variants (FP16 words wider than the bus, sl
 banks), and directed row hit / miss / precharge cases."""
 
 import random
-import re
-import traceback
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from mixpim.models.executor import pack_acc, run
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import DMA_SETUP_CYCLES, DramBanks, check_instruction, simulate
+from helpers import rejects
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -252,16 +251,6 @@ def test_back_to_back_and_banks_persist():
                     rows=1),
     ]
     check(cfg, insts, seed=3, gaps=[0] * len(insts))
-
-
-def rejects(exc, msg, make):
-    """``make()`` raises ``exc`` with exactly ``msg``; the half-built component is silenced."""
-    with pytest.raises(exc, match="^" + re.escape(msg) + "$") as info:
-        make()
-    for frame, _ in traceback.walk_tb(info.tb):
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, Elaboratable):
-            obj._MustUse__silence = True
 
 
 def test_signatures():

@@ -1,0 +1,160 @@
+"""The tile RTL (hw/tile.py) on Verilator against the golden executor: outputs bit for bit, every
+status register (cycles, busy per unit, dispatched, error, error_pc) exactly.
+
+Programs: compiled Linear layers and an FFN block, one program per error code, seeded random
+programs (``MIXPIM_RANDOM_PROGRAMS``, default 200, on the tiny preset; fewer on variant
+configurations). Each batch runs in one simulator process (sim/tile_cosim.py); after every program
+all scratchpad words and the DRAM words written by STOREs are compared, and the whole DRAM after
+the last one.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from helpers import rejects
+
+from mixpim.compiler import compile_linear, lower_ffn
+from mixpim.hw.tile import MAX_IMEM_WORDS, Tile
+from mixpim.models.config import preset
+from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask, VecFunc
+from mixpim.models.program import ProgramError, Segment
+from mixpim.models.quant import quantize_weights
+from mixpim.sim import tile_cosim
+from mixpim.sim.tile_cosim import imem_words_for, run_programs
+
+TINY = preset("tiny")
+DMA, GEMM, VEC, PIM = UnitMask.DMA, UnitMask.GEMM, UnitMask.VEC, UnitMask.PIM
+HALT, NOP = Instruction(Opcode.HALT), Instruction(Opcode.NOP)
+RANDOM_PROGRAMS = int(os.environ.get("MIXPIM_RANDOM_PROGRAMS", "200"))
+
+
+def _assert_exact(runs):
+    bad = [f"program {i}:\n{r.report()}" for i, r in enumerate(runs) if not r.ok]
+    assert not bad, "RTL differs from golden:\n" + "\n".join(bad)[:4000]
+
+
+def load(spad=Spad.ACT, spad_addr=0, dram=0, words=2, rows=1, stride=0, **kw):
+    return Instruction(Opcode.LOAD, spad=spad, spad_addr=spad_addr, dram_addr=dram, words=words,
+                       rows=rows, stride=stride, **kw)
+
+
+def vec(func=VecFunc.REQUANT, rows=4, **kw):
+    kw.setdefault("param_addr", TINY.vparam_param_base)
+    return Instruction(Opcode.VEC, func=func, rows=rows, **kw)
+
+
+def test_compiled_programs():
+    rng = np.random.default_rng(0)
+    progs = []
+    for m, n, k, out in [(5, 8, 64, "int8"), (7, 13, 70, "acc"), (16, 16, 128, "int8")]:
+        qw = quantize_weights(rng.standard_normal((n, k)).astype(np.float32), 4, TINY.group)
+        progs.append(compile_linear(TINY, (m, k), qw, seed=m, out=out))
+    x = rng.standard_normal((6, 40)).astype(np.float32)
+    w1 = rng.standard_normal((70, 40)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((40, 70)).astype(np.float32) * 0.2
+    progs.append(lower_ffn(TINY, x, w1, w2).program)
+    runs = run_programs(TINY, progs)
+    _assert_exact(runs)
+    assert all(r.golden.ok for r in runs)
+    assert all(r.rtl_status["busy"][1] > 0 for r in runs)           # the GEMM unit ran
+    assert runs[-1].rtl_status["busy"][2] > 0                       # and VEC (GELU, ADD)
+
+
+def _word(inst, extra=0):
+    return inst.encode() | extra
+
+
+#: (name, instructions, designed error, its pc)
+ERROR_PROGRAMS = [
+    ("illegal opcode", [load(), 0x05, HALT], ErrorCode.ILLEGAL_OPCODE, 1),
+    ("PIM opcode", [0x40, HALT], ErrorCode.ILLEGAL_OPCODE, 0),
+    ("reserved bit", [NOP, _word(NOP, 1 << 16), HALT], ErrorCode.BAD_FIELD, 1),
+    ("own token bit", [_word(load(), 1 << 8), HALT], ErrorCode.BAD_FIELD, 0),
+    ("VEC rows", [vec(rows=TINY.rows + 1), HALT], ErrorCode.BAD_FIELD, 0),
+    ("ADD overlap", [vec(func=VecFunc.ADD, act_addr=0, res_addr=2), HALT], ErrorCode.BAD_FIELD, 0),
+    ("spad range", [load(spad_addr=TINY.act_words - 1, words=2), HALT], ErrorCode.SPAD_RANGE, 0),
+    ("param range", [vec(param_addr=10), HALT], ErrorCode.SPAD_RANGE, 0),
+    ("GEMM range", [Instruction(Opcode.GEMM, groups=TINY.act_words // TINY.group + 1), HALT],
+     ErrorCode.SPAD_RANGE, 0),
+    ("misaligned", [load(spad=Spad.META, dram=4, words=1), HALT], ErrorCode.DRAM_RANGE, 0),
+    ("beyond DRAM", [load(dram=TINY.dram_bytes - 4, words=2), HALT], ErrorCode.DRAM_RANGE, 0),
+    ("token overflow", [load(signal=GEMM)] * 8 + [HALT], ErrorCode.TOKEN_OVERFLOW, 7),
+    ("deadlock at HALT", [Instruction(Opcode.GEMM, groups=1, wait=PIM), HALT], ErrorCode.DEADLOCK, 1),
+    ("deadlock on a full queue", [Instruction(Opcode.GEMM, groups=1, wait=VEC)] * (TINY.queue_depth + 1)
+     + [HALT], ErrorCode.DEADLOCK, TINY.queue_depth),
+    ("no HALT", [NOP, load()], ErrorCode.NO_HALT, 2),
+    ("error while busy", [load(words=150), load(words=100, spad_addr=150), 0xFF, HALT],
+     ErrorCode.ILLEGAL_OPCODE, 2),
+]
+
+
+def test_error_programs():
+    seg = Segment("dram", 0, bytes(range(256)) * 8)
+    runs = run_programs(TINY, [(insts, [seg]) for _, insts, _, _ in ERROR_PROGRAMS])
+    _assert_exact(runs)
+    for (name, _, code, pc), r in zip(ERROR_PROGRAMS, runs):
+        assert (r.golden.status.error, r.golden.status.error_pc) == (code, pc), name
+    # an error does not cut short what already runs: the first LOAD finishes (done the cycle
+    # after it completes); the queued second one is dropped
+    last = runs[-1]
+    assert last.rtl_status["cycles"] == last.golden.timing.complete[0] + 2 > 75
+    assert last.golden.timing.start[1] == -1 and last.rtl_status["dispatched"] == 2
+
+
+def _random_batch(config, count, first_seed):
+    from mixpim.models.random_program import random_program
+    return [random_program(config, seed) for seed in range(first_seed, first_seed + count)]
+
+
+def _as_item(p):
+    return p if not hasattr(p, "instructions_and_segments") else p.instructions_and_segments()
+
+
+def test_random_programs_tiny():
+    """The acceptance set: ``MIXPIM_RANDOM_PROGRAMS`` (default 200) seeded random programs."""
+    progs = _random_batch(TINY, RANDOM_PROGRAMS, 0)
+    runs = run_programs(TINY, [_as_item(p) for p in progs])
+    _assert_exact(runs)
+    codes = {r.golden.status.error for r in runs}
+    assert ErrorCode.OK in codes and len(codes) > 3  # valid programs and several error kinds
+
+
+VARIANTS = {
+    "w4a16": TINY.replace(pe="mixpe-w4a16"),
+    "baseline": TINY.replace(pe="baseline-w4a8"),
+    "odd": TINY.replace(rows=2, cols=3, group=64, act_words=512, wgt_words=512, queue_depth=1,
+                        dram_banks=2, dram_rows=1024, dram_row_bytes=64, dram_bus_bytes=4,
+                        t_rcd=5, t_rp=1, t_cl=3, t_ccd=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_random_programs_variants(name):
+    cfg = VARIANTS[name]
+    runs = run_programs(cfg, [_as_item(p) for p in _random_batch(cfg, 25, 1000)])
+    _assert_exact(runs)
+
+
+def test_a_difference_is_reported(monkeypatch):
+    # The comparison can fail: a golden model that is one cycle off is caught.
+    real = tile_cosim.golden_run
+
+    def off_by_one(cfg, insts, segs, **kw):
+        res = real(cfg, insts, segs, **kw)
+        if insts:
+            object.__setattr__(res.status, "cycles", res.status.cycles + 1)
+        return res
+    monkeypatch.setattr(tile_cosim, "golden_run", off_by_one)
+    [run] = run_programs(TINY, [([load(), HALT], [])])
+    assert not run.cycle_exact and "status cycles" in run.report()
+
+
+def test_constructor_validation():
+    rejects(TypeError, "config must be a TileConfig, not 'tiny'", lambda: Tile("tiny"))
+    for bad in (0, MAX_IMEM_WORDS + 1, 1.5, True):
+        rejects(ValueError, f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {bad!r}",
+                lambda: Tile(TINY, bad))
+    with pytest.raises(ProgramError, match="instruction memory"):
+        imem_words_for(MAX_IMEM_WORDS + 1)
+    assert imem_words_for(10) == 1024 and imem_words_for(1025) == 2048
