@@ -85,10 +85,18 @@ def tile_top(config, imem_words):
     return f"tile_r{config.rows}c{config.cols}_{config.pe.replace('-', '_')}_i{imem_words}_{key}"
 
 
+_BUILDS = {}
+
+
 def _build(config, imem_words, build_root):
-    return cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
-                       params={"config": config.to_dict(), "imem_words": imem_words},
-                       build_root=build_root)
+    # Generating the tile's Verilog (to find the cached build) takes seconds: once per process.
+    key = (config, imem_words, None if build_root is None else str(build_root))
+    b = _BUILDS.get(key)
+    if b is None or not (b.build_dir / b.name).is_file():
+        b = _BUILDS[key] = cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
+                                       params={"config": config.to_dict(), "imem_words": imem_words},
+                                       build_root=build_root)
+    return b
 
 
 # -- memory images: per host memory, (words, bytes) uint8 (ACC: (words, cols) integers) ----------

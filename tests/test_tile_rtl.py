@@ -108,7 +108,7 @@ def _random_batch(config, count, first_seed):
 
 
 def _as_item(p):
-    return p if not hasattr(p, "instructions_and_segments") else p.instructions_and_segments()
+    return p.instructions, p.segments
 
 
 def test_random_programs_tiny():
