@@ -116,6 +116,7 @@ def test_random_programs_tiny():
     progs = _random_batch(TINY, RANDOM_PROGRAMS, 0)
     runs = run_programs(TINY, [_as_item(p) for p in progs])
     _assert_exact(runs)
+    assert [r.golden.status.error for r in runs] == [p.expected_error for p in progs]
     codes = {r.golden.status.error for r in runs}
     assert ErrorCode.OK in codes and len(codes) > 3  # valid programs and several error kinds
 

@@ -1,0 +1,716 @@
+"""Seeded random tile programs: valid instruction mixes and designed errors, for co-simulation.
+
+``random_program(config, seed)`` returns a :class:`RandomProgram`: instructions, DRAM segments
+and the error the golden model (:mod:`.executor`) reports for it. The RTL co-simulation runs
+many of them and compares the RTL with the golden model in outputs and every status counter.
+
+**Valid programs** (probability ``1 - error_rate``) are ``length`` random instructions ending in
+HALT: LOAD (ACT, WGT, META, VPARAM: GELU table words 0..63, token words, column words), STORE
+(ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1), VEC (REQUANT, RELU, GELU, ADD in place or on
+a separate residual, ``rows`` 1..array rows), NOP, SYNC. DMA transfers have 1..4 rows and a
+stride of 0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses
+are multiples of the word size, usually not of the bus width. Scratchpad addresses fall mostly in
+a small window at the bottom of each scratchpad (sometimes anywhere in it), often at a recently
+written address, so data flows from LOADs through GEMMs and VECs to STOREs and instructions
+depend on each other. Most programs start with a prologue loading the VPARAM, META, WGT and ACT
+windows, so that GEMM and VEC results are rarely all zero.
+
+Dependency tokens are derived from the accesses, as :class:`mixpim.compiler.emit.Emitter` does:
+an instruction waits on the latest earlier instruction of every other unit that touched a common
+scratchpad word (RAW, WAR, WAW) and that instruction signals it; some random extra dependencies
+are added the same way. Every wait points backwards, so the k-th take of ``tok[src][dst]`` pairs
+with the k-th give, the program cannot deadlock, and the counters return to 0 at HALT. A SYNC
+replaces a token that would make more than 7 tokens of one counter outstanding (in program
+order). The generator then runs the golden executor and, while it reports a race or a
+``TOKEN_OVERFLOW`` (a consumer lagging at run time), inserts a SYNC before the later instruction
+and runs again (:func:`insert_syncs`); a valid program always ends with ``OK`` and no races
+(checked; so far the tokens alone have always sufficed).
+
+**Error programs** (probability ``error_rate``) are a valid prefix (checked the same way) followed
+by one designed error, one of (``variant`` names it):
+
+================  =========================================================================
+ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` 0x40..0x4f, ``other``
+BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
+                  NOP/SYNC/HALT, bad ``spad``, ``func`` > 3, ``zero_count`` (raw words);
+                  ``vec_rows`` > array rows, ``add_overlap`` (legal encodings, config checks)
+SPAD_RANGE        LOAD/STORE, GEMM (ACT, WGT, META, ACC) or VEC (ACC, ACT, residual, VPARAM
+                  below or above the column region) beyond a scratchpad
+DRAM_RANGE        ``dram_addr`` or ``stride`` not a multiple of the word size, or beyond DRAM
+TOKEN_OVERFLOW    SYNC, then 8 instructions of one unit signalling a unit (incl. PIM) that never
+                  takes; raised when the 8th completes
+DEADLOCK          a wait that is never satisfied: on ``pim``, on a unit that ``never`` signals, or
+                  a ``cycle`` of two instructions waiting on each other; then HALT
+NO_HALT           the valid prefix without HALT
+================  =========================================================================
+
+Decode and dispatch-time errors are followed by a few instructions the tile never reaches and
+HALT. ``expected_pc`` is the error's pc where the design fixes it (every code but DEADLOCK).
+
+**DRAM layout** (one segment each, random contents): regions for ACT, WGT, META, VPARAM data and
+an OUT region for STOREs, each a multiple of every word size, a few DRAM rows apart. ACT holds
+random int8 bytes (FP16 configurations: normal values of random magnitudes, 0.5 % inf/NaN/
+subnormal); WGT and META random bytes (codes, zero points, scale mantissas); VPARAM a random GELU
+table, token words ``(1, 0)`` or small ``(tmult, tshift)``, and column words with multipliers of
+random magnitude and a shift chosen so that typical GEMM results land in the int8 range (a few
+words fully random: the ignored bits [22:32] set, extreme shifts). Loads mostly read their own
+region, sometimes OUT (stored results); ACT stores sometimes overwrite the ACT region.
+
+``python -m mixpim.models.random_program [N] [preset]`` prints :func:`summary` for seeds 0..N-1.
+"""
+
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TileConfig, VPARAM_LUT_WORDS, preset
+from .executor import run
+from .isa import FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad, Unit, VecFunc
+from .program import Program, ProgramError, Segment
+from .tile_timing import TOKEN_MAX
+
+__all__ = ["RandomProgram", "random_program", "random_programs", "insert_syncs", "summary",
+           "dma_gemm_overlap", "ERROR_KINDS"]
+
+#: Designed errors, in the order :func:`random_program` draws them (uniformly).
+ERROR_KINDS = (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD, ErrorCode.SPAD_RANGE,
+               ErrorCode.DRAM_RANGE, ErrorCode.TOKEN_OVERFLOW, ErrorCode.DEADLOCK, ErrorCode.NO_HALT)
+
+NOP, SYNC, HALT = (Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT))
+_UNIT_OPS = {Unit.DMA: (Opcode.LOAD, Opcode.STORE), Unit.GEMM: (Opcode.GEMM,), Unit.VEC: (Opcode.VEC,)}
+_WORK_UNITS = (Unit.DMA, Unit.GEMM, Unit.VEC)
+_LOAD_SPADS = (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)
+
+
+@dataclass(frozen=True)
+class RandomProgram:
+    """One generated program and the outcome it was designed for.
+
+    Members
+    -------
+    config : TileConfig
+    seed : int
+    instructions : tuple of Instruction or int
+        Instruction ``pc`` is ``instructions[pc]``; an int is a raw 128-bit word that does not
+        decode (ILLEGAL_OPCODE and most BAD_FIELD programs; a :class:`Program` cannot hold it).
+    segments : tuple of Segment
+        DRAM contents (the scratchpads start as zeros).
+    expected_error : ErrorCode
+        ``OK`` for a valid program; the golden model reports exactly this code.
+    expected_pc : int or None
+        The ``error_pc`` the golden model reports (0 for OK), or None where the design does not
+        fix it (DEADLOCK: the dispatcher's pc when it is detected).
+    variant : str
+        ``"ok"`` or ``"<CODE>:<variant>"``, e.g. ``"BAD_FIELD:reserved"``.
+    """
+    config: TileConfig
+    seed: int
+    instructions: tuple
+    segments: tuple
+    expected_error: ErrorCode
+    expected_pc: int | None
+    variant: str
+
+    @property
+    def words(self):
+        """The 128-bit instruction words (what instruction memory is loaded with)."""
+        return tuple(i if isinstance(i, int) else i.encode() for i in self.instructions)
+
+    @property
+    def has_raw_words(self):
+        return any(isinstance(i, int) for i in self.instructions)
+
+    def program(self):
+        """The :class:`Program`; :class:`ProgramError` if it holds raw words."""
+        if self.has_raw_words:
+            raise ProgramError(f"random program {self.seed} ({self.variant}) holds raw words; "
+                               f"use .words or .run()")
+        return Program(self.config, self.instructions, self.segments)
+
+    def run(self, **kwargs):
+        """The golden :class:`~mixpim.models.executor.Result` (``executor.run`` on the parts)."""
+        return run(self.config, self.instructions, self.segments, **kwargs)
+
+
+def random_program(config, seed, *, length=None, error_rate=0.15):
+    """A random program for ``config``, fully determined by ``seed``.
+
+    Arguments
+    ---------
+    config : TileConfig
+    seed : int
+        Seeds ``numpy.random.default_rng``.
+    length : int or None
+        Instructions to generate including the final HALT (default: random in 10..60); repairs
+        add a few SYNCs. Error programs put their error at a random point of this length.
+    error_rate : float
+        Probability of a designed error instead of a valid program.
+
+    Returns
+    -------
+    RandomProgram
+
+    Raises
+    ------
+    ValueError
+        If DRAM is too small for the layout, or (a generator bug) the golden model does not
+        report the designed outcome.
+    """
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"config must be a TileConfig, not {type(config).__name__}")
+    rng = np.random.default_rng(seed)
+    gen = _Gen(config, rng)
+    n = int(rng.integers(10, 61)) if length is None else int(length)
+    if rng.random() >= error_rate:
+        body = gen.valid_body(n - 1)
+        insts, code, pc, variant = body + [HALT], ErrorCode.OK, 0, "ok"
+    else:
+        code = ERROR_KINDS[int(rng.integers(len(ERROR_KINDS)))]
+        cut = int(rng.integers(0, max(n - 1, 1)))
+        prefix = gen.valid_body(cut)
+        insts, pc, variant = gen.error_program(code, prefix, max(n - 1 - cut, 1))
+        variant = f"{code.name}:{variant}"
+    rp = RandomProgram(config, seed, tuple(insts), tuple(gen.segments), code, pc, variant)
+    r = rp.run()
+    got = (r.status.error, r.status.error_pc if pc is not None else None)
+    if got != (code, pc) or r.races:
+        raise ValueError(f"random_program(seed={seed}) designed {variant} at pc {pc} but the golden "
+                         f"model reports {r.status.error.name} at pc {r.status.error_pc} "
+                         f"({r.timing.message}), races {r.races[:3]}")
+    return rp
+
+
+def random_programs(config, seeds, **kwargs):
+    """:func:`random_program` for each seed in ``seeds`` (an iterable, or N for 0..N-1)."""
+    for seed in range(seeds) if isinstance(seeds, int) else seeds:
+        yield random_program(config, seed, **kwargs)
+
+
+def insert_syncs(config, instructions, segments=()):
+    """``instructions`` (a list ending in HALT whose waits all point backwards, so it cannot
+    deadlock) with SYNCs inserted until the golden model finds no race and no TOKEN_OVERFLOW.
+
+    Each round runs the executor and puts a SYNC before the later instruction (in program order)
+    of the first race, or before the instruction whose completion overflowed a counter (a
+    consumer lagging at run time; at most 7 tokens per counter outstanding in program order make
+    this converge). Returns a new list.
+
+    Raises
+    ------
+    ValueError
+        If the program ends with another error, or the repairs do not converge.
+    """
+    prog = list(instructions)
+    for _ in range(2 * len(prog) + 10):
+        r = run(config, prog, segments)
+        if r.races:
+            prog.insert(max(r.races[0].first, r.races[0].second), SYNC)
+        elif r.status.error == ErrorCode.TOKEN_OVERFLOW:
+            prog.insert(r.status.error_pc, SYNC)
+        elif r.status.error == ErrorCode.OK:
+            return prog
+        else:
+            raise ValueError(f"program fails with {r.status.error.name}: {r.timing.message}")
+    raise ValueError("insert_syncs: repairs did not converge")
+
+
+# -- the generator -----------------------------------------------------------------------------
+
+def _lcm(*xs):
+    out = 1
+    for x in xs:
+        out = out * x // math.gcd(out, x)
+    return out
+
+
+class _Gen:
+    """Random instruction fields, the DRAM layout and the token bookkeeping of one program."""
+
+    def __init__(self, cfg, rng):
+        self.cfg, self.rng = cfg, rng
+        g, r, c = cfg.group, cfg.rows, cfg.cols
+        # address windows: small, so instructions share words (and need tokens)
+        self.win = {Spad.ACT: min(cfg.act_words, max(4 * g, 2 * c)), Spad.WGT: min(cfg.wgt_words, 4 * g),
+                    Spad.META: min(cfg.meta_words, 16), Spad.ACC: min(cfg.acc_words, 8 * r),
+                    Spad.VPARAM: min(cfg.vparam_words, VPARAM_LUT_WORDS + r + 4 * c)}
+        # most words one DMA moves (keeps programs a few thousand cycles long)
+        self.max_n = {Spad.ACT: min(self.win[Spad.ACT], 2 * g), Spad.WGT: min(self.win[Spad.WGT], 2 * g),
+                      Spad.META: min(self.win[Spad.META], 8), Spad.ACC: min(self.win[Spad.ACC], 2 * r),
+                      Spad.VPARAM: self.win[Spad.VPARAM]}
+        self.can_vec = cfg.act_words >= c
+        self.recent = {s: [] for s in Spad}  # word addresses recently written, to read back
+        self._layout()
+
+    # -- DRAM layout and contents --------------------------------------------------------------
+
+    def _layout(self):
+        cfg, rng = self.cfg, self.rng
+        wb = {s: cfg.word_bytes(s) for s in Spad}
+        align = _lcm(*wb.values())
+        gaps = [int(rng.integers(0, 3)) * cfg.dram_row_bytes for _ in range(5)]  # spread over rows
+        for factor in (4, 2, 1):
+            size = {s: factor * self.win[s] * wb[s] for s in _LOAD_SPADS}
+            size["OUT"] = factor * max(self.max_n[s] * wb[s] for s in Spad)
+            size = {k: -(-v // align) * align for k, v in size.items()}
+            if sum(size.values()) + sum(gaps) + len(size) * align <= cfg.dram_bytes:
+                break
+        else:
+            raise ValueError(f"DRAM ({cfg.dram_bytes} bytes) is too small for a random program")
+        self.region, self.segments, at = {}, [], 0
+        for (name, n), gap in zip(size.items(), gaps):
+            at = -(-(at + gap) // align) * align
+            self.region[name] = (at, n)
+            self.segments.append(Segment("dram", at, self._contents(name, n)))
+            at += n
+
+    def _acc_log2(self):
+        """Rough log2 of a typical |ACC| of one GEMM group on this module's random data."""
+        cfg = self.cfg
+        act = math.log2(74) if cfg.act == "int8" else 24 + 5  # FP16: units of 2**-24, |x| ~ 32
+        return act + math.log2(6.5) + 0.5 * math.log2(cfg.group) + cfg.scale_bits - 1
+
+    def _contents(self, name, n):
+        cfg, rng = self.cfg, self.rng
+        if name == Spad.ACT and cfg.act == "fp16":
+            x = rng.normal(size=n // 2) * np.exp2(rng.integers(-4, 8, size=n // 2))
+            bits = x.astype(np.float16).view(np.uint16)
+            odd = rng.random(n // 2) < 0.005  # inf, NaN, subnormals
+            bits[odd] = rng.choice([0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8200], size=int(odd.sum()))
+            return bits.astype("<u2").tobytes()
+        if name != Spad.VPARAM:
+            return rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
+        words = n // 4
+        base = VPARAM_LUT_WORDS + cfg.rows
+        idx = np.arange(words)
+        m = rng.integers(0, 11, size=words)  # column multipliers: |mult| ~ 2**m
+        mult = rng.integers(1 << m, 1 << (m + 1)) * rng.choice([-1, 1], size=words)
+        shift = np.round(self._acc_log2() + m - 5) + rng.integers(-3, 4, size=words)
+        tok = (idx >= VPARAM_LUT_WORDS) & (idx < base)  # token words: identity or small
+        ident = rng.random(words) < 0.5
+        mult = np.where(tok, np.where(ident, 1, rng.integers(-8, 9, size=words)), mult)
+        shift = np.where(tok, np.where(ident, 0, rng.integers(0, 4, size=words)), shift)
+        word = (np.clip(mult, -32768, 32767) & 0xFFFF) | np.clip(shift, 0, 63).astype(np.int64) << 16
+        wild = ~tok & (rng.random(words) < 0.05)  # fully random: ignored bits, extreme shifts
+        word = np.where(wild, rng.integers(0, 1 << 32, size=words), word)
+        word[:VPARAM_LUT_WORDS] = rng.integers(0, 1 << 32, size=VPARAM_LUT_WORDS)  # random GELU table
+        return word.astype("<u4").tobytes()
+
+    # -- random operands -----------------------------------------------------------------------
+
+    def _int(self, lo, hi):
+        """Uniform in lo..hi inclusive."""
+        return int(self.rng.integers(lo, hi + 1))
+
+    def _depth(self, spad):
+        """Address range: the window, sometimes the whole scratchpad."""
+        return self.cfg.spad_words(spad) if self.rng.random() < 0.1 else self.win[spad]
+
+    def _addr(self, spad, hi, lo=0, p=0.6):
+        """An address in lo..hi: often one recently written (data flows), else uniform."""
+        near = [a for a in self.recent[spad][-4:] if lo <= a <= hi]
+        return int(self.rng.choice(near)) if near and self.rng.random() < p else self._int(lo, hi)
+
+    def _wrote(self, spad, addr):
+        self.recent[spad].append(addr)
+        return addr
+
+    def _count(self, m):
+        """A word count in 1..m: often small, sometimes whole groups."""
+        x = self.rng.random()
+        if x < 0.4:
+            return self._int(1, min(4, m))
+        if x < 0.6 and m >= self.cfg.group:
+            return self.cfg.group * self._int(1, m // self.cfg.group)
+        return self._int(1, m)
+
+    def fields(self, op, spad=None):
+        """``(fields, reads, writes)`` of a random legal ``op``; accesses ``(space, first, n)``."""
+        cfg, rng = self.cfg, self.rng
+        if op in (Opcode.LOAD, Opcode.STORE):
+            return self._dma(op, spad)
+        if op == Opcode.GEMM:
+            g = min(1 + int(rng.choice(4, p=[0.6, 0.3, 0.05, 0.05])), self.win[Spad.META],
+                    self.win[Spad.ACT] // cfg.group, self.win[Spad.WGT] // cfg.group)
+            k = g * cfg.group
+            f = dict(act_addr=self._addr(Spad.ACT, self._depth(Spad.ACT) - k),
+                     wgt_addr=self._addr(Spad.WGT, self._depth(Spad.WGT) - k),
+                     meta_addr=self._addr(Spad.META, self._depth(Spad.META) - g),
+                     acc_addr=self._wrote(Spad.ACC,
+                                          self._addr(Spad.ACC, self._depth(Spad.ACC) - cfg.rows)),
+                     groups=g, accumulate=self._int(0, 1))
+            reads = [("ACT", f["act_addr"], k), ("WGT", f["wgt_addr"], k), ("META", f["meta_addr"], g)]
+            return f, reads, [("ACC", f["acc_addr"], cfg.rows)]
+        # VEC
+        c, rows, func = cfg.cols, self._int(1, cfg.rows), VecFunc(self._int(0, 3))
+        act_hi = self._depth(Spad.ACT) - c
+        f = dict(func=func, acc_addr=self._addr(Spad.ACC, self._depth(Spad.ACC) - rows, p=0.85),
+                 act_addr=self._wrote(Spad.ACT, self._int(0, act_hi)), rows=rows,
+                 param_addr=self._int(cfg.vparam_param_base, self._depth(Spad.VPARAM) - c),
+                 res_addr=self._int(0, 0xFFFF if rng.random() < 0.1 else cfg.act_words - 1))
+        reads = [("ACC", f["acc_addr"], rows), ("VPARAM", f["param_addr"], c),
+                 ("VPARAM", VPARAM_LUT_WORDS, rows)]
+        if func == VecFunc.GELU:
+            reads.append(("VPARAM", 0, VPARAM_LUT_WORDS))
+        if func == VecFunc.ADD:
+            f["res_addr"] = f["act_addr"]  # in place unless a separate residual fits
+            if rng.random() < 0.7:
+                apart = [a for a in (self._int(0, act_hi) for _ in range(8))
+                         if abs(a - f["act_addr"]) >= c]
+                f["res_addr"] = apart[0] if apart else f["act_addr"]
+            reads.append(("ACT", f["res_addr"], c))
+        return f, reads, [("ACT", f["act_addr"], c)]
+
+    def _dma(self, op, spad=None):
+        cfg, rng = self.cfg, self.rng
+        if spad is None:
+            spad = (Spad(rng.choice(_LOAD_SPADS, p=[0.35, 0.3, 0.15, 0.2])) if op == Opcode.LOAD
+                    else (Spad.ACT, Spad.ACC)[self._int(0, 1)])
+        wb = cfg.word_bytes(spad)
+        lo, hi = 0, self._depth(spad)
+        if spad == Spad.VPARAM:  # the GELU table, the token words, the column words, or anywhere
+            lo, hi = ((0, VPARAM_LUT_WORDS), (VPARAM_LUT_WORDS, cfg.vparam_param_base),
+                      (cfg.vparam_param_base, hi), (0, hi))[self._int(0, 3)]
+        m = min(self.max_n[spad], hi - lo)
+        w = self._count(m)
+        r = self._int(1, min(4, m // w))
+        n = r * w
+        spad_addr = self._addr(spad, hi - n, lo)
+        if op == Opcode.LOAD:
+            self._wrote(spad, spad_addr)
+        if r == 1:
+            step = (0, w, self._int(0, 3 * w))[self._int(0, 2)]
+        else:  # 0: every row at one address; < w: rows overlap; w: contiguous; > w: a gap
+            step = (0, self._int(1, max(w - 1, 1)), w, w + self._int(1, 8))[
+                int(rng.choice(4, p=[0.15, 0.2, 0.4, 0.25]))]
+        if op == Opcode.LOAD:
+            name = spad if rng.random() < 0.85 else "OUT"
+        else:
+            name = spad if spad == Spad.ACT and rng.random() < 0.2 else "OUT"
+        base, size = self.region[name]
+        span = (r - 1) * step * wb + w * wb
+        if span > size:
+            step, span = w, n * wb
+        off = wb * self._int(0, (size - span) // wb)
+        if name == Spad.VPARAM and rng.random() < 0.7 and 4 * spad_addr + span <= size:
+            off = 4 * spad_addr  # VPARAM words from their own place in the region
+        f = dict(spad=spad, spad_addr=spad_addr, dram_addr=base + off, words=w, rows=r, stride=step * wb)
+        acc = [(spad.name, spad_addr, n)]
+        return (f, [], acc) if op == Opcode.LOAD else (f, acc, [])
+
+    # -- valid bodies with tokens --------------------------------------------------------------
+
+    def valid_body(self, n):
+        """``n`` random instructions (no HALT) with tokens; with HALT they run OK, race-free."""
+        prog = insert_syncs(self.cfg, self._tokens(self._draw(n)) + [HALT], self.segments)
+        return prog[:-1]
+
+    def _draw(self, n):
+        """``n`` random ``(op, fields, reads, writes)``; None fields for NOP/SYNC."""
+        rng = self.rng
+        ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.NOP, Opcode.SYNC]
+        p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec else 0, 0.06, 0.04])
+        out = []
+        # usually a prologue: the GELU table, token and column words, then data for the GEMMs
+        for spad, prob in ((Spad.VPARAM, 0.9), (Spad.META, 0.9), (Spad.WGT, 0.8), (Spad.ACT, 0.8)):
+            if len(out) < n and rng.random() < prob:
+                w = self.win[spad]  # the whole window
+                f = dict(spad=spad, spad_addr=self._wrote(spad, 0), dram_addr=self.region[spad][0],
+                         words=w, rows=1, stride=0)
+                out.append((Opcode.LOAD, f, (), [(spad.name, 0, w)]))
+        while len(out) < n:
+            op = Opcode(rng.choice(ops, p=p / p.sum()))
+            if len(out) < 3 and rng.random() < 0.5:
+                op = Opcode.LOAD  # programs usually start by loading data
+            if op == Opcode.VEC and not self.recent[Spad.ACC] and rng.random() < 0.8:
+                op = Opcode.GEMM  # mostly a GEMM result to work on
+            out.append((op, None, (), ()) if op in (Opcode.NOP, Opcode.SYNC) else (op, *self.fields(op)))
+        return out
+
+    def _tokens(self, drawn):
+        """Instructions with tokens for every cross-unit conflict (module doc), as a list."""
+        cfg, rng = self.cfg, self.rng
+        last_w = {s.name: np.full((3, cfg.spad_words(s)), -1, np.int64) for s in Spad}  # [unit, word]
+        last_r = {s: a.copy() for s, a in last_w.items()}
+        known = np.full((3, 3), -1)  # known[src, dst]: latest src instruction dst waited on
+        latest = [-1, -1, -1]  # latest instruction of each unit
+        recs, barrier = [], -1  # records [op, fields, wait, signal]; index of the last SYNC
+        cover = {}  # (src, dst) -> tokens outstanding (given, not yet taken in program order) per index
+
+        def cov(key):
+            c = cover.setdefault(key, [])
+            c.extend([0] * (len(recs) + 2 - len(c)))
+            return c
+
+        for op, f, reads, writes in drawn:
+            if f is None:
+                barrier = len(recs) if op == Opcode.SYNC else barrier
+                recs.append([op, None, 0, 0])
+                continue
+            u = FORMATS[op].unit
+            need = np.full(3, -1)
+            for space, lo, n in writes:
+                need = np.maximum(need, last_w[space][:, lo:lo + n].max(axis=1))
+                need = np.maximum(need, last_r[space][:, lo:lo + n].max(axis=1))
+            for space, lo, n in reads:
+                need = np.maximum(need, last_w[space][:, lo:lo + n].max(axis=1))
+            if rng.random() < 0.15:  # a random extra dependency on another unit
+                s = int(rng.choice([x for x in range(3) if x != u]))
+                need[s] = max(need[s], latest[s])
+            pc = len(recs)
+            deps = [s for s in range(3) if s != u and need[s] > max(known[s, u], barrier)]
+            if any(max(cov((s, u))[need[s] + 1:pc + 1]) >= TOKEN_MAX for s in deps):
+                recs.append([Opcode.SYNC, None, 0, 0])  # a SYNC orders what a token cannot
+                barrier, pc, deps = pc, pc + 1, []
+            for s in deps:
+                p = int(need[s])
+                known[s, u] = p
+                recs[p][3] |= 1 << u
+                c = cov((s, u))
+                for i in range(p + 1, pc + 1):
+                    c[i] += 1
+            recs.append([op, f, sum(1 << s for s in deps), 0])
+            for space, lo, n in reads:
+                last_r[space][u, lo:lo + n] = pc
+            for space, lo, n in writes:
+                last_w[space][u, lo:lo + n] = pc
+            latest[u] = pc
+        return [Instruction(op, wait=w, signal=s, **(f or {})) for op, f, w, s in recs]
+
+    def _unit_inst(self, unit, **tokens):
+        op = _UNIT_OPS[unit][self._int(0, len(_UNIT_OPS[unit]) - 1)]
+        return Instruction(op, **tokens, **self.fields(op)[0])
+
+    def _units(self):
+        return [u for u in _WORK_UNITS if u != Unit.VEC or self.can_vec]
+
+    # -- designed errors -----------------------------------------------------------------------
+
+    def error_program(self, code, prefix, n):
+        """``(instructions, expected_pc, variant)``: ``prefix``, an error of ``code``, more."""
+        rng = self.rng
+        tail = [self._unit_inst(u) if rng.random() < 0.7 else NOP
+                for u in rng.choice(self._units(), size=self._int(0, min(n, 5)))] + [HALT]
+        if code == ErrorCode.NO_HALT:
+            prefix = prefix or [NOP]  # not an empty program
+            return prefix, len(prefix), "end"
+        if code == ErrorCode.TOKEN_OVERFLOW:
+            u = Unit(rng.choice(self._units()))
+            v = Unit(rng.choice([x for x in Unit if x != u]))
+            block = [SYNC]
+            for _ in range(TOKEN_MAX + 1):
+                block += [NOP] * int(rng.integers(0, 2))
+                block.append(self._unit_inst(u, signal=1 << v))
+            pc = len(prefix) + len(block) - 1  # HALT next: nothing else runs beside the block
+            return prefix + block + [HALT], pc, f"{u.name}->{v.name}"
+        if code == ErrorCode.DEADLOCK:
+            variant = ("pim", "never", "cycle")[self._int(0, 2)]
+            u = Unit(rng.choice(self._units()))
+            others = [x for x in self._units() if x != u]
+            if variant == "cycle" and others:
+                v = Unit(rng.choice(others))
+                block = [self._unit_inst(u, wait=1 << v, signal=1 << v),
+                         self._unit_inst(v, wait=1 << u, signal=1 << u)]
+            else:
+                variant = "never" if variant != "pim" and others else "pim"
+                wait = 1 << Unit.PIM if variant == "pim" else 1 << int(rng.choice(others))
+                block = [self._unit_inst(u, wait=wait)]
+                # same-unit followers queue behind it (some fill the queue: stall on push)
+                block += [self._unit_inst(u) for _ in range(self._int(0, self.cfg.queue_depth + 1))]
+            return prefix + block + [HALT], None, variant
+        word, variant = {ErrorCode.ILLEGAL_OPCODE: self._illegal, ErrorCode.BAD_FIELD: self._bad_field,
+                         ErrorCode.SPAD_RANGE: self._spad_range,
+                         ErrorCode.DRAM_RANGE: self._dram_range}[code]()
+        return prefix + [word] + tail, len(prefix), variant
+
+    def _any_word(self, ops=None):
+        """The word of a random legal instruction of one of ``ops`` (default: any)."""
+        ops = ops or [op for op in Opcode if op != Opcode.VEC or self.can_vec]
+        op = Opcode(self.rng.choice(ops))
+        if FORMATS[op].unit is None:
+            return Instruction(op).encode()
+        u = FORMATS[op].unit
+        mask = [x for x in Unit if x != u]
+        tok = dict(wait=int(sum(1 << x for x in mask if self.rng.random() < 0.2 and x != Unit.PIM)),
+                   signal=int(sum(1 << x for x in mask if self.rng.random() < 0.2)))
+        return Instruction(op, **tok, **self.fields(op)[0]).encode()
+
+    @staticmethod
+    def _set(word, name, value):
+        f = FORMATS[Opcode(word & 0xFF)].field(name)
+        return word & ~(f.maximum << f.lo) | value << f.lo
+
+    def _illegal(self):
+        rng = self.rng
+        legal = set(FORMATS) | set(PIM_OPCODES)
+        if rng.random() < 0.5:
+            opcode, variant = int(rng.choice(PIM_OPCODES)), "pim"
+        else:
+            opcode, variant = int(rng.choice([x for x in range(256) if x not in legal])), "other"
+        rest = self._any_word() if rng.random() < 0.5 else int(rng.integers(0, 1 << 60)) << 68
+        return rest & ~0xFF | opcode, variant
+
+    def _bad_field(self):
+        cfg, rng = self.cfg, self.rng
+        variants = ["reserved", "unused", "own_token", "dispatcher_mask", "spad", "func", "zero_count"]
+        if self.can_vec:  # legal encodings that the configuration rejects
+            variants += ["vec_rows"] * (cfg.rows < 255) + ["add_overlap"] * (cfg.cols > 1)
+        variant = variants[self._int(0, len(variants) - 1)]
+        vec_ops = (Opcode.VEC,) if self.can_vec else (Opcode.GEMM,)
+        if variant == "reserved":
+            return self._any_word() | self._int(1, 255) << 16, variant
+        if variant == "unused":  # NOP/SYNC/HALT, GEMM and VEC have unused bits; LOAD/STORE none
+            word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT, Opcode.GEMM) + vec_ops)
+            f = FORMATS[Opcode(word & 0xFF)].field("unused")
+            return word | 1 << self._int(f.lo, f.hi - 1), variant
+        if variant == "own_token":
+            word = self._any_word((Opcode.LOAD, Opcode.STORE, Opcode.GEMM) + vec_ops)
+            u = FORMATS[Opcode(word & 0xFF)].unit
+            return word | 1 << (u + (8 if rng.random() < 0.5 else 12)), variant
+        if variant == "dispatcher_mask":
+            word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT))
+            return word | self._int(1, 255) << 8, variant
+        if variant == "spad":
+            op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
+            bad = [x for x in range(16) if x not in {int(s) for s in FORMATS[op].field("spad").allowed}]
+            return self._set(self._any_word((op,)), "spad", int(rng.choice(bad))), variant
+        if variant == "func" and self.can_vec:
+            return self._set(self._any_word((Opcode.VEC,)), "func", self._int(4, 15)), variant
+        if variant in ("func", "zero_count"):
+            word = self._any_word((Opcode.LOAD, Opcode.STORE, Opcode.GEMM) + vec_ops)
+            op = Opcode(word & 0xFF)
+            names = {Opcode.GEMM: ["groups"], Opcode.VEC: ["rows"]}.get(op, ["words", "rows"])
+            return self._set(word, names[self._int(0, len(names) - 1)], 0), "zero_count"
+        f, _, _ = self.fields(Opcode.VEC)
+        if variant == "vec_rows":
+            f["rows"] = self._int(cfg.rows + 1, 255)
+        else:  # add_overlap: output and residual overlap without coinciding
+            d = self._int(1, cfg.cols - 1)
+            room = self.win[Spad.ACT] - cfg.cols - d
+            if room < 0:
+                f["rows"] = min(255, cfg.rows + 1)
+                return Instruction(Opcode.VEC, **f), "vec_rows"
+            lo = self._int(0, room)
+            f.update(func=VecFunc.ADD, act_addr=lo + d, res_addr=lo)
+            if rng.random() < 0.5:
+                f.update(act_addr=lo, res_addr=lo + d)
+        return Instruction(Opcode.VEC, **f), variant
+
+    def _beyond(self, depth, n):
+        """A 16-bit address ``a`` with ``a + n > depth``, or None if there is none."""
+        a = max(0, depth - n + self._int(1, n))
+        return a if a <= 0xFFFF else None
+
+    def _spad_range(self):
+        cfg, rng = self.cfg, self.rng
+        op = Opcode(rng.choice([Opcode.LOAD, Opcode.STORE, Opcode.GEMM] + [Opcode.VEC] * self.can_vec))
+        f, _, _ = self.fields(op)
+        if op in (Opcode.LOAD, Opcode.STORE):
+            f["words"] += f["rows"] * f["words"] == 1  # a single word cannot leave 65536 words
+            f["spad_addr"] = self._beyond(cfg.spad_words(f["spad"]), f["rows"] * f["words"])
+            return Instruction(op, **f), f"{op.name}:{f['spad'].name}"
+        if op == Opcode.GEMM:
+            k, g = f["groups"] * cfg.group, f["groups"]
+            targets = [("act_addr", cfg.act_words, k), ("wgt_addr", cfg.wgt_words, k),
+                       ("meta_addr", cfg.meta_words, g), ("acc_addr", cfg.acc_words, cfg.rows)]
+        else:  # VEC; checks in order ACC, ACT, ADD residual, VPARAM, so one bad field is reported
+            targets = [("acc_addr", cfg.acc_words, f["rows"]), ("act_addr", cfg.act_words, cfg.cols),
+                       ("res_addr", cfg.act_words, cfg.cols), ("param_high", cfg.vparam_words, cfg.cols)]
+        order = [int(i) for i in rng.permutation(len(targets))]
+        for name, depth, n in (targets[i] for i in order):
+            addr = self._beyond(depth, n)
+            if addr is not None:
+                f["param_addr" if name == "param_high" else name] = addr
+                break
+        else:  # every scratchpad is 65536 words: only a VPARAM address below the column region
+            name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
+        if op == Opcode.VEC:
+            if name == "res_addr":
+                f["func"] = VecFunc.ADD
+            elif f["func"] == VecFunc.ADD:
+                f["res_addr"] = f["act_addr"]  # a legal residual: the in-place one
+            if name == "param_high" and rng.random() < 0.5:
+                name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
+        return Instruction(op, **f), f"{op.name}:{name}"
+
+    def _dram_range(self):
+        cfg = self.cfg
+        op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
+        f, _, _ = self.fields(op)
+        wb = cfg.word_bytes(f["spad"])
+        variant = ("addr_align", "stride_align", "end", "stride_end")[self._int(0, 3)]
+        if variant.endswith("align"):
+            if wb == 1:  # a misaligned address needs words wider than a byte: VPARAM, ACC
+                f, _, _ = self.fields(op, Spad.VPARAM if op == Opcode.LOAD else Spad.ACC)
+                wb = cfg.word_bytes(f["spad"])
+            f["dram_addr" if variant == "addr_align" else "stride"] += self._int(1, wb - 1)
+            return Instruction(op, **f), variant
+        row = f["words"] * wb
+        if variant == "stride_end" and f["rows"] > 1:  # a stride that carries the last row out
+            lo = (cfg.dram_bytes - row - f["dram_addr"]) // (f["rows"] - 1) // wb + 1
+            hi = ((1 << 24) - 1) // wb
+            if lo <= hi:
+                f["stride"] = wb * self._int(lo, min(hi, lo + 1000))
+                return Instruction(op, **f), variant
+        lo = (cfg.dram_bytes - (f["rows"] - 1) * f["stride"] - row) // wb + 1
+        f["dram_addr"] = wb * self._int(lo, max(lo, min(lo + 64, ((1 << 32) - 1) // wb)))
+        return Instruction(op, **f), "end"
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+def summary(config, seeds, **kwargs):
+    """A text summary of the programs for ``seeds``: instruction and error mix, golden cycles."""
+    ops, funcs, spads, errors, strides = Counter(), Counter(), Counter(), Counter(), Counter()
+    cycles, overlap, lengths = [], 0, []
+    progs = list(random_programs(config, seeds, **kwargs))
+    for rp in progs:
+        r = rp.run()
+        errors[rp.expected_error.name] += 1
+        lengths.append(len(rp.instructions))
+        cycles.append(r.status.cycles)
+        overlap += dma_gemm_overlap(r)
+        for i in rp.instructions:
+            if isinstance(i, int):
+                ops["raw word"] += 1
+                continue
+            ops[i.op.name] += 1
+            if i.op == Opcode.VEC:
+                funcs[i.func.name] += 1
+            if i.op in (Opcode.LOAD, Opcode.STORE):
+                spads[f"{i.op.name} {i.spad.name}"] += 1
+                if i.rows > 1:
+                    row = i.words * config.word_bytes(i.spad)
+                    strides["0" if i.stride == 0 else "< row" if i.stride < row else
+                            "= row" if i.stride == row else "> row"] += 1
+
+    def line(title, counter):
+        return f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
+
+    n = len(progs)
+    return "\n".join([
+        f"{n} random programs on {config.rows}x{config.cols} {config.pe}, group {config.group}: "
+        f"{sum(lengths)} instructions, length mean {np.mean(lengths):.1f} max {max(lengths)}",
+        line("opcodes", ops), line("VEC funcs", funcs), line("DMA spads", spads),
+        line("multi-row strides", strides), line("designed errors", errors),
+        f"variants: {len({rp.variant for rp in progs})} distinct",
+        f"golden cycles: mean {np.mean(cycles):.0f}, max {max(cycles)}",
+        f"DMA and GEMM overlap in {overlap} of {n} programs"])
+
+
+def dma_gemm_overlap(result):
+    """Whether some DMA instruction executed while a GEMM was busy (start..end cycles)."""
+    t = result.timing
+    spans = {Unit.DMA: [], Unit.GEMM: []}
+    for pc in t.executed:
+        inst = t.instructions[pc]
+        if inst.unit in spans:
+            spans[inst.unit].append((int(t.start[pc]), int(t.end[pc])))
+    return any(a <= d and c <= b for a, b in spans[Unit.DMA] for c, d in spans[Unit.GEMM])
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    print(summary(preset(sys.argv[2] if len(sys.argv) > 2 else "tiny"), count))
