@@ -21,7 +21,7 @@ Scratchpad ports are multi-word: one beat can carry up to ``ceil(bus_bytes / wor
 
 
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -257,7 +257,8 @@ class DmaEngine(wiring.Component):
             for s in STORE_SPADS:
                 with m.Case(s):
                     m.d.comb += dram.wdata.eq(wdata[s])
-        m.d.comb += dram.wmask.eq(Cat(*((i >= lo) & (i < hi) for i in range(bus))))
+        # bytes [lo, hi): (2**hi - 1) without the low lo bits
+        m.d.comb += dram.wmask.eq(((Const(1, bus + 1) << hi) - 1) & ~((Const(1, bus + 1) << lo) - 1))
         return m
 
     def _packer(self, m, s, port, starting, act, lo, hi):

@@ -37,7 +37,6 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Shape, Signal
 from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..models.config import VPARAM_LUT_WORDS, TileConfig
 from ..models.isa import MASK_BITS, WORD_BITS, ErrorCode, Opcode, Spad, Unit, header_fields
@@ -47,7 +46,7 @@ from .decoder import InstructionDecoder
 from .dma import DmaEngine, dma_layout, word_shape
 from .dram import DramModel
 from .gemm_unit import GemmUnit, gemm_layout
-from .vector import VPARAM_BITS, VectorUnit, vec_layout, vparam_layout
+from .vector import VPARAM_BITS, VectorUnit, vec_layout
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
 

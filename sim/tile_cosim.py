@@ -21,17 +21,19 @@ from ..hw.tile import MAX_IMEM_WORDS, HostSel, Tile
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
 from ..models.executor import run as golden_run
-from ..models.isa import ErrorCode, Instruction, Spad, Unit
+from ..models.isa import DecodeError, ErrorCode, Instruction, Opcode, Spad, Unit, decode
 from ..models.program import Program, ProgramError
 from . import cosim
 from .array_cosim import TB_DIR
 
-__all__ = ["TileRun", "tile_top", "imem_words_for", "run_programs", "run_tile"]
+__all__ = ["TileRun", "tile_top", "imem_words_for", "rtl_config", "run_programs", "run_tile"]
 
 #: Below this many scratchpad words in all, every word is compared after every program.
 FULL_CHECK_WORDS = 8192
 #: Below this many DRAM bus words, the last program of a batch compares the whole DRAM.
 DRAM_CHECK_WORDS = 1 << 16
+#: DRAMs up to this size are simulated whole; larger ones are cut to what the programs touch.
+RTL_DRAM_BYTES = 1 << 20
 _SPAD_SEL = {s: HostSel[s.name] for s in Spad}
 
 
@@ -102,8 +104,10 @@ def _build(config, imem_words, build_root):
 # -- memory images: per host memory, (words, bytes) uint8 (ACC: (words, cols) integers) ----------
 
 def _images(cfg, res):
+    """Memory images of an executor result per host memory; the DRAM cut to ``cfg``'s size (the
+    RTL's, see :func:`rtl_config`)."""
     bus = cfg.dram_bus_bytes
-    out = {HostSel.DRAM: res.dram.reshape(-1, bus)}
+    out = {HostSel.DRAM: res.dram[:cfg.dram_bytes].reshape(-1, bus)}
     for s in Spad:
         out[_SPAD_SEL[s]] = res.spads[s.name]
     return out
@@ -122,6 +126,38 @@ def _diff(before, after):
     if before.dtype == object or after.dtype == object:
         return [i for i in range(len(after)) if list(before[i]) != list(after[i])]
     return np.flatnonzero(np.any(before != after, axis=1)).tolist()
+
+
+def _footprint(cfg, items):
+    """One past the highest DRAM byte any segment or LOAD/STORE of ``items`` can touch."""
+    top = 0
+    for instructions, segments in items:
+        top = max([top] + [seg.end for seg in segments if seg.target == "dram"])
+        for inst in instructions:
+            if not isinstance(inst, Instruction):
+                try:
+                    inst = decode(inst)
+                except DecodeError:
+                    continue
+            if inst.op in (Opcode.LOAD, Opcode.STORE):
+                top = max(top, inst.dram_addr + (inst.rows - 1) * inst.stride
+                          + inst.words * cfg.word_bytes(inst.spad))
+    return top
+
+
+def rtl_config(config, items):
+    """The configuration the RTL is built for: ``config``, with a DRAM larger than
+    :data:`RTL_DRAM_BYTES` cut to the power-of-two number of rows per bank that covers both that
+    size and what ``items`` can touch (a DRAM model of the full size would be up to gigabytes of
+    Verilog initial values). Banks, row size and timing are unchanged, so the address mapping and
+    every cycle are the same; when an access reaches beyond the real DRAM (a ``DRAM_RANGE``
+    program) the full size is kept, so that check sees the same bound."""
+    top = _footprint(config, items)
+    if config.dram_bytes <= RTL_DRAM_BYTES or top > config.dram_bytes:
+        return config
+    per_row = config.dram_banks * config.dram_row_bytes
+    rows = 1 << (-(-max(top, RTL_DRAM_BYTES) // per_row) - 1).bit_length()
+    return config.replace(dram_rows=min(config.dram_rows, rows))
 
 
 def _prepare(cfg, item):
@@ -153,24 +189,24 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     """
     if not isinstance(config, TileConfig):
         raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
-    cfg = config
-    items = [_prepare(cfg, p) for p in programs]
+    items = [_prepare(config, p) for p in programs]
     if not items:
         return []
+    cfg = rtl_config(config, items)
     imem = imem_words_for(max(len(i) for i, _ in items))
     if full_check is None:
         full_check = sum(cfg.spad_words(s) for s in Spad) <= FULL_CHECK_WORDS
     bus = cfg.dram_bus_bytes
     dram_words = cfg.dram_bytes // bus
 
-    empty = golden_run(cfg, (), (), check_races=False)  # all-zero memories
+    empty = golden_run(config, (), (), check_races=False)  # all-zero memories
     prev = _images(cfg, empty)
     prev_imem = [0] * 0
     cases, goldens, expects = [], [], []
     for n, (instructions, segments) in enumerate(items):
         words = [i.encode() if isinstance(i, Instruction) else int(i) for i in instructions]
-        golden = golden_run(cfg, instructions, segments)
-        start = _images(cfg, golden_run(cfg, (), segments, check_races=False))
+        golden = golden_run(config, instructions, segments)
+        start = _images(cfg, golden_run(config, (), segments, check_races=False))
         writes = [[HostSel.IMEM.value, pc, format(w, "x")] for pc, w in enumerate(words)
                   if pc >= len(prev_imem) or prev_imem[pc] != w]
         for sel, image in start.items():

@@ -159,3 +159,13 @@ def test_constructor_validation():
     with pytest.raises(ProgramError, match="instruction memory"):
         imem_words_for(MAX_IMEM_WORDS + 1)
     assert imem_words_for(10) == 1024 and imem_words_for(1025) == 2048
+
+
+def test_rtl_dram_cut():
+    # A large DRAM is simulated only as far as the programs reach (same banks, rows, timing).
+    fpga = preset("fpga")
+    near = [([load(dram=3 << 20)], [])]
+    cut = tile_cosim.rtl_config(fpga, near)
+    assert cut.replace(dram_rows=fpga.dram_rows) == fpga and cut.dram_bytes == 4 << 20
+    assert tile_cosim.rtl_config(fpga, [([load(dram=fpga.dram_bytes)], [])]) == fpga  # DRAM_RANGE
+    assert tile_cosim.rtl_config(TINY, near) == TINY                                  # small: whole
