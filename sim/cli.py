@@ -14,11 +14,15 @@ from ..models.config import GROUP_SIZES
 from ..models.errors import MixpimError
 from .designs import DESIGNS, make_design
 
-__all__ = ["main"]
+__all__ = ["main", "CliError"]
 
 
-def _design_options(p):
-    p.add_argument("design", choices=sorted(DESIGNS), help="what to generate")
+class CliError(MixpimError, ValueError):
+    """Options that do not go together."""
+
+
+def _design_options(p, extra=()):
+    p.add_argument("design", choices=sorted(DESIGNS) + list(extra), help="what to generate")
     p.add_argument("--rows", type=int, default=4, help="array rows (default 4)")
     p.add_argument("--cols", type=int, default=4, help="array columns (default 4)")
     p.add_argument("--wbits", type=int, default=4, choices=(2, 3, 4, 8),
@@ -39,9 +43,13 @@ def _design(args):
 
 
 def cmd_rtl(args):
-    from .designs import write_rtl
-    design = _design(args)
-    verilog, manifest = write_rtl(design, args.output)
+    from .designs import write_rtl, write_tile_rtl
+    if args.design == "tile":
+        from ..models.config import TileConfig
+        verilog, manifest = write_tile_rtl(TileConfig.load(args.config), args.output,
+                                           imem_words=args.imem_words)
+    else:
+        verilog, manifest = write_rtl(_design(args), args.output)
     print(f"wrote {verilog} and {manifest}")
 
 
@@ -68,10 +76,19 @@ def cmd_synth(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
-    result = run_demo(args.output, rows=args.rows, cols=args.cols, act=args.act)
-    if not (result["bit_exact"] and result["cycle_exact"]):
-        return 1
+    from .demo import DemoError, run_demo, run_projection_demo
+    if args.projection:  # the array-only demo: one GEMM on the Verilated MixPE array
+        if args.config is not None:
+            raise DemoError("--projection always runs the array RTL; it takes no --config")
+        result = run_projection_demo(args.output, rows=args.rows or 8, cols=args.cols or 8, act=args.act)
+        return 0 if result["bit_exact"] and result["cycle_exact"] else 1
+    if args.act != "int8":
+        raise DemoError("the FFN block needs INT8 activations; --act fp16 runs with --projection")
+    default = args.config is None  # the fpga preset with an 8x8 array: a quicker Verilator build
+    result = run_demo(args.output, config=args.config or "fpga",
+                      rows=args.rows or (8 if default else None), cols=args.cols or (8 if default else None),
+                      backend=args.backend)
+    return 0 if result["ok"] else 1
 
 
 def cmd_quant(args):
@@ -114,19 +131,42 @@ def cmd_run(args):
     from ..models.isa import Unit
     from ..models.program import Program
     prog = Program.load(args.program)
-    res = execute(prog, timing_only=args.timing_only)
+    if args.backend == "rtl" and args.timing_only:
+        raise CliError("--timing-only is a golden-model mode; the RTL always runs the data")
+    rtl = None
+    if args.backend == "rtl":
+        from .tile_cosim import run_tile
+        print(f"{args.program}: building (or reusing) the Verilator model of the tile ...", file=sys.stderr)
+        rtl = run_tile(prog)
+        res = rtl.golden
+    else:
+        res = execute(prog, timing_only=args.timing_only)
     st = res.status
-    print(f"{args.program}: {len(prog.instructions)} instructions on the golden model"
+    print(f"{args.program}: {len(prog.instructions)} instructions on the "
+          f"{'RTL tile and the golden model' if rtl else 'golden model'}"
           f"{' (timing only)' if args.timing_only else ''}")
     print(f"  status    {st.error.name} (pc {st.error_pc})")
-    print(f"  cycles    {st.cycles}")
+    cols = "  golden" + ("       rtl" if rtl else "")
+    print(f"  {'':10s}{cols}")
+
+    def row(name, golden, measured=None, share=None):
+        text = f"  {name:10s}{golden:>8d}" + (f"{measured:>10d}" if rtl else "")
+        print(text + (f"  ({share:.1%})" if share is not None else ""))
+    rs = rtl.rtl_status if rtl else {}
+    row("cycles", st.cycles, rs.get("cycles"))
     for u in Unit:
-        if u < len(st.busy):
-            print(f"  busy {u.name:5s}{st.busy[u]:>10d}  ({st.busy[u] / max(st.cycles, 1):.1%})")
-    print(f"  dispatched {st.dispatched}")
+        row(f"busy {u.name}", st.busy[u], rs["busy"][u] if rtl else None, st.busy[u] / max(st.cycles, 1))
+    row("dispatched", st.dispatched, rs.get("dispatched"))
     if not args.timing_only:
         print(f"  outputs   {len(res.outputs)} DRAM range(s), {sum(len(o.data) for o in res.outputs)} bytes; "
               f"races {len(res.races)}")
+    if rtl:
+        yes = {True: "yes", False: "NO"}
+        print(f"  RTL vs golden: outputs bit-exact {yes[rtl.bit_exact]} ({rtl.words_compared} words "
+              f"compared), cycle-exact {yes[rtl.cycle_exact]}; simulated in {rtl.sim_seconds:.2f} s")
+        if not rtl.ok:
+            print(rtl.report()[:4000])
+            return 1
     return 0 if res.ok else 1
 
 
@@ -135,8 +175,11 @@ def build_parser():
                                      "golden model, co-simulation, synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("rtl", help="write Verilog and a manifest of a design")
-    _design_options(p)
+    p = sub.add_parser("rtl", help="write Verilog and a manifest of a design (a PE, an array, or the tile)")
+    _design_options(p, extra=("tile",))
+    p.add_argument("--config", default="tiny", help="tile only: a preset (tiny, fpga, npu128) or a "
+                   ".json/.toml file (default tiny)")
+    p.add_argument("--imem-words", type=int, default=1024, help="tile only: instruction memory depth")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
@@ -175,16 +218,27 @@ def build_parser():
 
     p = sub.add_parser("run", help="run a program file on the golden model (status, cycles per unit)")
     p.add_argument("program")
-    p.add_argument("--backend", default="golden", choices=("golden",),
-                   help="golden (the RTL tile backend comes with the tile RTL)")
+    p.add_argument("--backend", default="golden", choices=("golden", "rtl"),
+                   help="golden model, or the tile RTL on Verilator compared with it (default golden)")
     p.add_argument("--timing-only", action="store_true", help="cycle model only, no data")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="the embedded default: a MiniLM FFN projection on RTL and golden")
+    p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
+                       "the tile; report, cycle chart and accuracy vs float32")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
-    p.add_argument("--rows", type=int, default=8)
-    p.add_argument("--cols", type=int, default=8)
-    p.add_argument("--act", default="int8", choices=("int8", "fp16"))
+    p.add_argument("--config", default=None, help="a preset (tiny, fpga, npu128) or a .json/.toml file "
+                   "(default: the fpga preset with an 8x8 array, W4 group 128)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="override the array rows (--projection: default 8)")
+    p.add_argument("--cols", type=int, default=None,
+                   help="override the array columns (--projection: default 8)")
+    p.add_argument("--backend", default="rtl", choices=("golden", "rtl"),
+                   help="the tile RTL on Verilator compared with the golden model (default; the first "
+                   "run Verilates the tile, a few minutes), or the golden model alone")
+    p.add_argument("--projection", action="store_true",
+                   help="instead: the FFN up-projection alone as one GEMM on the Verilated MixPE array")
+    p.add_argument("--act", default="int8", choices=("int8", "fp16"),
+                   help="activations (fp16: --projection only)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -21,6 +21,7 @@ def _mixpim(*args):
     ("baseline-array", ["--rows", "4", "--cols", "2", "--wbits", "3"]),
     ("mixpe-pe", ["--act", "fp16"]),
     ("baseline-pe", []),
+    ("tile", ["--config", "tiny", "--imem-words", "64"]),
 ])
 def test_rtl_output_passes_verilator_lint(tmp_path, design, opts):
     assert main(["rtl", design, *opts, "-o", str(tmp_path)]) == 0
@@ -88,6 +89,26 @@ def test_compile_then_run_on_the_golden_model(tmp_path):
     assert "status    OK" in r.stdout and "races 0" in r.stdout
     cycles = int(r.stdout.split("cycles")[1].split()[0])
     assert cycles > 0
+
+
+def test_compile_then_run_on_the_rtl(tmp_path):
+    prog = tmp_path / "linear.mxpm"
+    r = _mixpim("compile", "linear", "--config", "tiny", "--m", "6", "--n", "5", "--k", "40",
+                "--out-format", "int8", "-o", str(prog))
+    assert r.returncode == 0, r.stderr
+    r = _mixpim("run", str(prog), "--backend", "rtl")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "bit-exact yes" in r.stdout and "cycle-exact yes" in r.stdout
+    golden, rtl = r.stdout.split("cycles")[1].split()[:2]
+    assert golden == rtl and int(rtl) > 0
+
+
+def test_run_rtl_has_no_timing_only_mode(tmp_path):
+    prog = tmp_path / "linear.mxpm"
+    assert _mixpim("compile", "linear", "--m", "1", "--n", "4", "--k", "32", "-o", str(prog)).returncode == 0
+    r = _mixpim("run", str(prog), "--backend", "rtl", "--timing-only")
+    assert r.returncode == 2 and r.stderr.startswith("mixpim: error: --timing-only")
+    assert "Traceback" not in r.stderr
 
 
 def test_run_rejects_a_corrupt_program(tmp_path):
