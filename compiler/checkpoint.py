@@ -17,6 +17,7 @@ import difflib
 import importlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,8 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 # Name fragments of 2-D weights that are lookup tables, not Linear layers.
 _EMBEDDING_MARKERS = ("embed", "wte", "wpe")
+# Name parts of normalization layers, whose 1-D ``.weight`` is a scale, not a Linear weight.
+_NORM_RE = re.compile(r"norm|^(ln|bn)(_?[a-z0-9]*)$")
 
 
 class CheckpointError(MixpimError):
@@ -72,7 +75,8 @@ def _resolve(path):
     if p.is_dir():
         p = p / DEFAULT_FILE
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+        what = "is not a regular file" if p.exists() else "does not exist"
+        raise CheckpointError(f"checkpoint {str(p)!r} {what}")
     return p
 
 
@@ -87,22 +91,30 @@ def tensor_index(path):
         If the file is missing, is not a safetensors file, or is shorter than its header says.
     """
     p = _resolve(path)
-    size = p.stat().st_size
-    with open(p, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{str(p)!r} is not a safetensors file: {size} bytes is shorter "
-                                  f"than the 8-byte header length")
-        n = int.from_bytes(prefix, "little")
-        if n > _MAX_HEADER or 8 + n > size:
-            raise CheckpointError(f"{str(p)!r} is not a safetensors file or is truncated: its header "
-                                  f"length field says {n} bytes but the file has {size} bytes")
-        raw = f.read(n)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{str(p)!r} is not a safetensors file: {size} bytes is shorter "
+                                      f"than the 8-byte header length")
+            n = int.from_bytes(prefix, "little")
+            if n > _MAX_HEADER or 8 + n > size:
+                raise CheckpointError(f"{str(p)!r} is not a safetensors file or is truncated: its "
+                                      f"header length field says {n} bytes but the file has {size} "
+                                      f"bytes")
+            raw = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {str(p)!r}: {e.strerror or e}") from None
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not valid "
                               f"JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # an integer too long to read, nesting too deep
+        why = "nested too deeply" if isinstance(e, RecursionError) else "an integer has too many digits"
+        raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not valid "
+                              f"JSON ({why})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not a JSON object")
 
@@ -200,6 +212,8 @@ def load_tensors(path, names=None):
                 out[name] = x
     except SafetensorError as e:
         raise CheckpointError(f"cannot read {str(p)!r}: {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {str(p)!r}: {e.strerror or e}") from None
     return out
 
 
@@ -220,21 +234,39 @@ def minilm_dir():
     return d
 
 
-def linear_weights(tensors):
+def _is_norm(name):
+    """Whether ``name`` is a parameter of a normalization layer (LayerNorm, RMSNorm, ``ln_1``, ...)."""
+    return any(_NORM_RE.search(part) for part in name.lower().split(".")[:-1])
+
+
+def linear_weights(tensors, *, source=None):
     """Names of the Linear-layer weight matrices among ``tensors``, in their order.
 
-    ``tensors`` maps names to arrays or to :class:`TensorInfo` (anything with ``ndim``), or to shape
+    ``tensors`` maps names to arrays or to :class:`TensorInfo` (anything with ``shape``), or to shape
     tuples. A Linear weight is a 2-D tensor whose name ends in ``.weight`` and is not an embedding
     table (a name containing ``embed``, ``wte`` or ``wpe``). For BERT this keeps the query, key,
     value, attention-output, intermediate and output dense layers of every encoder layer and the
     pooler; it drops word/position/token-type embeddings, LayerNorm parameters and biases.
+
+    A ``.weight`` that is neither 2-D nor the 1-D scale of a normalization layer (a name part
+    containing ``norm``, or ``ln``/``bn`` like ``ln_1``) is not dropped silently: it raises
+    :class:`CheckpointError` naming the tensor, its shape and ``source`` (the file), since it may
+    be a Linear weight stored in another layout. Name the matrices explicitly to quantize around it.
     """
     names = []
     for name, t in tensors.items():
-        ndim = len(t) if isinstance(t, tuple) else t.ndim
-        if ndim != 2 or not name.endswith(".weight"):
+        shape = tuple(t) if isinstance(t, tuple) else tuple(t.shape)
+        if not name.endswith(".weight"):
             continue
         if any(marker in part for part in name.lower().split(".") for marker in _EMBEDDING_MARKERS):
             continue
+        if len(shape) == 1 and _is_norm(name):
+            continue
+        if len(shape) != 2:
+            where = f" in {str(source)!r}" if source is not None else ""
+            raise CheckpointError(f"tensor {name!r}{where} has shape {list(shape)}: a .weight that is "
+                                  f"not 2-D and not a normalization scale; if it is a Linear weight, "
+                                  f"store it as a 2-D (out, in) matrix, otherwise name the matrices "
+                                  f"to quantize explicitly (mixpim quant --tensors)")
         names.append(name)
     return names

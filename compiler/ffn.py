@@ -1,6 +1,6 @@
 """Lowering a transformer FFN block ``Y = X + GELU(X W1^T) W2^T`` (INT8 activations, INT4 weights).
 
-Two Linear layers (:mod:`.linear`) in one program, sharing the scratchpad buffers:
+Two Linear layers (:func:`~.linear.emit_linear`) in one program, sharing the scratchpad buffers:
 
 1. ``H = X W1^T`` requantized to int8 at the calibrated scale ``s_h`` and passed through VEC GELU
    (table :func:`~mixpim.models.vector.gelu_lut` from ``s_h`` to ``s_g``); stored to DRAM in the
@@ -37,9 +37,12 @@ from mixpim.models.quant import num_groups, quantize_weights
 from mixpim.models.vector import (column_multipliers, gelu, gelu_lut, pack_vparam, token_multipliers,
                                   vec_apply, vparam_header)
 
-from .emit import Emitter
-from .linear import (FRAC_BITS, CompileError, DramAllocator, LinearLayout, _chunk_groups, act_blocks,
-                     emit_linear, weight_blocks)
+from .dram_alloc import DramAllocator
+from .emit import CompileError, Emitter
+from .layout import LinearLayout
+from .linear import FRAC_BITS, emit_linear
+from .operands import act_blocks, weight_blocks
+from .plan import max_chunk_groups
 
 __all__ = ["CompiledFfn", "lower_ffn", "compile_ffn", "ffn_reference"]
 
@@ -240,17 +243,17 @@ def lower_ffn(config, x, w1, w2, *, x_scale=None, out_scale=None, h_scale=None):
         mp, sp = np.zeros(nb * c, np.int64), np.zeros(nb * c, np.int64)
         n = qw.codes.shape[0]
         mp[:n], sp[:n] = mult, shift
-        params = put(f"params{li}", pack_vparam(mp, sp), 4)
+        params = put(f"params{li}", pack_vparam(mp, sp), cfg.vparam_word_bytes)
         # VPARAM words 0 .. 64 + rows - 1 per token block: the table, then its token multipliers
         tm, ts = np.ones(mb * r, np.int64), np.zeros(mb * r, np.int64)
         tm[:m], ts[:m] = tmult, tshift
         hdr = b"".join(vparam_header(cfg, lut=lut, tmult=tm[i * r:(i + 1) * r], tshift=ts[i * r:(i + 1) * r])
                        for i in range(mb))
-        tokens = put(f"tokens{li}", hdr, 4)
+        token_mults = put(f"token_mults{li}", hdr, cfg.vparam_word_bytes)
         g = qw.ngroups
-        gc = _chunk_groups(cfg, g, 2 * c)
+        gc = max_chunk_groups(cfg, g, 2 * c)
         lays.append(LinearLayout(cfg, m, n, qw.codes.shape[1], mb, nb, g, gc, "act", "int8",
-                                 0, w, mt, 0, params=params, tokens=tokens))
+                                 0, w, mt, 0, params=params, token_mults=token_mults))
     lay1, lay2 = lays
     lay1.x, lay1.x_block_words = x_base, x_words
     lay1.y_block_words = h_words

@@ -24,25 +24,15 @@ entered (``cols + 4`` MixPE, ``cols + 2`` baseline); the other rows follow one p
 
 from functools import reduce
 
-from amaranth.hdl import EnableInserter, Module, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data
 
 from .baseline_pe import BaselinePE
-from .fp16 import FP16Split
-from .layouts import array_input_layout, array_output_layout, ctl_layout, pe_act_layout, result_layout
+from .layouts import array_input_layout, ctl_layout, result_layout
 from .mixpe_pe import MixPE, check_params
+from .systolic import StreamArray, delay_line, pe_grid, row_inputs
 
-__all__ = ["MixPEArray", "BaselineArray", "make_array"]
-
-
-def _delay(m, sig, n, name):
-    """``sig`` delayed by ``n`` sync registers."""
-    for k in range(n):
-        reg = Signal.like(sig, name=f"{name}_d{k}")
-        m.d.sync += reg.eq(sig)
-        sig = reg
-    return sig
+__all__ = ["MixPEArray", "BaselineArray", "make_array", "delay_line"]
 
 
 def _bus(m, results, width, name):
@@ -57,14 +47,13 @@ def _bus(m, results, width, name):
     return bus
 
 
-class _Array(wiring.Component):
+class _Array(StreamArray):
     """Common structure: stream handshake, input stage, skews, PE grid, column bus, deskew.
 
     Members
     -------
     i_stream : In(stream.Signature(array_input_layout(params)))
-    o_stream : Out(stream.Signature(array_output_layout(params)))
-    o_nonfinite : Out(1), sticky: an FP16 activation was an infinity or NaN (it was taken as 0)
+    o_stream, o_nonfinite : as in :class:`~.systolic.StreamArray`
     o_error : Out(1), sticky: a tile ended (``last``) in the middle of a weight group
     """
 
@@ -74,27 +63,14 @@ class _Array(wiring.Component):
 
     def __init__(self, params):
         check_params(params, self.family)
-        self._params = params
-        super().__init__({
-            "i_stream": In(stream.Signature(array_input_layout(params))),
-            "o_stream": Out(stream.Signature(array_output_layout(params))),
-            "o_nonfinite": Out(1),
-            "o_error": Out(1),
-        })
-
-    @property
-    def params(self):
-        return self._params
+        super().__init__(params, array_input_layout(params))
 
     def elaborate(self, platform):
         p = self._params
         m = Module()
         core = Module()  # everything that freezes under output backpressure
-        en = Signal()
-        m.d.comb += [
-            en.eq(~(self.o_stream.valid & ~self.o_stream.ready)),
-            self.i_stream.ready.eq(en),
-        ]
+        en = self._enable(m)
+        m.d.comb += self.i_stream.ready.eq(en)
         beat = self.i_stream.valid  # inside `core`, a valid beat is a transfer
         payload = self.i_stream.payload
 
@@ -112,47 +88,18 @@ class _Array(wiring.Component):
         core.d.sync += [ctl.valid.eq(beat), ctl.glast.eq(beat & glast), ctl.tlast.eq(beat & payload.last)]
 
         # Row edge: activations, FP16 split into significand and shift.
-        acts = []
-        for i in range(p.rows):
-            a = Signal(pe_act_layout(p.act), name=f"act_in{i}")
-            if p.act == "int8":
-                core.d.sync += a.eq(payload.act[i])
-            else:
-                split = FP16Split()
-                core.submodules[f"fp16_{i}"] = split
-                core.d.comb += split.i_bits.eq(payload.act[i])
-                core.d.sync += a.eq(split.o_act)
-                with core.If(beat & split.o_nonfinite):
-                    core.d.sync += self.o_nonfinite.eq(1)
-            acts.append(_delay(core, a, i, f"row{i}_skew"))
+        acts = row_inputs(core, p, payload, beat, self.o_nonfinite, hold=False)
 
         cols_in, edge_state = self._column_inputs(core, p, beat, pos, payload)
-        col_ctl = [_delay(core, ctl, j, f"col{j}_ctl") for j in range(p.cols)]
-        cols_in = [{k: _delay(core, v, j, f"col{j}_{k}") for k, v in col.items()}
-                   for j, col in enumerate(cols_in)]
-
-        grid = [[self._pe(p) for _ in range(p.cols)] for _ in range(p.rows)]
-        for i in range(p.rows):
-            for j in range(p.cols):
-                pe = grid[i][j]
-                core.submodules[f"pe_{i}_{j}"] = pe
-                core.d.comb += pe.i_act.eq(acts[i] if j == 0 else grid[i][j - 1].o_act)
-                core.d.comb += pe.i_ctl.eq(col_ctl[j] if i == 0 else grid[i - 1][j].o_ctl)
-                for k, v in cols_in[j].items():
-                    src = v if i == 0 else getattr(grid[i - 1][j], f"o_{k}")
-                    core.d.comb += getattr(pe, f"i_{k}").eq(src)
+        grid = pe_grid(core, p, self._pe, acts, ctl, cols_in)
 
         outs = []
         for j in range(p.cols):
             bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], getattr(p, self._result_width), f"col{j}_bus")
             col_out = self._column_edge(core, p, j, bus, edge_state)
-            outs.append(_delay(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
+            outs.append(delay_line(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
 
-        m.d.comb += self.o_stream.valid.eq(outs[-1].valid)
-        for j in range(p.cols):
-            m.d.comb += self.o_stream.payload[j].eq(outs[j].value)
-
-        m.submodules.core = EnableInserter(en)(core)
+        self._output(m, core, en, outs)
         return m
 
 

@@ -27,17 +27,15 @@ its last beat was taken, the other rows every ``scale_bits`` cycles (derivation 
 :mod:`mixpim.models.bitmod_gemm`).
 """
 
-from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data
 
 from ..models.bitmod_gemm import SEL_BITS
-from .array import _delay
 from .bitmod_decoder import BitmodDecoder, check_params, term_layout
 from .bitmod_dequant import BitmodDequant
 from .bitmod_pe import BitmodPE
-from .fp16 import FP16Split
-from .layouts import array_output_layout, ctl_layout, pe_act_layout, stream_act_shape
+from .layouts import ctl_layout, stream_act_shape
+from .systolic import StreamArray, delay_line, pe_grid, row_inputs
 
 __all__ = ["bitmod_input_layout", "BitmodArray"]
 
@@ -64,7 +62,7 @@ def bitmod_input_layout(params):
     })
 
 
-class BitmodArray(wiring.Component):
+class BitmodArray(StreamArray):
     """The BitMoD array (see module doc).
 
     Arguments
@@ -74,31 +72,19 @@ class BitmodArray(wiring.Component):
     Members
     -------
     i_stream : In(stream.Signature(bitmod_input_layout(params)))
-    o_stream : Out(stream.Signature(array_output_layout(params))), one token row per beat
-    o_nonfinite : Out(1), sticky
-    o_error : Out(1), sticky
+    o_stream, o_nonfinite, o_error : as in :class:`~.systolic.StreamArray` (o_error: see module doc)
     """
 
     def __init__(self, params):
         check_params(params)
-        self._params = params
-        super().__init__({
-            "i_stream": In(stream.Signature(bitmod_input_layout(params))),
-            "o_stream": Out(stream.Signature(array_output_layout(params))),
-            "o_nonfinite": Out(1),
-            "o_error": Out(1),
-        })
-
-    @property
-    def params(self):
-        return self._params
+        super().__init__(params, bitmod_input_layout(params))
 
     def elaborate(self, platform):
         p = self._params
         t = p.terms
         m = Module()
         core = Module()  # everything that freezes under output backpressure
-        en = Signal()
+        en = self._enable(m)
         payload = self.i_stream.payload
 
         # Input stage: a beat is held for `terms` cycles, one term per cycle.
@@ -106,7 +92,6 @@ class BitmodArray(wiring.Component):
         step = Signal(_index(t))
         take = Signal()
         m.d.comb += [
-            en.eq(~(self.o_stream.valid & ~self.o_stream.ready)),
             take.eq(~busy | (step == t - 1)),
             self.i_stream.ready.eq(en & take),
         ]
@@ -159,35 +144,8 @@ class BitmodArray(wiring.Component):
             terms.append(term)
 
         # Row edge: activations, FP16 split into significand and shift, held for the beat.
-        acts = []
-        for i in range(p.rows):
-            a = Signal(pe_act_layout(p.act), name=f"act_in{i}")
-            if p.act == "int8":
-                with core.If(beat):
-                    core.d.sync += a.eq(payload.act[i])
-            else:
-                split = FP16Split()
-                core.submodules[f"fp16_{i}"] = split
-                core.d.comb += split.i_bits.eq(payload.act[i])
-                with core.If(beat):
-                    core.d.sync += a.eq(split.o_act)
-                    with core.If(split.o_nonfinite):
-                        core.d.sync += self.o_nonfinite.eq(1)
-            acts.append(_delay(core, a, i, f"row{i}_skew"))
-
-        col_ctl = [_delay(core, ctl, j, f"col{j}_ctl") for j in range(p.cols)]
-        col_term = [_delay(core, terms[j], j, f"col{j}_term") for j in range(p.cols)]
-
-        grid = [[BitmodPE(p) for _ in range(p.cols)] for _ in range(p.rows)]
-        for i in range(p.rows):
-            for j in range(p.cols):
-                pe = grid[i][j]
-                core.submodules[f"pe_{i}_{j}"] = pe
-                core.d.comb += [
-                    pe.i_act.eq(acts[i] if j == 0 else grid[i][j - 1].o_act),
-                    pe.i_ctl.eq(col_ctl[j] if i == 0 else grid[i - 1][j].o_ctl),
-                    pe.i_term.eq(col_term[j] if i == 0 else grid[i - 1][j].o_term),
-                ]
+        acts = row_inputs(core, p, payload, beat, self.o_nonfinite, hold=True)
+        grid = pe_grid(core, p, BitmodPE, acts, ctl, [{"term": term} for term in terms])
 
         # Scales of groups in flight, written at each group's first beat; one shared write pointer,
         # one read pointer per column, advanced when the column starts dequantizing a group.
@@ -202,14 +160,10 @@ class BitmodArray(wiring.Component):
 
         outs = []
         for j in range(p.cols):
-            outs.append(_delay(core, self._column_edge(core, p, j, grid, slots), p.cols - 1 - j,
+            outs.append(delay_line(core, self._column_edge(core, p, j, grid, slots), p.cols - 1 - j,
                                f"col{j}_deskew"))
 
-        m.d.comb += self.o_stream.valid.eq(outs[-1].valid)
-        for j in range(p.cols):
-            m.d.comb += self.o_stream.payload[j].eq(outs[j].value)
-
-        m.submodules.core = EnableInserter(en)(core)
+        self._output(m, core, en, outs)
         return m
 
     def _column_edge(self, core, p, j, grid, slots):

@@ -12,13 +12,11 @@ bit-serial PE and reports it the same way, so both compute bit-identical group s
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 
 from ..models.bitmod_gemm import SEL_BITS
 from .bitmod_decoder import check_params
-from .layouts import ctl_layout, pe_act_layout, result_layout
+from .systolic import SystolicPE
 
 __all__ = ["value_table", "value_bits", "BitmodParallelPE"]
 
@@ -42,7 +40,7 @@ def value_bits(params):
     return int(params.value_max).bit_length() + 1
 
 
-class BitmodParallelPE(wiring.Component):
+class BitmodParallelPE(SystolicPE):
     """Output-stationary bit-parallel PE for the BitMoD types: one weight per cycle, with a multiplier.
 
     Each cycle with ``i_ctl.valid`` (one beat: one weight) it decodes ``(i_code, i_sel)`` to the
@@ -53,9 +51,9 @@ class BitmodParallelPE(wiring.Component):
     ``o_res`` and the PE restarts from zero; ``o_res.valid`` is high for one cycle, ``o_res.value``
     and ``o_res.tlast`` then stay until the next group ends: the result semantics of
     :class:`~.bitmod_pe.BitmodPE`, with ``glast``/``tlast`` on the last *beat* instead of the last
-    term. Reserved codes and selectors naming no type decode to 0. Inputs pass to
-    ``o_act``/``o_code``/``o_sel``/``o_ctl`` registered (latency 1 cycle), so PEs chain into an
-    array as the other PEs do.
+    term. Reserved codes and selectors naming no type decode to 0. Ports, pass-through and group
+    accumulator: :class:`~.systolic.SystolicPE`, with the lanes ``code`` and ``sel``, so PEs
+    chain into an array as the other PEs do.
 
     Arguments
     ---------
@@ -65,24 +63,17 @@ class BitmodParallelPE(wiring.Component):
 
     Members
     -------
-    i_act, o_act : :func:`~.layouts.pe_act_layout` (params.act)
+    i_act, o_act, i_ctl, o_ctl : as in :class:`~.systolic.SystolicPE` (ctl valid: a beat;
+        glast/tlast: the last beat of a group / tile)
     i_code, o_code : unsigned(params.wbits), the weight code
     i_sel, o_sel : unsigned(SEL_BITS), the group's type selector (index into ``params.types``)
-    i_ctl, o_ctl : :data:`~.layouts.ctl_layout` (valid: a beat; glast/tlast: the last beat of a
-        group / tile)
-    o_res : :func:`~.layouts.result_layout` (params.psum_bits), registered: 1 cycle after the
-        group's last beat
+    o_res : the group sum, as :class:`~.bitmod_pe.BitmodPE`'s
     """
 
     def __init__(self, params):
         check_params(params)
-        self._params = params
-        act = pe_act_layout(params.act)
-        super().__init__({
-            "i_act": In(act), "i_code": In(params.wbits), "i_sel": In(SEL_BITS), "i_ctl": In(ctl_layout),
-            "o_act": Out(act), "o_code": Out(params.wbits), "o_sel": Out(SEL_BITS), "o_ctl": Out(ctl_layout),
-            "o_res": Out(result_layout(params.psum_bits)),
-        })
+        super().__init__(params, {"code": unsigned(params.wbits), "sel": unsigned(SEL_BITS)},
+                         params.psum_bits)
 
     def elaborate(self, platform):
         p = self._params
@@ -105,20 +96,5 @@ class BitmodParallelPE(wiring.Component):
         else:
             sig_prod = Signal(signed(12 + len(value)))
             m.d.comb += [sig_prod.eq(self.i_act.sig * value), prod.eq(sig_prod << self.i_act.sh)]
-        psum = Signal(signed(p.psum_bits))
-        total = Signal(signed(p.psum_bits))
-        m.d.comb += total.eq(psum + prod)
-
-        m.d.sync += [
-            self.o_act.eq(self.i_act), self.o_code.eq(self.i_code), self.o_sel.eq(self.i_sel),
-            self.o_ctl.eq(self.i_ctl), self.o_res.valid.eq(0),
-        ]
-        with m.If(self.i_ctl.valid):
-            with m.If(self.i_ctl.glast):
-                m.d.sync += [
-                    psum.eq(0),
-                    self.o_res.valid.eq(1), self.o_res.tlast.eq(self.i_ctl.tlast), self.o_res.value.eq(total),
-                ]
-            with m.Else():
-                m.d.sync += psum.eq(total)
+        self._accumulate(m, prod, p.psum_bits)
         return m

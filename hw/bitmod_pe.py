@@ -8,24 +8,22 @@ MixPE PE it keeps only the narrow group sum; dequantization happens at the colum
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from .bitmod_decoder import check_params, term_layout
-from .layouts import ctl_layout, pe_act_layout, result_layout
+from .systolic import SystolicPE
 
 __all__ = ["BitmodPE"]
 
 
-class BitmodPE(wiring.Component):
+class BitmodPE(SystolicPE):
     """Output-stationary bit-serial PE of the BitMoD array.
 
     Each cycle with ``i_ctl.valid`` it adds the term ``i_term`` times the activation: INT8 ``a`` or
     FP16 ``sig << sh``, i.e. ``+-(sig << (sh + shift))``. On the group's last term
     (``i_ctl.glast``) the finished sum goes to ``o_res`` and the PE restarts from zero. ``o_res.valid``
     is high for one cycle; ``o_res.value`` and ``o_res.tlast`` then stay until the next group ends,
-    so the column's dequantizer can read the rows one after another. Inputs pass to
-    ``o_act``/``o_term``/``o_ctl`` registered (latency 1 cycle).
+    so the column's dequantizer can read the rows one after another. Ports, pass-through and group
+    accumulator: :class:`~.systolic.SystolicPE`, with the lane ``term``.
 
     Arguments
     ---------
@@ -33,24 +31,16 @@ class BitmodPE(wiring.Component):
 
     Members
     -------
-    i_act, o_act : :func:`~.layouts.pe_act_layout` (params.act)
+    i_act, o_act, i_ctl, o_ctl : as in :class:`~.systolic.SystolicPE` (ctl valid: a term slot;
+        glast/tlast: the last term of a group / tile)
     i_term, o_term : :func:`~.bitmod_decoder.term_layout`
-    i_ctl, o_ctl : :data:`~.layouts.ctl_layout` (valid: a term slot; glast/tlast: the last term of a
-        group / tile)
     o_res : :func:`~.layouts.result_layout` (params.psum_bits), registered: 1 cycle after the
         group's last term
     """
 
     def __init__(self, params):
         check_params(params)
-        self._params = params
-        act = pe_act_layout(params.act)
-        term = term_layout(params)
-        super().__init__({
-            "i_act": In(act), "i_term": In(term), "i_ctl": In(ctl_layout),
-            "o_act": Out(act), "o_term": Out(term), "o_ctl": Out(ctl_layout),
-            "o_res": Out(result_layout(params.psum_bits)),
-        })
+        super().__init__(params, {"term": term_layout(params)}, params.psum_bits)
 
     def elaborate(self, platform):
         p = self._params
@@ -65,20 +55,5 @@ class BitmodPE(wiring.Component):
             # one barrel shift by the activation's exponent plus the term's shift
             amount = Signal(range(31 + (1 << p.shift_bits)))
             m.d.comb += [amount.eq(self.i_act.sh + self.i_term.shift), prod.eq(signed_a << amount)]
-        psum = Signal(signed(p.psum_bits))
-        total = Signal(signed(p.psum_bits))
-        m.d.comb += total.eq(psum + prod)
-
-        m.d.sync += [
-            self.o_act.eq(self.i_act), self.o_term.eq(self.i_term), self.o_ctl.eq(self.i_ctl),
-            self.o_res.valid.eq(0),
-        ]
-        with m.If(self.i_ctl.valid):
-            with m.If(self.i_ctl.glast):
-                m.d.sync += [
-                    psum.eq(0),
-                    self.o_res.valid.eq(1), self.o_res.tlast.eq(self.i_ctl.tlast), self.o_res.value.eq(total),
-                ]
-            with m.Else():
-                m.d.sync += psum.eq(total)
+        self._accumulate(m, prod, p.psum_bits)
         return m

@@ -11,11 +11,10 @@ enough not to wrap.
 from functools import reduce
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.config import TileConfig
 from ..models.isa import ErrorCode, Opcode, Spad, VecFunc
+from .common import ConfigComponent
 from .decoder import operand_layout
 
 __all__ = ["DispatchChecker"]
@@ -26,12 +25,12 @@ def _first(checks):
     return reduce(lambda acc, c: Mux(c[0], c[1], acc), reversed(checks), ErrorCode.OK)
 
 
-class DispatchChecker(wiring.Component):
+class DispatchChecker(ConfigComponent):
     """Range and consistency checks of a LOAD, STORE, GEMM or VEC against the configuration.
 
     Arguments
     ---------
-    config : TileConfig
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
 
     Members
     -------
@@ -42,17 +41,14 @@ class DispatchChecker(wiring.Component):
         (``OK`` for other opcodes)
     """
 
-    def __init__(self, config):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
-        self._cfg = config
-        super().__init__({
+    def _members(self, config):
+        return {
             "i_opcode": In(8),
             "i_dma": In(operand_layout(Opcode.LOAD)),
             "i_gemm": In(operand_layout(Opcode.GEMM)),
             "i_vec": In(operand_layout(Opcode.VEC)),
             "o_error": Out(ErrorCode),
-        })
+        }
 
     def elaborate(self, platform):
         cfg = self._cfg

@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.isa import FORMATS, MASK_BITS, WORD_BITS, ErrorCode, Unit, fields, format_of, header_fields
+from ..models.isa import OPCODE_FORMATS, MASK_BITS, WORD_BITS, ErrorCode, Unit, fields, format_of, header_fields
 
 __all__ = ["header_layout", "word_layout", "operand_layout", "operand_port", "InstructionDecoder"]
 
@@ -89,7 +89,7 @@ _CHECKS = {"zero": _zero_bad, "mask": _mask_bad, "enum": _enum_bad,
 class InstructionDecoder(wiring.Component):
     """Combinational instruction decoder (latency 0 cycles); takes no arguments.
 
-    The formats of :data:`mixpim.models.isa.FORMATS` are read when the decoder is built.
+    The formats of :data:`mixpim.models.isa.OPCODE_FORMATS` are read when the decoder is built.
 
     Members
     -------
@@ -115,7 +115,7 @@ class InstructionDecoder(wiring.Component):
     """
 
     def __init__(self):
-        self._formats = tuple(FORMATS.values())
+        self._formats = tuple(OPCODE_FORMATS.values())
         for fmt in self._formats:
             for f in fmt.fields[1:]:
                 if f.kind not in _CHECKS:

@@ -26,8 +26,8 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..models.config import TileConfig
-from ..models.isa import FORMATS, Opcode, Spad
+from ..models.isa import OPCODE_FORMATS, Opcode, Spad
+from .common import ConfigComponent
 from .decoder import operand_layout
 from .dram import DramSignature
 
@@ -35,9 +35,9 @@ __all__ = ["dma_layout", "port_lanes", "word_shape", "SpadWriteSignature", "Spad
            "DmaEngine"]
 
 #: Scratchpads a LOAD may write and a STORE may read (the ISA's ``spad`` ``allowed`` values).
-LOAD_SPADS = FORMATS[Opcode.LOAD].field("spad").allowed
-STORE_SPADS = FORMATS[Opcode.STORE].field("spad").allowed
-SPAD_ADDR_BITS = FORMATS[Opcode.LOAD].field("spad_addr").width
+LOAD_SPADS = OPCODE_FORMATS[Opcode.LOAD].field("spad").allowed
+STORE_SPADS = OPCODE_FORMATS[Opcode.STORE].field("spad").allowed
+SPAD_ADDR_BITS = OPCODE_FORMATS[Opcode.LOAD].field("spad_addr").width
 
 
 def dma_layout():
@@ -115,12 +115,12 @@ def _bytes_of(config, spad, word):
                  for x in (Value.cast(word[j]) for j in range(config.cols))))
 
 
-class DmaEngine(wiring.Component):
+class DmaEngine(ConfigComponent):
     """Executes one LOAD or STORE at a time.
 
     Arguments
     ---------
-    config : TileConfig
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
 
     Members
     -------
@@ -136,17 +136,9 @@ class DmaEngine(wiring.Component):
 
     A ``spad`` the format does not allow (the decoder flags it) still spends the instruction's
     cycles but moves no data. Operands must pass ``check_instruction`` (the dispatcher's checks).
-
-    Raises
-    ------
-    TypeError
-        If ``config`` is not a TileConfig.
     """
 
-    def __init__(self, config):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
-        self._cfg = config
+    def _members(self, config):
         ports = {
             "start": In(1),
             "i_store": In(1),
@@ -161,11 +153,7 @@ class DmaEngine(wiring.Component):
         for s in STORE_SPADS:
             ports[f"r_{s.name.lower()}"] = Out(SpadReadSignature(word_shape(config, s),
                                                                  port_lanes(config, s)))
-        super().__init__(ports)
-
-    @property
-    def config(self):
-        return self._cfg
+        return ports
 
     def elaborate(self, platform):
         cfg = self._cfg

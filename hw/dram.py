@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from ..models.config import TileConfig
+from .common import ConfigComponent, check_config
 
 __all__ = ["DramSignature", "DramModel", "beat_cost_bound"]
 
@@ -51,9 +51,7 @@ class DramSignature(wiring.Signature):
     """
 
     def __init__(self, config):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
-        bus = config.dram_bus_bytes
+        bus = check_config(config).dram_bus_bytes
         super().__init__({
             "valid": Out(1),
             "ready": In(1),
@@ -66,7 +64,7 @@ class DramSignature(wiring.Signature):
         })
 
 
-class DramModel(wiring.Component):
+class DramModel(ConfigComponent):
     """DRAM storage, bank state and beat timing of one channel.
 
     Arguments
@@ -92,14 +90,12 @@ class DramModel(wiring.Component):
     """
 
     def __init__(self, config, image=b""):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
+        super().__init__(config)
         if not isinstance(image, (bytes, bytearray, memoryview)):
             raise TypeError(f"image must be bytes-like, not {type(image).__name__}")
         if len(image) > config.dram_bytes:
             raise ValueError(f"image must fit the DRAM ({config.dram_bytes} bytes), not "
                              f"{len(image)} bytes")
-        self._cfg = config
         bus = config.dram_bus_bytes
         depth = config.dram_bytes // bus
         padded = bytes(image) + bytes(-len(image) % bus)
@@ -108,11 +104,9 @@ class DramModel(wiring.Component):
         row_bits = max(1, ceil_log2(config.dram_rows))
         self.open_valid = Array(Signal(name=f"open_valid_{b}") for b in range(config.dram_banks))
         self.open_row = Array(Signal(row_bits, name=f"open_row_{b}") for b in range(config.dram_banks))
-        super().__init__({"bus": In(DramSignature(config))})
 
-    @property
-    def config(self):
-        return self._cfg
+    def _members(self, config):
+        return {"bus": In(DramSignature(config))}
 
     def elaborate(self, platform):
         cfg = self._cfg

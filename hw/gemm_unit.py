@@ -23,14 +23,14 @@ zero point); the array takes the low ``wbits`` / ``scale_bits`` bits.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import data, fifo
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..models.config import TileConfig
 from ..models.isa import MASK_BITS, Opcode, Spad
 from ..models.mixpe import ArrayParams
 from .array import make_array
+from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 
@@ -42,12 +42,12 @@ def gemm_layout():
     return operand_layout(Opcode.GEMM)
 
 
-class GemmUnit(wiring.Component):
+class GemmUnit(ConfigComponent):
     """Executes one GEMM's beats at a time; drains overlap the next GEMM's beats.
 
     Arguments
     ---------
-    config : TileConfig
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
     pc_bits : int
         Width of the instruction addresses carried for the status registers.
 
@@ -65,20 +65,17 @@ class GemmUnit(wiring.Component):
         stream (cannot happen; reported as ``ARRAY_STREAM``)
     r_act, r_wgt, r_meta, r_acc : Out(:class:`~.dma.SpadReadSignature`), one lane each
     w_acc : Out(:class:`~.dma.SpadWriteSignature`), one lane
-
-    Raises
-    ------
-    TypeError
-        If ``config`` is not a TileConfig.
     """
 
     def __init__(self, config, pc_bits=16):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
-        self._cfg = config
+        self._pc_bits = pc_bits
+        super().__init__(config)
         self._params = ArrayParams.from_config(config)
+
+    def _members(self, config):
+        pc_bits = self._pc_bits
         acc = word_shape(config, Spad.ACC)
-        super().__init__({
+        return {
             "start": In(1),
             "i_inst": In(gemm_layout()),
             "i_signal": In(MASK_BITS),
@@ -96,11 +93,7 @@ class GemmUnit(wiring.Component):
             "r_meta": Out(SpadReadSignature(word_shape(config, Spad.META), 1)),
             "r_acc": Out(SpadReadSignature(acc, 1)),
             "w_acc": Out(SpadWriteSignature(acc, 1)),
-        })
-
-    @property
-    def config(self):
-        return self._cfg
+        }
 
     def elaborate(self, platform):
         cfg, p = self._cfg, self._params

@@ -5,12 +5,10 @@ applied once per group at the array edge (:mod:`.array`), which is MixPE's point
 """
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..models.mixpe import ArrayParams
-from .layouts import ctl_layout, pe_act_layout, result_layout
 from .shift_add import shift_add
+from .systolic import SystolicPE
 
 __all__ = ["MixPE", "check_params"]
 
@@ -22,14 +20,14 @@ def check_params(params, family):
         raise ValueError(f"params describe a {params.family} array, not a {family} one")
 
 
-class MixPE(wiring.Component):
+class MixPE(SystolicPE):
     """Output-stationary shift-and-add PE of the MixPE array.
 
     Each cycle with ``i_ctl.valid`` it adds ``a * wc`` to its group partial sum, where ``a`` is the
     INT8 activation or the FP16 ``sig << sh`` and ``wc = q - z`` the signed centered weight
     (``wbits + 1`` bits). On the group's last beat (``i_ctl.glast``) it presents the finished sum on
-    ``o_res`` for one cycle and restarts from zero. Inputs pass to ``o_act``/``o_wc``/``o_ctl``
-    registered (latency 1 cycle), so PEs chain into a systolic grid.
+    ``o_res`` for one cycle and restarts from zero. Ports, pass-through and group accumulator:
+    :class:`~.systolic.SystolicPE`, with the lane ``wc``.
 
     Arguments
     ---------
@@ -37,22 +35,15 @@ class MixPE(wiring.Component):
 
     Members
     -------
-    i_act, o_act : activation, :func:`~.layouts.pe_act_layout`
+    i_act, o_act, i_ctl, o_ctl : as in :class:`~.systolic.SystolicPE`
     i_wc, o_wc : signed(params.wc_bits)
-    i_ctl, o_ctl : :data:`~.layouts.ctl_layout`
     o_res : :func:`~.layouts.result_layout` (params.psum_bits), registered: 1 cycle after the
         group's last beat
     """
 
     def __init__(self, params):
         check_params(params, "mixpe")
-        self._params = params
-        act = pe_act_layout(params.act)
-        super().__init__({
-            "i_act": In(act), "i_wc": In(signed(params.wc_bits)), "i_ctl": In(ctl_layout),
-            "o_act": Out(act), "o_wc": Out(signed(params.wc_bits)), "o_ctl": Out(ctl_layout),
-            "o_res": Out(result_layout(params.psum_bits)),
-        })
+        super().__init__(params, {"wc": signed(params.wc_bits)}, params.psum_bits)
 
     def elaborate(self, platform):
         p = self._params
@@ -63,20 +54,5 @@ class MixPE(wiring.Component):
         else:
             # FP16: multiply the significand, then align by the exponent (a barrel shift).
             m.d.comb += prod.eq(shift_add(self.i_act.sig, self.i_wc) << self.i_act.sh)
-        psum = Signal(signed(p.psum_bits))
-        total = Signal(signed(p.psum_bits))
-        m.d.comb += total.eq(psum + prod)
-
-        m.d.sync += [
-            self.o_act.eq(self.i_act), self.o_wc.eq(self.i_wc), self.o_ctl.eq(self.i_ctl),
-            self.o_res.valid.eq(0),
-        ]
-        with m.If(self.i_ctl.valid):
-            with m.If(self.i_ctl.glast):
-                m.d.sync += [
-                    psum.eq(0),
-                    self.o_res.valid.eq(1), self.o_res.tlast.eq(self.i_ctl.tlast), self.o_res.value.eq(total),
-                ]
-            with m.Else():
-                m.d.sync += psum.eq(total)
+        self._accumulate(m, prod, p.psum_bits)
         return m

@@ -9,8 +9,9 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
   (:class:`~.checker.DispatchChecker`), then: a unit instruction is pushed into its queue if the
   queue has room; NOP retires; SYNC / HALT retire when every queue is empty and nothing executes
   (HALT raises ``done``); ``pc == length`` is ``NO_HALT``.
-* **Queues.** One FIFO of ``queue_depth`` per unit (DMA, GEMM, VEC); an entry is the
-  instruction's operand bits, token masks and pc. A push in cycle c is at the head from c + 1; a
+* **Queues.** One FIFO of ``queue_depth`` per unit of
+  :data:`~mixpim.models.units.QUEUED_UNITS` (DMA, GEMM, VEC); an entry is the instruction's
+  opcode, operand bits, token masks and pc. A push in cycle c is at the head from c + 1; a
   start in c frees its slot from c + 1.
 * **Tokens.** ``tok[src][dst]`` (3 bits) for every ordered pair of the four units; a start takes
   one from each counter of its ``wait`` mask, a completion gives one to each of its ``signal``
@@ -19,7 +20,8 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
   completing instruction; ``DEADLOCK``; ``ARRAY_STREAM``) -> the one of the smallest pc is kept.
   No start after the error cycle; ``done`` in the first cycle with nothing executing.
 * **Scratchpads** (ACT, WGT, META, ACC, VPARAM): ``lib.memory.Memory`` with one port per
-  access path (multi-lane DMA ports, GEMM, VEC, host). They are multi-ported register files in
+  access path: each unit that :data:`~mixpim.models.units.SPADS` names a reader (writer) of a
+  scratchpad connects its ``r_<spad>`` (``w_<spad>``) port, and the host has one of each. They are multi-ported register files in
   simulation; a BRAM mapping would bank them (docs/tile.md, "RTL structure"). VPARAM words
   0 .. 64 + rows - 1 (GELU table, token multipliers) are mirrored in registers for the VEC unit.
 * **Host port.** While the tile is not running, ``host_*`` reads and writes any memory (program,
@@ -31,47 +33,75 @@ Status (valid while ``done``; counted from the first cycle after ``start``): ``c
 per unit, ``dispatched``, ``error``, ``error_pc``, ``nonfinite``.
 """
 
+from dataclasses import dataclass
 from functools import reduce
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Shape, Signal, Value
 from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..models.config import VPARAM_LUT_WORDS, TileConfig
-from ..models.isa import MASK_BITS, WORD_BITS, ErrorCode, Opcode, Spad, Unit, header_fields
-from ..models.tile_timing import TOKEN_MAX
+from ..models.config import VPARAM_LUT_WORDS
+from ..models.isa import WORD_BITS, ErrorCode, Opcode, header_fields
+from ..models.units import MASK_BITS, QUEUED_UNITS, SPADS, TOKEN_MAX, Spad, Unit
 from .checker import DispatchChecker
+from .common import ConfigComponent, check_config
 from .decoder import InstructionDecoder
-from .dma import DmaEngine, dma_layout, word_shape
+from .dma import DmaEngine, word_shape
 from .dram import DramModel
-from .gemm_unit import GemmUnit, gemm_layout
-from .vector import VPARAM_BITS, VectorUnit, vec_layout
+from .gemm_unit import GemmUnit
+from .vector import VPARAM_BITS, VectorUnit
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
 
 #: Largest instruction memory (the pc and ``length`` are 16-bit + 1).
 MAX_IMEM_WORDS = 65536
-#: Units with a queue in this step (PIM opcodes are illegal until the PIM step).
-QUEUED = (Unit.DMA, Unit.GEMM, Unit.VEC)
 OPERAND_LO = sum(w for _, _, w in header_fields())
 OPERAND_BITS = WORD_BITS - OPERAND_LO
 COUNTER_BITS = 32
 
 
-class HostSel(enum.Enum, shape=3):
-    """Memory addressed by the host port."""
-    IMEM = 0
-    DRAM = 1
-    ACT = 2
-    WGT = 3
-    META = 4
-    ACC = 5
-    VPARAM = 6
+def _host_sel():
+    # IMEM, DRAM, then one member per scratchpad (named and ordered as Spad)
+    members = {"IMEM": 0, "DRAM": 1, **{s.name: 2 + s for s in Spad}}
+    shape = range(len(members))
+    namespace = enum.EnumType.__prepare__("HostSel", (enum.Enum,), shape=shape)
+    namespace["__module__"] = __name__
+    namespace["__qualname__"] = "HostSel"
+    namespace["__doc__"] = "Memory addressed by the host port: IMEM, DRAM, then each scratchpad."
+    for name, value in members.items():
+        namespace[name] = value
+    return enum.EnumType("HostSel", (enum.Enum,), namespace, shape=shape)
 
 
-_SPAD_SEL = {Spad.ACT: HostSel.ACT, Spad.WGT: HostSel.WGT, Spad.META: HostSel.META,
-             Spad.ACC: HostSel.ACC, Spad.VPARAM: HostSel.VPARAM}
+HostSel = _host_sel()
+_SPAD_SEL = {s: HostSel[s.name] for s in Spad}
+
+
+def _unit_components(config, pc_bits):
+    """The component that executes each unit of :data:`~mixpim.models.units.QUEUED_UNITS`.
+
+    Each has ``start`` and ``i_inst`` (its operand layout) inputs, a ``busy`` output counted in
+    the unit's busy register, and the ``r_<spad>`` / ``w_<spad>`` ports that
+    :data:`~mixpim.models.units.SPADS` gives it. A single-issue unit also has ``done`` (its last
+    busy cycle completes it); a pipelined unit instead has ``i_signal``, ``i_pc``, ``idle``,
+    ``inflight``, ``complete``, ``o_signal`` and ``o_pc`` and tracks its own completions.
+    """
+    units = {Unit.DMA: DmaEngine(config), Unit.GEMM: GemmUnit(config, pc_bits),
+             Unit.VEC: VectorUnit(config)}
+    assert tuple(units) == QUEUED_UNITS
+    return units
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """What the dispatcher sees of one unit: may it start, is something in flight, and the
+    completion of this cycle with its token mask and pc."""
+    idle: Value
+    executing: Value
+    complete: Value
+    signal: Value
+    pc: Value
 
 
 def _spad_bits(config, spad):
@@ -95,7 +125,7 @@ def _any(values):
     return reduce(lambda a, b: a | b, values, Const(0, 1))
 
 
-class Tile(wiring.Component):
+class Tile(ConfigComponent):
     """The tile of docs/tile.md.
 
     Arguments
@@ -127,15 +157,16 @@ class Tile(wiring.Component):
     """
 
     def __init__(self, config, imem_words=1024):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
+        check_config(config)
         if isinstance(imem_words, bool) or not isinstance(imem_words, int) \
                 or not 1 <= imem_words <= MAX_IMEM_WORDS:
             raise ValueError(f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {imem_words!r}")
-        self._cfg = config
         self._imem_words = imem_words
+        super().__init__(config)
+
+    def _members(self, config):
         width = host_word_bits(config)
-        super().__init__({
+        return {
             "start": In(1),
             "length": In(17),
             "host_sel": In(HostSel),
@@ -151,11 +182,7 @@ class Tile(wiring.Component):
             "error": Out(ErrorCode),
             "error_pc": Out(32),
             "nonfinite": Out(1),
-        })
-
-    @property
-    def config(self):
-        return self._cfg
+        }
 
     @property
     def imem_words(self):
@@ -172,15 +199,12 @@ class Tile(wiring.Component):
                      self.running.eq(run), self.done.eq(state == _State.DONE)]
 
         # -- units (reset at the start of a run) ----------------------------------------------
-        dma = DmaEngine(cfg)
+        units = _unit_components(cfg, pc_bits)
         dram = DramModel(cfg)
-        gemm = GemmUnit(cfg, pc_bits)
-        vec = VectorUnit(cfg)
-        m.submodules.dma = ResetInserter(begin)(dma)
+        for u, unit in units.items():
+            m.submodules[u.name.lower()] = ResetInserter(begin)(unit)
         m.submodules.dram = ResetInserter(begin)(dram)
-        m.submodules.gemm = ResetInserter(begin)(gemm)
-        m.submodules.vec = ResetInserter(begin)(vec)
-        wiring.connect(m, dma.dram, dram.bus)
+        wiring.connect(m, units[Unit.DMA].dram, dram.bus)
 
         # -- host port and memories -----------------------------------------------------------
         host_w = Signal()
@@ -226,19 +250,11 @@ class Tile(wiring.Component):
                 rp = spads[s].read_port()
                 m.d.comb += [rp.addr.eq(port.addr + i), rp.en.eq(port.en), port.data[i].eq(rp.data)]
 
-        for s in (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM):
-            write(s, getattr(dma, f"w_{s.name.lower()}"))
-        for s in (Spad.ACT, Spad.ACC):
-            read(s, getattr(dma, f"r_{s.name.lower()}"))
-        read(Spad.ACT, gemm.r_act)
-        read(Spad.WGT, gemm.r_wgt)
-        read(Spad.META, gemm.r_meta)
-        read(Spad.ACC, gemm.r_acc)
-        write(Spad.ACC, gemm.w_acc)
-        read(Spad.ACC, vec.r_acc)
-        read(Spad.ACT, vec.r_act)
-        read(Spad.VPARAM, vec.r_vparam)
-        write(Spad.ACT, vec.w_act)
+        for s, info in SPADS.items():
+            for u in info.writers:
+                write(s, getattr(units[u], f"w_{s.name.lower()}"))
+            for u in info.readers:
+                read(s, getattr(units[u], f"r_{s.name.lower()}"))
 
         with m.Switch(rsel):
             for sel, value in host_reads.items():
@@ -254,8 +270,8 @@ class Tile(wiring.Component):
                         with m.Case(w):
                             m.d.sync += reg.eq(value)
         m.d.comb += [
-            vec.i_lut.eq(Cat(*mirror[:VPARAM_LUT_WORDS])),
-            vec.i_tparam.eq(Cat(*mirror[VPARAM_LUT_WORDS:])),
+            units[Unit.VEC].i_lut.eq(Cat(*mirror[:VPARAM_LUT_WORDS])),
+            units[Unit.VEC].i_tparam.eq(Cat(*mirror[VPARAM_LUT_WORDS:])),
         ]
 
         # -- dispatcher -------------------------------------------------------------------------
@@ -282,25 +298,23 @@ class Tile(wiring.Component):
         is_wait = dec.o_dispatcher & ((op == Opcode.SYNC) | (op == Opcode.HALT))
         is_halt = dec.o_dispatcher & (op == Opcode.HALT)
 
-        entry_layout = data.StructLayout({"operands": OPERAND_BITS, "store": 1, "wait": MASK_BITS,
+        entry_layout = data.StructLayout({"opcode": 8, "operands": OPERAND_BITS, "wait": MASK_BITS,
                                           "signal": MASK_BITS, "pc": pc_bits})
         queues = {}
-        for u in QUEUED:
+        for u in QUEUED_UNITS:
             q = fifo.SyncFIFO(width=entry_layout.size, depth=cfg.queue_depth)
             m.submodules[f"queue_{u.name.lower()}"] = ResetInserter(begin)(q)
             queues[u] = q
-            m.d.comb += q.w_data.eq(Cat(imem_rd.data[OPERAND_LO:], op == Opcode.STORE,
-                                        dec.o_wait, dec.o_signal, pc))
+            m.d.comb += q.w_data.eq(Cat(op, imem_rd.data[OPERAND_LO:], dec.o_wait, dec.o_signal, pc))
         room = Cat(*(queues[u].w_rdy if u in queues else 0 for u in Unit)).bit_select(dec.o_unit, 1)
 
-        # executing: started before this cycle and not yet completed before it
-        dma_run = Signal()
-        vec_run = Signal()
+        # in flight per unit: started before this cycle and not yet completed before it
+        in_flight = {u: Signal(name=f"in_flight_{u.name.lower()}") for u in QUEUED_UNITS}
         err_reg = Signal()
         ok = Signal()
         m.d.comb += ok.eq(run & ~err_reg & (disp_error == ErrorCode.OK))
         queues_empty = ~_any(q.r_rdy for q in queues.values())
-        quiet = queues_empty & ~dma_run & ~vec_run & ~gemm.inflight
+        quiet = queues_empty & ~_any(in_flight.values())
         m.d.comb += retire.eq(ok & ((is_unit & room) | is_nop | (is_wait & quiet)))
         stalled = ok & ((is_unit & ~room) | (is_wait & ~quiet))
         for u, q in queues.items():
@@ -310,51 +324,36 @@ class Tile(wiring.Component):
         with m.Elif(retire):
             m.d.sync += pc.eq(pc + 1)
 
-        # -- starts and tokens ----------------------------------------------------------------
-        n = len(Unit)
+        # -- starts, completions and tokens -----------------------------------------------------
         tok = [[Signal(range(TOKEN_MAX + 1), name=f"tok_{s.name.lower()}_{d.name.lower()}")
                 if s != d else None for d in Unit] for s in Unit]
+
+        def tok_ready(src, dst):
+            return tok[src][dst] != 0
+
         heads = {u: data.View(entry_layout, q.r_data) for u, q in queues.items()}
-        idle = {Unit.DMA: ~dma_run, Unit.GEMM: gemm.idle, Unit.VEC: ~vec_run}
+        track = {u: self._track(m, begin, unit, heads[u]) for u, unit in units.items()}
         start = {}
         for u, q in queues.items():
             h = heads[u]
+            m.d.comb += in_flight[u].eq(track[u].executing)
             tokens_ok = reduce(lambda a, b: a & b,
-                               ((~h.wait[s]) | (tok[s][u] != 0) for s in range(n) if s != u), Const(1, 1))
+                               ((~h.wait[s]) | (tok_ready(s, u)) for s in Unit if s != u), Const(1, 1))
             start[u] = Signal(name=f"start_{u.name.lower()}")
-            m.d.comb += [start[u].eq(run & ~err_reg & q.r_rdy & idle[u] & tokens_ok),
-                         q.r_en.eq(start[u])]
+            unit = units[u]
+            operands = h.operands[:data.Layout.cast(unit.i_inst.shape()).size]
+            m.d.comb += [start[u].eq(run & ~err_reg & q.r_rdy & track[u].idle & tokens_ok),
+                         q.r_en.eq(start[u]), unit.start.eq(start[u]),
+                         unit.i_inst.eq(data.View(unit.i_inst.shape(), operands))]
+        m.d.comb += units[Unit.DMA].i_store.eq(heads[Unit.DMA].opcode == Opcode.STORE)
 
-        # unit inputs and the operands kept for completion
-        def view(u, layout):
-            return data.View(layout, heads[u].operands[:data.Layout.cast(layout).size])
-        dma_sig, dma_pc = Signal(MASK_BITS), Signal(pc_bits)
-        vec_sig, vec_pc = Signal(MASK_BITS), Signal(pc_bits)
-        m.d.comb += [
-            dma.start.eq(start[Unit.DMA]), dma.i_store.eq(heads[Unit.DMA].store),
-            dma.i_inst.eq(view(Unit.DMA, dma_layout())),
-            gemm.start.eq(start[Unit.GEMM]), gemm.i_inst.eq(view(Unit.GEMM, gemm_layout())),
-            gemm.i_signal.eq(heads[Unit.GEMM].signal), gemm.i_pc.eq(heads[Unit.GEMM].pc),
-            vec.start.eq(start[Unit.VEC]), vec.i_inst.eq(view(Unit.VEC, vec_layout())),
-        ]
-        for u, sig_reg, pc_reg, run_reg, unit in ((Unit.DMA, dma_sig, dma_pc, dma_run, dma),
-                                                  (Unit.VEC, vec_sig, vec_pc, vec_run, vec)):
-            with m.If(begin):
-                m.d.sync += run_reg.eq(0)
-            with m.Elif(start[u]):
-                m.d.sync += [run_reg.eq(1), sig_reg.eq(heads[u].signal), pc_reg.eq(heads[u].pc)]
-            with m.Elif(unit.done):
-                m.d.sync += run_reg.eq(0)
-
-        complete = {Unit.DMA: (dma.done, dma_sig, dma_pc), Unit.GEMM: (gemm.complete, gemm.o_signal, gemm.o_pc),
-                    Unit.VEC: (vec.done, vec_sig, vec_pc)}
-        overflows = {u: [] for u in complete}
+        overflows = {u: [] for u in track}
         for s in Unit:
             for d in Unit:
                 if s == d:
                     continue
                 take = start[d] & heads[d].wait[s] if d in start else Const(0, 1)
-                give = complete[s][0] & complete[s][1][d] if s in complete else Const(0, 1)
+                give = track[s].complete & track[s].signal[d] if s in track else Const(0, 1)
                 nxt = Signal(range(TOKEN_MAX + 2), name=f"tok_next_{s.name.lower()}_{d.name.lower()}")
                 m.d.comb += nxt.eq(tok[s][d] + give - take)
                 with m.If(begin):
@@ -366,14 +365,14 @@ class Tile(wiring.Component):
         overflow = {u: _any(v) for u, v in overflows.items()}
 
         executing = Signal()
-        m.d.comb += executing.eq(_any(start.values()) | dma_run | vec_run | gemm.inflight)
+        m.d.comb += executing.eq(_any(start.values()) | _any(in_flight.values()))
 
         # -- errors ---------------------------------------------------------------------------
         # (valid, code, pc) candidates; the smallest pc wins (completions precede the dispatcher)
         cands = [(run & (disp_error != ErrorCode.OK), disp_error, pc),
                  (stalled & ~executing, Const(ErrorCode.DEADLOCK, 4), pc),
-                 (gemm.fault, Const(ErrorCode.ARRAY_STREAM, 4), gemm.o_pc)]
-        cands += [(overflow[u], Const(ErrorCode.TOKEN_OVERFLOW, 4), complete[u][2]) for u in complete]
+                 (units[Unit.GEMM].fault, Const(ErrorCode.ARRAY_STREAM, 4), units[Unit.GEMM].o_pc)]
+        cands += [(overflow[u], Const(ErrorCode.TOKEN_OVERFLOW, 4), track[u].pc) for u in track]
         best_v, best_code, best_pc = cands[0]
         for v, code, cpc in cands[1:]:
             take_it = v & (~best_v | (cpc < best_pc))
@@ -399,12 +398,28 @@ class Tile(wiring.Component):
         cycles = Signal(COUNTER_BITS)
         dispatched = Signal(COUNTER_BITS)
         busy = [Signal(COUNTER_BITS, name=f"busy_{u.name.lower()}") for u in Unit]
-        unit_busy = {Unit.DMA: dma.busy, Unit.GEMM: gemm.busy, Unit.VEC: vec.busy}
         with m.If(begin):
             m.d.sync += [cycles.eq(0), dispatched.eq(0)] + [b.eq(0) for b in busy]
         with m.Elif(run):
             m.d.sync += [cycles.eq(cycles + 1), dispatched.eq(dispatched + retire)]
-            m.d.sync += [busy[u].eq(busy[u] + unit_busy[u]) for u in unit_busy]
+            m.d.sync += [busy[u].eq(busy[u] + unit.busy) for u, unit in units.items()]
         m.d.comb += [self.cycles.eq(cycles), self.dispatched.eq(dispatched),
-                     self.busy.eq(Cat(*busy)), self.nonfinite.eq(gemm.nonfinite)]
+                     self.busy.eq(Cat(*busy)), self.nonfinite.eq(units[Unit.GEMM].nonfinite)]
         return m
+
+    @staticmethod
+    def _track(m, begin, unit, head):
+        """The :class:`_Completion` of ``unit`` (see :func:`_unit_components`). A pipelined unit
+        tracks its own completions; for a single-issue unit the tile keeps the token mask and pc
+        of the running instruction, which completes in the unit's ``done`` cycle."""
+        if hasattr(unit, "complete"):
+            m.d.comb += [unit.i_signal.eq(head.signal), unit.i_pc.eq(head.pc)]
+            return _Completion(unit.idle, unit.inflight, unit.complete, unit.o_signal, unit.o_pc)
+        running, signal, pc = Signal(), Signal(MASK_BITS), Signal(len(head.pc))
+        with m.If(begin):
+            m.d.sync += running.eq(0)
+        with m.Elif(unit.start):
+            m.d.sync += [running.eq(1), signal.eq(head.signal), pc.eq(head.pc)]
+        with m.Elif(unit.done):
+            m.d.sync += running.eq(0)
+        return _Completion(~running, running, unit.done, signal, pc)

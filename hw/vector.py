@@ -28,13 +28,13 @@ update); they must be stable while ``busy``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import data, enum
 from amaranth.lib.wiring import In, Out
 
-from ..models.config import TileConfig
 from ..models.isa import Opcode, Spad, VecFunc
 from ..models.tile_timing import VEC_FILL_CYCLES
 from ..models.vector import LUT_ENTRIES, MULT_BITS, SHIFT_BITS, int8_to_fp16_bits
+from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 
@@ -85,12 +85,12 @@ def _fp16_to_int8(bits):
     return _sat(Mux(exp >= 25, up, down), 8)
 
 
-class VectorUnit(wiring.Component):
+class VectorUnit(ConfigComponent):
     """Executes one VEC at a time.
 
     Arguments
     ---------
-    config : TileConfig
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
 
     Members
     -------
@@ -106,19 +106,11 @@ class VectorUnit(wiring.Component):
     r_vparam : Out(SpadReadSignature), 1 VPARAM word (the column multipliers)
     w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word: lane i of the word is token i
         (int8, or the FP16 bit pattern of the int8 result in FP16 configurations)
-
-    Raises
-    ------
-    TypeError
-        If ``config`` is not a TileConfig.
     """
 
-    def __init__(self, config):
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"config must be a TileConfig, not {config!r}")
-        self._cfg = config
+    def _members(self, config):
         act = word_shape(config, Spad.ACT)
-        super().__init__({
+        return {
             "start": In(1),
             "i_inst": In(vec_layout()),
             "i_lut": In(data.ArrayLayout(signed(8), LUT_ENTRIES)),
@@ -129,11 +121,7 @@ class VectorUnit(wiring.Component):
             "r_act": Out(SpadReadSignature(act, 1)),
             "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), 1)),
             "w_act": Out(SpadWriteSignature(act, 1)),
-        })
-
-    @property
-    def config(self):
-        return self._cfg
+        }
 
     def elaborate(self, platform):
         cfg = self._cfg

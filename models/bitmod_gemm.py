@@ -52,12 +52,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .bitmod import MIXTURES, BitmodWeights, code_terms, cycles_per_slice, dtype
+from .bitmod import BitmodWeights
+from .bitmod_dtypes import MIXTURES, code_terms, cycles_per_slice, dtype
 from .config import GROUP_SIZES, check_int
-from .errors import ConfigError, RangeError, ShapeError
-from .mixpe import (AccumulatorWidths, GemmResult, activation_values, array_unstream, group_sums,
-                    output_to_float, signed_bits)
-from .quant import num_groups
+from .errors import ConfigError, RangeError
+from .mixpe import (accumulate_groups, activation_values, array_unstream, check_gemm_shapes, check_weights,
+                    gemm_tiles, group_sums, output_to_float, stream_tiles)
+from .widths import AccumulatorWidths, signed_bits
 
 __all__ = ["SEL_BITS", "BitmodParams", "BitmodTiming", "term_table", "bitmod_gemm", "bitmod_stream",
            "bitmod_timing", "array_unstream", "output_to_float"]
@@ -265,17 +266,9 @@ def _check_operands(params, act, qw):
         raise TypeError(f"params must be a BitmodParams, not {params!r}")
     if not isinstance(qw, BitmodWeights):
         raise TypeError(f"weights must be BitmodWeights, not {type(qw).__name__}")
-    qw.check()
-    if qw.group != params.group:
-        raise ShapeError(f"weights are quantized in groups of {qw.group}, the array uses {params.group}")
-    if qw.scales.bits > params.scale_bits:
-        raise RangeError(f"{qw.scales.bits}-bit scales do not fit the array's {params.scale_bits}-bit scales")
+    check_weights(params, qw, codes=False)  # code widths: the types (_selector_map)
     sel_map = _selector_map(params, qw)
-    act = np.asarray(act)
-    if act.ndim != 2:
-        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
-    if act.shape[1] != qw.codes.shape[1]:
-        raise ShapeError(f"activations have K={act.shape[1]} but weights have K={qw.codes.shape[1]}")
+    act = check_gemm_shapes(act, qw.codes)
     if params.act == "fp16" and act.dtype != np.float16:
         raise TypeError(f"FP16 activations must be a float16 array, not {act.dtype}")
     return act, sel_map
@@ -292,17 +285,7 @@ def bitmod_gemm(params: BitmodParams, act, qw: BitmodWeights):
     act, _ = _check_operands(params, act, qw)
     a_val, nonfinite = activation_values(act, params.act)
     isum = group_sums(a_val, qw.table_values(), qw.group)  # |I| < 2**55: exact in int64
-    sm = qw.scales.mant
-    if params.act == "int8":
-        partial = np.cumsum(isum * sm[None, :, :], axis=2)  # < 2**44
-    else:
-        partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
-    lim = 1 << (params.acc_bits - 1)
-    if partial.size and (partial.max() >= lim or partial.min() < -lim):
-        raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={act.shape[1]}; "
-                         f"raise acc_headroom or split K")
-    acc = partial[:, :, -1] if partial.shape[2] else np.zeros(partial.shape[:2], np.int64)
-    return GemmResult(acc, nonfinite.any(axis=1))
+    return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**44
 
 
 def bitmod_stream(params: BitmodParams, act, qw: BitmodWeights):
@@ -315,34 +298,9 @@ def bitmod_stream(params: BitmodParams, act, qw: BitmodWeights):
     padding rows, columns and K carry activation 0 and code 0 (value 0 in every type).
     """
     act, sel_map = _check_operands(params, act, qw)
-    m, k = act.shape
-    n = qw.codes.shape[0]
-    r, c, g = params.rows, params.cols, params.group
-    ng = num_groups(k, g)
-    kp = ng * g
-    mb, nb = -(-m // r), -(-n // c)
-
-    a = np.zeros((mb * r, kp), np.int64)
-    a[:m, :k] = act.view(np.uint16) if params.act == "fp16" else act
-    code = np.zeros((nb * c, kp), np.int64)
-    code[:n, :k] = qw.codes
-    sel = np.zeros((nb * c, kp), np.int64)
-    sel[:n] = np.repeat(sel_map[qw.selector], g, axis=1)
-    scale = np.zeros((nb * c, kp), np.int64)
-    scale[:n] = np.repeat(qw.scales.mant, g, axis=1)
-
-    def tiles_a(x):  # (mb*r, kp) -> beats of tiles (i, j): (mb, nb, kp, r)
-        x = x.reshape(mb, r, kp).transpose(0, 2, 1)
-        return np.ascontiguousarray(np.broadcast_to(x[:, None], (mb, nb, kp, r)).reshape(-1, r))
-
-    def tiles_w(x):  # (nb*c, kp) -> (mb, nb, kp, c)
-        x = x.reshape(nb, c, kp).transpose(0, 2, 1)
-        return np.ascontiguousarray(np.broadcast_to(x[None], (mb, nb, kp, c)).reshape(-1, c))
-
-    last = np.zeros((mb, nb, kp), bool)
-    last[:, :, -1] = True
-    return {"act": tiles_a(a), "code": tiles_w(code), "sel": tiles_w(sel), "scale": tiles_w(scale),
-            "last": last.reshape(-1)}
+    g = params.group
+    return stream_tiles(params, act, {"code": qw.codes, "sel": np.repeat(sel_map[qw.selector], g, axis=1),
+                                      "scale": np.repeat(qw.scales.mant, g, axis=1)})
 
 
 @dataclass(frozen=True)
@@ -365,11 +323,7 @@ class BitmodTiming:
 
 def bitmod_timing(params: BitmodParams, m, n, k):
     """Exact cycle model of the array for an (M, N, K) GEMM fed back to back (module doc)."""
-    for name, v in (("M", m), ("N", n), ("K", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ShapeError(f"{name} must be a positive integer, not {v!r}")
-    tiles = -(-m // params.rows) * -(-n // params.cols)
-    beats = num_groups(k, params.group) * params.group
+    tiles, beats = gemm_tiles(params, m, n, k)
     t, lat, s = params.terms, params.latency, params.row_interval
     return BitmodTiming(tiles, beats, t, lat, s, (beats - 1) * t + lat,
                         (tiles * beats - 1) * t + lat + (params.rows - 1) * s + 1)

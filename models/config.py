@@ -21,10 +21,14 @@ LOAD or STORE moves per word, and the alignment of its DRAM addresses) is derive
 
 import dataclasses
 import json
+import sys
 import tomllib
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .isa import Opcode, reach
+from .units import Spad
+from .widths import array_acc_bits
 
 __all__ = ["PE_KINDS", "GROUP_SIZES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
            "META_ENTRY_BYTES", "TileConfig", "PRESETS", "preset"]
@@ -38,8 +42,8 @@ GROUP_SIZES = (32, 64, 128)
 
 MAX_DIM = 256
 
-#: Scratchpads in :class:`~mixpim.models.isa.Spad` order (names equal the ``Spad`` member names).
-SPAD_NAMES = ("ACT", "WGT", "META", "ACC", "VPARAM")
+#: Scratchpads in :class:`~mixpim.models.units.Spad` order (names equal the ``Spad`` member names).
+SPAD_NAMES = tuple(s.name for s in Spad)
 
 #: Bytes of one VPARAM word (docs/tile.md, "Vector unit").
 VPARAM_WORD_BYTES = 4
@@ -48,10 +52,13 @@ VPARAM_LUT_WORDS = 256 // VPARAM_WORD_BYTES
 #: Bytes of one column's META entry: scale mantissa (uint16) and zero point (uint8).
 META_ENTRY_BYTES = 3
 
-#: Largest scratchpad depth: the reach of the 16-bit scratchpad address fields.
-MAX_SPAD_WORDS = 1 << 16
-#: Largest DRAM: the reach of the 32-bit ``dram_addr`` field.
-MAX_DRAM_BYTES = 1 << 32
+#: Largest scratchpad depth: the reach of the scratchpad address fields (every one of them).
+MAX_SPAD_WORDS = reach(Opcode.LOAD, "spad_addr") + 1
+assert all(reach(op, f"{name}_addr") + 1 == MAX_SPAD_WORDS for op, name in (
+    (Opcode.GEMM, "act"), (Opcode.GEMM, "wgt"), (Opcode.GEMM, "meta"), (Opcode.GEMM, "acc"),
+    (Opcode.VEC, "acc"), (Opcode.VEC, "act"), (Opcode.VEC, "res"), (Opcode.VEC, "param")))
+#: Largest DRAM: the reach of the ``dram_addr`` field.
+MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
 
 def check_int(name, value, lo, hi):
@@ -196,9 +203,9 @@ class TileConfig:
 
     @property
     def acc_bits(self):
-        """Width of one accumulator (two's complement), from :class:`~mixpim.models.mixpe.ArrayParams`."""
-        from .mixpe import ArrayParams  # mixpe imports this module
-        return ArrayParams.from_config(self).acc_bits
+        """Width of one accumulator (two's complement): :func:`~mixpim.models.widths.array_acc_bits`,
+        as :class:`~mixpim.models.mixpe.ArrayParams` derives it."""
+        return array_acc_bits(self.group, self.act, self.wbits, self.scale_bits, self.acc_headroom)
 
     @property
     def act_word_bytes(self):
@@ -277,11 +284,7 @@ class TileConfig:
 
     @classmethod
     def from_json(cls, text):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"configuration is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_parse(text, "JSON"))
 
     def to_toml(self):
         lines = []
@@ -291,25 +294,72 @@ class TileConfig:
 
     @classmethod
     def from_toml(cls, text):
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"configuration is not valid TOML: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(_parse(text, "TOML"))
 
     @classmethod
     def load(cls, path):
-        """Read a ``.json`` or ``.toml`` file, or a preset name."""
+        """Read a ``.json`` or ``.toml`` file (UTF-8, at most :data:`MAX_CONFIG_BYTES`), or a preset
+        name."""
         path = str(path)
         if path in PRESETS:
             return PRESETS[path]
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
-            raise ConfigError(f"cannot read configuration {path!r}: {e.strerror} "
+            raise ConfigError(f"cannot read configuration {path!r}: {e.strerror or e} "
                               f"(presets are {', '.join(PRESETS)})") from None
-        return cls.from_toml(text) if path.endswith(".toml") else cls.from_json(text)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"configuration {path!r} is larger than {MAX_CONFIG_BYTES} bytes: not "
+                              f"a configuration file")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"configuration {path!r} is not UTF-8 text (byte 0x{raw[e.start]:02x} "
+                              f"at offset {e.start})") from None
+        return cls.from_dict(_parse(text, "TOML" if path.endswith(".toml") else "JSON", path))
+
+
+#: Largest configuration file :meth:`TileConfig.load` reads (a configuration is a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _parse(text, fmt, path=None):
+    """The document ``text`` (``fmt`` ``"JSON"`` or ``"TOML"``) parsed and checked by
+    :func:`_scalars`; every parser failure (syntax, an integer too long for Python to convert,
+    nesting too deep) is a :class:`ConfigError`, naming ``path`` if given."""
+    try:
+        data = tomllib.loads(text) if fmt == "TOML" else json.loads(text)
+    except RecursionError:
+        problem = "values are nested too deeply"
+    except ValueError as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        problem = str(e)
+        if "integer string conversion" in problem:
+            problem = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+    else:
+        return _scalars(data)
+    where = f" (file {path!r})" if path is not None else ""
+    raise ConfigError(f"configuration is not valid {fmt}: {problem}{where}")
+
+
+def _scalars(data):
+    """``data``, with a field whose value is a large or nested list or table, a long string or a huge
+    integer refused naming only its kind: the field's range message would print its repr, which
+    could be huge or nested too deeply to print. (Small values get the field's own message, e.g.
+    ``not [16]``.)"""
+    if isinstance(data, dict):
+        known = {f.name for f in dataclasses.fields(TileConfig)}
+        for key, value in data.items():
+            if key in known and isinstance(value, (list, dict)):
+                items = value.values() if isinstance(value, dict) else value
+                if len(value) > 16 or any(isinstance(v, (list, dict)) for v in items):
+                    kind = "table" if isinstance(value, dict) else "list"
+                    raise ConfigError(f"{key} must be a single value, not a nested or long {kind}")
+            elif key in known and isinstance(value, str) and len(value) > 100:
+                raise ConfigError(f"{key} is out of range: a {len(value)}-character string")
+            elif key in known and isinstance(value, int) and abs(value) >= 1 << 64:
+                raise ConfigError(f"{key} is out of range: a {len(str(abs(value)))}-digit integer")
+    return data
 
 
 def _spad_name(spad):
@@ -317,7 +367,7 @@ def _spad_name(spad):
         return spad.upper()
     if isinstance(spad, int) and not isinstance(spad, bool) and 0 <= spad < len(SPAD_NAMES):
         return SPAD_NAMES[spad]
-    raise ConfigError(f"scratchpad must be one of {', '.join(SPAD_NAMES)} (or 0..4), not {spad!r}")
+    raise ConfigError(f"scratchpad must be one of {', '.join(SPAD_NAMES)} (or 0..{len(SPAD_NAMES) - 1}), not {spad!r}")
 
 
 #: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,

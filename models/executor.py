@@ -23,14 +23,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import VPARAM_LUT_WORDS, TileConfig
+from .config import META_ENTRY_BYTES, VPARAM_LUT_WORDS, TileConfig
 from .errors import ShapeError
 from .isa import ErrorCode, Opcode, Spad, VecFunc
 from .mixpe import ArrayParams, mixpe_gemm
 from .numerics import FixedScales
 from .program import Program, ProgramError, Segment
 from .quant import QuantizedWeights
-from .tile_timing import TimingResult, dma_spans, simulate
+from .footprint import dma_spans, footprint
+from .tile_timing import TimingResult, simulate
 from .vector import fp16_bits_to_int8, int8_to_fp16_bits, unpack_lut, unpack_vparam, vec_apply
 
 __all__ = ["Status", "Race", "Result", "execute", "run",
@@ -107,7 +108,7 @@ def pack_meta(config, zeros, scales):
         raise ShapeError(f"zero points {z.shape} and scales {s.shape} differ in shape")
     if z.min(initial=0) < 0 or z.max(initial=0) > 0xFF or s.min(initial=0) < 0 or s.max(initial=0) > 0xFFFF:
         raise ShapeError("zero points must be in 0..255 and scale mantissas in 0..65535")
-    out = np.empty((z.shape[0], config.cols, 3), np.uint8)
+    out = np.empty((z.shape[0], config.cols, META_ENTRY_BYTES), np.uint8)
     out[:, :, 0] = s & 0xFF
     out[:, :, 1] = s >> 8
     out[:, :, 2] = z
@@ -116,7 +117,7 @@ def pack_meta(config, zeros, scales):
 
 def unpack_meta(config, data):
     """``(zeros, scales)`` (words, cols) int64 of META words."""
-    w = _words(data, config.meta_word_bytes).reshape(-1, config.cols, 3).astype(np.int64)
+    w = _words(data, config.meta_word_bytes).reshape(-1, config.cols, META_ENTRY_BYTES).astype(np.int64)
     return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
 
 
@@ -458,29 +459,13 @@ class _Memory:
 # -- race detection ----------------------------------------------------------------------------
 
 def _accesses(cfg, inst):
-    """``[(space, write, starts, length)]`` of one instruction (starts: int64 array)."""
-    one = lambda a: np.array([a], np.int64)  # noqa: E731
-    op = inst.op
-    if op in (Opcode.LOAD, Opcode.STORE):
-        starts, length = dma_spans(cfg, inst)
-        spad = (inst.spad.name, op == Opcode.LOAD, one(inst.spad_addr), inst.rows * inst.words)
-        return [spad, ("dram", op == Opcode.STORE, starts, length)]
-    if op == Opcode.GEMM:
-        k = inst.groups * cfg.group
-        out = [("ACT", False, one(inst.act_addr), k), ("WGT", False, one(inst.wgt_addr), k),
-               ("META", False, one(inst.meta_addr), inst.groups),
-               ("ACC", True, one(inst.acc_addr), cfg.rows)]
-        return out
-    if op == Opcode.VEC:
-        out = [("ACC", False, one(inst.acc_addr), inst.rows), ("ACT", True, one(inst.act_addr), cfg.cols),
-               ("VPARAM", False, one(inst.param_addr), cfg.cols),
-               ("VPARAM", False, one(cfg.vparam_token_base), inst.rows)]
-        if inst.func == VecFunc.GELU:
-            out.append(("VPARAM", False, one(0), VPARAM_LUT_WORDS))
-        if inst.func == VecFunc.ADD:
-            out.append(("ACT", False, one(inst.res_addr), cfg.cols))
-        return out
-    return []
+    """``[(space, write, starts, length)]`` of one instruction's footprint (starts: ascending
+    int64 array; space ``"dram"`` or a scratchpad name)."""
+    fp = footprint(cfg, inst)
+    out = [(a.spad.name, a.write, np.array([a.first], np.int64), a.words) for a in fp.spads]
+    if fp.dram is not None:
+        out.append(("dram", fp.dram.write, fp.dram.starts, fp.dram.length))
+    return out
 
 
 def _first_overlap(a, la, b, lb):

@@ -27,46 +27,11 @@ from .config import TileConfig
 from .errors import RangeError, ShapeError
 from .numerics import fp16_decode
 from .quant import QuantizedWeights, num_groups
+from .widths import AccumulatorWidths, array_psum_max, centered_weight_max, signed_bits
 
 __all__ = ["check_weights", "ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
-           "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float"]
-
-FP16_SIG_MAX = 2047
-FP16_SHIFT_MAX = 29  # exp - 1 for the largest finite exponent, 30
-
-
-def signed_bits(maxmag):
-    """Bits of a two's complement number holding -maxmag .. maxmag."""
-    return int(maxmag).bit_length() + 1
-
-
-class AccumulatorWidths:
-    """Widths every array derives the same way from its activation format and its largest group
-    partial sum.
-
-    Needs ``act``, ``psum_max``, ``scale_bits`` and ``acc_headroom`` on the class it is mixed into.
-    """
-
-    @property
-    def act_bits(self):
-        return 8 if self.act == "int8" else 12
-
-    @property
-    def act_val_max(self):
-        """Largest |a_val|: 128 for INT8, 2047 << 29 for FP16."""
-        return 128 if self.act == "int8" else FP16_SIG_MAX << FP16_SHIFT_MAX
-
-    @property
-    def psum_bits(self):
-        return signed_bits(self.psum_max)
-
-    @property
-    def scaled_bits(self):
-        return signed_bits(self.psum_max * ((1 << self.scale_bits) - 1))
-
-    @property
-    def acc_bits(self):
-        return self.scaled_bits + self.acc_headroom
+           "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float",
+           "check_gemm_shapes", "accumulate_groups", "stream_tiles", "gemm_tiles"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +68,7 @@ class ArrayParams(AccumulatorWidths):
 
     @property
     def wc_max(self):
-        return (1 << self.wbits) - 1
+        return centered_weight_max(self.wbits)
 
     @property
     def wc_bits(self):
@@ -115,7 +80,7 @@ class ArrayParams(AccumulatorWidths):
 
     @property
     def psum_max(self):
-        return self.group * self.act_val_max * self.wc_max
+        return array_psum_max(self.group, self.act, self.wbits)
 
     @property
     def latency(self):
@@ -167,38 +132,64 @@ def group_sums(a_val, wc, group):
     return np.einsum("mgk,ngk->mng", ap.reshape(m, ng, group), wp.reshape(n, ng, group))
 
 
+def check_gemm_shapes(act, codes):
+    """``act`` as an array; :class:`ShapeError` unless it is 2-D (tokens, K) with the K of the
+    weight ``codes`` (N, K)."""
+    act = np.asarray(act)
+    if act.ndim != 2:
+        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
+    if act.shape[1] != codes.shape[1]:
+        raise ShapeError(f"activations have K={act.shape[1]} but weights have K={codes.shape[1]}")
+    return act
+
+
+def accumulate_groups(params, isum, sm, nonfinite):
+    """The array edge: ``acc[m, n] = sum_g sm[n, g] * I[m, n, g]``, exact, as a :class:`GemmResult`.
+
+    ``isum``: the group partial sums ``I`` int64 (M, N, groups); ``sm``: the scale mantissas
+    (N, groups); ``nonfinite``: (M, K) from :func:`activation_values`. INT8 sums stay in int64
+    (far below 2**63 for every array), FP16 sums use Python ints. :class:`RangeError` if a partial
+    sum over the groups would overflow ``params.acc_bits``.
+    """
+    if params.act == "int8":
+        partial = np.cumsum(isum * sm[None, :, :], axis=2)
+    else:
+        partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
+    lim = 1 << (params.acc_bits - 1)
+    if partial.size and (partial.max() >= lim or partial.min() < -lim):
+        raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={nonfinite.shape[1]}; "
+                         f"raise acc_headroom or split K")
+    acc = partial[:, :, -1] if partial.shape[2] else np.zeros(partial.shape[:2], np.int64)
+    return GemmResult(acc, nonfinite.any(axis=1))
+
+
+def _operands(params, act, qw):
+    """The checks of :func:`mixpe_gemm` and :func:`array_stream`: ``(act, a_val, nonfinite)``."""
+    act = check_gemm_shapes(act, qw.codes)
+    check_weights(params, qw)
+    a_val, nonfinite = activation_values(act, params.act)
+    return act, a_val, nonfinite
+
+
 def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
     """Golden GEMM ``act`` (M, K) x ``qw`` (N, K)^T as the array computes it: a :class:`GemmResult`.
 
     Raises :class:`ShapeError` on a K mismatch and :class:`RangeError` if the operands do not fit
     the array's widths or the accumulator would overflow.
     """
-    act = np.asarray(act)
-    if act.ndim != 2:
-        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
-    if act.shape[1] != qw.codes.shape[1]:
-        raise ShapeError(f"activations have K={act.shape[1]} but weights have K={qw.codes.shape[1]}")
-    check_weights(params, qw)
-    a_val, nonfinite = activation_values(act, params.act)
+    _, a_val, nonfinite = _operands(params, act, qw)
     isum = group_sums(a_val, qw.centered(), qw.group)
-    sm = qw.scales.mant
-    if params.act == "int8":
-        partial = np.cumsum(isum * sm[None, :, :], axis=2)  # < 2**62: exact
-    else:
-        partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
-    lim = 1 << (params.acc_bits - 1)
-    if partial.size and (partial.max() >= lim or partial.min() < -lim):
-        raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={act.shape[1]}; "
-                         f"raise acc_headroom or split K")
-    acc = partial[:, :, -1] if partial.shape[2] else np.zeros(partial.shape[:2], np.int64)
-    return GemmResult(acc, nonfinite.any(axis=1))
+    return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**62
 
 
-def check_weights(params, qw):
+def check_weights(params, qw, *, codes=True):
+    """:class:`ShapeError` / :class:`RangeError` unless ``qw`` (after its own ``check()``) has the
+    array's group size, scales no wider than ``params.scale_bits`` and, with ``codes``, codes no
+    wider than ``params.wbits``."""
     qw.check()
     if qw.group != params.group:
         raise ShapeError(f"weights are quantized in groups of {qw.group}, the array uses {params.group}")
-    if qw.bits > params.wbits:
+    if codes and qw.bits > params.wbits:
         raise RangeError(f"{qw.bits}-bit weights do not fit the array's {params.wbits}-bit codes")
     if qw.scales.bits > params.scale_bits:
         raise RangeError(f"{qw.scales.bits}-bit scales do not fit the array's {params.scale_bits}-bit scales")
@@ -220,44 +211,45 @@ def array_stream(params: ArrayParams, act, qw: QuantizedWeights):
     FP16 bit patterns), ``code``/``zero``/``scale`` (beats, cols) int64, ``last`` (beats,) bool —
     set on the last beat of every tile. Padding rows/columns/K carry zeros (code = zero point = 0).
     """
-    act = np.asarray(act)
-    if act.ndim != 2:
-        raise ShapeError(f"activations must be 2-D (tokens, K), not shape {act.shape}")
-    activation_values(act, params.act)  # the same range and format checks as the golden GEMM
-    check_weights(params, qw)
+    act, _, _ = _operands(params, act, qw)  # the same checks as the golden GEMM
+    k = act.shape[1]
+    zero = np.repeat(qw.zeros, params.group, axis=1)
+    code = zero.copy()  # padded K: q - z = 0
+    code[:, :k] = qw.codes
+    return stream_tiles(params, act, {"code": code, "zero": zero,
+                                      "scale": np.repeat(qw.scales.mant, params.group, axis=1)})
+
+
+def stream_tiles(params, act, columns):
+    """Tile a GEMM into array beats (the streaming contract of the module doc).
+
+    ``act``: the checked activations (M, K) (INT8 values; FP16 as float16 or uint16, sent as bit
+    patterns). ``columns``: dict, name -> per-column operand (N, K') int along K, ``K'`` at most K
+    padded to whole groups. Tiles of ``rows`` tokens x ``cols`` features run in row-major order of
+    (token block, feature block), ``num_groups(K, group) * group`` beats each; padding rows,
+    columns and K are 0. Returns a dict of numpy arrays, one row per beat: ``act`` (beats, rows)
+    int64, each of ``columns`` (beats, cols) int64, ``last`` (beats,) bool on each tile's last beat.
+    """
     m, k = act.shape
-    n = qw.codes.shape[0]
-    if k != qw.codes.shape[1]:
-        raise ShapeError(f"activations have K={k} but weights have K={qw.codes.shape[1]}")
-    r, c, g = params.rows, params.cols, params.group
-    ng = num_groups(k, g)
-    kp = ng * g
+    n = next(iter(columns.values())).shape[0]
+    r, c = params.rows, params.cols
+    kp = num_groups(k, params.group) * params.group
     mb, nb = -(-m // r), -(-n // c)
 
     a = np.zeros((mb * r, kp), np.int64)
     a[:m, :k] = act.view(np.uint16) if params.act == "fp16" else act
-    code = np.zeros((nb * c, kp), np.int64)
-    code[:n, :k] = qw.codes
-    zero = np.zeros((nb * c, kp), np.int64)
-    zero[:n] = np.repeat(qw.zeros, g, axis=1)
-    code[:n, k:] = zero[:n, k:]  # padded K: q - z = 0
-    scale = np.zeros((nb * c, kp), np.int64)
-    scale[:n] = np.repeat(qw.scales.mant, g, axis=1)
-
     # beat (tile (i, j), k): act rows of block i, weights of block j
-    def tiles_a(x):  # (mb*r, kp) -> (mb, nb, kp, r)
-        x = x.reshape(mb, r, kp).transpose(0, 2, 1)
-        return np.broadcast_to(x[:, None], (mb, nb, kp, r)).reshape(-1, r)
-
-    def tiles_w(x):  # (nb*c, kp) -> (mb, nb, kp, c)
-        x = x.reshape(nb, c, kp).transpose(0, 2, 1)
-        return np.broadcast_to(x[None], (mb, nb, kp, c)).reshape(-1, c)
-
+    a = a.reshape(mb, r, kp).transpose(0, 2, 1)  # -> (mb, nb, kp, r)
+    beats = {"act": np.ascontiguousarray(np.broadcast_to(a[:, None], (mb, nb, kp, r)).reshape(-1, r))}
+    for name, x in columns.items():
+        w = np.zeros((nb * c, kp), np.int64)
+        w[:n, :x.shape[1]] = x
+        w = w.reshape(nb, c, kp).transpose(0, 2, 1)  # -> (mb, nb, kp, c)
+        beats[name] = np.ascontiguousarray(np.broadcast_to(w[None], (mb, nb, kp, c)).reshape(-1, c))
     last = np.zeros((mb, nb, kp), bool)
     last[:, :, -1] = True
-    return {"act": np.ascontiguousarray(tiles_a(a)), "code": np.ascontiguousarray(tiles_w(code)),
-            "zero": np.ascontiguousarray(tiles_w(zero)), "scale": np.ascontiguousarray(tiles_w(scale)),
-            "last": last.reshape(-1)}
+    beats["last"] = last.reshape(-1)
+    return beats
 
 
 def array_unstream(params: ArrayParams, beats, m, n):
@@ -286,12 +278,17 @@ class ArrayTiming:
     total: int
 
 
+def gemm_tiles(params, m, n, k):
+    """``(tiles, beats per tile)`` of an (M, N, K) GEMM on an array of ``params`` (rows, cols,
+    group); :class:`ShapeError` unless M, N and K are positive integers."""
+    for name, v in (("M", m), ("N", n), ("K", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ShapeError(f"{name} must be a positive integer, not {v!r}")
+    return -(-m // params.rows) * -(-n // params.cols), num_groups(k, params.group) * params.group
+
+
 def array_timing(params: ArrayParams, m, n, k):
     """Exact cycle model of the array for an (M, N, K) GEMM fed back to back (see module doc)."""
-    for name, v in (("M", m), ("N", n), ("K", k)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ShapeError(f"{name} must be a positive integer, not {v!r}")
-    tiles = -(-m // params.rows) * -(-n // params.cols)
-    beats = num_groups(k, params.group) * params.group
+    tiles, beats = gemm_tiles(params, m, n, k)
     lat = params.latency
     return ArrayTiming(tiles, beats, lat, beats - 1 + lat, tiles * beats + lat + params.rows - 1)

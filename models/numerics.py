@@ -17,11 +17,15 @@ import numpy as np
 from .errors import RangeError, ShapeError
 
 __all__ = [
-    "FP16_EXP_BIAS_SHIFT", "fp16_decode", "quantize_act_int8", "FixedScales", "to_fixed_scales",
+    "FP16_EXP_BIAS_SHIFT", "FP16_SIG_MAX", "FP16_SHIFT_MAX", "fp16_decode", "quantize_act_int8", "FixedScales", "to_fixed_scales",
 ]
 
 #: ``x == sig * 2**(exp - FP16_EXP_BIAS_SHIFT)`` for a decoded FP16 value (bias 15 + 10 fraction bits).
 FP16_EXP_BIAS_SHIFT = 25
+#: Largest magnitude of a decoded FP16 significand (hidden bit and 10 fraction bits).
+FP16_SIG_MAX = 2047
+#: Largest shift ``exp - 1`` of a finite FP16 value (exponent 30).
+FP16_SHIFT_MAX = 29
 
 
 def fp16_decode(x):

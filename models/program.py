@@ -9,7 +9,10 @@ the problem.
 """
 
 import json
+import os
+import stat
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 
@@ -339,26 +342,85 @@ class Program:
                     raise ValueError("expected an object with keys comments and symbols")
                 symbols = info["symbols"]
                 comments = {int(k): v for k, v in info["comments"].items()}
+                # a nested value could be too deep for the messages' repr: name its type only
+                for what, table in (("symbol", symbols), ("comment", comments)):
+                    for key, value in (table.items() if isinstance(table, dict) else ()):
+                        if isinstance(value, (list, dict)):
+                            kind = "an integer in 0..2**64-1" if what == "symbol" else "a one-line string"
+                            raise ValueError(f"{what} {str(key)[:40]} must be {kind}, not a "
+                                             f"{type(value).__name__}")
+            except UnicodeDecodeError:
+                raise ProgramError("malformed program debug section: not UTF-8") from None
+            except RecursionError:
+                raise ProgramError("malformed program debug section: JSON nested too deeply") from None
             except (ValueError, AttributeError, TypeError) as e:
+                if isinstance(e, ValueError) and "integer string conversion" in str(e):
+                    e = "an integer has too many digits"
                 raise ProgramError(f"malformed program debug section: {e}") from None
         return cls(config, instructions, segments, symbols, comments)
 
     def save(self, path):
-        """Write the program file to ``path``."""
+        """Write the program file to ``path`` atomically: a temporary file in the same folder, then
+        :func:`os.replace`, so a failure leaves any previous file at ``path`` untouched.
+
+        Raises :class:`ProgramError` if ``path`` is a folder, a device (such as ``/dev/null``) or
+        cannot be written."""
+        data = self.to_bytes()
+        name = str(path)
         try:
-            with open(path, "wb") as f:
-                f.write(self.to_bytes())
+            st = os.stat(name)
+        except FileNotFoundError:
+            st = None
         except OSError as e:
-            raise ProgramError(f"cannot write program {str(path)!r}: {e.strerror}") from None
+            raise ProgramError(f"cannot write program {name!r}: {e.strerror}") from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise ProgramError(f"cannot write program {name!r}: Is a directory")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise ProgramError(f"cannot write program {name!r}: not a regular file (a device, pipe "
+                               f"or socket)")
+        target = os.path.realpath(name) if os.path.islink(name) else name
+        folder, base = os.path.split(os.path.abspath(target))
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
+        except OSError as e:
+            raise ProgramError(f"cannot write program {name!r}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if st is not None:
+                mode = stat.S_IMODE(st.st_mode)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(e, OSError):
+                raise ProgramError(f"cannot write program {name!r}: {e.strerror or e}") from None
+            raise
 
     @classmethod
     def load(cls, path):
-        """Read a program file (see :meth:`from_bytes` for the errors)."""
+        """Read a program file (see :meth:`from_bytes` for the errors; a folder or a device such as
+        ``/dev/zero`` is a :class:`ProgramError` too)."""
+        name = str(path)
         try:
             with open(path, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                    raise ProgramError(f"cannot read program {name!r}: it is a device, not a file")
                 data = f.read()
         except OSError as e:
-            raise ProgramError(f"cannot read program {str(path)!r}: {e.strerror}") from None
+            raise ProgramError(f"cannot read program {name!r}: {e.strerror or e}") from None
+        except MemoryError:
+            raise ProgramError(f"cannot read program {name!r}: not enough memory") from None
         return cls.from_bytes(data)
 
 

@@ -181,7 +181,7 @@ def pack_vparam(mult, shift):
     if mult.shape != shift.shape or mult.ndim != 1:
         raise ShapeError(f"mult and shift must be 1-D of one length, not {mult.shape} and {shift.shape}")
     if mult.size and (mult.min() < -MULT_MAX - 1 or mult.max() > MULT_MAX):
-        raise RangeError(f"multipliers must be int16 (-32768..32767)")
+        raise RangeError(f"multipliers must be int16 ({-MULT_MAX - 1}..{MULT_MAX})")
     if shift.size and (shift.min() < 0 or shift.max() > SHIFT_MAX):
         raise RangeError(f"shifts must be in 0..{SHIFT_MAX}")
     word = (mult & 0xFFFF) | shift << 16

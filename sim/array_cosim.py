@@ -21,14 +21,15 @@ from ..models.mixpe import (ArrayParams, GemmResult, activation_values, array_st
                             array_unstream, group_sums, mixpe_gemm)
 from ..models.numerics import fp16_decode
 from . import cosim
+from .cosim import TB_DIR
 from .designs import Design, design_for
 
-__all__ = ["ArrayRun", "run_array", "run_golden_case", "make_pe_case", "run_pe", "TB_DIR"]
+__all__ = ["ArrayRun", "run_array", "run_golden_case", "make_pe_case", "run_pe", "build_design", "hex_words",
+           "run_case", "scatter_cycles"]
 
-TB_DIR = Path(__file__).resolve().parent / "tb"
 
-
-def _hex(words):
+def hex_words(words):
+    """Integers (of any width) as an array of hex strings: how cases carry port words."""
     return np.array([format(int(w), "x") for w in words])
 
 
@@ -57,7 +58,8 @@ class ArrayRun:
         return all(self.measured[k] == self.expected[k] for k in ("first_output", "total"))
 
 
-def _build(design, build_root=None):
+def build_design(design, build_root=None):
+    """The Verilated build of ``design`` (a :class:`~mixpim.sim.designs.Design`), cached by content."""
     return cosim.build(design.component(), design.top, params=design.manifest(), build_root=build_root)
 
 
@@ -96,7 +98,7 @@ def run_golden_case(design, golden, timing, in_words, m, n, *, stall_seed, pertu
 
     expected = {"first_output": timing.first_output, "total": timing.total}
     case = {
-        "in_words": _hex(in_words), "out_words": _hex(out_words),
+        "in_words": hex_words(in_words), "out_words": hex_words(out_words),
         "first_output": -1 if stall_seed is not None else timing.first_output,
         "total": -1 if stall_seed is not None else timing.total,
         "stall_seed": -1 if stall_seed is None else int(stall_seed),
@@ -110,13 +112,16 @@ def run_golden_case(design, golden, timing, in_words, m, n, *, stall_seed, pertu
     elif perturb is not None:
         raise ValueError(f"perturb must be 'output', 'cycles' or None, not {perturb!r}")
 
-    measured = _run_case(_build(design, build_root), "array_tb", case, workdir)
+    measured = run_case(build_design(design, build_root), "array_tb", case, workdir)
     words = [int(h, 16) for h in measured.pop("outputs")]
     rtl = array_unstream(p, unpack_array(array_output_layout(p), words), m, n)
     return ArrayRun(design, golden, rtl, measured, expected, stall_seed is not None)
 
 
-def _run_case(build, module, case, workdir=None):
+def run_case(build, module, case, workdir=None):
+    """Run testbench ``module`` of :data:`~mixpim.sim.cosim.TB_DIR` on ``build`` with ``case`` (a dict
+    of arrays, saved as ``.npz`` at ``$MIXPIM_CASE``); returns the JSON the testbench wrote to
+    ``$MIXPIM_RESULT``. Temporary files go under ``workdir`` (default: the system's)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         case_path = Path(tmp) / "case.npz"
         result_path = Path(tmp) / "result.json"
@@ -173,7 +178,7 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
     gaps = rng.geometric(0.8, k) - 1 if bubbles else np.zeros(k, int)
     cyc = np.cumsum(gaps + 1) - 1  # cycle of each beat
     n = int(cyc[-1]) + 2
-    col = lambda v, dtype=np.int64: _scatter(n, cyc, v, dtype)
+    col = lambda v, dtype=np.int64: scatter_cycles(n, cyc, v, dtype)
     valid = col(np.ones(k, bool))
     if params.act == "int8":
         act_words = pack(pe_act_layout("int8"), col(act))
@@ -185,11 +190,12 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
               "i_code": col(code), "i_zero": col(zero), "i_scale": col(scale)}
     ports = ["i_act", "i_ctl"] + (["i_wc"] if params.family == "mixpe" else ["i_code", "i_zero", "i_scale"])
     res = pack(result_layout(width), {"valid": col(emit), "tlast": col(tlast), "value": col(value, object)})
-    rows = np.stack([_hex(inputs[p]) for p in ports], axis=1)
-    return {"ports": np.array(ports), "inputs": rows, "res": _hex(res)}
+    rows = np.stack([hex_words(inputs[p]) for p in ports], axis=1)
+    return {"ports": np.array(ports), "inputs": rows, "res": hex_words(res)}
 
 
-def _scatter(n, cycles, values, dtype):
+def scatter_cycles(n, cycles, values, dtype):
+    """An ``n``-cycle column of ``dtype`` holding ``values`` at ``cycles`` and zeros elsewhere."""
     out = np.zeros(n, dtype=dtype)
     out[cycles] = values
     return out
@@ -198,4 +204,4 @@ def _scatter(n, cycles, values, dtype):
 def run_pe(config, case, *, build_root=None):
     """Run a :func:`make_pe_case` case on the PE of ``config``; returns the measured dict."""
     design = design_for(config, "pe")
-    return _run_case(_build(design, build_root), "pe_tb", case)
+    return run_case(build_design(design, build_root), "pe_tb", case)

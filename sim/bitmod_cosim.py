@@ -15,7 +15,7 @@ from ..hw.layouts import ctl_layout, pack, pe_act_layout, result_layout
 from ..models.bitmod_gemm import BitmodParams, bitmod_gemm, bitmod_stream, bitmod_timing, term_table
 from ..models.mixpe import activation_values, group_sums
 from ..models.numerics import fp16_decode
-from .array_cosim import _build, _hex, _run_case, _scatter, run_golden_case
+from .array_cosim import build_design, hex_words, run_case, run_golden_case, scatter_cycles
 from .designs import design_for
 
 __all__ = ["run_bitmod_array", "make_bitmod_pe_case", "run_bitmod_pe"]
@@ -86,7 +86,7 @@ def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0
     gaps = rng.geometric(0.8, k * t) - 1 if bubbles else np.zeros(k * t, int)
     cyc = np.cumsum(gaps + 1) - 1
     n = int(cyc[-1]) + 2
-    col = lambda v, dtype=np.int64: _scatter(n, cyc, v, dtype)  # noqa: E731
+    col = lambda v, dtype=np.int64: scatter_cycles(n, cyc, v, dtype)  # noqa: E731
     if params.act == "int8":
         act_words = pack(pe_act_layout("int8"), col(act[w_of]))
     else:
@@ -98,10 +98,10 @@ def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0
     res = pack(result_layout(params.psum_bits), {"valid": col(glast), "tlast": col(tlast),
                                                  "value": col(isum[gidx[w_of]], object)})
     ports = ["i_act", "i_term", "i_ctl"]
-    rows = np.stack([_hex(w) for w in (act_words, term_words, ctl)], axis=1)
-    return {"ports": np.array(ports), "inputs": rows, "res": _hex(res)}
+    rows = np.stack([hex_words(w) for w in (act_words, term_words, ctl)], axis=1)
+    return {"ports": np.array(ports), "inputs": rows, "res": hex_words(res)}
 
 
 def run_bitmod_pe(params: BitmodParams, case, *, build_root=None):
     """Run a :func:`make_bitmod_pe_case` case on the PE of ``params``; returns the measured dict."""
-    return _run_case(_build(design_for(params, "pe"), build_root), "pe_tb", case)
+    return run_case(build_design(design_for(params, "pe"), build_root), "pe_tb", case)

@@ -2,60 +2,157 @@
 
 Errors a user can cause (bad options, out-of-range configurations, missing tools, failed
 co-simulation) end with one line ``mixpim: error: ...`` and exit status 2 (1 for a co-simulation
-mismatch); tracebacks are for bugs only.
+mismatch); tracebacks are for bugs only. Every file a command writes is written atomically
+(:mod:`.outputs`): a failed or interrupted command leaves no partial file and no destroyed
+earlier output (docs/decisions.md, "CLI errors and outputs").
 """
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
 
 from ..models.config import GROUP_SIZES
 from ..models.errors import MixpimError
 from .designs import DESIGNS, make_design
+from .tile_cosim import rtl_size_problem
 
 __all__ = ["main", "CliError"]
 
 
 class CliError(MixpimError, ValueError):
-    """Options that do not go together."""
+    """Options that do not go together, or an option value out of range."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (``mixpim: error: ...``, exit status 2)."""
+
+    def error(self, message):
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        sys.stderr.write(f"mixpim: error: {command}{message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _say(line):
+    print(line, file=sys.stderr)
+
+
+# -- the RTL size limit --------------------------------------------------------------------------
+
+def check_rtl_size(cfg, what, hint="use --backend golden"):
+    problem = rtl_size_problem(cfg)
+    if problem:
+        raise CliError(f"{what}: {problem}; {hint}")
+
+
+#: Most synthetic weights ``mixpim compile`` draws (float64 while quantizing: 512 MiB).
+COMPILE_MAX_WEIGHTS = 1 << 26
+
+
+# -- option checks -------------------------------------------------------------------------------
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _given(args, names):
+    return [_flag(n) for n in names if getattr(args, n, None) is not None]
+
+
+def _reject(args, names, why):
+    given = _given(args, names)
+    if given:
+        raise CliError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply: {why}")
+
+
+def _csv(option, text, *, upper=False):
+    """The items of a comma-separated option value; empty values, empty items and repeats are errors."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip():
+        raise CliError(f"{option} is empty; leave it out for the default")
+    if any(not t for t in items):
+        raise CliError(f"{option} {text!r} has an empty item")
+    if upper:
+        items = [t.upper() for t in items]
+    repeated = sorted({t for t in items if items.count(t) > 1})
+    if repeated:
+        raise CliError(f"{option} names {', '.join(repeated)} more than once")
+    return items
+
+
+def _at_least(option, value, lo):
+    if value is not None and value < lo:
+        raise CliError(f"{option} must be at least {lo}, not {value}")
+
+
+_DESIGN_FIELDS = ("rows", "cols", "wbits", "act", "group", "scale_bits", "types")
 
 
 def _design_options(p, extra=()):
+    # defaults are None so that an option given is told apart from one left out (a design that
+    # ignores an option rejects it when given); the defaults below are make_design's
     p.add_argument("design", choices=sorted(DESIGNS) + list(extra), help="what to generate")
-    p.add_argument("--rows", type=int, default=4, help="array rows (default 4)")
-    p.add_argument("--cols", type=int, default=4, help="array columns (default 4)")
-    p.add_argument("--wbits", type=int, default=4, choices=(2, 3, 4, 8),
+    p.add_argument("--rows", type=int, help="array rows (default 4; arrays only)")
+    p.add_argument("--cols", type=int, help="array columns (default 4; arrays only)")
+    p.add_argument("--wbits", type=int, choices=(2, 3, 4, 8),
                    help="widest weight code (default 4; 8 = BitMoD INT8 mode)")
-    p.add_argument("--act", default=None, choices=("int8", "fp16"),
+    p.add_argument("--act", choices=("int8", "fp16"),
                    help="activation format (default int8 for mixpe/baseline, fp16 for bitmod)")
-    p.add_argument("--group", type=int, default=32, choices=GROUP_SIZES, help="quantization group size (default 32)")
-    p.add_argument("--scale-bits", type=int, default=None,
+    p.add_argument("--group", type=int, choices=GROUP_SIZES, help="quantization group size (default 32)")
+    p.add_argument("--scale-bits", type=int,
                    help="scale mantissa bits (default 16 for mixpe/baseline, 8 for bitmod)")
     p.add_argument("--types", help="BitMoD only: comma-separated weight types a group may select "
                    "(default: the BitMoD mixture for 3/4 bits, INT-b otherwise)")
 
 
 def _design(args):
-    types = tuple(t.strip().upper() for t in args.types.split(",")) if args.types else None
-    return make_design(args.design, rows=args.rows, cols=args.cols, wbits=args.wbits, act=args.act,
-                       group=args.group, scale_bits=args.scale_bits, types=types)
+    kind = args.design
+    if kind.endswith("-pe"):
+        _reject(args, ("rows", "cols"), f"{kind} is a single PE (it has no rows or columns)")
+    if DESIGNS[kind][0] != "bitmod":
+        _reject(args, ("types",), f"--types selects BitMoD weight types; {kind} takes none")
+    types = _csv("--types", args.types, upper=True)
+    given = {n: getattr(args, n) for n in ("rows", "cols", "wbits", "act", "group", "scale_bits")
+             if getattr(args, n) is not None}
+    return make_design(kind, **given, types=None if types is None else tuple(types))
 
 
 def cmd_rtl(args):
     from .designs import write_rtl, write_tile_rtl
+    from .outputs import check_output_dir
     if args.design == "tile":
+        from ..hw.tile import MAX_IMEM_WORDS
         from ..models.config import TileConfig
-        verilog, manifest = write_tile_rtl(TileConfig.load(args.config), args.output,
-                                           imem_words=args.imem_words)
+        _reject(args, _DESIGN_FIELDS, "the tile takes its array from --config")
+        imem = 1024 if args.imem_words is None else args.imem_words
+        if not 1 <= imem <= MAX_IMEM_WORDS:
+            raise CliError(f"--imem-words must be in 1..{MAX_IMEM_WORDS}, not {imem}")
+        cfg = TileConfig.load("tiny" if args.config is None else args.config)
+        check_rtl_size(cfg, f"configuration {args.config or 'tiny'}",
+                       "larger configurations (such as npu128) are for the golden/timing model only")
+        check_output_dir(args.output)  # before the (slow) elaboration
+        verilog, manifest = write_tile_rtl(cfg, args.output, imem_words=imem, say=_say)
     else:
-        verilog, manifest = write_rtl(_design(args), args.output)
+        _reject(args, ("config", "imem_words"), f"{args.design} is not the tile (--config and "
+                f"--imem-words are for `mixpim rtl tile`)")
+        design = _design(args)
+        check_output_dir(args.output)
+        verilog, manifest = write_rtl(design, args.output, say=_say)
     print(f"wrote {verilog} and {manifest}")
 
 
 def cmd_synth(args):
-    from .synth import synthesize
+    from .outputs import check_output_dir, existing_outputs
+    from .synth import WORKDIR_FILES, synthesize
     design = _design(args)
+    if args.workdir is not None:
+        check_output_dir(args.workdir, "work directory")
+        names = [n.replace("NAME", design.top) for n in WORKDIR_FILES]
+        replaced = existing_outputs(args.workdir, names)
+        if replaced:
+            _say(f"mixpim: replacing {', '.join(replaced)} in {args.workdir}")
     if not args.json:
         print(f"synthesizing {design.top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
@@ -76,27 +173,47 @@ def cmd_synth(args):
 
 
 def cmd_demo(args):
-    from .demo import DemoError, run_demo, run_projection_demo
+    from .demo import DemoError, _config, run_demo, run_projection_demo
+    from .outputs import check_output_dir
+    _at_least("--rows", args.rows, 1)
+    _at_least("--cols", args.cols, 1)
     if args.projection:  # the array-only demo: one GEMM on the Verilated MixPE array
         if args.config is not None:
             raise DemoError("--projection always runs the array RTL; it takes no --config")
-        result = run_projection_demo(args.output, rows=args.rows or 8, cols=args.cols or 8, act=args.act)
+        if args.backend == "golden":
+            raise DemoError("--projection runs the Verilated array and compares it with the golden "
+                            "model; it has no golden-only mode (leave out --backend, or drop "
+                            "--projection for the golden FFN demo)")
+        from ..models.config import TileConfig
+        rows, cols = (8 if v is None else v for v in (args.rows, args.cols))
+        cfg = TileConfig(rows=rows, cols=cols, group=128,
+                         pe="mixpe-w4a8" if args.act == "int8" else "mixpe-w4a16")
+        check_rtl_size(cfg, "--projection", "choose a smaller --rows/--cols")
+        check_output_dir(args.output)
+        result = run_projection_demo(args.output, rows=rows, cols=cols, act=args.act)
         return 0 if result["bit_exact"] and result["cycle_exact"] else 1
     if args.act != "int8":
         raise DemoError("the FFN block needs INT8 activations; --act fp16 runs with --projection")
+    backend = args.backend or "rtl"
     default = args.config is None  # the fpga preset with an 8x8 array: a quicker Verilator build
-    result = run_demo(args.output, config=args.config or "fpga",
-                      rows=args.rows or (8 if default else None), cols=args.cols or (8 if default else None),
-                      backend=args.backend)
+    rows = 8 if default and args.rows is None else args.rows
+    cols = 8 if default and args.cols is None else args.cols
+    cfg = _config(args.config or "fpga", rows, cols)
+    if backend == "rtl":
+        check_rtl_size(cfg, f"configuration {args.config or 'fpga'}")
+    check_output_dir(args.output)
+    result = run_demo(args.output, config=cfg, backend=backend)
     return 0 if result["ok"] else 1
 
 
 def cmd_quant(args):
     from ..compiler.checkpoint import minilm_dir
     from .quant import parse_formats, quant_report, format_table
-    formats = parse_formats(args.formats)
+    formats = parse_formats(_csv("--formats", args.formats))
+    if args.checkpoint == "":
+        raise CliError("--checkpoint is empty; leave it out for the installed MiniLM")
     path = args.checkpoint or minilm_dir() / "model.safetensors"
-    tensors = [t.strip() for t in args.tensors.split(",")] if args.tensors else None
+    tensors = _csv("--tensors", args.tensors)
     report = quant_report(path, formats, args.group, tensors=tensors, scale_bits=args.scale_bits)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -111,16 +228,37 @@ def cmd_compile(args):
     from ..models.config import TileConfig
     from ..models.program import listing
     from ..models.quant import quantize_weights
+    from .outputs import check_output_file, write_files
+    for name in ("m", "n", "k"):
+        _at_least(f"--{name}", getattr(args, name), 1)
+    _at_least("--seed", args.seed, 0)
+    out = check_output_file(args.output, "program file")
+    lst = out.with_suffix(".lst")
+    if os.path.realpath(lst) == os.path.realpath(out):
+        raise CliError(f"-o {args.output}: the listing is written next to the program as "
+                       f"{lst.name}, which would overwrite the program; give the program another "
+                       f"name (e.g. {out.with_suffix('.mxpm').name})")
+    check_output_file(lst, "listing")
     cfg = TileConfig.load(args.config)
+    codes = args.n * args.k // 2  # 4-bit codes, two per byte, at least
+    if codes > cfg.dram_bytes or args.m * args.k > cfg.dram_bytes:
+        raise CliError(f"linear {args.m}x{args.n}x{args.k} does not fit the {cfg.dram_bytes}-byte "
+                       f"DRAM of configuration {args.config}: the weights alone need {codes} bytes, "
+                       f"the activations {args.m * args.k}")
+    if args.n * args.k > COMPILE_MAX_WEIGHTS:
+        raise CliError(f"--n {args.n} x --k {args.k} = {args.n * args.k} synthetic weights; `mixpim "
+                       f"compile` draws at most {COMPILE_MAX_WEIGHTS} (e.g. 8192x8192): compile real "
+                       f"weights with mixpim.compiler.lower_linear")
     rng = np.random.default_rng(args.seed)
-    qw = quantize_weights(rng.normal(size=(args.n, args.k)), cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    try:
+        w = rng.normal(size=(args.n, args.k))
+    except MemoryError:
+        raise CliError(f"not enough memory for {args.n}x{args.k} synthetic weights") from None
+    qw = quantize_weights(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
     compiled = lower_linear(cfg, (args.m, args.k), qw, seed=args.seed, out=args.out_format)
     prog = compiled.program
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prog.save(out)
-    lst = out.with_suffix(".lst")
-    lst.write_text(listing(prog))
+    # program and listing (same folder) as one batch: a failure replaces neither
+    write_files(out.parent, {out.name: prog.to_bytes(), lst.name: listing(prog)}, say=_say)
     print(f"linear {args.m}x{args.n}x{args.k} on {args.config}: {len(prog.instructions)} instructions, "
           f"{sum(len(s.data) for s in prog.segments)} bytes of memory image")
     print(f"wrote {out} and {lst}")
@@ -130,12 +268,13 @@ def cmd_run(args):
     from ..models.executor import execute
     from ..models.isa import Unit
     from ..models.program import Program
-    prog = Program.load(args.program)
     if args.backend == "rtl" and args.timing_only:
         raise CliError("--timing-only is a golden-model mode; the RTL always runs the data")
+    prog = Program.load(args.program)
     rtl = None
     if args.backend == "rtl":
         from .tile_cosim import run_tile
+        check_rtl_size(prog.config, f"{args.program}: its configuration")
         print(f"{args.program}: building (or reusing) the Verilator model of the tile ...", file=sys.stderr)
         rtl = run_tile(prog)
         res = rtl.golden
@@ -171,15 +310,15 @@ def cmd_run(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
+    parser = _Parser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rtl", help="write Verilog and a manifest of a design (a PE, an array, or the tile)")
     _design_options(p, extra=("tile",))
-    p.add_argument("--config", default="tiny", help="tile only: a preset (tiny, fpga, npu128) or a "
+    p.add_argument("--config", help="tile only: a preset (tiny, fpga; npu128 is too large for RTL) or a "
                    ".json/.toml file (default tiny)")
-    p.add_argument("--imem-words", type=int, default=1024, help="tile only: instruction memory depth")
+    p.add_argument("--imem-words", type=int, help="tile only: instruction memory depth (default 1024)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
@@ -232,11 +371,12 @@ def build_parser():
                    help="override the array rows (--projection: default 8)")
     p.add_argument("--cols", type=int, default=None,
                    help="override the array columns (--projection: default 8)")
-    p.add_argument("--backend", default="rtl", choices=("golden", "rtl"),
+    p.add_argument("--backend", default=None, choices=("golden", "rtl"),
                    help="the tile RTL on Verilator compared with the golden model (default; the first "
                    "run Verilates the tile, a few minutes), or the golden model alone")
     p.add_argument("--projection", action="store_true",
-                   help="instead: the FFN up-projection alone as one GEMM on the Verilated MixPE array")
+                   help="instead: the FFN up-projection alone as one GEMM on the Verilated MixPE array "
+                   "(always RTL: --backend golden is an error)")
     p.add_argument("--act", default="int8", choices=("int8", "fp16"),
                    help="activations (fp16: --projection only)")
     p.set_defaults(func=cmd_demo)
@@ -260,6 +400,9 @@ def main(argv=None):
     except CosimError as e:
         print(f"mixpim: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left
+        print("mixpim: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ __all__ = [
     "run",
     "default_build_root",
     "BUILD_ARGS",
+    "TB_DIR",
 ]
+
+#: The project's cocotb testbenches (``array_tb``, ``pe_tb``, ``tile_tb``): pass as ``test_dir``.
+TB_DIR = Path(__file__).resolve().parent / "tb"
 
 #: Verilator flags for Amaranth's Verilog. Amaranth output is lint-noisy (width extensions,
 #: unused bits, ``initial`` blocks); none of these warnings change simulation behaviour.

@@ -26,6 +26,7 @@ from ..models.config import TileConfig
 from ..models.errors import MixpimError
 from ..models.executor import execute
 from ..models.program import listing
+from .outputs import check_output_dir, check_output_file, write_files
 from .report import unit_status, unit_timeline, write_report
 
 __all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights", "run_demo",
@@ -33,6 +34,8 @@ __all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "f
 
 DEFAULT_SENTENCE = "Mixed-precision accelerators multiply low-bit weights by shifting and adding."
 BACKENDS = ("golden", "rtl")
+#: The files :func:`run_demo` writes into its output folder (all at the end, as one batch).
+DEMO_FILES = ("report.md", "result.json", "cycles.png", "ffn.mxpm", "ffn.lst")
 #: The accuracy the demo is meant to reach (cosine vs float32); reported, not enforced.
 TARGET_COSINE = 0.99
 
@@ -122,8 +125,9 @@ def run_demo(out_dir="out/demo", *, config="fpga", rows=None, cols=None, layer=0
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
         raise DemoError(f"layer must be a non-negative integer, not {layer!r}")
     cfg = _config(config, rows, cols)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)  # before minutes of work; created when the results are written
+    for name in DEMO_FILES:
+        check_output_file(out / name)
     seconds = {}
 
     t0 = time.monotonic()
@@ -134,12 +138,10 @@ def run_demo(out_dir="out/demo", *, config="fpga", rows=None, cols=None, layer=0
     say(f"MiniLM layer {layer} FFN block ({d} -> {f} -> {d}), {m} tokens of {sentence!r}")
     cf = lower_ffn(cfg, x, w1, w2)
     prog = cf.program
-    prog.save(out / "ffn.mxpm")
-    (out / "ffn.lst").write_text(listing(prog))
     seconds["compile"] = time.monotonic() - t0
     image = sum(len(s.data) for s in prog.segments)
     say(f"compiled for {cfg.rows}x{cfg.cols} {cfg.pe} W{cfg.wbits} group {cfg.group}: "
-        f"{len(prog.instructions)} instructions, {image:,} bytes of memory image -> {out / 'ffn.mxpm'}")
+        f"{len(prog.instructions)} instructions, {image:,} bytes of memory image (-> ffn.mxpm)")
 
     t0 = time.monotonic()
     rtl = None
@@ -206,7 +208,9 @@ def run_demo(out_dir="out/demo", *, config="fpga", rows=None, cols=None, layer=0
         f"{accuracy['cosine_w4_weights_float_activations']:.5f}",
         f"{st['cycles']:,} cycles on the golden cycle model"]
     t0 = time.monotonic()
-    write_report(result, out, timeline=unit_timeline(golden.timing))
+    # every output file in one batch, only now that the run is complete (docs/decisions.md)
+    write_report(result, out, timeline=unit_timeline(golden.timing), say=say,
+                 files={"ffn.mxpm": prog.to_bytes(), "ffn.lst": listing(prog)})
     result["seconds"]["report"] = round(time.monotonic() - t0, 3)
 
     busy = ", ".join(f"{u} {v / st['cycles']:.0%}" for u, v in st["busy"].items() if v)
@@ -233,10 +237,12 @@ def run_projection_demo(out_dir="out/demo-projection", *, rows=8, cols=8, act="i
     from ..models.numerics import quantize_act_int8
     from ..models.quant import quantize_weights
     from .array_cosim import run_array
-    from .designs import design_for, write_rtl
+    from .designs import design_for, rtl_files
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)  # created when the results are written
+    for name in ("result.json", "report.md"):
+        check_output_file(out / name)
+    check_output_dir(out / "rtl")
     cfg = TileConfig(rows=rows, cols=cols, pe="mixpe-w4a8" if act == "int8" else "mixpe-w4a16",
                      wbits=4, group=group)
     p = ArrayParams.from_config(cfg)
@@ -257,8 +263,10 @@ def run_projection_demo(out_dir="out/demo-projection", *, rows=8, cols=8, act="i
     say(f"array {rows}x{cols} mixpe W{bits}A{8 if act == 'int8' else 16} group {group}: "
         f"{timing.tiles} tiles x {timing.beats_per_tile} beats; golden cycle model: {timing.total} cycles")
 
-    verilog, manifest = write_rtl(design_for(cfg), out / "rtl")
-    say(f"RTL: building (or reusing) the Verilator model of {design_for(cfg).top} and running it ...")
+    design = design_for(cfg)
+    verilog_files = {f"rtl/{name}": text for name, text in rtl_files(design).items()}
+    verilog, manifest = (out / name for name in verilog_files)
+    say(f"RTL: building (or reusing) the Verilator model of {design.top} and running it ...")
     started = time.monotonic()
     run = run_array(cfg, a, qw)
     seconds = time.monotonic() - started
@@ -274,8 +282,8 @@ def run_projection_demo(out_dir="out/demo-projection", *, rows=8, cols=8, act="i
         "rel_error": float(np.linalg.norm(y - ref) / np.linalg.norm(ref)),
         "rtl_seconds": round(seconds, 2), "verilog": str(verilog), "manifest": str(manifest),
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(_projection_report(result))
+    write_files(out, {"result.json": json.dumps(result, indent=2) + "\n",
+                      "report.md": _projection_report(result), **verilog_files}, say=say)
     yes = {True: "yes", False: "NO"}
     say(f"outputs bit-exact (RTL vs golden): {yes[result['bit_exact']]}")
     say(f"cycles exact (RTL vs golden model): {yes[result['cycle_exact']]} "

@@ -14,7 +14,7 @@ import numpy as np
 
 from mixpim.compiler.checkpoint import linear_weights, load_tensors, tensor_index
 from mixpim.models import bitmod
-from mixpim.models.errors import ConfigError, ShapeError
+from mixpim.models.errors import ConfigError, RangeError, ShapeError
 
 __all__ = ["FORMAT_NAMES", "DEFAULT_FORMATS", "parse_formats", "quant_report", "format_table"]
 
@@ -74,14 +74,15 @@ def quant_report(checkpoint, formats, group, *, tensors=None, scale_bits=8, prog
     if isinstance(checkpoint, Mapping):
         source = "<in-memory tensors>"
         names = list(tensors) if tensors is not None else linear_weights(
-            {k: np.asarray(v) for k, v in checkpoint.items()})
+            {k: np.asarray(v) for k, v in checkpoint.items()}, source=source)
         missing = [n for n in names if n not in checkpoint]
         if missing:
             raise ConfigError(f"tensor {missing[0]!r} is not among the given tensors")
         arrays = {n: checkpoint[n] for n in names}
     else:
         source = str(checkpoint)
-        names = list(tensors) if tensors is not None else linear_weights(tensor_index(checkpoint))
+        names = list(tensors) if tensors is not None else linear_weights(tensor_index(checkpoint),
+                                                                          source=source)
         arrays = load_tensors(checkpoint, names)
     if not names:
         raise ConfigError(f"no weight matrices to quantize in {source}")
@@ -93,8 +94,15 @@ def quant_report(checkpoint, formats, group, *, tensors=None, scale_bits=8, prog
             progress(i, len(names), name)
         w = np.asarray(arrays[name])
         if w.ndim != 2:
-            raise ShapeError(f"tensor {name!r} has shape {w.shape}; only 2-D weight matrices can be "
-                             f"quantized")
+            raise ShapeError(f"tensor {name!r} has shape {w.shape} in {source}; only 2-D weight "
+                             f"matrices can be quantized")
+        if w.dtype.kind == "f":
+            bad = ~np.isfinite(w)
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise RangeError(f"tensor {name!r} in {source} holds {int(bad.sum())} non-finite "
+                                 f"value(s) (NaN or inf; the first at index {first}, {w[first]}); "
+                                 f"only finite weights can be quantized")
         w64 = w.astype(np.float64)
         norm2 = float(np.square(w64).sum())
         results = {}

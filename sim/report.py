@@ -19,13 +19,16 @@ The chart needs no display: it is drawn on a matplotlib :class:`~matplotlib.figu
 the Agg canvas, so importing this module never changes pyplot's global backend.
 """
 
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..models.errors import MixpimError
 from ..models.isa import ErrorCode, Unit
+from .outputs import atomic_write, check_output_dir, write_files
 
 __all__ = ["ReportError", "unit_status", "unit_timeline", "plot_unit_cycles", "render_markdown",
            "write_report"]
@@ -126,8 +129,11 @@ def plot_unit_cycles(path, runs, *, timeline=None, title=None):
         tl.set_xlim(0, top or 1)
         tl.set_xlabel("cycle")
         tl.set_title("when each unit is busy (golden cycle model)")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    if isinstance(path, (str, os.PathLike)):
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"), what="chart")
+        return Path(path)
+    fig.savefig(path, dpi=110, format="png")  # a binary file object
+    return path
 
 
 def _fmt(v):
@@ -184,25 +190,30 @@ def render_markdown(result):
     return "\n".join(out)
 
 
-def write_report(result, out_dir, *, timeline=None):
+def write_report(result, out_dir, *, timeline=None, files=None, say=None):
     """Write ``report.md``, ``result.json`` and ``cycles.png`` of ``result`` into ``out_dir``.
 
-    ``timeline`` (:func:`unit_timeline`) adds the busy-over-time panel to the chart. Returns the
-    three paths ``{"report", "json", "plot"}``; ``result["files"]`` gains them (relative names).
+    ``timeline`` (:func:`unit_timeline`) adds the busy-over-time panel to the chart. ``files``
+    (relative name -> bytes or text) are written in the same batch. Every file is written
+    atomically and the batch only once all of it is ready (:func:`mixpim.sim.outputs.write_files`),
+    so a failure leaves ``out_dir`` as it was; ``say`` gets one line naming the files replaced.
+    Returns the three paths ``{"report", "json", "plot"}``; ``result["files"]`` gains them
+    (relative names).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"report": out / "report.md", "json": out / "result.json", "plot": out / "cycles.png"}
+    out = check_output_dir(out_dir)
     result.setdefault("files", {}).update({"report": "report.md", "result": "result.json",
                                            "cycles chart": "cycles.png"})
     runs = {"golden": result["status"]} if "status" in result else {}
     if result.get("rtl") and result["rtl"].get("status"):
         runs["RTL"] = result["rtl"]["status"]
-    plot_unit_cycles(paths["plot"], runs, timeline=timeline, title=result.get("title"))
+    png = io.BytesIO()
+    plot_unit_cycles(png, runs, timeline=timeline, title=result.get("title"))
     text = render_markdown(result)
-    paths["report"].write_text(text + "\n![busy cycles per unit](cycles.png)\n")
-    paths["json"].write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    return paths
+    contents = {"report.md": text + "\n![busy cycles per unit](cycles.png)\n",
+                "result.json": json.dumps(result, indent=2, default=_json_default) + "\n",
+                "cycles.png": png.getvalue(), **(files or {})}
+    write_files(out, contents, say=say)
+    return {"report": out / "report.md", "json": out / "result.json", "plot": out / "cycles.png"}
 
 
 def _json_default(v):

@@ -53,6 +53,9 @@ _LOG_TAIL_LINES = 40
 _ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
+#: Files :func:`synthesize` writes into its work directory (``NAME`` is the module name).
+WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "coarse.json",
+                 "stat.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out", "report.json")
 _FF_RE = re.compile(r"^\$_(S?DFF|DFFE|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
 
 
@@ -225,17 +228,25 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         raise ValueError(f"fmax=True needs target='ecp5', not {target!r}")
     started = time.monotonic()
     temporary = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix=f"mixpim-synth-{name}-")) if temporary else Path(workdir)
-    wd = wd.resolve()
-    wd.mkdir(parents=True, exist_ok=True)
+    if not temporary:
+        from .outputs import check_output_dir
+        check_output_dir(workdir, "work directory")  # an OutputError (a MixpimError) up front
+    try:
+        wd = Path(tempfile.mkdtemp(prefix=f"mixpim-synth-{name}-")) if temporary else Path(workdir)
+        wd = wd.resolve()
+        wd.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SynthError(f"cannot create the work directory {str(workdir or tempfile.gettempdir())!r}: "
+                         f"{e.strerror or e}") from None
 
+    from .outputs import atomic_write
     text = to_verilog(component, name)
-    (wd / f"{name}.v").write_text(text)
+    atomic_write(wd / f"{name}.v", text, what="Verilog")
     harness = None
     if fmax:
         harness = f"{name}_fmax.v"
-        (wd / harness).write_text(to_verilog(_TimingHarness(component), f"{name}_fmax"))
-    (wd / "synth.ys").write_text(_yosys_script(name, target, f"{name}.v", harness))
+        atomic_write(wd / harness, to_verilog(_TimingHarness(component), f"{name}_fmax"), what="Verilog")
+    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness), what="Yosys script")
 
     yosys = yosys_command()
     for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):

@@ -24,9 +24,10 @@ from ..models.executor import run as golden_run
 from ..models.isa import DecodeError, ErrorCode, Instruction, Opcode, Spad, Unit, decode
 from ..models.program import Program, ProgramError
 from . import cosim
-from .array_cosim import TB_DIR
+from .cosim import TB_DIR
 
-__all__ = ["TileRun", "tile_top", "imem_words_for", "rtl_config", "run_programs", "run_tile"]
+__all__ = ["TileRun", "RTL_MAX_PES", "RTL_MAX_SPAD_BYTES", "rtl_size_problem", "tile_top", "imem_words_for",
+           "rtl_config", "run_programs", "run_tile"]
 
 #: Below this many scratchpad words in all, every word is compared after every program.
 FULL_CHECK_WORDS = 8192
@@ -34,6 +35,28 @@ FULL_CHECK_WORDS = 8192
 DRAM_CHECK_WORDS = 1 << 16
 #: DRAMs up to this size are simulated whole; larger ones are cut to what the programs touch.
 RTL_DRAM_BYTES = 1 << 20
+#: Largest array (rows x cols PEs) the tile RTL is generated or simulated for: the 16x16 ``fpga``
+#: preset, the largest configuration built so far (about 7 minutes to Verilate). Larger ones, such
+#: as the 128x128 ``npu128`` preset, are for the golden/timing model only (docs/decisions.md).
+RTL_MAX_PES = 256
+#: Largest total scratchpad size (every scratchpad, bytes) for the tile RTL: about six times
+#: the ``fpga`` preset's 160 KiB.
+RTL_MAX_SPAD_BYTES = 1 << 20
+
+
+def rtl_size_problem(cfg):
+    """Why the tile RTL of ``cfg`` is too large to generate or simulate, or ``None``."""
+    pes = cfg.rows * cfg.cols
+    if pes > RTL_MAX_PES:
+        return (f"a {cfg.rows}x{cfg.cols} array ({pes} PEs) is beyond the RTL size limit "
+                f"({RTL_MAX_PES} PEs, e.g. 16x16)")
+    spad = sum(cfg.spad_words(s) * cfg.word_bytes(s) for s in Spad)
+    if spad > RTL_MAX_SPAD_BYTES:
+        return (f"{spad} bytes of scratchpads are beyond the RTL size limit "
+                f"({RTL_MAX_SPAD_BYTES} bytes)")
+    return None
+
+
 _SPAD_SEL = {s: HostSel[s.name] for s in Spad}
 
 
@@ -181,7 +204,8 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     Raises
     ------
     ConfigError
-        If ``config`` is not a TileConfig or a program is for another configuration.
+        If ``config`` is not a TileConfig, is beyond the RTL size limit (:func:`rtl_size_problem`)
+        or a program is for another configuration.
     ProgramError
         If a program is malformed (as :func:`mixpim.models.executor.run` raises) or too long.
     cosim.CosimFailure
@@ -189,6 +213,10 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     """
     if not isinstance(config, TileConfig):
         raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
+    problem = rtl_size_problem(config)
+    if problem:
+        raise ConfigError(f"this configuration's tile RTL is too large to simulate: {problem}; "
+                          f"run it on the golden model")
     items = [_prepare(config, p) for p in programs]
     if not items:
         return []
@@ -235,7 +263,7 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     build = _build(cfg, imem, build_root)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         case_path, result_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
-        case_path.write_text(json.dumps({"programs": cases}))
+        case_path.write_text(json.dumps({"units": len(Unit), "programs": cases}))
         cosim.run(build, "tile_tb", test_dir=TB_DIR,
                   extra_env={"MIXPIM_CASE": case_path, "MIXPIM_RESULT": result_path})
         measured = json.loads(result_path.read_text())["programs"]

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Value
-from amaranth.sim import Simulator
 
 from mixpim.hw.bitmod_array import BitmodArray, bitmod_input_layout
 from mixpim.hw.bitmod_decoder import BitmodDecoder, term_layout
@@ -17,20 +16,7 @@ from mixpim.models.bitmod_gemm import (BitmodParams, array_unstream, bitmod_gemm
                                        bitmod_timing)
 from mixpim.models.errors import ConfigError
 from mixpim.models.numerics import fp16_decode
-from helpers import exact, rejects
-
-
-def run(dut, testbench, clock=True):
-    sim = Simulator(dut)
-    if clock:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-
-
-def to_signed(v, width):
-    v &= (1 << width) - 1
-    return v - (1 << width) if v >> (width - 1) else v
+from helpers import ctl, exact, mixed_weights, rejects, run
 
 
 # -- decoder -------------------------------------------------------------------------------------
@@ -98,10 +84,6 @@ def _act_words(rng, act, n):
             for s, e in zip(sig, exp)]
 
 
-def _ctl(valid, glast, tlast):
-    return int(valid) | int(glast) << 1 | int(tlast) << 2
-
-
 @pytest.mark.parametrize("act,wbits", [("fp16", 4), ("int8", 8)])
 def test_pe_stream(act, wbits):
     p = BitmodParams(wbits=wbits, act=act, rows=1, cols=1)
@@ -129,11 +111,11 @@ def test_pe_stream(act, wbits):
         for t in range(n):
             ctx.set(Value.cast(dut.i_act), acts[t][0])
             ctx.set(dut.i_term.as_value(), terms[t])
-            ctx.set(dut.i_ctl.as_value(), _ctl(valid[t], glast[t], tlast[t]))
+            ctx.set(dut.i_ctl.as_value(), ctl(valid[t], glast[t], tlast[t]))
             await ctx.tick()
             assert ctx.get(Value.cast(dut.o_act)) == acts[t][0]
             assert ctx.get(dut.o_term.as_value()) == terms[t]
-            assert ctx.get(dut.o_ctl.as_value()) == _ctl(valid[t], glast[t], tlast[t])
+            assert ctx.get(dut.o_ctl.as_value()) == ctl(valid[t], glast[t], tlast[t])
             if valid[t] and tv[t]:
                 psum += (-1 if ts[t] else 1) * (acts[t][1] << int(tsh[t]))
             if valid[t] and glast[t]:
@@ -259,17 +241,6 @@ def drive_array(p, dut, words, n_out, *, gap=0.0, stall=0.0, seed=0):
 
     run(dut, tb)
     return rec
-
-
-def mixed_weights(rng, n, k):
-    """Rows of different shapes, so a mixture picks different types: uniform, Gaussian, and Gaussian
-    with large positive or negative outliers (where the special values +-3/6/10/16 pay off)."""
-    w = rng.normal(size=(n, k))
-    kind = np.arange(n) % 4
-    w[kind == 0] = rng.uniform(-1, 1, size=(int((kind == 0).sum()), k))
-    w[kind == 2, ::9] = np.abs(w[kind == 2, ::9]) * 4
-    w[kind == 3, ::9] = -np.abs(w[kind == 3, ::9]) * 4
-    return w * rng.uniform(0.1, 4, size=(n, 1))
 
 
 def gemm_case(p, m, n, k, seed):

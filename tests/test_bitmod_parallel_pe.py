@@ -18,10 +18,7 @@ from mixpim.models.bitmod_gemm import BitmodParams, bitmod_gemm
 from mixpim.models.mixpe import activation_values, group_sums
 from mixpim.models.numerics import fp16_decode
 from mixpim.sim.designs import make_design
-
-
-def _ctl(valid, glast, tlast):
-    return int(valid) | int(glast) << 1 | int(tlast) << 2
+from helpers import ctl
 
 
 def _operands(p, m, n, k, rng, extremes=False):
@@ -86,7 +83,7 @@ def run_pe(p, act, qw, *, bubble_p=0.0, seed=0):
             while rng.random() < bubble_p:  # a bubble: nothing valid, inputs garbage
                 ctx.set(Value.cast(dut.i_act), 0)
                 ctx.set(dut.i_code, int(rng.integers(0, 1 << p.wbits)))
-                ctx.set(dut.i_ctl.as_value(), _ctl(0, 1, 1))
+                ctx.set(dut.i_ctl.as_value(), ctl(0, 1, 1))
                 await ctx.tick()
                 cycle += 1
                 assert not ctx.get(dut.o_res.valid)
@@ -96,11 +93,11 @@ def run_pe(p, act, qw, *, bubble_p=0.0, seed=0):
             ctx.set(Value.cast(dut.i_act), word)
             ctx.set(dut.i_code, code)
             ctx.set(dut.i_sel, sel)
-            ctx.set(dut.i_ctl.as_value(), _ctl(1, glast, tlast))
+            ctx.set(dut.i_ctl.as_value(), ctl(1, glast, tlast))
             await ctx.tick()
             assert ctx.get(Value.cast(dut.o_act)) == word
             assert (ctx.get(dut.o_code), ctx.get(dut.o_sel)) == (code, sel)
-            assert ctx.get(dut.o_ctl.as_value()) == _ctl(1, glast, tlast)
+            assert ctx.get(dut.o_ctl.as_value()) == ctl(1, glast, tlast)
             res = (bool(ctx.get(dut.o_res.tlast)), ctx.get(dut.o_res.value))
             assert bool(ctx.get(dut.o_res.valid)) == glast, f"cycle {cycle}"
             if glast:

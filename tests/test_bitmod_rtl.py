@@ -9,8 +9,6 @@ Five Verilator builds: three arrays covering the 3-bit and 4-bit BitMoD mixtures
 with INT8 activations, and one PE.
 """
 
-import subprocess
-
 import numpy as np
 import pytest
 
@@ -24,7 +22,7 @@ from mixpim.sim.cli import main
 from mixpim.sim.cosim import CosimFailure
 from mixpim.sim.designs import make_design, write_rtl
 from mixpim.sim.synth import synthesize
-from mixpim.sim.toolchain import find_verilator, verilator_env
+from helpers import check_cosim_run, mixed_weights, verilator_lint
 
 W4 = BitmodParams(rows=4, cols=4, group=32, wbits=4)   # FP4_{ER,EA}_{POS,NEG}, 2 cycles per beat
 W3 = BitmodParams(rows=3, cols=2, group=64, wbits=3)   # FP3_{ER,EA}_{POS,NEG}, 2 cycles per beat
@@ -32,23 +30,6 @@ W8 = BitmodParams(rows=2, cols=3, group=128, wbits=8)  # INT8 (radix-4 Booth), 4
 MIX = BitmodParams(rows=2, cols=2, group=32, wbits=4, types=("FP4", "INT4", "FLINT4", "FP4_EA_NEG"), act="int8")
 ARRAYS = [pytest.param(W4, id="bitmod4"), pytest.param(W3, id="bitmod3"), pytest.param(W8, id="int8"),
           pytest.param(MIX, id="fp4-int4-flint4-a8")]
-
-
-def _check(run):
-    assert run.bit_exact, "RTL accumulators differ from the golden model"
-    if not run.stalls:
-        assert run.cycle_exact, f"RTL cycles {run.measured} != golden {run.expected}"
-
-
-def mixed_weights(rng, n, k):
-    """Rows of different shapes, so a mixture picks different types: uniform, Gaussian, and Gaussian
-    with large positive or negative outliers (where the special values pay off)."""
-    w = rng.normal(size=(n, k))
-    kind = np.arange(n) % 4
-    w[kind == 0] = rng.uniform(-1, 1, size=(int((kind == 0).sum()), k))
-    w[kind == 2, ::9] = np.abs(w[kind == 2, ::9]) * 4
-    w[kind == 3, ::9] = -np.abs(w[kind == 3, ::9]) * 4
-    return w * rng.uniform(0.1, 4, size=(n, 1))
 
 
 def activations(p, rng, m, k):
@@ -68,7 +49,7 @@ def test_array_random_mixture(p):
     qw = quantize(mixed_weights(rng, n, k), p.types, p.group, scale_bits=p.scale_bits)
     if len(p.types) > 1:
         assert set(qw.selector.ravel()) == set(range(len(p.types))), "every type of the array is used"
-    _check(run_bitmod_array(p, activations(p, rng, m, k), qw))
+    check_cosim_run(run_bitmod_array(p, activations(p, rng, m, k), qw))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +67,7 @@ def test_array_minilm_slice(p, minilm):
     qw = quantize_bitmod(w, p.wbits, p.group, scale_bits=p.scale_bits)
     assert len(set(qw.selector.ravel())) >= 3
     run = run_bitmod_array(p, act, qw)
-    _check(run)
+    check_cosim_run(run)
     # the integer result is the product with the dequantized weights, up to FP16 input rounding
     y = np.ldexp(run.rtl_acc.astype(np.float64), -24 - qw.scales.exp[None, :])
     ref = act.astype(np.float64) @ qw.dequantize().T
@@ -132,7 +113,7 @@ def test_array_corners(p):
     for sc in specials:
         assert (qw.codes == sc).any()
     run = run_bitmod_array(p, corner_activations(p, rng, m, k), qw)
-    _check(run)
+    check_cosim_run(run)
     if p.act == "fp16":
         assert run.measured["nonfinite"] == 1 and run.golden.nonfinite[1] and run.golden.nonfinite[2]
         assert not run.golden.nonfinite[0]
@@ -143,7 +124,7 @@ def test_array_bubbles_and_backpressure(p):
     rng = np.random.default_rng(3)
     m, n, k = 2 * p.rows, 2 * p.cols, p.group + 7
     qw = quantize(mixed_weights(rng, n, k), p.types, p.group, scale_bits=p.scale_bits)
-    _check(run_bitmod_array(p, activations(p, rng, m, k), qw, stall_seed=11))
+    check_cosim_run(run_bitmod_array(p, activations(p, rng, m, k), qw, stall_seed=11))
 
 
 @pytest.mark.parametrize("perturb", ["output", "cycles"])
@@ -165,7 +146,7 @@ def test_same_gemm_at_3_4_and_8_bits():
     for p in (W3, W4, W8):
         qw = quantize(w, p.types, p.group, scale_bits=p.scale_bits)
         run = run_bitmod_array(p, act, qw)
-        _check(run)
+        check_cosim_run(run)
         tm = bitmod_timing(p, m, n, k)
         assert run.measured["first_output"] == tm.first_output == (tm.beats_per_tile - 1) * p.terms + p.latency
         assert run.measured["total"] == tm.total == \
@@ -189,10 +170,7 @@ def test_pe(extremes):
 ], ids=["3x3-w3", "1x33-int2-a8", "1x1-int8", "pe-int8"])
 def test_rtl_passes_verilator_lint(tmp_path, kind, kw):
     verilog, _ = write_rtl(make_design(kind, **kw), tmp_path)
-    v = find_verilator()
-    lint = subprocess.run([str(v.executable), "--lint-only", str(verilog)], capture_output=True, text=True,
-                          env=verilator_env(v), timeout=300)
-    assert lint.returncode == 0, lint.stderr[-3000:]
+    verilator_lint(verilog)
 
 
 def test_no_multiplier_anywhere(capsys):

@@ -210,3 +210,46 @@ def test_linear_weights_of_other_families():
     }
     assert linear_weights(shapes) == ["model.layers.0.self_attn.q_proj.weight",
                                       "model.layers.0.mlp.down_proj.weight", "lm_head.weight"]
+
+
+# -- weights that are not 2-D matrices, non-finite weights (mixpim quant) ----------------------------
+
+def test_norm_scales_are_not_linear_weights():
+    shapes = {"a.LayerNorm.weight": (8,), "h.0.ln_1.weight": (8,), "h.ln_f.weight": (8,),
+              "model.norm.weight": (8,), "l.post_attention_layernorm.weight": (8,), "l.bn.weight": (8,),
+              "l.dense.weight": (8, 4)}
+    assert linear_weights(shapes) == ["l.dense.weight"]
+
+
+@pytest.mark.parametrize("shape", [(512,), (2, 8, 64), ()])
+def test_a_weight_that_is_not_2d_is_an_error_not_a_silent_drop(tmp_path, shape):
+    path = tmp_path / "odd.safetensors"
+    save_file({"l.0.dense.weight": np.ones((8, 64), np.float32),
+               "l.0.odd.weight": np.ones(shape, np.float32)}, str(path))
+    with pytest.raises(CheckpointError) as e:
+        linear_weights(tensor_index(path), source=path)
+    msg = str(e.value)
+    assert "'l.0.odd.weight'" in msg and str(list(shape)) in msg and str(path) in msg
+    from mixpim.sim.quant import quant_report
+    with pytest.raises(CheckpointError, match="l.0.odd.weight"):
+        quant_report(path, ["int4-asym"], 32)
+    # named explicitly, the matrices around it are quantized
+    rep = quant_report(path, ["int4-asym"], 32, tensors=["l.0.dense.weight"])
+    assert [layer["name"] for layer in rep["layers"]] == ["l.0.dense.weight"]
+
+
+def test_non_finite_weights_name_tensor_and_file_without_a_warning(tmp_path):
+    import warnings
+
+    from mixpim.models.errors import RangeError
+    from mixpim.sim.quant import quant_report
+    w = np.ones((8, 64), np.float32)
+    w[2, 5], w[7, 7] = np.nan, -np.inf
+    path = tmp_path / "nan.safetensors"
+    save_file({"l.0.dense.weight": w}, str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning fails the test
+        with pytest.raises(RangeError) as e:
+            quant_report(path, ["int4-asym", "bitmod4"], 32)
+    msg = str(e.value)
+    assert "'l.0.dense.weight'" in msg and str(path) in msg and "2 non-finite" in msg and "(2, 5)" in msg

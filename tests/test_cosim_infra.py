@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from mixpim.sim import cosim, toolchain
 from mixpim.sim.toolchain import ToolchainError
+from helpers import never_elaborated
 
 TB_DIR = Path(__file__).parent / "cocotb"
 
@@ -26,12 +27,6 @@ class Counter(wiring.Component):
         with m.If(self.en):
             m.d.sync += self.count.eq(self.count + 1)
         return m
-
-
-def never_elaborated(component):
-    """Silence Amaranth's UnusedElaboratable warning for a component a test expects to be rejected."""
-    component._MustUse__silence = True
-    return component
 
 
 def golden_counts(en, width=8):

@@ -6,25 +6,22 @@ layouts, an ISA changed in models/isa.py, and Verilator lint of the generated Ve
 import dataclasses
 import io
 import random
-import subprocess
 import tokenize
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from amaranth.hdl import Shape
-from amaranth.sim import Simulator
 
 from mixpim.hw import decoder as decoder_module
 from mixpim.hw.decoder import (InstructionDecoder, header_layout, operand_layout, operand_port,
                                word_layout)
-from mixpim.models.isa import (FORMATS, MASK_BITS, PIM_OPCODES, WORD_BITS, DecodeError, ErrorCode,
+from mixpim.models.isa import (OPCODE_FORMATS, MASK_BITS, PIM_OPCODES, WORD_BITS, DecodeError, ErrorCode,
                                Instruction, IsaError, Opcode, Spad, Unit, decode, fields,
                                header_fields)
 from mixpim.sim.designs import LINT_WAIVER
-from mixpim.sim.toolchain import find_verilator, verilator_env
 from mixpim.sim.verilog import to_verilog
-from helpers import rejects
+from helpers import rejects, run, verilator_lint
 
 HEADER = ("opcode", "wait", "signal")
 
@@ -45,9 +42,7 @@ def simulate(words, dut=None):
             row.update({v: ctx.get(getattr(dut, v).as_value()) for v in views})
             out.append(row)
 
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(dut, testbench, clock=False)
     return out
 
 
@@ -70,7 +65,7 @@ def mismatches(word, got):
     for name, lo, width in header_fields():
         if name in HEADER and got[f"o_{name}"] != word >> lo & ((1 << width) - 1):
             bad.append(f"o_{name} {got[f'o_{name}']:#x}")
-    for fmt in FORMATS.values():
+    for fmt in OPCODE_FORMATS.values():
         if fmt.operands:
             layout, raw = operand_layout(fmt.opcode), got[operand_port(fmt.opcode)]
             for f in fmt.operands:
@@ -142,7 +137,7 @@ def with_field(word, f, value):
 
 
 def valid_words(rng, per_format=40, formats=None):
-    formats = FORMATS.values() if formats is None else formats
+    formats = OPCODE_FORMATS.values() if formats is None else formats
     return [valid_word(rng, fmt) for fmt in formats for _ in range(per_format)]
 
 
@@ -159,7 +154,7 @@ def test_word_and_operand_layouts_follow_isa(op):
     assert layout.size == WORD_BITS
     assert [(n, layout[n].offset, layout[n].width) for n, _, _ in fields(op)] == fields(op)
     operands = operand_layout(op)
-    fmt = FORMATS[op]
+    fmt = OPCODE_FORMATS[op]
     assert [n for n, _ in operands] == [f.name for f in fmt.operands]
     for f in fmt.operands:
         assert operands[f.name].offset == f.lo - fmt.operands[0].lo
@@ -188,7 +183,7 @@ def test_signature():
     assert views == {"o_load", "o_store", "o_gemm", "o_vec"}
     for name in views:
         assert sig[name].shape == operand_layout(name[2:].upper())
-    assert dut.formats == tuple(FORMATS.values())
+    assert dut.formats == tuple(OPCODE_FORMATS.values())
     check([0], dut)  # NOP; also elaborates the decoder
 
 
@@ -205,13 +200,13 @@ def test_no_bit_position_written_by_hand():
 def test_valid_words_of_every_format():
     rng = random.Random(1)
     seen = check(valid_words(rng, per_format=300))
-    assert {(op, code) for op, code, _ in seen} == {(int(op), ErrorCode.OK) for op in FORMATS}
+    assert {(op, code) for op, code, _ in seen} == {(int(op), ErrorCode.OK) for op in OPCODE_FORMATS}
 
 
 def test_every_boundary_value_of_every_field():
     rng = random.Random(2)
     words = []
-    for fmt in FORMATS.values():
+    for fmt in OPCODE_FORMATS.values():
         for f in fmt.operands:
             for v in boundary_values(f):
                 words += [valid_word(rng, fmt, **{f.name: v}) for _ in range(3)]
@@ -224,12 +219,12 @@ def test_every_boundary_value_of_every_field():
 def test_every_token_mask_pair():
     """All 16 x 16 wait/signal pairs on every opcode: own-unit bits and masks on NOP/SYNC/HALT."""
     rng = random.Random(3)
-    base = {fmt.opcode: valid_word(rng, fmt, wait=0, signal=0) for fmt in FORMATS.values()}
-    wait, signal = FORMATS[Opcode.NOP].field("wait"), FORMATS[Opcode.NOP].field("signal")
+    base = {fmt.opcode: valid_word(rng, fmt, wait=0, signal=0) for fmt in OPCODE_FORMATS.values()}
+    wait, signal = OPCODE_FORMATS[Opcode.NOP].field("wait"), OPCODE_FORMATS[Opcode.NOP].field("signal")
     words = [with_field(with_field(w, wait, a), signal, b)
              for w in base.values() for a in range(1 << MASK_BITS) for b in range(1 << MASK_BITS)]
     seen = check(words)
-    for fmt in FORMATS.values():
+    for fmt in OPCODE_FORMATS.values():
         legal = len(legal_masks(fmt))
         assert seen[fmt.opcode, ErrorCode.OK, None] == legal * legal
         assert seen[fmt.opcode, ErrorCode.BAD_FIELD, "wait"] == (16 - legal) * 16
@@ -239,11 +234,11 @@ def test_every_token_mask_pair():
 def test_every_opcode_byte():
     """All 256 opcodes over zero operands and over valid operand bits of each format."""
     rng = random.Random(4)
-    opcode = FORMATS[Opcode.NOP].fields[0]
-    bodies = [0] + [valid_word(rng, fmt, wait=0, signal=0) for fmt in FORMATS.values() for _ in range(4)]
+    opcode = OPCODE_FORMATS[Opcode.NOP].fields[0]
+    bodies = [0] + [valid_word(rng, fmt, wait=0, signal=0) for fmt in OPCODE_FORMATS.values() for _ in range(4)]
     seen = check(with_field(w, opcode, op) for w in bodies for op in range(1 << opcode.width))
     illegal = {op for op, code, _ in seen if code is ErrorCode.ILLEGAL_OPCODE}
-    assert illegal == set(range(256)) - {int(op) for op in FORMATS}
+    assert illegal == set(range(256)) - {int(op) for op in OPCODE_FORMATS}
     assert set(PIM_OPCODES) <= illegal
     assert seen[Opcode.NOP, ErrorCode.OK, None] and seen[Opcode.NOP, ErrorCode.BAD_FIELD, "unused"]
 
@@ -252,7 +247,7 @@ def test_every_raw_value_of_every_constrained_field():
     """Each enum field over all its raw values, each count with a minimum over 0..minimum + 1."""
     rng = random.Random(5)
     words = []
-    for fmt in FORMATS.values():
+    for fmt in OPCODE_FORMATS.values():
         for f in fmt.operands:
             if f.kind == "enum":
                 values = range(1 << f.width)
@@ -278,7 +273,7 @@ def test_single_and_double_bit_corruptions():
         words += [w ^ 1 << rng.randrange(WORD_BITS) ^ 1 << rng.randrange(WORD_BITS) for _ in range(32)]
     seen = check(words)
     # Every rule decode() enforces was broken somewhere, and attributed to its field.
-    for fmt in FORMATS.values():
+    for fmt in OPCODE_FORMATS.values():
         for f in fmt.fields[1:]:
             constrained = (f.kind in ("zero", "enum") or f.minimum > 0
                            or f.kind == "mask" and len(legal_masks(fmt)) < 1 << MASK_BITS)
@@ -290,13 +285,13 @@ def test_single_and_double_bit_corruptions():
 
 def test_random_garbage():
     rng = random.Random(7)
-    opcode = FORMATS[Opcode.NOP].fields[0]
-    legal = [int(op) for op in FORMATS]
+    opcode = OPCODE_FORMATS[Opcode.NOP].fields[0]
+    legal = [int(op) for op in OPCODE_FORMATS]
     words = [rng.getrandbits(WORD_BITS) for _ in range(20000)]
     # Garbage behind a legal opcode, and valid words with one whole field replaced by garbage.
     words += [with_field(rng.getrandbits(WORD_BITS), opcode, rng.choice(legal)) for _ in range(20000)]
     for w in valid_words(rng, per_format=500):
-        f = rng.choice(FORMATS[w & opcode.maximum].fields[1:])
+        f = rng.choice(OPCODE_FORMATS[w & opcode.maximum].fields[1:])
         words.append(with_field(w, f, rng.getrandbits(f.width)))
     seen = check(words)
     codes = Counter()
@@ -314,25 +309,25 @@ def _replace_operand(fmt, name, **changes):
 
 
 def test_isa_changes_flow_through(monkeypatch):
-    store, load, gemm, vec = (FORMATS[op] for op in (Opcode.STORE, Opcode.LOAD, Opcode.GEMM, Opcode.VEC))
-    monkeypatch.setitem(FORMATS, Opcode.STORE,
+    store, load, gemm, vec = (OPCODE_FORMATS[op] for op in (Opcode.STORE, Opcode.LOAD, Opcode.GEMM, Opcode.VEC))
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.STORE,
                         _replace_operand(store, "spad", allowed=(Spad.ACT, Spad.WGT, Spad.ACC)))
-    monkeypatch.setitem(FORMATS, Opcode.LOAD, _replace_operand(load, "stride", minimum=16))
-    monkeypatch.setitem(FORMATS, Opcode.GEMM, dataclasses.replace(gemm, unit=Unit.VEC))
-    monkeypatch.setitem(FORMATS, Opcode.VEC, _replace_operand(vec, "rows", width=12))  # unused shrinks
-    monkeypatch.delitem(FORMATS, Opcode.SYNC)
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.LOAD, _replace_operand(load, "stride", minimum=16))
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.GEMM, dataclasses.replace(gemm, unit=Unit.VEC))
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.VEC, _replace_operand(vec, "rows", width=12))  # unused shrinks
+    monkeypatch.delitem(OPCODE_FORMATS, Opcode.SYNC)
     dut = InstructionDecoder()
-    assert dut.o_vec.shape().size == sum(f.width for f in FORMATS[Opcode.VEC].operands)
+    assert dut.o_vec.shape().size == sum(f.width for f in OPCODE_FORMATS[Opcode.VEC].operands)
 
     rng = random.Random(8)
     words = []
     for w in valid_words(rng, per_format=40):
         words += [w ^ 1 << b for b in range(WORD_BITS)]
-    words += [valid_word(rng, FORMATS[Opcode.VEC], rows=FORMATS[Opcode.VEC].field("rows").maximum)]
+    words += [valid_word(rng, OPCODE_FORMATS[Opcode.VEC], rows=OPCODE_FORMATS[Opcode.VEC].field("rows").maximum)]
     words += [rng.getrandbits(WORD_BITS) for _ in range(2000)]
-    spad, stride = FORMATS[Opcode.STORE].field("spad"), FORMATS[Opcode.LOAD].field("stride")
-    words += [with_field(valid_word(rng, FORMATS[Opcode.STORE]), spad, v) for v in range(16)]
-    words += [with_field(valid_word(rng, FORMATS[Opcode.LOAD]), stride, v) for v in (0, 15, 16)]
+    spad, stride = OPCODE_FORMATS[Opcode.STORE].field("spad"), OPCODE_FORMATS[Opcode.LOAD].field("stride")
+    words += [with_field(valid_word(rng, OPCODE_FORMATS[Opcode.STORE]), spad, v) for v in range(16)]
+    words += [with_field(valid_word(rng, OPCODE_FORMATS[Opcode.LOAD]), stride, v) for v in (0, 15, 16)]
     seen = check(words, dut)
     assert seen[Opcode.SYNC, ErrorCode.ILLEGAL_OPCODE, "opcode"]
     assert seen[Opcode.LOAD, ErrorCode.BAD_FIELD, "stride"]
@@ -341,10 +336,10 @@ def test_isa_changes_flow_through(monkeypatch):
 
 
 def test_unknown_field_kind_is_refused(monkeypatch):
-    gemm = FORMATS[Opcode.GEMM]
+    gemm = OPCODE_FORMATS[Opcode.GEMM]
     odd = dataclasses.replace(gemm.operands[-1])
     object.__setattr__(odd, "kind", "float")  # a kind models/isa.py does not have yet
-    monkeypatch.setitem(FORMATS, Opcode.GEMM, dataclasses.replace(gemm, operands=gemm.operands[:-1] + (odd,)))
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.GEMM, dataclasses.replace(gemm, operands=gemm.operands[:-1] + (odd,)))
     rejects(NotImplementedError,
                               "GEMM accumulate: the decoder has no check for field kind 'float'",
                               InstructionDecoder)
@@ -357,7 +352,4 @@ def test_verilog_passes_verilator_lint(tmp_path):
     assert "clk" not in text  # purely combinational
     verilog = tmp_path / "instruction_decoder.v"
     verilog.write_text(LINT_WAIVER + text)
-    v = find_verilator()
-    lint = subprocess.run([str(v.executable), "--lint-only", str(verilog)], capture_output=True, text=True,
-                          env=verilator_env(v), timeout=300)
-    assert lint.returncode == 0, lint.stderr[-3000:]
+    verilator_lint(verilog)

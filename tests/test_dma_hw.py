@@ -12,17 +12,17 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from mixpim.hw.dma import (LOAD_SPADS, STORE_SPADS, DmaEngine, SpadReadSignature, dma_layout,
                            port_lanes, word_shape)
 from mixpim.hw.dram import DramModel, DramSignature
 from mixpim.models.config import preset
-from mixpim.models.executor import pack_acc, run
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad
+from mixpim.models.executor import pack_acc
+from mixpim.models.isa import Instruction, Opcode, Spad
 from mixpim.models.program import Segment
-from mixpim.models.tile_timing import DMA_SETUP_CYCLES, DramBanks, check_instruction, simulate
-from helpers import rejects
+from mixpim.models.dram_timing import DMA_SETUP_CYCLES, DramBanks
+from mixpim.models.tile_timing import check_instruction, simulate
+from helpers import drive_unit, golden_run, rejects, run
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -118,35 +118,18 @@ def run_rtl(cfg, insts, dram_image, spad_ints, gaps):
     final = {}
 
     async def bench(ctx):
-        for inst, gap in zip(insts, gaps):
-            for _ in range(gap):
-                _, _, busy = await ctx.tick().sample(dma.busy)
-                assert not busy
+        def issue(inst):
             ctx.set(dma.i_store, inst.op == Opcode.STORE)
             ctx.set(dma.i_inst, layout.const({name: int(inst[name]) for name in layout.members}))
-            ctx.set(dma.start, 1)
-            cycles = 0
-            while True:
-                _, _, busy, done = await ctx.tick().sample(dma.busy, dma.done)
-                ctx.set(dma.start, 0)
-                assert busy, "busy must stay high until done"
-                cycles += 1
-                if done:
-                    break
-                assert cycles < 100_000
-            measured.append(cycles)
-        _, _, busy = await ctx.tick().sample(dma.busy)
-        assert not busy
+
+        measured.extend(await drive_unit(ctx, dma, insts, gaps, issue, limit=100_000))
         bus = cfg.dram_bus_bytes
         words = [ctx.get(top.dram.memory.data[i]) for i in range(cfg.dram_bytes // bus)]
         final["dram"] = b"".join(w.to_bytes(bus, "little") for w in words)
         for s, mem in top.spads.items():
             final[s] = [ctx.get(mem.data[i]) for i in range(cfg.spad_words(s))]
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run(top, bench)
     return measured, final
 
 
@@ -163,11 +146,7 @@ def check(cfg, insts, seed=0, gaps=None):
     # golden: timing of every instruction, and the data
     segments = [Segment("dram", 0, dram_image)]
     segments += [Segment(s.name, 0, spad_bytes[s], cfg.word_bytes(s)) for s in spad_bytes]
-    program = list(insts) + [Instruction(Opcode.HALT)]
-    golden = run(cfg, program, segments, check_races=False)
-    assert golden.status.error == ErrorCode.OK, golden.timing.summary()
-    timing = golden.timing
-    expected = [int(timing.end[i] - timing.start[i] + 1) for i in range(len(insts))]
+    golden, expected = golden_run(cfg, insts, segments)
     banks = DramBanks(cfg)  # the same durations from the public formula, in program order
     for inst, e in zip(insts, expected):
         length = inst.words * cfg.word_bytes(inst.spad)

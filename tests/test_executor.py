@@ -1,7 +1,6 @@
 """Golden executor (models/executor.py): GEMM programs equal mixpe_gemm, VEC, DMA byte movement,
 segments, errors, races, timing-only mode, word formats."""
 
-import re
 
 import numpy as np
 import pytest
@@ -16,15 +15,11 @@ from mixpim.models.quant import num_groups, quantize_weights
 from mixpim.models.tile_timing import simulate
 from mixpim.models.vector import (column_multipliers, gelu_lut, int8_to_fp16_bits, pack_vparam,
                                   vec_apply, vparam_header)
-from test_tile_timing import projection_program
+from helpers import exact, projection_program
 
 DMA, GEMM, VEC, PIM = UnitMask.DMA, UnitMask.GEMM, UnitMask.VEC, UnitMask.PIM
 HALT = Instruction(Opcode.HALT)
 CFG = preset("tiny")  # 4x4, group 32, 256-word ACT, 256 KiB DRAM
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
 
 
 # -- building GEMM programs by hand ------------------------------------------------------------
@@ -68,7 +63,6 @@ def multi_tile_gemm_program(cfg, act, qw):
     """Every output tile: LOADs of its ACT/WGT/META blocks, the GEMM split in two along K (the
     second accumulates), STORE of the ACC tile. Returns (program, output base, tiles)."""
     m, k = act.shape
-    n = qw.codes.shape[0]
     act_w, wgt_w, meta_w = blocks(cfg, act, qw)
     g = num_groups(k, cfg.group)
     assert g >= 2
@@ -385,6 +379,19 @@ def test_raw_words_run_and_every_code_reaches_the_status():
         assert res.status.error == code
     assert run(cfg, [Instruction(Opcode.NOP)]).status.error == ErrorCode.NO_HALT
     assert run(cfg, [HALT]).status.error == ErrorCode.OK
+
+
+def test_raw_words_of_legal_instructions_take_effect():
+    """``run`` documents raw 128-bit words: legal ones execute exactly like their Instructions."""
+    ins = [Instruction(Opcode.LOAD, spad=Spad.ACT, dram_addr=0, words=2, rows=1),
+           Instruction(Opcode.STORE, spad=Spad.ACT, dram_addr=64, words=2, rows=1, wait=0)]
+    seg = [Segment("dram", 0, bytes(range(1, 9)))]
+    words = [i.encode() for i in ins] + [HALT.encode()]
+    res = run(CFG, words, seg)
+    ref = run(CFG, ins + [HALT], seg)
+    assert res.ok and res.status == ref.status
+    assert res.read(64, 8) == ref.read(64, 8) == bytes(range(1, 9))
+    assert res.timing.instructions[0] == ins[0]
 
 
 # -- segments ----------------------------------------------------------------------------------

@@ -13,14 +13,7 @@ from mixpim.models.mixpe import (ArrayParams, GemmResult, activation_values, arr
                                  array_unstream, group_sums, mixpe_gemm, output_to_float)
 from mixpim.models.numerics import FixedScales, fp16_decode, quantize_act_int8
 from mixpim.models.quant import QuantizedWeights, quantize_weights
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
-
-
-def params(**kw):
-    return ArrayParams.from_config(TileConfig(**kw))
+from helpers import exact, params
 
 
 # -- independent reference ---------------------------------------------------------------------

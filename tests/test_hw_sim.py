@@ -1,6 +1,5 @@
 """Amaranth-simulator tests of the small blocks and of small arrays (hw/)."""
 
-import re
 
 import numpy as np
 import pytest
@@ -8,7 +7,6 @@ from amaranth.back import rtlil
 from amaranth.hdl import Cat, Const, Module, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from mixpim.hw.array import BaselineArray, MixPEArray, make_array
 from mixpim.hw.baseline_pe import BaselinePE
@@ -18,32 +16,11 @@ from mixpim.hw.layouts import (array_input_layout, array_output_layout, pack, pe
 from mixpim.hw.mixpe_pe import MixPE
 from mixpim.hw.shift_add import ShiftAddMultiplier, shift_add
 from mixpim.models.config import TileConfig
-from mixpim.models.mixpe import ArrayParams, array_stream, array_timing, array_unstream, mixpe_gemm
+from mixpim.models.mixpe import array_stream, array_timing, array_unstream, mixpe_gemm
 from mixpim.models.numerics import fp16_decode
 from mixpim.models.numerics import FixedScales
 from mixpim.models.quant import QuantizedWeights, quantize_weights
-from helpers import rejects
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
-
-
-def params(**kw):
-    return ArrayParams.from_config(TileConfig(**kw))
-
-
-def run(dut, testbench, clock=True):
-    sim = Simulator(dut)
-    if clock:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-
-
-def to_signed(v, width):
-    v &= (1 << width) - 1
-    return v - (1 << width) if v >> (width - 1) else v
+from helpers import ctl, exact, params, rejects, run, to_signed
 
 
 # -- ShiftAddMultiplier ------------------------------------------------------------------------
@@ -151,10 +128,6 @@ def _act_stream(rng, act, n):
     return list(zip(words, (int(s) << (int(e) - 1) for s, e in zip(sig, exp)))), lay
 
 
-def _ctl(valid, glast, tlast):
-    return int(valid) | int(glast) << 1 | int(tlast) << 2  # ctl_layout: valid, glast, tlast (LSB first)
-
-
 def _res_fields(word, width):
     return word & 1, (word >> 1) & 1, to_signed(word >> 2, width)  # result_layout: valid, tlast, value
 
@@ -181,12 +154,12 @@ def test_mixpe_pe_stream(act):
         for t in range(n):
             ctx.set(Value.cast(dut.i_act), acts[t][0])
             ctx.set(dut.i_wc, int(wcs[t]))
-            ctx.set(dut.i_ctl.as_value(), _ctl(valid[t], glast[t], tlast[t]))
+            ctx.set(dut.i_ctl.as_value(), ctl(valid[t], glast[t], tlast[t]))
             await ctx.tick()
             # registered pass-through
             assert ctx.get(Value.cast(dut.o_act)) == acts[t][0]
             assert ctx.get(dut.o_wc) == wcs[t]
-            assert ctx.get(dut.o_ctl.as_value()) == _ctl(valid[t], glast[t], tlast[t])
+            assert ctx.get(dut.o_ctl.as_value()) == ctl(valid[t], glast[t], tlast[t])
             v, tl, value = _res_fields(ctx.get(dut.o_res.as_value()), p.psum_bits)
             if valid[t]:
                 psum += acts[t][1] * int(wcs[t])
@@ -227,12 +200,12 @@ def test_baseline_pe_stream(act):
             ctx.set(dut.i_code, int(codes[t]))
             ctx.set(dut.i_zero, int(zeros[t]))
             ctx.set(dut.i_scale, int(scales[t]))
-            ctx.set(dut.i_ctl.as_value(), _ctl(valid[t], glast[t], tlast[t]))
+            ctx.set(dut.i_ctl.as_value(), ctl(valid[t], glast[t], tlast[t]))
             await ctx.tick()
             assert ctx.get(Value.cast(dut.o_act)) == acts[t][0]
             assert (ctx.get(dut.o_code), ctx.get(dut.o_zero), ctx.get(dut.o_scale)) == \
                 (codes[t], zeros[t], scales[t])
-            assert ctx.get(dut.o_ctl.as_value()) == _ctl(valid[t], glast[t], tlast[t])
+            assert ctx.get(dut.o_ctl.as_value()) == ctl(valid[t], glast[t], tlast[t])
             v, tl, value = _res_fields(ctx.get(dut.o_res.as_value()), p.acc_bits)
             if valid[t]:
                 acc += acts[t][1] * (int(codes[t]) - int(zeros[t])) * int(scales[t])

@@ -1,7 +1,6 @@
 """ISA: enum values, field layouts (against docs/tile.md and Amaranth), encode/decode, every error."""
 
 import pickle
-import re
 from pathlib import Path
 
 import pytest
@@ -9,17 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixpim.models.errors import MixpimError
-from mixpim.models.isa import (FORMATS, HEADER_BITS, MARKDOWN_BEGIN, MARKDOWN_END, PIM_OPCODES,
-                               WORD_BITS, DecodeError, ErrorCode, Instruction, IsaError, Opcode,
-                               Spad, Unit, UnitMask, VecFunc, decode, fields, format_of,
-                               header_fields, isa_markdown, parse_instruction)
+from mixpim.models.isa import (HEADER_BITS, OPCODE_FORMATS, PIM_OPCODES, WORD_BITS, DecodeError, ErrorCode,
+                               Instruction, IsaError, Opcode, Spad, Unit, UnitMask, VecFunc, decode,
+                               fields, format_of, header_fields, parse_instruction, parse_number)
+from mixpim.models.isa.doc import MARKDOWN_BEGIN, MARKDOWN_END, isa_markdown
+from helpers import exact, instructions
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-def exact(text):
-    """A ``match=`` pattern for exactly ``text``."""
-    return "^" + re.escape(text) + "$"
 
 
 def raises_decode(word, message, code=ErrorCode.BAD_FIELD, field=None):
@@ -93,11 +88,11 @@ def test_fields_build_an_amaranth_struct_layout_that_packs_like_encode(op):
 
 
 def test_field_legal_values():
-    load, store, vec = FORMATS[Opcode.LOAD], FORMATS[Opcode.STORE], FORMATS[Opcode.VEC]
+    load, store, vec = OPCODE_FORMATS[Opcode.LOAD], OPCODE_FORMATS[Opcode.STORE], OPCODE_FORMATS[Opcode.VEC]
     assert load.field("spad").allowed == (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)
     assert store.field("spad").allowed == (Spad.ACT, Spad.ACC)
     assert vec.field("func").allowed == tuple(VecFunc)
-    required = {op.mnemonic: [f.name for f in op.operands if f.required] for op in FORMATS.values()}
+    required = {op.mnemonic: [f.name for f in op.operands if f.required] for op in OPCODE_FORMATS.values()}
     assert required == {"NOP": [], "SYNC": [], "HALT": [], "LOAD": ["words", "rows"],
                         "STORE": ["words", "rows"], "GEMM": ["groups"], "VEC": ["rows"]}
     with pytest.raises(KeyError):
@@ -155,7 +150,7 @@ def test_boundary_values_round_trip(op):
 
 def test_instruction_accessors():
     inst = Instruction("LOAD", spad="WGT", words=3, rows=2, dram_addr=64, signal=UnitMask.GEMM)
-    assert inst.op is Opcode.LOAD and inst.unit is Unit.DMA and inst.format is FORMATS[Opcode.LOAD]
+    assert inst.op is Opcode.LOAD and inst.unit is Unit.DMA and inst.format is OPCODE_FORMATS[Opcode.LOAD]
     assert inst.operands == {"spad": Spad.WGT, "spad_addr": 0, "dram_addr": 64, "words": 3,
                              "rows": 2, "stride": 0}
     assert inst.spad is Spad.WGT and inst["words"] == 3 and inst.rows == 2
@@ -323,7 +318,7 @@ def test_load_store_decode_have_no_unused_bits():
 def test_decode_spad(spad):
     for op, allowed in ((Opcode.LOAD, "ACT, WGT, META, VPARAM"), (Opcode.STORE, "ACT, ACC")):
         word = minimal(op).encode() & ~(0xF << 24) | spad << 24
-        if spad in FORMATS[op].field("spad").allowed:
+        if spad in OPCODE_FORMATS[op].field("spad").allowed:
             assert decode(word).spad == spad
         else:
             shown = Spad(spad).name if spad < len(Spad) else str(spad)
@@ -405,6 +400,14 @@ def test_parse_instruction():
         parse_instruction(3)
 
 
+@pytest.mark.parametrize("text", ["0x_1", "0b_1", "0o_7", "1__0", "1_", "0x", "_1", "0x1g"])
+def test_malformed_numbers_are_rejected(text):
+    """A digit must follow a base prefix and underscores stand only between digits."""
+    assert parse_number(text) is None
+    with pytest.raises(IsaError, match="words must be an integer"):
+        parse_instruction(f"LOAD spad=ACT words={text} rows=1")
+
+
 def test_str_is_canonical():
     inst = Instruction(Opcode.STORE, spad=Spad.ACC, spad_addr=5, dram_addr=0xABC, words=2, rows=3,
                        stride=0x40, wait=UnitMask.VEC | UnitMask.GEMM)
@@ -416,23 +419,6 @@ def test_str_is_canonical():
 
 
 # -- random instructions -----------------------------------------------------------------------
-
-@st.composite
-def instructions(draw, ops=tuple(Opcode)):
-    op = draw(st.sampled_from(ops))
-    fmt = format_of(op)
-    kwargs = {}
-    for f in fmt.operands:
-        if f.allowed:
-            kwargs[f.name] = draw(st.sampled_from(f.allowed))
-        else:
-            kwargs[f.name] = draw(st.integers(f.minimum, f.maximum))
-    if fmt.unit is not None:
-        others = 0xF & ~(1 << fmt.unit)
-        kwargs["wait"] = draw(st.integers(0, 15)) & others
-        kwargs["signal"] = draw(st.integers(0, 15)) & others
-    return Instruction(op, **kwargs)
-
 
 @settings(max_examples=300, deadline=None)
 @given(instructions())
@@ -461,7 +447,7 @@ def test_docs_isa_md_embeds_the_generated_tables():
     assert text.count(MARKDOWN_BEGIN) == 1 and text.count(MARKDOWN_END) == 1
     block = text.split(MARKDOWN_BEGIN)[1].split(MARKDOWN_END)[0]
     assert block.strip() == isa_markdown().strip(), \
-        "docs/isa.md is out of date: run `python -m mixpim.models.isa docs/isa.md`"
+        "docs/isa.md is out of date: run `python -m mixpim.models.isa.doc docs/isa.md`"
 
 
 def test_markdown_lists_every_format_and_code():

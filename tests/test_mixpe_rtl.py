@@ -13,6 +13,7 @@ from mixpim.models.numerics import FixedScales, quantize_act_int8
 from mixpim.models.quant import QuantizedWeights, num_groups, quantize_weights
 from mixpim.sim.array_cosim import make_pe_case, run_array, run_pe
 from mixpim.sim.cosim import CosimFailure
+from helpers import check_cosim_run
 
 
 def _operands(cfg, m, n, k, *, seed, bits=None, symmetric=False):
@@ -47,12 +48,6 @@ def _extreme_operands(cfg, m, n, k, *, seed):
     return act, qw
 
 
-def _check(run):
-    assert run.bit_exact, "RTL accumulators differ from the golden model"
-    if not run.stalls:
-        assert run.cycle_exact, f"RTL cycles {run.measured} != golden {run.expected}"
-
-
 ARRAYS = [
     # (config, M, N, K): several R x C, group sizes, activation formats; M, N, K not multiples
     pytest.param(TileConfig(rows=2, cols=3, pe="mixpe-w4a8", group=32), 5, 7, 70, id="mixpe-a8-2x3-g32"),
@@ -68,24 +63,24 @@ ARRAYS = [
 
 @pytest.mark.parametrize("cfg,m,n,k", ARRAYS)
 def test_array_random(cfg, m, n, k):
-    _check(run_array(cfg, *_operands(cfg, m, n, k, seed=1)))
+    check_cosim_run(run_array(cfg, *_operands(cfg, m, n, k, seed=1)))
 
 
 @pytest.mark.parametrize("cfg,m,n,k", ARRAYS)
 def test_array_extremes(cfg, m, n, k):
-    _check(run_array(cfg, *_extreme_operands(cfg, m, n, k, seed=2)))
+    check_cosim_run(run_array(cfg, *_extreme_operands(cfg, m, n, k, seed=2)))
 
 
 @pytest.mark.parametrize("bits,symmetric", [(2, False), (3, False), (3, True), (4, True)])
 def test_array_narrow_weights_on_4bit_hardware(bits, symmetric):
     cfg = TileConfig(rows=4, cols=4, pe="mixpe-w4a8", group=64)
-    _check(run_array(cfg, *_operands(cfg, 6, 9, 130, seed=bits, bits=bits, symmetric=symmetric)))
+    check_cosim_run(run_array(cfg, *_operands(cfg, 6, 9, 130, seed=bits, bits=bits, symmetric=symmetric)))
 
 
 @pytest.mark.parametrize("cfg", [TileConfig(rows=2, cols=3, pe="mixpe-w4a8", group=32),
                                  TileConfig(rows=3, cols=5, pe="mixpe-w4a16", group=32)], ids=["a8", "a16"])
 def test_array_with_bubbles_and_backpressure(cfg):
-    _check(run_array(cfg, *_operands(cfg, 7, 8, 96, seed=5), stall_seed=11))
+    check_cosim_run(run_array(cfg, *_operands(cfg, 7, 8, 96, seed=5), stall_seed=11))
 
 
 def test_array_fp16_nonfinite_flag():
@@ -94,7 +89,7 @@ def test_array_fp16_nonfinite_flag():
     act[1, 3] = np.inf
     act[2, 40] = np.nan
     run = run_array(cfg, act, qw)
-    _check(run)
+    check_cosim_run(run)
     assert run.measured["nonfinite"] == 1 and list(run.golden.nonfinite) == [False, True, True, False]
 
 

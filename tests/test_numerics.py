@@ -1,6 +1,5 @@
 """Activation formats and fixed-point scales (models/numerics.py)."""
 
-import re
 
 import numpy as np
 import pytest
@@ -11,10 +10,7 @@ from hypothesis.extra import numpy as hnp
 from mixpim.models.errors import RangeError, ShapeError
 from mixpim.models.numerics import (FP16_EXP_BIAS_SHIFT, FixedScales, fp16_decode, quantize_act_int8,
                                     to_fixed_scales)
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
+from helpers import exact
 
 
 # -- fp16_decode -------------------------------------------------------------------------------

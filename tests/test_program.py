@@ -1,7 +1,6 @@
 """Program file (round trip, every corruption), segments, assembler, disassembler, listing."""
 
 import json
-import re
 import struct
 import zlib
 
@@ -11,27 +10,11 @@ from hypothesis import strategies as st
 
 from mixpim.models.config import TileConfig, preset
 from mixpim.models.errors import MixpimError
-from mixpim.models.isa import Instruction, Opcode, Spad, UnitMask, VecFunc, format_of
+from mixpim.models.isa import Instruction, Opcode, Spad, UnitMask, VecFunc
 from mixpim.models.program import (DRAM_BYTES, FORMAT_VERSION, HEADER_BYTES, MAGIC, SPAD_WORDS,
                                    AssemblyError, Program, ProgramError, Segment, assemble,
                                    disassemble, listing)
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
-
-
-@st.composite
-def instructions(draw):
-    """Any legal instruction (the same strategy as tests/test_isa.py)."""
-    fmt = format_of(draw(st.sampled_from(list(Opcode))))
-    kwargs = {f.name: draw(st.sampled_from(f.allowed) if f.allowed else st.integers(f.minimum, f.maximum))
-              for f in fmt.operands}
-    if fmt.unit is not None:
-        others = 0xF & ~(1 << fmt.unit)
-        kwargs["wait"] = draw(st.integers(0, 15)) & others
-        kwargs["signal"] = draw(st.integers(0, 15)) & others
-    return Instruction(fmt.opcode, **kwargs)
+from helpers import exact, instructions
 
 
 EXAMPLE = """\

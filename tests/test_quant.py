@@ -1,6 +1,5 @@
 """Group-wise INT2/3/4 weight quantization (models/quant.py)."""
 
-import re
 
 import numpy as np
 import pytest
@@ -10,10 +9,7 @@ from hypothesis import strategies as st
 from mixpim.models.errors import ConfigError, RangeError, ShapeError
 from mixpim.models.numerics import FixedScales, to_fixed_scales
 from mixpim.models.quant import QuantizedWeights, num_groups, quantize_weights
-
-
-def exact(text):
-    return "^" + re.escape(text) + "$"
+from helpers import exact
 
 
 def reference(w, bits, group, symmetric, scale_bits=16):

@@ -1,4 +1,4 @@
-"""Random tile programs (models/random_program.py): deterministic, race-free when valid, designed
+"""Random tile programs (sim/random_program.py): deterministic, race-free when valid, designed
 errors reported as designed, and a mix that covers the ISA (what the RTL co-simulation relies on)."""
 
 from collections import Counter
@@ -10,7 +10,7 @@ from mixpim.models.config import VPARAM_LUT_WORDS, TileConfig, preset
 from mixpim.models.executor import execute, run
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, VecFunc
 from mixpim.models.program import ProgramError
-from mixpim.models.random_program import (ERROR_KINDS, dma_gemm_overlap, insert_syncs, random_program,
+from mixpim.sim.random_program import (ERROR_KINDS, dma_gemm_overlap, insert_syncs, random_program,
                                           random_programs, summary)
 
 TINY = preset("tiny")

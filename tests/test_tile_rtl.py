@@ -103,7 +103,7 @@ def test_error_programs():
 
 
 def _random_batch(config, count, first_seed):
-    from mixpim.models.random_program import random_program
+    from mixpim.sim.random_program import random_program
     return [random_program(config, seed) for seed in range(first_seed, first_seed + count)]
 
 

@@ -9,7 +9,6 @@ ACC 64, VPARAM 128), with a DRAM of 2 banks x 64-byte rows with an
 """
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,9 @@ from mixpim.models.config import preset
 from mixpim.models.errors import ConfigError
 from mixpim.models.program import ProgramError
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, Unit, UnitMask, VecFunc
-from mixpim.models.tile_timing import DramBanks, check_instruction, simulate
+from mixpim.models.dram_timing import DramBanks
+from mixpim.models.tile_timing import check_instruction, simulate
+from helpers import projection_program
 
 CFG = preset("tiny").replace(dram_banks=2, dram_rows=64, dram_row_bytes=64, dram_bus_bytes=8,
                              t_rcd=3, t_rp=2, t_cl=2, t_ccd=1)
@@ -481,69 +482,6 @@ def test_simulate_never_hangs_on_random_programs():
 
 # -- timing-only mode at paper scale -----------------------------------------------------------
 
-def projection_program(cfg, m, n, k, *, params_per_block=False):
-    """An (M x K) x (K x N)^T projection, software-pipelined and double-buffered.
-
-    Returns ``(instructions, layout)``; ``layout`` gives the DRAM byte bases ``act``, ``wgt``,
-    ``meta``, ``out`` and the block counts. Tile t = (token block i, feature block j), i major.
-    Buffers: ACT activations by i % 2 (words ``(i % 2) * kw``), WGT/META/ACC/VEC output by t % 2.
-    Per step t the program issues the loads of tile t + 1 (and the next token block's
-    activations), then GEMM(t), VEC(t), STORE(t). Tokens:
-
-    * META load(t) -> GEMM(t) (RAW; the DMA runs in order, so the WGT and ACT loads before it
-      are done); GEMM(t) -> VEC(t) (RAW on ACC); VEC(t) -> STORE(t) (RAW on the output words);
-    * GEMM(t) -> WGT load(t + 2), VEC(t) -> GEMM(t + 2), STORE(t) -> VEC(t + 2): buffer reuse
-      (WAR). The activation load of token block i needs no token: it follows STORE(t - 1) in
-      the DMA queue, which waited for VEC(t - 1), hence for GEMM(t - 1) and every earlier GEMM.
-    """
-    g = -(-k // cfg.group)
-    kw = g * cfg.group
-    mb, nb = -(-m // cfg.rows), -(-n // cfg.cols)
-    act_b, wgt_b, meta_b = cfg.act_word_bytes, cfg.wgt_word_bytes, cfg.meta_word_bytes
-
-    def align(a, b):
-        return a + -a % b
-
-    lay = {"kw": kw, "groups": g, "mb": mb, "nb": nb, "act": 0}
-    lay["wgt"] = align(mb * kw * act_b, wgt_b)
-    lay["meta"] = align(lay["wgt"] + nb * kw * wgt_b, meta_b)
-    lay["out"] = align(lay["meta"] + nb * g * meta_b, act_b)
-    out_words = 2 * kw  # VEC output buffers follow the two activation buffers
-    assert out_words + 2 * cfg.cols <= cfg.act_words and 2 * kw <= cfg.wgt_words
-    T = mb * nb
-    ins = []
-
-    def loads(t):
-        i, j = divmod(t, nb)
-        if j == 0:
-            ins.append(Instruction(Opcode.LOAD, spad=Spad.ACT, spad_addr=(i % 2) * kw,
-                                   dram_addr=lay["act"] + i * kw * act_b, words=kw, rows=1))
-        ins.append(Instruction(Opcode.LOAD, spad=Spad.WGT, spad_addr=(t % 2) * kw,
-                               dram_addr=lay["wgt"] + j * kw * wgt_b, words=kw, rows=1,
-                               wait=GEMM if t >= 2 else 0))
-        ins.append(Instruction(Opcode.LOAD, spad=Spad.META, spad_addr=(t % 2) * g,
-                               dram_addr=lay["meta"] + j * g * meta_b, words=g, rows=1, signal=GEMM))
-
-    loads(0)
-    for t in range(T):
-        i, j = divmod(t, nb)
-        b = t % 2
-        if t + 1 < T:
-            loads(t + 1)
-        ins.append(Instruction(Opcode.GEMM, act_addr=(i % 2) * kw, wgt_addr=b * kw, meta_addr=b * g,
-                               acc_addr=b * cfg.rows, groups=g,
-                               wait=DMA | (VEC if t >= 2 else 0), signal=VEC | DMA))
-        param = cfg.vparam_param_base + (j * cfg.cols if params_per_block else 0)
-        ins.append(Instruction(Opcode.VEC, acc_addr=b * cfg.rows, act_addr=out_words + b * cfg.cols,
-                               param_addr=param, rows=min(cfg.rows, m - i * cfg.rows),
-                               wait=GEMM | (DMA if t >= 2 else 0), signal=DMA | GEMM))
-        ins.append(Instruction(Opcode.STORE, spad=Spad.ACT, spad_addr=out_words + b * cfg.cols,
-                               dram_addr=lay["out"] + t * cfg.cols * act_b, words=cfg.cols,
-                               rows=1, wait=VEC, signal=VEC))
-    ins.append(HALT)
-    return ins, lay
-
-
 def test_projection_program_is_well_formed_on_tiny():
     # the generator's token pattern balances: it halts with OK
     r = sim(projection_program(CFG, 8, 12, 70)[0])
@@ -552,14 +490,14 @@ def test_projection_program_is_well_formed_on_tiny():
 
 @pytest.mark.parametrize("m", [128])
 def test_timing_only_paper_scale(m):
-    # a 4096 x 11008 projection (LLaMA-7B MLP) on the 128x128 npu128 preset: the full program
-    # simulates in well under a second (timing only, no data)
+    # a 4096 x 11008 projection (LLaMA-7B MLP) on the 128x128 npu128 preset, timing only (no
+    # data). The model is event-driven: it visits a few cycles per instruction, not every one of
+    # the ~1.5 M cycles. (Its wall-clock speed is measured by bench/bench_tile.py.)
     cfg = preset("npu128")
     prog = projection_program(cfg, m, 11008, 4096)[0]
-    t0 = time.perf_counter()
     r = simulate(cfg, prog)
-    elapsed = time.perf_counter() - t0
     assert r.error == ErrorCode.OK, r.message
     assert r.busy[Unit.GEMM] == -(-11008 // 128) * -(-m // 128) * 4096
     assert r.cycles > r.busy[Unit.DMA]  # weight streaming dominates: DMA-bound at M = 128
-    assert elapsed < 5, f"{len(prog)} instructions took {elapsed:.2f} s"
+    assert r.events < r.cycles / 100, f"{r.events} events for {r.cycles} cycles"
+    assert r.events <= 8 * len(prog), f"{r.events} events for {len(prog)} instructions"

@@ -7,21 +7,19 @@ each VEC's duration in the executor's timing (start .. end) and
 :func:`mixpim.models.tile_timing.vec_cycles`."""
 
 import random
-import re
-import traceback
 
 import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from mixpim.hw.vector import VectorUnit, vec_layout, vparam_layout
 from mixpim.models.config import VPARAM_LUT_WORDS, preset
-from mixpim.models.executor import pack_acc, run
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, VecFunc
+from mixpim.models.executor import pack_acc
+from mixpim.models.isa import Instruction, Opcode, Spad, VecFunc
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction, vec_cycles
+from helpers import drive_unit, golden_run, rejects, run
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -121,30 +119,14 @@ def run_rtl(cfg, insts, imgs, gaps):
     async def bench(ctx):
         ctx.set(vec.i_lut.as_value(), lut)
         ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
-        for inst, gap in zip(insts, gaps):
-            for _ in range(gap):
-                _, _, busy = await ctx.tick().sample(vec.busy)
-                assert not busy
+
+        def issue(inst):
             ctx.set(vec.i_inst, layout.const({name: int(inst[name]) for name in layout.members}))
-            ctx.set(vec.start, 1)
-            cycles = 0
-            while True:
-                _, _, busy, done = await ctx.tick().sample(vec.busy, vec.done)
-                ctx.set(vec.start, 0)
-                assert busy, "busy must stay high until done"
-                cycles += 1
-                if done:
-                    break
-                assert cycles < 1000
-            measured.append(cycles)
-        _, _, busy = await ctx.tick().sample(vec.busy)
-        assert not busy
+
+        measured.extend(await drive_unit(ctx, vec, insts, gaps, issue, limit=1000))
         final["act"] = [ctx.get(top.act.data[i]) for i in range(cfg.act_words)]
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run(top, bench)
     return measured, final["act"]
 
 
@@ -166,11 +148,8 @@ def check(cfg, insts, seed=0, gaps=None, act=None, zero_params=0):
     if gaps is None:
         gaps = [rng.choice((0, 0, 0, 1, 2)) for _ in insts]
     segments = [Segment(s.name, 0, raw, cfg.word_bytes(s)) for s, (raw, _) in imgs.items()]
-    golden = run(cfg, list(insts) + [Instruction(Opcode.HALT)], segments, check_races=False)
-    assert golden.status.error == ErrorCode.OK, golden.timing.summary()
-    timing = golden.timing
-    expected = [int(timing.end[i] - timing.start[i] + 1) for i in range(len(insts))]
-    assert expected == [vec_cycles(cfg, inst) for inst in insts]
+    golden, expected = golden_run(cfg, insts, segments)
+    assert expected == [vec_cycles(cfg, inst.rows).busy for inst in insts]
 
     measured, act = run_rtl(cfg, insts, imgs, gaps)
     assert measured == expected
@@ -238,13 +217,7 @@ def test_fp16_residuals():
 
 
 def test_rejects_config():
-    with pytest.raises(TypeError, match="^" + re.escape("config must be a TileConfig, not 'tiny'")
-                       + "$") as info:
-        VectorUnit("tiny")
-    for frame, _ in traceback.walk_tb(info.tb):  # silence the half-built component
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, Elaboratable):
-            obj._MustUse__silence = True
+    rejects(TypeError, "config must be a TileConfig, not 'tiny'", lambda: VectorUnit("tiny"))
 
 
 def test_layouts():

@@ -1,6 +1,7 @@
 """cocotb driver of the tile: load, run and read back a batch of programs through the host port.
 
-The case (JSON, ``$MIXPIM_CASE``) lists programs; for each: ``writes`` ([sel, addr, hex]: memory
+The case (JSON, ``$MIXPIM_CASE``) gives the number of ``units`` (of the ``busy`` status vector)
+and lists programs; for each: ``writes`` ([sel, addr, hex]: memory
 words to set before the run, program included), ``length``, ``max_cycles`` and ``reads``
 ([sel, addr]: words to read back after ``done``). The driver records, per program, the status
 registers and the words read (``$MIXPIM_RESULT``); the comparison with the golden model is made
@@ -16,9 +17,6 @@ import cocotb
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge
 
 from common import save_result, start
-
-UNITS = 4
-
 
 async def host_write(dut, writes):
     dut.host_we.value = 1
@@ -50,10 +48,11 @@ def _u(handle):
     return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
 
 
-def status(dut):
+def status(dut, units):
     busy = _u(dut.busy)
+    width = len(dut.busy) // units
     return {"cycles": _u(dut.cycles),
-            "busy": [(busy >> (32 * u)) & 0xFFFFFFFF for u in range(UNITS)],
+            "busy": [(busy >> (width * u)) & ((1 << width) - 1) for u in range(units)],
             "dispatched": _u(dut.dispatched), "error": _u(dut.error),
             "error_pc": _u(dut.error_pc), "nonfinite": _u(dut.nonfinite)}
 
@@ -79,7 +78,7 @@ async def tile_runs_programs(dut):
         await ReadOnly()
         assert dut.done.value, (f"program {len(results)}: no done after {prog['max_cycles']} cycles "
                                 f"(the tile hangs)")
-        result = status(dut)
+        result = status(dut, case["units"])
         await RisingEdge(dut.clk)
         result["reads"] = await host_read(dut, prog["reads"])
         result["sim_seconds"] = seconds

@@ -15,16 +15,14 @@ written address, so data flows from LOADs through GEMMs and VECs to STOREs and i
 depend on each other. Most programs start with a prologue loading the VPARAM, META, WGT and ACT
 windows, so that GEMM and VEC results are rarely all zero.
 
-Dependency tokens are derived from the accesses, as :class:`mixpim.compiler.emit.Emitter` does:
-an instruction waits on the latest earlier instruction of every other unit that touched a common
-scratchpad word (RAW, WAR, WAW) and that instruction signals it; some random extra dependencies
-are added the same way. Every wait points backwards, so the k-th take of ``tok[src][dst]`` pairs
-with the k-th give, the program cannot deadlock, and the counters return to 0 at HALT. A SYNC
-replaces a token that would make more than 7 tokens of one counter outstanding (in program
-order). The generator then runs the golden executor and, while it reports a race or a
-``TOKEN_OVERFLOW`` (a consumer lagging at run time), inserts a SYNC before the later instruction
-and runs again (:func:`insert_syncs`); a valid program always ends with ``OK`` and no races
-(checked; so far the tokens alone have always sufficed).
+Dependency tokens come from the compiler's token pass (:class:`mixpim.compiler.tokens.TokenPlanner`)
+on each instruction's footprint (:func:`mixpim.models.footprint.footprint`), exactly as for
+compiled programs; some random extra dependencies are added through it too. Every wait points
+backwards, so the k-th take of ``tok[src][dst]`` pairs with the k-th give, the program cannot
+deadlock, and the counters return to 0 at HALT. The generator then runs the golden executor and,
+while it reports a race or a ``TOKEN_OVERFLOW`` (a consumer lagging at run time), inserts a SYNC
+before the later instruction and runs again (:func:`insert_syncs`); a valid program always ends
+with ``OK`` and no races (checked).
 
 **Error programs** (probability ``error_rate``) are a valid prefix (checked the same way) followed
 by one designed error, one of (``variant`` names it):
@@ -56,7 +54,7 @@ random magnitude and a shift chosen so that typical GEMM results land in the int
 words fully random: the ignored bits [22:32] set, extreme shifts). Loads mostly read their own
 region, sometimes OUT (stored results); ACT stores sometimes overwrite the ACT region.
 
-``python -m mixpim.models.random_program [N] [preset]`` prints :func:`summary` for seeds 0..N-1.
+``python -m mixpim.sim.random_program [N] [preset]`` prints :func:`summary` for seeds 0..N-1.
 """
 
 import math
@@ -66,11 +64,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import TileConfig, VPARAM_LUT_WORDS, preset
-from .executor import run
-from .isa import FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad, Unit, VecFunc
-from .program import Program, ProgramError, Segment
-from .tile_timing import TOKEN_MAX
+from ..compiler.tokens import TokenPlanner
+from ..models.config import VPARAM_LUT_WORDS, TileConfig, preset
+from ..models.executor import run
+from ..models.footprint import footprint
+from ..models.isa import OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad, Unit, VecFunc
+from ..models.program import Program, ProgramError, Segment
+from ..models.units import QUEUED_UNITS, SPADS, TOKEN_MAX
 
 __all__ = ["RandomProgram", "random_program", "random_programs", "insert_syncs", "summary",
            "dma_gemm_overlap", "ERROR_KINDS"]
@@ -80,9 +80,9 @@ ERROR_KINDS = (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD, ErrorCode.SPAD_RAN
                ErrorCode.DRAM_RANGE, ErrorCode.TOKEN_OVERFLOW, ErrorCode.DEADLOCK, ErrorCode.NO_HALT)
 
 NOP, SYNC, HALT = (Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT))
-_UNIT_OPS = {Unit.DMA: (Opcode.LOAD, Opcode.STORE), Unit.GEMM: (Opcode.GEMM,), Unit.VEC: (Opcode.VEC,)}
-_WORK_UNITS = (Unit.DMA, Unit.GEMM, Unit.VEC)
-_LOAD_SPADS = (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)
+_UNIT_OPS = {u: tuple(op for op, fmt in OPCODE_FORMATS.items() if fmt.unit == u) for u in QUEUED_UNITS}
+_LOAD_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.writers)
+_STORE_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.readers)
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ class _Gen:
         return self._int(1, m)
 
     def fields(self, op, spad=None):
-        """``(fields, reads, writes)`` of a random legal ``op``; accesses ``(space, first, n)``."""
+        """The operands of a random legal ``op``."""
         cfg, rng = self.cfg, self.rng
         if op in (Opcode.LOAD, Opcode.STORE):
             return self._dma(op, spad)
@@ -341,8 +341,7 @@ class _Gen:
                      acc_addr=self._wrote(Spad.ACC,
                                           self._addr(Spad.ACC, self._depth(Spad.ACC) - cfg.rows)),
                      groups=g, accumulate=self._int(0, 1))
-            reads = [("ACT", f["act_addr"], k), ("WGT", f["wgt_addr"], k), ("META", f["meta_addr"], g)]
-            return f, reads, [("ACC", f["acc_addr"], cfg.rows)]
+            return f
         # VEC
         c, rows, func = cfg.cols, self._int(1, cfg.rows), VecFunc(self._int(0, 3))
         act_hi = self._depth(Spad.ACT) - c
@@ -350,24 +349,19 @@ class _Gen:
                  act_addr=self._wrote(Spad.ACT, self._int(0, act_hi)), rows=rows,
                  param_addr=self._int(cfg.vparam_param_base, self._depth(Spad.VPARAM) - c),
                  res_addr=self._int(0, 0xFFFF if rng.random() < 0.1 else cfg.act_words - 1))
-        reads = [("ACC", f["acc_addr"], rows), ("VPARAM", f["param_addr"], c),
-                 ("VPARAM", VPARAM_LUT_WORDS, rows)]
-        if func == VecFunc.GELU:
-            reads.append(("VPARAM", 0, VPARAM_LUT_WORDS))
         if func == VecFunc.ADD:
             f["res_addr"] = f["act_addr"]  # in place unless a separate residual fits
             if rng.random() < 0.7:
                 apart = [a for a in (self._int(0, act_hi) for _ in range(8))
                          if abs(a - f["act_addr"]) >= c]
                 f["res_addr"] = apart[0] if apart else f["act_addr"]
-            reads.append(("ACT", f["res_addr"], c))
-        return f, reads, [("ACT", f["act_addr"], c)]
+        return f
 
     def _dma(self, op, spad=None):
         cfg, rng = self.cfg, self.rng
         if spad is None:
             spad = (Spad(rng.choice(_LOAD_SPADS, p=[0.35, 0.3, 0.15, 0.2])) if op == Opcode.LOAD
-                    else (Spad.ACT, Spad.ACC)[self._int(0, 1)])
+                    else _STORE_SPADS[self._int(0, len(_STORE_SPADS) - 1)])
         wb = cfg.word_bytes(spad)
         lo, hi = 0, self._depth(spad)
         if spad == Spad.VPARAM:  # the GELU table, the token words, the column words, or anywhere
@@ -397,8 +391,7 @@ class _Gen:
         if name == Spad.VPARAM and rng.random() < 0.7 and 4 * spad_addr + span <= size:
             off = 4 * spad_addr  # VPARAM words from their own place in the region
         f = dict(spad=spad, spad_addr=spad_addr, dram_addr=base + off, words=w, rows=r, stride=step * wb)
-        acc = [(spad.name, spad_addr, n)]
-        return (f, [], acc) if op == Opcode.LOAD else (f, acc, [])
+        return f
 
     # -- valid bodies with tokens --------------------------------------------------------------
 
@@ -408,7 +401,7 @@ class _Gen:
         return prog[:-1]
 
     def _draw(self, n):
-        """``n`` random ``(op, fields, reads, writes)``; None fields for NOP/SYNC."""
+        """``n`` random ``(op, fields)``; None fields for NOP/SYNC."""
         rng = self.rng
         ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.NOP, Opcode.SYNC]
         p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec else 0, 0.06, 0.04])
@@ -419,72 +412,46 @@ class _Gen:
                 w = self.win[spad]  # the whole window
                 f = dict(spad=spad, spad_addr=self._wrote(spad, 0), dram_addr=self.region[spad][0],
                          words=w, rows=1, stride=0)
-                out.append((Opcode.LOAD, f, (), [(spad.name, 0, w)]))
+                out.append((Opcode.LOAD, f))
         while len(out) < n:
             op = Opcode(rng.choice(ops, p=p / p.sum()))
             if len(out) < 3 and rng.random() < 0.5:
                 op = Opcode.LOAD  # programs usually start by loading data
             if op == Opcode.VEC and not self.recent[Spad.ACC] and rng.random() < 0.8:
                 op = Opcode.GEMM  # mostly a GEMM result to work on
-            out.append((op, None, (), ()) if op in (Opcode.NOP, Opcode.SYNC) else (op, *self.fields(op)))
+            out.append((op, None if op in (Opcode.NOP, Opcode.SYNC) else self.fields(op)))
         return out
 
     def _tokens(self, drawn):
-        """Instructions with tokens for every cross-unit conflict (module doc), as a list."""
+        """Instructions with the tokens of the compiler's token pass, plus random extra
+        dependencies (module doc), as a list."""
         cfg, rng = self.cfg, self.rng
-        last_w = {s.name: np.full((3, cfg.spad_words(s)), -1, np.int64) for s in Spad}  # [unit, word]
-        last_r = {s: a.copy() for s, a in last_w.items()}
-        known = np.full((3, 3), -1)  # known[src, dst]: latest src instruction dst waited on
-        latest = [-1, -1, -1]  # latest instruction of each unit
-        recs, barrier = [], -1  # records [op, fields, wait, signal]; index of the last SYNC
-        cover = {}  # (src, dst) -> tokens outstanding (given, not yet taken in program order) per index
-
-        def cov(key):
-            c = cover.setdefault(key, [])
-            c.extend([0] * (len(recs) + 2 - len(c)))
-            return c
-
-        for op, f, reads, writes in drawn:
+        planner = TokenPlanner(cfg)
+        latest = {}  # latest pc of each unit
+        insts = []
+        for op, f in drawn:
             if f is None:
-                barrier = len(recs) if op == Opcode.SYNC else barrier
-                recs.append([op, None, 0, 0])
+                planner.sync() if op == Opcode.SYNC else planner.nop()
+                insts.append(Instruction(op))
                 continue
-            u = FORMATS[op].unit
-            need = np.full(3, -1)
-            for space, lo, n in writes:
-                need = np.maximum(need, last_w[space][:, lo:lo + n].max(axis=1))
-                need = np.maximum(need, last_r[space][:, lo:lo + n].max(axis=1))
-            for space, lo, n in reads:
-                need = np.maximum(need, last_w[space][:, lo:lo + n].max(axis=1))
+            inst = Instruction(op, **f)
+            u = inst.unit
+            after = {}
             if rng.random() < 0.15:  # a random extra dependency on another unit
-                s = int(rng.choice([x for x in range(3) if x != u]))
-                need[s] = max(need[s], latest[s])
-            pc = len(recs)
-            deps = [s for s in range(3) if s != u and need[s] > max(known[s, u], barrier)]
-            if any(max(cov((s, u))[need[s] + 1:pc + 1]) >= TOKEN_MAX for s in deps):
-                recs.append([Opcode.SYNC, None, 0, 0])  # a SYNC orders what a token cannot
-                barrier, pc, deps = pc, pc + 1, []
-            for s in deps:
-                p = int(need[s])
-                known[s, u] = p
-                recs[p][3] |= 1 << u
-                c = cov((s, u))
-                for i in range(p + 1, pc + 1):
-                    c[i] += 1
-            recs.append([op, f, sum(1 << s for s in deps), 0])
-            for space, lo, n in reads:
-                last_r[space][u, lo:lo + n] = pc
-            for space, lo, n in writes:
-                last_w[space][u, lo:lo + n] = pc
-            latest[u] = pc
-        return [Instruction(op, wait=w, signal=s, **(f or {})) for op, f, w, s in recs]
+                s = Unit(int(rng.choice([x for x in QUEUED_UNITS if x != u])))
+                if s in latest:
+                    after[s] = latest[s]
+            latest[u] = planner.add(u, footprint(cfg, inst, dram=False).spads, after=after)
+            insts.append(inst)
+        return [i if i.unit is None else i.replace(wait=planner.waits[pc], signal=planner.signals[pc])
+                for pc, i in enumerate(insts)]
 
     def _unit_inst(self, unit, **tokens):
         op = _UNIT_OPS[unit][self._int(0, len(_UNIT_OPS[unit]) - 1)]
-        return Instruction(op, **tokens, **self.fields(op)[0])
+        return Instruction(op, **tokens, **self.fields(op))
 
     def _units(self):
-        return [u for u in _WORK_UNITS if u != Unit.VEC or self.can_vec]
+        return [u for u in QUEUED_UNITS if u != Unit.VEC or self.can_vec]
 
     # -- designed errors -----------------------------------------------------------------------
 
@@ -529,22 +496,22 @@ class _Gen:
         """The word of a random legal instruction of one of ``ops`` (default: any)."""
         ops = ops or [op for op in Opcode if op != Opcode.VEC or self.can_vec]
         op = Opcode(self.rng.choice(ops))
-        if FORMATS[op].unit is None:
+        if OPCODE_FORMATS[op].unit is None:
             return Instruction(op).encode()
-        u = FORMATS[op].unit
+        u = OPCODE_FORMATS[op].unit
         mask = [x for x in Unit if x != u]
         tok = dict(wait=int(sum(1 << x for x in mask if self.rng.random() < 0.2 and x != Unit.PIM)),
                    signal=int(sum(1 << x for x in mask if self.rng.random() < 0.2)))
-        return Instruction(op, **tok, **self.fields(op)[0]).encode()
+        return Instruction(op, **tok, **self.fields(op)).encode()
 
     @staticmethod
     def _set(word, name, value):
-        f = FORMATS[Opcode(word & 0xFF)].field(name)
+        f = OPCODE_FORMATS[Opcode(word & 0xFF)].field(name)
         return word & ~(f.maximum << f.lo) | value << f.lo
 
     def _illegal(self):
         rng = self.rng
-        legal = set(FORMATS) | set(PIM_OPCODES)
+        legal = set(OPCODE_FORMATS) | set(PIM_OPCODES)
         if rng.random() < 0.5:
             opcode, variant = int(rng.choice(PIM_OPCODES)), "pim"
         else:
@@ -563,18 +530,18 @@ class _Gen:
             return self._any_word() | self._int(1, 255) << 16, variant
         if variant == "unused":  # NOP/SYNC/HALT, GEMM and VEC have unused bits; LOAD/STORE none
             word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT, Opcode.GEMM) + vec_ops)
-            f = FORMATS[Opcode(word & 0xFF)].field("unused")
+            f = OPCODE_FORMATS[Opcode(word & 0xFF)].field("unused")
             return word | 1 << self._int(f.lo, f.hi - 1), variant
         if variant == "own_token":
             word = self._any_word((Opcode.LOAD, Opcode.STORE, Opcode.GEMM) + vec_ops)
-            u = FORMATS[Opcode(word & 0xFF)].unit
+            u = OPCODE_FORMATS[Opcode(word & 0xFF)].unit
             return word | 1 << (u + (8 if rng.random() < 0.5 else 12)), variant
         if variant == "dispatcher_mask":
             word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT))
             return word | self._int(1, 255) << 8, variant
         if variant == "spad":
             op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
-            bad = [x for x in range(16) if x not in {int(s) for s in FORMATS[op].field("spad").allowed}]
+            bad = [x for x in range(16) if x not in {int(s) for s in OPCODE_FORMATS[op].field("spad").allowed}]
             return self._set(self._any_word((op,)), "spad", int(rng.choice(bad))), variant
         if variant == "func" and self.can_vec:
             return self._set(self._any_word((Opcode.VEC,)), "func", self._int(4, 15)), variant
@@ -583,7 +550,7 @@ class _Gen:
             op = Opcode(word & 0xFF)
             names = {Opcode.GEMM: ["groups"], Opcode.VEC: ["rows"]}.get(op, ["words", "rows"])
             return self._set(word, names[self._int(0, len(names) - 1)], 0), "zero_count"
-        f, _, _ = self.fields(Opcode.VEC)
+        f = self.fields(Opcode.VEC)
         if variant == "vec_rows":
             f["rows"] = self._int(cfg.rows + 1, 255)
         else:  # add_overlap: output and residual overlap without coinciding
@@ -606,7 +573,7 @@ class _Gen:
     def _spad_range(self):
         cfg, rng = self.cfg, self.rng
         op = Opcode(rng.choice([Opcode.LOAD, Opcode.STORE, Opcode.GEMM] + [Opcode.VEC] * self.can_vec))
-        f, _, _ = self.fields(op)
+        f = self.fields(op)
         if op in (Opcode.LOAD, Opcode.STORE):
             f["words"] += f["rows"] * f["words"] == 1  # a single word cannot leave 65536 words
             f["spad_addr"] = self._beyond(cfg.spad_words(f["spad"]), f["rows"] * f["words"])
@@ -638,12 +605,12 @@ class _Gen:
     def _dram_range(self):
         cfg = self.cfg
         op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
-        f, _, _ = self.fields(op)
+        f = self.fields(op)
         wb = cfg.word_bytes(f["spad"])
         variant = ("addr_align", "stride_align", "end", "stride_end")[self._int(0, 3)]
         if variant.endswith("align"):
             if wb == 1:  # a misaligned address needs words wider than a byte: VPARAM, ACC
-                f, _, _ = self.fields(op, Spad.VPARAM if op == Opcode.LOAD else Spad.ACC)
+                f = self.fields(op, Spad.VPARAM if op == Opcode.LOAD else Spad.ACC)
                 wb = cfg.word_bytes(f["spad"])
             f["dram_addr" if variant == "addr_align" else "stride"] += self._int(1, wb - 1)
             return Instruction(op, **f), variant

@@ -1,0 +1,48 @@
+"""Operand packing: the DRAM images of a layer's activations and weights, block by block.
+
+Activations are K-major per token block (``rows`` tokens, one ACT word per K beat), weights
+K-major per feature block (nibble-packed WGT words) with one META word per group
+(docs/compiler.md, "Place"). :func:`kw_next` is the ACT words per token block of an output that
+the next layer reads as its input.
+"""
+
+import numpy as np
+
+from mixpim.models.executor import pack_act, pack_meta, pack_wgt
+from mixpim.models.quant import num_groups
+
+__all__ = ["act_blocks", "weight_blocks", "kw_next"]
+
+
+def act_blocks(cfg, act, kw):
+    """Per token block the K-major ACT words (bytes) of ``act`` (M, K), padded to ``kw`` words."""
+    m, k = act.shape
+    mb = -(-m // cfg.rows)
+    a = np.zeros((mb * cfg.rows, kw), act.dtype)
+    a[:m, :k] = act
+    return [pack_act(cfg, a[i * cfg.rows:(i + 1) * cfg.rows].T) for i in range(mb)]
+
+
+def weight_blocks(cfg, qw):
+    """Per feature block the K-major WGT words and the META words (bytes) of ``qw``; padded
+    features have zero codes and zero points, padded K beats the group's zero point."""
+    n, k = qw.codes.shape
+    g = qw.ngroups
+    kw = g * cfg.group
+    c = cfg.cols
+    nb = -(-n // c)
+    codes = np.zeros((nb * c, kw), np.int64)
+    codes[:n, :k] = qw.codes
+    codes[:n, k:] = qw.zeros[:, -1:]
+    zeros = np.zeros((nb * c, g), np.int64)
+    zeros[:n] = qw.zeros
+    scales = np.zeros((nb * c, g), np.int64)
+    scales[:n] = qw.scales.mant
+    wgt = [pack_wgt(cfg, codes[j * c:(j + 1) * c].T) for j in range(nb)]
+    meta = [pack_meta(cfg, zeros[j * c:(j + 1) * c].T, scales[j * c:(j + 1) * c].T) for j in range(nb)]
+    return wgt, meta
+
+
+def kw_next(cfg, n):
+    """ACT words per token block of an N-feature output consumed as the next layer's input."""
+    return num_groups(n, cfg.group) * cfg.group

@@ -1,0 +1,170 @@
+"""Dependency tokens: the one algorithm that orders conflicting accesses of different units.
+
+:class:`TokenPlanner` sees a program's instructions in program order, each with its scratchpad
+footprint (:func:`mixpim.models.footprint.footprint`). Every new instruction is checked against the
+*latest* earlier instruction of every other unit that touches a common word (RAW, WAR and WAW);
+for each such unit it waits on that instruction, and that instruction signals the waiting unit.
+Because every unit completes its instructions in program order (docs/tile.md: one at a time; a
+GEMM's drain has a fixed length), a token from instruction p of unit U implies that every earlier
+instruction of U is done, so:
+
+* a wait is only added when p is later than the last instruction of U this unit already waited
+  on (``known[U][V]``), and
+* the k-th token a unit V takes from U is the k-th token U gives V (positional pairing), which
+  holds because the waits of V are added in V's program order on increasing U instructions.
+
+All dependencies point backwards in program order, so the in-order dispatcher can never deadlock.
+A SYNC (:meth:`TokenPlanner.sync`) completes everything before it, so nothing after it waits on
+an earlier instruction. DRAM is touched by :data:`~mixpim.models.units.DRAM_UNITS` alone, which
+run in order: DRAM needs no tokens.
+
+**Token counters never overflow** (at most ``TOKEN_MAX`` tokens in flight from U to V), whatever
+the timing: the n-th token U gives V (from instruction ``G_n``) must not complete before the taker
+of the (n - TOKEN_MAX)-th token, ``T``, has started. The planner proves this statically for every
+new pair: ``G_n`` (or an earlier instruction of U) waited on an instruction of V at or after
+``T``, or at least ``queue_depth`` instructions of V lie between ``T`` and ``G_n`` in program order
+(the in-order dispatcher cannot reach ``G_n`` before ``T`` has left V's full queue), or a SYNC lies
+between them. When none holds, the waiter waits on the first later instruction of U for which
+one does (still correct: U completes in order). Pairs for which there is none are listed in
+:attr:`TokenPlanner.unproven`; the caller checks them on the cycle model (timing is exact and
+independent of data, so a clean run is a proof for that configuration).
+"""
+
+from bisect import bisect_left, bisect_right
+
+import numpy as np
+
+from mixpim.models.units import DRAM_UNITS, TOKEN_MAX, Spad, Unit
+
+__all__ = ["TokenPlanner"]
+
+assert len(DRAM_UNITS) == 1, "DRAM accessed by several units needs DRAM tokens"
+
+
+class TokenPlanner:
+    """Token masks for a program built in program order (see the module doc).
+
+    Arguments
+    ---------
+    config : TileConfig
+        Scratchpad depths and the queue depth.
+
+    Members
+    -------
+    waits, signals : list of int
+        The ``wait`` / ``signal`` mask of every pc so far (a signal bit is added when a later
+        instruction waits on this one).
+    unproven : list of (pc, src, dst)
+        Token pairs the static overflow argument could not cover.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        nu = len(Unit)
+        # last_r/last_w[spad][unit, word]: pc of the latest instruction of that unit that read /
+        # wrote the word (-1: none)
+        self._last_r = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
+        self._last_w = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
+        self._known = np.full((nu, nu), -1, np.int64)  # known[src, dst]: latest src pc dst waited on
+        self._pcs = [[] for _ in Unit]  # program counters of each unit's instructions
+        self._takers = {(s, d): [] for s in Unit for d in Unit if s != d}
+        self._dep = []  # per pc: known[:, unit] after it (None for dispatcher instructions)
+        self._syncs = []  # pcs of the SYNCs
+        self.waits, self.signals = [], []
+        self.unproven = []
+
+    @property
+    def pc(self):
+        """The pc the next instruction gets."""
+        return len(self.waits)
+
+    def _barrier(self):
+        return self._syncs[-1] if self._syncs else -1
+
+    def _safe_giver(self, src, dst, p, pc):
+        """The first instruction of unit ``src`` at or after ``p`` (and before ``pc``) that may give
+        ``dst`` its next token without any timing letting the counter overflow (module doc)."""
+        takers = self._takers[(src, dst)]
+        n = len(takers)  # the new token is the (n + 1)-th
+        if n < TOKEN_MAX:
+            return p
+        t = takers[n - TOKEN_MAX]  # must have started before the giver completes
+        depth = self.config.queue_depth
+        dpcs = self._pcs[dst]
+        spcs = self._pcs[src]
+        i = bisect_right(self._syncs, t)
+        sync_after_t = self._syncs[i] if i < len(self._syncs) else pc  # first SYNC after t
+        for q in spcs[bisect_left(spcs, p):]:
+            if q >= pc:
+                break
+            if sync_after_t < q or self._dep[q][dst] >= t:
+                return q
+            if bisect_left(dpcs, q) - bisect_right(dpcs, t) >= depth:
+                return q
+        self.unproven.append((pc, src, dst))
+        return p
+
+    def add(self, unit, accesses, *, fence=(), after=None):
+        """Plan the tokens of the next instruction and return its pc.
+
+        Arguments
+        ---------
+        unit : Unit
+            The unit that executes it.
+        accesses : iterable of SpadAccess
+            Its scratchpad footprint.
+        fence : iterable of SpadAccess
+            Words it is ordered after as if it wrote them, without recording an access (one wait
+            covering buffers that later instructions will write).
+        after : dict Unit -> pc, optional
+            Extra dependencies: wait for (at least) these instructions of other units.
+        """
+        unit = Unit(unit)
+        pc = self.pc
+        need = np.full(len(Unit), -1, np.int64)
+        for a in accesses:
+            lo, hi = a.first, a.end
+            need = np.maximum(need, self._last_w[a.spad][:, lo:hi].max(axis=1, initial=-1))
+            if a.write:
+                need = np.maximum(need, self._last_r[a.spad][:, lo:hi].max(axis=1, initial=-1))
+        for a in fence:
+            need = np.maximum(need, self._last_w[a.spad][:, a.first:a.end].max(axis=1, initial=-1))
+            need = np.maximum(need, self._last_r[a.spad][:, a.first:a.end].max(axis=1, initial=-1))
+        for src, p in (after or {}).items():
+            need[src] = max(need[src], p)
+        barrier = self._barrier()
+        wait = 0
+        for src in Unit:
+            if src == unit:
+                continue
+            p = int(need[src])
+            if p > max(self._known[src, unit], barrier):
+                p = self._safe_giver(src, unit, p, pc)
+                self._known[src, unit] = p
+                self._takers[(src, unit)].append(pc)
+                wait |= 1 << src
+                self.signals[p] |= 1 << unit
+        self._dep.append(tuple(int(v) for v in self._known[:, unit]))
+        for a in accesses:
+            (self._last_w if a.write else self._last_r)[a.spad][unit, a.first:a.end] = pc
+        self.waits.append(wait)
+        self.signals.append(0)
+        self._pcs[unit].append(pc)
+        return pc
+
+    def sync(self):
+        """A SYNC at the next pc: everything before it completes first. Returns its pc."""
+        pc = self.pc
+        self._syncs.append(pc)
+        self._dep.append(None)
+        self.waits.append(0)
+        self.signals.append(0)
+        return pc
+
+    def nop(self):
+        """A NOP (or HALT) at the next pc: no tokens. Returns its pc."""
+        pc = self.pc
+        self._dep.append(None)
+        self.waits.append(0)
+        self.signals.append(0)
+        return pc

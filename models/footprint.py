@@ -1,0 +1,103 @@
+"""Which memory words each instruction reads and writes: the one definition of an instruction's
+footprint.
+
+It is used by the cycle model's dispatch checks (every access must stay inside its scratchpad or
+region: ``SPAD_RANGE``), the golden executor's race check (accesses of overlapping instructions on
+different units), the compiler's token pass and the random program generator (a conflict between
+units needs a token).
+
+A scratchpad access is a run of consecutive words (:class:`SpadAccess`); a DMA's DRAM access is
+``rows`` runs of bytes, one per row (:class:`DramAccess`).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import VPARAM_LUT_WORDS
+from .isa import Opcode, VecFunc
+from .units import Spad
+
+__all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
+
+
+@dataclass(frozen=True)
+class SpadAccess:
+    """Words ``first .. first + words - 1`` of scratchpad ``spad``.
+
+    Members
+    -------
+    spad : Spad
+    first, words : int
+    write : bool
+    name : str
+        How dispatch-check messages name the access (``"ACT"``, ``"residual ACT"``, ...).
+    lo : int
+        The lowest word the access may touch (the VPARAM column-parameter region starts above the
+        GELU table and the token multipliers); 0 for the others.
+    """
+    spad: Spad
+    first: int
+    words: int
+    write: bool
+    name: str
+    lo: int = 0
+
+    @property
+    def end(self):
+        """One past the last word."""
+        return self.first + self.words
+
+
+@dataclass(frozen=True)
+class DramAccess:
+    """``length`` bytes at each address of ``starts`` (int64 array, in transfer order)."""
+    starts: np.ndarray
+    length: int
+    write: bool
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Everything one instruction touches: scratchpad runs (in dispatch-check order) and, for
+    LOAD/STORE, its DRAM rows."""
+    spads: tuple
+    dram: DramAccess | None = None
+
+
+def dma_spans(config, inst):
+    """``(starts, length)``: the DRAM byte address of each row of a LOAD/STORE (int64 array, in
+    transfer order) and the bytes per row."""
+    starts = inst.dram_addr + inst.stride * np.arange(inst.rows, dtype=np.int64)
+    return starts, inst.words * config.word_bytes(inst.spad)
+
+
+def footprint(config, inst, *, dram=True):
+    """The :class:`Footprint` of ``inst`` on ``config`` (empty for NOP, SYNC and HALT).
+
+    ``dram=False`` leaves out the DRAM rows (they cost an array per instruction; the token pass
+    does not need them, see :data:`~mixpim.models.units.DRAM_UNITS`)."""
+    cfg = config
+    op = inst.op
+    if op in (Opcode.LOAD, Opcode.STORE):
+        load = op == Opcode.LOAD
+        spad = SpadAccess(inst.spad, inst.spad_addr, inst.rows * inst.words, load, inst.spad.name)
+        return Footprint((spad,), DramAccess(*dma_spans(cfg, inst), not load) if dram else None)
+    if op == Opcode.GEMM:
+        beats = inst.groups * cfg.group
+        return Footprint((SpadAccess(Spad.ACT, inst.act_addr, beats, False, "ACT"),
+                          SpadAccess(Spad.WGT, inst.wgt_addr, beats, False, "WGT"),
+                          SpadAccess(Spad.META, inst.meta_addr, inst.groups, False, "META"),
+                          SpadAccess(Spad.ACC, inst.acc_addr, cfg.rows, True, "ACC")))
+    if op == Opcode.VEC:
+        out = [SpadAccess(Spad.ACC, inst.acc_addr, inst.rows, False, "ACC"),
+               SpadAccess(Spad.ACT, inst.act_addr, cfg.cols, True, "ACT")]
+        if inst.func == VecFunc.ADD:
+            out.append(SpadAccess(Spad.ACT, inst.res_addr, cfg.cols, False, "residual ACT"))
+        out.append(SpadAccess(Spad.VPARAM, inst.param_addr, cfg.cols, False, "VPARAM",
+                              lo=cfg.vparam_param_base))
+        out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, inst.rows, False, "token VPARAM"))
+        if inst.func == VecFunc.GELU:
+            out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
+        return Footprint(tuple(out))
+    return Footprint(())

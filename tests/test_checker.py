@@ -1,0 +1,302 @@
+"""The dispatch checker (hw/checker.py) in the Amaranth simulator against
+:func:`mixpim.models.tile_timing.check_instruction`: for every legal instruction, ``o_error`` is the
+golden code (``OK`` where the golden model finds nothing). The operand views are driven as the
+tile does (every view sees the same operand bits of the word, whatever the opcode), with seeded
+random LOAD/STORE/GEMM/VEC instructions biased to the scratchpad and DRAM ends on three
+configurations, and directed edge cases: one word past each scratchpad's end, the DRAM end,
+misaligned DRAM addresses and strides, sums that would wrap a narrow adder, VEC rows beyond the
+array, VPARAM below the column-parameter base, and ADD residuals overlapping the output."""
+
+import random
+
+import pytest
+
+from mixpim.hw.checker import DispatchChecker
+from mixpim.hw.decoder import operand_layout
+from mixpim.models.config import preset
+from mixpim.models.isa import ErrorCode, Instruction, Opcode, VecFunc, format_of
+from mixpim.models.tile_timing import check_instruction
+from helpers import rejects, run
+
+TINY = preset("tiny")
+CONFIGS = {
+    "tiny": TINY,
+    "fpga": preset("fpga"),
+    # FP16 activations (8-byte ACT words), 3 columns (9-byte META words, odd ACC words), small
+    # scratchpads and DRAM
+    "fp16-cols3": TINY.replace(pe="mixpe-w4a16", cols=3, act_words=128, wgt_words=64,
+                               meta_words=16, acc_words=32, dram_rows=64),
+}
+OPERANDS_LO = 24  # first operand bit of every format (the header is common)
+VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC}
+
+
+def golden_code(cfg, inst):
+    got = check_instruction(cfg, inst)
+    return ErrorCode.OK if got is None else got[0]
+
+
+def simulate(cfg, insts):
+    """``o_error`` of the checker for each instruction."""
+    dut = DispatchChecker(cfg)
+    sizes = {port: operand_layout(op).size for port, op in VIEWS.items()}
+    out = []
+
+    async def testbench(ctx):
+        for inst in insts:
+            operands = inst.encode() >> OPERANDS_LO
+            ctx.set(dut.i_opcode, int(inst.op))
+            for port, size in sizes.items():
+                ctx.set(getattr(dut, port).as_value(), operands & ((1 << size) - 1))
+            out.append(ErrorCode(ctx.get(dut.o_error)))
+
+    run(dut, testbench, clock=False)
+    return out
+
+
+def check(cfg, insts):
+    """The checker agrees with the golden model on every instruction; returns the golden codes."""
+    want = [golden_code(cfg, inst) for inst in insts]
+    got = simulate(cfg, insts)
+    bad = [f"{inst}: checker {g.name}, golden {w.name} ({check_instruction(cfg, inst)})"
+           for inst, g, w in zip(insts, got, want) if g != w]
+    assert not bad, f"{len(bad)} of {len(insts)} differ:\n" + "\n".join(bad[:20])
+    return want
+
+
+# -- random instructions near the limits -------------------------------------------------------
+
+def _field(op, name):
+    return next(f for f in format_of(op).operands if f.name == name)
+
+
+def value(rng, op, name, limit, edge, spread=3):
+    """A value of field ``name`` of ``op``: at the edge (``edge``: ``limit`` plus or minus up to
+    ``spread``, sometimes anywhere in the field's range) or inside (``0 .. limit``); clamped to the
+    field's legal values."""
+    f = _field(op, name)
+    if not edge:
+        v = rng.randint(0, max(0, limit))
+    elif rng.random() < 0.85:
+        v = limit + rng.randint(-spread, spread)
+    else:
+        v = rng.randint(f.minimum, f.maximum)
+    return min(max(v, f.minimum), f.maximum)
+
+
+def random_dma(cfg, rng):
+    """A LOAD or STORE with one quantity (chosen at random) at or near its limit."""
+    op = rng.choice((Opcode.LOAD, Opcode.STORE))
+    edge = rng.choice(("words", "rows", "spad_addr", "stride", "dram_addr", "align", None))
+    spad = rng.choice(_field(op, "spad").allowed)
+    depth, wb = cfg.spad_words(spad), cfg.word_bytes(spad)
+    words = value(rng, op, "words", rng.choice((2, depth // 4, depth)), edge == "words")
+    rows = value(rng, op, "rows", rng.choice((1, 2, 4)), edge == "rows", spread=2)
+    spad_addr = value(rng, op, "spad_addr", depth - rows * words, edge == "spad_addr")
+    stride = wb * rng.choice((0, words, words + rng.randint(0, 64)))
+    if edge == "stride":
+        stride = value(rng, op, "stride", stride, True, spread=2 * wb)  # mostly misaligned
+    end = cfg.dram_bytes - (rows - 1) * stride - words * wb  # the last start that fits
+    dram_addr = wb * value(rng, op, "dram_addr", end // wb, edge == "dram_addr", spread=2)
+    if edge == "align":
+        dram_addr += rng.randint(0, wb - 1)
+    dram_addr = min(dram_addr, _field(op, "dram_addr").maximum)
+    return Instruction(op, spad=spad, spad_addr=spad_addr, dram_addr=dram_addr, words=words,
+                       rows=rows, stride=stride)
+
+
+def random_gemm(cfg, rng):
+    """A GEMM with one operand range (chosen at random) at or near its scratchpad's end."""
+    op = Opcode.GEMM
+    edge = rng.choice(("groups", "act_addr", "wgt_addr", "meta_addr", "acc_addr", None))
+    most = min(cfg.act_words, cfg.wgt_words) // cfg.group
+    groups = value(rng, op, "groups", most, edge == "groups", spread=1)
+    beats = groups * cfg.group
+    return Instruction(op, groups=groups, accumulate=rng.randint(0, 1),
+                       act_addr=value(rng, op, "act_addr", cfg.act_words - beats, edge == "act_addr"),
+                       wgt_addr=value(rng, op, "wgt_addr", cfg.wgt_words - beats, edge == "wgt_addr"),
+                       meta_addr=value(rng, op, "meta_addr", cfg.meta_words - groups,
+                                       edge == "meta_addr"),
+                       acc_addr=value(rng, op, "acc_addr", cfg.acc_words - cfg.rows,
+                                      edge == "acc_addr"))
+
+
+def random_vec(cfg, rng):
+    """A VEC with one quantity (chosen at random) at or near its limit; ADD residuals next to the
+    output (coinciding, overlapping or apart) or anywhere."""
+    op = Opcode.VEC
+    edge = rng.choice(("rows", "acc_addr", "act_addr", "res_addr", "param_lo", "param_hi",
+                       "overlap", None))
+    func = rng.choice(list(VecFunc))
+    rows = value(rng, op, "rows", cfg.rows, edge == "rows", spread=2)
+    rows = max(rows, 1)
+    acc_addr = value(rng, op, "acc_addr", cfg.acc_words - min(rows, cfg.rows), edge == "acc_addr")
+    act_addr = value(rng, op, "act_addr", cfg.act_words - cfg.cols, edge == "act_addr")
+    if edge == "overlap":
+        res_addr = value(rng, op, "res_addr", act_addr, True, spread=cfg.cols + 1)
+    else:
+        res_addr = value(rng, op, "res_addr", cfg.act_words - cfg.cols, edge == "res_addr")
+    base, top = cfg.vparam_param_base, cfg.vparam_words - cfg.cols
+    if edge == "param_lo":
+        param_addr = value(rng, op, "param_addr", base, True)
+    else:
+        param_addr = base + value(rng, op, "param_addr", top - base, edge == "param_hi")
+    return Instruction(op, func=func, rows=rows, acc_addr=acc_addr, act_addr=act_addr,
+                       res_addr=res_addr, param_addr=param_addr)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_random_instructions(name):
+    cfg = CONFIGS[name]
+    rng = random.Random(len(name))
+    insts = [gen(cfg, rng) for _ in range(250) for gen in (random_dma, random_gemm, random_vec)]
+    insts += [Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT)]
+    codes = check(cfg, insts)
+    # the mix reaches every outcome of every unit
+    seen = {(inst.op if inst.op != Opcode.STORE else Opcode.LOAD, code)
+            for inst, code in zip(insts, codes)}
+    assert seen >= {(Opcode.LOAD, ErrorCode.OK), (Opcode.LOAD, ErrorCode.SPAD_RANGE),
+                    (Opcode.LOAD, ErrorCode.DRAM_RANGE), (Opcode.GEMM, ErrorCode.OK),
+                    (Opcode.GEMM, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.OK),
+                    (Opcode.VEC, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.BAD_FIELD)}
+    assert sum(c == ErrorCode.OK for c in codes) > len(codes) // 5
+
+
+# -- directed edge cases -------------------------------------------------------------------------
+
+def dma_edges(cfg):
+    """(instruction, expected code) at every scratchpad's end and at the DRAM's end."""
+    ok, spad_range, dram_range = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.DRAM_RANGE
+    cases = []
+    for op in (Opcode.LOAD, Opcode.STORE):
+        for spad in _field(op, "spad").allowed:
+            depth, wb = cfg.spad_words(spad), cfg.word_bytes(spad)
+            top = cfg.dram_bytes // wb * wb  # the DRAM's last aligned address (+ 1)
+
+            def inst(**kw):
+                args = dict(spad=spad, spad_addr=0, dram_addr=0, words=2, rows=1, stride=0)
+                args.update(kw)
+                return Instruction(op, **args)
+
+            cases += [
+                (inst(spad_addr=depth - 2), ok),                      # the last two words
+                (inst(spad_addr=depth - 1), spad_range),              # one word past the end
+                (inst(spad_addr=depth - 6, rows=3), ok),              # rows x words = 6
+                (inst(spad_addr=depth - 5, rows=3), spad_range),
+                (inst(words=depth), ok),
+                (inst(words=depth + 1), spad_range),
+                (inst(spad_addr=0xFFFF, words=0xFFFF, rows=0xFFF), spad_range),  # no wrap
+                # the DRAM's end: the last row ends at dram_addr + (rows - 1) * stride + words * wb
+                (inst(dram_addr=top - 2 * wb), ok),
+                (inst(dram_addr=top - wb), dram_range),
+                (inst(dram_addr=top - 10 * wb, rows=5, stride=2 * wb), ok),
+                (inst(dram_addr=top - 10 * wb, rows=5, stride=3 * wb), dram_range),
+                (inst(dram_addr=(0xFFFFFFFF // wb) * wb, rows=2, stride=(0xFFFFFF // wb) * wb,
+                      words=1), dram_range),
+                # the second row's start is just past 2**32: a 32-bit sum would wrap into DRAM
+                (inst(dram_addr=((1 << 32) - 1024 * wb) // wb * wb + wb, rows=2, stride=1024 * wb,
+                      words=1), dram_range),
+                # the scratchpad check comes first
+                (inst(spad_addr=depth - 1, dram_addr=cfg.dram_bytes), spad_range),
+            ]
+            if wb > 1:  # misalignment: the address, then the stride
+                cases += [(inst(dram_addr=wb + 1), dram_range), (inst(dram_addr=wb - 1), dram_range),
+                          (inst(rows=2, stride=wb + 1), dram_range),
+                          (inst(rows=1, stride=1), dram_range),  # even when rows = 1
+                          (inst(rows=2, stride=3 * wb), ok)]
+    return cases
+
+
+def gemm_edges(cfg):
+    ok, spad_range = ErrorCode.OK, ErrorCode.SPAD_RANGE
+    g, beats = 2, 2 * cfg.group
+
+    def inst(**kw):
+        args = dict(groups=g, act_addr=0, wgt_addr=0, meta_addr=0, acc_addr=0)
+        args.update(kw)
+        return Instruction(Opcode.GEMM, **args)
+
+    most = min(cfg.act_words, cfg.wgt_words) // cfg.group
+    cases = [(inst(), ok),
+             (inst(groups=most), ok),
+             (inst(groups=most + 1), spad_range),
+             (inst(groups=0xFFF, act_addr=0xFFFF), spad_range)]
+    for name, last in (("act_addr", cfg.act_words - beats), ("wgt_addr", cfg.wgt_words - beats),
+                       ("meta_addr", cfg.meta_words - g), ("acc_addr", cfg.acc_words - cfg.rows)):
+        cases += [(inst(**{name: last}), ok), (inst(**{name: last + 1}), spad_range),
+                  (inst(**{name: 0xFFFF}), spad_range)]
+    return cases
+
+
+def vec_edges(cfg):
+    ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
+    r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
+    cases = []
+    for func in VecFunc:
+        add = func == VecFunc.ADD
+
+        def inst(**kw):
+            args = dict(func=func, rows=r, acc_addr=0, act_addr=8 * c, res_addr=8 * c,
+                        param_addr=base)
+            args.update(kw)
+            return Instruction(Opcode.VEC, **args)
+
+        cases += [
+            (inst(), ok),
+            (inst(rows=r + 1), bad_field),                               # rows > array rows
+            (inst(rows=255, acc_addr=0xFFFF), bad_field),                # ... checked first
+            (inst(acc_addr=cfg.acc_words - r), ok),
+            (inst(acc_addr=cfg.acc_words - r + 1), spad_range),
+            (inst(rows=1, acc_addr=cfg.acc_words - 1), ok),
+            (inst(act_addr=cfg.act_words - c, res_addr=cfg.act_words - c), ok),
+            (inst(act_addr=cfg.act_words - c + 1, res_addr=cfg.act_words - c + 1), spad_range),
+            # the residual is read by ADD only
+            (inst(res_addr=cfg.act_words - c + 1), spad_range if add else ok),
+            (inst(res_addr=0xFFFF), spad_range if add else ok),
+            # VPARAM: column words at or above the parameter base, inside VPARAM
+            (inst(param_addr=base - 1), spad_range),
+            (inst(param_addr=0), spad_range),
+            (inst(param_addr=cfg.vparam_words - c), ok),
+            (inst(param_addr=cfg.vparam_words - c + 1), spad_range),
+            # ADD output words overlapping the residual words without coinciding
+            (inst(res_addr=8 * c + 1), bad_field if add else ok),
+            (inst(res_addr=8 * c - (c - 1)), bad_field if add else ok),
+            (inst(res_addr=8 * c + c - 1), bad_field if add else ok),
+            (inst(res_addr=8 * c + c), ok),
+            (inst(res_addr=8 * c - c), ok),
+            # the ACT range comes before the overlap, VPARAM before the overlap
+            (inst(param_addr=base - 1, res_addr=8 * c + 1), spad_range),
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_edge_cases(name):
+    cfg = CONFIGS[name]
+    cases = dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg)
+    insts = [inst for inst, _ in cases]
+    # the expectations written above are the golden model's ...
+    assert [golden_code(cfg, i) for i in insts] == [code for _, code in cases]
+    # ... and the checker's
+    check(cfg, insts)
+
+
+def test_other_opcodes_are_ok_whatever_the_operand_bits():
+    """NOP / SYNC / HALT report OK even when the operand views carry out-of-range values."""
+    cfg = TINY
+    dut = DispatchChecker(cfg)
+    got = []
+
+    async def testbench(ctx):
+        for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT):
+            for port, view_op in VIEWS.items():
+                ctx.set(getattr(dut, port).as_value(), (1 << operand_layout(view_op).size) - 1)
+            ctx.set(dut.i_opcode, int(op))
+            got.append(ErrorCode(ctx.get(dut.o_error)))
+
+    run(dut, testbench, clock=False)
+    assert got == [ErrorCode.OK] * 3
+
+
+def test_rejects_config():
+    rejects(TypeError, "config must be a TileConfig, not 'tiny'", lambda: DispatchChecker("tiny"))
