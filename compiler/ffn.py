@@ -162,7 +162,7 @@ def lower_ffn(config, x, w1, w2, *, x_scale=None, out_scale=None, h_scale=None):
         Inconsistent shapes; scales not positive.
     """
     cfg = config
-    if cfg.act != "int8":
+    if cfg.act_format != "int8":
         raise CompileError("the FFN block needs an INT8-activation configuration")
     x = np.asarray(x, np.float64)
     w1 = np.asarray(w1, np.float64)

@@ -79,7 +79,7 @@ def _activations(cfg, x_or_shape, k, seed):
         if len(x_or_shape) != 2 or x_or_shape[1] != k or x_or_shape[0] < 1:
             raise ShapeError(f"activation shape must be (M, {k}) with M >= 1, not {x_or_shape}")
         rng = np.random.default_rng(seed)
-        if cfg.act == "int8":
+        if cfg.act_format == "int8":
             return rng.integers(-128, 128, size=x_or_shape).astype(np.int8)
         return (rng.normal(size=x_or_shape) * 4).astype(np.float16)
     act = np.asarray(x_or_shape)
@@ -100,7 +100,7 @@ def _check_layer(cfg, m, n, k, out, order):
                            f"(K <= {cfg.group << cfg.acc_headroom}); split K or raise acc_headroom")
     if out not in ("acc", "int8"):
         raise CompileError(f"out must be 'acc' or 'int8', not {out!r}")
-    if out == "int8" and cfg.act != "int8":
+    if out == "int8" and cfg.act_format != "int8":
         raise CompileError("out='int8' needs an INT8-activation configuration")
     if 2 * cfg.rows > cfg.acc_words:
         raise CompileError(f"acc_words ({cfg.acc_words}) cannot double-buffer two {cfg.rows}-row tiles")

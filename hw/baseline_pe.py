@@ -44,7 +44,7 @@ class BaselinePE(SystolicPE):
         wdeq = Signal(signed(p.wc_bits + p.scale_bits + 1))
         m.d.comb += wdeq.eq((self.i_code - self.i_zero) * self.i_scale)
         prod = Signal(signed(p.scaled_bits))
-        if p.act == "int8":
+        if p.act_format == "int8":
             m.d.comb += prod.eq(self.i_act * wdeq)
         else:
             m.d.comb += prod.eq((self.i_act.sig * wdeq) << self.i_act.sh)

@@ -54,7 +54,7 @@ def bitmod_input_layout(params):
     scale mantissa (``sel`` and ``scale`` constant within a group); ``last``: last beat of the tile.
     """
     return data.StructLayout({
-        "act": data.ArrayLayout(stream_act_shape(params.act), params.rows),
+        "act": data.ArrayLayout(stream_act_shape(params.act_format), params.rows),
         "code": data.ArrayLayout(unsigned(params.wbits), params.cols),
         "sel": data.ArrayLayout(unsigned(SEL_BITS), params.cols),
         "scale": data.ArrayLayout(unsigned(params.scale_bits), params.cols),

@@ -91,7 +91,7 @@ class BitmodParallelPE(SystolicPE):
 
         # one multiplication per beat
         prod = Signal(signed((p.act_val_max * p.value_max).bit_length() + 1))
-        if p.act == "int8":
+        if p.act_format == "int8":
             m.d.comb += prod.eq(self.i_act * value)
         else:
             sig_prod = Signal(signed(12 + len(value)))

@@ -45,11 +45,11 @@ class BitmodPE(SystolicPE):
     def elaborate(self, platform):
         p = self._params
         m = Module()
-        a = self.i_act if p.act == "int8" else self.i_act.sig
+        a = self.i_act if p.act_format == "int8" else self.i_act.sig
         signed_a = Signal(signed(p.act_bits + 1))
         m.d.comb += signed_a.eq(Mux(self.i_term.valid, Mux(self.i_term.sign, -a, a), 0))
         prod = Signal(signed(p.prod_bits))
-        if p.act == "int8":
+        if p.act_format == "int8":
             m.d.comb += prod.eq(signed_a << self.i_term.shift)
         else:
             # one barrel shift by the activation's exponent plus the term's shift

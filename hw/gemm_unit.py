@@ -135,7 +135,7 @@ class GemmUnit(ConfigComponent):
         beat_last = Signal()
         m.d.sync += [beat_valid.eq(reading), beat_last.eq(end)]
         payload = array.i_stream.payload
-        act_bits = 16 if p.act == "fp16" else 8
+        act_bits = 16 if p.act_format == "fp16" else 8
         act_word = self.r_act.data[0]
         wgt_word = self.r_wgt.data[0]
         meta_word = self.r_meta.data[0]

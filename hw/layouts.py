@@ -46,7 +46,7 @@ def array_input_layout(p):
     of the tile.
     """
     return data.StructLayout({
-        "act": data.ArrayLayout(stream_act_shape(p.act), p.rows),
+        "act": data.ArrayLayout(stream_act_shape(p.act_format), p.rows),
         "code": data.ArrayLayout(unsigned(p.wbits), p.cols),
         "zero": data.ArrayLayout(unsigned(p.wbits), p.cols),
         "scale": data.ArrayLayout(unsigned(p.scale_bits), p.cols),

@@ -49,7 +49,7 @@ class MixPE(SystolicPE):
         p = self._params
         m = Module()
         prod = Signal(signed(p.prod_bits))
-        if p.act == "int8":
+        if p.act_format == "int8":
             m.d.comb += prod.eq(shift_add(self.i_act, self.i_wc))
         else:
             # FP16: multiply the significand, then align by the exponent (a barrel shift).

@@ -41,8 +41,8 @@ def row_inputs(core, p, payload, beat, nonfinite, *, hold):
     """
     acts = []
     for i in range(p.rows):
-        a = Signal(pe_act_layout(p.act), name=f"act_in{i}")
-        if p.act == "int8":
+        a = Signal(pe_act_layout(p.act_format), name=f"act_in{i}")
+        if p.act_format == "int8":
             with core.If(beat) if hold else nullcontext():
                 core.d.sync += a.eq(payload.act[i])
         else:
@@ -136,13 +136,13 @@ class SystolicPE(wiring.Component):
 
     Arguments
     ---------
-    params : the array's parameters (checked by the subclass); ``params.act`` is used
+    params : the array's parameters (checked by the subclass); ``params.act_format`` is used
     lanes : dict, lane name -> shape, in member order
     res_bits : width of the result
 
     Members
     -------
-    i_act, o_act : :func:`~.layouts.pe_act_layout` (params.act)
+    i_act, o_act : :func:`~.layouts.pe_act_layout` (params.act_format)
     i_<lane>, o_<lane> : the lane's shape
     i_ctl, o_ctl : :data:`~.layouts.ctl_layout`
     o_res : :func:`~.layouts.result_layout` (res_bits), registered: 1 cycle after the last beat
@@ -152,7 +152,7 @@ class SystolicPE(wiring.Component):
     def __init__(self, params, lanes, res_bits):
         self._params = params
         self._lanes = tuple(lanes)
-        act = pe_act_layout(params.act)
+        act = pe_act_layout(params.act_format)
         super().__init__({
             "i_act": In(act), **{f"i_{k}": In(s) for k, s in lanes.items()}, "i_ctl": In(ctl_layout),
             "o_act": Out(act), **{f"o_{k}": Out(s) for k, s in lanes.items()}, "o_ctl": Out(ctl_layout),

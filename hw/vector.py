@@ -126,7 +126,7 @@ class VectorUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
-        fp16 = cfg.act == "fp16"
+        fp16 = cfg.act_format == "fp16"
         lane_bits = 16 if fp16 else 8
         m = Module()
 

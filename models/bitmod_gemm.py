@@ -89,7 +89,7 @@ class BitmodParams(AccumulatorWidths):
         The types a group may select, in selector order; all ``wbits`` wide. Default: the BitMoD
         mixture ``MIXTURES[wbits]`` for 3 and 4 bits, else ``("INT<wbits>",)`` (INT8 mode).
         Stored as a tuple of canonical names.
-    act : ``"fp16"`` (default, BitMoD's format) or ``"int8"``
+    act_format : ``"fp16"`` (default, BitMoD's format) or ``"int8"``
     scale_bits : int, 2..16
         Width of the unsigned per-group scale mantissa (default 8); the dequantizer spends one
         cycle per bit.
@@ -121,7 +121,7 @@ class BitmodParams(AccumulatorWidths):
     group: int = 32
     wbits: int = 4
     types: tuple = None
-    act: str = "fp16"
+    act_format: str = "fp16"
     scale_bits: int = 8
     acc_headroom: int = 12
 
@@ -143,8 +143,8 @@ class BitmodParams(AccumulatorWidths):
         if len({t.name for t in ts}) != len(ts):
             raise ConfigError(f"types repeat: {', '.join(t.name for t in ts)}")
         object.__setattr__(self, "types", tuple(t.name for t in ts))
-        if self.act not in ("fp16", "int8"):
-            raise ConfigError(f"act must be 'fp16' or 'int8', not {self.act!r}")
+        if self.act_format not in ("fp16", "int8"):
+            raise ConfigError(f"act_format must be 'fp16' or 'int8', not {self.act_format!r}")
         check_int("scale_bits", self.scale_bits, 2, 16)
         check_int("acc_headroom", self.acc_headroom, 1, 24)
         if self.rows * self.scale_bits > self.group * self.terms:
@@ -269,7 +269,7 @@ def _check_operands(params, act, qw):
     check_weights(params, qw, codes=False)  # code widths: the types (_selector_map)
     sel_map = _selector_map(params, qw)
     act = check_gemm_shapes(act, qw.codes)
-    if params.act == "fp16" and act.dtype != np.float16:
+    if params.act_format == "fp16" and act.dtype != np.float16:
         raise TypeError(f"FP16 activations must be a float16 array, not {act.dtype}")
     return act, sel_map
 
@@ -283,7 +283,7 @@ def bitmod_gemm(params: BitmodParams, act, qw: BitmodWeights):
     too wide, or the accumulator would overflow.
     """
     act, _ = _check_operands(params, act, qw)
-    a_val, nonfinite = activation_values(act, params.act)
+    a_val, nonfinite = activation_values(act, params.act_format)
     isum = group_sums(a_val, qw.table_values(), qw.group)  # |I| < 2**55: exact in int64
     return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**44
 

@@ -190,7 +190,7 @@ class TileConfig:
                               f"dram_addr)")
 
     @property
-    def act(self):
+    def act_format(self):
         """Activation format of the PE kind: ``"int8"`` or ``"fp16"``."""
         return "fp16" if self.pe.endswith("a16") else "int8"
 
@@ -205,12 +205,12 @@ class TileConfig:
     def acc_bits(self):
         """Width of one accumulator (two's complement): :func:`~mixpim.models.widths.array_acc_bits`,
         as :class:`~mixpim.models.mixpe.ArrayParams` derives it."""
-        return array_acc_bits(self.group, self.act, self.wbits, self.scale_bits, self.acc_headroom)
+        return array_acc_bits(self.group, self.act_format, self.wbits, self.scale_bits, self.acc_headroom)
 
     @property
     def act_word_bytes(self):
         """Bytes of one ACT word in DRAM: ``rows`` INT8 bytes or ``rows`` FP16 (2-byte) values."""
-        return self.rows * (2 if self.act == "fp16" else 1)
+        return self.rows * (2 if self.act_format == "fp16" else 1)
 
     @property
     def wgt_word_bytes(self):

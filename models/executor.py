@@ -64,7 +64,7 @@ def pack_act(config, values):
     """ACT words as bytes: ``values`` (words, rows) int8, or float16 / uint16 bit patterns for FP16
     configurations."""
     v = _matrix(values, config.rows, "activations")
-    if config.act == "int8":
+    if config.act_format == "int8":
         if v.dtype.kind not in "iu" or v.min(initial=0) < -128 or v.max(initial=0) > 127:
             raise ShapeError("INT8 activations must be integers in -128..127")
         return v.astype(np.int8).tobytes()
@@ -76,7 +76,7 @@ def pack_act(config, values):
 def unpack_act(config, data):
     """ACT words (words, rows): int8 values, or uint16 FP16 bit patterns."""
     w = _words(data, config.act_word_bytes)
-    if config.act == "int8":
+    if config.act_format == "int8":
         return w.view(np.int8).copy()
     return np.ascontiguousarray(w).view("<u2").astype(np.uint16)
 
@@ -426,11 +426,11 @@ class _Memory:
         if func == VecFunc.ADD:
             res = unpack_act(cfg, self.spads["ACT"][inst.res_addr:inst.res_addr + c])  # (cols, lanes)
             res = res[:, :r].T
-            residual = res if cfg.act == "int8" else fp16_bits_to_int8(res)
+            residual = res if cfg.act_format == "int8" else fp16_bits_to_int8(res)
         y = vec_apply(func, acc, mult, shift, tmult, tshift, lut=lut, residual=residual)
         out = np.zeros((c, cfg.rows), np.int8)
         out[:, :r] = y.T
-        if cfg.act == "int8":
+        if cfg.act_format == "int8":
             words = out.view(np.uint8)
         else:
             words = int8_to_fp16_bits(out).astype("<u2").view(np.uint8).reshape(c, -1)

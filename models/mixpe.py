@@ -40,7 +40,7 @@ class ArrayParams(AccumulatorWidths):
 
     Members (all bit widths of two's complement values unless noted)
     -------
-    rows, cols, wbits, group, scale_bits, act ("int8" | "fp16"), family ("mixpe" | "baseline")
+    rows, cols, wbits, group, scale_bits, act_format ("int8" | "fp16"), family ("mixpe" | "baseline")
     wc_bits : centered weight ``q - z``, ``wbits + 1``
     act_bits : INT8 activation (8), or FP16 significand (12) with a 5-bit unsigned exponent
     prod_bits : one PE product ``a_val * wc`` (FP16: after alignment)
@@ -58,13 +58,13 @@ class ArrayParams(AccumulatorWidths):
     group: int
     scale_bits: int
     acc_headroom: int
-    act: str
+    act_format: str
     family: str
 
     @classmethod
     def from_config(cls, cfg: TileConfig):
         return cls(cfg.rows, cfg.cols, cfg.wbits, cfg.group, cfg.scale_bits, cfg.acc_headroom,
-                   cfg.act, cfg.family)
+                   cfg.act_format, cfg.family)
 
     @property
     def wc_max(self):
@@ -80,7 +80,7 @@ class ArrayParams(AccumulatorWidths):
 
     @property
     def psum_max(self):
-        return array_psum_max(self.group, self.act, self.wbits)
+        return array_psum_max(self.group, self.act_format, self.wbits)
 
     @property
     def latency(self):
@@ -151,7 +151,7 @@ def accumulate_groups(params, isum, sm, nonfinite):
     (far below 2**63 for every array), FP16 sums use Python ints. :class:`RangeError` if a partial
     sum over the groups would overflow ``params.acc_bits``.
     """
-    if params.act == "int8":
+    if params.act_format == "int8":
         partial = np.cumsum(isum * sm[None, :, :], axis=2)
     else:
         partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
@@ -167,7 +167,7 @@ def _operands(params, act, qw):
     """The checks of :func:`mixpe_gemm` and :func:`array_stream`: ``(act, a_val, nonfinite)``."""
     act = check_gemm_shapes(act, qw.codes)
     check_weights(params, qw)
-    a_val, nonfinite = activation_values(act, params.act)
+    a_val, nonfinite = activation_values(act, params.act_format)
     return act, a_val, nonfinite
 
 
@@ -199,7 +199,7 @@ def output_to_float(params, result: GemmResult, qw: QuantizedWeights, act_scale=
     """Real-valued output (M, N) float64 of a golden or RTL accumulator result."""
     acc = np.asarray(result.acc if isinstance(result, GemmResult) else result)
     out = np.ldexp(acc.astype(np.float64), -qw.scales.exp[None, :])
-    if params.act == "int8":
+    if params.act_format == "int8":
         return out * np.asarray(act_scale, np.float64)[:, None]
     return np.ldexp(out, -24)
 
@@ -237,7 +237,7 @@ def stream_tiles(params, act, columns):
     mb, nb = -(-m // r), -(-n // c)
 
     a = np.zeros((mb * r, kp), np.int64)
-    a[:m, :k] = act.view(np.uint16) if params.act == "fp16" else act
+    a[:m, :k] = act.view(np.uint16) if params.act_format == "fp16" else act
     # beat (tile (i, j), k): act rows of block i, weights of block j
     a = a.reshape(mb, r, kp).transpose(0, 2, 1)  # -> (mb, nb, kp, r)
     beats = {"act": np.ascontiguousarray(np.broadcast_to(a[:, None], (mb, nb, kp, r)).reshape(-1, r))}

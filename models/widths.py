@@ -72,12 +72,12 @@ class AccumulatorWidths:
 
     @property
     def act_bits(self):
-        return act_bits(self.act)
+        return act_bits(self.act_format)
 
     @property
     def act_val_max(self):
         """Largest |a_val|: 128 for INT8, 2047 << 29 for FP16."""
-        return act_val_max(self.act)
+        return act_val_max(self.act_format)
 
     @property
     def psum_bits(self):

@@ -149,7 +149,7 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
         """``n`` values: only the range's ends (``extremes``), else uniform in lo..hi-1."""
         return rng.choice(ends, n) if extremes else rng.integers(lo, hi, n)
 
-    if params.act == "int8":
+    if params.act_format == "int8":
         act = pick([-128, 127], -128, 128, k).astype(np.int8)
     else:
         pool = [0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x0000, 0x8000]  # max, -max, subnormals, +-0
@@ -161,7 +161,7 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
     scale = np.repeat(pick([0, 1, (1 << params.scale_bits) - 1], 0, 1 << params.scale_bits, groups), g)
 
     # golden: group sums, and for the baseline PE their scaled sum over each tile
-    a_val, _ = activation_values(act[None, :], params.act)
+    a_val, _ = activation_values(act[None, :], params.act_format)
     isum = group_sums(a_val, (code - zero)[None, :], g)[0, 0]
     gidx = np.arange(k) // g
     glast = np.arange(k) % g == g - 1
@@ -180,7 +180,7 @@ def make_pe_case(params: ArrayParams, *, groups=6, tile_groups=2, seed=0, bubble
     n = int(cyc[-1]) + 2
     col = lambda v, dtype=np.int64: scatter_cycles(n, cyc, v, dtype)
     valid = col(np.ones(k, bool))
-    if params.act == "int8":
+    if params.act_format == "int8":
         act_words = pack(pe_act_layout("int8"), col(act))
     else:
         sig, exp, _ = fp16_decode(act)

@@ -63,7 +63,7 @@ def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0
             ok = ok[np.abs(vals) == np.abs(vals).max()]
         code[gi * g:(gi + 1) * g] = rng.choice(ok, g)
     values = np.array([params.dtypes[sel[i // g]].codes[code[i]] for i in range(k)], np.int64)
-    if params.act == "int8":
+    if params.act_format == "int8":
         act = (rng.choice([-128, 127], k) if extremes else rng.integers(-128, 128, k)).astype(np.int8)
     else:
         pool = [0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x0000, 0x8000]
@@ -71,7 +71,7 @@ def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0
         bits = np.where((bits >> 10) & 0x1F == 31, bits & 0x83FF, bits).astype(np.uint16)  # finite
         act = bits.view(np.float16)
 
-    a_val, _ = activation_values(act[None, :], params.act)
+    a_val, _ = activation_values(act[None, :], params.act_format)
     isum = group_sums(a_val, values[None, :], g)[0, 0]
     gidx = np.arange(k) // g
     glast_w = np.arange(k) % g == g - 1
@@ -87,7 +87,7 @@ def make_bitmod_pe_case(params: BitmodParams, *, groups=6, tile_groups=2, seed=0
     cyc = np.cumsum(gaps + 1) - 1
     n = int(cyc[-1]) + 2
     col = lambda v, dtype=np.int64: scatter_cycles(n, cyc, v, dtype)  # noqa: E731
-    if params.act == "int8":
+    if params.act_format == "int8":
         act_words = pack(pe_act_layout("int8"), col(act[w_of]))
     else:
         sig, exp, _ = fp16_decode(act)

@@ -53,7 +53,7 @@ class Design:
         wbits = f"w{p.wbits}"
         if isinstance(p, BitmodParams) and p.types != default_types(p.wbits):
             wbits += "_" + "_".join(t.lower() for t in p.types)
-        return (f"{self.kind.replace('-', '_')}{dims}_{wbits}_{p.act}_g{p.group}"
+        return (f"{self.kind.replace('-', '_')}{dims}_{wbits}_{p.act_format}_g{p.group}"
                 f"_s{p.scale_bits}_h{p.acc_headroom}")
 
     def component(self):
@@ -89,7 +89,7 @@ def make_design(kind, *, rows=4, cols=4, wbits=4, act=None, group=32, scale_bits
     if kind.endswith("-pe"):
         rows = cols = 1
     if family == "bitmod":
-        p = BitmodParams(rows=rows, cols=cols, group=group, wbits=wbits, types=types, act=act or "fp16",
+        p = BitmodParams(rows=rows, cols=cols, group=group, wbits=wbits, types=types, act_format=act or "fp16",
                          scale_bits=8 if scale_bits is None else scale_bits, acc_headroom=acc_headroom)
         return Design(kind, p, p)
     if types is not None:

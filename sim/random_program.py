@@ -269,12 +269,12 @@ class _Gen:
     def _acc_log2(self):
         """Rough log2 of a typical |ACC| of one GEMM group on this module's random data."""
         cfg = self.cfg
-        act = math.log2(74) if cfg.act == "int8" else 24 + 5  # FP16: units of 2**-24, |x| ~ 32
+        act = math.log2(74) if cfg.act_format == "int8" else 24 + 5  # FP16: units of 2**-24, |x| ~ 32
         return act + math.log2(6.5) + 0.5 * math.log2(cfg.group) + cfg.scale_bits - 1
 
     def _contents(self, name, n):
         cfg, rng = self.cfg, self.rng
-        if name == Spad.ACT and cfg.act == "fp16":
+        if name == Spad.ACT and cfg.act_format == "fp16":
             x = rng.normal(size=n // 2) * np.exp2(rng.integers(-4, 8, size=n // 2))
             bits = x.astype(np.float16).view(np.uint16)
             odd = rng.random(n // 2) < 0.005  # inf, NaN, subnormals

@@ -18,7 +18,7 @@ def _case(p, m, n, k, seed):
     w = rng.normal(size=(n, k)) * rng.uniform(0.1, 4, size=(n, 1))
     w[::2, ::7] *= 5
     qw = quantize(w, p.types, p.group, scale_bits=p.scale_bits)
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
     else:
         act = (rng.normal(size=(m, k)) * 10.0 ** rng.uniform(-7, 4, size=(m, k))).astype(np.float16)
@@ -32,7 +32,7 @@ def _brute(p, act, qw):
     n = qw.codes.shape[0]
     acc = [[0] * n for _ in range(m)]
     for r in range(m):
-        a = [int(Fraction(float(x)) * 2**24) if np.isfinite(x) else 0 for x in act[r]] if p.act == "fp16" \
+        a = [int(Fraction(float(x)) * 2**24) if np.isfinite(x) else 0 for x in act[r]] if p.act_format == "fp16" \
             else [int(x) for x in act[r]]
         for c in range(n):
             total = 0
@@ -45,18 +45,18 @@ def _brute(p, act, qw):
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(wbits=3, group=64), dict(wbits=8, group=128),
-                                dict(act="int8", scale_bits=16), dict(wbits=4, types=("FP4", "INT4", "FLINT4"))],
+                                dict(act_format="int8", scale_bits=16), dict(wbits=4, types=("FP4", "INT4", "FLINT4"))],
                          ids=["bitmod4", "bitmod3", "int8", "a8", "fp4-int4-flint4"])
 def test_gemm_matches_first_principles(kw):
     p = BitmodParams(**kw)
     act, qw = _case(p, 3, 5, 150, seed=1)
     act_ = act.copy()
-    if p.act == "fp16":
+    if p.act_format == "fp16":
         act_[1, 3] = np.nan
         act_[2, 0] = -np.inf
     res = bitmod_gemm(p, act_, qw)
     assert [[int(v) for v in row] for row in res.acc] == _brute(p, act_, qw)
-    assert list(res.nonfinite) == ([False, True, True] if p.act == "fp16" else [False] * 3)
+    assert list(res.nonfinite) == ([False, True, True] if p.act_format == "fp16" else [False] * 3)
 
 
 def test_gemm_is_the_product_with_the_dequantized_weights():
@@ -74,7 +74,7 @@ def _array_by_terms(p, beats, ntiles):
     assert not reserved[beats["sel"], beats["code"]].any()
     sgn = slots[..., 0] * (1 - 2 * slots[..., 1])
     weight = (sgn << slots[..., 2]).sum(axis=2)[beats["sel"], beats["code"]]  # (beats, cols)
-    if p.act == "fp16":
+    if p.act_format == "fp16":
         from mixpim.models.numerics import fp16_decode
         sig, exp, _ = fp16_decode(beats["act"].astype(np.uint16))
         a_val = sig << (exp - 1)
@@ -91,7 +91,7 @@ def _array_by_terms(p, beats, ntiles):
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("kw", [dict(rows=2, cols=3), dict(rows=3, cols=2, wbits=8, act="int8")])
+@pytest.mark.parametrize("kw", [dict(rows=2, cols=3), dict(rows=3, cols=2, wbits=8, act_format="int8")])
 def test_stream_and_terms_reproduce_the_gemm(kw):
     p = BitmodParams(**kw)
     m, n, k = 5, 7, 70
@@ -136,7 +136,7 @@ def test_operand_errors():
     with pytest.raises(TypeError, match=exact("FP16 activations must be a float16 array, not float64")):
         bitmod_gemm(p, act.astype(np.float64), qw)
     with pytest.raises(RangeError, match="INT8 activations must be integers in -128..127"):
-        bitmod_gemm(BitmodParams(act="int8"), act, qw)
+        bitmod_gemm(BitmodParams(act_format="int8"), act, qw)
     with pytest.raises(TypeError, match=exact("params must be a BitmodParams, not None")):
         bitmod_gemm(None, act, qw)
     with pytest.raises(TypeError, match=exact("weights must be BitmodWeights, not ndarray")):
@@ -182,7 +182,7 @@ def test_widths():
     assert p.scaled_bits == 58 and p.acc_bits == 70
     q = BitmodParams(wbits=8)
     assert (q.terms, q.max_shift, q.value_max, q.term_sum_max) == (4, 7, 127, 127)
-    assert BitmodParams(act="int8").psum_bits == (32 * 128 * 16).bit_length() + 1
+    assert BitmodParams(act_format="int8").psum_bits == (32 * 128 * 16).bit_length() + 1
 
 
 def test_timing_formula():
@@ -199,7 +199,7 @@ def test_timing_formula():
 
 
 def test_params_round_trip_and_defaults():
-    p = BitmodParams(wbits=3, types=["fp3-ea-pos", "FP3_ER_NEG"], act="int8")
+    p = BitmodParams(wbits=3, types=["fp3-ea-pos", "FP3_ER_NEG"], act_format="int8")
     assert p.types == ("FP3_EA_POS", "FP3_ER_NEG") and p.family == "bitmod"
     assert BitmodParams(**p.to_dict()) == p
     assert BitmodParams(wbits=8).types == ("INT8",) and BitmodParams(wbits=4).types == MIXTURES[4]

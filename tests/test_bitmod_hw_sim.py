@@ -86,7 +86,7 @@ def _act_words(rng, act, n):
 
 @pytest.mark.parametrize("act,wbits", [("fp16", 4), ("int8", 8)])
 def test_pe_stream(act, wbits):
-    p = BitmodParams(wbits=wbits, act=act, rows=1, cols=1)
+    p = BitmodParams(wbits=wbits, act_format=act, rows=1, cols=1)
     dut = BitmodPE(p)
     lay = term_layout(p)
     rng = np.random.default_rng(21)
@@ -138,7 +138,7 @@ def test_pe_stream(act, wbits):
 
 @pytest.mark.parametrize("rows,scale_bits,act", [(4, 8, "fp16"), (1, 2, "fp16"), (3, 5, "int8"), (2, 16, "fp16")])
 def test_dequant_jobs(rows, scale_bits, act):
-    p = BitmodParams(rows=rows, scale_bits=scale_bits, act=act, wbits=8, group=128)
+    p = BitmodParams(rows=rows, scale_bits=scale_bits, act_format=act, wbits=8, group=128)
     dut = BitmodDequant(p)
     rng = np.random.default_rng(rows * 100 + scale_bits)
     top = (1 << scale_bits) - 1
@@ -248,7 +248,7 @@ def gemm_case(p, m, n, k, seed):
     -128) and weights quantized to ``p.types`` (a per-group mixture when there are several)."""
     rng = np.random.default_rng(seed)
     qw = quantize(mixed_weights(rng, n, k), p.types, p.group, scale_bits=p.scale_bits)
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
         act[0, :5] = -128
     else:
@@ -275,10 +275,10 @@ ARRAYS = [
     pytest.param(dict(rows=2, cols=3, wbits=4), 3, 5, 70, id="bitmod4-2x3-g32"),
     pytest.param(dict(rows=3, cols=2, wbits=3, group=64), 4, 3, 100, id="bitmod3-3x2-g64"),
     pytest.param(dict(rows=2, cols=2, wbits=8), 3, 3, 40, id="int8-2x2"),
-    pytest.param(dict(rows=2, cols=2, wbits=8, act="int8", scale_bits=16, group=128), 2, 3, 130, id="int8-a8-s16-g128"),
-    pytest.param(dict(rows=2, cols=2, wbits=6, act="int8"), 3, 2, 64, id="int6-a8-T3"),
-    pytest.param(dict(rows=1, cols=33, wbits=2, act="int8"), 1, 33, 96, id="int2-T1-1x33-fifo3"),
-    pytest.param(dict(rows=2, cols=2, wbits=3, types=("INT3", "FP3"), act="int8"), 3, 4, 64, id="int3-fp3-a8"),
+    pytest.param(dict(rows=2, cols=2, wbits=8, act_format="int8", scale_bits=16, group=128), 2, 3, 130, id="int8-a8-s16-g128"),
+    pytest.param(dict(rows=2, cols=2, wbits=6, act_format="int8"), 3, 2, 64, id="int6-a8-T3"),
+    pytest.param(dict(rows=1, cols=33, wbits=2, act_format="int8"), 1, 33, 96, id="int2-T1-1x33-fifo3"),
+    pytest.param(dict(rows=2, cols=2, wbits=3, types=("INT3", "FP3"), act_format="int8"), 3, 4, 64, id="int3-fp3-a8"),
     pytest.param(dict(rows=2, cols=2, wbits=4, types=("FP4", "INT4", "FLINT4", "FP4_EA_NEG")), 3, 3, 64,
                  id="fp4-int4-flint4"),
     pytest.param(dict(rows=8, cols=1, wbits=4), 8, 4, 64, id="bitmod4-8x1-dequant-always-busy"),
@@ -307,7 +307,7 @@ def test_array_bit_and_cycle_exact(kw, m, n, k):
     assert rec["flags"] == (0, 0)
 
 
-@pytest.mark.parametrize("kw", [dict(rows=2, cols=3, wbits=4), dict(rows=3, cols=2, wbits=8, act="int8")],
+@pytest.mark.parametrize("kw", [dict(rows=2, cols=3, wbits=4), dict(rows=3, cols=2, wbits=8, act_format="int8")],
                          ids=["bitmod4", "int8"])
 def test_array_bubbles_and_backpressure(kw):
     p = BitmodParams(**kw)
@@ -362,7 +362,7 @@ def test_params_validation():
         (dict(types=("FP4",) * 5), "types must hold 1 to 4 types, not 5"),
         (dict(types=("FP4", "FP3")), "types must all be 4-bit types, not FP3 (3 bits)"),
         (dict(types=("FP4", "fp4")), "types repeat: FP4, FP4"),
-        (dict(act="bf16"), "act must be 'fp16' or 'int8', not 'bf16'"),
+        (dict(act_format="bf16"), "act_format must be 'fp16' or 'int8', not 'bf16'"),
         (dict(scale_bits=1), "scale_bits must be an integer in 2..16, not 1"),
         (dict(acc_headroom=25), "acc_headroom must be an integer in 1..24, not 25"),
         (dict(rows=9, scale_bits=8),
@@ -387,7 +387,7 @@ def test_component_validation():
 
 def test_no_multiplier():
     p = BitmodParams(wbits=8)
-    for dut in (BitmodPE(p), BitmodDequant(p), BitmodDecoder(p), BitmodPE(BitmodParams(act="int8"))):
+    for dut in (BitmodPE(p), BitmodDequant(p), BitmodDecoder(p), BitmodPE(BitmodParams(act_format="int8"))):
         text = rtlil.convert(dut)
         assert "$mul" not in text, type(dut).__name__
 

@@ -34,7 +34,7 @@ def _operands(p, m, n, k, rng, extremes=False):
         codes = np.array([[rng.choice(big[sel[i, j // p.group]]) for j in range(k)] for i in range(n)], np.uint8)
     qw = replace(qw, selector=sel, codes=codes)
     qw.check()
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = (rng.choice([-128, 127], (m, k)) if extremes else rng.integers(-128, 128, (m, k))).astype(np.int8)
     else:
         if extremes:
@@ -48,7 +48,7 @@ def _operands(p, m, n, k, rng, extremes=False):
 
 
 def _act_word(p, a):
-    if p.act == "int8":
+    if p.act_format == "int8":
         return int(a)
     lay = pe_act_layout("fp16")
     sig, exp, _ = fp16_decode(np.array([a]))
@@ -117,7 +117,7 @@ def run_pe(p, act, qw, *, bubble_p=0.0, seed=0):
 
 
 def _check_against_golden(p, act, qw, sums):
-    a_val, _ = activation_values(act, p.act)
+    a_val, _ = activation_values(act, p.act_format)
     want = group_sums(a_val, qw.table_values(), p.group)
     assert (sums == want).all()
     # and the scaled sums are the golden GEMM
@@ -128,7 +128,7 @@ def _check_against_golden(p, act, qw, sums):
 @pytest.mark.parametrize("act", ["fp16", "int8"])
 @pytest.mark.parametrize("wbits", [3, 4])
 def test_group_sums_match_golden(act, wbits):
-    p = BitmodParams(rows=1, cols=1, group=128, wbits=wbits, act=act)
+    p = BitmodParams(rows=1, cols=1, group=128, wbits=wbits, act_format=act)
     rng = np.random.default_rng(7 + wbits)
     act_, qw = _operands(p, 2, 3, 250, rng)  # K = 250: the second group is padded
     assert set(np.unique(qw.selector)) == set(range(4))
@@ -140,7 +140,7 @@ def test_group_sums_match_golden(act, wbits):
 
 @pytest.mark.parametrize("act,wbits", [("fp16", 4), ("int8", 3)])
 def test_bubbles(act, wbits):
-    p = BitmodParams(rows=1, cols=1, group=32, wbits=wbits, act=act)
+    p = BitmodParams(rows=1, cols=1, group=32, wbits=wbits, act_format=act)
     act_, qw = _operands(p, 2, 2, 96, np.random.default_rng(3))
     sums, _ = run_pe(p, act_, qw, bubble_p=0.3, seed=4)
     _check_against_golden(p, act_, qw, sums)
@@ -149,7 +149,7 @@ def test_bubbles(act, wbits):
 @pytest.mark.parametrize("act", ["fp16", "int8"])
 def test_extreme_values_fit(act):
     """Full groups of +-FP16 max (or -128/127) times the largest weight values: psum_bits holds them."""
-    p = BitmodParams(rows=1, cols=1, group=128, wbits=4, act=act)
+    p = BitmodParams(rows=1, cols=1, group=128, wbits=4, act_format=act)
     act_, qw = _operands(p, 1, 2, 256, np.random.default_rng(5), extremes=True)
     sums, _ = run_pe(p, act_, qw)
     _check_against_golden(p, act_, qw, sums)
@@ -158,7 +158,7 @@ def test_extreme_values_fit(act):
 @pytest.mark.parametrize("wbits,types", [(4, ("INT4", "FP4", "FLINT4")), (8, None)])
 def test_other_type_sets(wbits, types):
     """Non-mixture type sets (reserved INT codes avoided by the quantizer)."""
-    p = BitmodParams(rows=1, cols=1, group=32, wbits=wbits, types=types, act="int8")
+    p = BitmodParams(rows=1, cols=1, group=32, wbits=wbits, types=types, act_format="int8")
     rng = np.random.default_rng(9)
     w = rng.normal(size=(2, 64)) * rng.choice([1, 8], size=(2, 64), p=[0.9, 0.1])
     qw = quantize(w, p.types, 32)

@@ -27,13 +27,13 @@ from helpers import check_cosim_run, mixed_weights, verilator_lint
 W4 = BitmodParams(rows=4, cols=4, group=32, wbits=4)   # FP4_{ER,EA}_{POS,NEG}, 2 cycles per beat
 W3 = BitmodParams(rows=3, cols=2, group=64, wbits=3)   # FP3_{ER,EA}_{POS,NEG}, 2 cycles per beat
 W8 = BitmodParams(rows=2, cols=3, group=128, wbits=8)  # INT8 (radix-4 Booth), 4 cycles per beat
-MIX = BitmodParams(rows=2, cols=2, group=32, wbits=4, types=("FP4", "INT4", "FLINT4", "FP4_EA_NEG"), act="int8")
+MIX = BitmodParams(rows=2, cols=2, group=32, wbits=4, types=("FP4", "INT4", "FLINT4", "FP4_EA_NEG"), act_format="int8")
 ARRAYS = [pytest.param(W4, id="bitmod4"), pytest.param(W3, id="bitmod3"), pytest.param(W8, id="int8"),
           pytest.param(MIX, id="fp4-int4-flint4-a8")]
 
 
 def activations(p, rng, m, k):
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
         act[0, :3] = -128
         return act
@@ -95,7 +95,7 @@ def corner_weights(p, rng, n, k):
 
 
 def corner_activations(p, rng, m, k, specials=True):
-    if p.act == "int8":
+    if p.act_format == "int8":
         return rng.choice([-128, 127, 0], size=(m, k)).astype(np.int8)
     pool = np.array([0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x0000, 0x8000], np.uint16)
     bits = rng.choice(pool, size=(m, k))
@@ -114,7 +114,7 @@ def test_array_corners(p):
         assert (qw.codes == sc).any()
     run = run_bitmod_array(p, corner_activations(p, rng, m, k), qw)
     check_cosim_run(run)
-    if p.act == "fp16":
+    if p.act_format == "fp16":
         assert run.measured["nonfinite"] == 1 and run.golden.nonfinite[1] and run.golden.nonfinite[2]
         assert not run.golden.nonfinite[0]
 

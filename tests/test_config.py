@@ -136,7 +136,7 @@ def test_defaults_and_derived_properties():
     assert set(expected) == set(PE_KINDS)
     for pe, (act, family) in expected.items():
         c = TileConfig(pe=pe)
-        assert (c.act, c.family) == (act, family)
+        assert (c.act_format, c.family) == (act, family)
 
 
 def test_frozen_and_replace_validates():

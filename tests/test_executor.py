@@ -52,7 +52,7 @@ def operands(cfg, m, n, k, seed):
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(n, k))
     qw = quantize_weights(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
-    if cfg.act == "int8":
+    if cfg.act_format == "int8":
         act = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
     else:
         act = (rng.normal(size=(m, k)) * 4).astype(np.float16)
@@ -479,7 +479,7 @@ def test_word_format_round_trips():
                         rng.integers(-(1 << 40), 1 << 40, size=(4, cfg.cols))], dtype=object)
         acc[0, 0], acc[1, 0] = lim - 1, -lim
         assert [[int(v) for v in r] for r in unpack_acc(cfg, pack_acc(cfg, acc))] == acc.tolist()
-        if cfg.act == "int8":
+        if cfg.act_format == "int8":
             a = rng.integers(-128, 128, size=(5, cfg.rows)).astype(np.int8)
         else:
             a = rng.normal(size=(5, cfg.rows)).astype(np.float16).view(np.uint16)

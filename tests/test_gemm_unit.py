@@ -70,7 +70,7 @@ def images(cfg, rng):
     for s in (Spad.ACT, Spad.WGT, Spad.META):
         depth, wb = cfg.spad_words(s), cfg.word_bytes(s)
         raw = bytearray(rng.randbytes(depth * wb))
-        if s == Spad.ACT and cfg.act == "fp16":
+        if s == Spad.ACT and cfg.act_format == "fp16":
             for i in range(1, len(raw), 2):
                 if raw[i] & 0x7C == 0x7C:  # exponent 31: make it 30
                     raw[i] &= ~0x04

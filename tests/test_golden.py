@@ -278,7 +278,7 @@ def gemm_from_beats(p, beats):
                 for j in range(p.cols):
                     part = 0
                     for b in range(g0, g0 + p.group):
-                        if p.act == "int8":
+                        if p.act_format == "int8":
                             a = int(act[b, i])
                         else:
                             a, _ = ref_act_value(np.uint16(act[b, i]).view(np.float16), "fp16")
@@ -295,7 +295,7 @@ def gemm_from_beats(p, beats):
 def test_stream_unstream_round_trip(pe, m, n, k):
     p = params(rows=2, cols=3, pe=pe)
     rng = np.random.default_rng(m * 100 + n * 10 + k)
-    act, qw = random_case(rng, p.act, m, n, k, specials=p.act == "fp16" and k > 8)
+    act, qw = random_case(rng, p.act_format, m, n, k, specials=p.act_format == "fp16" and k > 8)
     beats = array_stream(p, act, qw)
     mb, nb, kp = -(-m // 2), -(-n // 3), -(-k // 32) * 32
     assert set(beats) == {"act", "code", "zero", "scale", "last"}
@@ -305,7 +305,7 @@ def test_stream_unstream_round_trip(pe, m, n, k):
     assert np.flatnonzero(beats["last"]).tolist() == [t * kp + kp - 1 for t in range(mb * nb)]
     for key in ("act", "code", "zero", "scale"):
         assert beats[key].dtype == np.int64
-    if p.act == "fp16":
+    if p.act_format == "fp16":
         assert beats["act"].min() >= 0 and beats["act"].max() < 1 << 16
     else:
         assert beats["act"].min() >= -128 and beats["act"].max() <= 127
@@ -427,7 +427,7 @@ def test_widths_are_minimal_and_sufficient(act, wbits, group, scale_bits, headro
 def test_params_from_config_and_latency():
     cfg = TileConfig(rows=3, cols=5, pe="baseline-w4a16", wbits=3, group=64, scale_bits=9, acc_headroom=7)
     p = ArrayParams.from_config(cfg)
-    assert (p.rows, p.cols, p.wbits, p.group, p.scale_bits, p.acc_headroom, p.act, p.family) == \
+    assert (p.rows, p.cols, p.wbits, p.group, p.scale_bits, p.acc_headroom, p.act_format, p.family) == \
         (3, 5, 3, 64, 9, 7, "fp16", "baseline")
     assert p.latency == 5 + 2
     assert ArrayParams.from_config(cfg.replace(pe="mixpe-w4a8")).latency == 5 + 4
@@ -469,8 +469,8 @@ def test_array_stream_validates_activations_like_mixpe_gemm():
         except gemm_err.type:
             continue
         except Exception as e:  # noqa: BLE001 - reported below
-            problems.append(f"{p.act} {act.dtype} {act.shape} max={act.max()}: {type(e).__name__}: {e}")
+            problems.append(f"{p.act_format} {act.dtype} {act.shape} max={act.max()}: {type(e).__name__}: {e}")
         else:
-            problems.append(f"{p.act} {act.dtype} {act.shape} max={act.max()}: accepted silently")
+            problems.append(f"{p.act_format} {act.dtype} {act.shape} max={act.max()}: accepted silently")
     assert not problems, ("array_stream must reject the activations mixpe_gemm rejects, with the same "
                           "error type:\n" + "\n".join(problems))

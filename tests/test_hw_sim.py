@@ -308,7 +308,7 @@ def drive_array(p, dut, words, n_out, *, gap=0.0, stall=0.0, seed=0):
 def gemm_case(p, m, n, k, seed, fp16_specials=()):
     rng = np.random.default_rng(seed)
     qw = quantize_weights(rng.normal(size=(n, k)), p.wbits, p.group)
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
         act[0, :5] = -128
     else:
@@ -390,7 +390,7 @@ def test_array_extreme_operands_use_every_accumulator_bit(pe):
     codes = np.array([[0] * k, [15] * k, [0, 15] * (k // 2)], np.uint8)  # q - z = -15, +15, mixed
     zeros = np.array([[15, 15], [0, 0], [15, 0]])
     qw = QuantizedWeights(codes, zeros, FixedScales(np.full((3, 2), 65535), [0, 0, 0], 16), 4, 32, False)
-    if p.act == "int8":
+    if p.act_format == "int8":
         act = np.array([[-128] * k, [127] * k], np.int8)
     else:
         act = np.array([[-65504.0] * k, [65504.0] * k], np.float16)

@@ -21,7 +21,7 @@ def _operands(cfg, m, n, k, *, seed, bits=None, symmetric=False):
     w = rng.normal(size=(n, k)) * rng.uniform(0.2, 3.0, size=(n, 1))
     x = rng.normal(size=(m, k)) * 2.0
     qw = quantize_weights(w, bits or cfg.wbits, cfg.group, scale_bits=cfg.scale_bits, symmetric=symmetric)
-    act = quantize_act_int8(x)[0] if cfg.act == "int8" else x.astype(np.float16)
+    act = quantize_act_int8(x)[0] if cfg.act_format == "int8" else x.astype(np.float16)
     return act, qw
 
 
@@ -40,7 +40,7 @@ def _extreme_operands(cfg, m, n, k, *, seed):
     mant = rng.choice([0, 1, (1 << cfg.scale_bits) - 1], size=(n, ng))
     qw = QuantizedWeights(codes, zeros, FixedScales(mant, np.zeros(n, np.int64), cfg.scale_bits),
                           cfg.wbits, cfg.group, False)
-    if cfg.act == "int8":
+    if cfg.act_format == "int8":
         act = rng.choice([-128, 127], size=(m, k)).astype(np.int8)
     else:
         pool = np.array([0x7BFF, 0xFBFF, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x0000, 0x8000], np.uint16)
