@@ -383,6 +383,11 @@ def build_parser():
     return parser
 
 
+def _one_line(error):
+    """``error``'s message on one line (a multi-line message keeps every line, joined by '; ')."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv=None):
     from .cosim import CosimError
     from .synth import SynthError
@@ -395,7 +400,7 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except (MixpimError, ToolchainError, SynthError) as e:
-        print(f"mixpim: error: {e}", file=sys.stderr)
+        print(f"mixpim: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except CosimError as e:
         print(f"mixpim: error: {str(e).splitlines()[0]}", file=sys.stderr)
