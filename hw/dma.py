@@ -2,7 +2,7 @@
 
 Timing (docs/tile.md, "DRAM and DMA timing"): ``busy`` is high in the ``start`` cycle and stays
 high for exactly ``DMA_SETUP_CYCLES + sum of beat costs`` cycles, the duration
-:class:`mixpim.models.tile_timing.DramBanks` charges; ``done`` pulses in the last of them. The
+:class:`mixpim.models.dram_timing.DramBanks` charges; ``done`` pulses in the last of them. The
 engine is a counter machine: the ``start`` cycle and one more are the setup, then one beat request
 is held on the DRAM bus at a time, back to back, and the DRAM model (:mod:`.dram`) decides how long
 each beat takes. The last scratchpad or DRAM write happens at the clock edge that ends the ``done``

@@ -1,7 +1,7 @@
 """DRAM model of the tile: byte-addressable storage behind one data bus, with per-bank open rows.
 
 The model charges every bus beat exactly the cycles of docs/tile.md, "DRAM and DMA timing" (the
-formula of :class:`mixpim.models.tile_timing.DramBanks`)::
+formula of :class:`mixpim.models.dram_timing.DramBanks`)::
 
     (row miss ? (bank has an open row ? t_rp : 0) + t_rcd : 0)   only on the first beat of a run
   + (first beat of a run ? t_cl : 0)

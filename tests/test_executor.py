@@ -5,6 +5,7 @@ segments, errors, races, timing-only mode, word formats."""
 import numpy as np
 import pytest
 
+from mixpim.compiler.operands import act_blocks, weight_blocks
 from mixpim.models.config import TileConfig, preset
 from mixpim.models.executor import (execute, pack_acc, pack_act, pack_meta, pack_wgt, run, unpack_acc,
                                     unpack_act, unpack_meta, unpack_wgt, wrap)
@@ -26,26 +27,10 @@ CFG = preset("tiny")  # 4x4, group 32, 256-word ACT, 256 KiB DRAM
 
 def blocks(cfg, act, qw):
     """K-major scratchpad words: per token block the ACT words, per feature block the WGT and
-    META words (bytes), padded with zeros (K padding: code = the group's zero point)."""
-    m, k = act.shape
-    n = qw.codes.shape[0]
-    g = num_groups(k, cfg.group)
-    kw = g * cfg.group
-    r, c = cfg.rows, cfg.cols
-    mb, nb = -(-m // r), -(-n // c)
-    a = np.zeros((mb * r, kw), act.dtype)
-    a[:m, :k] = act
-    codes = np.zeros((nb * c, kw), np.int64)
-    codes[:n, :k] = qw.codes
-    codes[:n, k:] = qw.zeros[:, -1:]
-    zeros = np.zeros((nb * c, g), np.int64)
-    zeros[:n] = qw.zeros
-    scales = np.zeros((nb * c, g), np.int64)
-    scales[:n] = qw.scales.mant
-    act_words = [pack_act(cfg, a[i * r:(i + 1) * r].T) for i in range(mb)]
-    wgt_words = [pack_wgt(cfg, codes[j * c:(j + 1) * c].T) for j in range(nb)]
-    meta_words = [pack_meta(cfg, zeros[j * c:(j + 1) * c].T, scales[j * c:(j + 1) * c].T) for j in range(nb)]
-    return act_words, wgt_words, meta_words
+    META words (bytes), padded as the compiler pads them (K padding: code = the group's zero
+    point)."""
+    wgt_words, meta_words = weight_blocks(cfg, qw)
+    return act_blocks(cfg, act, qw.ngroups * cfg.group), wgt_words, meta_words
 
 
 def operands(cfg, m, n, k, seed):
