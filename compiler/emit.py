@@ -88,7 +88,7 @@ class Emitter:
     def instructions(self):
         """The program so far with its tokens, then HALT."""
         t = self.planner
-        ins = [inst.replace(wait=t.waits[pc], signal=t.signals[pc]) for pc, inst in enumerate(self.body)]
+        ins = [inst.with_tokens(t.waits[pc], t.signals[pc]) for pc, inst in enumerate(self.body)]
         return ins + [Instruction(Opcode.HALT)]
 
     def verify_tokens(self):

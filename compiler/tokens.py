@@ -40,6 +40,8 @@ __all__ = ["TokenPlanner"]
 
 assert len(DRAM_UNITS) == 1, "DRAM accessed by several units needs DRAM tokens"
 
+_UNITS = tuple(Unit)
+
 
 class TokenPlanner:
     """Token masks for a program built in program order (see the module doc).
@@ -120,7 +122,7 @@ class TokenPlanner:
             Extra dependencies: wait for (at least) these instructions of other units.
         """
         unit = Unit(unit)
-        pc = self.pc
+        pc = len(self.waits)
         need = np.full(len(Unit), -1, np.int64)
         for a in accesses:
             lo, hi = a.first, a.end
@@ -134,17 +136,17 @@ class TokenPlanner:
             need[src] = max(need[src], p)
         barrier = self._barrier()
         wait = 0
-        for src in Unit:
+        known = self._known
+        for src, p in zip(_UNITS, need.tolist()):
             if src == unit:
                 continue
-            p = int(need[src])
-            if p > max(self._known[src, unit], barrier):
+            if p > max(known[src, unit], barrier):
                 p = self._safe_giver(src, unit, p, pc)
                 self._known[src, unit] = p
                 self._takers[(src, unit)].append(pc)
                 wait |= 1 << src
                 self.signals[p] |= 1 << unit
-        self._dep.append(tuple(int(v) for v in self._known[:, unit]))
+        self._dep.append(tuple(known[:, unit].tolist()))
         for a in accesses:
             (self._last_w if a.write else self._last_r)[a.spad][unit, a.first:a.end] = pc
         self.waits.append(wait)

@@ -238,10 +238,14 @@ class TileConfig:
 
     def word_bytes(self, spad):
         """Bytes in DRAM of one word of scratchpad ``spad`` (a ``Spad``, its value or its name)."""
+        if type(spad) is Spad:
+            return getattr(self, _WORD_BYTES_FIELD[spad])
         return getattr(self, f"{_spad_name(spad).lower()}_word_bytes")
 
     def spad_words(self, spad):
         """Depth in words of scratchpad ``spad`` (a ``Spad``, its value or its name)."""
+        if type(spad) is Spad:
+            return getattr(self, _WORDS_FIELD[spad])
         return getattr(self, f"{_spad_name(spad).lower()}_words")
 
     @property
@@ -360,6 +364,12 @@ def _scalars(data):
             elif key in known and isinstance(value, int) and abs(value) >= 1 << 64:
                 raise ConfigError(f"{key} is out of range: a {len(str(abs(value)))}-digit integer")
     return data
+
+
+# the field (property) of each scratchpad's depth (word size), by Spad member: the fast path of
+# TileConfig.spad_words and word_bytes, which the cycle model calls per instruction
+_WORDS_FIELD = {s: f"{s.name.lower()}_words" for s in Spad}
+_WORD_BYTES_FIELD = {s: f"{s.name.lower()}_word_bytes" for s in Spad}
 
 
 def _spad_name(spad):

@@ -10,7 +10,7 @@ A scratchpad access is a run of consecutive words (:class:`SpadAccess`); a DMA's
 ``rows`` runs of bytes, one per row (:class:`DramAccess`).
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,7 @@ from .units import Spad
 __all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
 
 
-@dataclass(frozen=True)
-class SpadAccess:
+class SpadAccess(NamedTuple):
     """Words ``first .. first + words - 1`` of scratchpad ``spad``.
 
     Members
@@ -49,16 +48,14 @@ class SpadAccess:
         return self.first + self.words
 
 
-@dataclass(frozen=True)
-class DramAccess:
+class DramAccess(NamedTuple):
     """``length`` bytes at each address of ``starts`` (int64 array, in transfer order)."""
     starts: np.ndarray
     length: int
     write: bool
 
 
-@dataclass(frozen=True)
-class Footprint:
+class Footprint(NamedTuple):
     """Everything one instruction touches: scratchpad runs (in dispatch-check order) and, for
     LOAD/STORE, its DRAM rows."""
     spads: tuple
@@ -79,25 +76,29 @@ def footprint(config, inst, *, dram=True):
     does not need them, see :data:`~mixpim.models.units.DRAM_UNITS`)."""
     cfg = config
     op = inst.op
+    o = inst.operands  # one dict: cheaper than an attribute lookup per field
     if op in (Opcode.LOAD, Opcode.STORE):
         load = op == Opcode.LOAD
-        spad = SpadAccess(inst.spad, inst.spad_addr, inst.rows * inst.words, load, inst.spad.name)
-        return Footprint((spad,), DramAccess(*dma_spans(cfg, inst), not load) if dram else None)
+        spad = o["spad"]
+        access = SpadAccess(spad, o["spad_addr"], o["rows"] * o["words"], load, spad.name)
+        return Footprint((access,), DramAccess(*dma_spans(cfg, inst), not load) if dram else None)
     if op == Opcode.GEMM:
-        beats = inst.groups * cfg.group
-        return Footprint((SpadAccess(Spad.ACT, inst.act_addr, beats, False, "ACT"),
-                          SpadAccess(Spad.WGT, inst.wgt_addr, beats, False, "WGT"),
-                          SpadAccess(Spad.META, inst.meta_addr, inst.groups, False, "META"),
-                          SpadAccess(Spad.ACC, inst.acc_addr, cfg.rows, True, "ACC")))
+        groups = o["groups"]
+        beats = groups * cfg.group
+        return Footprint((SpadAccess(Spad.ACT, o["act_addr"], beats, False, "ACT"),
+                          SpadAccess(Spad.WGT, o["wgt_addr"], beats, False, "WGT"),
+                          SpadAccess(Spad.META, o["meta_addr"], groups, False, "META"),
+                          SpadAccess(Spad.ACC, o["acc_addr"], cfg.rows, True, "ACC")))
     if op == Opcode.VEC:
-        out = [SpadAccess(Spad.ACC, inst.acc_addr, inst.rows, False, "ACC"),
-               SpadAccess(Spad.ACT, inst.act_addr, cfg.cols, True, "ACT")]
-        if inst.func == VecFunc.ADD:
-            out.append(SpadAccess(Spad.ACT, inst.res_addr, cfg.cols, False, "residual ACT"))
-        out.append(SpadAccess(Spad.VPARAM, inst.param_addr, cfg.cols, False, "VPARAM",
-                              lo=cfg.vparam_param_base))
-        out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, inst.rows, False, "token VPARAM"))
-        if inst.func == VecFunc.GELU:
+        rows, func = o["rows"], o["func"]
+        out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC"),
+               SpadAccess(Spad.ACT, o["act_addr"], cfg.cols, True, "ACT")]
+        if func == VecFunc.ADD:
+            out.append(SpadAccess(Spad.ACT, o["res_addr"], cfg.cols, False, "residual ACT"))
+        out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cfg.cols, False, "VPARAM",
+                              cfg.vparam_param_base))
+        out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, rows, False, "token VPARAM"))
+        if func == VecFunc.GELU:
             out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
         return Footprint(tuple(out))
     return Footprint(())

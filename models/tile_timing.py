@@ -15,6 +15,7 @@ compiler's scheduler uses too.
 """
 
 import enum
+import functools
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from .footprint import footprint
 from .isa import WORD_BITS, DecodeError, ErrorCode, Instruction, Opcode, VecFunc, decode
 from .mixpe import ArrayParams
 from .program import ProgramError
-from .units import TOKEN_MAX, Unit, unit_bits
+from .units import TOKEN_MAX, Spad, Unit, unit_bits
 
 __all__ = ["VEC_FILL_CYCLES", "Fault", "Duration", "check_instruction", "gemm_cycles", "vec_cycles",
            "TimingResult", "simulate"]
@@ -67,9 +68,10 @@ def check_instruction(config, inst):
     op = inst.op
     if op == Opcode.VEC and inst.rows > cfg.rows:
         return Fault(ErrorCode.BAD_FIELD, f"VEC rows ({inst.rows}) exceeds the array's rows ({cfg.rows})")
+    depths = _depths(cfg)
     for a in footprint(cfg, inst, dram=False).spads:
-        depth = cfg.spad_words(a.spad)
-        if a.first < a.lo or a.end > depth:
+        depth = depths[a.spad]
+        if a.first < a.lo or a.first + a.words > depth:
             where = (f"the column-parameter region {a.lo}..{depth - 1}" if a.lo else
                      f"the scratchpad ({depth} words)")
             return Fault(ErrorCode.SPAD_RANGE, f"{op.name} {a.name} words {_range(a.first, a.words)} "
@@ -92,6 +94,12 @@ def check_instruction(config, inst):
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _depths(config):
+    """Every scratchpad's depth, indexed by Spad (the per-instruction checks' table)."""
+    return tuple(config.spad_words(s) for s in Spad)
+
+
 # -- durations ---------------------------------------------------------------------------------
 
 class Duration(NamedTuple):
@@ -104,7 +112,12 @@ class Duration(NamedTuple):
 def gemm_cycles(config, groups):
     """:class:`Duration` of a GEMM of ``groups`` groups: busy for ``groups * group`` beat cycles;
     the tail is the array's latency plus ``rows`` (the drain, then the ACC write)."""
-    return Duration(groups * config.group, ArrayParams.from_config(config).latency + config.rows)
+    return Duration(groups * config.group, _gemm_tail(config))
+
+
+@functools.lru_cache(maxsize=64)
+def _gemm_tail(config):
+    return ArrayParams.from_config(config).latency + config.rows
 
 
 def vec_cycles(config, rows):
@@ -196,8 +209,7 @@ class Kind(enum.Enum):
 _KIND_OF = {Opcode.NOP: Kind.NOP, Opcode.SYNC: Kind.SYNC, Opcode.HALT: Kind.HALT}
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
+class Dispatch(NamedTuple):
     """Static facts of one instruction word for the dispatcher and its unit.
 
     Members
@@ -293,6 +305,7 @@ def simulate(config, instructions):
     n = len(insts)
     nu = len(Unit)
     depth = cfg.queue_depth
+    UNIT, NOP, FAULT, HALT = Kind.UNIT, Kind.NOP, Kind.FAULT, Kind.HALT  # locals: faster lookups
     banks = DramBanks(cfg)
 
     dispatch_at = [-1] * n
@@ -300,6 +313,7 @@ def simulate(config, instructions):
     end_at = [-1] * n
     complete_at = [-1] * n
     prepared = [None] * n  # Dispatch of each pc, once the dispatcher has reached it
+    seen = {}  # Dispatch of each distinct instruction word
     executed = []
 
     queues = [deque() for _ in Unit]  # entries: (ready cycle, pc)
@@ -327,10 +341,14 @@ def simulate(config, instructions):
                     f"({n} instructions) without HALT")))
             else:
                 p = prepared[pc]
-                if p is None:
-                    p = prepared[pc] = Dispatch.of(cfg, insts[pc])
+                if p is None:  # a program repeats instructions (ring buffers): decide each once
+                    word = insts[pc]
+                    p = seen.get(word)
+                    if p is None:
+                        p = seen[word] = Dispatch.of(cfg, word)
+                    prepared[pc] = p
                 kind = p.kind
-                if kind is Kind.UNIT:
+                if kind is UNIT:
                     q = queues[p.unit]
                     if len(q) < depth:
                         q.append((t + 1, pc))
@@ -340,17 +358,17 @@ def simulate(config, instructions):
                         progressed = True
                     else:
                         stalled = True
-                elif kind is Kind.NOP:
+                elif kind is NOP:
                     dispatch_at[pc] = t
                     dispatched += 1
                     pc += 1
                     progressed = True
-                elif kind is Kind.FAULT:
+                elif kind is FAULT:
                     candidates.append(_Raised(t, pc, p.fault))
                 elif not inflight and not any(queues):  # SYNC / HALT: everything idle
                     dispatch_at[pc] = t
                     dispatched += 1
-                    if kind is Kind.HALT:
+                    if kind is HALT:
                         done = t
                         break
                     pc += 1
@@ -425,8 +443,14 @@ def simulate(config, instructions):
         if progressed or started or completed:
             t += 1
             continue
-        nxt = [max(free_at[u], q[0][0]) for u, q in enumerate(queues)
-               if q and all(tok[s * nu + u] for s in prepared[q[0][1]].waits)]
+        nxt = []
+        for u, q in enumerate(queues):
+            if q:
+                for s in prepared[q[0][1]].waits:
+                    if tok[s * nu + u] == 0:
+                        break
+                else:
+                    nxt.append(max(free_at[u], q[0][0]))
         if inflight:
             nxt.append(inflight[0][0])
         if not nxt:  # unreachable: a stalled dispatcher with nothing running is a deadlock

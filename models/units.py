@@ -109,6 +109,9 @@ assert tuple(SPADS) == tuple(Spad)
 DRAM_UNITS = (Unit.DMA,)
 
 
+_UNIT_BITS = tuple(tuple(u for u in Unit if m >> u & 1) for m in range(1 << MASK_BITS))
+
+
 def unit_bits(mask):
-    """The units of a token mask, in :class:`Unit` order."""
-    return tuple(u for u in Unit if mask >> u & 1)
+    """The units of a token mask (an integer in 0..2**MASK_BITS-1), in :class:`Unit` order."""
+    return _UNIT_BITS[mask]

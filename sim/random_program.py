@@ -443,7 +443,7 @@ class _Gen:
                     after[s] = latest[s]
             latest[u] = planner.add(u, footprint(cfg, inst, dram=False).spads, after=after)
             insts.append(inst)
-        return [i if i.unit is None else i.replace(wait=planner.waits[pc], signal=planner.signals[pc])
+        return [i if i.unit is None else i.with_tokens(planner.waits[pc], planner.signals[pc])
                 for pc, i in enumerate(insts)]
 
     def _unit_inst(self, unit, **tokens):

@@ -18,22 +18,29 @@ def mask_text(mask):
     return "|".join(u.name for u in Unit if mask >> u & 1) or "-"
 
 
+#: Every token mask as a UnitMask (building an IntFlag member per instruction is slow).
+_MASKS = tuple(UnitMask(m) for m in range(1 << MASK_BITS))
+
+
 def _check_mask(fmt, name, value):
-    op = fmt.mnemonic
+    if type(value) is int and 0 <= value < len(_MASKS) or type(value) is UnitMask:
+        if fmt.unit is None and value:
+            raise IsaError(f"{fmt.mnemonic} {name} must be empty, not {mask_text(value)}: the "
+                           f"dispatcher executes {fmt.mnemonic} and holds no tokens",
+                           ErrorCode.BAD_FIELD, name)
+        if fmt.unit is not None and value >> fmt.unit & 1:
+            raise IsaError(f"{fmt.mnemonic} {name} must not include its own unit {fmt.unit.name}",
+                           ErrorCode.BAD_FIELD, name)
+        return _MASKS[value]
     if isinstance(value, Unit):
-        raise IsaError(f"{op} {name} must be a unit mask (a UnitMask or an integer in 0..15), not "
-                       f"{value!r}; write UnitMask.{value.name}", ErrorCode.BAD_FIELD, name)
-    if (not is_int(value) or not 0 <= value < 1 << MASK_BITS
-            or isinstance(value, enum.Enum) and not isinstance(value, UnitMask)):
-        raise IsaError(f"{op} {name} must be a unit mask (a UnitMask or an integer in 0..15), "
-                       f"not {value!r}", ErrorCode.BAD_FIELD, name)
-    if fmt.unit is None and value:
-        raise IsaError(f"{op} {name} must be empty, not {mask_text(value)}: the dispatcher "
-                       f"executes {op} and holds no tokens", ErrorCode.BAD_FIELD, name)
-    if fmt.unit is not None and value >> fmt.unit & 1:
-        raise IsaError(f"{op} {name} must not include its own unit {fmt.unit.name}",
+        raise IsaError(f"{fmt.mnemonic} {name} must be a unit mask (a UnitMask or an integer in "
+                       f"0..{len(_MASKS) - 1}), not {value!r}; write UnitMask.{value.name}",
                        ErrorCode.BAD_FIELD, name)
-    return UnitMask(value)
+    if (not is_int(value) or not 0 <= value < len(_MASKS)
+            or isinstance(value, enum.Enum) and not isinstance(value, UnitMask)):
+        raise IsaError(f"{fmt.mnemonic} {name} must be a unit mask (a UnitMask or an integer in "
+                       f"0..{len(_MASKS) - 1}), not {value!r}", ErrorCode.BAD_FIELD, name)
+    return _check_mask(fmt, name, int(value))  # an int subclass: checked as its value
 
 
 def _check_operand(fmt, f, value):
@@ -96,8 +103,9 @@ class Instruction:
 
     def __init__(self, op, *, wait=0, signal=0, **operands):
         fmt = format_of(op)
+        index = fmt.operand_index
         for name in operands:
-            if name not in {f.name for f in fmt.operands}:
+            if name not in index:
                 raise no_field_error(fmt, name)
         wait = _check_mask(fmt, "wait", wait)
         signal = _check_mask(fmt, "signal", signal)
@@ -138,17 +146,25 @@ class Instruction:
         return {f.name: v for f, v in zip(self._fmt.operands, self._values)}
 
     def __getitem__(self, name):
-        for f, v in zip(self._fmt.operands, self._values):
-            if f.name == name:
-                return v
-        raise KeyError(f"{self._fmt.mnemonic} has no operand {name!r}")
+        i = self._fmt.operand_index.get(name)
+        if i is None:
+            raise KeyError(f"{self._fmt.mnemonic} has no operand {name!r}")
+        return self._values[i]
 
     def __getattr__(self, name):
-        if not name.startswith("_"):
-            for f, v in zip(self._fmt.operands, self._values):
-                if f.name == name:
-                    return v
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        i = self._fmt.operand_index.get(name) if not name.startswith("_") else None
+        if i is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._values[i]
+
+    def with_tokens(self, wait, signal):
+        """A copy with these token masks (validated; the operands are kept as they are)."""
+        new = object.__new__(Instruction)
+        object.__setattr__(new, "_fmt", self._fmt)
+        object.__setattr__(new, "_wait", _check_mask(self._fmt, "wait", wait))
+        object.__setattr__(new, "_signal", _check_mask(self._fmt, "signal", signal))
+        object.__setattr__(new, "_values", self._values)
+        return new
 
     def replace(self, **changes):
         """A copy with ``changes`` (operands, ``wait``, ``signal``) applied and validated."""

@@ -18,6 +18,7 @@ dispatch checks.
 """
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from ..errors import MixpimError
@@ -219,6 +220,11 @@ class Format:
     @property
     def mnemonic(self):
         return self.opcode.name
+
+    @functools.cached_property
+    def operand_index(self):
+        """``{name: position}`` of the operands (the index into an instruction's values)."""
+        return {f.name: i for i, f in enumerate(self.operands)}
 
     @property
     def fields(self):
