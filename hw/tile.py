@@ -21,8 +21,9 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
   No start after the error cycle; ``done`` in the first cycle with nothing executing.
 * **Scratchpads** (ACT, WGT, META, ACC, VPARAM): ``lib.memory.Memory`` with one port per
   access path: each unit that :data:`~mixpim.models.units.SPADS` names a reader (writer) of a
-  scratchpad connects its ``r_<spad>`` (``w_<spad>``) port, and the host has one of each. They are multi-ported register files in
-  simulation; a BRAM mapping would bank them (docs/tile.md, "RTL structure"). VPARAM words
+  scratchpad connects its ``r_<spad>`` (``w_<spad>``) port, and the host has one of each. They
+  are multi-ported register files in simulation; a BRAM mapping would bank them (docs/tile.md,
+  "RTL structure"). VPARAM words
   0 .. 64 + rows - 1 (GELU table, token multipliers) are mirrored in registers for the VEC unit.
 * **Host port.** While the tile is not running, ``host_*`` reads and writes any memory (program,
   DRAM, scratchpads) one word per cycle: ``host_rdata`` holds the word addressed in the previous
