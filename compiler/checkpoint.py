@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixpim.models.errors import MixpimError
+from mixpim.models.errors import MixpimError, parse_problem
 
 __all__ = ["CheckpointError", "TensorInfo", "MINILM_PACKAGE", "tensor_index", "load_tensors",
            "minilm_dir", "linear_weights"]
@@ -112,9 +112,8 @@ def tensor_index(path):
         raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not valid "
                               f"JSON ({e})") from None
     except (ValueError, RecursionError) as e:  # an integer too long to read, nesting too deep
-        why = "nested too deeply" if isinstance(e, RecursionError) else "an integer has too many digits"
         raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not valid "
-                              f"JSON ({why})") from None
+                              f"JSON ({parse_problem(e)})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{str(p)!r} is not a safetensors file: its header is not a JSON object")
 

@@ -21,11 +21,10 @@ LOAD or STORE moves per word, and the alignment of its DRAM addresses) is derive
 
 import dataclasses
 import json
-import sys
 import tomllib
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import ConfigError, parse_problem
 from .isa import Opcode, reach
 from .units import Spad
 from .widths import array_acc_bits
@@ -334,12 +333,8 @@ def _parse(text, fmt, path=None):
     nesting too deep) is a :class:`ConfigError`, naming ``path`` if given."""
     try:
         data = tomllib.loads(text) if fmt == "TOML" else json.loads(text)
-    except RecursionError:
-        problem = "values are nested too deeply"
-    except ValueError as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        problem = str(e)
-        if "integer string conversion" in problem:
-            problem = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+    except (RecursionError, ValueError) as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        problem = parse_problem(e)
     else:
         return _scalars(data)
     where = f" (file {path!r})" if path is not None else ""
@@ -377,7 +372,8 @@ def _spad_name(spad):
         return spad.upper()
     if isinstance(spad, int) and not isinstance(spad, bool) and 0 <= spad < len(SPAD_NAMES):
         return SPAD_NAMES[spad]
-    raise ConfigError(f"scratchpad must be one of {', '.join(SPAD_NAMES)} (or 0..{len(SPAD_NAMES) - 1}), not {spad!r}")
+    raise ConfigError(f"scratchpad must be one of {', '.join(SPAD_NAMES)} (or 0..{len(SPAD_NAMES) - 1}), "
+                      f"not {spad!r}")
 
 
 #: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .config import TileConfig
-from .errors import ConfigError, MixpimError
+from .errors import ConfigError, MixpimError, parse_problem
 from .isa import (WORD_BYTES, DecodeError, Instruction, IsaError, Opcode, Spad, decode, format_of,
                   parse_instruction)
 
@@ -351,12 +351,8 @@ class Program:
                                              f"{type(value).__name__}")
             except UnicodeDecodeError:
                 raise ProgramError("malformed program debug section: not UTF-8") from None
-            except RecursionError:
-                raise ProgramError("malformed program debug section: JSON nested too deeply") from None
-            except (ValueError, AttributeError, TypeError) as e:
-                if isinstance(e, ValueError) and "integer string conversion" in str(e):
-                    e = "an integer has too many digits"
-                raise ProgramError(f"malformed program debug section: {e}") from None
+            except (RecursionError, ValueError, AttributeError, TypeError) as e:
+                raise ProgramError(f"malformed program debug section: {parse_problem(e)}") from None
         return cls(config, instructions, segments, symbols, comments)
 
     def save(self, path):

@@ -173,7 +173,7 @@ def cmd_synth(args):
 
 
 def cmd_demo(args):
-    from .demo import DemoError, _config, run_demo, run_projection_demo
+    from .demo import DemoError, demo_config, run_demo, run_projection_demo
     from .outputs import check_output_dir
     _at_least("--rows", args.rows, 1)
     _at_least("--cols", args.cols, 1)
@@ -198,7 +198,7 @@ def cmd_demo(args):
     default = args.config is None  # the fpga preset with an 8x8 array: a quicker Verilator build
     rows = 8 if default and args.rows is None else args.rows
     cols = 8 if default and args.cols is None else args.cols
-    cfg = _config(args.config or "fpga", rows, cols)
+    cfg = demo_config(args.config or "fpga", rows, cols)
     if backend == "rtl":
         check_rtl_size(cfg, f"configuration {args.config or 'fpga'}")
     check_output_dir(args.output)

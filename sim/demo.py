@@ -29,8 +29,8 @@ from ..models.program import listing
 from .outputs import check_output_dir, check_output_file, write_files
 from .report import unit_status, unit_timeline, write_report
 
-__all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights", "run_demo",
-           "run_projection_demo"]
+__all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights", "demo_config",
+           "run_demo", "run_projection_demo"]
 
 DEFAULT_SENTENCE = "Mixed-precision accelerators multiply low-bit weights by shifting and adding."
 BACKENDS = ("golden", "rtl")
@@ -77,7 +77,9 @@ def ffn_weights(model_dir, layer):
     return t[names[0]], t[names[1]]
 
 
-def _config(config, rows, cols):
+def demo_config(config, rows, cols):
+    """The demo's TileConfig: ``config`` (a preset name, a file or a TileConfig) with ``rows`` and
+    ``cols`` replaced where given (not None)."""
     cfg = config if isinstance(config, TileConfig) else TileConfig.load(config)
     changes = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
     return cfg.replace(**changes) if changes else cfg
@@ -124,7 +126,7 @@ def run_demo(out_dir="out/demo", *, config="fpga", rows=None, cols=None, layer=0
         raise DemoError("the sentence must be a non-empty string")
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
         raise DemoError(f"layer must be a non-negative integer, not {layer!r}")
-    cfg = _config(config, rows, cols)
+    cfg = demo_config(config, rows, cols)
     out = check_output_dir(out_dir)  # before minutes of work; created when the results are written
     for name in DEMO_FILES:
         check_output_file(out / name)
