@@ -121,7 +121,6 @@ def _design(args):
 
 def cmd_rtl(args):
     from .designs import write_rtl, write_tile_rtl
-    from .outputs import check_output_dir
     if args.design == "tile":
         from ..hw.tile import MAX_IMEM_WORDS
         from ..models.config import TileConfig
@@ -132,13 +131,11 @@ def cmd_rtl(args):
         cfg = TileConfig.load("tiny" if args.config is None else args.config)
         check_rtl_size(cfg, f"configuration {args.config or 'tiny'}",
                        "larger configurations (such as npu128) are for the golden/timing model only")
-        check_output_dir(args.output)  # before the (slow) elaboration
         verilog, manifest = write_tile_rtl(cfg, args.output, imem_words=imem, say=_say)
     else:
         _reject(args, ("config", "imem_words"), f"{args.design} is not the tile (--config and "
                 f"--imem-words are for `mixpim rtl tile`)")
         design = _design(args)
-        check_output_dir(args.output)
         verilog, manifest = write_rtl(design, args.output, say=_say)
     print(f"wrote {verilog} and {manifest}")
 
@@ -174,7 +171,6 @@ def cmd_synth(args):
 
 def cmd_demo(args):
     from .demo import DemoError, demo_config, run_demo, run_projection_demo
-    from .outputs import check_output_dir
     _at_least("--rows", args.rows, 1)
     _at_least("--cols", args.cols, 1)
     if args.projection:  # the array-only demo: one GEMM on the Verilated MixPE array
@@ -189,7 +185,6 @@ def cmd_demo(args):
         cfg = TileConfig(rows=rows, cols=cols, group=128,
                          pe="mixpe-w4a8" if args.act == "int8" else "mixpe-w4a16")
         check_rtl_size(cfg, "--projection", "choose a smaller --rows/--cols")
-        check_output_dir(args.output)
         result = run_projection_demo(args.output, rows=rows, cols=cols, act=args.act)
         return 0 if result["bit_exact"] and result["cycle_exact"] else 1
     if args.act != "int8":
@@ -201,7 +196,6 @@ def cmd_demo(args):
     cfg = demo_config(args.config or "fpga", rows, cols)
     if backend == "rtl":
         check_rtl_size(cfg, f"configuration {args.config or 'fpga'}")
-    check_output_dir(args.output)
     result = run_demo(args.output, config=cfg, backend=backend)
     return 0 if result["ok"] else 1
 

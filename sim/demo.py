@@ -26,7 +26,7 @@ from ..models.config import TileConfig
 from ..models.errors import MixpimError
 from ..models.executor import execute
 from ..models.program import listing
-from .outputs import check_output_dir, check_output_file, write_files
+from .outputs import check_output_dir, check_outputs, write_files
 from .report import unit_status, unit_timeline, write_report
 
 __all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights", "demo_config",
@@ -127,9 +127,7 @@ def run_demo(out_dir="out/demo", *, config="fpga", rows=None, cols=None, layer=0
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
         raise DemoError(f"layer must be a non-negative integer, not {layer!r}")
     cfg = demo_config(config, rows, cols)
-    out = check_output_dir(out_dir)  # before minutes of work; created when the results are written
-    for name in DEMO_FILES:
-        check_output_file(out / name)
+    out = check_outputs(out_dir, DEMO_FILES)  # before minutes of work; created when written
     seconds = {}
 
     t0 = time.monotonic()
@@ -241,9 +239,7 @@ def run_projection_demo(out_dir="out/demo-projection", *, rows=8, cols=8, act="i
     from .array_cosim import run_array
     from .designs import design_for, rtl_files
 
-    out = check_output_dir(out_dir)  # created when the results are written
-    for name in ("result.json", "report.md"):
-        check_output_file(out / name)
+    out = check_outputs(out_dir, ("result.json", "report.md"))  # created when the results are written
     check_output_dir(out / "rtl")
     cfg = TileConfig(rows=rows, cols=cols, pe="mixpe-w4a8" if act == "int8" else "mixpe-w4a16",
                      wbits=4, group=group)

@@ -137,9 +137,8 @@ def write_rtl(design: Design, out_dir, *, say=None):
     Both files are written atomically as one batch (:func:`mixpim.sim.outputs.write_files`):
     ``out_dir`` must be a folder or creatable; ``say`` gets one line naming the files replaced.
     """
-    from .outputs import check_output_dir, check_output_file, write_files
-    for name in (f"{design.top}.v", f"{design.top}.json"):  # before the elaboration
-        check_output_file(check_output_dir(out_dir) / name)
+    from .outputs import check_outputs, write_files
+    check_outputs(out_dir, (f"{design.top}.v", f"{design.top}.json"))  # before the elaboration
     paths = write_files(out_dir, rtl_files(design), say=say)
     verilog, manifest = paths.values()
     return verilog, manifest
@@ -154,7 +153,7 @@ def write_tile_rtl(config, out_dir, *, imem_words=1024, say=None):
     memory controller at the DMA's ``DramSignature`` port. Files are written as in :func:`write_rtl`.
     """
     from ..hw.tile import MAX_IMEM_WORDS, Tile
-    from .outputs import check_output_dir, check_output_file, write_files
+    from .outputs import check_outputs, write_files
     from .tile_cosim import rtl_config, tile_top
     if not isinstance(config, TileConfig):
         raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
@@ -163,8 +162,7 @@ def write_tile_rtl(config, out_dir, *, imem_words=1024, say=None):
         raise ConfigError(f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {imem_words!r}")
     cfg = rtl_config(config, [])
     top = tile_top(cfg, imem_words)
-    for name in (f"{top}.v", f"{top}.json"):  # before the elaboration
-        check_output_file(check_output_dir(out_dir) / name)
+    check_outputs(out_dir, (f"{top}.v", f"{top}.json"))  # before the elaboration
     tile = Tile(cfg, imem_words)
     verilog = f"{top}.v"
     files = {verilog: LINT_WAIVER + to_verilog(tile, top),

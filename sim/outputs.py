@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..models.errors import MixpimError
 
-__all__ = ["OutputError", "check_output_file", "check_output_dir", "atomic_write", "write_files",
+__all__ = ["OutputError", "check_output_file", "check_output_dir", "check_outputs", "atomic_write", "write_files",
            "existing_outputs"]
 
 
@@ -101,6 +101,16 @@ def check_output_dir(path, what="output folder"):
         verb = "write into" if st is not None else "create"
         raise OutputError(f"cannot {verb} {what} {str(p)!r}: {_reason(e)}") from None
     return p
+
+
+def check_outputs(folder, names):
+    """``folder`` as a :class:`~pathlib.Path` once it passes :func:`check_output_dir` and each file
+    ``names`` names in it passes :func:`check_output_file`: the check a command makes before its
+    work, so a bad destination fails fast."""
+    out = check_output_dir(folder)
+    for name in names:
+        check_output_file(out / name)
+    return out
 
 
 def _mode_for(target):
