@@ -92,12 +92,12 @@ class LinearPlan:
 def _dma_estimate(cfg, nbytes, dma_rows=1):
     """Rough DMA cycles of a transfer of ``dma_rows`` strided rows totalling ``nbytes``: the
     terms of the DRAM timing formula (:mod:`mixpim.models.dram_timing`) with every row a fresh
-    DRAM row run that misses (``DMA_SETUP_CYCLES``; ``t_ccd`` per bus beat; ``t_cl + t_rcd +
-    t_rp`` per run), contiguous bytes one run per DRAM row."""
+    DRAM row that misses (``DMA_SETUP_CYCLES``; ``t_ccd_l`` per bus beat; ``t_cl + t_rcd +
+    t_rp`` per row, as if nothing overlapped), contiguous bytes one DRAM row per ``row_bytes``."""
     if nbytes <= 0:
         return 0.0
     runs = dma_rows + nbytes / cfg.dram_row_bytes
-    return (DMA_SETUP_CYCLES + nbytes / cfg.dram_bus_bytes * cfg.t_ccd
+    return (DMA_SETUP_CYCLES + nbytes / cfg.dram_bus_bytes * cfg.t_ccd_l
             + runs * (cfg.t_cl + cfg.t_rcd + cfg.t_rp))
 
 

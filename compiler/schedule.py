@@ -8,7 +8,7 @@ deadline) and the VECs in tile order (:class:`VecStream`). :class:`Schedule` kee
 timeline (``free_at``: the first cycle each unit is free; durations from the timing models:
 :func:`~mixpim.models.tile_timing.gemm_cycles`, :func:`~mixpim.models.tile_timing.vec_cycles`
 and :func:`~mixpim.models.dram_timing.dma_cycles` on the DMA's own
-:class:`~mixpim.models.dram_timing.DramBanks`) and always emits next the instruction that can
+:class:`~mixpim.models.dram_timing.DramTiming`) and always emits next the instruction that can
 start first (ties: the lower :class:`~mixpim.models.units.Unit`), so program order follows
 execution order and no unit's queue holds the dispatcher back for work far in the future.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Callable, NamedTuple
 
-from mixpim.models.dram_timing import DramBanks, dma_cycles
+from mixpim.models.dram_timing import DramTiming, dma_cycles
 from mixpim.models.isa import VecFunc
 from mixpim.models.tile_timing import gemm_cycles, vec_cycles
 from mixpim.models.units import Spad, Unit
@@ -229,7 +229,7 @@ class DmaStream(Stream):
         self.loads = sched.work.loads()
         self.next_load = 0
         self.jobs = []
-        self.banks = DramBanks(sched.cfg)
+        self.dram = DramTiming(sched.cfg)
 
     def pending(self):
         return bool(self.jobs) or self.next_load < len(self.loads)
@@ -276,19 +276,16 @@ class DmaStream(Stream):
         return Candidate(pick.ready, self.unit, lambda t: self._emit(t, pick.item, pick.fit))
 
     def _estimate(self, item):
-        """Cycles of a queued load started now (the bank state left alone); jobs never fill gaps."""
+        """Cycles of a queued load started now (on a copy of the DRAM state); jobs never fill gaps."""
         if not isinstance(item, Load):
             return 1 << 30
-        saved = self.banks.open_rows.copy()
-        d = dma_cycles(self.banks, item.dram, item.stride, item.rows,
-                       item.words * self.sched.cfg.word_bytes(item.piece.spad))
-        self.banks.open_rows = saved
-        return d
+        return dma_cycles(self.dram.copy(), self.sched.free_at[Unit.DMA], item.dram, item.stride,
+                          item.rows, item.words * self.sched.cfg.word_bytes(item.piece.spad))
 
     def _transfer(self, t, tr):
         """Emit one LOAD/STORE starting (estimated) at ``t``; returns its estimated completion."""
         s = self.sched
-        d = dma_cycles(self.banks, tr.dram, tr.stride if tr.rows > 1 else 0, tr.rows,
+        d = dma_cycles(self.dram, t, tr.dram, tr.stride if tr.rows > 1 else 0, tr.rows,
                        tr.row_bytes(s.cfg))
         fn = s.em.load if tr.load else s.em.store
         fn(tr.spad, tr.spad_addr, tr.dram, tr.words, rows=tr.rows, stride=tr.stride,

@@ -29,7 +29,7 @@ from .isa import Opcode, reach
 from .units import Spad
 from .widths import array_acc_bits
 
-__all__ = ["PE_KINDS", "GROUP_SIZES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
+__all__ = ["PE_KINDS", "GROUP_SIZES", "PIM_MODES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
            "META_ENTRY_BYTES", "TileConfig", "PRESETS", "preset"]
 
 #: Processing-element kinds the array can be built from. ``mixpe-*`` are the shift-and-add PEs,
@@ -40,6 +40,9 @@ PE_KINDS = ("mixpe-w4a8", "mixpe-w4a16", "baseline-w4a8", "baseline-w4a16")
 GROUP_SIZES = (32, 64, 128)
 
 MAX_DIM = 256
+
+#: Row-buffer modes of the PIM banks (docs/pim.md).
+PIM_MODES = ("dual", "single")
 
 #: Scratchpads in :class:`~mixpim.models.units.Spad` order (names equal the ``Spad`` member names).
 SPAD_NAMES = tuple(s.name for s in Spad)
@@ -56,6 +59,8 @@ MAX_SPAD_WORDS = reach(Opcode.LOAD, "spad_addr") + 1
 assert all(reach(op, f"{name}_addr") + 1 == MAX_SPAD_WORDS for op, name in (
     (Opcode.GEMM, "act"), (Opcode.GEMM, "wgt"), (Opcode.GEMM, "meta"), (Opcode.GEMM, "acc"),
     (Opcode.VEC, "acc"), (Opcode.VEC, "act"), (Opcode.VEC, "res"), (Opcode.VEC, "param")))
+#: Largest PIM global buffer (bytes per channel).
+MAX_PIM_GBUF_BYTES = 4096
 #: Largest DRAM: the reach of the ``dram_addr`` field.
 MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
@@ -100,19 +105,44 @@ class TileConfig:
         GELU table, the token multipliers and one VEC's column multipliers
         (``64 + rows + cols`` words). The defaults satisfy these rules for every legal array, so
         a configuration that names only array fields is valid.
+    dram_channels : int
+        DRAM channels, a power of two in 1..64; each has its own banks, command and data bus.
     dram_banks : int
-        DRAM banks, a power of two in 1..64.
+        Banks per channel, a power of two in 1..64.
+    dram_bank_groups : int
+        Bank groups per channel, a power of two in 1..``dram_banks``; bank ``k`` is in group
+        ``k % dram_bank_groups`` (column commands to one group are ``t_ccd_l`` apart).
     dram_rows : int
         Rows per bank, 1..16777216.
     dram_row_bytes : int
         Bytes per DRAM row (the row buffer), a power of two in 16..65536.
     dram_bus_bytes : int
-        Bytes per data-bus beat, a power of two in 1..256, at most ``dram_row_bytes``.
-        DRAM holds ``dram_banks * dram_rows * dram_row_bytes`` bytes, at most 2**32.
+        Bytes per data-bus beat (one column command), a power of two in 1..256, at most
+        ``dram_row_bytes``. DRAM holds ``dram_channels * dram_banks * dram_rows *
+        dram_row_bytes`` bytes, at most 2**32.
     t_rcd, t_rp, t_cl : int
         Activate-to-column, precharge and CAS latencies in cycles, 0..255.
-    t_ccd : int
-        Column-to-column delay (cycles per bus beat), 1..255.
+    t_ras : int
+        Row active time: least cycles from an activation to the precharge of that row, 0..255.
+    t_faw : int
+        Four-activation window: a channel's fifth activation comes at least ``t_faw`` cycles
+        after the fourth-last one, 0..255.
+    t_ccd_s, t_ccd_l : int
+        Column-to-column delay in one channel, between different bank groups (short) and within
+        one bank group (long), 1..255, ``t_ccd_s <= t_ccd_l``. A channel's peak is one beat per
+        ``t_ccd_s`` cycles.
+    pim_mode : str
+        ``"dual"``: each bank has a second row buffer for PIM, so PIM compute and the DMA's
+        accesses proceed at once; ``"single"``: one row buffer, PIM and the DMA block each other
+        (docs/pim.md).
+    pim_lanes : int
+        MAC lanes per bank (INT8 x INT8 multipliers; bytes of the row one MAC step reads), a
+        power of two in 1..64, at most ``dram_row_bytes``.
+    pim_gbuf_bytes : int
+        Bytes of each channel's global buffer (the PIM input vector), a power of two in
+        16..4096.
+    pim_res_regs : int
+        Result registers (32-bit accumulators) per bank, 1..256.
 
     Raises
     ------
@@ -134,14 +164,23 @@ class TileConfig:
     meta_words: int = 256
     acc_words: int = 512
     vparam_words: int = 1024
+    dram_channels: int = 1
     dram_banks: int = 4
+    dram_bank_groups: int = 1
     dram_rows: int = 1024
     dram_row_bytes: int = 1024
     dram_bus_bytes: int = 8
     t_rcd: int = 3
     t_rp: int = 3
     t_cl: int = 2
-    t_ccd: int = 1
+    t_ras: int = 0
+    t_faw: int = 0
+    t_ccd_s: int = 1
+    t_ccd_l: int = 1
+    pim_mode: str = "dual"
+    pim_lanes: int = 4
+    pim_gbuf_bytes: int = 256
+    pim_res_regs: int = 16
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, MAX_DIM)
@@ -159,13 +198,21 @@ class TileConfig:
         check_int("queue_depth", self.queue_depth, 1, 64)
         for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
             check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
+        _check_pow2("dram_channels", self.dram_channels, 1, 64)
         _check_pow2("dram_banks", self.dram_banks, 1, 64)
+        _check_pow2("dram_bank_groups", self.dram_bank_groups, 1, 64)
         check_int("dram_rows", self.dram_rows, 1, 1 << 24)
         _check_pow2("dram_row_bytes", self.dram_row_bytes, 16, 65536)
         _check_pow2("dram_bus_bytes", self.dram_bus_bytes, 1, 256)
-        for name in ("t_rcd", "t_rp", "t_cl"):
+        for name in ("t_rcd", "t_rp", "t_cl", "t_ras", "t_faw"):
             check_int(name, getattr(self, name), 0, 255)
-        check_int("t_ccd", self.t_ccd, 1, 255)
+        for name in ("t_ccd_s", "t_ccd_l"):
+            check_int(name, getattr(self, name), 1, 255)
+        if self.pim_mode not in PIM_MODES:
+            raise ConfigError(f"pim_mode must be one of {', '.join(PIM_MODES)}, not {self.pim_mode!r}")
+        _check_pow2("pim_lanes", self.pim_lanes, 1, 64)
+        _check_pow2("pim_gbuf_bytes", self.pim_gbuf_bytes, 16, MAX_PIM_GBUF_BYTES)
+        check_int("pim_res_regs", self.pim_res_regs, 1, 256)
         # cross-field rules
         for name in ("act_words", "wgt_words"):
             if getattr(self, name) < self.group:
@@ -180,11 +227,19 @@ class TileConfig:
                               f"({VPARAM_LUT_WORDS} words), the token multipliers (rows = "
                               f"{self.rows}) and one VEC's column multipliers (cols = {self.cols}): "
                               f"at least {need}")
+        if self.dram_bank_groups > self.dram_banks:
+            raise ConfigError(f"dram_bank_groups ({self.dram_bank_groups}) must not exceed "
+                              f"dram_banks ({self.dram_banks})")
+        if self.t_ccd_s > self.t_ccd_l:
+            raise ConfigError(f"t_ccd_s ({self.t_ccd_s}) must not exceed t_ccd_l ({self.t_ccd_l})")
+        if self.pim_lanes > self.dram_row_bytes:
+            raise ConfigError(f"pim_lanes ({self.pim_lanes}) must not exceed dram_row_bytes "
+                              f"({self.dram_row_bytes})")
         if self.dram_bus_bytes > self.dram_row_bytes:
             raise ConfigError(f"dram_bus_bytes ({self.dram_bus_bytes}) must not exceed "
                               f"dram_row_bytes ({self.dram_row_bytes})")
         if self.dram_bytes > MAX_DRAM_BYTES:
-            raise ConfigError(f"DRAM size dram_banks * dram_rows * dram_row_bytes = "
+            raise ConfigError(f"DRAM size dram_channels * dram_banks * dram_rows * dram_row_bytes = "
                               f"{self.dram_bytes} must not exceed 2**32 bytes (the reach of "
                               f"dram_addr)")
 
@@ -260,7 +315,7 @@ class TileConfig:
     @property
     def dram_bytes(self):
         """DRAM size in bytes."""
-        return self.dram_banks * self.dram_rows * self.dram_row_bytes
+        return self.dram_channels * self.dram_banks * self.dram_rows * self.dram_row_bytes
 
     def replace(self, **changes):
         """A copy with ``changes`` applied (and validated)."""
@@ -377,22 +432,37 @@ def _spad_name(spad):
 
 
 #: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,
-#: a 256 KiB DRAM with short timings); ``fpga`` fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads);
-#: ``npu128`` is a paper-scale NeuPIMs-like 128x128 NPU on an HBM-like channel, for the timing
-#: model only (docs/tile.md).
+#: a 256 KiB DRAM of 2 channels with short timings that still exercise every DRAM rule); ``fpga``
+#: fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads); ``npu128`` is a paper-scale
+#: 128x128 NPU on one wide HBM-like channel and ``neupims`` the NeuPIMs system (128x128 NPU, HBM2
+#: with 32 channels x 32 banks, 16 MAC lanes per bank, dual row buffers), both for the timing
+#: model only (docs/tile.md, docs/pim.md).
 PRESETS = {
     "tiny": TileConfig(rows=4, cols=4, pe="mixpe-w4a8", wbits=4, group=32, queue_depth=4,
                        act_words=256, wgt_words=256, meta_words=64, acc_words=64, vparam_words=128,
-                       dram_banks=4, dram_rows=256, dram_row_bytes=256, dram_bus_bytes=8,
-                       t_rcd=3, t_rp=3, t_cl=2, t_ccd=1),
+                       dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=128,
+                       dram_row_bytes=256, dram_bus_bytes=8, t_rcd=3, t_rp=3, t_cl=2, t_ras=8,
+                       t_faw=12, t_ccd_s=1, t_ccd_l=2, pim_mode="dual", pim_lanes=4,
+                       pim_gbuf_bytes=256, pim_res_regs=16),
     "fpga": TileConfig(rows=16, cols=16, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=4,
                        act_words=4096, wgt_words=4096, meta_words=256, acc_words=512,
-                       vparam_words=1024, dram_banks=8, dram_rows=4096, dram_row_bytes=1024,
-                       dram_bus_bytes=16, t_rcd=4, t_rp=4, t_cl=4, t_ccd=1),
+                       vparam_words=1024, dram_channels=2, dram_banks=8, dram_bank_groups=2,
+                       dram_rows=2048, dram_row_bytes=1024, dram_bus_bytes=16, t_rcd=4, t_rp=4,
+                       t_cl=4, t_ras=10, t_faw=16, t_ccd_s=1, t_ccd_l=1, pim_mode="dual",
+                       pim_lanes=8, pim_gbuf_bytes=1024, pim_res_regs=64),
     "npu128": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,
                          act_words=16384, wgt_words=16384, meta_words=512, acc_words=1024,
-                         vparam_words=4096, dram_banks=16, dram_rows=32768, dram_row_bytes=1024,
-                         dram_bus_bytes=64, t_rcd=14, t_rp=14, t_cl=14, t_ccd=1),
+                         vparam_words=4096, dram_channels=1, dram_banks=16, dram_bank_groups=4,
+                         dram_rows=32768, dram_row_bytes=1024, dram_bus_bytes=64, t_rcd=14,
+                         t_rp=14, t_cl=14, t_ras=34, t_faw=30, t_ccd_s=1, t_ccd_l=1),
+    # HBM2 timing of the NeuPIMs simulator (docs/pim.md): tCCD_S 1 and tCCD_L 2 tCK, but a BL4
+    # burst holds the data bus 2 tCK, so both column-to-column gaps are 2 here
+    "neupims": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,
+                          act_words=16384, wgt_words=16384, meta_words=512, acc_words=1024,
+                          vparam_words=4096, dram_channels=32, dram_banks=32, dram_bank_groups=4,
+                          dram_rows=4096, dram_row_bytes=1024, dram_bus_bytes=32, t_rcd=14,
+                          t_rp=14, t_cl=14, t_ras=34, t_faw=30, t_ccd_s=2, t_ccd_l=2,
+                          pim_mode="dual", pim_lanes=16, pim_gbuf_bytes=1024, pim_res_regs=64),
 }
 
 

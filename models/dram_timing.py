@@ -1,129 +1,186 @@
-"""DRAM bank state and the cost of a DMA's bus beats: the one DRAM timing formula.
+"""DRAM timing: channels x banks with per-bank row state, the one DRAM timing formula.
 
-The cycle model (:mod:`.tile_timing`) charges every LOAD/STORE ``DMA_SETUP_CYCLES`` plus what
-:meth:`DramBanks.transfer_rows` returns; the RTL DRAM model (``hw/dram.py``) is cycle-exact against
-it and the compiler's scheduler estimates its DMA timeline with it (docs/tile.md, "DRAM").
+The memory is ``dram_channels`` channels of ``dram_banks`` banks (docs/tile.md, "DRAM"). Address
+mapping of a byte address ``a``: ``g = a // row_bytes`` is the global DRAM row; channel
+``g % channels``, bank ``(g // channels) % banks``, row ``g // (channels * banks)``, column
+``a % row_bytes``. Consecutive rows of the address space rotate over the channels, then over the
+banks, so a stream opens each row in another bank while the previous one transfers.
 
-Per transfer row the bytes are cut into pieces, one per DRAM row touched; a piece costs one
-``t_ccd`` per bus beat and ``t_cl`` once, plus ``t_rcd`` when its bank has another row open (and
-``t_rp`` when that bank had a row open at all). The last piece of each bank stays open.
+Time is absolute (cycles since the run's start): every bank remembers its open row, when it was
+activated and when it was last accessed; every channel when its last column command was and in
+which bank group, and its last four activations. A transfer's beats are column commands issued in
+transfer order; a beat whose bank has another row open needs a precharge and an activation, which
+are issued as early as the bank allows, ahead of the transfer (look-ahead from the instruction's
+start), so activations of one bank overlap transfers of another:
+
+* precharge at ``max(start, t_act + t_ras, t_last + 1)`` (a bank with no open row needs none);
+* activation at ``max(precharge + t_rp, the channel's last activation + 1,
+  its fourth-last activation + t_faw)`` (with no open row: ``max(start, ...)``);
+* column command at ``max(previous beat + 1, start + DMA_SETUP_CYCLES, activation + t_rcd,
+  the channel's last column command + (t_ccd_l if the same bank group else t_ccd_s))``.
+
+A LOAD/STORE is busy from its start to its last column command plus ``t_cl`` (the data). The
+cycle model (:mod:`.tile_timing`), the RTL DRAM model (``hw/dram.py``) and the compiler's
+scheduler all use :func:`dma_cycles`.
 """
 
 import numpy as np
 
-__all__ = ["DMA_SETUP_CYCLES", "NO_ROW", "DramBanks", "dma_cycles"]
+__all__ = ["DMA_SETUP_CYCLES", "NO_ROW", "NEVER", "RowState", "DramTiming", "dma_cycles",
+           "dram_location"]
 
-#: Fixed cycles of every LOAD/STORE on top of its bus beats.
+#: Fixed cycles from a LOAD/STORE's start to its first column command, at the earliest.
 DMA_SETUP_CYCLES = 2
-#: ``open_rows`` value of a bank with no open row (after reset).
+#: Open row of a bank with none open (after reset).
 NO_ROW = -1
+#: Time of an event that never happened: far enough in the past to satisfy every constraint.
+NEVER = -(1 << 40)
 
 
-class DramBanks:
-    """DRAM bank state (the open row of each bank) and the DMA beat-cost formula.
+def dram_location(config, addr):
+    """``(channel, bank, row, column)`` of DRAM byte address ``addr``."""
+    cfg = config
+    g, col = divmod(addr, cfg.dram_row_bytes)
+    g, ch = divmod(g, cfg.dram_channels)
+    row, bank = divmod(g, cfg.dram_banks)
+    return ch, bank, row, col
 
-    Arguments
-    ---------
-    config : TileConfig
+
+class RowState:
+    """One row buffer per bank (``channels * banks`` of them, index ``ch * banks + bank``) and
+    each channel's activation history: the state activations and precharges depend on.
 
     Members
     -------
-    open_rows : int64 array (banks,)
-        Open row of each bank, -1 for none (after reset).
+    open_rows, t_act, t_last : list of int
+        Per bank: the open row (:data:`NO_ROW` for none), the cycle of its activation and of the
+        last column access to it (:data:`NEVER` before the first).
+    acts : list of list of int
+        Per channel: the cycles of its last four activations, oldest first.
+    """
+
+    def __init__(self, config):
+        n = config.dram_channels * config.dram_banks
+        self.cfg = config
+        self.open_rows = [NO_ROW] * n
+        self.t_act = [NEVER] * n
+        self.t_last = [NEVER] * n
+        self.acts = [[NEVER] * 4 for _ in range(config.dram_channels)]
+
+    def copy(self):
+        new = RowState.__new__(RowState)
+        new.cfg = self.cfg
+        new.open_rows, new.t_act, new.t_last = list(self.open_rows), list(self.t_act), list(self.t_last)
+        new.acts = [list(w) for w in self.acts]
+        return new
+
+    def activate(self, ch, idx, row, start):
+        """Open ``row`` in bank ``idx`` of channel ``ch`` (precharging another open row) as early
+        as the rules allow, not before ``start``; returns the activation cycle."""
+        cfg = self.cfg
+        if self.open_rows[idx] == NO_ROW:
+            earliest = start
+        else:
+            earliest = max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1) + cfg.t_rp
+        w = self.acts[ch]
+        act = max(earliest, w[3] + 1, w[0] + cfg.t_faw)
+        w.pop(0)
+        w.append(act)
+        self.open_rows[idx] = row
+        self.t_act[idx] = act
+        return act
+
+    def open_rows_array(self):
+        """The open rows as an int64 array (channels, banks)."""
+        cfg = self.cfg
+        return np.array(self.open_rows, np.int64).reshape(cfg.dram_channels, cfg.dram_banks)
+
+
+class DramTiming:
+    """The DRAM's timing state: the banks' normal row buffers (:class:`RowState`) and each
+    channel's column-command history; :meth:`transfer` times a DMA's beats.
+
+    Members
+    -------
+    rows : RowState
+    t_col, bg_col : list of int
+        Per channel: the cycle of its last column command and that command's bank group (-1
+        before the first).
     """
 
     def __init__(self, config):
         self.cfg = config
-        self.open_rows = np.full(config.dram_banks, NO_ROW, dtype=np.int64)
+        self.rows = RowState(config)
+        self.t_col = [NEVER] * config.dram_channels
+        self.bg_col = [-1] * config.dram_channels
 
-    def _pieces(self, starts, length):
-        """Global DRAM row index and beat count of every (transfer row, DRAM row) piece."""
+    def copy(self):
+        new = DramTiming.__new__(DramTiming)
+        new.cfg, new.rows = self.cfg, self.rows.copy()
+        new.t_col, new.bg_col = list(self.t_col), list(self.bg_col)
+        return new
+
+    @property
+    def open_rows(self):
+        """Open row of every bank, int64 array (channels, banks)."""
+        return self.rows.open_rows_array()
+
+    def _pieces(self, addr, stride, rows, length):
+        """Global DRAM row and beat count of every (transfer row, DRAM row) piece, in order, as
+        two lists; consecutive pieces in one DRAM row are merged (the later beats are hits)."""
         cfg = self.cfg
         bus, cpr = cfg.dram_bus_bytes, cfg.dram_row_bytes // cfg.dram_bus_bytes
+        if rows == 1 or (stride == length and addr % bus == 0 and length % bus == 0):
+            starts = np.array([addr], np.int64)
+            length = rows * length
+        else:
+            starts = addr + stride * np.arange(rows, dtype=np.int64)
         c0 = starts // bus
         c1 = (starts + length - 1) // bus
         g0, g1 = c0 // cpr, c1 // cpr
         npieces = g1 - g0 + 1
-        if len(starts) == 1 and npieces[0] == 1:
-            return g0, c1 - c0 + 1
         row = np.repeat(np.arange(len(starts)), npieces)
         first = np.cumsum(npieces) - npieces
         g = g0[row] + (np.arange(len(row)) - first[row])
         beats = np.minimum(c1[row], (g + 1) * cpr - 1) - np.maximum(c0[row], g * cpr) + 1
-        return g, beats
+        if len(g) > 1:
+            keep = np.ones(len(g), bool)
+            keep[1:] = g[1:] != g[:-1]
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                beats = np.add.reduceat(beats, idx)
+                g = g[idx]
+        return g.tolist(), beats.tolist()
 
-    def transfer_rows(self, addr, stride, rows, length):
-        """Cycles of a DMA's bus beats (rows of ``length`` bytes at ``addr + r * stride``),
-        without the setup cycles; updates the open rows. Same result as :meth:`transfer`."""
-        bus = self.cfg.dram_bus_bytes
-        if rows == 1 or (stride == length and addr % bus == 0 and length % bus == 0):
-            return self._contiguous(addr, rows * length)
-        return self.transfer(addr + stride * np.arange(rows, dtype=np.int64), length)
-
-    def _contiguous(self, addr, length):
-        # One span: its pieces are consecutive DRAM rows g0..g1, each a new run. Only a bank's
-        # first piece can find its row open; later pieces of a bank are misses with precharge.
+    def transfer(self, start, addr, stride, rows, length):
+        """The cycle of the last column command of a transfer starting at cycle ``start``:
+        ``rows`` rows of ``length`` bytes at ``addr + r * stride``, each row the bus beats
+        (bus-aligned chunks) it touches, in order. Updates the state."""
         cfg = self.cfg
-        bus, rb, nb = cfg.dram_bus_bytes, cfg.dram_row_bytes, cfg.dram_banks
-        c0, c1 = addr // bus, (addr + length - 1) // bus
-        g0, g1 = c0 * bus // rb, c1 * bus // rb
-        pieces = g1 - g0 + 1
-        cycles = (c1 - c0 + 1) * cfg.t_ccd + pieces * cfg.t_cl
-        cycles += (pieces - min(pieces, nb)) * (cfg.t_rcd + cfg.t_rp)
-        open_rows = self.open_rows
-        for g in range(g0, g0 + min(pieces, nb)):
-            b, r = g % nb, g // nb
-            o = int(open_rows[b])
-            if o != r:
-                cycles += cfg.t_rcd + (cfg.t_rp if o != NO_ROW else 0)
-        for g in range(max(g0, g1 - nb + 1), g1 + 1):  # the last piece of each bank stays open
-            open_rows[g % nb] = g // nb
-        return cycles
-
-    def transfer(self, starts, length):
-        """Cycles of the bus beats moving ``length`` bytes at each address in ``starts`` (in
-        order), without the setup cycles; updates the open rows."""
-        cfg = self.cfg
-        g, beats = self._pieces(np.asarray(starts, dtype=np.int64), length)
-        nb = cfg.dram_banks
-        bank, drow = g % nb, g // nb
-        if len(g) <= 16:  # short transfers: a plain loop beats numpy's call overhead
-            cycles = int(beats.sum()) * cfg.t_ccd
-            open_rows = self.open_rows
-            prev = None
-            for gi, b, r in zip(g.tolist(), bank.tolist(), drow.tolist()):
-                if gi != prev:
-                    cycles += cfg.t_cl
-                    o = int(open_rows[b])
-                    if o != r:
-                        cycles += cfg.t_rcd + (cfg.t_rp if o != NO_ROW else 0)
-                        open_rows[b] = r
-                prev = gi
-            return cycles
-        run = np.ones(len(g), bool)
-        run[1:] = g[1:] != g[:-1]
-        # the row open in each piece's bank just before it: the previous piece of that bank in
-        # this transfer, or the bank's state before the transfer
-        order = np.argsort(bank, kind="stable")
-        sb, sr = bank[order], drow[order]
-        before_sorted = np.empty(len(g), np.int64)
-        before_sorted[1:] = sr[:-1]
-        head = np.ones(len(g), bool)
-        head[1:] = sb[1:] != sb[:-1]
-        before_sorted[head] = self.open_rows[sb[head]]
-        before = np.empty_like(before_sorted)
-        before[order] = before_sorted
-        miss = before != drow
-        cycles = (int(beats.sum()) * cfg.t_ccd + int(run.sum()) * cfg.t_cl
-                  + int(miss.sum()) * cfg.t_rcd + int((miss & (before != NO_ROW)).sum()) * cfg.t_rp)
-        last = np.ones(len(g), bool)
-        last[:-1] = sb[1:] != sb[:-1]
-        self.open_rows[sb[last]] = sr[last]
-        return cycles
+        nch, nb, ng = cfg.dram_channels, cfg.dram_banks, cfg.dram_bank_groups
+        t_rcd, t_ccd_s, t_ccd_l = cfg.t_rcd, cfg.t_ccd_s, cfg.t_ccd_l
+        rs = self.rows
+        open_rows, t_last = rs.open_rows, rs.t_last
+        t_col, bg_col = self.t_col, self.bg_col
+        prev = start + DMA_SETUP_CYCLES - 1
+        for g, m in zip(*self._pieces(addr, stride, rows, length)):
+            gc, ch = divmod(g, nch)
+            r, bank = divmod(gc, nb)
+            idx = ch * nb + bank
+            bg = bank % ng
+            col = prev + 1
+            if open_rows[idx] != r:
+                col = max(col, rs.activate(ch, idx, r, start) + t_rcd)
+            col = max(col, t_col[ch] + (t_ccd_l if bg_col[ch] == bg else t_ccd_s))
+            prev = col + (m - 1) * t_ccd_l
+            t_col[ch] = prev
+            bg_col[ch] = bg
+            t_last[idx] = prev
+        return prev
 
 
-def dma_cycles(banks, dram_addr, stride, rows, row_bytes):
-    """Busy cycles of one LOAD/STORE (``rows`` rows of ``row_bytes`` bytes, ``stride`` apart from
-    ``dram_addr``) on ``banks``, whose open rows it updates: ``DMA_SETUP_CYCLES`` plus the bus
-    beats."""
-    return DMA_SETUP_CYCLES + banks.transfer_rows(dram_addr, stride, rows, row_bytes)
+def dma_cycles(dram, start, dram_addr, stride, rows, row_bytes):
+    """Busy cycles of one LOAD/STORE starting at cycle ``start`` (``rows`` rows of ``row_bytes``
+    bytes, ``stride`` apart from ``dram_addr``) on ``dram`` (a :class:`DramTiming`, which it
+    updates): from the start to the last column command plus ``t_cl``."""
+    return dram.transfer(start, dram_addr, stride, rows, row_bytes) + dram.cfg.t_cl + 1 - start

@@ -9,9 +9,9 @@ configuration, so both uses share every line of it.
 The simulation is event driven: it visits only cycles in which something can change (a dispatch,
 a start, a completion, the cycle after one), so a GEMM of thousands of beats or a DMA of
 thousands of bus beats costs a handful of Python steps. DMA durations come from
-:mod:`.dram_timing`, which computes them per DRAM-row piece, vectorized over the pieces of a
-transfer; GEMM and VEC durations are :func:`gemm_cycles` and :func:`vec_cycles`, which the
-compiler's scheduler uses too.
+:mod:`.dram_timing`, which computes them per DRAM-row piece of a transfer from the banks' and
+channels' state at the instruction's start; GEMM and VEC durations are :func:`gemm_cycles` and
+:func:`vec_cycles`, which the compiler's scheduler uses too.
 """
 
 import enum
@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .config import TileConfig
-from .dram_timing import DramBanks, dma_cycles
+from .dram_timing import DramTiming, dma_cycles
 from .errors import ConfigError
 from .footprint import footprint
 from .isa import WORD_BITS, DecodeError, ErrorCode, Instruction, Opcode, VecFunc, decode
@@ -156,7 +156,7 @@ class TimingResult:
         pcs of the unit instructions that started, in (start cycle, pc) order.
     tokens : int array (units, units)
         Final token counters ``tokens[src, dst]``.
-    open_rows : int64 array (banks,)
+    open_rows : int64 array (channels, banks)
         Final open row of each DRAM bank (-1: none).
     events : int
         Cycles the event-driven simulation visited (a measure of its work).
@@ -255,10 +255,11 @@ class Dispatch(NamedTuple):
             duration = vec_cycles(cfg, inst.rows)
         return Dispatch(Kind.UNIT, inst, inst.unit, unit_bits(inst.wait), unit_bits(inst.signal), duration)
 
-    def dma_duration(self, cfg, banks):
-        """Busy cycles of this LOAD/STORE starting now, on ``banks`` (whose open rows it updates)."""
+    def dma_duration(self, cfg, dram, start):
+        """Busy cycles of this LOAD/STORE starting at cycle ``start`` on ``dram`` (a
+        :class:`~.dram_timing.DramTiming`, which it updates)."""
         inst = self.inst
-        return dma_cycles(banks, inst.dram_addr, inst.stride, inst.rows,
+        return dma_cycles(dram, start, inst.dram_addr, inst.stride, inst.rows,
                           inst.words * cfg.word_bytes(inst.spad))
 
 
@@ -306,7 +307,7 @@ def simulate(config, instructions):
     nu = len(Unit)
     depth = cfg.queue_depth
     UNIT, NOP, FAULT, HALT = Kind.UNIT, Kind.NOP, Kind.FAULT, Kind.HALT  # locals: faster lookups
-    banks = DramBanks(cfg)
+    dram = DramTiming(cfg)
 
     dispatch_at = [-1] * n
     start_at = [-1] * n
@@ -392,7 +393,7 @@ def simulate(config, instructions):
                 for s in p.waits:
                     tok[s * nu + u] -= 1
                 if p.duration is None:
-                    d, tail = p.dma_duration(cfg, banks), 0
+                    d, tail = p.dma_duration(cfg, dram, t), 0
                 else:
                     d, tail = p.duration
                 free_at[u] = t + d
@@ -468,4 +469,4 @@ def simulate(config, instructions):
         end=np.array(end_at, np.int64), complete=np.array(complete_at, np.int64),
         executed=tuple(sorted(executed, key=lambda i: (start_at[i], i))),
         tokens=np.array(tok, np.int64).reshape(nu, nu),
-        open_rows=banks.open_rows.copy(), events=events, instructions=decoded)
+        open_rows=dram.open_rows, events=events, instructions=decoded)

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from ..models.config import GROUP_SIZES
+from ..models.config import GROUP_SIZES, PRESETS
 from ..models.errors import MixpimError
 from .designs import DESIGNS, make_design
 from .tile_cosim import rtl_size_problem
@@ -47,6 +47,7 @@ def check_rtl_size(cfg, what, hint="use --backend golden"):
 
 #: Most synthetic weights ``mixpim compile`` draws (float64 while quantizing: 512 MiB).
 COMPILE_MAX_WEIGHTS = 1 << 26
+_PRESET_NAMES = ", ".join(PRESETS)
 
 
 # -- option checks -------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def build_parser():
     p = sub.add_parser("compile", help="compile a quantized Linear layer (seeded synthetic weights) "
                        "to a tile program file and listing")
     p.add_argument("layer", choices=("linear",))
-    p.add_argument("--config", default="tiny", help="a preset (tiny, fpga, npu128) or a .json/.toml file")
+    p.add_argument("--config", default="tiny", help=f"a preset ({_PRESET_NAMES}) or a .json/.toml file")
     p.add_argument("--m", type=int, required=True, help="tokens")
     p.add_argument("--n", type=int, required=True, help="output features")
     p.add_argument("--k", type=int, required=True, help="input features")
@@ -359,7 +360,7 @@ def build_parser():
     p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
                        "the tile; report, cycle chart and accuracy vs float32")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
-    p.add_argument("--config", default=None, help="a preset (tiny, fpga, npu128) or a .json/.toml file "
+    p.add_argument("--config", default=None, help=f"a preset ({_PRESET_NAMES}) or a .json/.toml file "
                    "(default: the fpga preset with an 8x8 array, W4 group 128)")
     p.add_argument("--rows", type=int, default=None,
                    help="override the array rows (--projection: default 8)")

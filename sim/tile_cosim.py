@@ -172,13 +172,13 @@ def rtl_config(config, items):
     """The configuration the RTL is built for: ``config``, with a DRAM larger than
     :data:`RTL_DRAM_BYTES` cut to the power-of-two number of rows per bank that covers both that
     size and what ``items`` can touch (a DRAM model of the full size would be up to gigabytes of
-    Verilog initial values). Banks, row size and timing are unchanged, so the address mapping and
-    every cycle are the same; when an access reaches beyond the real DRAM (a ``DRAM_RANGE``
+    Verilog initial values). Channels, banks, row size and timing are unchanged, so the address
+    mapping and every cycle are the same; when an access reaches beyond the real DRAM (a ``DRAM_RANGE``
     program) the full size is kept, so that check sees the same bound."""
     top = _footprint(config, items)
     if config.dram_bytes <= RTL_DRAM_BYTES or top > config.dram_bytes:
         return config
-    per_row = config.dram_banks * config.dram_row_bytes
+    per_row = config.dram_channels * config.dram_banks * config.dram_row_bytes
     rows = 1 << (-(-max(top, RTL_DRAM_BYTES) // per_row) - 1).bit_length()
     return config.replace(dram_rows=min(config.dram_rows, rows))
 

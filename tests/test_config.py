@@ -7,14 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixpim.models.config import GROUP_SIZES, PE_KINDS, PRESETS, TileConfig, preset
+from mixpim.models.config import GROUP_SIZES, PE_KINDS, PIM_MODES, PRESETS, TileConfig, preset
 from mixpim.models.errors import ConfigError, MixpimError
 from helpers import exact
 
-FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_banks, dram_bus_bytes, dram_row_bytes, "
-          "dram_rows, group, meta_words, pe, queue_depth, rows, scale_bits, t_ccd, t_cl, t_rcd, "
-          "t_rp, vparam_words, wbits, wgt_words")
-TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 4, 256, 256, 8, 3, 3, 2, 1)  # queue_depth .. t_ccd
+FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
+          "dram_channels, dram_row_bytes, dram_rows, group, meta_words, pe, pim_gbuf_bytes, "
+          "pim_lanes, pim_mode, pim_res_regs, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
+          "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words")
+# tiny, queue_depth .. pim_res_regs
+TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 4,
+                 256, 16)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -35,13 +38,18 @@ INT_FIELDS = [  # name, lo, hi (with group large enough that rows never trips th
     ("t_rcd", 0, 255),
     ("t_rp", 0, 255),
     ("t_cl", 0, 255),
-    ("t_ccd", 1, 255),
+    ("t_ras", 0, 255),
+    ("t_faw", 0, 255),
+    ("t_ccd_s", 1, 1),
+    ("t_ccd_l", 1, 255),
+    ("pim_res_regs", 1, 256),
 ]
 INT_RANGES = {"rows": (1, 256), "cols": (1, 256), "wbits": (2, 4), "scale_bits": (4, 16),
               "acc_headroom": (1, 24), "queue_depth": (1, 64), "act_words": (128, 65536),
               "wgt_words": (128, 65536), "meta_words": (1, 65536), "acc_words": (4, 65536),
               "vparam_words": (72, 65536), "dram_rows": (1, 1 << 24), "t_rcd": (0, 255),
-              "t_rp": (0, 255), "t_cl": (0, 255), "t_ccd": (1, 255)}
+              "t_rp": (0, 255), "t_cl": (0, 255), "t_ras": (0, 255), "t_faw": (0, 255),
+              "t_ccd_s": (1, 255), "t_ccd_l": (1, 255), "pim_res_regs": (1, 256)}
 # the message's range (the field's own range; the smallest legal value may be larger because of
 # a cross-field rule, e.g. act_words >= group)
 MESSAGE_RANGES = {"act_words": (1, 65536), "wgt_words": (1, 65536), "acc_words": (1, 65536),
@@ -130,7 +138,8 @@ def test_config_error_is_a_value_error_and_a_mixpim_error():
 def test_defaults_and_derived_properties():
     cfg = TileConfig()
     assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12,
-                                        4, 4096, 4096, 256, 512, 1024, 4, 1024, 1024, 8, 3, 3, 2, 1)
+                                        4, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
+                                        2, 0, 0, 1, 1, "dual", 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline")}
     assert set(expected) == set(PE_KINDS)
@@ -160,7 +169,7 @@ def test_equality_and_hash():
 # -- presets -----------------------------------------------------------------------------------
 
 def test_presets():
-    assert set(PRESETS) == {"tiny", "fpga", "npu128"}
+    assert set(PRESETS) == {"tiny", "fpga", "npu128", "neupims"}
     tiny, fpga = preset("tiny"), preset("fpga")
     assert tiny is PRESETS["tiny"] and fpga is PRESETS["fpga"]
     assert (tiny.rows, tiny.cols, tiny.pe, tiny.wbits, tiny.group) == (4, 4, "mixpe-w4a8", 4, 32)
@@ -173,13 +182,19 @@ def test_presets():
     assert spad_bits / 8 / 1024 < 170
     npu = preset("npu128")
     assert (npu.rows, npu.cols, npu.group) == (128, 128, 128)
+    neupims = preset("neupims")  # docs/pim.md: the NeuPIMs system, HBM2 timing
+    assert (neupims.rows, neupims.cols, neupims.dram_channels, neupims.dram_banks,
+            neupims.dram_row_bytes, neupims.pim_lanes, neupims.pim_mode) == (
+        128, 128, 32, 32, 1024, 16, "dual")
+    assert (neupims.t_rcd, neupims.t_rp, neupims.t_cl, neupims.t_ras, neupims.t_faw) == (
+        14, 14, 14, 34, 30)
     for cfg in PRESETS.values():
         assert isinstance(cfg, TileConfig)
         assert TileConfig.from_dict(cfg.to_dict()) == cfg  # valid (re-validated)
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga, npu128")):
+    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga, npu128, neupims")):
         preset("huge")
 
 
@@ -191,6 +206,8 @@ def tile_configs(draw):
     rows, cols = draw(st.integers(1, group)), draw(st.integers(1, 256))
     row_bytes = 1 << draw(st.integers(4, 16))
     banks = 1 << draw(st.integers(0, 6))
+    channels = 1 << draw(st.integers(0, 6))
+    t_ccd_s = draw(st.integers(1, 255))
     return TileConfig(
         rows=rows, cols=cols,
         pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
@@ -198,10 +215,14 @@ def tile_configs(draw):
         queue_depth=draw(st.integers(1, 64)), act_words=draw(st.integers(group, 65536)),
         wgt_words=draw(st.integers(group, 65536)), meta_words=draw(st.integers(1, 65536)),
         acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
-        dram_banks=banks, dram_rows=draw(st.integers(1, min(1 << 24, (1 << 32) // (banks * row_bytes)))),
+        dram_channels=channels, dram_banks=banks, dram_bank_groups=banks >> draw(st.integers(0, 6)) or 1,
+        dram_rows=draw(st.integers(1, min(1 << 24, (1 << 32) // (channels * banks * row_bytes)))),
         dram_row_bytes=row_bytes, dram_bus_bytes=1 << draw(st.integers(0, min(8, row_bytes.bit_length() - 1))),
         t_rcd=draw(st.integers(0, 255)), t_rp=draw(st.integers(0, 255)), t_cl=draw(st.integers(0, 255)),
-        t_ccd=draw(st.integers(1, 255)))
+        t_ras=draw(st.integers(0, 255)), t_faw=draw(st.integers(0, 255)), t_ccd_s=t_ccd_s,
+        t_ccd_l=draw(st.integers(t_ccd_s, 255)), pim_mode=draw(st.sampled_from(PIM_MODES)),
+        pim_lanes=1 << draw(st.integers(0, min(6, row_bytes.bit_length() - 1))),
+        pim_gbuf_bytes=1 << draw(st.integers(4, 12)), pim_res_regs=draw(st.integers(1, 256)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -215,12 +236,16 @@ def test_json_and_toml_round_trip(cfg):
 def test_to_dict_json_toml_content():
     cfg = TileConfig(rows=2, cols=3, pe="mixpe-w4a16", wbits=3, group=64, scale_bits=8, acc_headroom=5,
                      queue_depth=2, act_words=64, wgt_words=65, meta_words=3, acc_words=4,
-                     vparam_words=70, dram_banks=2, dram_rows=9, dram_row_bytes=32, dram_bus_bytes=4,
-                     t_rcd=5, t_rp=6, t_cl=7, t_ccd=2)
+                     vparam_words=70, dram_channels=2, dram_banks=2, dram_bank_groups=2, dram_rows=9,
+                     dram_row_bytes=32, dram_bus_bytes=4, t_rcd=5, t_rp=6, t_cl=7, t_ras=8, t_faw=9,
+                     t_ccd_s=1, t_ccd_l=2, pim_mode="single", pim_lanes=8, pim_gbuf_bytes=64,
+                     pim_res_regs=32)
     d = {"rows": 2, "cols": 3, "pe": "mixpe-w4a16", "wbits": 3, "group": 64, "scale_bits": 8,
          "acc_headroom": 5, "queue_depth": 2, "act_words": 64, "wgt_words": 65, "meta_words": 3,
-         "acc_words": 4, "vparam_words": 70, "dram_banks": 2, "dram_rows": 9, "dram_row_bytes": 32,
-         "dram_bus_bytes": 4, "t_rcd": 5, "t_rp": 6, "t_cl": 7, "t_ccd": 2}
+         "acc_words": 4, "vparam_words": 70, "dram_channels": 2, "dram_banks": 2,
+         "dram_bank_groups": 2, "dram_rows": 9, "dram_row_bytes": 32, "dram_bus_bytes": 4,
+         "t_rcd": 5, "t_rp": 6, "t_cl": 7, "t_ras": 8, "t_faw": 9, "t_ccd_s": 1, "t_ccd_l": 2,
+         "pim_mode": "single", "pim_lanes": 8, "pim_gbuf_bytes": 64, "pim_res_regs": 32}
     assert cfg.to_dict() == d
     assert list(cfg.to_dict()) == list(d)  # declaration order
     assert json.loads(cfg.to_json()) == d
@@ -228,8 +253,10 @@ def test_to_dict_json_toml_content():
     assert cfg.to_toml() == ('rows = 2\ncols = 3\npe = "mixpe-w4a16"\nwbits = 3\ngroup = 64\n'
                              'scale_bits = 8\nacc_headroom = 5\nqueue_depth = 2\nact_words = 64\n'
                              'wgt_words = 65\nmeta_words = 3\nacc_words = 4\nvparam_words = 70\n'
-                             'dram_banks = 2\ndram_rows = 9\ndram_row_bytes = 32\ndram_bus_bytes = 4\n'
-                             't_rcd = 5\nt_rp = 6\nt_cl = 7\nt_ccd = 2\n')
+                             'dram_channels = 2\ndram_banks = 2\ndram_bank_groups = 2\ndram_rows = 9\n'
+                             'dram_row_bytes = 32\ndram_bus_bytes = 4\nt_rcd = 5\nt_rp = 6\nt_cl = 7\n'
+                             't_ras = 8\nt_faw = 9\nt_ccd_s = 1\nt_ccd_l = 2\npim_mode = "single"\n'
+                             'pim_lanes = 8\npim_gbuf_bytes = 64\npim_res_regs = 32\n')
 
 
 def test_old_documents_without_tile_fields_take_defaults():
@@ -295,8 +322,10 @@ def test_wrong_types_in_documents_are_named():
 
 # -- tile fields: powers of two, cross-field rules, derived sizes ------------------------------
 
-@pytest.mark.parametrize("name, lo, hi", [("dram_banks", 1, 64), ("dram_row_bytes", 16, 65536),
-                                          ("dram_bus_bytes", 1, 256)])
+@pytest.mark.parametrize("name, lo, hi", [("dram_channels", 1, 64), ("dram_banks", 1, 64),
+                                          ("dram_bank_groups", 1, 64),
+                                          ("dram_row_bytes", 16, 65536), ("dram_bus_bytes", 1, 256),
+                                          ("pim_lanes", 1, 64), ("pim_gbuf_bytes", 16, 4096)])
 @pytest.mark.parametrize("bad_kind", ["below", "above", "not_pow2", "bool", "float", "str"])
 def test_power_of_two_fields(name, lo, hi, bad_kind):
     bad = {"below": lo // 2 if lo > 1 else 0, "above": hi * 2, "not_pow2": 3 * lo if lo > 1 else 3,
@@ -307,6 +336,8 @@ def test_power_of_two_fields(name, lo, hi, bad_kind):
         kw = {name: v}
         if name == "dram_bus_bytes":
             kw["dram_row_bytes"] = max(v, 16)
+        if name == "dram_bank_groups":
+            kw["dram_banks"] = v
         if name == "dram_row_bytes" and v < 16:
             continue
         assert getattr(TileConfig(**kw), name) == v
@@ -330,10 +361,19 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError, match=exact("dram_bus_bytes (64) must not exceed dram_row_bytes (32)")):
         TileConfig(dram_row_bytes=32, dram_bus_bytes=64)
     with pytest.raises(ConfigError, match=exact(
-            "DRAM size dram_banks * dram_rows * dram_row_bytes = 8589934592 must not exceed 2**32 "
-            "bytes (the reach of dram_addr)")):
-        TileConfig(dram_banks=64, dram_rows=1 << 23, dram_row_bytes=16)
-    assert TileConfig(dram_banks=64, dram_rows=1 << 22, dram_row_bytes=16).dram_bytes == 1 << 32
+            "DRAM size dram_channels * dram_banks * dram_rows * dram_row_bytes = 8589934592 must not "
+            "exceed 2**32 bytes (the reach of dram_addr)")):
+        TileConfig(dram_channels=2, dram_banks=64, dram_rows=1 << 22, dram_row_bytes=16)
+    assert TileConfig(dram_channels=2, dram_banks=64, dram_rows=1 << 21,
+                      dram_row_bytes=16).dram_bytes == 1 << 32
+    with pytest.raises(ConfigError, match=exact("dram_bank_groups (8) must not exceed dram_banks (4)")):
+        TileConfig(dram_bank_groups=8)
+    with pytest.raises(ConfigError, match=exact("t_ccd_s (3) must not exceed t_ccd_l (2)")):
+        TileConfig(t_ccd_s=3, t_ccd_l=2)
+    with pytest.raises(ConfigError, match=exact("pim_lanes (32) must not exceed dram_row_bytes (16)")):
+        TileConfig(dram_row_bytes=16, dram_bus_bytes=8, pim_lanes=32)
+    with pytest.raises(ConfigError, match=exact("pim_mode must be one of dual, single, not 'both'")):
+        TileConfig(pim_mode="both")
 
 
 def test_defaults_accept_every_array():
@@ -371,7 +411,7 @@ def test_load_files_and_presets(tmp_path):
     assert TileConfig.load("fpga") is PRESETS["fpga"]
 
 
-PRESET_HINT = "(presets are tiny, fpga, npu128)"
+PRESET_HINT = "(presets are tiny, fpga, npu128, neupims)"
 
 
 def test_load_errors(tmp_path):

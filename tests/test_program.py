@@ -353,9 +353,10 @@ def test_crafted_bodies_with_valid_checksums():
          "invalid configuration in program file: rows must be an integer in 1..256, not 0"),
         (body(config='{"rowz": 4}'),
          "invalid configuration in program file: unknown configuration field(s) rowz; known fields "
-         "are acc_headroom, acc_words, act_words, cols, dram_banks, dram_bus_bytes, dram_row_bytes, "
-         "dram_rows, group, meta_words, pe, queue_depth, rows, scale_bits, t_ccd, t_cl, t_rcd, t_rp, "
-         "vparam_words, wbits, wgt_words"),
+         "are acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
+         "dram_channels, dram_row_bytes, dram_rows, group, meta_words, pe, pim_gbuf_bytes, pim_lanes, "
+         "pim_mode, pim_res_regs, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, t_cl, t_faw, "
+         "t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words"),
         (body(config='[1]'),
          "invalid configuration in program file: a tile configuration must be a table of fields, not list"),
         (body(words=(0x02, 0x41)),

@@ -4,8 +4,9 @@ every error code, deadlock, timing-only speed.
 Every expected number is derived in a comment from the rules of docs/tile.md ("Cycle model
 rules"). Unless a test says otherwise the configuration is ``CFG``: the tiny preset (a 4x4 MixPE
 array with group 32, array latency = cols + 4 = 8; queue depth 4; ACT and WGT 256 words, META and
-ACC 64, VPARAM 128), with a DRAM of 2 banks x 64-byte rows with an
-8-byte bus, t_rcd 3, t_rp 2, t_cl 2, t_ccd 1. DRAM address a: bank (a // 64) % 2, row a // 128.
+ACC 64, VPARAM 128), with a DRAM of one channel of 2 banks (2 bank groups) x 64-byte rows with
+an 8-byte bus, t_rcd 3, t_rp 2, t_cl 2, t_ras 0, t_faw 0, t_ccd_s 1, t_ccd_l 1. DRAM address a:
+bank (a // 64) % 2, row a // 128.
 """
 
 import re
@@ -17,12 +18,13 @@ from mixpim.models.config import preset
 from mixpim.models.errors import ConfigError
 from mixpim.models.program import ProgramError
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, Unit, UnitMask, VecFunc
-from mixpim.models.dram_timing import DramBanks
+from mixpim.models.dram_timing import DramTiming, dma_cycles
 from mixpim.models.tile_timing import check_instruction, simulate
 from helpers import projection_program
 
-CFG = preset("tiny").replace(dram_banks=2, dram_rows=64, dram_row_bytes=64, dram_bus_bytes=8,
-                             t_rcd=3, t_rp=2, t_cl=2, t_ccd=1)
+CFG = preset("tiny").replace(dram_channels=1, dram_banks=2, dram_bank_groups=2, dram_rows=64,
+                             dram_row_bytes=64, dram_bus_bytes=8, t_rcd=3, t_rp=2, t_cl=2, t_ras=0,
+                             t_faw=0, t_ccd_s=1, t_ccd_l=1)
 
 DMA, GEMM, VEC, PIM = UnitMask.DMA, UnitMask.GEMM, UnitMask.VEC, UnitMask.PIM
 
@@ -72,110 +74,155 @@ def test_nops_take_one_cycle_each():
 # -- DMA and DRAM ------------------------------------------------------------------------------
 
 def test_single_load():
-    # LOAD dispatched in cycle 0, in the queue from 1, starts at 1.
-    # 8 bytes = 1 beat: bank 0 has no open row -> t_rcd 3, first beat of a run t_cl 2, t_ccd 1 = 6;
-    # D = 6 + 2 setup = 8: busy 1..8, completes at 8.
-    # HALT examined from cycle 1, waits; everything idle in cycle 9 -> done 9 -> cycles 10.
+    # LOAD dispatched in cycle 0, in the queue from 1, starts at s = 1.
+    # 8 bytes = 1 beat: bank 0 has no open row -> activation at max(s, ...) = 1, ready 1 + t_rcd 3
+    # = 4; column command at max(s + 2, 4) = 4; busy through 4 + t_cl 2 = 6: D = 6, 1..6.
+    # HALT examined from cycle 1, waits; everything idle in cycle 7 -> done 7 -> cycles 8.
     r = sim([load(), HALT])
-    assert times(r, 0) == (0, 1, 8, 8)
-    assert (r.cycles, r.busy[Unit.DMA], r.dispatch[1]) == (10, 8, 9)
+    assert times(r, 0) == (0, 1, 6, 6)
+    assert (r.cycles, r.busy[Unit.DMA], r.dispatch[1]) == (8, 6, 7)
 
 
 def test_row_hit_miss_and_precharge_with_state_carried_over():
     prog = [load(0), load(8), load(128), load(64), load(0), HALT]
     r = sim(prog)
-    # A dram 0   bank 0 row 0, no open row: 3 + 2 + 1 = 6, D = 8   -> 1..8
-    # B dram 8   bank 0 row 0 open (hit):    2 + 1     = 3, D = 5   -> 9..13
-    # C dram 128 bank 0 row 1, row 0 open: precharge 2 + 3 + 2 + 1 = 8, D = 10 -> 14..23
-    # D dram 64  bank 1 row 0, no open row:  3 + 2 + 1 = 6, D = 8   -> 24..31
-    # E dram 0   bank 0 row 0, row 1 open:   2 + 3 + 2 + 1 = 8, D = 10 -> 32..41
-    assert [times(r, i)[1:3] for i in range(5)] == [(1, 8), (9, 13), (14, 23), (24, 31), (32, 41)]
+    # A dram 0   s 1, bank 0 row 0, none open: act 1, col max(3, 4) = 4, end 6       -> 1..6
+    # B dram 8   s 7, bank 0 row 0 open (hit): col max(9, 4 + t_ccd_l 1) = 9, end 11  -> 7..11
+    # C dram 128 s 12, bank 0 row 1, row 0 open: precharge max(12, 1 + t_ras 0, 9 + 1) = 12,
+    #            act 12 + t_rp 2 = 14, col max(14, 17, 9 + 1) = 17, end 19             -> 12..19
+    # D dram 64  s 20, bank 1 row 0, none open: act 20, col max(22, 23, 17 + t_ccd_s 1) = 23,
+    #            end 25                                                                -> 20..25
+    # E dram 0   s 26, bank 0 row 0, row 1 open: precharge max(26, 14, 18) = 26, act 28,
+    #            col max(28, 31, 24) = 31, end 33                                      -> 26..33
+    assert [times(r, i)[1:3] for i in range(5)] == [(1, 6), (7, 11), (12, 19), (20, 25), (26, 33)]
     # dispatch: A..D at 0..3; at cycle 4 the DMA queue holds B, C, D (A left at 1) -> E at 4;
-    # HALT from 5, done at 42 (all idle) -> cycles 43
-    assert r.dispatch.tolist() == [0, 1, 2, 3, 4, 42]
-    assert (r.cycles, r.busy[Unit.DMA]) == (43, 8 + 5 + 10 + 8 + 10)
-    assert r.open_rows.tolist() == [0, 0]  # bank 0 row 0 (E), bank 1 row 0 (D)
+    # HALT from 5, done at 34 (all idle) -> cycles 35
+    assert r.dispatch.tolist() == [0, 1, 2, 3, 4, 34]
+    assert (r.cycles, r.busy[Unit.DMA]) == (35, 6 + 5 + 8 + 6 + 8)
+    assert r.open_rows.tolist() == [[0, 0]]  # channel 0: bank 0 row 0 (E), bank 1 row 0 (D)
 
 
-def dram_cycles(starts, length, open_rows=None, cfg=CFG):
-    banks = DramBanks(cfg)
-    if open_rows is not None:
-        banks.open_rows[:] = open_rows
-    return banks.transfer(np.array(starts), length), banks.open_rows.tolist()
+def test_activation_of_the_next_bank_overlaps_the_transfer():
+    # 128 bytes from 0 = 16 beats: DRAM row 0 (bank 0, 8 beats), DRAM row 1 (bank 1, 8 beats).
+    # s = 1. bank 0: act 1, ready 4, beats 4..11 (t_ccd_l 1). bank 1 is activated ahead, at
+    # max(1, last activation 1 + 1) = 2, ready 5; its first beat at max(12, 5, 11 + t_ccd_s 1)
+    # = 12, beats 12..19; end 19 + t_cl 2 = 21: D = 21, 1..21 (charged one after another it
+    # would be 2 + 2 * (3 + 8) + 2 = 26).
+    r = sim([load(words=32), HALT])
+    assert times(r, 0)[1:3] == (1, 21)
 
 
-def test_dram_formula_cases():
-    # 80 bytes at 32: beats (chunks) 4..13; chunks 4..7 in DRAM row 0 (bank 0 row 0), 8..13 in DRAM
-    # row 1 (bank 1 row 0): (3 + 2 + 4) + (3 + 2 + 6) = 20
-    assert dram_cycles([32], 80) == (20, [0, 0])
-    # rows at 0, 128, 256 (4 bytes each): bank 0 rows 0, 1, 2: 6, then 2 + 6 twice = 22
-    assert dram_cycles([0, 128, 256], 4) == (22, [2, -1])
-    # rows at 0 and 8: chunks 0 and 1 of one DRAM row: one run: 3 + 2 + 1 + 1 = 7
-    assert dram_cycles([0, 8], 4) == (7, [0, -1])
-    # rows at 0 and 4: the same chunk twice, one beat per transfer row, one run: 7
-    assert dram_cycles([0, 4], 4) == (7, [0, -1])
-    # rows at 0, 64, 128: bank 0 row 0, bank 1 row 0, bank 0 row 1: 6 + 6 + (2 + 6) = 20
-    assert dram_cycles([0, 64, 128], 4) == (20, [1, 0])
-    # a row already open: hit, but the transfer's first beat starts a run: 2 + 1 = 3
-    assert dram_cycles([16], 8, open_rows=[0, -1]) == (3, [0, -1])
-    # back to a still-open row after another bank: hit, but a new run: (3+2+1) + (3+2+1) + (2+1)
-    assert dram_cycles([0, 64, 8], 8) == (15, [0, 0])
+MC = CFG.replace(dram_channels=2, dram_banks=2, dram_bank_groups=1, t_ras=10, t_faw=8, t_ccd_s=1,
+                 t_ccd_l=3)
 
 
-@pytest.mark.parametrize("banks", [1, 2, 4])
-def test_dram_fast_paths_equal_a_beat_by_beat_loop(banks):
-    # short transfers take a loop, long ones numpy, contiguous ones a closed form
-    # (DramBanks.transfer_rows); all must equal the formula applied beat by beat
-    rng = np.random.default_rng(banks)
-    cfg = CFG.replace(dram_banks=banks)
-    for _ in range(300):
-        rows = int(rng.integers(1, 40)) if rng.random() < 0.5 else 1
-        length = int(rng.choice([8, 16, 64])) * int(rng.integers(1, 20)) if rng.random() < 0.5 \
-            else int(rng.integers(1, 200))
-        stride = length if rng.random() < 0.3 else int(rng.integers(0, 300))
-        base = int(rng.integers(0, 100)) * (8 if rng.random() < 0.5 else 1)
-        start_state = rng.integers(-1, 3, size=banks)
-        starts = base + stride * np.arange(rows)
-        got = dram_cycles(starts, length, start_state, cfg)
-        b2 = DramBanks(cfg)
-        b2.open_rows[:] = start_state
-        assert (b2.transfer_rows(base, stride, rows, length), b2.open_rows.tolist()) == got
-        # reference: beat by beat, straight from the formula
-        open_rows = list(start_state)
-        total, prev = 0, None
-        for s in starts.tolist():
-            for chunk in range(s // 8, (s + length - 1) // 8 + 1):
-                g = chunk * 8 // 64
-                bank, row = g % banks, g // banks
-                cost = 1
-                if g != prev:
-                    cost += 2
-                if open_rows[bank] != row:
-                    cost += 3 + (2 if open_rows[bank] != -1 else 0)
-                    open_rows[bank] = row
-                prev = g
-                total += cost
-        assert got == (total, [int(x) for x in open_rows]), (rows, length, stride, base, start_state)
+def test_channels_row_active_time_and_long_column_gap():
+    # MC: 2 channels x 2 banks, one bank group, 64-byte rows: DRAM row g = a // 64 is channel
+    # g % 2, bank (g // 2) % 2, row g // 4. Five one-beat rows 64 bytes apart from cycle 0:
+    # g 0 ch0 b0: act 0, ready 3, col max(2, 3) = 3
+    # g 1 ch1 b0: act 0 (channel 1's own window), ready 3, col max(4, 3) = 4
+    # g 2 ch0 b1: act max(0, 0 + 1) = 1, ready 4, col max(5, 4, 3 + t_ccd_l 3) = 6
+    # g 3 ch1 b1: act 1, ready 4, col max(7, 4, 4 + 3) = 7
+    # g 4 ch0 b0 row 1 (row 0 open): precharge max(0, 0 + t_ras 10, 3 + 1) = 10, act 12,
+    #     ready 15, col max(8, 15, 6 + 3) = 15; busy through 15 + t_cl 2 = 17: 18 cycles
+    d = DramTiming(MC)
+    assert dma_cycles(d, 0, 0, 64, 5, 8) == 18
+    assert d.open_rows.tolist() == [[1, 0], [0, 0]]
+    assert (d.t_col, d.rows.t_act[:2]) == ([15, 7], [12, 1])
+
+
+def test_four_activation_window():
+    # one channel of 8 banks, t_faw 20: five one-beat rows in banks 0..4 from cycle 0. The
+    # activations go at 0, 1, 2, 3 (one per cycle); the fifth waits for the first + 20 = 20,
+    # ready 23, col 23 (the others at 3, 4, 5, 6); end 23 + 2: 26 cycles
+    cfg = CFG.replace(dram_banks=8, dram_rows=16, t_faw=20)
+    d = DramTiming(cfg)
+    assert dma_cycles(d, 0, 0, 64, 5, 8) == 26
+    assert d.rows.acts[0] == [1, 2, 3, 20]
+
+
+def reference_transfer(cfg, state, start, starts, length):
+    """An independent beat-by-beat reading of docs/tile.md's DRAM rules (no pieces, no merging):
+    ``state`` is {"open", "act", "last": dict per (ch, bank); "col", "bg": dict per ch;
+    "acts": dict per ch of lists}. Returns the last column command's cycle."""
+    bus, rb = cfg.dram_bus_bytes, cfg.dram_row_bytes
+    nch, nb = cfg.dram_channels, cfg.dram_banks
+    never = -10**9
+    prev = start + 1
+    for s in starts:
+        for chunk in range(s // bus, (s + length - 1) // bus + 1):
+            g = chunk * bus // rb
+            ch, bank, row = g % nch, (g // nch) % nb, g // (nch * nb)
+            key, bg = (ch, bank), bank % cfg.dram_bank_groups
+            col = prev + 1
+            if state["open"].get(key, -1) != row:
+                if state["open"].get(key, -1) == -1:
+                    earliest = start
+                else:
+                    pre = max(start, state["act"][key] + cfg.t_ras, state["last"][key] + 1)
+                    earliest = pre + cfg.t_rp
+                acts = state["acts"].setdefault(ch, [])
+                bounds = [earliest]
+                if acts:  # one activation per cycle per channel, at most four per t_faw
+                    bounds.append(acts[-1] + 1)
+                if len(acts) >= 4:
+                    bounds.append(acts[-4] + cfg.t_faw)
+                act = max(bounds)
+                acts.append(act)
+                state["open"][key], state["act"][key] = row, act
+                col = max(col, act + cfg.t_rcd)
+            last_col = state["col"].get(ch, never)
+            gap = cfg.t_ccd_l if state["bg"].get(ch) == bg else cfg.t_ccd_s
+            col = max(col, last_col + gap)
+            state["col"][ch], state["bg"][ch], state["last"][key] = col, bg, col
+            prev = col
+    return prev
+
+
+@pytest.mark.parametrize("channels, banks, groups", [(1, 1, 1), (1, 4, 2), (2, 2, 1), (4, 2, 2)])
+def test_dram_timing_equals_a_beat_by_beat_reference(channels, banks, groups):
+    # the piece-merging implementation (DramTiming) against the rules applied beat by beat, over
+    # sequences of random transfers with the state carried over
+    rng = np.random.default_rng(channels * 10 + banks)
+    cfg = CFG.replace(dram_channels=channels, dram_banks=banks, dram_bank_groups=groups,
+                      dram_rows=16, t_ras=int(rng.integers(0, 12)), t_faw=int(rng.integers(0, 16)),
+                      t_ccd_s=1, t_ccd_l=int(rng.integers(1, 4)))
+    for _ in range(20):
+        d = DramTiming(cfg)
+        state = {"open": {}, "act": {}, "last": {}, "col": {}, "bg": {}, "acts": {}}
+        t = 0
+        for _ in range(15):
+            rows = int(rng.integers(1, 12)) if rng.random() < 0.5 else 1
+            length = int(rng.choice([8, 16, 64])) * int(rng.integers(1, 10)) if rng.random() < 0.5 \
+                else int(rng.integers(1, 200))
+            stride = length if rng.random() < 0.3 else int(rng.integers(0, 300))
+            base = int(rng.integers(0, 100)) * (8 if rng.random() < 0.5 else 1)
+            starts = [base + stride * r for r in range(rows)]
+            want = reference_transfer(cfg, state, t, starts, length)
+            assert d.transfer(t, base, stride, rows, length) == want, (rows, length, stride, base)
+            t = want + int(rng.integers(1, 30))
+        assert d.open_rows.tolist() == [[state["open"].get((c, b), -1) for b in range(banks)]
+                                        for c in range(channels)]
 
 
 def test_queue_full_stalls_the_dispatcher():
     cfg = CFG.replace(queue_depth=1)
     # cycle 0: LOAD0 pushed. cycle 1: the DMA queue holds LOAD0 (its start in cycle 1 frees the
     # slot only from cycle 2) -> stall. cycle 2: LOAD1 pushed (ready 3). HALT examined from 3.
-    # LOAD0 1..8 (miss, D 8); LOAD1 dram 8 hit, D 5, starts when the DMA is free: 9..13.
-    # done 14 -> cycles 15.
+    # LOAD0 1..6 (miss, D 6); LOAD1 dram 8 hit, D 5, starts when the DMA is free: 7..11.
+    # done 12 -> cycles 13.
     r = sim([load(0), load(8), HALT], cfg)
-    assert r.dispatch.tolist() == [0, 2, 14]
-    assert [times(r, i)[1:3] for i in range(2)] == [(1, 8), (9, 13)]
-    assert r.cycles == 15
+    assert r.dispatch.tolist() == [0, 2, 12]
+    assert [times(r, i)[1:3] for i in range(2)] == [(1, 6), (7, 11)]
+    assert r.cycles == 13
 
 
 def test_sync_waits_for_idle():
-    # LOAD 1..8; SYNC examined from 1, passes in 9 (queues empty, nothing executing);
-    # NOP at 10; HALT at 11 -> cycles 12
+    # LOAD 1..6; SYNC examined from 1, passes in 7 (queues empty, nothing executing);
+    # NOP at 8; HALT at 9 -> cycles 10
     r = sim([load(), SYNC, NOP, HALT])
-    assert r.dispatch.tolist() == [0, 9, 10, 11]
-    assert r.cycles == 12
+    assert r.dispatch.tolist() == [0, 7, 8, 9]
+    assert r.cycles == 10
 
 
 # -- GEMM and VEC ------------------------------------------------------------------------------
@@ -200,11 +247,11 @@ def test_gemm_two_groups_and_baseline_latency():
 
 
 def test_token_from_dma_to_gemm():
-    # LOAD busy 1..8 completes at 8, token visible at 9; GEMM (ready 2) starts at 9,
-    # completes 9 + 31 + 8 + 4 = 52; done 53 -> cycles 54
+    # LOAD busy 1..6 completes at 6, token visible at 7; GEMM (ready 2) starts at 7,
+    # completes 7 + 31 + 8 + 4 = 50; done 51 -> cycles 52
     r = sim([load(signal=GEMM), gemm(wait=DMA), HALT])
-    assert times(r, 1) == (1, 9, 40, 52)
-    assert r.cycles == 54
+    assert times(r, 1) == (1, 7, 38, 50)
+    assert r.cycles == 52
     assert r.tokens.sum() == 0
 
 
@@ -228,16 +275,16 @@ def test_double_buffering_overlaps_dma_with_gemm():
         HALT,
     ]
     r = sim(prog)
-    # pc0 miss: D 8, 1..8 (token at 9). pc1 hit: D 5, 9..13 (token at 14).
-    # pc2 starts 9 (its token), 9..40, completes 9 + 31 + 12 = 52 (token to DMA at 53).
-    # pc3 (dram 16, hit, D 5) waits for pc2's token: 53..57 (token at 58).
-    # pc4: GEMM free at 41, a DMA token is left from pc1 -> 41..72, completes 84.
-    # pc5: GEMM free at 73, pc3's token visible at 58 -> 73..104, completes 116.
-    # done 117 -> cycles 118. pc1's transfer (9..13) overlaps pc2's beats (9..40).
+    # pc0 miss: D 6, 1..6 (token at 7). pc1 hit: D 5, 7..11 (token at 12).
+    # pc2 starts 7 (its token), 7..38, completes 7 + 31 + 12 = 50 (token to DMA at 51).
+    # pc3 (dram 16, hit, D 5) waits for pc2's token: 51..55 (token at 56).
+    # pc4: GEMM free at 39, a DMA token is left from pc1 -> 39..70, completes 82.
+    # pc5: GEMM free at 71, pc3's token visible at 56 -> 71..102, completes 114.
+    # done 115 -> cycles 116. pc1's transfer (7..11) overlaps pc2's beats (7..38).
     assert [times(r, i)[1:] for i in range(6)] == [
-        (1, 8, 8), (9, 13, 13), (9, 40, 52), (53, 57, 57), (41, 72, 84), (73, 104, 116)]
-    assert r.cycles == 118
-    assert r.executed == (0, 1, 2, 4, 3, 5)  # (start, pc) order: pc2 and pc1 both start at 9
+        (1, 6, 6), (7, 11, 11), (7, 38, 50), (51, 55, 55), (39, 70, 82), (71, 102, 114)]
+    assert r.cycles == 116
+    assert r.executed == (0, 1, 2, 4, 3, 5)  # (start, pc) order: pc2 and pc1 both start at 7
 
 
 def test_tokens_are_counted_and_left_over_tokens_are_reported():
@@ -248,7 +295,7 @@ def test_tokens_are_counted_and_left_over_tokens_are_reported():
 
 
 def test_gemm_waits_for_two_units():
-    # GEMM waits for DMA and VEC: LOAD 1..8 (token 9)
+    # GEMM waits for DMA and VEC: LOAD 1..6 (token 7)
     r = sim([load(signal=GEMM), vec(signal=GEMM), gemm(wait=DMA | VEC), HALT])
     # the VEC is dispatched in cycle 1: busy 2..12 (token visible 13) -> GEMM starts at 13
     assert times(r, 1)[1:3] == (2, 12)
@@ -344,10 +391,10 @@ def test_dram_range_last_byte_is_fine():
 
 
 def test_error_lets_executing_instructions_finish_and_drops_queued_ones():
-    # LOAD0 1..8; LOAD1 queued behind it; pc2 is illegal: examined in cycle 2 -> error at 2.
-    # LOAD0 finishes (completes 8), LOAD1 never starts; done in 9 -> cycles 10.
+    # LOAD0 1..6; LOAD1 queued behind it; pc2 is illegal: examined in cycle 2 -> error at 2.
+    # LOAD0 finishes (completes 6), LOAD1 never starts; done in 7 -> cycles 8.
     r = sim([load(0), load(8), gemm(groups=9), HALT])
-    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.SPAD_RANGE, 2, 2, 10)
+    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.SPAD_RANGE, 2, 2, 8)
     assert r.start.tolist() == [1, -1, -1, -1] and r.executed == (0,)
     assert r.dispatched == 2
 
@@ -355,43 +402,43 @@ def test_error_lets_executing_instructions_finish_and_drops_queued_ones():
 def test_token_overflow():
     prog = [load(0, signal=GEMM) for _ in range(8)] + [HALT]
     r = sim(prog)
-    # the eighth completion would make tok[DMA][GEMM] 8. LOADs: miss D 8 (1..8), then hits D 5:
-    # starts 1, 9, 14, 19, 24, 29, 34, 39; the last ends at 43 -> TOKEN_OVERFLOW at 43, pc 7;
-    # it was executing in 43 -> done 44 -> cycles 45
-    assert r.start.tolist()[:8] == [1, 9, 14, 19, 24, 29, 34, 39]
-    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.TOKEN_OVERFLOW, 7, 43, 45)
+    # the eighth completion would make tok[DMA][GEMM] 8. LOADs: miss D 6 (1..6), then hits D 5:
+    # starts 1, 7, 12, 17, 22, 27, 32, 37; the last ends at 41 -> TOKEN_OVERFLOW at 41, pc 7;
+    # it was executing in 41 -> done 42 -> cycles 43
+    assert r.start.tolist()[:8] == [1, 7, 12, 17, 22, 27, 32, 37]
+    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.TOKEN_OVERFLOW, 7, 41, 43)
     assert r.message == "token counter DMA->GEMM would exceed 7"
     # with seven it is fine
     assert sim(prog[1:]).error == ErrorCode.OK
 
 
 def same_cycle_program(g0_groups):
-    # pc0 VEC (rows 4) signals GEMM; pc1..8 LOADs signal GEMM; pc9 GEMM waits for the VEC;
+    # pc0 VEC (rows 2) signals GEMM; pc1..8 LOADs signal GEMM; pc9 GEMM waits for the VEC;
     # pc10 GEMM waits for a DMA token. Queue depth 8, so the dispatcher never stalls.
-    return ([vec(signal=GEMM)] + [load(0, signal=GEMM) for _ in range(8)]
+    return ([vec(rows=2, signal=GEMM)] + [load(0, signal=GEMM) for _ in range(8)]
             + [gemm(groups=g0_groups, wait=VEC), gemm(wait=DMA, acc_addr=4), HALT])
 
 
 def test_token_counter_is_net_of_a_take_in_the_same_cycle():
-    # VEC: dispatched 0, busy 1..11 (D = 4 + 4 + 3), token visible 12.
-    # LOADs dispatched 1..8; starts 2 (miss, D 8: 2..9), then hits (D 5): 10..14, 15..19, 20..24,
-    # 25..29, 30..34, 35..39, 40..44. After the 7th completion tok[DMA][GEMM] = 7.
-    # pc9 (dispatched 9) starts at 12 (VEC token), busy 12..43: the GEMM unit is free at 44.
-    # pc10 starts at 44, taking a token in the cycle the 8th LOAD adds one: 7 - 1 + 1 = 7, no
+    # VEC: dispatched 0, busy 1..9 (D = 2 + 4 + 3), token visible 10.
+    # LOADs dispatched 1..8; starts 2 (miss, D 6: 2..7), then hits (D 5): 8..12, 13..17, 18..22,
+    # 23..27, 28..32, 33..37, 38..42. After the 7th completion tok[DMA][GEMM] = 7.
+    # pc9 (dispatched 9) starts at 10 (VEC token), busy 10..41: the GEMM unit is free at 42.
+    # pc10 starts at 42, taking a token in the cycle the 8th LOAD adds one: 7 - 1 + 1 = 7, no
     # overflow.
     r = sim(same_cycle_program(1), CFG.replace(queue_depth=8))
-    assert r.start.tolist()[1:9] == [2, 10, 15, 20, 25, 30, 35, 40]
-    assert (r.end[8], r.start[9], r.start[10]) == (44, 12, 44)
+    assert r.start.tolist()[1:9] == [2, 8, 13, 18, 23, 28, 33, 38]
+    assert (r.end[8], r.start[9], r.start[10]) == (42, 10, 42)
     assert r.error == ErrorCode.OK
     assert r.tokens[Unit.DMA, Unit.GEMM] == 7  # 8 given, 1 taken
 
 
 def test_token_overflow_when_the_take_comes_later():
-    # the same with pc9 of 2 groups: busy 12..75, so pc10 cannot start at 44 and the 8th LOAD's
-    # completion (44) would make the counter 8: TOKEN_OVERFLOW at pc 8 in cycle 44. pc9 is still
-    # executing (it completes 12 + 63 + 8 + 4 = 87): done 88 -> cycles 89.
+    # the same with pc9 of 2 groups: busy 10..73, so pc10 cannot start at 42 and the 8th LOAD's
+    # completion (42) would make the counter 8: TOKEN_OVERFLOW at pc 8 in cycle 42. pc9 is still
+    # executing (it completes 10 + 63 + 8 + 4 = 85): done 86 -> cycles 87.
     r = sim(same_cycle_program(2), CFG.replace(queue_depth=8))
-    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.TOKEN_OVERFLOW, 8, 44, 89)
+    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.TOKEN_OVERFLOW, 8, 42, 87)
     assert r.start[10] == -1
 
 
@@ -415,10 +462,10 @@ def test_deadlock_on_a_full_queue():
 
 
 def test_deadlock_waiting_on_pim_after_work_drains():
-    # LOAD 1..8, then a VEC waiting for PIM (no PIM unit yet): SYNC stalls; the LOAD completes at
-    # 8; in cycle 9 nothing executes -> DEADLOCK at the SYNC (pc 2), cycle 9 -> cycles 10
+    # LOAD 1..6, then a VEC waiting for PIM (no PIM unit yet): SYNC stalls; the LOAD completes at
+    # 6; in cycle 7 nothing executes -> DEADLOCK at the SYNC (pc 2), cycle 7 -> cycles 8
     r = sim([load(), vec(wait=PIM), SYNC, HALT])
-    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.DEADLOCK, 2, 9, 10)
+    assert (r.error, r.error_pc, r.error_cycle, r.cycles) == (ErrorCode.DEADLOCK, 2, 7, 8)
 
 
 def test_no_halt():
@@ -427,24 +474,25 @@ def test_no_halt():
     assert (r.error, r.error_pc, r.cycles) == (ErrorCode.NO_HALT, 1, 2)
     # empty program: NO_HALT at pc 0 in cycle 0
     assert (sim([]).error, sim([]).error_pc, sim([]).cycles) == (ErrorCode.NO_HALT, 0, 1)
-    # a LOAD dispatched at 0 starts at 1, the cycle NO_HALT is raised: it still runs (1..8) and the
-    # tile is done in 9 -> cycles 10
+    # a LOAD dispatched at 0 starts at 1, the cycle NO_HALT is raised: it still runs (1..6) and the
+    # tile is done in 7 -> cycles 8
     r = sim([load()])
-    assert (r.error, r.error_pc, r.error_cycle, r.start[0], r.cycles) == (ErrorCode.NO_HALT, 1, 1, 1, 10)
+    assert (r.error, r.error_pc, r.error_cycle, r.start[0], r.cycles) == (ErrorCode.NO_HALT, 1, 1, 1, 8)
 
 
 def test_same_cycle_errors_report_the_smallest_pc():
-    # The 8th LOAD (pc 7) completes at 43 with tok DMA->GEMM 7 -> overflow at 43. Hold the
-    # dispatcher until 43 with a SYNC? A SYNC would wait for the LOADs. Use a long NOP chain:
-    # after the LOADs (dispatched 0..3, 4, 10, 15, 20) 22 NOPs at 21..42 put the illegal word at
-    # cycle 43 -> both errors in cycle 43: the overflow (pc 7) wins over the illegal word (pc 30).
+    # The 8th LOAD (pc 7) completes at 41 with tok DMA->GEMM 7 -> overflow at 41. Hold the
+    # dispatcher until 41 with a SYNC? A SYNC would wait for the LOADs. Use a long NOP chain:
+    # after the LOADs (dispatched 0..4, 8, 13, 18: a slot frees the cycle after each start)
+    # 22 NOPs at 19..40 put the illegal word at cycle 41 -> both errors in cycle 41: the overflow
+    # (pc 7) wins over the illegal word (pc 30).
     prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 22 + [0x41, HALT]
     r = sim(prog)
-    assert r.dispatch[29] == 42
-    assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.TOKEN_OVERFLOW, 7, 43)
+    assert r.dispatch[29] == 40
+    assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.TOKEN_OVERFLOW, 7, 41)
     prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 21 + [0x41, HALT]
-    r = sim(prog)  # the illegal word is examined at 42, one cycle before the overflow
-    assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.ILLEGAL_OPCODE, 29, 42)
+    r = sim(prog)  # the illegal word is examined at 40, one cycle before the overflow
+    assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.ILLEGAL_OPCODE, 29, 40)
 
 
 def test_array_stream_cannot_happen():
