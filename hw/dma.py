@@ -1,12 +1,15 @@
 """DMA engine of the tile: executes one decoded LOAD or STORE between the DRAM model and a scratchpad.
 
-Timing (docs/tile.md, "DRAM and DMA timing"): ``busy`` is high in the ``start`` cycle and stays
-high for exactly ``DMA_SETUP_CYCLES + sum of beat costs`` cycles, the duration
-:class:`mixpim.models.dram_timing.DramBanks` charges; ``done`` pulses in the last of them. The
-engine is a counter machine: the ``start`` cycle and one more are the setup, then one beat request
-is held on the DRAM bus at a time, back to back, and the DRAM model (:mod:`.dram`) decides how long
-each beat takes. The last scratchpad or DRAM write happens at the clock edge that ends the ``done``
-cycle.
+Timing (docs/tile.md, "DRAM"): ``busy`` is high from the ``start`` cycle ``s`` to the ``done``
+cycle ``last_col + t_cl`` inclusive, where ``last_col`` is the last beat's column command: the
+duration :func:`mixpim.models.dram_timing.dma_cycles` charges. The engine is a counter machine:
+the ``start`` cycle and ``DMA_SETUP_CYCLES - 1`` more are the setup, so the first beat arrives
+exactly at ``s + DMA_SETUP_CYCLES`` (the DRAM model derives the instruction's start from that);
+then one beat request is held on the DRAM bus at a time, each next one in the cycle after the
+previous ``ready``, and the DRAM model (:mod:`.dram`) decides in which cycle each beat's column
+command (its access) happens. After the last beat's ``ready`` the engine stays busy ``t_cl``
+more cycles (the CAS latency of the last data); ``done`` pulses in the last of them. The last
+scratchpad or DRAM write happens at the clock edge that ends the last beat's ``ready`` cycle.
 
 Data: the scratchpad words ``spad_addr ...`` form one contiguous byte stream (each word its DRAM
 bytes, little-endian); the beats deliver (LOAD) or take (STORE) the stream's bytes in transfer
@@ -19,13 +22,12 @@ Scratchpad ports are multi-word: one beat can carry up to ``ceil(bus_bytes / wor
 :func:`port_lanes` lanes of consecutive words (1 lane when a word is at least a bus beat).
 """
 
-
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from ..models.dram_timing import DMA_SETUP_CYCLES
 from ..models.isa import OPCODE_FORMATS, Opcode, Spad
 from .common import ConfigComponent
 from .decoder import operand_layout
@@ -38,6 +40,9 @@ __all__ = ["dma_layout", "port_lanes", "word_shape", "SpadWriteSignature", "Spad
 LOAD_SPADS = OPCODE_FORMATS[Opcode.LOAD].field("spad").allowed
 STORE_SPADS = OPCODE_FORMATS[Opcode.STORE].field("spad").allowed
 SPAD_ADDR_BITS = OPCODE_FORMATS[Opcode.LOAD].field("spad_addr").width
+# the start cycle latches the operands and a STORE's first scratchpad read needs one more cycle
+# before its first beat
+assert DMA_SETUP_CYCLES >= 2
 
 
 def dma_layout():
@@ -102,8 +107,9 @@ class SpadReadSignature(wiring.Signature):
 
 class _State(enum.Enum, shape=2):
     IDLE = 0
-    SETUP = 1
-    RUN = 2
+    SETUP = 1   # the cycles after ``start`` before the first beat
+    RUN = 2     # beats on the DRAM bus
+    TAIL = 3    # the CAS latency after the last beat
 
 
 def _bytes_of(config, spad, word):
@@ -128,7 +134,7 @@ class DmaEngine(ConfigComponent):
     i_store : In(1), 1: STORE (scratchpad -> DRAM), 0: LOAD
     i_inst : In(:func:`dma_layout`), the decoded operands
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
-    done : Out(1), the instruction's last cycle
+    done : Out(1), the instruction's last cycle (``t_cl`` after the last beat's ``ready``)
     dram : Out(:class:`~.dram.DramSignature`), to the DRAM model
     w_act, w_wgt, w_meta, w_vparam : Out(:class:`SpadWriteSignature`), one per scratchpad a
         LOAD writes (``w_`` + lower-case name)
@@ -172,6 +178,8 @@ class DmaEngine(ConfigComponent):
         length = Signal(32)           # bytes per transfer row
         row_addr = Signal(32)         # DRAM byte address of the current transfer row
         beat = Signal(len(dram.addr))
+        # cycles left in SETUP after this one; in TAIL, before ``done``
+        count = Signal(range(max(DMA_SETUP_CYCLES - 1, cfg.t_cl, 1)))
 
         # geometry of the current transfer row and beat
         row_end = Signal(32)          # last byte of the row
@@ -194,7 +202,8 @@ class DmaEngine(ConfigComponent):
             dram.first.eq(first),
             xfer.eq(dram.valid & dram.ready),
             self.busy.eq(self.start | (state != _State.IDLE)),
-            self.done.eq(xfer & last),
+            self.done.eq((xfer & last) if cfg.t_cl == 0
+                         else (state == _State.TAIL) & (count == 0)),
         ]
 
         with m.Switch(state):
@@ -202,6 +211,7 @@ class DmaEngine(ConfigComponent):
                 with m.If(self.start):
                     m.d.sync += [
                         state.eq(_State.SETUP),
+                        count.eq(DMA_SETUP_CYCLES - 2),
                         store.eq(self.i_store),
                         spad.eq(inst.spad),
                         first.eq(1),
@@ -217,12 +227,18 @@ class DmaEngine(ConfigComponent):
                         with m.Default():
                             m.d.sync += length.eq(inst.words)
             with m.Case(_State.SETUP):
-                m.d.sync += state.eq(_State.RUN)
+                with m.If(count == 0):
+                    m.d.sync += state.eq(_State.RUN)
+                with m.Else():
+                    m.d.sync += count.eq(count - 1)
             with m.Case(_State.RUN):
                 with m.If(xfer):
                     m.d.sync += first.eq(0)
                     with m.If(last):
-                        m.d.sync += state.eq(_State.IDLE)
+                        if cfg.t_cl == 0:
+                            m.d.sync += state.eq(_State.IDLE)
+                        else:
+                            m.d.sync += [state.eq(_State.TAIL), count.eq(cfg.t_cl - 1)]
                     with m.Elif(row_last):
                         next_addr = row_addr + stride
                         m.d.sync += [
@@ -232,6 +248,11 @@ class DmaEngine(ConfigComponent):
                         ]
                     with m.Else():
                         m.d.sync += beat.eq(beat + 1)
+            with m.Case(_State.TAIL):
+                with m.If(count == 0):
+                    m.d.sync += state.eq(_State.IDLE)
+                with m.Else():
+                    m.d.sync += count.eq(count - 1)
 
         starting = self.start & (state == _State.IDLE)
         for s in LOAD_SPADS:

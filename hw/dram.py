@@ -1,38 +1,73 @@
-"""DRAM model of the tile: byte-addressable storage behind one data bus, with per-bank open rows.
+"""DRAM model of the tile: ``dram_channels`` x ``dram_banks`` banks of storage, timed on timestamps.
 
-The model charges every bus beat exactly the cycles of docs/tile.md, "DRAM and DMA timing" (the
-formula of :class:`mixpim.models.dram_timing.DramBanks`)::
+A simulation model (not a memory controller to synthesize) that times every bus beat exactly as
+:meth:`mixpim.models.dram_timing.DramTiming.transfer` does (docs/tile.md, "DRAM").
 
-    (row miss ? (bank has an open row ? t_rp : 0) + t_rcd : 0)   only on the first beat of a run
-  + (first beat of a run ? t_cl : 0)
-  + t_ccd
+**Storage.** One ``lib.memory.Memory`` per bank (:attr:`DramModel.memories`, index
+``ch * dram_banks + bank``), each ``dram_rows * dram_row_bytes / dram_bus_bytes`` words of
+``8 * dram_bus_bytes`` bits. A beat address ``beat`` (DRAM byte address // ``dram_bus_bytes``)
+maps as in :func:`mixpim.models.dram_timing.dram_location`: with ``cpr = row_bytes / bus_bytes``
+beats per DRAM row and ``g = beat // cpr`` the global DRAM row, channel ``g % channels``, bank
+``(g // channels) % banks``, row ``g // (channels * banks)``, word ``row * cpr + beat % cpr`` of
+the bank's memory (:func:`bank_word`). Every size is a power of two except ``dram_rows``, so this
+is bit slicing: ``beat = [row | bank | channel | column beat]`` from the MSB.
 
-A run starts at a request with ``first`` set (the first beat of a DMA instruction) and at every
-change of DRAM row (``beat // (row_bytes / bus_bytes)``) from the previous beat. The open rows and
-the previous beat's DRAM row persist across instructions.
+**Time.** ``now`` counts cycles from :data:`~.dram_rows.TIME_ORIGIN` (in the first cycle after a
+reset, which the tile applies at the start of a run: the golden model's cycle 0); every timestamp
+register resets to 0, "never". The bank row buffers and channel activation windows are a
+:class:`~.dram_rows.RowState`; per channel the model keeps ``t_col`` (its last column command) and
+``bg_col`` (that command's bank group, ``bank % dram_bank_groups``).
 
-Handshake: a requester raises ``valid`` with a beat and holds it (and the payload) until
-``ready``; ``ready`` comes in the beat's last cycle, so a beat costing ``c`` cycles occupies
-``c`` cycles of ``valid`` and back-to-back beats leave no gap. The access happens in the ready
-cycle: ``rdata`` is valid combinationally in that cycle (asynchronous read: this is a simulation
-model, not a memory to synthesize), and a write (``wdata`` bytes where ``wmask`` is set) is
-visible from the next cycle.
+**A beat.** A requester raises ``valid`` with a beat and holds it (and the payload) until
+``ready``. In the first cycle of the request (its arrival) the model computes the beat's column
+command cycle::
+
+    col = max(arrival, activation + t_rcd (on a row miss),
+              t_col[ch] + (t_ccd_l if bg_col[ch] == the bank's group else t_ccd_s))
+
+where the activation (after a precharge when another row is open) follows
+:class:`~.dram_rows.RowState`'s rule with look-ahead from the instruction's ``start``. The model
+records the column command (and the activation) in the state in the arrival cycle, once per beat
+(``ready`` may come in that very cycle, and the next beat must see it); ``ready`` is asserted in
+cycle ``col``. The instruction's start is not on the bus: the first beat (``first``) arrives
+exactly ``DMA_SETUP_CYCLES`` after it (the DMA engine's contract), so the model latches
+``start = arrival - DMA_SETUP_CYCLES`` there; every later beat arrives in the cycle after the
+previous ``ready`` (the other contract), which is the model's ``previous beat + 1``. Latency:
+``col - arrival`` cycles, 0 when nothing binds. The access happens in the ready cycle:
+``rdata`` is valid combinationally in that cycle (asynchronous read), a write (``wdata`` bytes
+where ``wmask`` is set) is visible from the next cycle. The CAS latency ``t_cl`` after the last
+beat is the DMA engine's to wait.
+
+**Host port.** ``host`` reads and writes DRAM as linear ``dram_bus_bytes``-byte words (word ``a``
+is beat address ``a``): a write with ``we`` takes effect at the clock edge, ``rdata`` holds the
+word addressed in the previous cycle (latency 1, as a ``Memory`` read port).
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal
+import numpy as np
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from ..models.dram_timing import DMA_SETUP_CYCLES, dram_location
 from .common import ConfigComponent, check_config
+from .dram_rows import TIME_BITS, TIME_ORIGIN, RowState, time_max
 
-__all__ = ["DramSignature", "DramModel", "beat_cost_bound"]
+__all__ = ["DramSignature", "DramHostSignature", "DramModel", "bank_word", "beat_bits"]
 
 
-def beat_cost_bound(config):
-    """Largest cycles one beat can cost: ``t_rp + t_rcd + t_cl + t_ccd``."""
-    return config.t_rp + config.t_rcd + config.t_cl + config.t_ccd
+def beat_bits(config):
+    """Width of a beat address (DRAM byte address // ``dram_bus_bytes``)."""
+    return max(1, ceil_log2(config.dram_bytes // config.dram_bus_bytes))
+
+
+def bank_word(config, beat):
+    """``(bank index, word)`` of beat address ``beat``: the memory ``ch * dram_banks + bank`` of
+    :attr:`DramModel.memories` and the word in it."""
+    cfg = config
+    ch, bank, row, col = dram_location(cfg, beat * cfg.dram_bus_bytes)
+    return ch * cfg.dram_banks + bank, (row * cfg.dram_row_bytes + col) // cfg.dram_bus_bytes
 
 
 class DramSignature(wiring.Signature):
@@ -42,9 +77,11 @@ class DramSignature(wiring.Signature):
     -------
     valid : Out(1), a beat is requested (held until ``ready``)
     ready : In(1), the beat's access happens in this cycle
-    addr : Out(beat address width), beat index: DRAM byte address // ``dram_bus_bytes``
+    addr : Out(:func:`beat_bits`), beat address: DRAM byte address // ``dram_bus_bytes``
     write : Out(1), 1: write ``wdata`` under ``wmask``; 0: read
-    first : Out(1), the first beat of an instruction (always starts a burst run)
+    first : Out(1), the first beat of an instruction; it must be presented exactly
+        ``DMA_SETUP_CYCLES`` cycles after the instruction's start (the model derives the start,
+        from which activations look ahead, from it)
     wdata : Out(8 * dram_bus_bytes), byte i of the beat in bits [8i, 8i + 8)
     wmask : Out(dram_bus_bytes), byte write enables
     rdata : In(8 * dram_bus_bytes), the beat's bytes in the ready cycle of a read
@@ -55,7 +92,7 @@ class DramSignature(wiring.Signature):
         super().__init__({
             "valid": Out(1),
             "ready": In(1),
-            "addr": Out(max(1, ceil_log2(config.dram_bytes // bus))),
+            "addr": Out(beat_bits(config)),
             "write": Out(1),
             "first": Out(1),
             "wdata": Out(8 * bus),
@@ -64,8 +101,47 @@ class DramSignature(wiring.Signature):
         })
 
 
+class DramHostSignature(wiring.Signature):
+    """Linear word access to DRAM, seen from the host.
+
+    Members
+    -------
+    addr : Out(:func:`beat_bits`), word (beat) address
+    we : Out(1), write ``wdata`` to word ``addr`` at the clock edge
+    wdata : Out(8 * dram_bus_bytes)
+    rdata : In(8 * dram_bus_bytes), word ``addr`` of the previous cycle
+    """
+
+    def __init__(self, config):
+        bus = check_config(config).dram_bus_bytes
+        super().__init__({
+            "addr": Out(beat_bits(config)),
+            "we": Out(1),
+            "wdata": Out(8 * bus),
+            "rdata": In(8 * bus),
+        })
+
+
+def _bank_images(config, image):
+    """Initial words of each bank's memory (lists, possibly shorter than the memory) from
+    ``image``, laid out by the address mapping."""
+    cfg = config
+    n = cfg.dram_channels * cfg.dram_banks
+    if not len(image):
+        return [[] for _ in range(n)]
+    stripe = n * cfg.dram_row_bytes   # one row of every bank: rows rotate over channels, banks
+    raw = np.frombuffer(bytes(image) + bytes(-len(image) % stripe), np.uint8)
+    # byte address = ((row * banks + bank) * channels + ch) * row_bytes + col
+    per_bank = raw.reshape(-1, cfg.dram_banks, cfg.dram_channels, cfg.dram_row_bytes)
+    # -> [ch * banks + bank, row * row_bytes + col]
+    per_bank = per_bank.transpose(2, 1, 0, 3).reshape(n, -1)
+    bus = cfg.dram_bus_bytes
+    return [[int.from_bytes(b[i:i + bus], "little") for i in range(0, len(b), bus)]
+            for b in (per_bank[k].tobytes() for k in range(n))]
+
+
 class DramModel(ConfigComponent):
-    """DRAM storage, bank state and beat timing of one channel.
+    """DRAM storage and beat timing (module docstring).
 
     Arguments
     ---------
@@ -76,10 +152,12 @@ class DramModel(ConfigComponent):
     Members
     -------
     bus : In(:class:`DramSignature`)
-    memory : the ``lib.memory.Memory`` of ``dram_bus_bytes``-byte words (``memory.data`` for
-        testbenches)
-    open_valid, open_row : per-bank registers (``Array`` of Signals): bank b has row
-        ``open_row[b]`` open iff ``open_valid[b]``
+    host : In(:class:`DramHostSignature`)
+    now : Out(TIME_BITS), the cycle counter (``TIME_ORIGIN`` in the first cycle after reset)
+    memories : list of ``lib.memory.Memory``, one per bank (index ``ch * dram_banks + bank``,
+        words as :func:`bank_word`); ``memories[i].data`` for testbenches
+    rows : :class:`~.dram_rows.RowState`, the banks' row buffers (a submodule)
+    t_col, bg_col : ``Array`` of Signals, per channel: last column command and its bank group
 
     Raises
     ------
@@ -97,66 +175,87 @@ class DramModel(ConfigComponent):
             raise ValueError(f"image must fit the DRAM ({config.dram_bytes} bytes), not "
                              f"{len(image)} bytes")
         bus = config.dram_bus_bytes
-        depth = config.dram_bytes // bus
-        padded = bytes(image) + bytes(-len(image) % bus)
-        init = [int.from_bytes(padded[i:i + bus], "little") for i in range(0, len(padded), bus)]
-        self.memory = Memory(shape=8 * bus, depth=depth, init=init)
-        row_bits = max(1, ceil_log2(config.dram_rows))
-        self.open_valid = Array(Signal(name=f"open_valid_{b}") for b in range(config.dram_banks))
-        self.open_row = Array(Signal(row_bits, name=f"open_row_{b}") for b in range(config.dram_banks))
+        depth = config.dram_rows * config.dram_row_bytes // bus
+        self.memories = [Memory(shape=8 * bus, depth=depth, init=init)
+                         for init in _bank_images(config, image)]
+        self.rows = RowState(config)
+        nch = config.dram_channels
+        self.t_col = Array(Signal(TIME_BITS, name=f"t_col_{c}") for c in range(nch))
+        self.bg_col = Array(Signal(exact_log2(config.dram_bank_groups), name=f"bg_col_{c}")
+                            for c in range(nch))
 
     def _members(self, config):
-        return {"bus": In(DramSignature(config))}
+        assert max(config.t_rcd, config.t_ccd_l) < TIME_ORIGIN
+        return {"bus": In(DramSignature(config)), "host": In(DramHostSignature(config)),
+                "now": Out(TIME_BITS)}
+
+    def _decode(self, beat):
+        """``(index, channel, bank, row, word)`` of a beat address (Values)."""
+        cfg = self._cfg
+        cpr = exact_log2(cfg.dram_row_bytes // cfg.dram_bus_bytes)
+        chb, bkb = exact_log2(cfg.dram_channels), exact_log2(cfg.dram_banks)
+        ch = beat[cpr:cpr + chb]
+        bank = beat[cpr + chb:cpr + chb + bkb]
+        row = beat[cpr + chb + bkb:]
+        return Cat(bank, ch), ch, bank, row, Cat(beat[:cpr], row)
 
     def elaborate(self, platform):
         cfg = self._cfg
-        bus = self.bus
+        bus, host = self.bus, self.host
         m = Module()
-        m.submodules.memory = mem = self.memory
-        rd = mem.read_port(domain="comb")
-        wr = mem.write_port(granularity=8)
-        m.d.comb += [
-            rd.addr.eq(bus.addr),
-            bus.rdata.eq(rd.data),
-            wr.addr.eq(bus.addr),
-            wr.data.eq(bus.wdata),
-        ]
+        m.submodules.rows = rows = self.rows
+        req = rows.req
 
-        # beat -> global DRAM row g -> (bank, row within the bank)
-        cpr_bits = exact_log2(cfg.dram_row_bytes // cfg.dram_bus_bytes)
-        bank_bits = exact_log2(cfg.dram_banks)
-        g = Signal(max(1, len(bus.addr) - cpr_bits))
-        m.d.comb += g.eq(bus.addr >> cpr_bits)
-        bank = Signal(max(1, bank_bits))
-        row = Signal.like(self.open_row[0])
-        m.d.comb += [bank.eq(g if bank_bits else 0), row.eq(g >> bank_bits)]
+        now = Signal(TIME_BITS, init=TIME_ORIGIN)
+        m.d.sync += now.eq(now + 1)
+        m.d.comb += self.now.eq(now)
 
-        last_g = Signal.like(g)       # DRAM row of the previous beat (any instruction)
-        is_open = self.open_valid[bank]
-        new_run = bus.first | (g != last_g)
-        miss = ~is_open | (self.open_row[bank] != row)
-        cost_max = beat_cost_bound(cfg)
-        cost = Signal(range(cost_max + 1))
-        m.d.comb += cost.eq(cfg.t_ccd + Mux(new_run, cfg.t_cl + Mux(
-            miss, cfg.t_rcd + Mux(is_open, cfg.t_rp, 0), 0), 0))
+        # -- timing of the beat on the bus --------------------------------------------------------
+        idx, ch, bank, row, word = self._decode(bus.addr)
+        bg = bank[:exact_log2(cfg.dram_bank_groups)]   # bank k is in group k % bank_groups
+        start = Signal(TIME_BITS)   # the instruction's start, latched at its first beat
+        m.d.comb += [req.ch.eq(ch), req.bank.eq(bank), req.row.eq(row),
+                     req.start.eq(Mux(bus.first, now - DMA_SETUP_CYCLES, start))]
+        ccd = Mux(self.bg_col[ch] == bg, cfg.t_ccd_l, cfg.t_ccd_s)
+        col = Signal(TIME_BITS)     # the beat's column command cycle (valid in its arrival)
+        m.d.comb += col.eq(time_max(now, Mux(req.hit, 0, req.act + cfg.t_rcd),
+                                    self.t_col[ch] + ccd))
 
-        # ``waiting``: the current beat's cost was taken; ``left`` cycles remain before its ready
-        waiting = Signal()
-        left = Signal(range(cost_max + 1))
+        waiting = Signal()          # the beat's cycle was computed: ``ready`` at ``target``
+        target = Signal(TIME_BITS)
         with m.If(waiting):
-            m.d.comb += bus.ready.eq(left == 0)
-            m.d.sync += left.eq(left - 1)
-        with m.Else():
-            m.d.comb += bus.ready.eq(bus.valid & (cost == 1))
-            with m.If(bus.valid & (cost != 1)):
-                m.d.sync += [waiting.eq(1), left.eq(cost - 2)]
+            m.d.comb += bus.ready.eq(now == target)
+        with m.Elif(bus.valid):     # arrival: compute, record the commands in the state now
+            m.d.comb += [bus.ready.eq(col == now), req.activate.eq(~req.hit), req.access.eq(1),
+                         req.t_access.eq(col)]
+            m.d.sync += [self.t_col[ch].eq(col), self.bg_col[ch].eq(bg)]
+            with m.If(bus.first):
+                m.d.sync += start.eq(req.start)
+            with m.If(col != now):
+                m.d.sync += [waiting.eq(1), target.eq(col)]
+        xfer = Signal()
+        m.d.comb += xfer.eq(bus.valid & bus.ready)
+        with m.If(xfer):
+            m.d.sync += waiting.eq(0)
 
-        with m.If(bus.valid & bus.ready):
-            m.d.sync += [
-                waiting.eq(0),
-                last_g.eq(g),
-                self.open_valid[bank].eq(1),
-                self.open_row[bank].eq(row),
+        # -- storage: per bank a bus read (comb) and write port, a host write and read port ------
+        hidx, _, _, _, hword = self._decode(host.addr)
+        hsel = Signal.like(hidx)    # the bank of the previous cycle's host address
+        m.d.sync += hsel.eq(hidx)
+        bus_reads, host_reads = [], []
+        for i, mem in enumerate(self.memories):
+            m.submodules[f"bank_{i}"] = mem
+            rd = mem.read_port(domain="comb")
+            wr = mem.write_port(granularity=8)
+            hw = mem.write_port()
+            hr = mem.read_port()
+            m.d.comb += [
+                rd.addr.eq(word), wr.addr.eq(word), wr.data.eq(bus.wdata),
+                wr.en.eq(Mux(xfer & bus.write & (idx == i), bus.wmask, 0)),
+                hw.addr.eq(hword), hw.data.eq(host.wdata), hw.en.eq(host.we & (hidx == i)),
+                hr.addr.eq(hword),
             ]
-            m.d.comb += wr.en.eq(Mux(bus.write, bus.wmask, 0))
+            bus_reads.append(rd.data)
+            host_reads.append(hr.data)
+        m.d.comb += [bus.rdata.eq(Array(bus_reads)[idx]), host.rdata.eq(Array(host_reads)[hsel])]
         return m

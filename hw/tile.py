@@ -228,7 +228,9 @@ class Tile(ConfigComponent):
         imem = Memory(shape=WORD_BITS, depth=self._imem_words, init=[])
         m.submodules.imem = imem
         host_ports(imem, HostSel.IMEM)
-        host_ports(dram.memory, HostSel.DRAM)
+        m.d.comb += [dram.host.addr.eq(self.host_addr), dram.host.wdata.eq(self.host_wdata),
+                     dram.host.we.eq(host_w & (self.host_sel == HostSel.DRAM))]
+        host_reads[HostSel.DRAM] = dram.host.rdata
 
         spads = {}
         for s in Spad:

@@ -124,9 +124,12 @@ def test_random_programs_tiny():
 VARIANTS = {
     "w4a16": TINY.replace(pe="mixpe-w4a16"),
     "baseline": TINY.replace(pe="baseline-w4a8"),
+    # 2 channels of 4 banks in 2 groups, short rows on a narrow bus: rows open often, so t_faw
+    # binds in every program and t_ras in some (the cycle model says so), t_ccd_l in every one
     "odd": TINY.replace(rows=2, cols=3, group=64, act_words=512, wgt_words=512, queue_depth=1,
-                        dram_banks=2, dram_rows=1024, dram_row_bytes=64, dram_bus_bytes=4,
-                        t_rcd=5, t_rp=1, t_cl=3, t_ccd=2),
+                        dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=1024,
+                        dram_row_bytes=16, dram_bus_bytes=4, t_rcd=5, t_rp=1, t_cl=3, t_ras=12,
+                        t_faw=60, t_ccd_s=1, t_ccd_l=2),
 }
 
 
