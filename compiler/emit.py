@@ -14,6 +14,7 @@ from mixpim.models.footprint import SpadAccess, footprint
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad
 from mixpim.models.program import Program
 from mixpim.models.tile_timing import simulate
+from mixpim.models.units import DRAM_UNITS
 
 from .tokens import TokenPlanner
 
@@ -56,7 +57,8 @@ class Emitter:
         inst = Instruction(opcode, **fields)
         fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
                       for space, lo, n in fence)
-        pc = self.planner.add(inst.unit, footprint(self.config, inst, dram=False).spads, fence=fence)
+        fp = footprint(self.config, inst, dram=inst.unit in DRAM_UNITS)
+        pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
         self.body.append(inst)
         if comment:
             self.comments[pc] = comment

@@ -15,8 +15,12 @@ instruction of U is done, so:
 
 All dependencies point backwards in program order, so the in-order dispatcher can never deadlock.
 A SYNC (:meth:`TokenPlanner.sync`) completes everything before it, so nothing after it waits on
-an earlier instruction. DRAM is touched by :data:`~mixpim.models.units.DRAM_UNITS` alone, which
-run in order: DRAM needs no tokens.
+an earlier instruction. DRAM accesses (of :data:`~mixpim.models.units.DRAM_UNITS`) are tracked
+the same way at the granularity of a *row group*: bank row ``r`` of every channel and bank (the
+``channels * banks * row_bytes`` bytes from ``r * channels * banks * row_bytes``), each access
+covering the row groups from its lowest to its highest byte (neighbouring bank rows share a group
+when a DRAM has more than ``_MAX_GROUPS`` rows per bank); coarse (it may order two accesses that
+do not share a byte), never missing a conflict, and small enough for any DRAM.
 
 **Token counters never overflow** (at most ``TOKEN_MAX`` tokens in flight from U to V), whatever
 the timing: the n-th token U gives V (from instruction ``G_n``) must not complete before the taker
@@ -31,16 +35,25 @@ independent of data, so a clean run is a proof for that configuration).
 """
 
 from bisect import bisect_left, bisect_right
+from typing import NamedTuple
 
 import numpy as np
 
-from mixpim.models.units import DRAM_UNITS, TOKEN_MAX, Spad, Unit
+from mixpim.models.units import TOKEN_MAX, Spad, Unit
 
 __all__ = ["TokenPlanner"]
 
-assert len(DRAM_UNITS) == 1, "DRAM accessed by several units needs DRAM tokens"
+
+class _Run(NamedTuple):
+    """Words (or DRAM row groups) ``first .. end - 1`` of ``spad`` (a Spad, or ``"dram"``)."""
+    spad: object
+    first: int
+    end: int
+    write: bool
 
 _UNITS = tuple(Unit)
+#: Most DRAM row groups tracked (larger DRAMs merge neighbouring bank rows into one group).
+_MAX_GROUPS = 1 << 16
 
 
 class TokenPlanner:
@@ -67,6 +80,12 @@ class TokenPlanner:
         # wrote the word (-1: none)
         self._last_r = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
         self._last_w = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
+        # the same per DRAM row group (module doc), keyed "dram"; at most _MAX_GROUPS of them
+        per = -(-config.dram_rows // _MAX_GROUPS)
+        groups = -(-config.dram_rows // per)
+        self._last_r["dram"] = np.full((nu, groups), -1, np.int64)
+        self._last_w["dram"] = np.full((nu, groups), -1, np.int64)
+        self._group_bytes = per * config.dram_channels * config.dram_banks * config.dram_row_bytes
         self._known = np.full((nu, nu), -1, np.int64)  # known[src, dst]: latest src pc dst waited on
         self._pcs = [[] for _ in Unit]  # program counters of each unit's instructions
         self._takers = {(s, d): [] for s in Unit for d in Unit if s != d}
@@ -106,7 +125,14 @@ class TokenPlanner:
         self.unproven.append((pc, src, dst))
         return p
 
-    def add(self, unit, accesses, *, fence=(), after=None):
+    def _dram_runs(self, dram):
+        """The row-group run of a :class:`~mixpim.models.footprint.DramAccess` as an access."""
+        gb = self._group_bytes
+        lo = int(dram.starts.min()) // gb
+        hi = (int(dram.starts.max()) + dram.length - 1) // gb + 1
+        return _Run("dram", lo, hi, dram.write)
+
+    def add(self, unit, accesses, *, dram=None, fence=(), after=None):
         """Plan the tokens of the next instruction and return its pc.
 
         Arguments
@@ -115,6 +141,8 @@ class TokenPlanner:
             The unit that executes it.
         accesses : iterable of SpadAccess
             Its scratchpad footprint.
+        dram : DramAccess, optional
+            Its DRAM bytes (LOAD, STORE, PIM_WRITE, PIM_GEMV).
         fence : iterable of SpadAccess
             Words it is ordered after as if it wrote them, without recording an access (one wait
             covering buffers that later instructions will write).
@@ -124,6 +152,9 @@ class TokenPlanner:
         unit = Unit(unit)
         pc = len(self.waits)
         need = np.full(len(Unit), -1, np.int64)
+        accesses = [_Run(a.spad, a.first, a.end, a.write) for a in accesses]
+        if dram is not None:
+            accesses.append(self._dram_runs(dram))
         for a in accesses:
             lo, hi = a.first, a.end
             need = np.maximum(need, self._last_w[a.spad][:, lo:hi].max(axis=1, initial=-1))

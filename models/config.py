@@ -59,8 +59,13 @@ MAX_SPAD_WORDS = reach(Opcode.LOAD, "spad_addr") + 1
 assert all(reach(op, f"{name}_addr") + 1 == MAX_SPAD_WORDS for op, name in (
     (Opcode.GEMM, "act"), (Opcode.GEMM, "wgt"), (Opcode.GEMM, "meta"), (Opcode.GEMM, "acc"),
     (Opcode.VEC, "acc"), (Opcode.VEC, "act"), (Opcode.VEC, "res"), (Opcode.VEC, "param")))
-#: Largest PIM global buffer (bytes per channel).
-MAX_PIM_GBUF_BYTES = 4096
+#: Largest PIM global buffer (bytes per channel): the reach of ``gaddr``.
+MAX_PIM_GBUF_BYTES = reach(Opcode.PIM_GBUF, "gaddr") + 1
+#: Most result registers per bank: the reach of ``res``.
+MAX_PIM_RES_REGS = reach(Opcode.PIM_GEMV, "res") + 1
+#: Most channels and banks per channel: the reach of ``ch`` and ``bank``.
+MAX_CHANNELS = reach(Opcode.PIM_GEMV, "ch") + 1
+MAX_BANKS = reach(Opcode.PIM_GEMV, "bank") + 1
 #: Largest DRAM: the reach of the ``dram_addr`` field.
 MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
@@ -137,7 +142,7 @@ class TileConfig:
         (docs/pim.md).
     pim_lanes : int
         MAC lanes per bank (INT8 x INT8 multipliers; bytes of the row one MAC step reads), a
-        power of two in 1..64, at most ``dram_row_bytes``.
+        power of two in 1..64, at most ``dram_bus_bytes``.
     pim_gbuf_bytes : int
         Bytes of each channel's global buffer (the PIM input vector), a power of two in
         16..4096.
@@ -198,9 +203,9 @@ class TileConfig:
         check_int("queue_depth", self.queue_depth, 1, 64)
         for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
             check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
-        _check_pow2("dram_channels", self.dram_channels, 1, 64)
-        _check_pow2("dram_banks", self.dram_banks, 1, 64)
-        _check_pow2("dram_bank_groups", self.dram_bank_groups, 1, 64)
+        _check_pow2("dram_channels", self.dram_channels, 1, MAX_CHANNELS)
+        _check_pow2("dram_banks", self.dram_banks, 1, MAX_BANKS)
+        _check_pow2("dram_bank_groups", self.dram_bank_groups, 1, MAX_BANKS)
         check_int("dram_rows", self.dram_rows, 1, 1 << 24)
         _check_pow2("dram_row_bytes", self.dram_row_bytes, 16, 65536)
         _check_pow2("dram_bus_bytes", self.dram_bus_bytes, 1, 256)
@@ -212,7 +217,7 @@ class TileConfig:
             raise ConfigError(f"pim_mode must be one of {', '.join(PIM_MODES)}, not {self.pim_mode!r}")
         _check_pow2("pim_lanes", self.pim_lanes, 1, 64)
         _check_pow2("pim_gbuf_bytes", self.pim_gbuf_bytes, 16, MAX_PIM_GBUF_BYTES)
-        check_int("pim_res_regs", self.pim_res_regs, 1, 256)
+        check_int("pim_res_regs", self.pim_res_regs, 1, MAX_PIM_RES_REGS)
         # cross-field rules
         for name in ("act_words", "wgt_words"):
             if getattr(self, name) < self.group:
@@ -232,9 +237,9 @@ class TileConfig:
                               f"dram_banks ({self.dram_banks})")
         if self.t_ccd_s > self.t_ccd_l:
             raise ConfigError(f"t_ccd_s ({self.t_ccd_s}) must not exceed t_ccd_l ({self.t_ccd_l})")
-        if self.pim_lanes > self.dram_row_bytes:
-            raise ConfigError(f"pim_lanes ({self.pim_lanes}) must not exceed dram_row_bytes "
-                              f"({self.dram_row_bytes})")
+        if self.pim_lanes > self.dram_bus_bytes:
+            raise ConfigError(f"pim_lanes ({self.pim_lanes}) must not exceed dram_bus_bytes "
+                              f"({self.dram_bus_bytes}): a MAC step reads one bus word of the row")
         if self.dram_bus_bytes > self.dram_row_bytes:
             raise ConfigError(f"dram_bus_bytes ({self.dram_bus_bytes}) must not exceed "
                               f"dram_row_bytes ({self.dram_row_bytes})")
@@ -443,7 +448,7 @@ PRESETS = {
                        dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=128,
                        dram_row_bytes=256, dram_bus_bytes=8, t_rcd=3, t_rp=3, t_cl=2, t_ras=8,
                        t_faw=12, t_ccd_s=1, t_ccd_l=2, pim_mode="dual", pim_lanes=4,
-                       pim_gbuf_bytes=256, pim_res_regs=16),
+                       pim_gbuf_bytes=256, pim_res_regs=32),
     "fpga": TileConfig(rows=16, cols=16, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=4,
                        act_words=4096, wgt_words=4096, meta_words=256, acc_words=512,
                        vparam_words=1024, dram_channels=2, dram_banks=8, dram_bank_groups=2,
@@ -462,7 +467,7 @@ PRESETS = {
                           vparam_words=4096, dram_channels=32, dram_banks=32, dram_bank_groups=4,
                           dram_rows=4096, dram_row_bytes=1024, dram_bus_bytes=32, t_rcd=14,
                           t_rp=14, t_cl=14, t_ras=34, t_faw=30, t_ccd_s=2, t_ccd_l=2,
-                          pim_mode="dual", pim_lanes=16, pim_gbuf_bytes=1024, pim_res_regs=64),
+                          pim_mode="dual", pim_lanes=16, pim_gbuf_bytes=1024, pim_res_regs=128),
 }
 
 

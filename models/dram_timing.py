@@ -90,6 +90,26 @@ class RowState:
         self.t_act[idx] = act
         return act
 
+    def activate_group(self, ch, idxs, row, start):
+        """Open ``row`` in the banks ``idxs`` of channel ``ch`` with one command (a PIM ``G_ACT``
+        over banks of one bank group): each bank precharged as :meth:`activate` would, the command
+        at the latest of their earliest cycles and the channel's window, counted once in it;
+        returns the activation cycle."""
+        cfg = self.cfg
+        earliest = start
+        for idx in idxs:
+            if self.open_rows[idx] != NO_ROW:
+                pre = max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1)
+                earliest = max(earliest, pre + cfg.t_rp)
+        w = self.acts[ch]
+        act = max(earliest, w[3] + 1, w[0] + cfg.t_faw)
+        w.pop(0)
+        w.append(act)
+        for idx in idxs:
+            self.open_rows[idx] = row
+            self.t_act[idx] = act
+        return act
+
     def open_rows_array(self):
         """The open rows as an int64 array (channels, banks)."""
         cfg = self.cfg
@@ -97,12 +117,16 @@ class RowState:
 
 
 class DramTiming:
-    """The DRAM's timing state: the banks' normal row buffers (:class:`RowState`) and each
-    channel's column-command history; :meth:`transfer` times a DMA's beats.
+    """The DRAM's timing state: the banks' normal row buffers (:class:`RowState`), their PIM row
+    buffers and each channel's column-command history; :meth:`transfer` times a DMA's beats.
 
     Members
     -------
     rows : RowState
+        The normal row buffers (the DMA's).
+    pim_rows : RowState
+        The PIM row buffers: a second :class:`RowState` in ``pim_mode`` "dual", the same object as
+        ``rows`` in "single" (one row buffer per bank, docs/pim.md).
     t_col, bg_col : list of int
         Per channel: the cycle of its last column command and that command's bank group (-1
         before the first).
@@ -111,12 +135,14 @@ class DramTiming:
     def __init__(self, config):
         self.cfg = config
         self.rows = RowState(config)
+        self.pim_rows = RowState(config) if config.pim_mode == "dual" else self.rows
         self.t_col = [NEVER] * config.dram_channels
         self.bg_col = [-1] * config.dram_channels
 
     def copy(self):
         new = DramTiming.__new__(DramTiming)
         new.cfg, new.rows = self.cfg, self.rows.copy()
+        new.pim_rows = new.rows if self.pim_rows is self.rows else self.pim_rows.copy()
         new.t_col, new.bg_col = list(self.t_col), list(self.bg_col)
         return new
 

@@ -10,7 +10,9 @@ each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
 * GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points and scale
   mantissas and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
   the array computes it; the accumulators wrap at ``acc_bits`` like the hardware's registers;
-* VEC calls :func:`~mixpim.models.vector.vec_apply`.
+* VEC calls :func:`~mixpim.models.vector.vec_apply`;
+* the PIM instructions call :func:`~mixpim.models.pim.apply_pim` (the global buffers and result
+  registers are :class:`~mixpim.models.pim.PimState`).
 
 Applying instructions atomically in start order is exact for every program whose conflicting
 accesses are ordered by tokens or SYNC (the compiler's job). Accesses of instructions on different
@@ -25,9 +27,11 @@ import numpy as np
 
 from .config import META_ENTRY_BYTES, VPARAM_LUT_WORDS, TileConfig
 from .errors import ShapeError
-from .isa import ErrorCode, Opcode, Spad, VecFunc
+from .isa import ErrorCode, Opcode, SoftFunc, Spad, VecFunc
 from .mixpe import ArrayParams, mixpe_gemm
 from .numerics import FixedScales
+from .pim import PIM_OPS, PimState, apply_pim
+from .softmax import SoftState, soft_apply
 from .program import Program, ProgramError, Segment
 from .quant import QuantizedWeights
 from .footprint import dma_spans, footprint
@@ -307,7 +311,9 @@ class _Memory:
         self.spads = {s.name: np.zeros((cfg.spad_words(s), cfg.word_bytes(s)), np.uint8)
                       for s in Spad if s != Spad.ACC}
         self.spads["ACC"] = np.zeros((cfg.acc_words, cfg.cols), _acc_dtype(cfg))
-        self.stored = []  # (starts, length) of every STORE
+        self.stored = []  # (starts, length) of every STORE and PIM_WRITE
+        self.pim = PimState(cfg)
+        self.soft = SoftState()
         for i, seg in enumerate(segments):
             self._load_segment(i, seg)
 
@@ -350,7 +356,36 @@ class _Memory:
             return self._gemm(inst)
         elif op == Opcode.VEC:
             self._vec(inst)
+        elif op == Opcode.VSOFT:
+            self._vsoft(inst)
+        elif op in PIM_OPS:
+            self._pim(inst)
         return False
+
+    def _vsoft(self, inst):
+        cfg = self.cfg
+        n = inst.count
+        x = self.spads["ACC"][inst.acc_addr:inst.acc_addr + inst.words].reshape(-1)[:n]
+        vp = self.spads["VPARAM"]
+        kmult, kshift = unpack_vparam(vp[inst.kparam:inst.kparam + n])
+        vmult = vshift = None
+        if inst.func == SoftFunc.NORM:
+            vmult, vshift = unpack_vparam(vp[inst.vparam:inst.vparam + n])
+        p = soft_apply(self.soft, inst.func, x, kmult, kshift, first=bool(inst.first),
+                       vmult=vmult, vshift=vshift)
+        if p is not None:
+            words = -(-n // cfg.rows)
+            out = np.zeros(words * cfg.rows, np.int8)
+            out[:n] = p
+            self.spads["ACT"][inst.act_addr:inst.act_addr + words] = out.view(np.uint8).reshape(words, -1)
+
+    def _pim(self, inst):
+        cfg = self.cfg
+        apply_pim(cfg, self.pim, self.dram, self.spads["ACT"], self.spads["ACC"],
+                  lambda v: wrap(v, cfg.acc_bits), inst)
+        if inst.op == Opcode.PIM_WRITE:
+            fp = footprint(cfg, inst)
+            self.stored.append((fp.dram.starts, fp.dram.length))
 
     def _dram_index(self, starts, length):
         return (starts[:, None] + np.arange(length, dtype=np.int64)[None, :])
@@ -437,7 +472,8 @@ class _Memory:
         self.spads["ACT"][inst.act_addr:inst.act_addr + c] = words
 
     def outputs(self):
-        """Merged DRAM ranges written by STOREs, as Segments with their final contents."""
+        """Merged DRAM ranges written by STOREs and PIM_WRITEs, as Segments with their final
+        contents."""
         if not self.stored:
             return ()
         lo = np.concatenate([s for s, _ in self.stored])

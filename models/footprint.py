@@ -6,8 +6,9 @@ region: ``SPAD_RANGE``), the golden executor's race check (accesses of overlappi
 different units), the compiler's token pass and the random program generator (a conflict between
 units needs a token).
 
-A scratchpad access is a run of consecutive words (:class:`SpadAccess`); a DMA's DRAM access is
-``rows`` runs of bytes, one per row (:class:`DramAccess`).
+A scratchpad access is a run of consecutive words (:class:`SpadAccess`); a DRAM access is runs of
+bytes of one length (:class:`DramAccess`): one per row of a LOAD/STORE, one per channel (and
+bank) of a PIM_WRITE (PIM_GEMV).
 """
 
 from typing import NamedTuple
@@ -15,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .config import VPARAM_LUT_WORDS
-from .isa import Opcode, VecFunc
+from .isa import Opcode, SoftFunc, VecFunc
+from .pim import gbuf_words, pim_row_addr, read_values
 from .units import Spad
 
 __all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
@@ -57,7 +59,7 @@ class DramAccess(NamedTuple):
 
 class Footprint(NamedTuple):
     """Everything one instruction touches: scratchpad runs (in dispatch-check order) and, for
-    LOAD/STORE, its DRAM rows."""
+    LOAD/STORE, PIM_WRITE and PIM_GEMV, its DRAM bytes."""
     spads: tuple
     dram: DramAccess | None = None
 
@@ -101,4 +103,59 @@ def footprint(config, inst, *, dram=True):
         if func == VecFunc.GELU:
             out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
         return Footprint(tuple(out))
+    if op == Opcode.VSOFT:
+        return _vsoft(cfg, inst)
+    if op in _PIM_FOOTPRINTS:
+        return _PIM_FOOTPRINTS[op](cfg, inst, dram)
     return Footprint(())
+
+
+def _vsoft(cfg, inst):
+    count, base = inst.count, cfg.vparam_param_base
+    out = [SpadAccess(Spad.ACC, inst.acc_addr, inst.words, False, "ACC"),
+           SpadAccess(Spad.VPARAM, inst.kparam, count, False, "score VPARAM", base)]
+    if inst.func == SoftFunc.NORM:
+        out += [SpadAccess(Spad.VPARAM, inst.vparam, count, False, "V VPARAM", base),
+                SpadAccess(Spad.ACT, inst.act_addr, -(-count // cfg.rows), True, "ACT")]
+    return Footprint(tuple(out))
+
+
+def _pim_dram(cfg, inst, banks, length, write):
+    """The row segments of a PIM_WRITE / PIM_GEMV: ``length`` bytes from ``col`` of ``row`` in
+    ``banks`` banks from ``bank`` of every channel, in ascending address order (bank by bank)."""
+    ch = inst.ch + np.arange(inst.chans, dtype=np.int64)
+    bank = inst.bank + np.arange(banks, dtype=np.int64)
+    starts = pim_row_addr(cfg, ch[None, :], bank[:, None], inst.row) + inst.col
+    return DramAccess(starts.reshape(-1), length, write)
+
+
+def _pim_gbuf(cfg, inst, dram):
+    words = gbuf_words(cfg, inst)
+    chans = 1 if inst.act_stride == 0 else inst.chans
+    return Footprint(tuple(SpadAccess(Spad.ACT, inst.act_addr + j * inst.act_stride, words, False,
+                                      "ACT") for j in range(chans)))
+
+
+def _pim_write(cfg, inst, dram):
+    return Footprint((), _pim_dram(cfg, inst, 1, inst.len, True) if dram else None)
+
+
+def _pim_gemv(cfg, inst, dram):
+    return Footprint((), _pim_dram(cfg, inst, inst.banks, inst.n * inst.len, False) if dram else None)
+
+
+def _pim_read(cfg, inst, dram):
+    words = -(-read_values(inst) // cfg.cols)
+    out = []
+    for j in range(inst.chans):
+        first = inst.acc_addr + j * inst.chan_stride
+        if inst.word_stride == 1:
+            out.append(SpadAccess(Spad.ACC, first, words, True, "ACC"))
+        else:
+            out += [SpadAccess(Spad.ACC, first + w * inst.word_stride, 1, True, "ACC")
+                    for w in range(words)]
+    return Footprint(tuple(out))
+
+
+_PIM_FOOTPRINTS = {Opcode.PIM_GBUF: _pim_gbuf, Opcode.PIM_WRITE: _pim_write,
+                   Opcode.PIM_GEMV: _pim_gemv, Opcode.PIM_READ: _pim_read}

@@ -27,12 +27,16 @@ from .config import TileConfig
 from .dram_timing import DramTiming, dma_cycles
 from .errors import ConfigError
 from .footprint import footprint
-from .isa import WORD_BITS, DecodeError, ErrorCode, Instruction, Opcode, VecFunc, decode
+from .isa import WORD_BITS, DecodeError, ErrorCode, Instruction, Opcode, SoftFunc, VecFunc, decode
 from .mixpe import ArrayParams
+from .pim import PIM_OPS, pim_problem
+from .pim_timing import pim_cycles, pim_exclusive
 from .program import ProgramError
+from .softmax import SOFT_DIV_CYCLES
 from .units import TOKEN_MAX, Spad, Unit, unit_bits
 
 __all__ = ["VEC_FILL_CYCLES", "Fault", "Duration", "check_instruction", "gemm_cycles", "vec_cycles",
+           "vsoft_cycles",
            "TimingResult", "simulate"]
 
 #: VEC duration is rows + cols + VEC_FILL_CYCLES.
@@ -57,6 +61,10 @@ def check_instruction(config, inst):
     Order of the checks (the first failing one is reported):
 
     * VEC ``rows`` > array rows (``BAD_FIELD``);
+    * VSOFT: an FP16 configuration, ``words`` > array rows, ``count`` > ``words * cols``
+      (``BAD_FIELD``);
+    * PIM instructions: :func:`~.pim.pim_problem` (an FP16 configuration: ``BAD_FIELD``; channels,
+      banks, rows, columns, buffer bytes, result registers, ACT lanes: ``PIM_RANGE``);
     * every scratchpad access of the instruction's footprint (:func:`~.footprint.footprint`), in
       its order, must lie in the scratchpad, VPARAM column words at or above
       ``vparam_param_base`` (``SPAD_RANGE``);
@@ -68,6 +76,14 @@ def check_instruction(config, inst):
     op = inst.op
     if op == Opcode.VEC and inst.rows > cfg.rows:
         return Fault(ErrorCode.BAD_FIELD, f"VEC rows ({inst.rows}) exceeds the array's rows ({cfg.rows})")
+    if op == Opcode.VSOFT:
+        fault = _vsoft_fault(cfg, inst)
+        if fault is not None:
+            return fault
+    if op in PIM_OPS:
+        problem = pim_problem(cfg, inst)
+        if problem is not None:
+            return Fault(*problem)
     depths = _depths(cfg)
     for a in footprint(cfg, inst, dram=False).spads:
         depth = depths[a.spad]
@@ -91,6 +107,18 @@ def check_instruction(config, inst):
             and abs(inst.act_addr - inst.res_addr) < cfg.cols):
         return Fault(ErrorCode.BAD_FIELD, f"VEC ADD output words {_range(inst.act_addr, cfg.cols)} "
                      f"overlap residual words {_range(inst.res_addr, cfg.cols)} without coinciding")
+    return None
+
+
+def _vsoft_fault(cfg, inst):
+    if cfg.act_format != "int8":
+        return Fault(ErrorCode.BAD_FIELD, f"VSOFT needs INT8 activations; {cfg.pe} has FP16 ones")
+    if inst.words > cfg.rows:
+        return Fault(ErrorCode.BAD_FIELD, f"VSOFT words ({inst.words}) exceeds the array's rows "
+                     f"({cfg.rows})")
+    if inst.count > inst.words * cfg.cols:
+        return Fault(ErrorCode.BAD_FIELD, f"VSOFT count ({inst.count}) exceeds words * cols "
+                     f"({inst.words * cfg.cols})")
     return None
 
 
@@ -123,6 +151,16 @@ def _gemm_tail(config):
 def vec_cycles(config, rows):
     """:class:`Duration` of a VEC over ``rows`` ACC words: busy ``rows + cols + 3`` cycles, no tail."""
     return Duration(rows + config.cols + VEC_FILL_CYCLES, 0)
+
+
+def vsoft_cycles(config, inst):
+    """:class:`Duration` of a VSOFT: ``words + 3`` (one ACC word per cycle, pipeline fill); NORM
+    adds the division (``SOFT_DIV_CYCLES``, first) and the packed ACT words it writes
+    (``ceil(count / rows)``, after the reads)."""
+    d = inst.words + VEC_FILL_CYCLES
+    if inst.func == SoftFunc.NORM:
+        d += SOFT_DIV_CYCLES + -(-inst.count // config.rows)
+    return Duration(d, 0)
 
 
 # -- the simulation ----------------------------------------------------------------------------
@@ -222,9 +260,13 @@ class Dispatch(NamedTuple):
     waits, signals : tuple of Unit
         The units of the ``wait`` and ``signal`` masks.
     duration : Duration or None
-        None for a LOAD/STORE: its duration depends on the DRAM state when it starts.
+        None for LOAD/STORE and PIM instructions: their durations depend on the DRAM state when
+        they start.
     fault : Fault or None
         The decode or dispatch-check error (``Kind.FAULT`` only).
+    exclusive : bool
+        A PIM instruction that may not execute while a LOAD/STORE does, nor a LOAD/STORE while it
+        does (:func:`~.pim_timing.pim_exclusive`).
     """
     kind: Kind
     inst: Instruction | None
@@ -233,6 +275,7 @@ class Dispatch(NamedTuple):
     signals: tuple = ()
     duration: Duration | None = None
     fault: Fault | None = None
+    exclusive: bool = False
 
     @staticmethod
     def of(cfg, word):
@@ -253,12 +296,18 @@ class Dispatch(NamedTuple):
             duration = gemm_cycles(cfg, inst.groups)
         elif inst.op == Opcode.VEC:
             duration = vec_cycles(cfg, inst.rows)
-        return Dispatch(Kind.UNIT, inst, inst.unit, unit_bits(inst.wait), unit_bits(inst.signal), duration)
+        elif inst.op == Opcode.VSOFT:
+            duration = vsoft_cycles(cfg, inst)
+        exclusive = inst.op in PIM_OPS and pim_exclusive(cfg, inst.op)
+        return Dispatch(Kind.UNIT, inst, inst.unit, unit_bits(inst.wait), unit_bits(inst.signal),
+                        duration, exclusive=exclusive)
 
-    def dma_duration(self, cfg, dram, start):
-        """Busy cycles of this LOAD/STORE starting at cycle ``start`` on ``dram`` (a
-        :class:`~.dram_timing.DramTiming`, which it updates)."""
+    def memory_duration(self, cfg, dram, start):
+        """Busy cycles of this LOAD/STORE or PIM instruction starting at cycle ``start`` on
+        ``dram`` (a :class:`~.dram_timing.DramTiming`, which it updates)."""
         inst = self.inst
+        if inst.op in PIM_OPS:
+            return pim_cycles(dram, start, inst)
         return dma_cycles(dram, start, inst.dram_addr, inst.stride, inst.rows,
                           inst.words * cfg.word_bytes(inst.spad))
 
@@ -319,6 +368,8 @@ def simulate(config, instructions):
 
     queues = [deque() for _ in Unit]  # entries: (ready cycle, pc)
     free_at = [0] * nu
+    DMA = Unit.DMA
+    excl_until = 0  # an exclusive PIM instruction executes until this cycle (exclusive)
     inflight = []  # heap of (completion cycle, pc, unit)
     tok = [0] * (nu * nu)  # tok[src * nu + dst]
     busy = [0] * nu
@@ -389,14 +440,19 @@ def simulate(config, instructions):
                 p = prepared[hpc]
                 if any(tok[s * nu + u] == 0 for s in p.waits):
                     continue
+                # DMA and exclusive PIM instructions never overlap; the DMA goes first in a cycle
+                if (u == DMA and excl_until > t) or (p.exclusive and free_at[DMA] > t):
+                    continue
                 q.popleft()
                 for s in p.waits:
                     tok[s * nu + u] -= 1
                 if p.duration is None:
-                    d, tail = p.dma_duration(cfg, dram, t), 0
+                    d, tail = p.memory_duration(cfg, dram, t), 0
                 else:
                     d, tail = p.duration
                 free_at[u] = t + d
+                if p.exclusive:
+                    excl_until = t + d
                 busy[u] += d
                 start_at[hpc] = t
                 end_at[hpc] = t + d - 1
@@ -447,11 +503,13 @@ def simulate(config, instructions):
         nxt = []
         for u, q in enumerate(queues):
             if q:
-                for s in prepared[q[0][1]].waits:
+                p = prepared[q[0][1]]
+                for s in p.waits:
                     if tok[s * nu + u] == 0:
                         break
                 else:
-                    nxt.append(max(free_at[u], q[0][0]))
+                    gate = excl_until if u == DMA else free_at[DMA] if p.exclusive else 0
+                    nxt.append(max(free_at[u], q[0][0], gate))
         if inflight:
             nxt.append(inflight[0][0])
         if not nxt:  # unreachable: a stalled dispatcher with nothing running is a deadlock

@@ -57,7 +57,8 @@ UNITS = {u.unit: u for u in (
     UnitInfo(Unit.DMA, True, "LOAD, STORE: DRAM channel 0 and the scratchpads' DMA ports"),
     UnitInfo(Unit.GEMM, True, "GEMM: ACT/WGT/META read ports, the array, the ACC write port"),
     UnitInfo(Unit.VEC, True, "VEC: ACC read port, ACT/VPARAM read ports, ACT write port"),
-    UnitInfo(Unit.PIM, False, "reserved for the PIM banks (a later step)"),
+    UnitInfo(Unit.PIM, True, "PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ: the PIM banks' MAC lanes, "
+             "the channels' global buffers, ACT read port, ACC write port"),
 )}
 assert tuple(UNITS) == tuple(Unit)
 
@@ -94,19 +95,19 @@ class SpadInfo:
 
 
 SPADS = {s.spad: s for s in (
-    SpadInfo(Spad.ACT, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.DMA, Unit.VEC),
+    SpadInfo(Spad.ACT, (Unit.DMA, Unit.GEMM, Unit.VEC, Unit.PIM), (Unit.DMA, Unit.VEC),
              "activations, one array beat per word (K-major)"),
     SpadInfo(Spad.WGT, (Unit.GEMM,), (Unit.DMA,), "weight codes, one array beat per word"),
     SpadInfo(Spad.META, (Unit.GEMM,), (Unit.DMA,), "per-group zero points and scale mantissas"),
-    SpadInfo(Spad.ACC, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.GEMM,),
+    SpadInfo(Spad.ACC, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.GEMM, Unit.PIM),
              "accumulators, one token row per word"),
     SpadInfo(Spad.VPARAM, (Unit.VEC,), (Unit.DMA,), "per-column vector-unit parameters"),
 )}
 assert tuple(SPADS) == tuple(Spad)
 
-#: The units that access DRAM. With one, program order on that unit orders every DRAM access,
-#: so DRAM needs no tokens (the compiler's token pass relies on this).
-DRAM_UNITS = (Unit.DMA,)
+#: The units that access DRAM (LOAD/STORE; PIM_WRITE/PIM_GEMV on the PIM banks' rows): a DRAM
+#: conflict between them needs a token like a scratchpad conflict.
+DRAM_UNITS = (Unit.DMA, Unit.PIM)
 
 
 _UNIT_BITS = tuple(tuple(u for u in Unit if m >> u & 1) for m in range(1 << MASK_BITS))

@@ -17,7 +17,7 @@ FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_bank
           "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words")
 # tiny, queue_depth .. pim_res_regs
 TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 4,
-                 256, 16)
+                 256, 32)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -207,6 +207,7 @@ def tile_configs(draw):
     row_bytes = 1 << draw(st.integers(4, 16))
     banks = 1 << draw(st.integers(0, 6))
     channels = 1 << draw(st.integers(0, 6))
+    bus_bits = draw(st.integers(0, min(8, row_bytes.bit_length() - 1)))
     t_ccd_s = draw(st.integers(1, 255))
     return TileConfig(
         rows=rows, cols=cols,
@@ -217,11 +218,11 @@ def tile_configs(draw):
         acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
         dram_channels=channels, dram_banks=banks, dram_bank_groups=banks >> draw(st.integers(0, 6)) or 1,
         dram_rows=draw(st.integers(1, min(1 << 24, (1 << 32) // (channels * banks * row_bytes)))),
-        dram_row_bytes=row_bytes, dram_bus_bytes=1 << draw(st.integers(0, min(8, row_bytes.bit_length() - 1))),
+        dram_row_bytes=row_bytes, dram_bus_bytes=1 << bus_bits,
         t_rcd=draw(st.integers(0, 255)), t_rp=draw(st.integers(0, 255)), t_cl=draw(st.integers(0, 255)),
         t_ras=draw(st.integers(0, 255)), t_faw=draw(st.integers(0, 255)), t_ccd_s=t_ccd_s,
         t_ccd_l=draw(st.integers(t_ccd_s, 255)), pim_mode=draw(st.sampled_from(PIM_MODES)),
-        pim_lanes=1 << draw(st.integers(0, min(6, row_bytes.bit_length() - 1))),
+        pim_lanes=1 << draw(st.integers(0, min(6, bus_bits))),
         pim_gbuf_bytes=1 << draw(st.integers(4, 12)), pim_res_regs=draw(st.integers(1, 256)))
 
 
@@ -238,14 +239,14 @@ def test_to_dict_json_toml_content():
                      queue_depth=2, act_words=64, wgt_words=65, meta_words=3, acc_words=4,
                      vparam_words=70, dram_channels=2, dram_banks=2, dram_bank_groups=2, dram_rows=9,
                      dram_row_bytes=32, dram_bus_bytes=4, t_rcd=5, t_rp=6, t_cl=7, t_ras=8, t_faw=9,
-                     t_ccd_s=1, t_ccd_l=2, pim_mode="single", pim_lanes=8, pim_gbuf_bytes=64,
+                     t_ccd_s=1, t_ccd_l=2, pim_mode="single", pim_lanes=4, pim_gbuf_bytes=64,
                      pim_res_regs=32)
     d = {"rows": 2, "cols": 3, "pe": "mixpe-w4a16", "wbits": 3, "group": 64, "scale_bits": 8,
          "acc_headroom": 5, "queue_depth": 2, "act_words": 64, "wgt_words": 65, "meta_words": 3,
          "acc_words": 4, "vparam_words": 70, "dram_channels": 2, "dram_banks": 2,
          "dram_bank_groups": 2, "dram_rows": 9, "dram_row_bytes": 32, "dram_bus_bytes": 4,
          "t_rcd": 5, "t_rp": 6, "t_cl": 7, "t_ras": 8, "t_faw": 9, "t_ccd_s": 1, "t_ccd_l": 2,
-         "pim_mode": "single", "pim_lanes": 8, "pim_gbuf_bytes": 64, "pim_res_regs": 32}
+         "pim_mode": "single", "pim_lanes": 4, "pim_gbuf_bytes": 64, "pim_res_regs": 32}
     assert cfg.to_dict() == d
     assert list(cfg.to_dict()) == list(d)  # declaration order
     assert json.loads(cfg.to_json()) == d
@@ -256,7 +257,7 @@ def test_to_dict_json_toml_content():
                              'dram_channels = 2\ndram_banks = 2\ndram_bank_groups = 2\ndram_rows = 9\n'
                              'dram_row_bytes = 32\ndram_bus_bytes = 4\nt_rcd = 5\nt_rp = 6\nt_cl = 7\n'
                              't_ras = 8\nt_faw = 9\nt_ccd_s = 1\nt_ccd_l = 2\npim_mode = "single"\n'
-                             'pim_lanes = 8\npim_gbuf_bytes = 64\npim_res_regs = 32\n')
+                             'pim_lanes = 4\npim_gbuf_bytes = 64\npim_res_regs = 32\n')
 
 
 def test_old_documents_without_tile_fields_take_defaults():
@@ -336,6 +337,9 @@ def test_power_of_two_fields(name, lo, hi, bad_kind):
         kw = {name: v}
         if name == "dram_bus_bytes":
             kw["dram_row_bytes"] = max(v, 16)
+            kw["pim_lanes"] = 1
+        if name == "pim_lanes":
+            kw["dram_bus_bytes"] = v
         if name == "dram_bank_groups":
             kw["dram_banks"] = v
         if name == "dram_row_bytes" and v < 16:
@@ -370,8 +374,9 @@ def test_cross_field_rules():
         TileConfig(dram_bank_groups=8)
     with pytest.raises(ConfigError, match=exact("t_ccd_s (3) must not exceed t_ccd_l (2)")):
         TileConfig(t_ccd_s=3, t_ccd_l=2)
-    with pytest.raises(ConfigError, match=exact("pim_lanes (32) must not exceed dram_row_bytes (16)")):
-        TileConfig(dram_row_bytes=16, dram_bus_bytes=8, pim_lanes=32)
+    with pytest.raises(ConfigError, match=exact(
+            "pim_lanes (16) must not exceed dram_bus_bytes (8): a MAC step reads one bus word of the row")):
+        TileConfig(dram_bus_bytes=8, pim_lanes=16)
     with pytest.raises(ConfigError, match=exact("pim_mode must be one of dual, single, not 'both'")):
         TileConfig(pim_mode="both")
 

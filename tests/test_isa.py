@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mixpim.models.errors import MixpimError
 from mixpim.models.isa import (HEADER_BITS, OPCODE_FORMATS, PIM_OPCODES, WORD_BITS, DecodeError, ErrorCode,
-                               Instruction, IsaError, Opcode, Spad, Unit, UnitMask, VecFunc, decode,
+                               Instruction, IsaError, Opcode, SoftFunc, Spad, Unit, UnitMask, VecFunc, decode,
                                fields, format_of, header_fields, parse_instruction, parse_number)
 from mixpim.models.isa.doc import MARKDOWN_BEGIN, MARKDOWN_END, isa_markdown
 from helpers import exact, instructions
@@ -33,12 +33,13 @@ def test_enum_values():
     assert {m.name: int(m) for m in UnitMask} == {"DMA": 1, "GEMM": 2, "VEC": 4, "PIM": 8}
     assert {op.name: int(op) for op in Opcode} == {
         "NOP": 0x00, "SYNC": 0x01, "HALT": 0x02, "LOAD": 0x10, "STORE": 0x11, "GEMM": 0x20,
-        "VEC": 0x30}
+        "VEC": 0x30, "VSOFT": 0x31, "PIM_GBUF": 0x40, "PIM_WRITE": 0x41, "PIM_GEMV": 0x42, "PIM_READ": 0x43}
     assert {s.name: int(s) for s in Spad} == {"ACT": 0, "WGT": 1, "META": 2, "ACC": 3, "VPARAM": 4}
     assert {f.name: int(f) for f in VecFunc} == {"REQUANT": 0, "RELU": 1, "GELU": 2, "ADD": 3}
+    assert {f.name: int(f) for f in SoftFunc} == {"MAX": 0, "EXP": 1, "NORM": 2}
     assert {e.name: int(e) for e in ErrorCode} == {
         "OK": 0, "ILLEGAL_OPCODE": 1, "BAD_FIELD": 2, "SPAD_RANGE": 3, "DRAM_RANGE": 4,
-        "TOKEN_OVERFLOW": 5, "DEADLOCK": 6, "NO_HALT": 7, "ARRAY_STREAM": 8}
+        "TOKEN_OVERFLOW": 5, "DEADLOCK": 6, "NO_HALT": 7, "ARRAY_STREAM": 8, "PIM_RANGE": 9}
     assert list(PIM_OPCODES) == list(range(0x40, 0x50))
     assert WORD_BITS == 128 and HEADER_BITS == 24
 
@@ -52,10 +53,24 @@ TILE_MD = {
              ("acc_addr", 72, 16), ("groups", 88, 12), ("accumulate", 100, 1)],
     "VEC": [("func", 24, 4), ("acc_addr", 28, 16), ("act_addr", 44, 16), ("res_addr", 60, 16),
             ("param_addr", 76, 16), ("rows", 92, 8)],
+    "VSOFT": [("func", 24, 4), ("acc_addr", 28, 16), ("words", 44, 8), ("count", 52, 16),
+              ("kparam", 68, 16), ("vparam", 84, 16), ("act_addr", 100, 16), ("first", 116, 1)],
+    # docs/pim.md, "Instructions"
+    "PIM_GBUF": [("ch", 24, 6), ("chans", 30, 7), ("gaddr", 37, 12), ("act_addr", 49, 16),
+                 ("len", 65, 13), ("lane", 78, 8), ("packed", 86, 1), ("act_stride", 87, 16)],
+    "PIM_WRITE": [("ch", 24, 6), ("chans", 30, 7), ("bank", 37, 6), ("row", 43, 16),
+                  ("col", 59, 16), ("gaddr", 75, 12), ("len", 87, 13)],
+    "PIM_GEMV": [("ch", 24, 6), ("chans", 30, 7), ("bank", 37, 6), ("banks", 43, 7),
+                 ("row", 50, 16), ("col", 66, 16), ("gaddr", 82, 12), ("len", 94, 13),
+                 ("n", 107, 9), ("res", 116, 8), ("bcast", 124, 1), ("accumulate", 125, 1)],
+    "PIM_READ": [("ch", 24, 6), ("chans", 30, 7), ("bank", 37, 6), ("banks", 43, 7),
+                 ("res", 50, 8), ("n", 58, 9), ("reduce", 67, 1), ("acc_addr", 68, 16),
+                 ("chan_stride", 84, 16), ("word_stride", 100, 16)],
 }
 TILE_MD["STORE"] = TILE_MD["LOAD"]
 UNITS = {"NOP": None, "SYNC": None, "HALT": None, "LOAD": Unit.DMA, "STORE": Unit.DMA,
-         "GEMM": Unit.GEMM, "VEC": Unit.VEC}
+         "GEMM": Unit.GEMM, "VEC": Unit.VEC, "VSOFT": Unit.VEC, "PIM_GBUF": Unit.PIM, "PIM_WRITE": Unit.PIM,
+         "PIM_GEMV": Unit.PIM, "PIM_READ": Unit.PIM}
 
 
 def test_header_fields():
@@ -94,7 +109,11 @@ def test_field_legal_values():
     assert vec.field("func").allowed == tuple(VecFunc)
     required = {op.mnemonic: [f.name for f in op.operands if f.required] for op in OPCODE_FORMATS.values()}
     assert required == {"NOP": [], "SYNC": [], "HALT": [], "LOAD": ["words", "rows"],
-                        "STORE": ["words", "rows"], "GEMM": ["groups"], "VEC": ["rows"]}
+                        "STORE": ["words", "rows"], "GEMM": ["groups"], "VEC": ["rows"],
+                        "VSOFT": ["words", "count"],
+                        "PIM_GBUF": ["chans", "len"], "PIM_WRITE": ["chans", "len"],
+                        "PIM_GEMV": ["chans", "banks", "len", "n"],
+                        "PIM_READ": ["chans", "banks", "n"]}
     with pytest.raises(KeyError):
         load.field("nope")
 
@@ -181,7 +200,7 @@ def test_enum_operands_accept_member_value_and_name():
 
 # -- construction errors -----------------------------------------------------------------------
 
-OPCODE_NAMES = "NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC"
+OPCODE_NAMES = "NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ"
 
 
 @pytest.mark.parametrize("bad", ["FOO", "load", 0x03, 0x50, 0xFF, -1, 1.0, None, True])
@@ -191,9 +210,9 @@ def test_construct_unknown_opcode(bad):
     assert info.value.code is ErrorCode.ILLEGAL_OPCODE and info.value.field == "opcode"
 
 
-@pytest.mark.parametrize("opcode", [0x40, 0x47, 0x4F])
-def test_construct_pim_opcode(opcode):
-    with pytest.raises(IsaError, match=exact(f"opcode 0x{opcode:02x} is reserved for PIM, not implemented")):
+@pytest.mark.parametrize("opcode", [0x44, 0x47, 0x4F])
+def test_construct_reserved_pim_opcode(opcode):
+    with pytest.raises(IsaError, match=exact(f"opcode 0x{opcode:02x} is a reserved PIM opcode")):
         Instruction(opcode)
 
 
@@ -289,7 +308,7 @@ def test_every_undefined_opcode_is_illegal():
         if opcode in Opcode._value2member_map_:
             continue
         if opcode in PIM_OPCODES:
-            msg = f"opcode 0x{opcode:02x} is reserved for PIM, not implemented"
+            msg = f"opcode 0x{opcode:02x} is a reserved PIM opcode"
         else:
             msg = f"illegal opcode 0x{opcode:02x}"
         raises_decode(opcode | 0xFF << 100, msg, ErrorCode.ILLEGAL_OPCODE, "opcode")
@@ -457,4 +476,4 @@ def test_markdown_lists_every_format_and_code():
     for e in ErrorCode:
         assert f"| {int(e)} | {e.name} |" in md
     assert "| [92:104] | 12 | `rows` | 1..4095 |" in md
-    assert "| 0x40-0x4f | — | PIM | — | reserved for PIM, not implemented (`ILLEGAL_OPCODE`) |" in md
+    assert "| 0x44-0x4f | — | PIM | — | reserved PIM opcodes (`ILLEGAL_OPCODE`) |" in md

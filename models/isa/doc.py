@@ -5,7 +5,7 @@ and :data:`MARKDOWN_END`; a test keeps the checked-in file up to date.
 """
 
 from ..units import Spad, Unit
-from .tables import DOCS, HEADER, OPCODE_FORMATS, PIM_OPCODES, ErrorCode, VecFunc
+from .tables import DOCS, HEADER, OPCODE_FORMATS, PIM_OPCODES, ErrorCode, SoftFunc, VecFunc
 
 __all__ = ["isa_markdown", "update_markdown", "MARKDOWN_BEGIN", "MARKDOWN_END"]
 
@@ -44,8 +44,9 @@ def isa_markdown():
         unit = fmt.unit.name if fmt.unit is not None else "dispatcher"
         ops = ", ".join(f"`{f.name}`" for f in fmt.operands) or "—"
         out.append(f"| 0x{fmt.opcode:02x} | {fmt.mnemonic} | {unit} | {ops} | {fmt.doc} |")
-    out.append(f"| 0x{PIM_OPCODES.start:02x}-0x{PIM_OPCODES.stop - 1:02x} | — | PIM | — | "
-               f"reserved for PIM, not implemented (`ILLEGAL_OPCODE`) |")
+    free = [op for op in PIM_OPCODES if op not in OPCODE_FORMATS]
+    out.append(f"| 0x{free[0]:02x}-0x{free[-1]:02x} | — | PIM | — | reserved PIM opcodes "
+               f"(`ILLEGAL_OPCODE`) |")
     out += ["", "Every other opcode is illegal (`ILLEGAL_OPCODE`).", "",
             "### Header (every instruction)", ""]
     out += _field_rows(HEADER)
@@ -55,6 +56,7 @@ def isa_markdown():
         out += ["", f"### {fmt.mnemonic} (0x{fmt.opcode:02x}, {unit})", "", doc, ""]
         out += _field_rows(fmt.fields[len(HEADER):])
     for title, enum_type in (("Scratchpad ids", Spad), ("Vector functions", VecFunc),
+                             ("Softmax passes", SoftFunc),
                              ("Error codes", ErrorCode)):
         out += ["", f"### {title}", "", "| code | name | meaning |", "|---|---|---|"]
         for m in enum_type:

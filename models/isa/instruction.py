@@ -222,7 +222,7 @@ def decode(word):
     ------
     DecodeError
         If ``word`` is not a legal instruction: ``code`` is ``ILLEGAL_OPCODE`` for an opcode not in
-        the table (the PIM group 0x40-0x4f says "reserved for PIM, not implemented"), ``BAD_FIELD``
+        the table (an unused opcode of the PIM group 0x40-0x4f says "a reserved PIM opcode"), ``BAD_FIELD``
         for reserved or unused bits set, an illegal ``spad``/``func``, a zero count, an own-unit
         token bit or a token mask on NOP/SYNC/HALT; the message names the field.
     IsaError
@@ -233,7 +233,7 @@ def decode(word):
     opcode = HEADER[0].extract(word)
     if opcode not in OPCODE_FORMATS:
         if opcode in PIM_OPCODES:
-            raise DecodeError(f"opcode 0x{opcode:02x} is reserved for PIM, not implemented",
+            raise DecodeError(f"opcode 0x{opcode:02x} is a reserved PIM opcode",
                               ErrorCode.ILLEGAL_OPCODE, "opcode")
         raise DecodeError(f"illegal opcode 0x{opcode:02x}", ErrorCode.ILLEGAL_OPCODE, "opcode")
     fmt = OPCODE_FORMATS[Opcode(opcode)]

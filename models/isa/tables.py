@@ -26,7 +26,7 @@ from ..units import MASK_BITS, SPADS, TOKEN_MAX, UNITS, Spad, Unit
 
 __all__ = [
     "WORD_BITS", "WORD_BYTES", "HEADER_BITS", "PIM_OPCODES",
-    "Opcode", "VecFunc", "ErrorCode", "IsaError", "DecodeError",
+    "Opcode", "VecFunc", "SoftFunc", "ErrorCode", "IsaError", "DecodeError",
     "Field", "Format", "HEADER", "OPCODE_FORMATS", "UNIT_OF", "format_of", "header_fields", "fields",
     "reach", "is_int", "no_field_error", "DOCS",
 ]
@@ -35,7 +35,7 @@ WORD_BITS = 128
 WORD_BYTES = WORD_BITS // 8
 HEADER_BITS = 24
 
-#: Opcodes of the PIM group: reserved, illegal until the PIM step defines them.
+#: Opcodes of the PIM group (0x40-0x4f); those not in :class:`Opcode` are reserved (illegal).
 PIM_OPCODES = range(0x40, 0x50)
 
 
@@ -48,6 +48,11 @@ class Opcode(enum.IntEnum):
     STORE = 0x11
     GEMM = 0x20
     VEC = 0x30
+    VSOFT = 0x31
+    PIM_GBUF = 0x40
+    PIM_WRITE = 0x41
+    PIM_GEMV = 0x42
+    PIM_READ = 0x43
 
 
 class VecFunc(enum.IntEnum):
@@ -56,6 +61,13 @@ class VecFunc(enum.IntEnum):
     RELU = 1
     GELU = 2
     ADD = 3
+
+
+class SoftFunc(enum.IntEnum):
+    """Softmax passes of the vector unit (the ``func`` field of VSOFT)."""
+    MAX = 0
+    EXP = 1
+    NORM = 2
 
 
 class ErrorCode(enum.IntEnum):
@@ -69,6 +81,7 @@ class ErrorCode(enum.IntEnum):
     DEADLOCK = 6
     NO_HALT = 7
     ARRAY_STREAM = 8
+    PIM_RANGE = 9
 
 
 #: One-line meanings, per enum (members of different IntEnums compare equal, so one dict per enum).
@@ -79,9 +92,13 @@ DOCS = {Unit: {u: info.doc for u, info in UNITS.items()},
     VecFunc.RELU: "y = sat8(max(v, 0))",
     VecFunc.GELU: "y = GELU_LUT[sat8(v)]",
     VecFunc.ADD: "y = sat8(v + residual)",
+}, SoftFunc: {
+    SoftFunc.MAX: "rmax = max(rmax, v)",
+    SoftFunc.EXP: "rsum += e(rmax - v)",
+    SoftFunc.NORM: "p = e(rmax - v) * 127 / rsum (x V scale), packed into ACT",
 }, ErrorCode: {
     ErrorCode.OK: "no error",
-    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. PIM opcodes before the PIM step)",
+    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x44-0x4f)",
     ErrorCode.BAD_FIELD: "reserved or unused bits set; a field outside its legal values (`spad`, "
                          "`func`, a zero count); an own-unit token bit; a token mask on NOP, SYNC "
                          "or HALT",
@@ -91,6 +108,9 @@ DOCS = {Unit: {u: info.doc for u, info in UNITS.items()},
     ErrorCode.DEADLOCK: "no unit can make progress (docs/tile.md, Dependency tokens)",
     ErrorCode.NO_HALT: "the program counter ran past the last instruction",
     ErrorCode.ARRAY_STREAM: "the array flagged a malformed stream",
+    ErrorCode.PIM_RANGE: "a PIM channel, bank, row, column, global-buffer byte, result register or "
+                         "ACT lane out of range, or a GEMV len, col or gaddr not a multiple of "
+                         "pim_lanes",
 }}
 
 
@@ -257,6 +277,60 @@ def _dma_spads(role):
     return tuple(s for s, info in SPADS.items() if Unit.DMA in getattr(info, role))
 
 
+def _pim_channels():
+    return (Field("ch", 24, 6, "first channel"),
+            Field("chans", 30, 7, "channels, each doing the same on its own banks and buffer",
+                  minimum=1))
+
+
+_PIM_FORMATS = (
+    Format(Opcode.PIM_GBUF, Unit.PIM, _pim_channels() + (
+        Field("gaddr", 37, 12, "first global-buffer byte written"),
+        Field("act_addr", 49, 16, "ACT word of channel ch's byte 0"),
+        Field("len", 65, 13, "bytes written into each channel's buffer", minimum=1),
+        Field("lane", 78, 8, "gather: the ACT lane of channel ch (channel ch + j reads lane + j)"),
+        Field("packed", 86, 1, "0: gather one lane of consecutive words; 1: the words' bytes in "
+              "order (rows bytes per word)", kind="flag"),
+        Field("act_stride", 87, 16, "ACT words from one channel's source to the next"),
+    ), "load each channel's global buffer from ACT (over the channel's data bus)"),
+    Format(Opcode.PIM_WRITE, Unit.PIM, _pim_channels() + (
+        Field("bank", 37, 6, "bank written in each channel"),
+        Field("row", 43, 16, "row of that bank"),
+        Field("col", 59, 16, "first byte of the row written"),
+        Field("gaddr", 75, 12, "first global-buffer byte copied"),
+        Field("len", 87, 13, "bytes copied", minimum=1),
+    ), "copy len global-buffer bytes into a PIM bank row of each channel (e.g. a K or V vector)"),
+    Format(Opcode.PIM_GEMV, Unit.PIM, _pim_channels() + (
+        Field("bank", 37, 6, "first bank"),
+        Field("banks", 43, 7, "banks, all computing at once", minimum=1),
+        Field("row", 50, 16, "row opened in every bank"),
+        Field("col", 66, 16, "first byte of the row read"),
+        Field("gaddr", 82, 12, "global-buffer byte of element 0"),
+        Field("len", 94, 13, "dot: vector length; bcast: row elements per step (multiples of "
+              "pim_lanes)", minimum=1),
+        Field("n", 107, 9, "dot: results per bank; bcast: row vectors (and buffer elements) per "
+              "bank", minimum=1),
+        Field("res", 116, 8, "first result register"),
+        Field("bcast", 124, 1, "0: dot products; 1: buffer elements broadcast over row vectors",
+              kind="flag"),
+        Field("accumulate", 125, 1, "1: add to the result registers, 0: overwrite them",
+              kind="flag"),
+    ), "MAC lanes of every bank: res[res + r] (+)= row[col + r*len ..] . gbuf[gaddr ..] (dot), or "
+       "res[res + e] (+)= sum_t gbuf[gaddr + k*n + t] * row[col + t*len + e] for the k-th bank "
+       "(bcast)"),
+    Format(Opcode.PIM_READ, Unit.PIM, _pim_channels() + (
+        Field("bank", 37, 6, "first bank"),
+        Field("banks", 43, 7, "banks read", minimum=1),
+        Field("res", 50, 8, "first result register"),
+        Field("n", 58, 9, "result registers read per bank", minimum=1),
+        Field("reduce", 67, 1, "1: sum the banks' results (n values per channel); 0: all "
+              "banks' results, bank after bank", kind="flag"),
+        Field("acc_addr", 68, 16, "ACC word of channel ch's values 0 .. cols-1"),
+        Field("chan_stride", 84, 16, "ACC words from one channel's first word to the next"),
+        Field("word_stride", 100, 16, "ACC words from one word of a channel's values to its next"),
+    ), "write result registers into ACC words, cols values per word (over the channel's bus)"),
+)
+
 # LOAD/STORE reach exactly the scratchpads the tile gives DMA ports (docs/tile.md, "Scratchpads").
 _FORMAT_LIST = (
     Format(Opcode.NOP, None, (), "do nothing for one dispatch cycle"),
@@ -288,7 +362,18 @@ _FORMAT_LIST = (
         Field("param_addr", 76, 16, "VPARAM word of column 0"),
         Field("rows", 92, 8, "ACC words (tokens) read; at most the array's rows", minimum=1),
     ), "read rows ACC words, apply func per element, write the result transposed into ACT"),
-)
+    Format(Opcode.VSOFT, Unit.VEC, (
+        Field("func", 24, 4, "softmax pass", kind="enum", allowed=tuple(SoftFunc)),
+        Field("acc_addr", 28, 16, "ACC word of values 0 .. cols-1"),
+        Field("words", 44, 8, "ACC words read; at most the array's rows", minimum=1),
+        Field("count", 52, 16, "values (the first count of words * cols)", minimum=1),
+        Field("kparam", 68, 16, "VPARAM word of value 0's score multiplier"),
+        Field("vparam", 84, 16, "VPARAM word of value 0's V multiplier (NORM only)"),
+        Field("act_addr", 100, 16, "ACT word of probabilities 0 .. rows-1 (NORM only; packed)"),
+        Field("first", 116, 1, "1: start the row (rmax, rsum from scratch), 0: continue it",
+              kind="flag"),
+    ), "one softmax pass over count values of a row in ACC (docs/numerics.md, Softmax)"),
+) + _PIM_FORMATS
 
 #: :class:`Format` of every legal opcode, in table order.
 OPCODE_FORMATS = {fmt.opcode: fmt for fmt in _FORMAT_LIST}
@@ -299,7 +384,7 @@ UNIT_OF = {op: fmt.unit for op, fmt in OPCODE_FORMATS.items()}
 
 def _opcode_error(value):
     if is_int(value) and value in PIM_OPCODES:
-        return IsaError(f"opcode 0x{value:02x} is reserved for PIM, not implemented",
+        return IsaError(f"opcode 0x{value:02x} is a reserved PIM opcode",
                         ErrorCode.ILLEGAL_OPCODE, "opcode")
     return IsaError(f"opcode must be one of {', '.join(op.name for op in Opcode)}, not {value!r}",
                     ErrorCode.ILLEGAL_OPCODE, "opcode")

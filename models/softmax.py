@@ -1,0 +1,99 @@
+"""Integer softmax on the vector unit (the ``VSOFT`` instruction), bit-exactly (docs/numerics.md,
+"Softmax").
+
+A softmax row (one request's attention scores over its context) is a flat vector of values in ACC
+words, ``cols`` per word; ``VSOFT`` processes up to ``rows`` words of it per instruction and keeps
+two registers across instructions, so a row may be any number of words long:
+
+* every value is first scaled by its own multiplier (the per-token K scale times the score scale,
+  in steps of the exponent table): ``v = sat32(round_shift(x * kmult[t], kshift[t]))``;
+* ``MAX``: ``rmax = max(rmax, v)`` (``first`` starts from ``INT32_MIN``);
+* ``EXP``: ``d = min(max(rmax - v, 0), D_MAX)``, ``e = EXP_TABLE[d % 32] >> (d // 32)``
+  (``e = 2**15 * 2**(-d / 32)`` rounded: one step of ``d`` is ``ln 2 / 32`` in the exponent),
+  ``rsum += e`` (``first`` starts from 0; 32 bits, unsigned);
+* ``NORM``: ``R = (127 << 24) // rsum`` (0 if ``rsum`` is 0), then per value the ``e`` of
+  ``EXP`` again and ``p = sat8(round_shift(round_shift(e * R, 9) * vmult[t], vshift[t]))``
+  (``vmult/2**vshift`` folds in the value's per-token V scale), written to ACT packed: value
+  ``t`` in lane ``t % rows`` of word ``act_addr + t // rows`` (lanes past the last value are 0).
+
+Widths: ``x * kmult`` is ``acc_bits + 16`` bits, ``v`` 32; ``e`` <= 2**15; ``rsum`` < 2**31 for
+a row of at most 2**16 values; ``R`` < 2**16 (``rsum`` >= 2**15 once ``rmax`` is the row's max);
+``e * R`` < 2**31; ``(e * R >> 9) * vmult`` < 2**38.
+"""
+
+import math
+
+import numpy as np
+
+from .errors import ShapeError
+from .isa import SoftFunc
+from .vector import round_shift, sat8, sat32, _mul
+
+__all__ = ["EXP_FRAC_BITS", "EXP_ONE", "EXP_TABLE", "D_MAX", "RECIP_SHIFT", "SOFT_DIV_CYCLES",
+           "SoftState", "soft_values", "soft_exp", "soft_recip", "soft_apply", "exp_step"]
+
+#: Steps of ``d`` per halving of ``e``: the exponent table has ``2**EXP_FRAC_BITS`` entries.
+EXP_FRAC_BITS = 5
+#: ``e`` of the row's maximum (``d = 0``).
+EXP_ONE = 1 << 15
+#: ``EXP_TABLE[k] = round(2**15 * 2**(-k / 32))``: the fixed table of the unit (a ROM).
+EXP_TABLE = tuple(round(EXP_ONE * 2.0 ** (-k / (1 << EXP_FRAC_BITS))) for k in range(1 << EXP_FRAC_BITS))
+#: Largest ``d``: beyond it ``e`` would be shifted to 0 anyway (``2**15 >> 16``).
+D_MAX = (16 << EXP_FRAC_BITS) - 1
+#: ``R = (127 << RECIP_SHIFT) // rsum``.
+RECIP_SHIFT = 24
+#: Cycles of NORM's division (one quotient bit per cycle).
+SOFT_DIV_CYCLES = 32
+_I32_MIN = -(1 << 31)
+
+
+def exp_step():
+    """The exponent step of one unit of ``d`` (natural log units): ``ln 2 / 32``."""
+    return math.log(2) / (1 << EXP_FRAC_BITS)
+
+
+class SoftState:
+    """The vector unit's softmax registers: ``rmax`` (int32), ``rsum`` (uint32); 0 after reset."""
+
+    def __init__(self):
+        self.rmax = 0
+        self.rsum = 0
+
+
+def soft_values(x, kmult, kshift):
+    """``v = sat32(round_shift(x * kmult, kshift))`` elementwise (int64 array)."""
+    return sat32(round_shift(_mul(x, kmult), kshift))
+
+
+def soft_exp(rmax, v):
+    """``e`` of every value ``v`` against the running maximum ``rmax`` (int64 array)."""
+    d = np.clip(int(rmax) - np.asarray(v, np.int64), 0, D_MAX)
+    table = np.array(EXP_TABLE, np.int64)
+    return table[d & ((1 << EXP_FRAC_BITS) - 1)] >> (d >> EXP_FRAC_BITS)
+
+
+def soft_recip(rsum):
+    """``R = (127 << 24) // rsum``, 0 for ``rsum == 0``."""
+    return (127 << RECIP_SHIFT) // rsum if rsum else 0
+
+
+def soft_apply(state, func, x, kmult, kshift, *, first=False, vmult=None, vshift=None):
+    """One ``VSOFT`` on the values ``x`` (int array (count,)) with their K multipliers; updates
+    ``state`` (:class:`SoftState`) for MAX/EXP, returns the int8 probabilities for NORM (else
+    None)."""
+    func = SoftFunc(func)
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ShapeError(f"softmax values must be 1-D, not shape {x.shape}")
+    v = soft_values(x, kmult, kshift)
+    if func == SoftFunc.MAX:
+        state.rmax = int(max(_I32_MIN if first else state.rmax, int(v.max())))
+        return None
+    e = soft_exp(state.rmax, v)
+    if func == SoftFunc.EXP:
+        state.rsum = ((0 if first else state.rsum) + int(e.sum())) & 0xFFFFFFFF
+        return None
+    if vmult is None or vshift is None:
+        raise ShapeError("NORM needs the V multipliers")
+    r = soft_recip(state.rsum)
+    return sat8(round_shift(_mul(round_shift(e * r, 9), vmult), vshift))
