@@ -6,6 +6,14 @@ failing check of the instruction's opcode gives the code; decode errors (``ILLEG
 ``BAD_FIELD`` from :class:`~.decoder.InstructionDecoder`) are reported before these by the
 dispatcher. Products (``rows * words``, ``(rows - 1) * stride``) are exact: every sum is wide
 enough not to wrap.
+
+The PIM checks are :func:`mixpim.models.pim.pim_problem`'s (``BAD_FIELD`` for the whole group in
+an FP16 configuration, else ``PIM_RANGE``), then the scratchpad words of the footprint
+(:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
+reaches furthest; all channels share the first one's when ``act_stride`` is 0), a PIM_READ's ACC
+words (the last channel's last word reaches furthest, ``word_stride`` and ``chan_stride`` being
+non-negative). VSOFT: an FP16 configuration, ``words`` and ``count`` (``BAD_FIELD``), then its
+ACC, VPARAM (at or above ``vparam_param_base``) and, for NORM, ACT words (``SPAD_RANGE``).
 """
 
 from functools import reduce
@@ -13,7 +21,8 @@ from functools import reduce
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from ..models.isa import ErrorCode, Opcode, Spad, VecFunc
+from ..models.isa import ErrorCode, Opcode, SoftFunc, Spad, VecFunc
+from ..models.pim import PIM_OPS
 from .common import ConfigComponent
 from .decoder import operand_layout
 
@@ -35,10 +44,11 @@ class DispatchChecker(ConfigComponent):
     Members
     -------
     i_opcode : In(8)
-    i_dma : In(operand layout of LOAD/STORE); i_gemm : In(GEMM's); i_vec : In(VEC's)
+    i_dma : In(operand layout of LOAD/STORE); i_gemm : In(GEMM's); i_vec : In(VEC's);
+    i_vsoft, i_pim_gbuf, i_pim_write, i_pim_gemv, i_pim_read : In(their formats')
         The instruction's operand bits seen through each format (the decoder's views).
-    o_error : Out(ErrorCode), ``OK``, ``BAD_FIELD``, ``SPAD_RANGE`` or ``DRAM_RANGE``
-        (``OK`` for other opcodes)
+    o_error : Out(ErrorCode), ``OK``, ``BAD_FIELD``, ``SPAD_RANGE``, ``DRAM_RANGE`` or
+        ``PIM_RANGE`` (``OK`` for other opcodes)
     """
 
     def _members(self, config):
@@ -47,6 +57,8 @@ class DispatchChecker(ConfigComponent):
             "i_dma": In(operand_layout(Opcode.LOAD)),
             "i_gemm": In(operand_layout(Opcode.GEMM)),
             "i_vec": In(operand_layout(Opcode.VEC)),
+            "i_vsoft": In(operand_layout(Opcode.VSOFT)),
+            **{f"i_{op.name.lower()}": In(operand_layout(op)) for op in PIM_OPS},
             "o_error": Out(ErrorCode),
         }
 
@@ -95,13 +107,87 @@ class DispatchChecker(ConfigComponent):
             (add & (apart != 0) & (apart < cfg.cols), ErrorCode.BAD_FIELD),
         ])
 
+        codes = {Opcode.GEMM: gemm, Opcode.VEC: vec, Opcode.VSOFT: self._vsoft(),
+                 **self._pim()}
         with m.Switch(self.i_opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 m.d.comb += self.o_error.eq(dma)
-            with m.Case(Opcode.GEMM):
-                m.d.comb += self.o_error.eq(gemm)
-            with m.Case(Opcode.VEC):
-                m.d.comb += self.o_error.eq(vec)
+            for op, code in codes.items():
+                with m.Case(op):
+                    m.d.comb += self.o_error.eq(code)
             with m.Default():
                 m.d.comb += self.o_error.eq(ErrorCode.OK)
         return m
+
+    def _vsoft(self):
+        """The code of a VSOFT (``_vsoft_fault``, then its footprint)."""
+        cfg = self._cfg
+        v = self.i_vsoft
+        if cfg.act_format != "int8":
+            return ErrorCode.BAD_FIELD
+        base, norm = cfg.vparam_param_base, v.func == SoftFunc.NORM
+
+        def vparam_out(addr):
+            return (addr < base) | (addr + v.count > cfg.vparam_words)
+
+        return _first([
+            (v.words > cfg.rows, ErrorCode.BAD_FIELD),
+            (v.count > v.words * cfg.cols, ErrorCode.BAD_FIELD),
+            (v.acc_addr + v.words > cfg.acc_words, ErrorCode.SPAD_RANGE),
+            (vparam_out(v.kparam), ErrorCode.SPAD_RANGE),
+            (norm & vparam_out(v.vparam), ErrorCode.SPAD_RANGE),
+            (norm & (v.act_addr + (v.count + cfg.rows - 1) // cfg.rows > cfg.act_words),
+             ErrorCode.SPAD_RANGE),
+        ])
+
+    def _pim(self):
+        """Per PIM opcode, its code (``pim_problem``, then its footprint)."""
+        cfg = self._cfg
+        gb, wr, gv, rd = self.i_pim_gbuf, self.i_pim_write, self.i_pim_gemv, self.i_pim_read
+        if cfg.act_format != "int8":
+            return {op: ErrorCode.BAD_FIELD for op in PIM_OPS}
+        bad, spad = ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE
+        gbuf, row_bytes, lanes = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_lanes
+
+        def chans(i):
+            return i.ch + i.chans > cfg.dram_channels
+
+        def banks(i):
+            return i.bank + i.banks > cfg.dram_banks
+
+        # PIM_GBUF: the ACT words of the last channel's source
+        words = Mux(gb.packed, (gb.len + cfg.rows - 1) // cfg.rows, gb.len)
+        act_end = gb.act_addr + Mux(gb.act_stride == 0, 0, (gb.chans - 1) * gb.act_stride) + words
+        # PIM_READ: the last channel's last ACC word
+        values = Mux(rd.reduce, rd.n, rd.banks * rd.n)
+        acc_last = (rd.acc_addr + (rd.chans - 1) * rd.chan_stride
+                    + ((values + cfg.cols - 1) // cfg.cols - 1) * rd.word_stride)
+        elems, regs = Mux(gv.bcast, gv.banks * gv.n, gv.len), Mux(gv.bcast, gv.len, gv.n)
+        return {
+            Opcode.PIM_GBUF: _first([
+                (chans(gb), bad),
+                (gb.gaddr + gb.len > gbuf, bad),
+                (~gb.packed & (gb.lane + gb.chans > cfg.rows), bad),
+                (act_end > cfg.act_words, spad)]),
+            Opcode.PIM_WRITE: _first([
+                (chans(wr), bad),
+                (wr.bank >= cfg.dram_banks, bad),
+                (wr.row >= cfg.dram_rows, bad),
+                (wr.col + wr.len > row_bytes, bad),
+                (wr.gaddr + wr.len > gbuf, bad)]),
+            Opcode.PIM_GEMV: _first([
+                (chans(gv), bad),
+                (banks(gv), bad),
+                (gv.row >= cfg.dram_rows, bad),
+                (gv.len % lanes != 0, bad),
+                (gv.col % lanes != 0, bad),
+                (~gv.bcast & (gv.gaddr % lanes != 0), bad),
+                (gv.col + gv.n * gv.len > row_bytes, bad),
+                (gv.gaddr + elems > gbuf, bad),
+                (gv.res + regs > cfg.pim_res_regs, bad)]),
+            Opcode.PIM_READ: _first([
+                (chans(rd), bad),
+                (banks(rd), bad),
+                (rd.res + rd.n > cfg.pim_res_regs, bad),
+                (acc_last >= cfg.acc_words, spad)]),
+        }

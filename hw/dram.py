@@ -38,28 +38,42 @@ previous ``ready`` (the other contract), which is the model's ``previous beat + 
 where ``wmask`` is set) is visible from the next cycle. The CAS latency ``t_cl`` after the last
 beat is the DMA engine's to wait.
 
+**PIM port.** ``pim`` (:class:`PimDramSignature`) is the PIM unit's: the banks' PIM row buffers
+as a :class:`~.dram_rows.RowState` of their own (``pim_rows``) in ``pim_mode`` "dual", the
+normal one (``rows``, shared with the bus) in "single" (docs/pim.md, "Row-buffer modes"); ``now``;
+and the MAC lanes' and the write path's access to the banks in lock step: every bank reads word
+``addr`` (``rdata``, combinational, one word per bank), and the banks of ``we`` write the bytes
+``wmask`` of their channel's ``wdata`` to it at the clock edge. The PIM unit times its accesses
+itself (:mod:`.pim_unit`); the port has no latency and no timing of its own.
+
 **Host port.** ``host`` reads and writes DRAM as linear ``dram_bus_bytes``-byte words (word ``a``
 is beat address ``a``): a write with ``we`` takes effect at the clock edge, ``rdata`` holds the
 word addressed in the previous cycle (latency 1, as a ``Memory`` read port).
 """
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from ..models.dram_timing import DMA_SETUP_CYCLES, dram_location
 from .common import ConfigComponent, check_config
-from .dram_rows import TIME_BITS, TIME_ORIGIN, RowState, time_max
+from .dram_rows import TIME_BITS, TIME_ORIGIN, GroupRequestSignature, RowState, time_max
 
-__all__ = ["DramSignature", "DramHostSignature", "DramModel", "bank_word", "beat_bits"]
+__all__ = ["DramSignature", "DramHostSignature", "PimDramSignature", "DramModel", "bank_word",
+           "beat_bits", "bank_depth"]
 
 
 def beat_bits(config):
     """Width of a beat address (DRAM byte address // ``dram_bus_bytes``)."""
     return max(1, ceil_log2(config.dram_bytes // config.dram_bus_bytes))
+
+
+def bank_depth(config):
+    """Words (of ``dram_bus_bytes``) of one bank's memory."""
+    return config.dram_rows * config.dram_row_bytes // config.dram_bus_bytes
 
 
 def bank_word(config, beat):
@@ -122,6 +136,37 @@ class DramHostSignature(wiring.Signature):
         })
 
 
+class PimDramSignature(wiring.Signature):
+    """The PIM unit's access to the DRAM, seen from the PIM unit.
+
+    Members
+    -------
+    now : In(TIME_BITS), the DRAM model's cycle counter
+    rows : Out(:class:`~.dram_rows.GroupRequestSignature`), the PIM row buffers' state
+    addr : Out(range(:func:`bank_depth`)), the word every bank accesses (``row * row_bytes /
+        bus_bytes + column beat``)
+    rdata : In(ArrayLayout(8 * dram_bus_bytes, channels * banks)), word ``addr`` of every bank
+        (index ``ch * dram_banks + bank``), combinational
+    we : Out(channels * banks), the banks that write
+    wmask : Out(dram_bus_bytes), the bytes they write
+    wdata : Out(ArrayLayout(8 * dram_bus_bytes, channels)), per channel: what its banks write
+    """
+
+    def __init__(self, config):
+        cfg = check_config(config)
+        bus, nch = cfg.dram_bus_bytes, cfg.dram_channels
+        n = nch * cfg.dram_banks
+        super().__init__({
+            "now": In(TIME_BITS),
+            "rows": Out(GroupRequestSignature(cfg)),
+            "addr": Out(range(bank_depth(cfg))),
+            "rdata": In(data.ArrayLayout(unsigned(8 * bus), n)),
+            "we": Out(n),
+            "wmask": Out(bus),
+            "wdata": Out(data.ArrayLayout(unsigned(8 * bus), nch)),
+        })
+
+
 def _bank_images(config, image):
     """Initial words of each bank's memory (lists, possibly shorter than the memory) from
     ``image``, laid out by the address mapping."""
@@ -151,12 +196,15 @@ class DramModel(ConfigComponent):
 
     Members
     -------
-    bus : In(:class:`DramSignature`)
+    bus : In(:class:`DramSignature`), the DMA's
     host : In(:class:`DramHostSignature`)
+    pim : In(:class:`PimDramSignature`), the PIM unit's
     now : Out(TIME_BITS), the cycle counter (``TIME_ORIGIN`` in the first cycle after reset)
     memories : list of ``lib.memory.Memory``, one per bank (index ``ch * dram_banks + bank``,
         words as :func:`bank_word`); ``memories[i].data`` for testbenches
     rows : :class:`~.dram_rows.RowState`, the banks' row buffers (a submodule)
+    pim_rows : :class:`~.dram_rows.RowState`, the PIM row buffers: another submodule in
+        ``pim_mode`` "dual", ``rows`` in "single"
     t_col, bg_col : ``Array`` of Signals, per channel: last column command and its bank group
 
     Raises
@@ -175,10 +223,10 @@ class DramModel(ConfigComponent):
             raise ValueError(f"image must fit the DRAM ({config.dram_bytes} bytes), not "
                              f"{len(image)} bytes")
         bus = config.dram_bus_bytes
-        depth = config.dram_rows * config.dram_row_bytes // bus
-        self.memories = [Memory(shape=8 * bus, depth=depth, init=init)
+        self.memories = [Memory(shape=8 * bus, depth=bank_depth(config), init=init)
                          for init in _bank_images(config, image)]
         self.rows = RowState(config)
+        self.pim_rows = RowState(config) if config.pim_mode == "dual" else self.rows
         nch = config.dram_channels
         self.t_col = Array(Signal(TIME_BITS, name=f"t_col_{c}") for c in range(nch))
         self.bg_col = Array(Signal(exact_log2(config.dram_bank_groups), name=f"bg_col_{c}")
@@ -187,7 +235,7 @@ class DramModel(ConfigComponent):
     def _members(self, config):
         assert max(config.t_rcd, config.t_ccd_l) < TIME_ORIGIN
         return {"bus": In(DramSignature(config)), "host": In(DramHostSignature(config)),
-                "now": Out(TIME_BITS)}
+                "pim": In(PimDramSignature(config)), "now": Out(TIME_BITS)}
 
     def _decode(self, beat):
         """``(index, channel, bank, row, word)`` of a beat address (Values)."""
@@ -204,11 +252,14 @@ class DramModel(ConfigComponent):
         bus, host = self.bus, self.host
         m = Module()
         m.submodules.rows = rows = self.rows
+        if self.pim_rows is not rows:
+            m.submodules.pim_rows = self.pim_rows
+        wiring.connect(m, wiring.flipped(self.pim.rows), self.pim_rows.grp)
         req = rows.req
 
         now = Signal(TIME_BITS, init=TIME_ORIGIN)
         m.d.sync += now.eq(now + 1)
-        m.d.comb += self.now.eq(now)
+        m.d.comb += [self.now.eq(now), self.pim.now.eq(now)]
 
         # -- timing of the beat on the bus --------------------------------------------------------
         idx, ch, bank, row, word = self._decode(bus.addr)
@@ -238,7 +289,9 @@ class DramModel(ConfigComponent):
         with m.If(xfer):
             m.d.sync += waiting.eq(0)
 
-        # -- storage: per bank a bus read (comb) and write port, a host write and read port ------
+        # -- storage: per bank a bus and a PIM read (comb) and write port, a host write and read
+        # port
+        pim = self.pim
         hidx, _, _, _, hword = self._decode(host.addr)
         hsel = Signal.like(hidx)    # the bank of the previous cycle's host address
         m.d.sync += hsel.eq(hidx)
@@ -257,5 +310,10 @@ class DramModel(ConfigComponent):
             ]
             bus_reads.append(rd.data)
             host_reads.append(hr.data)
+            prd = mem.read_port(domain="comb")
+            pwr = mem.write_port(granularity=8)
+            m.d.comb += [prd.addr.eq(pim.addr), pim.rdata[i].eq(prd.data),
+                         pwr.addr.eq(pim.addr), pwr.data.eq(pim.wdata[i // cfg.dram_banks]),
+                         pwr.en.eq(Mux(pim.we[i], pim.wmask, 0))]
         m.d.comb += [bus.rdata.eq(Array(bus_reads)[idx]), host.rdata.eq(Array(host_reads)[hsel])]
         return m

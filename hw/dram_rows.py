@@ -19,16 +19,32 @@ A requester names a bank, a row and its instruction's ``start``; combinationally
 
 Strobes (effective from the next cycle): ``activate`` opens the row at ``act`` and shifts ``act``
 into the channel's window; ``access`` records a column access to the bank at ``t_access``.
+
+A second request interface, ``grp`` (:class:`GroupRequestSignature`), serves the PIM unit: the
+rule of :meth:`~mixpim.models.dram_timing.RowState.activate_group`, applied as
+:func:`mixpim.models.pim_timing.pim_cycles` applies it. For every channel of a channel mask at
+once (channels share nothing), bank group by bank group in group order, the banks of a bank mask
+that do not hold ``row`` are opened by one ``G_ACT``: each open one precharged as above, the
+command at the latest of their ``earliest`` cycles and the channel's window, shifted into the
+window once. ``ready[ch]`` is the latest ``act + t_rcd`` of the channel's commands (``start``
+when none is needed). This is one combinational chain of ``dram_bank_groups`` steps per channel;
+the ``open`` strobe records it all at the clock edge, and ``access`` sets ``t_last`` of every
+masked bank to its channel's ``t_access``. The two interfaces are never active in one cycle (the
+DMA and the PIM unit share one row state only in ``pim_mode`` "single", where they never execute
+at the same time).
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal
-from amaranth.lib import wiring
+from functools import reduce
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from .common import ConfigComponent, check_config
 
-__all__ = ["TIME_BITS", "TIME_ORIGIN", "time_max", "RowRequestSignature", "RowState"]
+__all__ = ["TIME_BITS", "TIME_ORIGIN", "time_max", "row_bits", "RowRequestSignature",
+           "GroupRequestSignature", "RowState"]
 
 #: Width of every timestamp: the counter never wraps within 2**40 - TIME_ORIGIN cycles, far more
 #: than a run's 32-bit status counters reach.
@@ -83,6 +99,38 @@ class RowRequestSignature(wiring.Signature):
         })
 
 
+class GroupRequestSignature(wiring.Signature):
+    """A group activation request to :class:`RowState` (the PIM unit's), seen from the requester.
+
+    Members
+    -------
+    chans : Out(dram_channels), banks : Out(dram_banks)
+        Masks: the banks ``banks`` of every channel of ``chans`` must hold ``row``.
+    row : Out(row bits)
+    start : Out(TIME_BITS), the requesting instruction's start (look-ahead from it)
+    ready : In(ArrayLayout(TIME_BITS, dram_channels)), per channel: when its banks hold ``row``
+        (the latest ``act + t_rcd`` of its ``G_ACT`` s), ``start`` when it needs none
+    open : Out(1), strobe: issue the ``G_ACT`` s ``ready`` was computed for
+    access : Out(1), strobe: the masked banks of channel ``ch`` were last accessed at
+        ``t_access[ch]``
+    t_access : Out(ArrayLayout(TIME_BITS, dram_channels))
+    """
+
+    def __init__(self, config):
+        cfg = check_config(config)
+        nch = cfg.dram_channels
+        super().__init__({
+            "chans": Out(nch),
+            "banks": Out(cfg.dram_banks),
+            "row": Out(row_bits(cfg)),
+            "start": Out(TIME_BITS),
+            "ready": In(data.ArrayLayout(TIME_BITS, nch)),
+            "open": Out(1),
+            "access": Out(1),
+            "t_access": Out(data.ArrayLayout(TIME_BITS, nch)),
+        })
+
+
 class RowState(ConfigComponent):
     """Row buffers of every bank and activation windows of every channel (module docstring).
 
@@ -92,7 +140,8 @@ class RowState(ConfigComponent):
 
     Members
     -------
-    req : In(:class:`RowRequestSignature`)
+    req : In(:class:`RowRequestSignature`), the DMA's (one bank per request)
+    grp : In(:class:`GroupRequestSignature`), the PIM unit's (group activations)
     open_valid, open_row, t_act, t_last : ``Array`` of Signals, one per bank (index
         ``ch * dram_banks + bank``), for testbenches and other readers
     acts : list (per channel) of 4 Signals, the last four activations, oldest first
@@ -110,7 +159,7 @@ class RowState(ConfigComponent):
 
     def _members(self, config):
         assert max(config.t_ras, config.t_faw) < TIME_ORIGIN
-        return {"req": In(RowRequestSignature(config))}
+        return {"req": In(RowRequestSignature(config)), "grp": In(GroupRequestSignature(config))}
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -135,4 +184,41 @@ class RowState(ConfigComponent):
             ]
         with m.If(req.access):
             m.d.sync += self.t_last[idx].eq(req.t_access)
+        self._groups(m)
         return m
+
+    def _groups(self, m):
+        """The ``grp`` interface: per channel, a chain of one ``G_ACT`` per bank group."""
+        cfg = self._cfg
+        g = self.grp
+        nb, ng = cfg.dram_banks, cfg.dram_bank_groups
+        for ch in range(cfg.dram_channels):
+            window = list(self.acts[ch])
+            ready = g.start
+            for group in range(ng):
+                idxs = [ch * nb + b for b in range(group, nb, ng)]   # bank b is in group b % ng
+                need = {i: Signal(name=f"gact_need_{i}") for i in idxs}
+                earliest = g.start
+                for i in idxs:
+                    holds = self.open_valid[i] & (self.open_row[i] == g.row)
+                    m.d.comb += need[i].eq(g.chans[ch] & g.banks[i - ch * nb] & ~holds)
+                    pre = time_max(g.start, self.t_act[i] + cfg.t_ras, self.t_last[i] + 1)
+                    earliest = Mux(need[i] & self.open_valid[i],
+                                   time_max(earliest, pre + cfg.t_rp), earliest)
+                issue = reduce(lambda a, b: a | b, need.values(), Const(0, 1))
+                act = Signal(TIME_BITS, name=f"gact_{ch}_{group}")
+                m.d.comb += act.eq(time_max(earliest, window[3] + 1, window[0] + cfg.t_faw))
+                window = [Mux(issue, new, old) for old, new in zip(window, window[1:] + [act])]
+                ready = Mux(issue, time_max(ready, act + cfg.t_rcd), ready)
+                with m.If(g.open):
+                    for i in idxs:
+                        with m.If(need[i]):
+                            m.d.sync += [self.open_valid[i].eq(1), self.open_row[i].eq(g.row),
+                                         self.t_act[i].eq(act)]
+            m.d.comb += g.ready[ch].eq(ready)
+            with m.If(g.open):
+                m.d.sync += [w.eq(v) for w, v in zip(self.acts[ch], window)]
+            with m.If(g.access & g.chans[ch]):
+                for b in range(nb):
+                    with m.If(g.banks[b]):
+                        m.d.sync += self.t_last[ch * nb + b].eq(g.t_access[ch])

@@ -1,4 +1,4 @@
-"""The NPU tile: dispatcher, unit queues, dependency tokens, scratchpads, DMA + DRAM, GEMM, VEC.
+"""The NPU tile: dispatcher, queues, dependency tokens, scratchpads, DMA + DRAM, GEMM, VEC, PIM.
 
 The architecture and every cycle rule are docs/tile.md; the golden cycle model
 (:func:`mixpim.models.tile_timing.simulate`) predicts every status register of this RTL exactly.
@@ -10,9 +10,14 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
   queue has room; NOP retires; SYNC / HALT retire when every queue is empty and nothing executes
   (HALT raises ``done``); ``pc == length`` is ``NO_HALT``.
 * **Queues.** One FIFO of ``queue_depth`` per unit of
-  :data:`~mixpim.models.units.QUEUED_UNITS` (DMA, GEMM, VEC); an entry is the instruction's
-  opcode, operand bits, token masks and pc. A push in cycle c is at the head from c + 1; a
-  start in c frees its slot from c + 1.
+  :data:`~mixpim.models.units.QUEUED_UNITS` (DMA, GEMM, VEC, PIM); an entry is the
+  instruction's opcode, operand bits, token masks and pc. A push in cycle c is at the head from
+  c + 1; a start in c frees its slot from c + 1.
+* **DMA and PIM exclusion** (docs/pim.md, "Row-buffer modes"): the DMA does not start while an
+  exclusive PIM instruction (:func:`~mixpim.models.pim_timing.pim_exclusive`) executes; the PIM
+  unit does not start an exclusive instruction while the DMA executes or starts (the DMA goes
+  first in a cycle). The PIM unit shares the DRAM model with the DMA (:mod:`.dram`: its own row
+  state in "dual" mode, the DMA's in "single").
 * **Tokens.** ``tok[src][dst]`` (3 bits) for every ordered pair of the four units; a start takes
   one from each counter of its ``wait`` mask, a completion gives one to each of its ``signal``
   mask, checked for overflow net of same-cycle takes.
@@ -44,6 +49,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..models.config import VPARAM_LUT_WORDS
 from ..models.isa import WORD_BITS, ErrorCode, Opcode, header_fields
+from ..models.pim import PIM_OPS
+from ..models.pim_timing import pim_exclusive
 from ..models.units import MASK_BITS, QUEUED_UNITS, SPADS, TOKEN_MAX, Spad, Unit
 from .checker import DispatchChecker
 from .common import ConfigComponent, check_config
@@ -51,6 +58,7 @@ from .decoder import InstructionDecoder
 from .dma import DmaEngine, word_shape
 from .dram import DramModel
 from .gemm_unit import GemmUnit
+from .pim_unit import PimUnit
 from .vector import VPARAM_BITS, VectorUnit
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
@@ -89,7 +97,7 @@ def _unit_components(config, pc_bits):
     ``inflight``, ``complete``, ``o_signal`` and ``o_pc`` and tracks its own completions.
     """
     units = {Unit.DMA: DmaEngine(config), Unit.GEMM: GemmUnit(config, pc_bits),
-             Unit.VEC: VectorUnit(config)}
+             Unit.VEC: VectorUnit(config), Unit.PIM: PimUnit(config)}
     assert tuple(units) == QUEUED_UNITS
     return units
 
@@ -206,6 +214,7 @@ class Tile(ConfigComponent):
             m.submodules[u.name.lower()] = ResetInserter(begin)(unit)
         m.submodules.dram = ResetInserter(begin)(dram)
         wiring.connect(m, units[Unit.DMA].dram, dram.bus)
+        wiring.connect(m, units[Unit.PIM].dram, dram.pim)
 
         # -- host port and memories -----------------------------------------------------------
         host_w = Signal()
@@ -290,6 +299,11 @@ class Tile(ConfigComponent):
             chk.i_dma.eq(dec.o_load),
             chk.i_gemm.eq(dec.o_gemm),
             chk.i_vec.eq(dec.o_vec),
+            chk.i_vsoft.eq(dec.o_vsoft),
+            chk.i_pim_gbuf.eq(dec.o_pim_gbuf),
+            chk.i_pim_write.eq(dec.o_pim_write),
+            chk.i_pim_gemv.eq(dec.o_pim_gemv),
+            chk.i_pim_read.eq(dec.o_pim_read),
         ]
         at_end = pc == self.length
         disp_error = Signal(ErrorCode)
@@ -336,19 +350,22 @@ class Tile(ConfigComponent):
 
         heads = {u: data.View(entry_layout, q.r_data) for u, q in queues.items()}
         track = {u: self._track(m, begin, unit, heads[u]) for u, unit in units.items()}
-        start = {}
+        start = {u: Signal(name=f"start_{u.name.lower()}") for u in queues}
+        gate = self._exclusion(m, begin, cfg, units, heads, track, start)
         for u, q in queues.items():
             h = heads[u]
             m.d.comb += in_flight[u].eq(track[u].executing)
             tokens_ok = reduce(lambda a, b: a & b,
                                ((~h.wait[s]) | (tok_ready(s, u)) for s in Unit if s != u), Const(1, 1))
-            start[u] = Signal(name=f"start_{u.name.lower()}")
             unit = units[u]
             operands = h.operands[:data.Layout.cast(unit.i_inst.shape()).size]
-            m.d.comb += [start[u].eq(run & ~err_reg & q.r_rdy & track[u].idle & tokens_ok),
+            m.d.comb += [start[u].eq(run & ~err_reg & q.r_rdy & track[u].idle & tokens_ok
+                                     & gate[u]),
                          q.r_en.eq(start[u]), unit.start.eq(start[u]),
                          unit.i_inst.eq(data.View(unit.i_inst.shape(), operands))]
         m.d.comb += units[Unit.DMA].i_store.eq(heads[Unit.DMA].opcode == Opcode.STORE)
+        m.d.comb += units[Unit.VEC].i_soft.eq(heads[Unit.VEC].opcode == Opcode.VSOFT)
+        m.d.comb += units[Unit.PIM].i_opcode.eq(heads[Unit.PIM].opcode)
 
         overflows = {u: [] for u in track}
         for s in Unit:
@@ -409,6 +426,24 @@ class Tile(ConfigComponent):
         m.d.comb += [self.cycles.eq(cycles), self.dispatched.eq(dispatched),
                      self.busy.eq(Cat(*busy)), self.nonfinite.eq(units[Unit.GEMM].nonfinite)]
         return m
+
+    @staticmethod
+    def _exclusion(m, begin, cfg, units, heads, track, start):
+        """Per unit, the exclusion's condition on its start (1 for GEMM and VEC): the DMA may
+        start unless an exclusive PIM instruction executes (started before this cycle); the PIM
+        unit may start an exclusive one unless the DMA executes or starts in this cycle."""
+        dma, pim = Unit.DMA, Unit.PIM
+        exclusive = [op for op in PIM_OPS if pim_exclusive(cfg, op)]
+        head_excl = heads[pim].opcode.matches(*exclusive)
+        pim_excl = Signal()   # an exclusive PIM instruction executes
+        with m.If(begin | units[pim].done):
+            m.d.sync += pim_excl.eq(0)
+        with m.If(start[pim]):
+            m.d.sync += pim_excl.eq(head_excl)
+        gate = {u: Const(1, 1) for u in start}
+        gate[dma] = ~pim_excl
+        gate[pim] = ~(head_excl & (track[dma].executing | start[dma]))
+        return gate
 
     @staticmethod
     def _track(m, begin, unit, head):

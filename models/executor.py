@@ -221,7 +221,8 @@ class Result:
         (words, word bytes) holding the words exactly as in DRAM; ``ACC`` as integers
         (words, cols) (int64, or Python ints beyond 62 bits).
     outputs : tuple of Segment
-        Every DRAM range written by a STORE, with its final contents (merged, ascending).
+        Every DRAM range written by a STORE or PIM_WRITE, with its final contents (merged,
+        ascending).
     races : tuple of Race
         Conflicting accesses not ordered by tokens (empty for a well-formed program; at most
         100 are listed).

@@ -29,7 +29,7 @@ import numpy as np
 from .isa import ErrorCode, Opcode
 
 __all__ = ["PIM_OPS", "PIM_ACC_BITS", "pim_row_addr", "PimState", "pim_problem", "gbuf_words",
-           "read_values", "apply_pim"]
+           "gemv_extent", "read_values", "apply_pim"]
 
 #: The PIM unit's opcodes.
 PIM_OPS = (Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ)
@@ -47,6 +47,12 @@ def pim_row_addr(config, ch, bank, row):
 def gbuf_words(config, inst):
     """ACT words one channel of a ``PIM_GBUF`` reads: ``len`` (gather) or ``ceil(len / rows)``."""
     return -(-inst.len // config.rows) if inst.packed else inst.len
+
+
+def gemv_extent(inst):
+    """``(buffer elements, result registers)`` a ``PIM_GEMV`` uses: ``(len, n)`` for dot,
+    ``(banks * n, len)`` for bcast (each bank its own ``n`` elements)."""
+    return (inst.banks * inst.n, inst.len) if inst.bcast else (inst.len, inst.n)
 
 
 def read_values(inst):
@@ -97,7 +103,7 @@ def pim_problem(config, inst):
         if inst.col + inst.n * inst.len > row_bytes:
             return bad, (f"{name} row bytes {_span(inst.col, inst.n * inst.len)} leave the "
                          f"{row_bytes}-byte row")
-        elems, regs = (inst.banks * inst.n, inst.len) if inst.bcast else (inst.len, inst.n)
+        elems, regs = gemv_extent(inst)
         if inst.gaddr + elems > gbuf:
             return bad, f"{name} buffer bytes {_span(inst.gaddr, elems)} leave the {gbuf}-byte buffer"
         if inst.res + regs > cfg.pim_res_regs:
@@ -154,7 +160,7 @@ def apply_pim(config, state, dram, act, acc, wrap_acc, inst):
         n, length = inst.n, inst.len
         seg = dram[_rows(cfg, inst, inst.banks, n * length)].view(np.int8).astype(np.int64)
         seg = seg.reshape(inst.chans, inst.banks, n, length)
-        elems = inst.banks * n if inst.bcast else length
+        elems = gemv_extent(inst)[0]
         g = state.gbuf[inst.ch:inst.ch + inst.chans, inst.gaddr:inst.gaddr + elems]
         g = g.view(np.int8).astype(np.int64)
         if inst.bcast:  # (chans, banks, len): bank k's n elements against its n row vectors

@@ -16,9 +16,11 @@ two registers across instructions, so a row may be any number of words long:
   (``vmult/2**vshift`` folds in the value's per-token V scale), written to ACT packed: value
   ``t`` in lane ``t % rows`` of word ``act_addr + t // rows`` (lanes past the last value are 0).
 
-Widths: ``x * kmult`` is ``acc_bits + 16`` bits, ``v`` 32; ``e`` <= 2**15; ``rsum`` < 2**31 for
-a row of at most 2**16 values; ``R`` < 2**16 (``rsum`` >= 2**15 once ``rmax`` is the row's max);
-``e * R`` < 2**31; ``(e * R >> 9) * vmult`` < 2**38.
+Widths: ``x * kmult`` is ``acc_bits + 16`` bits, ``v`` 32; ``e`` <= 2**15; ``rsum`` 32 bits
+(wraps). For a softmax as the compiler emits it (MAX over the row, then EXP over the same values:
+``rsum`` >= 2**15) ``R`` < 2**16, ``e * R`` < 2**31 and ``(e * R >> 9) * vmult`` < 2**38; any
+legal program (``rsum`` from 1, e.g. NORM after an EXP over a subset) can reach ``R`` =
+``127 * 2**24``, ``e * R`` < 2**46 and the product < 2**53, and the RTL is sized for that.
 """
 
 import math
@@ -29,7 +31,8 @@ from .errors import ShapeError
 from .isa import SoftFunc
 from .vector import round_shift, sat8, sat32, _mul
 
-__all__ = ["EXP_FRAC_BITS", "EXP_ONE", "EXP_TABLE", "D_MAX", "RECIP_SHIFT", "SOFT_DIV_CYCLES",
+__all__ = ["EXP_FRAC_BITS", "EXP_ONE", "EXP_TABLE", "D_MAX", "PROB_MAX", "RECIP_SHIFT",
+           "NORM_SHIFT", "SOFT_DIV_CYCLES",
            "SoftState", "soft_values", "soft_exp", "soft_recip", "soft_apply", "exp_step"]
 
 #: Steps of ``d`` per halving of ``e``: the exponent table has ``2**EXP_FRAC_BITS`` entries.
@@ -40,8 +43,12 @@ EXP_ONE = 1 << 15
 EXP_TABLE = tuple(round(EXP_ONE * 2.0 ** (-k / (1 << EXP_FRAC_BITS))) for k in range(1 << EXP_FRAC_BITS))
 #: Largest ``d``: beyond it ``e`` would be shifted to 0 anyway (``2**15 >> 16``).
 D_MAX = (16 << EXP_FRAC_BITS) - 1
-#: ``R = (127 << RECIP_SHIFT) // rsum``.
+#: Largest probability (INT8): ``R = (PROB_MAX << RECIP_SHIFT) // rsum``.
+PROB_MAX = 127
+#: ``R = (PROB_MAX << RECIP_SHIFT) // rsum``.
 RECIP_SHIFT = 24
+#: NORM's first rounding shift: ``round_shift(e * R, NORM_SHIFT)``.
+NORM_SHIFT = 9
 #: Cycles of NORM's division (one quotient bit per cycle).
 SOFT_DIV_CYCLES = 32
 _I32_MIN = -(1 << 31)
@@ -74,7 +81,7 @@ def soft_exp(rmax, v):
 
 def soft_recip(rsum):
     """``R = (127 << 24) // rsum``, 0 for ``rsum == 0``."""
-    return (127 << RECIP_SHIFT) // rsum if rsum else 0
+    return (PROB_MAX << RECIP_SHIFT) // rsum if rsum else 0
 
 
 def soft_apply(state, func, x, kmult, kshift, *, first=False, vmult=None, vshift=None):
@@ -96,4 +103,4 @@ def soft_apply(state, func, x, kmult, kshift, *, first=False, vmult=None, vshift
     if vmult is None or vshift is None:
         raise ShapeError("NORM needs the V multipliers")
     r = soft_recip(state.rsum)
-    return sat8(round_shift(_mul(round_shift(e * r, 9), vmult), vshift))
+    return sat8(round_shift(_mul(round_shift(e * r, NORM_SHIFT), vmult), vshift))

@@ -7,52 +7,70 @@ many of them and compares the RTL with the golden model in outputs and every sta
 **Valid programs** (probability ``1 - error_rate``) are ``length`` random instructions ending in
 HALT: LOAD (ACT, WGT, META, VPARAM: GELU table words 0..63, token words, column words), STORE
 (ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1), VEC (REQUANT, RELU, GELU, ADD in place or on
-a separate residual, ``rows`` 1..array rows), NOP, SYNC. DMA transfers have 1..4 rows and a
-stride of 0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses
-are multiples of the word size, usually not of the bus width. Scratchpad addresses fall mostly in
-a small window at the bottom of each scratchpad (sometimes anywhere in it), often at a recently
-written address, so data flows from LOADs through GEMMs and VECs to STOREs and instructions
-depend on each other. Most programs start with a prologue loading the VPARAM, META, WGT and ACT
-windows, so that GEMM and VEC results are rarely all zero.
+a separate residual, ``rows`` 1..array rows), VSOFT (MAX, EXP, NORM over ACC words a GEMM
+wrote, ``first`` 0/1), the PIM instructions (PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ:
+:mod:`.random_pim`; VSOFT and PIM not on configurations with FP16 activations, where they are
+``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`). DMA transfers have 1..4 rows and a stride of
+0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses are
+multiples of the word size, usually not of the bus width. Scratchpad addresses fall mostly in a
+small window at the bottom of each scratchpad (sometimes anywhere in it), often at a recently
+written address, so data flows from LOADs through GEMMs, VECs and the PIM unit to STOREs and
+instructions depend on each other; LOADs sometimes read and STOREs sometimes overwrite the DRAM
+bytes PIM instructions use, and PIM instructions the bytes STOREs wrote. Most programs start with
+a prologue loading the VPARAM, META, WGT and ACT windows, so that GEMM and VEC results are rarely
+all zero.
 
 Dependency tokens come from the compiler's token pass (:class:`mixpim.compiler.tokens.TokenPlanner`)
 on each instruction's footprint (:func:`mixpim.models.footprint.footprint`), exactly as for
 compiled programs; some random extra dependencies are added through it too. Every wait points
 backwards, so the k-th take of ``tok[src][dst]`` pairs with the k-th give, the program cannot
-deadlock, and the counters return to 0 at HALT. The generator then runs the golden executor and,
+deadlock, and the counters return to 0 at HALT; DRAM conflicts between the DMA and PIM units are
+ordered like scratchpad conflicts. The generator then runs the golden executor and,
 while it reports a race or a ``TOKEN_OVERFLOW`` (a consumer lagging at run time), inserts a SYNC
 before the later instruction and runs again (:func:`insert_syncs`); a valid program always ends
 with ``OK`` and no races (checked).
 
-**Error programs** (probability ``error_rate``) are a valid prefix (checked the same way) followed
-by one designed error, one of (``variant`` names it):
+**Error programs** (probability ``error_rate``, built by :class:`~.random_errors.ErrorGen`) are a
+valid prefix (checked the same way) followed by one designed error, one of (``variant`` names
+it):
 
 ================  =========================================================================
-ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` 0x40..0x4f, ``other``
+ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` (a reserved opcode of the
+                  PIM group, 0x44..0x4f), ``other``
 BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
-                  NOP/SYNC/HALT, bad ``spad``, ``func`` > 3, ``zero_count`` (raw words);
-                  ``vec_rows`` > array rows, ``add_overlap`` (legal encodings, config checks)
-SPAD_RANGE        LOAD/STORE, GEMM (ACT, WGT, META, ACC) or VEC (ACC, ACT, residual, VPARAM
-                  below or above the column region) beyond a scratchpad
+                  NOP/SYNC/HALT, bad ``spad``, ``func`` > 3, ``zero_count`` (a count of any
+                  unit's instruction; raw words); ``vec_rows`` > array rows, ``add_overlap``,
+                  ``vsoft_count`` (VSOFT ``words`` > array rows or ``count`` > ``words * cols``),
+                  ``pim_fp16`` (a PIM instruction on FP16 activations; legal encodings, config
+                  checks)
+SPAD_RANGE        LOAD/STORE, GEMM (ACT, WGT, META, ACC), VEC (ACC, ACT, residual, VPARAM
+                  below or above the column region), PIM_GBUF (ACT) or PIM_READ (ACC) beyond a
+                  scratchpad
 DRAM_RANGE        ``dram_addr`` or ``stride`` not a multiple of the word size, or beyond DRAM
-TOKEN_OVERFLOW    SYNC, then 8 instructions of one unit signalling a unit (incl. PIM) that never
+TOKEN_OVERFLOW    SYNC, then 8 instructions of one unit (incl. PIM) signalling a unit that never
                   takes; raised when the 8th completes
-DEADLOCK          a wait that is never satisfied: on ``pim``, on a unit that ``never`` signals, or
-                  a ``cycle`` of two instructions waiting on each other; then HALT
+DEADLOCK          a wait that is never satisfied: on ``pim`` (nothing signals the PIM unit), on a
+                  unit that ``never`` signals, or a ``cycle`` of two instructions waiting on each
+                  other; then HALT
 NO_HALT           the valid prefix without HALT
+PIM_RANGE         a PIM channel, bank, row, column, buffer byte, result register, ACT lane, or
+                  a GEMV ``len`` / ``col`` / ``gaddr`` not a multiple of ``pim_lanes``
+                  (:data:`~.random_pim.PIM_RANGE_KINDS`; only on configurations with PIM)
 ================  =========================================================================
 
 Decode and dispatch-time errors are followed by a few instructions the tile never reaches and
 HALT. ``expected_pc`` is the error's pc where the design fixes it (every code but DEADLOCK).
 
 **DRAM layout** (one segment each, random contents): regions for ACT, WGT, META, VPARAM data and
-an OUT region for STOREs, each a multiple of every word size, a few DRAM rows apart. ACT holds
+an OUT region for STOREs, each a multiple of every word size, a few DRAM rows apart, then (with
+PIM) a KV region of one or two whole bank rows (every channel and bank) of random bytes. ACT holds
 random int8 bytes (FP16 configurations: normal values of random magnitudes, 0.5 % inf/NaN/
 subnormal); WGT and META random bytes (codes, zero points, scale mantissas); VPARAM a random GELU
 table, token words ``(1, 0)`` or small ``(tmult, tshift)``, and column words with multipliers of
 random magnitude and a shift chosen so that typical GEMM results land in the int8 range (a few
 words fully random: the ignored bits [22:32] set, extreme shifts). Loads mostly read their own
-region, sometimes OUT (stored results); ACT stores sometimes overwrite the ACT region.
+region, sometimes OUT (stored results) or KV; ACT stores sometimes overwrite the ACT region;
+STOREs sometimes overwrite KV.
 
 ``python -m mixpim.sim.random_program [N] [preset]`` prints :func:`summary` for seeds 0..N-1.
 """
@@ -68,19 +86,26 @@ from ..compiler.tokens import TokenPlanner
 from ..models.config import VPARAM_LUT_WORDS, TileConfig, preset
 from ..models.executor import run
 from ..models.footprint import footprint
-from ..models.isa import OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad, Unit, VecFunc
+from ..models.isa import OPCODE_FORMATS, ErrorCode, Instruction, Opcode, SoftFunc, Spad, Unit, VecFunc
+from ..models.pim import PIM_OPS
 from ..models.program import Program, ProgramError, Segment
-from ..models.units import QUEUED_UNITS, SPADS, TOKEN_MAX
+from ..models.units import DRAM_UNITS, QUEUED_UNITS, SPADS
+from .random_errors import HALT, SYNC, ErrorGen
+from .random_pim import PimGen, pim_features
 
 __all__ = ["RandomProgram", "random_program", "random_programs", "insert_syncs", "summary",
-           "dma_gemm_overlap", "ERROR_KINDS"]
+           "dma_gemm_overlap", "ERROR_KINDS", "DRAWN_OPS"]
 
 #: Designed errors, in the order :func:`random_program` draws them (uniformly).
 ERROR_KINDS = (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD, ErrorCode.SPAD_RANGE,
-               ErrorCode.DRAM_RANGE, ErrorCode.TOKEN_OVERFLOW, ErrorCode.DEADLOCK, ErrorCode.NO_HALT)
+               ErrorCode.DRAM_RANGE, ErrorCode.TOKEN_OVERFLOW, ErrorCode.DEADLOCK, ErrorCode.NO_HALT,
+               ErrorCode.PIM_RANGE)
 
-NOP, SYNC, HALT = (Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT))
-_UNIT_OPS = {u: tuple(op for op, fmt in OPCODE_FORMATS.items() if fmt.unit == u) for u in QUEUED_UNITS}
+#: The opcodes the generator draws operands for.
+DRAWN_OPS = (Opcode.NOP, Opcode.SYNC, Opcode.HALT, Opcode.LOAD, Opcode.STORE, Opcode.GEMM,
+             Opcode.VEC, Opcode.VSOFT) + PIM_OPS
+_UNIT_OPS = {u: tuple(op for op, fmt in OPCODE_FORMATS.items()
+                     if fmt.unit == u and op in DRAWN_OPS) for u in QUEUED_UNITS}
 _LOAD_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.writers)
 _STORE_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.readers)
 
@@ -168,7 +193,8 @@ def random_program(config, seed, *, length=None, error_rate=0.15):
         body = gen.valid_body(n - 1)
         insts, code, pc, variant = body + [HALT], ErrorCode.OK, 0, "ok"
     else:
-        code = ERROR_KINDS[int(rng.integers(len(ERROR_KINDS)))]
+        kinds = gen.error_kinds()
+        code = kinds[int(rng.integers(len(kinds)))]
         cut = int(rng.integers(0, max(n - 1, 1)))
         prefix = gen.valid_body(cut)
         insts, pc, variant = gen.error_program(code, prefix, max(n - 1 - cut, 1))
@@ -226,7 +252,7 @@ def _lcm(*xs):
     return out
 
 
-class _Gen:
+class _Gen(ErrorGen):
     """Random instruction fields, the DRAM layout and the token bookkeeping of one program."""
 
     def __init__(self, cfg, rng):
@@ -241,8 +267,17 @@ class _Gen:
                       Spad.META: min(self.win[Spad.META], 8), Spad.ACC: min(self.win[Spad.ACC], 2 * r),
                       Spad.VPARAM: self.win[Spad.VPARAM]}
         self.can_vec = cfg.act_words >= c
+        # VSOFT: INT8 activations (like PIM) and VPARAM words for at least one value's multipliers
+        self.can_soft = cfg.act_format == "int8" and cfg.vparam_words > cfg.vparam_param_base
         self.recent = {s: [] for s in Spad}  # word addresses recently written, to read back
+        self.stored = []  # (DRAM address, bytes) of the STOREs, for PIM instructions to use
+        self.pim = PimGen(self)
+        self.can_pim = self.pim.ok
         self._layout()
+
+    def error_kinds(self):
+        """The designed errors this configuration can raise (no PIM_RANGE without PIM)."""
+        return tuple(k for k in ERROR_KINDS if k != ErrorCode.PIM_RANGE or self.can_pim)
 
     # -- DRAM layout and contents --------------------------------------------------------------
 
@@ -265,6 +300,10 @@ class _Gen:
             self.region[name] = (at, n)
             self.segments.append(Segment("dram", at, self._contents(name, n)))
             at += n
+        kv = self.pim.kv_region(at)  # whole bank rows of PIM data
+        if kv is not None:
+            self.region["KV"] = kv
+            self.segments.append(Segment("dram", kv[0], self._contents("KV", kv[1])))
 
     def _acc_log2(self):
         """Rough log2 of a typical |ACC| of one GEMM group on this module's random data."""
@@ -331,6 +370,10 @@ class _Gen:
         cfg, rng = self.cfg, self.rng
         if op in (Opcode.LOAD, Opcode.STORE):
             return self._dma(op, spad)
+        if op in PIM_OPS:
+            return self.pim.fields(op)
+        if op == Opcode.VSOFT:
+            return self._vsoft()
         if op == Opcode.GEMM:
             g = min(1 + int(rng.choice(4, p=[0.6, 0.3, 0.05, 0.05])), self.win[Spad.META],
                     self.win[Spad.ACT] // cfg.group, self.win[Spad.WGT] // cfg.group)
@@ -357,6 +400,23 @@ class _Gen:
                 f["res_addr"] = apart[0] if apart else f["act_addr"]
         return f
 
+    def _vsoft(self):
+        """A softmax pass over ACC words a GEMM (or PIM_READ) wrote, multipliers anywhere in the
+        VPARAM column region; NORM writes packed ACT words."""
+        cfg = self.cfg
+        words = self._int(1, min(cfg.rows, self._depth(Spad.ACC)))
+        base, top = cfg.vparam_param_base, self._depth(Spad.VPARAM)
+        count = self._int(1, min(words * cfg.cols, top - base))
+        func = SoftFunc(self._int(0, len(SoftFunc) - 1))
+        out = -(-count // cfg.rows)
+        f = dict(func=func, acc_addr=self._addr(Spad.ACC, self._depth(Spad.ACC) - words, p=0.85),
+                 words=words, count=count, kparam=self._int(base, top - count),
+                 vparam=self._int(base, top - count), first=int(self.rng.random() < 0.5),
+                 act_addr=self._int(0, self._depth(Spad.ACT) - out))
+        if func == SoftFunc.NORM:
+            self._wrote(Spad.ACT, f["act_addr"])
+        return f
+
     def _dma(self, op, spad=None):
         cfg, rng = self.cfg, self.rng
         if spad is None:
@@ -379,19 +439,28 @@ class _Gen:
         else:  # 0: every row at one address; < w: rows overlap; w: contiguous; > w: a gap
             step = (0, self._int(1, max(w - 1, 1)), w, w + self._int(1, 8))[
                 int(rng.choice(4, p=[0.15, 0.2, 0.4, 0.25]))]
+        # own region, the OUT region, or the KV rows PIM instructions use (not VPARAM words)
+        x, kv = rng.random(), "KV" in self.region and spad != Spad.VPARAM
         if op == Opcode.LOAD:
-            name = spad if rng.random() < 0.85 else "OUT"
+            name = spad if x < 0.85 else "KV" if kv and x < 0.93 else "OUT"
         else:
-            name = spad if spad == Spad.ACT and rng.random() < 0.2 else "OUT"
+            name = spad if spad == Spad.ACT and x < 0.2 else "KV" if kv and x < 0.35 else "OUT"
         base, size = self.region[name]
+        first = -base % wb  # the KV rows need not be aligned to the word size
         span = (r - 1) * step * wb + w * wb
-        if span > size:
+        if span > size - first:
             step, span = w, n * wb
-        off = wb * self._int(0, (size - span) // wb)
+        off = first + wb * self._int(0, (size - first - span) // wb)
         if name == Spad.VPARAM and rng.random() < 0.7 and 4 * spad_addr + span <= size:
             off = 4 * spad_addr  # VPARAM words from their own place in the region
-        f = dict(spad=spad, spad_addr=spad_addr, dram_addr=base + off, words=w, rows=r, stride=step * wb)
-        return f
+        addr = base + off
+        if kv and self.pim.touched and rng.random() < 0.25:  # bytes a PIM_WRITE / GEMV used
+            a = self.pim.touched[-self._int(1, min(4, len(self.pim.touched)))]
+            if a - a % wb + span <= cfg.dram_bytes:
+                addr = a - a % wb
+        if op == Opcode.STORE:
+            self.stored.append((addr, span))
+        return dict(spad=spad, spad_addr=spad_addr, dram_addr=addr, words=w, rows=r, stride=step * wb)
 
     # -- valid bodies with tokens --------------------------------------------------------------
 
@@ -403,8 +472,11 @@ class _Gen:
     def _draw(self, n):
         """``n`` random ``(op, fields)``; None fields for NOP/SYNC."""
         rng = self.rng
-        ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.NOP, Opcode.SYNC]
-        p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec else 0, 0.06, 0.04])
+        # PIM_GBUF stands for a PIM instruction, chosen by the PIM generator
+        ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.PIM_GBUF, Opcode.NOP,
+               Opcode.SYNC]
+        p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec else 0, 0.24 if self.can_pim else 0,
+                      0.06, 0.04])
         out = []
         # usually a prologue: the GELU table, token and column words, then data for the GEMMs
         for spad, prob in ((Spad.VPARAM, 0.9), (Spad.META, 0.9), (Spad.WGT, 0.8), (Spad.ACT, 0.8)):
@@ -419,6 +491,10 @@ class _Gen:
                 op = Opcode.LOAD  # programs usually start by loading data
             if op == Opcode.VEC and not self.recent[Spad.ACC] and rng.random() < 0.8:
                 op = Opcode.GEMM  # mostly a GEMM result to work on
+            if op == Opcode.PIM_GBUF:
+                op = self.pim.op()
+            if op == Opcode.VEC and self.can_soft and rng.random() < 0.3:
+                op = Opcode.VSOFT
             out.append((op, None if op in (Opcode.NOP, Opcode.SYNC) else self.fields(op)))
         return out
 
@@ -441,196 +517,33 @@ class _Gen:
                 s = Unit(int(rng.choice([x for x in QUEUED_UNITS if x != u])))
                 if s in latest:
                     after[s] = latest[s]
-            latest[u] = planner.add(u, footprint(cfg, inst, dram=False).spads, after=after)
+            fp = footprint(cfg, inst, dram=u in DRAM_UNITS)
+            latest[u] = planner.add(u, fp.spads, dram=fp.dram, after=after)
             insts.append(inst)
         return [i if i.unit is None else i.with_tokens(planner.waits[pc], planner.signals[pc])
                 for pc, i in enumerate(insts)]
 
     def _unit_inst(self, unit, **tokens):
-        op = _UNIT_OPS[unit][self._int(0, len(_UNIT_OPS[unit]) - 1)]
+        ops = [op for op in _UNIT_OPS[unit] if op != Opcode.VSOFT or self.can_soft]
+        op = ops[self._int(0, len(ops) - 1)]
         return Instruction(op, **tokens, **self.fields(op))
 
     def _units(self):
-        return [u for u in QUEUED_UNITS if u != Unit.VEC or self.can_vec]
+        return [u for u in QUEUED_UNITS if (u != Unit.VEC or self.can_vec)
+                and (u != Unit.PIM or self.can_pim)]
 
-    # -- designed errors -----------------------------------------------------------------------
-
-    def error_program(self, code, prefix, n):
-        """``(instructions, expected_pc, variant)``: ``prefix``, an error of ``code``, more."""
-        rng = self.rng
-        tail = [self._unit_inst(u) if rng.random() < 0.7 else NOP
-                for u in rng.choice(self._units(), size=self._int(0, min(n, 5)))] + [HALT]
-        if code == ErrorCode.NO_HALT:
-            prefix = prefix or [NOP]  # not an empty program
-            return prefix, len(prefix), "end"
-        if code == ErrorCode.TOKEN_OVERFLOW:
-            u = Unit(rng.choice(self._units()))
-            v = Unit(rng.choice([x for x in Unit if x != u]))
-            block = [SYNC]
-            for _ in range(TOKEN_MAX + 1):
-                block += [NOP] * int(rng.integers(0, 2))
-                block.append(self._unit_inst(u, signal=1 << v))
-            pc = len(prefix) + len(block) - 1  # HALT next: nothing else runs beside the block
-            return prefix + block + [HALT], pc, f"{u.name}->{v.name}"
-        if code == ErrorCode.DEADLOCK:
-            variant = ("pim", "never", "cycle")[self._int(0, 2)]
-            u = Unit(rng.choice(self._units()))
-            others = [x for x in self._units() if x != u]
-            if variant == "cycle" and others:
-                v = Unit(rng.choice(others))
-                block = [self._unit_inst(u, wait=1 << v, signal=1 << v),
-                         self._unit_inst(v, wait=1 << u, signal=1 << u)]
-            else:
-                variant = "never" if variant != "pim" and others else "pim"
-                wait = 1 << Unit.PIM if variant == "pim" else 1 << int(rng.choice(others))
-                block = [self._unit_inst(u, wait=wait)]
-                # same-unit followers queue behind it (some fill the queue: stall on push)
-                block += [self._unit_inst(u) for _ in range(self._int(0, self.cfg.queue_depth + 1))]
-            return prefix + block + [HALT], None, variant
-        word, variant = {ErrorCode.ILLEGAL_OPCODE: self._illegal, ErrorCode.BAD_FIELD: self._bad_field,
-                         ErrorCode.SPAD_RANGE: self._spad_range,
-                         ErrorCode.DRAM_RANGE: self._dram_range}[code]()
-        return prefix + [word] + tail, len(prefix), variant
-
-    def _any_word(self, ops=None):
-        """The word of a random legal instruction of one of ``ops`` (default: any)."""
-        ops = ops or [op for op in Opcode if op != Opcode.VEC or self.can_vec]
-        op = Opcode(self.rng.choice(ops))
-        if OPCODE_FORMATS[op].unit is None:
-            return Instruction(op).encode()
-        u = OPCODE_FORMATS[op].unit
-        mask = [x for x in Unit if x != u]
-        tok = dict(wait=int(sum(1 << x for x in mask if self.rng.random() < 0.2 and x != Unit.PIM)),
-                   signal=int(sum(1 << x for x in mask if self.rng.random() < 0.2)))
-        return Instruction(op, **tok, **self.fields(op)).encode()
-
-    @staticmethod
-    def _set(word, name, value):
-        f = OPCODE_FORMATS[Opcode(word & 0xFF)].field(name)
-        return word & ~(f.maximum << f.lo) | value << f.lo
-
-    def _illegal(self):
-        rng = self.rng
-        legal = set(OPCODE_FORMATS) | set(PIM_OPCODES)
-        if rng.random() < 0.5:
-            opcode, variant = int(rng.choice(PIM_OPCODES)), "pim"
-        else:
-            opcode, variant = int(rng.choice([x for x in range(256) if x not in legal])), "other"
-        rest = self._any_word() if rng.random() < 0.5 else int(rng.integers(0, 1 << 60)) << 68
-        return rest & ~0xFF | opcode, variant
-
-    def _bad_field(self):
-        cfg, rng = self.cfg, self.rng
-        variants = ["reserved", "unused", "own_token", "dispatcher_mask", "spad", "func", "zero_count"]
-        if self.can_vec:  # legal encodings that the configuration rejects
-            variants += ["vec_rows"] * (cfg.rows < 255) + ["add_overlap"] * (cfg.cols > 1)
-        variant = variants[self._int(0, len(variants) - 1)]
-        vec_ops = (Opcode.VEC,) if self.can_vec else (Opcode.GEMM,)
-        if variant == "reserved":
-            return self._any_word() | self._int(1, 255) << 16, variant
-        if variant == "unused":  # NOP/SYNC/HALT, GEMM and VEC have unused bits; LOAD/STORE none
-            word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT, Opcode.GEMM) + vec_ops)
-            f = OPCODE_FORMATS[Opcode(word & 0xFF)].field("unused")
-            return word | 1 << self._int(f.lo, f.hi - 1), variant
-        if variant == "own_token":
-            word = self._any_word((Opcode.LOAD, Opcode.STORE, Opcode.GEMM) + vec_ops)
-            u = OPCODE_FORMATS[Opcode(word & 0xFF)].unit
-            return word | 1 << (u + (8 if rng.random() < 0.5 else 12)), variant
-        if variant == "dispatcher_mask":
-            word = self._any_word((Opcode.NOP, Opcode.SYNC, Opcode.HALT))
-            return word | self._int(1, 255) << 8, variant
-        if variant == "spad":
-            op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
-            bad = [x for x in range(16) if x not in {int(s) for s in OPCODE_FORMATS[op].field("spad").allowed}]
-            return self._set(self._any_word((op,)), "spad", int(rng.choice(bad))), variant
-        if variant == "func" and self.can_vec:
-            return self._set(self._any_word((Opcode.VEC,)), "func", self._int(4, 15)), variant
-        if variant in ("func", "zero_count"):
-            word = self._any_word((Opcode.LOAD, Opcode.STORE, Opcode.GEMM) + vec_ops)
-            op = Opcode(word & 0xFF)
-            names = {Opcode.GEMM: ["groups"], Opcode.VEC: ["rows"]}.get(op, ["words", "rows"])
-            return self._set(word, names[self._int(0, len(names) - 1)], 0), "zero_count"
-        f = self.fields(Opcode.VEC)
-        if variant == "vec_rows":
-            f["rows"] = self._int(cfg.rows + 1, 255)
-        else:  # add_overlap: output and residual overlap without coinciding
-            d = self._int(1, cfg.cols - 1)
-            room = self.win[Spad.ACT] - cfg.cols - d
-            if room < 0:
-                f["rows"] = min(255, cfg.rows + 1)
-                return Instruction(Opcode.VEC, **f), "vec_rows"
-            lo = self._int(0, room)
-            f.update(func=VecFunc.ADD, act_addr=lo + d, res_addr=lo)
-            if rng.random() < 0.5:
-                f.update(act_addr=lo, res_addr=lo + d)
-        return Instruction(Opcode.VEC, **f), variant
-
-    def _beyond(self, depth, n):
-        """A 16-bit address ``a`` with ``a + n > depth``, or None if there is none."""
-        a = max(0, depth - n + self._int(1, n))
-        return a if a <= 0xFFFF else None
-
-    def _spad_range(self):
-        cfg, rng = self.cfg, self.rng
-        op = Opcode(rng.choice([Opcode.LOAD, Opcode.STORE, Opcode.GEMM] + [Opcode.VEC] * self.can_vec))
-        f = self.fields(op)
-        if op in (Opcode.LOAD, Opcode.STORE):
-            f["words"] += f["rows"] * f["words"] == 1  # a single word cannot leave 65536 words
-            f["spad_addr"] = self._beyond(cfg.spad_words(f["spad"]), f["rows"] * f["words"])
-            return Instruction(op, **f), f"{op.name}:{f['spad'].name}"
-        if op == Opcode.GEMM:
-            k, g = f["groups"] * cfg.group, f["groups"]
-            targets = [("act_addr", cfg.act_words, k), ("wgt_addr", cfg.wgt_words, k),
-                       ("meta_addr", cfg.meta_words, g), ("acc_addr", cfg.acc_words, cfg.rows)]
-        else:  # VEC; checks in order ACC, ACT, ADD residual, VPARAM, so one bad field is reported
-            targets = [("acc_addr", cfg.acc_words, f["rows"]), ("act_addr", cfg.act_words, cfg.cols),
-                       ("res_addr", cfg.act_words, cfg.cols), ("param_high", cfg.vparam_words, cfg.cols)]
-        order = [int(i) for i in rng.permutation(len(targets))]
-        for name, depth, n in (targets[i] for i in order):
-            addr = self._beyond(depth, n)
-            if addr is not None:
-                f["param_addr" if name == "param_high" else name] = addr
-                break
-        else:  # every scratchpad is 65536 words: only a VPARAM address below the column region
-            name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
-        if op == Opcode.VEC:
-            if name == "res_addr":
-                f["func"] = VecFunc.ADD
-            elif f["func"] == VecFunc.ADD:
-                f["res_addr"] = f["act_addr"]  # a legal residual: the in-place one
-            if name == "param_high" and rng.random() < 0.5:
-                name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
-        return Instruction(op, **f), f"{op.name}:{name}"
-
-    def _dram_range(self):
-        cfg = self.cfg
-        op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
-        f = self.fields(op)
-        wb = cfg.word_bytes(f["spad"])
-        variant = ("addr_align", "stride_align", "end", "stride_end")[self._int(0, 3)]
-        if variant.endswith("align"):
-            if wb == 1:  # a misaligned address needs words wider than a byte: VPARAM, ACC
-                f = self.fields(op, Spad.VPARAM if op == Opcode.LOAD else Spad.ACC)
-                wb = cfg.word_bytes(f["spad"])
-            f["dram_addr" if variant == "addr_align" else "stride"] += self._int(1, wb - 1)
-            return Instruction(op, **f), variant
-        row = f["words"] * wb
-        if variant == "stride_end" and f["rows"] > 1:  # a stride that carries the last row out
-            lo = (cfg.dram_bytes - row - f["dram_addr"]) // (f["rows"] - 1) // wb + 1
-            hi = ((1 << 24) - 1) // wb
-            if lo <= hi:
-                f["stride"] = wb * self._int(lo, min(hi, lo + 1000))
-                return Instruction(op, **f), variant
-        lo = (cfg.dram_bytes - (f["rows"] - 1) * f["stride"] - row) // wb + 1
-        f["dram_addr"] = wb * self._int(lo, max(lo, min(lo + 64, ((1 << 32) - 1) // wb)))
-        return Instruction(op, **f), "end"
+    def _usable(self, op):
+        """Whether ``op``'s operands can be drawn (VEC needs an ACT scratchpad of a whole
+        output); PIM instructions are drawn on every configuration (raw words, FP16 errors)."""
+        return op in DRAWN_OPS and (op != Opcode.VEC or self.can_vec) and (
+            op != Opcode.VSOFT or self.can_soft)
 
 
 # -- summary -----------------------------------------------------------------------------------
 
 def summary(config, seeds, **kwargs):
     """A text summary of the programs for ``seeds``: instruction and error mix, golden cycles."""
-    ops, funcs, spads, errors, strides = Counter(), Counter(), Counter(), Counter(), Counter()
+    ops, funcs, spads, errors, strides, pim = (Counter() for _ in range(6))
     cycles, overlap, lengths = [], 0, []
     progs = list(random_programs(config, seeds, **kwargs))
     for rp in progs:
@@ -646,6 +559,7 @@ def summary(config, seeds, **kwargs):
             ops[i.op.name] += 1
             if i.op == Opcode.VEC:
                 funcs[i.func.name] += 1
+            pim.update(pim_features(i))
             if i.op in (Opcode.LOAD, Opcode.STORE):
                 spads[f"{i.op.name} {i.spad.name}"] += 1
                 if i.rows > 1:
@@ -658,9 +572,10 @@ def summary(config, seeds, **kwargs):
 
     n = len(progs)
     return "\n".join([
-        f"{n} random programs on {config.rows}x{config.cols} {config.pe}, group {config.group}: "
-        f"{sum(lengths)} instructions, length mean {np.mean(lengths):.1f} max {max(lengths)}",
-        line("opcodes", ops), line("VEC funcs", funcs), line("DMA spads", spads),
+        f"{n} random programs on {config.rows}x{config.cols} {config.pe}, group {config.group}, "
+        f"PIM {config.pim_mode}: {sum(lengths)} instructions, length mean {np.mean(lengths):.1f} "
+        f"max {max(lengths)}",
+        line("opcodes", ops), line("VEC funcs", funcs), line("PIM", pim), line("DMA spads", spads),
         line("multi-row strides", strides), line("designed errors", errors),
         f"variants: {len({rp.variant for rp in progs})} distinct",
         f"golden cycles: mean {np.mean(cycles):.0f}, max {max(cycles)}",

@@ -5,7 +5,10 @@ tile does (every view sees the same operand bits of the word, whatever the opcod
 random LOAD/STORE/GEMM/VEC instructions biased to the scratchpad and DRAM ends on three
 configurations, and directed edge cases: one word past each scratchpad's end, the DRAM end,
 misaligned DRAM addresses and strides, sums that would wrap a narrow adder, VEC rows beyond the
-array, VPARAM below the column-parameter base, and ADD residuals overlapping the output."""
+array, VPARAM below the column-parameter base, and ADD residuals overlapping the output. VSOFT
+and the PIM instructions likewise: random ones with one quantity at or near its limit, and every
+check of ``_vsoft_fault`` and ``pim_problem`` (each PIM_RANGE bound, the FP16 BAD_FIELD) and of
+their scratchpad words at its edge."""
 
 import random
 
@@ -14,7 +17,7 @@ import pytest
 from mixpim.hw.checker import DispatchChecker
 from mixpim.hw.decoder import operand_layout
 from mixpim.models.config import preset
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, VecFunc, format_of
+from mixpim.models.isa import ErrorCode, Instruction, Opcode, SoftFunc, VecFunc, format_of
 from mixpim.models.tile_timing import check_instruction
 from helpers import rejects, run
 
@@ -28,7 +31,9 @@ CONFIGS = {
                                meta_words=16, acc_words=32, dram_rows=64),
 }
 OPERANDS_LO = 24  # first operand bit of every format (the header is common)
-VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC}
+VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC, "i_vsoft": Opcode.VSOFT,
+         **{f"i_{op.name.lower()}": op for op in (Opcode.PIM_GBUF, Opcode.PIM_WRITE,
+                                                  Opcode.PIM_GEMV, Opcode.PIM_READ)}}
 
 
 def golden_code(cfg, inst):
@@ -145,11 +150,92 @@ def random_vec(cfg, rng):
                        res_addr=res_addr, param_addr=param_addr)
 
 
+def random_vsoft(cfg, rng):
+    """A VSOFT with one quantity (chosen at random) at or near its limit."""
+    op = Opcode.VSOFT
+    edge = rng.choice(("words", "count", "acc_addr", "kparam", "vparam", "act_addr", "param_lo",
+                       None))
+    words = max(1, value(rng, op, "words", cfg.rows, edge == "words", spread=2))
+    count = max(1, value(rng, op, "count", min(words, cfg.rows) * cfg.cols, edge == "count"))
+    base, top = cfg.vparam_param_base, cfg.vparam_words - count
+    kw = {}
+    for name in ("kparam", "vparam"):
+        if edge == "param_lo":
+            kw[name] = value(rng, op, name, base, rng.random() < 0.5)
+        else:
+            kw[name] = base + value(rng, op, name, max(top - base, 0), edge == name)
+    return Instruction(op, func=rng.choice(list(SoftFunc)), words=words, count=count,
+                       acc_addr=value(rng, op, "acc_addr", cfg.acc_words - words,
+                                      edge == "acc_addr"),
+                       act_addr=value(rng, op, "act_addr", cfg.act_words - -(-count // cfg.rows),
+                                      edge == "act_addr"),
+                       first=rng.randint(0, 1), **kw)
+
+
+def random_pim(cfg, rng):
+    """A PIM instruction with one quantity (chosen at random) at or near its limit."""
+    op = rng.choice((Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ))
+    names = [f.name for f in format_of(op).operands]
+    # the scratchpad ends more often: the other fields have more edges between them
+    edge = rng.choice(names + [None, None] + ["act_addr", "acc_addr"] * 3)
+    nch, nb, lanes = cfg.dram_channels, cfg.dram_banks, cfg.pim_lanes
+    gbuf, row_bytes, regs = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_res_regs
+
+    def v(name, limit, spread=3):
+        return value(rng, op, name, limit, edge == name, spread)
+
+    def aligned(name, limit):
+        """A GEMV ``len``, ``col`` or ``gaddr``: a multiple of ``pim_lanes`` unless at its edge."""
+        x = v(name, limit, spread=lanes)
+        return x if edge == name else x - x % lanes
+
+    chans = max(1, v("chans", rng.choice((1, nch)), spread=1))
+    kw = {"chans": chans, "ch": v("ch", max(nch - chans, 0), spread=1)}
+    if op == Opcode.PIM_GBUF:
+        packed = rng.randint(0, 1)
+        length = max(1, v("len", rng.choice((4, gbuf // 2, gbuf))))
+        words = -(-length // cfg.rows) if packed else length
+        stride = v("act_stride", rng.choice((0, words, words + 3)))
+        kw.update(packed=packed, len=length, act_stride=stride,
+                  gaddr=v("gaddr", max(gbuf - length, 0)),
+                  lane=v("lane", max(cfg.rows - chans, 0), spread=1),
+                  act_addr=v("act_addr", max(cfg.act_words - words - (chans - 1) * stride, 0)))
+    elif op == Opcode.PIM_WRITE:
+        length = max(1, v("len", rng.choice((4, 32, min(gbuf, row_bytes)))))
+        kw.update(bank=v("bank", nb - 1, spread=1), row=v("row", cfg.dram_rows - 1, spread=1),
+                  len=length, col=v("col", max(row_bytes - length, 0)),
+                  gaddr=v("gaddr", max(gbuf - length, 0)))
+    elif op == Opcode.PIM_GEMV:
+        banks = max(1, v("banks", rng.choice((1, nb)), spread=1))
+        bcast = rng.randint(0, 1)
+        length = max(1, aligned("len", lanes * rng.choice((1, 2, 4))))
+        n = max(1, v("n", rng.choice((1, 2, 4)), spread=2))
+        elems, nres = (banks * n, length) if bcast else (length, n)
+        kw.update(banks=banks, bcast=bcast, len=length, n=n, accumulate=rng.randint(0, 1),
+                  bank=v("bank", max(nb - banks, 0), spread=1),
+                  row=v("row", cfg.dram_rows - 1, spread=1),
+                  col=aligned("col", max(row_bytes - n * length, 0)),
+                  gaddr=aligned("gaddr", max(gbuf - elems, 0)),
+                  res=v("res", max(regs - nres, 0)))
+    else:
+        banks = max(1, v("banks", rng.choice((1, nb)), spread=1))
+        n = max(1, v("n", rng.choice((1, 3, regs)), spread=2))
+        reduce_ = rng.randint(0, 1)
+        words = -(-(n if reduce_ else banks * n) // cfg.cols)
+        ws, cs = v("word_stride", rng.choice((0, 1, 2))), v("chan_stride", rng.choice((0, words)))
+        reach = (chans - 1) * cs + (words - 1) * ws + 1
+        kw.update(banks=banks, n=n, reduce=reduce_, word_stride=ws, chan_stride=cs,
+                  bank=v("bank", max(nb - banks, 0), spread=1), res=v("res", max(regs - n, 0)),
+                  acc_addr=v("acc_addr", max(cfg.acc_words - reach, 0)))
+    return Instruction(op, **kw)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_instructions(name):
     cfg = CONFIGS[name]
     rng = random.Random(len(name))
-    insts = [gen(cfg, rng) for _ in range(250) for gen in (random_dma, random_gemm, random_vec)]
+    insts = [gen(cfg, rng) for _ in range(250) for gen in (random_dma, random_gemm, random_vec,
+                                                          random_vsoft, random_pim)]
     insts += [Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT)]
     codes = check(cfg, insts)
     # the mix reaches every outcome of every unit
@@ -158,7 +244,14 @@ def test_random_instructions(name):
     assert seen >= {(Opcode.LOAD, ErrorCode.OK), (Opcode.LOAD, ErrorCode.SPAD_RANGE),
                     (Opcode.LOAD, ErrorCode.DRAM_RANGE), (Opcode.GEMM, ErrorCode.OK),
                     (Opcode.GEMM, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.OK),
-                    (Opcode.VEC, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.BAD_FIELD)}
+                    (Opcode.VEC, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.BAD_FIELD),
+                    (Opcode.VSOFT, ErrorCode.BAD_FIELD)}
+    if cfg.act_format == "int8":
+        assert seen >= {(op, code) for op in (Opcode.PIM_GBUF, Opcode.PIM_READ)
+                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE)}
+        assert seen >= {(op, code) for op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.VSOFT)
+                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE if op != Opcode.VSOFT
+                                     else ErrorCode.SPAD_RANGE)}
     assert sum(c == ErrorCode.OK for c in codes) > len(codes) // 5
 
 
@@ -270,10 +363,120 @@ def vec_edges(cfg):
     return cases
 
 
+def vsoft_edges(cfg):
+    ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
+    if cfg.act_format != "int8":  # no softmax on FP16 activations
+        return [(Instruction(Opcode.VSOFT, func=f, words=1, count=1,
+                             kparam=cfg.vparam_param_base), bad_field) for f in SoftFunc]
+    r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
+    cases = []
+    for func in SoftFunc:
+        norm = func == SoftFunc.NORM
+
+        def inst(**kw):
+            args = dict(func=func, words=r, count=r * c, acc_addr=0, kparam=base, vparam=base,
+                        act_addr=0)
+            args.update(kw)
+            return Instruction(Opcode.VSOFT, **args)
+
+        top = cfg.vparam_words - r * c
+        cases += [
+            (inst(), ok),
+            (inst(words=r + 1), bad_field),
+            (inst(words=r + 1, acc_addr=0xFFFF), bad_field),                 # checked first
+            (inst(count=r * c + 1), bad_field),
+            (inst(words=1, count=c + 1), bad_field),
+            (inst(count=0xFFFF, kparam=0), bad_field),
+            (inst(acc_addr=cfg.acc_words - r), ok),
+            (inst(acc_addr=cfg.acc_words - r + 1), spad_range),
+            (inst(kparam=base - 1), spad_range),
+            (inst(kparam=top), ok),
+            (inst(kparam=top + 1), spad_range),
+            (inst(vparam=base - 1), spad_range if norm else ok),             # NORM only
+            (inst(vparam=top + 1), spad_range if norm else ok),
+            (inst(vparam=0xFFFF), spad_range if norm else ok),
+            # NORM writes ceil(count / rows) packed ACT words
+            (inst(act_addr=cfg.act_words - c), ok),
+            (inst(act_addr=cfg.act_words - c + 1), spad_range if norm else ok),
+            (inst(count=r * c - r, act_addr=cfg.act_words - c + 1), ok),
+            (inst(count=r * c - r + 1, act_addr=cfg.act_words - c + 1), spad_range if norm else ok),
+        ]
+    return cases
+
+
+def pim_edges(cfg):
+    """Every PIM check at its edge (FP16 configurations: BAD_FIELD whatever the operands)."""
+    ok, pim_range, spad_range = ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE
+    nch, nb, lanes = cfg.dram_channels, cfg.dram_banks, cfg.pim_lanes
+    gbuf, row_bytes, regs, rows = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_res_regs, cfg.rows
+
+    def gb(**kw):
+        return Instruction(Opcode.PIM_GBUF, **{"chans": 1, "len": 8, **kw})
+
+    def wr(**kw):
+        return Instruction(Opcode.PIM_WRITE, **{"chans": 1, "len": 8, **kw})
+
+    def gv(**kw):
+        return Instruction(Opcode.PIM_GEMV, **{"chans": 1, "banks": 1, "len": lanes, "n": 1, **kw})
+
+    def rd(**kw):
+        return Instruction(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
+
+    if cfg.act_format != "int8":
+        return [(make(), ErrorCode.BAD_FIELD) for make in (gb, wr, gv, rd)]
+    words = -(-(nb * 3) // cfg.cols)  # a PIM_READ of 3 registers of every bank
+    cases = [
+        (gb(ch=nch - 1), ok), (gb(ch=nch - 1, chans=2), pim_range),
+        (gb(ch=63, chans=127), pim_range),
+        (gb(gaddr=gbuf - 8), ok), (gb(gaddr=gbuf - 7), pim_range),
+        (gb(len=gbuf), ok), (gb(len=gbuf + 1), pim_range),
+        (gb(lane=rows - 1), ok), (gb(lane=rows), pim_range), (gb(lane=rows, packed=1), ok),
+        (gb(act_addr=cfg.act_words - 8), ok), (gb(act_addr=cfg.act_words - 7), spad_range),
+        (gb(act_addr=cfg.act_words - 2, packed=1), ok),
+        (gb(act_addr=cfg.act_words - 1, packed=1, len=rows + 1), spad_range),
+        (gb(act_addr=cfg.act_words - 1, packed=1, len=rows), ok),
+        (gb(gaddr=gbuf - 7, act_addr=cfg.act_words), pim_range),          # PIM_RANGE first
+        (wr(bank=nb - 1), ok), (wr(bank=nb), pim_range), (wr(bank=63), pim_range),
+        (wr(row=cfg.dram_rows - 1), ok), (wr(row=cfg.dram_rows), pim_range),
+        (wr(col=row_bytes - 8), ok), (wr(col=row_bytes - 7), pim_range),
+        (wr(col=0xFFFF), pim_range),
+        (wr(gaddr=gbuf - 8), ok), (wr(gaddr=gbuf - 7), pim_range),
+        (gv(bank=nb - 1), ok), (gv(bank=nb - 1, banks=2), pim_range), (gv(banks=nb), ok),
+        (gv(row=cfg.dram_rows - 1), ok), (gv(row=cfg.dram_rows), pim_range),
+        (gv(col=row_bytes - lanes), ok), (gv(col=row_bytes), pim_range),
+        (gv(len=row_bytes // 2, n=2), ok), (gv(len=row_bytes // 2, n=2, col=lanes), pim_range),
+        (gv(res=regs - 1), ok), (gv(res=regs - 1, n=2), pim_range),
+        (gv(bcast=1, len=regs // lanes * lanes, n=1), ok),
+        (gv(bcast=1, res=1, len=regs // lanes * lanes, n=1), pim_range),
+        (gv(gaddr=gbuf - lanes), ok), (gv(gaddr=gbuf - lanes, len=2 * lanes), pim_range),
+        # bcast: every bank its own n elements
+        (gv(bcast=1, banks=nb, n=2, gaddr=gbuf - 2 * nb), ok),
+        (gv(bcast=1, banks=nb, n=2, gaddr=gbuf - 2 * nb + 1), pim_range),
+        (rd(bank=nb - 1), ok), (rd(bank=nb - 1, banks=2), pim_range),
+        (rd(res=regs - 3, n=3), ok), (rd(res=regs - 2, n=3), pim_range),
+        (rd(banks=nb, n=3, acc_addr=cfg.acc_words - words, word_stride=1), ok),
+        (rd(banks=nb, n=3, acc_addr=cfg.acc_words - words + 1, word_stride=1), spad_range),
+        (rd(banks=nb, n=3, reduce=1, acc_addr=cfg.acc_words - 1), ok),      # one word
+        (rd(banks=nb, n=3, acc_addr=cfg.acc_words - 1, word_stride=0), ok),  # every word there
+        (rd(banks=nb, n=3, acc_addr=cfg.acc_words - 2 * words + 1, word_stride=2), ok),
+        (rd(banks=nb, n=3, acc_addr=cfg.acc_words - 2 * words + 2, word_stride=2), spad_range),
+        (rd(ch=0, chans=nch, acc_addr=cfg.acc_words - 3 * (nch - 1) - 1, chan_stride=3), ok),
+        (rd(ch=0, chans=nch, acc_addr=cfg.acc_words - 3 * (nch - 1), chan_stride=3),
+         spad_range if nch > 1 else ok),
+        (rd(acc_addr=0xFFFF, chan_stride=0xFFFF, word_stride=0xFFFF, chans=nch, banks=nb, n=regs),
+         spad_range),
+        (rd(res=regs, acc_addr=0xFFFF), pim_range),                         # PIM_RANGE first
+    ]
+    if lanes > 1:
+        cases += [(gv(len=lanes + 1), pim_range), (gv(col=1), pim_range), (gv(gaddr=1), pim_range),
+                  (gv(gaddr=1, bcast=1), ok)]
+    return cases
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_edge_cases(name):
     cfg = CONFIGS[name]
-    cases = dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg)
+    cases = dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg) + vsoft_edges(cfg) + pim_edges(cfg)
     insts = [inst for inst, _ in cases]
     # the expectations written above are the golden model's ...
     assert [golden_code(cfg, i) for i in insts] == [code for _, code in cases]

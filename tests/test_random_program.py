@@ -1,20 +1,30 @@
-"""Random tile programs (sim/random_program.py): deterministic, race-free when valid, designed
-errors reported as designed, and a mix that covers the ISA (what the RTL co-simulation relies on)."""
+"""Random tile programs (sim/random_program.py, sim/random_pim.py): deterministic, race-free when
+valid, designed errors reported as designed, and a mix that covers the ISA incl. the PIM unit in
+both row-buffer modes (what the RTL co-simulation relies on)."""
 
+import re
 from collections import Counter
 
 import numpy as np
 import pytest
 
+import mixpim.models.executor as executor
 from mixpim.models.config import VPARAM_LUT_WORDS, TileConfig, preset
 from mixpim.models.executor import execute, run
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, VecFunc
+from mixpim.models.footprint import footprint
+from mixpim.models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad,
+                               Unit, VecFunc)
+from mixpim.models.pim import PIM_OPS
 from mixpim.models.program import ProgramError
-from mixpim.sim.random_program import (ERROR_KINDS, dma_gemm_overlap, insert_syncs, random_program,
-                                          random_programs, summary)
+from mixpim.sim.random_pim import PIM_RANGE_KINDS, pim_capable, pim_features
+from mixpim.sim.random_program import (DRAWN_OPS, ERROR_KINDS, dma_gemm_overlap, insert_syncs,
+                                          random_program, random_programs, summary)
 
 TINY = preset("tiny")
+SINGLE = TINY.replace(pim_mode="single")
 SEEDS = 200
+#: Opcodes the generator does not draw: none.
+NOT_DRAWN = set()
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +78,50 @@ def test_every_designed_error_occurs_and_is_reported():
     assert any("PIM" in v for v in seen if v.startswith("TOKEN_OVERFLOW"))
     pim = [rp for rp in random_programs(TINY, range(1000, 1150), error_rate=1.0)
            if rp.variant == "ILLEGAL_OPCODE:pim"]
-    assert all(0x40 <= rp.words[rp.expected_pc] & 0xFF <= 0x4F for rp in pim)
+    reserved = {x for x in PIM_OPCODES if x not in OPCODE_FORMATS}
+    assert pim and reserved == set(range(0x44, 0x50))
+    assert all(rp.words[rp.expected_pc] & 0xFF in reserved for rp in pim)
+
+
+#: What the golden model's message says for each designed PIM_RANGE kind.
+PIM_RANGE_MESSAGES = {
+    "channel": r"channels \d+\.\.\d+ leave", "bank": r"banks? \d+(\.\.\d+)? (leave|is beyond)",
+    "row": r" row \d+ is beyond", "column": r"row bytes \d+\.\.\d+ leave",
+    "buffer": r"buffer bytes \d+\.\.\d+ leave", "register": r"result registers \d+\.\.\d+ leave",
+    "lane": r"ACT lanes \d+\.\.\d+ leave", "len": r"len \d+ is not a multiple of pim_lanes",
+    "col_align": r"col \d+ is not a multiple of pim_lanes",
+    "gaddr_align": r"gaddr \d+ is not a multiple of pim_lanes"}
+
+
+@pytest.mark.parametrize("cfg", [TINY, SINGLE], ids=["dual", "single"])
+def test_every_pim_error_kind_occurs(cfg):
+    # short error programs, so that many are cheap: every PIM_RANGE kind with the golden model's
+    # message for it, the PIM SPAD_RANGE errors, and DEADLOCK / TOKEN_OVERFLOW around the PIM unit
+    seen = Counter()
+    for rp in random_programs(cfg, range(3000, 3400), error_rate=1.0, length=12):
+        r = rp.run()
+        assert (r.status.error, r.races) == (rp.expected_error, ()), (rp.seed, rp.variant)
+        seen[rp.variant] += 1
+        code, _, kind = rp.variant.partition(":")
+        if code == "PIM_RANGE":
+            assert r.status.error_pc == rp.expected_pc
+            assert rp.instructions[rp.expected_pc].op in PIM_OPS
+            assert re.search(PIM_RANGE_MESSAGES[kind], r.timing.message), (kind, r.timing.message)
+    assert {v.split(":")[1] for v in seen if v.startswith("PIM_RANGE:")} == set(PIM_RANGE_KINDS)
+    assert seen["SPAD_RANGE:PIM_GBUF:ACT"] and seen["SPAD_RANGE:PIM_READ:ACC"], seen
+    assert seen["TOKEN_OVERFLOW:PIM->DMA"] and seen["TOKEN_OVERFLOW:DMA->PIM"], seen
+    assert seen["DEADLOCK:pim"] and not seen["BAD_FIELD:pim_fp16"]
+
+
+PIM_FEATURES = ("GBUF gather", "GBUF packed", "GBUF chans>1", "GBUF act_stride 0",
+                "GBUF act_stride>0", "WRITE", "WRITE chans>1", "GEMV dot", "GEMV bcast",
+                "GEMV accumulate", "GEMV banks>1", "GEMV chans>1", "READ reduce", "READ banks",
+                "READ word_stride>1", "READ chan_stride")
 
 
 def test_the_mix_covers_the_isa(tiny_runs):
     ops, funcs, spads, vparam, strides = Counter(), Counter(), Counter(), Counter(), Counter()
+    pim, waits = Counter(), Counter()
     tokens = overlap = 0
     for rp, r in tiny_runs:
         insts = [i for i in rp.instructions if isinstance(i, Instruction)]
@@ -81,6 +130,9 @@ def test_the_mix_covers_the_isa(tiny_runs):
         overlap += dma_gemm_overlap(r)
         for i in insts:
             ops[i.op] += 1
+            pim.update(pim_features(i))
+            if i.unit is not None:
+                waits.update((src, i.unit) for src in Unit if i.wait >> src & 1)
             if i.op == Opcode.VEC:
                 funcs[i.func] += 1
             if i.op in (Opcode.LOAD, Opcode.STORE):
@@ -95,7 +147,12 @@ def test_the_mix_covers_the_isa(tiny_runs):
                 vparam["table"] += lo < VPARAM_LUT_WORDS
                 vparam["token"] += lo < TINY.vparam_param_base and hi > VPARAM_LUT_WORDS
                 vparam["column"] += hi > TINY.vparam_param_base
-    assert set(ops) == set(Opcode)
+    assert set(ops) == set(DRAWN_OPS) == set(Opcode) - NOT_DRAWN
+    assert set(PIM_OPS) <= set(ops) and min(ops[op] for op in PIM_OPS) >= 100, ops
+    assert set(pim) == set(PIM_FEATURES) and min(pim.values()) >= 30, pim
+    # the PIM unit waits for and is waited on by every other unit
+    assert min(waits[p] for u in (Unit.DMA, Unit.GEMM, Unit.VEC)
+               for p in ((u, Unit.PIM), (Unit.PIM, u))) >= 10, waits
     assert set(funcs) == set(VecFunc)
     assert set(spads) == {(Opcode.LOAD, s) for s in (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)} | \
         {(Opcode.STORE, s) for s in (Spad.ACT, Spad.ACC)}
@@ -134,6 +191,135 @@ def test_gemm_and_vec_results_are_not_degenerate(tiny_runs):
     assert 0.02 < saturated < 0.4 and zero < 0.7, (saturated, zero)
 
 
+def has_pim(rp, ops=PIM_OPS):
+    return any(isinstance(i, Instruction) and i.op in ops for i in rp.instructions)
+
+
+def pim_results(rp):
+    """``(gemv, read, result)``: the registers each PIM_GEMV set and the ACC words each PIM_READ
+    wrote (int arrays), recorded as the golden executor applies them, and the golden Result."""
+    gemv, read = [], []
+    real = executor.apply_pim
+
+    def spy(config, state, dram, act, acc, wrap_acc, inst):
+        real(config, state, dram, act, acc, wrap_acc, inst)
+        if inst.op == Opcode.PIM_GEMV:
+            regs = inst.len if inst.bcast else inst.n
+            gemv.append(state.res[inst.ch:inst.ch + inst.chans, inst.bank:inst.bank + inst.banks,
+                                  inst.res:inst.res + regs].copy())
+        elif inst.op == Opcode.PIM_READ:
+            values = inst.n if inst.reduce else inst.banks * inst.n
+            read.append(np.array([acc[inst.acc_addr + j * inst.chan_stride + w * inst.word_stride]
+                                  for j in range(inst.chans)
+                                  for w in range(-(-values // config.cols))]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(executor, "apply_pim", spy)
+        r = rp.run()
+    return gemv, read, r
+
+
+def test_pim_results_are_not_degenerate(tiny_runs):
+    # the buffers hold ACT data and the rows segment data or stored results: most GEMVs compute
+    # non-zero values and most PIM_READs bring some of them into ACC
+    gemv, read = [], []
+    for rp, r in tiny_runs:
+        if r.status.error == ErrorCode.OK and has_pim(rp):
+            g, rd, r2 = pim_results(rp)
+            assert r2.outputs == r.outputs  # the spy changes nothing
+            gemv += g
+            read += rd
+    assert len(gemv) > 200 and len(read) > 100, (len(gemv), len(read))
+    assert np.mean([x.any() for x in gemv]) > 0.6
+    assert np.mean([x.any() for x in read]) > 0.5
+    values = np.concatenate([x.ravel() for x in gemv])
+    assert np.mean(values == 0) < 0.5 and np.abs(values).max() > 1 << 15  # sums of many products
+
+
+def dram_bytes(inst):
+    d = footprint(TINY, inst).dram
+    return set((d.starts[:, None] + np.arange(d.length)).ravel().tolist()), d.write
+
+
+def test_dma_and_pim_share_dram_rows_and_tokens_order_them(tiny_runs):
+    # PIM_WRITE and PIM_GEMV act on bytes that LOADs read and STOREs write, in both orders:
+    # without the tokens between the DMA and PIM units the race check finds DRAM races
+    valid = [rp for rp, r in tiny_runs if r.status.error == ErrorCode.OK
+             and has_pim(rp, (Opcode.PIM_WRITE, Opcode.PIM_GEMV))]
+    assert len(valid) > 0.5 * SEEDS
+    kinds, conflicted = Counter(), 0
+    for rp in valid[:60]:
+        seen = set()
+        dma = [(pc, i, *dram_bytes(i)) for pc, i in enumerate(rp.instructions) if i.unit == Unit.DMA]
+        for pc, i in enumerate(rp.instructions):
+            if i.op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV):
+                b, w = dram_bytes(i)
+                seen |= {(j.op, i.op, "DMA first" if q < pc else "PIM first")
+                         for q, j, bj, wj in dma if (w or wj) and b & bj}
+        conflicted += bool(seen)
+        kinds.update(seen)
+    assert conflicted > 0.5 * 60 and len(kinds) == 6 and min(kinds.values()) >= 3, kinds
+    other = {Unit.DMA: Unit.PIM, Unit.PIM: Unit.DMA}
+    racy = 0
+    for rp in valid:
+        bare = [i.with_tokens(i.wait & ~(1 << other[i.unit]), i.signal & ~(1 << other[i.unit]))
+                if i.unit in other else i for i in rp.instructions]
+        r = run(TINY, bare, rp.segments)
+        assert r.status.error == ErrorCode.OK
+        racy += any(x.space == "dram" and {bare[x.first].unit, bare[x.second].unit} == set(other)
+                    for x in r.races)
+    # most conflicting pairs are also ordered through other units or far apart in time
+    assert racy > 0.08 * len(valid), (racy, len(valid))
+
+
+def overlaps(r, ops):
+    """Whether a LOAD/STORE and an instruction of ``ops`` were busy in a common cycle."""
+    t = r.timing
+    spans = [[(int(t.start[pc]), int(t.end[pc])) for pc in t.executed
+              if t.instructions[pc].op in which] for which in ((Opcode.LOAD, Opcode.STORE), ops)]
+    return any(a <= d and c <= b for a, b in spans[0] for c, d in spans[1])
+
+
+def test_pim_modes_give_the_same_outputs(tiny_runs):
+    # the same seed draws the same program in both modes (SYNC repairs may differ): single mode
+    # never runs the DMA beside a PIM instruction, dual mode only beside PIM_WRITE / PIM_GEMV,
+    # and the final memories agree
+    count = Counter()
+    for rp, r in tiny_runs[:100]:
+        sp = random_program(SINGLE, rp.seed)
+        rs = sp.run()
+        assert (rs.status.error, rs.races, sp.variant) == (sp.expected_error, (), rp.variant)
+        if rp.expected_error != ErrorCode.OK:
+            continue
+        count["valid"] += 1
+        assert [i for i in sp.instructions if i.op != Opcode.SYNC] == \
+            [i for i in rp.instructions if i.op != Opcode.SYNC]
+        assert np.array_equal(rs.dram, r.dram)
+        assert all(np.array_equal(rs.spads[k], r.spads[k]) for k in r.spads)
+        count["single"] += overlaps(rs, PIM_OPS)
+        count["dual bus"] += overlaps(r, (Opcode.PIM_GBUF, Opcode.PIM_READ))
+        count["dual banks"] += overlaps(r, (Opcode.PIM_WRITE, Opcode.PIM_GEMV))
+        count["slower"] += rs.status.cycles > r.status.cycles
+    assert count["single"] == count["dual bus"] == 0, count
+    assert count["dual banks"] > 0.2 * count["valid"] and count["slower"] > 0.2 * count["valid"], count
+
+
+def test_fp16_configurations_draw_no_pim():
+    # FP16 activations: every PIM instruction is BAD_FIELD at dispatch, so valid programs hold
+    # none, PIM_RANGE is never designed, and a legal PIM instruction is one BAD_FIELD kind
+    cfg = TINY.replace(pe="mixpe-w4a16")
+    assert pim_capable(TINY) and not pim_capable(cfg)
+    for rp in random_programs(cfg, 30, error_rate=0):
+        assert not has_pim(rp), rp.seed
+    seen = Counter()
+    for rp in random_programs(cfg, range(3000, 3200), error_rate=1.0, length=12):
+        seen[rp.variant] += 1
+        assert rp.expected_error != ErrorCode.PIM_RANGE
+        if rp.variant == "BAD_FIELD:pim_fp16":
+            assert rp.instructions[rp.expected_pc].op in PIM_OPS
+            assert "needs INT8 activations" in rp.run().timing.message
+    assert seen["BAD_FIELD:pim_fp16"] >= 3, seen
+
+
 CONFIGS = {
     "8x8-a16-g64": TileConfig(rows=8, cols=8, pe="mixpe-w4a16", group=64, act_words=512,
                               wgt_words=512, meta_words=32, acc_words=64, vparam_words=128),
@@ -143,17 +329,31 @@ CONFIGS = {
     "5x7-a16-q1": TileConfig(rows=5, cols=7, pe="mixpe-w4a16", wbits=2, scale_bits=8, queue_depth=1),
     "8x2-baseline-a16": TileConfig(rows=8, cols=2, pe="baseline-w4a16", group=32, act_words=64,
                                    dram_banks=1, dram_rows=64, dram_row_bytes=1024, dram_bus_bytes=16),
+    # 4 channels, single mode; 16 lanes but 8 result registers: no broadcast GEMV fits
+    "4x4-4ch-single": TileConfig(rows=4, cols=4, pe="mixpe-w4a8", group=32, act_words=128,
+                                 wgt_words=128, meta_words=16, acc_words=32, vparam_words=96,
+                                 dram_channels=4, dram_banks=2, dram_bank_groups=1, dram_rows=32,
+                                 dram_row_bytes=128, dram_bus_bytes=16, pim_mode="single",
+                                 pim_lanes=16, pim_gbuf_bytes=64, pim_res_regs=8),
+    # one MAC lane: no alignment errors; a 16-byte buffer, 4 registers
+    "3x2-lanes1": TileConfig(rows=3, cols=2, pe="baseline-w4a8", act_words=64, wgt_words=64,
+                             meta_words=8, acc_words=8, vparam_words=80, dram_channels=2,
+                             dram_banks=2, dram_rows=32, dram_row_bytes=64, pim_lanes=1,
+                             pim_gbuf_bytes=16, pim_res_regs=4),
 }
 
 
 @pytest.mark.parametrize("cfg", CONFIGS.values(), ids=CONFIGS.keys())
 def test_other_small_configs(cfg):
-    codes = Counter()
+    codes, pim = Counter(), Counter()
     for rp in random_programs(cfg, 40, error_rate=0.5):
         r = rp.run()
         assert (r.status.error, r.races) == (rp.expected_error, ()), (rp.seed, rp.variant)
         codes[rp.expected_error] += 1
+        if rp.expected_error == ErrorCode.OK:
+            pim.update(i.op for i in rp.instructions if i.op in PIM_OPS)
     assert codes[ErrorCode.OK] >= 10 and len(codes) >= 5
+    assert set(pim) == (set(PIM_OPS) if pim_capable(cfg) else set()), pim
 
 
 def test_removing_tokens_makes_races_and_insert_syncs_repairs_them(tiny_runs):

@@ -68,7 +68,7 @@ def _word(inst, extra=0):
 #: (name, instructions, designed error, its pc)
 ERROR_PROGRAMS = [
     ("illegal opcode", [load(), 0x05, HALT], ErrorCode.ILLEGAL_OPCODE, 1),
-    ("PIM opcode", [0x40, HALT], ErrorCode.ILLEGAL_OPCODE, 0),
+    ("reserved PIM opcode", [0x44, HALT], ErrorCode.ILLEGAL_OPCODE, 0),
     ("reserved bit", [NOP, _word(NOP, 1 << 16), HALT], ErrorCode.BAD_FIELD, 1),
     ("own token bit", [_word(load(), 1 << 8), HALT], ErrorCode.BAD_FIELD, 0),
     ("VEC rows", [vec(rows=TINY.rows + 1), HALT], ErrorCode.BAD_FIELD, 0),
@@ -123,6 +123,8 @@ def test_random_programs_tiny():
 
 VARIANTS = {
     "w4a16": TINY.replace(pe="mixpe-w4a16"),
+    # the blocked NPU+PIM baseline: one row buffer per bank, DMA and PIM exclude each other
+    "single": TINY.replace(pim_mode="single"),
     "baseline": TINY.replace(pe="baseline-w4a8"),
     # 2 channels of 4 banks in 2 groups, short rows on a narrow bus: rows open often, so t_faw
     # binds in every program and t_ras in some (the cycle model says so), t_ccd_l in every one

@@ -30,7 +30,8 @@ CONFIGS = {
 
 
 class Top(Elaboratable):
-    """The vector unit wired to an ACC, an ACT and a VPARAM memory."""
+    """The vector unit wired to an ACC, an ACT and a VPARAM memory (one read port per lane, as
+    in the tile)."""
 
     def __init__(self, cfg, images):
         self.cfg = cfg
@@ -46,8 +47,9 @@ class Top(Elaboratable):
         m.submodules.act = self.act
         m.submodules.vparam = self.vparam
         for mem, port in ((self.acc, vec.r_acc), (self.act, vec.r_act), (self.vparam, vec.r_vparam)):
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data[0].eq(rp.data)]
+            for i in range(len(port.data)):
+                rp = mem.read_port()
+                m.d.comb += [rp.addr.eq(port.addr + i), rp.en.eq(port.en), port.data[i].eq(rp.data)]
         wp = self.act.write_port()
         m.d.comb += [wp.addr.eq(vec.w_act.addr), wp.en.eq(vec.w_act.en),
                      wp.data.eq(vec.w_act.data[0])]
@@ -121,7 +123,8 @@ def run_rtl(cfg, insts, imgs, gaps):
         ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
 
         def issue(inst):
-            ctx.set(vec.i_inst, layout.const({name: int(inst[name]) for name in layout.members}))
+            ctx.set(vec.i_soft, 0)
+            ctx.set(vec.i_inst.vec, layout.const({name: int(inst[name]) for name in layout.members}))
 
         measured.extend(await drive_unit(ctx, vec, insts, gaps, issue, limit=1000))
         final["act"] = [ctx.get(top.act.data[i]) for i in range(cfg.act_words)]

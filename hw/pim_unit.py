@@ -1,0 +1,365 @@
+"""PIM unit of the tile: executes one PIM_GBUF, PIM_WRITE, PIM_GEMV or PIM_READ at a time.
+
+Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
+:func:`mixpim.models.pim_timing.pim_cycles`' (docs/pim.md), for an instruction started in cycle
+``s`` (``busy`` from ``s`` to ``done`` inclusive; time is the DRAM model's ``now``):
+
+* **PIM_GBUF** reads one ACT word per cycle in ``s+1 .. s+W`` (``W`` = the words the timing
+  counts: a channel's words once when ``act_stride`` is 0, each channel's otherwise) and writes
+  its bytes into the global buffers (:mod:`.pim_gbuf`) one cycle later: a gathered word gives
+  every channel it feeds its own lane, a packed word its bytes in order. ``done`` in
+  ``max(s + 1 + W, s + 1 + beats * t_ccd_s) + t_cl``.
+* **PIM_READ** writes one ACC word per cycle in ``s+1 .. s+W`` (channel after channel, word after
+  word, so that where words coincide the later one wins), assembling each from the result
+  registers in the cycle it is written; ``done`` as for PIM_GBUF with the ACC words and
+  ``ceil(4 * values / dram_bus_bytes)`` beats.
+* **PIM_WRITE / PIM_GEMV** ask the PIM row state (:class:`~.dram_rows.RowState`, ``grp``) in
+  ``s+1`` to open the row with one ``G_ACT`` per bank group and channel: it answers per channel
+  when the row is ready, so ``c0 = max(s + 2, every channel's ready cycle)`` and the last step
+  ``c0 + (steps - 1) * t_ccd_l`` are known there, and the banks' last-access times are recorded
+  at once (the unit owns its row state while it executes: in ``pim_mode`` "single" the DMA does
+  not run meanwhile). The steps then happen at ``c0 + k * t_ccd_l``: a PIM_WRITE chunk writes
+  its bus word's bytes from the global buffer into bank ``bank`` of every channel (each channel's
+  timing counts from its own ready cycle; the data is written in lock step from the latest,
+  which leaves the same end), ``done`` ``t_cl`` after the last chunk; a PIM_GEMV step reads
+  ``pim_lanes`` bytes of the open row in every bank of every channel, multiplies them with
+  global-buffer bytes (dot: ``pim_lanes`` elements, the same for every bank; bcast: one element
+  broadcast over the lanes, the bank's own: bank ``bank + k`` takes element ``k * n + t`` for
+  row vector ``t``) and adds into the result registers, ``done`` in the last step.
+
+The result registers (``channels x banks x pim_res_regs``, 32 bits, wrapping) and the global
+buffers are flip-flops, zero after reset: the tile resets the unit at a run's start.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..models.isa import Opcode, Spad
+from ..models.pim import PIM_ACC_BITS, PIM_OPS
+from ..models.pim_timing import PIM_SETUP_CYCLES
+from .common import ConfigComponent
+from .decoder import operand_layout
+from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .dram import PimDramSignature
+from .dram_rows import TIME_BITS, time_max
+from .pim_gbuf import GlobalBuffers
+
+__all__ = ["pim_layout", "PimUnit"]
+
+# the formats share the channel fields (one channel mask for every instruction) and the setup
+# cycle in which the row state is asked leaves one before the first access
+assert len({(operand_layout(op)["ch"].offset, operand_layout(op)["chans"].offset)
+            for op in PIM_OPS}) == 1
+assert PIM_SETUP_CYCLES >= 2
+
+
+def pim_layout():
+    """Operands of the PIM instructions: a union of their formats, member ``pim_gbuf`` etc."""
+    return data.UnionLayout({op.name.lower(): operand_layout(op) for op in PIM_OPS})
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+class PimUnit(ConfigComponent):
+    """Executes one PIM instruction at a time (module docstring).
+
+    Arguments
+    ---------
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
+
+    Members
+    -------
+    start : In(1), take ``i_opcode`` / ``i_inst`` and start (only while ``busy`` is low)
+    i_opcode : In(8), one of the PIM opcodes
+    i_inst : In(:func:`pim_layout`), the decoded operands (must pass ``check_instruction``)
+    busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
+    done : Out(1), the instruction's last cycle
+    r_act : Out(:class:`~.dma.SpadReadSignature`), 1 ACT word (PIM_GBUF)
+    w_acc : Out(:class:`~.dma.SpadWriteSignature`), 1 ACC word (PIM_READ)
+    dram : Out(:class:`~.dram.PimDramSignature`), the banks, their PIM row state and ``now``
+    res : list (``ch * dram_banks + bank``) of lists of Signals, the result registers (for
+        testbenches)
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        n = config.dram_channels * config.dram_banks
+        self.res = [[Signal(signed(PIM_ACC_BITS), name=f"res_{q}_{r}")
+                     for r in range(config.pim_res_regs)] for q in range(n)]
+
+    def _members(self, config):
+        return {
+            "start": In(1),
+            "i_opcode": In(8),
+            "i_inst": In(pim_layout()),
+            "busy": Out(1),
+            "done": Out(1),
+            "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
+            "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
+            "dram": Out(PimDramSignature(config)),
+        }
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.gbuf = gbuf = GlobalBuffers(cfg)
+        now = self.dram.now
+
+        op = Signal(8)
+        inst = Signal(pim_layout())
+        running = Signal()
+        first = Signal()    # the cycle after the start: the row state is asked
+        ending = Signal()   # t_end is the instruction's last cycle
+        t0 = Signal(TIME_BITS)
+        t_end = Signal(TIME_BITS)
+        starting = self.start & ~running
+        done = running & ending & (now == t_end)
+        m.d.comb += [self.busy.eq(self.start | running), self.done.eq(done)]
+        m.d.sync += first.eq(starting)
+        with m.If(done):
+            m.d.sync += [running.eq(0), ending.eq(0)]
+        with m.If(starting):
+            m.d.sync += [op.eq(self.i_opcode), inst.eq(self.i_inst), running.eq(1),
+                         ending.eq(0), t0.eq(now)]
+
+        is_op = {o: op == o for o in PIM_OPS}
+        nb = cfg.dram_banks
+        any_view = inst.pim_gemv   # ch / chans are common (asserted above)
+        chan_mask = Cat(*[(c >= any_view.ch) & (c < any_view.ch + any_view.chans)
+                          for c in range(cfg.dram_channels)])
+        lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank, inst.pim_gemv.bank)
+        count = Mux(is_op[Opcode.PIM_WRITE], 1,
+                    Mux(is_op[Opcode.PIM_GEMV], inst.pim_gemv.banks, inst.pim_read.banks))
+        bank_mask = Cat(*[(b >= lo) & (b < lo + count) for b in range(nb)])
+
+        def finish_walk():
+            """The walk's last item is now: done ``t_cl`` cycles after the port bound
+            (``s + 1 + W``), or after the bus bound."""
+            m.d.sync += [ending.eq(1), t_end.eq(time_max(self._bus_bound(inst, is_op, t0),
+                                                         now + 1 + cfg.t_cl))]
+
+        self._rows_and_steps(m, inst, is_op, first, t0, now, chan_mask, bank_mask, gbuf,
+                             ending, t_end, starting)
+        self._gbuf_walk(m, inst, is_op, starting, chan_mask, gbuf, finish_walk)
+        self._read_walk(m, inst, starting, finish_walk)
+        return m
+
+    def _bus_bound(self, inst, is_op, t0):
+        """PIM_GBUF / PIM_READ: ``s + 1 + beats * t_ccd_s + t_cl``, the channels' buses'
+        bound."""
+        cfg = self._cfg
+        lb = exact_log2(cfg.dram_bus_bytes)
+        rd = inst.pim_read
+        values = Mux(rd.reduce, rd.n, rd.banks * rd.n)
+        nbytes = Mux(is_op[Opcode.PIM_GBUF], inst.pim_gbuf.len, PIM_ACC_BITS // 8 * values)
+        beats = (nbytes + cfg.dram_bus_bytes - 1) >> lb
+        return t0 + 1 + beats * cfg.t_ccd_s + cfg.t_cl
+
+    # -- PIM_WRITE and PIM_GEMV ----------------------------------------------------------------
+
+    def _rows_and_steps(self, m, inst, is_op, first, t0, now, chan_mask, bank_mask, gbuf,
+                        ending, t_end, starting):
+        cfg = self._cfg
+        nch, nb = cfg.dram_channels, cfg.dram_banks
+        bus, lanes = cfg.dram_bus_bytes, cfg.pim_lanes
+        lb, ll, lr = exact_log2(bus), exact_log2(lanes), exact_log2(cfg.dram_row_bytes)
+        wr, gv = inst.pim_write, inst.pim_gemv
+        write, gemv = is_op[Opcode.PIM_WRITE], is_op[Opcode.PIM_GEMV]
+        rows = self.dram.rows
+
+        # s + 1: the G_ACTs, when the row is ready per channel, the last step, the banks' last
+        # accesses
+        ask = first & (write | gemv)
+        m.d.comb += [rows.chans.eq(chan_mask), rows.banks.eq(bank_mask),
+                     rows.row.eq(Mux(write, wr.row, gv.row)), rows.start.eq(t0),
+                     rows.open.eq(ask), rows.access.eq(ask)]
+        setup = t0 + PIM_SETUP_CYCLES
+        ready = [time_max(setup, rows.ready[c]) for c in range(nch)]
+        c0 = time_max(*ready)   # a channel outside the mask answers ``start``
+        chunks = (wr.col + wr.len - 1)[lb:] - wr.col[lb:] + 1
+        steps = (gv.n * gv.len)[ll:]
+        span = (Mux(write, chunks, steps) - 1) * cfg.t_ccd_l   # first step to last step
+        for c in range(nch):
+            m.d.comb += rows.t_access[c].eq(Mux(write, ready[c], c0) + span)
+        stepping = Signal()
+        t_next = Signal(TIME_BITS)
+        with m.If(ask):
+            m.d.sync += [ending.eq(1), t_end.eq(c0 + span + Mux(write, cfg.t_cl, 0)),
+                         stepping.eq(1), t_next.eq(c0)]
+        step = Signal()
+        m.d.comb += step.eq(stepping & (now == t_next))
+
+        # the steps: ``o`` is the row byte of the step (PIM_WRITE: the chunk's first written byte)
+        o = Signal(len(wr.col) + 1)
+        vec = Signal.like(gv.n)      # GEMV: row vector (dot: result; bcast: buffer element)
+        pos = Signal.like(gv.len)    # GEMV: element in the vector
+        gptr = Signal.like(wr.gaddr)  # WRITE: buffer byte of the chunk's first written byte
+        left = Signal.like(wr.len)    # WRITE: bytes still to write
+        off = o[:lb]
+        n_bytes = Signal(range(bus + 1))
+        m.d.comb += n_bytes.eq(_min(left, bus - off))
+        i_wr, i_gv = self.i_inst.pim_write, self.i_inst.pim_gemv
+        with m.If(starting):
+            m.d.sync += [o.eq(Mux(self.i_opcode == Opcode.PIM_WRITE, i_wr.col, i_gv.col)),
+                         vec.eq(0), pos.eq(0), gptr.eq(i_wr.gaddr), left.eq(i_wr.len)]
+        with m.If(step):
+            m.d.sync += t_next.eq(t_next + cfg.t_ccd_l)
+            with m.If(write):
+                m.d.sync += [o.eq(o + n_bytes), gptr.eq(gptr + n_bytes), left.eq(left - n_bytes)]
+                with m.If(left == n_bytes):
+                    m.d.sync += stepping.eq(0)
+            with m.Else():
+                wrap = pos + lanes == gv.len
+                m.d.sync += [o.eq(o + lanes), pos.eq(Mux(wrap, 0, pos + lanes)),
+                             vec.eq(vec + wrap)]
+                with m.If(wrap & (vec == gv.n - 1)):
+                    m.d.sync += stepping.eq(0)
+
+        # the banks' words: every bank the same one; the global buffers: the same byte address
+        dram = self.dram
+        row = Mux(write, wr.row, gv.row)
+        m.d.comb += [
+            dram.addr.eq(Cat(o[lb:lr], row)),
+            gbuf.r_addr.eq(Mux(write, gptr, gv.gaddr + pos)),
+            dram.wmask.eq((((Const(1, bus + 1) << n_bytes) - 1) << off)[:bus]),
+        ]
+        for c in range(nch):
+            m.d.comb += dram.wdata[c].eq((gbuf.r_data[c] << (off * 8))[:8 * bus])
+            for b in range(nb):
+                m.d.comb += dram.we[c * nb + b].eq(step & write & chan_mask[c] & (b == wr.bank))
+        self._macs(m, gv, step & gemv, chan_mask, bank_mask, gbuf, vec, pos, o[ll:lb])
+
+    def _macs(self, m, gv, step, chan_mask, bank_mask, gbuf, vec, pos, sub):
+        """One GEMV step in every bank: ``pim_lanes`` products, added into the registers."""
+        cfg = self._cfg
+        nb, lanes = cfg.dram_banks, cfg.pim_lanes
+        ll = exact_log2(lanes)
+        # the registers a step updates: dot ``res + vec``; bcast ``res + pos + k``, k < lanes
+        tgt = gv.res + Mux(gv.bcast, pos, vec)
+        # bcast: bank ``bank + k``'s element of row vector ``vec`` is ``gaddr + k * n + vec``
+        for b in range(nb):
+            m.d.comb += gbuf.e_addr[b].eq(gv.gaddr + vec + (b - gv.bank) * gv.n)
+        span = Mux(gv.bcast, lanes, 1)
+        overwrite = ~gv.accumulate & Mux(gv.bcast, vec == 0, pos == 0)
+        for c in range(cfg.dram_channels):
+            g = gbuf.r_data[c]
+            g_elem = [g.word_select(k, 8).as_signed() for k in range(lanes)]
+            for b in range(nb):
+                q = c * nb + b
+                word = self.dram.rdata[q]
+                chunk = word.word_select(sub, 8 * lanes) if len(sub) else word
+                g_own = gbuf.e_data[c][b].as_signed()
+                prod = [chunk.word_select(k, 8).as_signed() * Mux(gv.bcast, g_own, g_elem[k])
+                        for k in range(lanes)]
+                dot = sum(prod)
+                regs = Array(self.res[q])
+                new = []
+                for k in range(lanes):
+                    add = Mux(gv.bcast, prod[k], dot) if k == 0 else prod[k]
+                    old = Mux(overwrite, 0, regs[tgt + k])
+                    v = Signal(signed(PIM_ACC_BITS), name=f"mac_{q}_{k}")
+                    m.d.comb += v.eq(old + add)     # wraps at 32 bits
+                    new.append(v)
+                new = Array(new)
+                with m.If(step & chan_mask[c] & bank_mask[b]):
+                    for r, reg in enumerate(self.res[q]):
+                        with m.If((tgt <= r) & (tgt + span > r)):
+                            m.d.sync += reg.eq(new[(r - tgt)[:ll]] if ll else new[0])
+
+    # -- PIM_GBUF ------------------------------------------------------------------------------
+
+    def _gbuf_walk(self, m, inst, is_op, starting, chan_mask, gbuf, finish_walk):
+        cfg = self._cfg
+        gi, i_gi = inst.pim_gbuf, self.i_inst.pim_gbuf
+        walking = Signal()
+        j = Signal.like(gi.chans)         # the channel (offset from ch) whose words are read
+        base = Signal(len(gi.act_addr) + len(gi.act_stride) + len(gi.chans))
+        addr = Signal.like(base)          # the ACT word read now
+        gptr = Signal.like(gi.gaddr)      # where its bytes go
+        left = Signal.like(gi.len)        # bytes of the channel still to read
+        per = Mux(gi.packed, cfg.rows, 1)  # bytes a word gives a channel
+        n_bytes = _min(left, per)
+        with m.If(starting):
+            m.d.sync += [walking.eq(self.i_opcode == Opcode.PIM_GBUF), j.eq(0),
+                         base.eq(i_gi.act_addr), addr.eq(i_gi.act_addr), gptr.eq(i_gi.gaddr),
+                         left.eq(i_gi.len)]
+        m.d.comb += [self.r_act.en.eq(walking), self.r_act.addr.eq(addr)]
+        with m.If(walking):
+            with m.If(left <= per):   # the channel's last word
+                with m.If((gi.act_stride == 0) | (j == gi.chans - 1)):
+                    m.d.sync += walking.eq(0)
+                    finish_walk()
+                with m.Else():
+                    m.d.sync += [j.eq(j + 1), base.eq(base + gi.act_stride),
+                                 addr.eq(base + gi.act_stride), gptr.eq(gi.gaddr),
+                                 left.eq(gi.len)]
+            with m.Else():
+                m.d.sync += [addr.eq(addr + 1), gptr.eq(gptr + per), left.eq(left - per)]
+
+        # one cycle later the word is there: into the buffers of the channels it feeds
+        w_valid = Signal()
+        w_chans = Signal(cfg.dram_channels)
+        m.d.sync += [w_valid.eq(walking), gbuf.w_addr.eq(gptr), gbuf.w_len.eq(n_bytes),
+                     w_chans.eq(Mux(gi.act_stride == 0, chan_mask,
+                                    Cat(*(gi.ch + j == c for c in range(cfg.dram_channels)))))]
+        m.d.comb += gbuf.w_en.eq(Mux(w_valid, w_chans, 0))
+        word = self.r_act.data[0]
+        for c in range(cfg.dram_channels):
+            lane = word.word_select((gi.lane + c - gi.ch)[:len(gi.lane)], 8)  # gather: lane + j
+            m.d.comb += gbuf.w_data[c].eq(Mux(gi.packed, word, lane))
+
+    # -- PIM_READ ------------------------------------------------------------------------------
+
+    def _read_walk(self, m, inst, starting, finish_walk):
+        cfg = self._cfg
+        nch, nb, cols = cfg.dram_channels, cfg.dram_banks, cfg.cols
+        rd, i_rd = inst.pim_read, self.i_inst.pim_read
+        walking = Signal()
+        j = Signal.like(rd.chans)
+        ch = Signal.like(rd.ch)
+        base = Signal(len(rd.acc_addr) + len(rd.chan_stride) + len(rd.chans))
+        addr = Signal(len(base) + len(rd.word_stride) + 16)
+        # the position of the word's first value: bank offset and register offset (reduce: the
+        # register offset alone, which then runs past n)
+        b0 = Signal(len(rd.banks) + 1)
+        r0 = Signal(len(rd.n) + 1)
+        with m.If(starting):
+            m.d.sync += [walking.eq(self.i_opcode == Opcode.PIM_READ), j.eq(0), ch.eq(i_rd.ch),
+                         base.eq(i_rd.acc_addr), addr.eq(i_rd.acc_addr), b0.eq(0), r0.eq(0)]
+        pos = [(b0, r0)]
+        for _ in range(cols):   # value k + 1 follows value k: the next register, or bank
+            b, r = pos[-1]
+            wrap = ~rd.reduce & (r + 1 == rd.n)
+            pos.append(((b + wrap)[:len(b0)], Mux(wrap, 0, r + 1)[:len(r0)]))
+
+        def valid(b, r):
+            return Mux(rd.reduce, r < rd.n, b < rd.banks)
+
+        regs = Array(Array(row) for row in self.res)
+        lch, lbk = exact_log2(nch), exact_log2(nb)
+        chan_regs = [Array(Array(self.res[c * nb + bb]) for c in range(nch)) for bb in range(nb)]
+        for k in range(cols):
+            b, r = pos[k]
+            reg = rd.res + r
+            one = regs[Cat((rd.bank + b)[:lbk], ch[:lch])][reg]
+            total = sum(Mux((bb >= rd.bank) & (bb < rd.bank + rd.banks), chan_regs[bb][ch][reg], 0)
+                        for bb in range(nb))
+            v = Signal(signed(PIM_ACC_BITS), name=f"read_{k}")
+            m.d.comb += v.eq(Mux(valid(b, r), Mux(rd.reduce, total, one), 0))  # wraps at 32
+            m.d.comb += self.w_acc.data[0][k].eq(v)  # sign-extended (or wrapped) to acc_bits
+        m.d.comb += [self.w_acc.en.eq(walking), self.w_acc.addr.eq(addr)]
+        with m.If(walking):
+            with m.If(~valid(*pos[cols])):   # the channel's last word
+                with m.If(j == rd.chans - 1):
+                    m.d.sync += walking.eq(0)
+                    finish_walk()
+                with m.Else():
+                    m.d.sync += [j.eq(j + 1), ch.eq(ch + 1), base.eq(base + rd.chan_stride),
+                                 addr.eq(base + rd.chan_stride), b0.eq(0), r0.eq(0)]
+            with m.Else():
+                m.d.sync += [addr.eq(addr + rd.word_stride), b0.eq(pos[cols][0]),
+                             r0.eq(pos[cols][1])]

@@ -1,0 +1,261 @@
+"""Softmax datapath of the vector unit: executes one VSOFT (a MAX, EXP or NORM pass of the integer
+softmax, docs/numerics.md "Softmax on the vector unit") at a time, bit for bit as
+:func:`mixpim.models.softmax.soft_apply` and busy for exactly
+:func:`mixpim.models.tile_timing.vsoft_cycles`.
+
+Registers kept between instructions: ``rmax`` (int32) and ``rsum`` (uint32, sums wrap), reset to
+:class:`~mixpim.models.softmax.SoftState`'s values with the unit (the tile resets its units when a
+run begins). ``first`` restarts its pass's register in the start cycle (MAX: ``rmax = INT32_MIN``,
+EXP: ``rsum = 0``; NORM ignores it).
+
+Schedule (cycle ``c`` counted from the ``start`` cycle; ``P`` = ``SOFT_DIV_CYCLES`` for NORM, else
+0; ``w`` = ``c - P``; ``W`` = ``ceil(count / rows)``):
+
+* NORM, ``c`` in ``0 .. P-1``: ``R = (127 << 24) // rsum`` by restoring division, one quotient bit
+  per cycle (a 32-bit subtractor; ``rsum == 0`` never subtracts, so ``R == 0``);
+* ``c`` in ``P .. P+words-1``: read ACC[``acc_addr + w``] (``cols`` values) and VPARAM
+  [``kparam + w*cols ..``] (their ``cols`` score multipliers);
+* ``c + 1``: ``v = sat32(round_shift(x * kmult, kshift))`` per value (``cols`` multipliers of
+  ``acc_bits`` x 16 bits);
+* ``c + 2``: MAX: ``rmax = max(rmax, v ..)`` over the word's values below ``count``; EXP / NORM:
+  ``e`` per value from ``d = clamp(rmax - v, 0, D_MAX)`` (``cols`` copies of the 32 x 16-bit
+  ``EXP_TABLE`` ROM and a 0..15 right shifter); NORM keeps the ``e`` in the row buffer
+  (``rows * cols`` x 16 bits: value ``t`` at entry ``t``);
+* ``c + 3``: EXP: ``rsum += e ..`` (the word's values below ``count``). MAX and EXP end here
+  (``done`` at ``c = words + 2``);
+* NORM, ``c`` in ``P+words+2 .. P+words+1+W`` (``k`` = the ACT word, from 0): read VPARAM
+  [``vparam + k*rows ..``] (``rows`` V multipliers) and ``q = round_shift(e * R, 9)`` of values
+  ``k*rows ..`` (``rows`` multipliers of 16 x 32 bits);
+* ``c + 1``: write ACT[``act_addr + k``], lane ``i`` = ``sat8(round_shift(q * vmult, vshift))`` of
+  value ``k*rows + i`` (``rows`` multipliers of 37 x 16 bits), 0 from value ``count`` on; the
+  last write is ``done``.
+
+VPARAM lanes past the value ``count - 1`` (and ACC values past it) are read and ignored.
+"""
+
+from functools import reduce
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum
+from amaranth.lib.wiring import In, Out
+
+from ..models.isa import Opcode, SoftFunc, Spad
+from ..models.softmax import (D_MAX, EXP_FRAC_BITS, EXP_ONE, EXP_TABLE, NORM_SHIFT, PROB_MAX,
+                              RECIP_SHIFT, SOFT_DIV_CYCLES, SoftState)
+from .common import ConfigComponent
+from .decoder import operand_layout
+from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
+
+__all__ = ["SOFT_REG_BITS", "soft_layout", "soft_vparam_lanes", "SoftmaxUnit"]
+
+#: The dividend of ``R``.
+_DIVIDEND = PROB_MAX << RECIP_SHIFT
+#: Width of rmax (int32), rsum (uint32) and v (sat32).
+SOFT_REG_BITS = 32
+_RESET = SoftState()
+_E_BITS = EXP_ONE.bit_length()
+_Q_BITS = ((EXP_ONE * _DIVIDEND + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT).bit_length()
+assert _DIVIDEND < 1 << SOFT_DIV_CYCLES, "one quotient bit per division cycle"
+assert SOFT_DIV_CYCLES >= 2 and len(EXP_TABLE) == 1 << EXP_FRAC_BITS
+assert max(EXP_TABLE) < 1 << _E_BITS
+
+
+def soft_layout():
+    """Operands of VSOFT (from the ISA)."""
+    return operand_layout(Opcode.VSOFT)
+
+
+def soft_vparam_lanes(config):
+    """VPARAM words read per cycle: ``cols`` score multipliers, or ``rows`` V multipliers."""
+    return max(config.rows, config.cols)
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    DIV = 1    # NORM: the division
+    READ = 2   # ACC words after the first
+    TAIL = 3   # the pipeline after the last read (NORM: and the ACT writes)
+
+
+def _exp(rmax, v):
+    """``e`` of one value: ``EXP_TABLE[d % 32] >> (d // 32)``, ``d = clamp(rmax - v, 0, D_MAX)``."""
+    table = Const(sum(e << (_E_BITS * k) for k, e in enumerate(EXP_TABLE)),
+                  _E_BITS * len(EXP_TABLE))
+    diff = rmax - v
+    d = Mux(diff < 0, 0, Mux(diff > D_MAX, D_MAX, diff))[:D_MAX.bit_length()]
+    return table.word_select(d[:EXP_FRAC_BITS], _E_BITS) >> d[EXP_FRAC_BITS:]
+
+
+def _max(values):
+    return reduce(lambda a, b: Mux(a > b, a, b), values)
+
+
+class SoftmaxUnit(ConfigComponent):
+    """Executes one VSOFT at a time (the schedule above).
+
+    Arguments
+    ---------
+    config : TileConfig (else TypeError, :class:`~.common.ConfigComponent`)
+
+    Members
+    -------
+    start : In(1), take ``i_inst`` and start (only while ``busy`` is low)
+    i_inst : In(:func:`soft_layout`), the decoded operands (must pass ``check_instruction``)
+    busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
+    done : Out(1), the instruction's last cycle
+    r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 word of ``cols`` values
+    r_vparam : Out(SpadReadSignature), :func:`soft_vparam_lanes` consecutive words
+    w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 word of ``rows`` int8 lanes
+    o_rmax : Out(signed(32)), o_rsum : Out(32), the registers (updated at the end of their pass)
+    """
+
+    def _members(self, config):
+        return {
+            "start": In(1),
+            "i_inst": In(soft_layout()),
+            "busy": Out(1),
+            "done": Out(1),
+            "r_acc": Out(SpadReadSignature(word_shape(config, Spad.ACC), 1)),
+            "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), soft_vparam_lanes(config))),
+            "w_act": Out(SpadWriteSignature(data.ArrayLayout(signed(8), config.rows), 1)),
+            "o_rmax": Out(signed(SOFT_REG_BITS)),
+            "o_rsum": Out(SOFT_REG_BITS),
+        }
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        rows, cols = cfg.rows, cfg.cols
+        m = Module()
+
+        rmax = Signal(signed(SOFT_REG_BITS), init=_RESET.rmax)
+        rsum = Signal(SOFT_REG_BITS, init=_RESET.rsum)
+        m.d.comb += [self.o_rmax.eq(rmax), self.o_rsum.eq(rsum)]
+
+        state = Signal(_State)
+        idle = state == _State.IDLE
+        go = Signal()
+        m.d.comb += [go.eq(self.start & idle), self.busy.eq(self.start | ~idle)]
+        inst = Signal(soft_layout())
+        # the operands: from i_inst in the start cycle (MAX/EXP read there), then registered
+        cur = data.View(soft_layout(), Mux(idle, self.i_inst.as_value(), inst.as_value()))
+        norm = cur.func == SoftFunc.NORM
+        with m.If(go):
+            m.d.sync += inst.eq(self.i_inst)
+            with m.If(self.i_inst.first & (self.i_inst.func == SoftFunc.MAX)):
+                m.d.sync += rmax.eq(-(1 << (SOFT_REG_BITS - 1)))
+            with m.If(self.i_inst.first & (self.i_inst.func == SoftFunc.EXP)):
+                m.d.sync += rsum.eq(0)
+
+        # -- NORM: R = _DIVIDEND // rsum, quotient bits MSB first; quo holds the dividend's unused
+        # bits, then R (stable until the next NORM)
+        step = Signal(range(SOFT_DIV_CYCLES))
+        rem = Signal(SOFT_DIV_CYCLES)
+        quo = Signal(SOFT_DIV_CYCLES)
+        r_in = Mux(go, 0, rem)
+        a_in = Mux(go, _DIVIDEND, quo)
+        shifted = Signal(SOFT_DIV_CYCLES + 1)
+        take = Signal()
+        m.d.comb += [shifted.eq(Cat(a_in[-1], r_in)), take.eq((rsum != 0) & (shifted >= rsum))]
+        with m.If((go & norm) | (state == _State.DIV)):
+            m.d.sync += [rem.eq(Mux(take, shifted - rsum, shifted)), quo.eq(Cat(take, a_in[:-1]))]
+
+        # -- reads: one ACC word and its score multipliers per cycle
+        w = Signal.like(inst.words)                       # ACC word read this cycle
+        t0 = Signal(len(w) + cols.bit_length())           # its first value (w * cols)
+        reading = Signal()
+        last_rd = Signal()
+        m.d.comb += [reading.eq((go & ~norm) | (state == _State.READ)),
+                     last_rd.eq(w + 1 == cur.words)]
+        with m.If(reading):
+            m.d.sync += [w.eq(w + 1), t0.eq(t0 + cols)]
+            m.d.comb += [self.r_acc.en.eq(1), self.r_vparam.en.eq(1)]
+        m.d.comb += self.r_acc.addr.eq(cur.acc_addr + w)
+
+        done = Signal()
+        m.d.comb += self.done.eq(done)
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                with m.If(self.start):
+                    m.d.sync += state.eq(Mux(norm, _State.DIV,
+                                             Mux(last_rd, _State.TAIL, _State.READ)))
+                    m.d.sync += step.eq(1)
+            with m.Case(_State.DIV):
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == SOFT_DIV_CYCLES - 1):
+                    m.d.sync += state.eq(_State.READ)
+            with m.Case(_State.READ):
+                with m.If(last_rd):
+                    m.d.sync += state.eq(_State.TAIL)
+            with m.Case(_State.TAIL):
+                with m.If(done):
+                    m.d.sync += [state.eq(_State.IDLE), w.eq(0), t0.eq(0)]
+
+        # -- c + 1: v per value (valid lanes: value index < count)
+        rd_valid, rd_last, rd_w = Signal(), Signal(), Signal.like(w)
+        rd_mask = Signal(cols)
+        m.d.sync += [rd_valid.eq(reading), rd_last.eq(reading & last_rd), rd_w.eq(w),
+                     rd_mask.eq(Cat(t0 + j < cur.count for j in range(cols)))]
+        v = Signal(data.ArrayLayout(signed(SOFT_REG_BITS), cols))
+        v_valid, v_last, v_w, v_mask = Signal(), Signal(), Signal.like(w), Signal(cols)
+        m.d.sync += [v_valid.eq(rd_valid), v_last.eq(rd_last), v_w.eq(rd_w), v_mask.eq(rd_mask)]
+        for j in range(cols):
+            km = data.View(vparam_layout(), self.r_vparam.data[j])
+            m.d.sync += v[j].eq(saturate(round_shift(self.r_acc.data[0][j] * km.mult, km.shift),
+                                         SOFT_REG_BITS))
+
+        # -- c + 2: MAX updates rmax; EXP/NORM: e per value (NORM: into the row buffer)
+        e = Signal(data.ArrayLayout(unsigned(_E_BITS), cols))
+        e_valid, e_last, e_mask = Signal(), Signal(), Signal(cols)
+        m.d.sync += [e_valid.eq(v_valid), e_last.eq(v_last), e_mask.eq(v_mask)]
+        e_now = [Signal(_E_BITS, name=f"e_now_{j}") for j in range(cols)]
+        m.d.comb += [e_now[j].eq(_exp(rmax, v[j])) for j in range(cols)]
+        m.d.sync += e.eq(Cat(e_now))
+        buf = Signal(rows * cols * _E_BITS)  # e of value t at entry t
+        func = inst.func
+        with m.If(v_valid):
+            with m.If(func == SoftFunc.MAX):
+                lo = -(1 << (SOFT_REG_BITS - 1))  # neutral for the lanes past count
+                m.d.sync += rmax.eq(_max([rmax] + [Mux(v_mask[j], v[j], lo) for j in range(cols)]))
+            with m.If(func == SoftFunc.NORM):
+                m.d.sync += buf.word_select(v_w, cols * _E_BITS).eq(Cat(e_now))
+
+        # -- c + 3: EXP accumulates (wrapping at 32 bits); MAX and EXP are done
+        with m.If(e_valid & (func == SoftFunc.EXP)):
+            m.d.sync += rsum.eq(sum((Mux(e_mask[j], e[j], 0) for j in range(cols)), rsum))
+
+        # -- NORM writes: from the cycle after the last e, q of one ACT word per cycle ...
+        writing = Signal()
+        k = Signal(range(cols + 1))       # ACT word (its values start at k * rows)
+        kbase = Signal(range(rows * cols + rows + 1))
+        with m.If(v_valid & v_last & (func == SoftFunc.NORM)):
+            m.d.sync += writing.eq(1)
+        q = Signal(data.ArrayLayout(unsigned(_Q_BITS), rows))
+        q_valid, q_last, q_k, q_mask = Signal(), Signal(), Signal.like(k), Signal(rows)
+        wr_last = kbase + rows >= inst.count
+        m.d.sync += [q_valid.eq(writing), q_last.eq(writing & wr_last), q_k.eq(k),
+                     q_mask.eq(Cat(kbase + i < inst.count for i in range(rows)))]
+        entries = buf.word_select(k, rows * _E_BITS)
+        for i in range(rows):
+            er = entries[i * _E_BITS:(i + 1) * _E_BITS] * quo
+            m.d.sync += q[i].eq((er + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT)
+        m.d.comb += self.r_vparam.addr.eq(Mux(writing, inst.vparam + kbase, cur.kparam + t0))
+        with m.If(writing):
+            m.d.sync += [k.eq(k + 1), kbase.eq(kbase + rows)]
+            m.d.comb += self.r_vparam.en.eq(1)
+            with m.If(wr_last):
+                m.d.sync += [writing.eq(0), k.eq(0), kbase.eq(0)]
+
+        # ... and its write the cycle after (with the V multipliers read with q)
+        lanes = []
+        for i in range(rows):
+            vm = data.View(vparam_layout(), self.r_vparam.data[i])
+            p = saturate(round_shift(q[i] * vm.mult, vm.shift), 8)
+            lanes.append(Mux(q_mask[i], p, 0))
+        m.d.comb += [
+            self.w_act.en.eq(q_valid),
+            self.w_act.addr.eq(inst.act_addr + q_k),
+            self.w_act.data[0].eq(Cat(lanes)),
+        ]
+        m.d.comb += done.eq((e_valid & e_last & (func != SoftFunc.NORM)) | (q_valid & q_last))
+        return m
