@@ -214,3 +214,21 @@ def projection_program(cfg, m, n, k, *, params_per_block=False):
                                rows=1, wait=VEC, signal=VEC))
     ins.append(Instruction(Opcode.HALT))
     return ins, lay
+
+
+# -- PIM instructions with small defaults (one channel, one bank) ------------------------------
+
+def pim_gbuf(**kw):
+    return Instruction(Opcode.PIM_GBUF, **{"chans": 1, "len": 8, **kw})
+
+
+def pim_write(**kw):
+    return Instruction(Opcode.PIM_WRITE, **{"chans": 1, "len": 8, **kw})
+
+
+def pim_gemv(**kw):
+    return Instruction(Opcode.PIM_GEMV, **{"chans": 1, "banks": 1, "len": 4, "n": 1, **kw})
+
+
+def pim_read(**kw):
+    return Instruction(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})

@@ -17,26 +17,11 @@ from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask
 from mixpim.models.pim import pim_row_addr
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction, simulate
+from helpers import pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read, pim_write as write
 
 CFG = preset("tiny")
 I = Instruction
 HALT = I(Opcode.HALT)
-
-
-def gbuf(**kw):
-    return I(Opcode.PIM_GBUF, **{"chans": 1, "len": 8, **kw})
-
-
-def write(**kw):
-    return I(Opcode.PIM_WRITE, **{"chans": 1, "len": 8, **kw})
-
-
-def gemv(**kw):
-    return I(Opcode.PIM_GEMV, **{"chans": 1, "banks": 1, "len": 4, "n": 1, **kw})
-
-
-def read(**kw):
-    return I(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
 
 
 def load(dram=0, words=2, spad_addr=0, **kw):

@@ -32,6 +32,7 @@ from mixpim.models.pim_timing import pim_cycles
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction
 from helpers import drive_unit, golden_run, run
+from helpers import pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read, pim_write as write
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -225,22 +226,6 @@ def test_random_pim_sequences(name, seed):
 
 
 # -- the tile on Verilator ---------------------------------------------------------------------
-
-def gbuf(**kw):
-    return I(Opcode.PIM_GBUF, **{"chans": 1, "len": 8, **kw})
-
-
-def write(**kw):
-    return I(Opcode.PIM_WRITE, **{"chans": 1, "len": 8, **kw})
-
-
-def gemv(**kw):
-    return I(Opcode.PIM_GEMV, **{"chans": 1, "banks": 1, "len": 4, "n": 1, **kw})
-
-
-def read(**kw):
-    return I(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
-
 
 def load(dram, words=2, spad_addr=0, spad=Spad.ACT, **kw):
     return I(Opcode.LOAD, spad=spad, spad_addr=spad_addr, dram_addr=dram, words=words, rows=1, **kw)
