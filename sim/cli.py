@@ -191,10 +191,11 @@ def cmd_demo(args):
     if args.act != "int8":
         raise DemoError("the FFN block needs INT8 activations; --act fp16 runs with --projection")
     backend = args.backend or "rtl"
-    default = args.config is None  # the fpga preset with an 8x8 array: a quicker Verilator build
+    # default: the fpga preset with an 8x8 array and a smaller memory system: a quicker build
+    default = args.config is None
     rows = 8 if default and args.rows is None else args.rows
     cols = 8 if default and args.cols is None else args.cols
-    cfg = demo_config(args.config or "fpga", rows, cols)
+    cfg = demo_config(args.config or "fpga", rows, cols, small_memory=default)
     if backend == "rtl":
         check_rtl_size(cfg, f"configuration {args.config or 'fpga'}")
     result = run_demo(args.output, config=cfg, backend=backend)
@@ -361,7 +362,8 @@ def build_parser():
                        "the tile; report, cycle chart and accuracy vs float32")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
     p.add_argument("--config", default=None, help=f"a preset ({_PRESET_NAMES}) or a .json/.toml file "
-                   "(default: the fpga preset with an 8x8 array, W4 group 128)")
+                   "(default: the fpga preset with an 8x8 array, W4 group 128, one DRAM channel "
+                   "of 4 banks and minimal PIM buffers)")
     p.add_argument("--rows", type=int, default=None,
                    help="override the array rows (--projection: default 8)")
     p.add_argument("--cols", type=int, default=None,

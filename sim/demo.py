@@ -29,8 +29,8 @@ from ..models.program import listing
 from .outputs import check_output_dir, check_outputs, write_files
 from .report import unit_status, unit_timeline, write_report
 
-__all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights", "demo_config",
-           "run_demo", "run_projection_demo"]
+__all__ = ["DEFAULT_SENTENCE", "BACKENDS", "DemoError", "minilm_activations", "ffn_weights",
+           "DEMO_MEMORY", "demo_config", "run_demo", "run_projection_demo"]
 
 DEFAULT_SENTENCE = "Mixed-precision accelerators multiply low-bit weights by shifting and adding."
 BACKENDS = ("golden", "rtl")
@@ -77,11 +77,24 @@ def ffn_weights(model_dir, layer):
     return t[names[0]], t[names[1]]
 
 
-def demo_config(config, rows, cols):
+#: The memory system of the demo's default tile. The FFN block uses neither a second DRAM channel
+#: nor the PIM unit, and the fpga preset's full memory system (2 channels x 8 banks, 1 KiB PIM
+#: buffers) makes the Verilated 8x8 tile about 2.5x larger (20 MB of Verilog, a build of more than
+#: 20 minutes); one channel of 4 banks and the smallest PIM buffers keep it near the size it had
+#: before the PIM unit (docs/decisions.md, "Memory system and PIM").
+DEMO_MEMORY = dict(dram_channels=1, dram_banks=4, dram_bank_groups=2, pim_gbuf_bytes=16,
+                   pim_res_regs=1, pim_lanes=1)
+
+
+def demo_config(config, rows, cols, *, small_memory=False):
     """The demo's TileConfig: ``config`` (a preset name, a file or a TileConfig) with ``rows`` and
-    ``cols`` replaced where given (not None)."""
+    ``cols`` replaced where given (not None), and with :data:`DEMO_MEMORY` if ``small_memory``."""
     cfg = config if isinstance(config, TileConfig) else TileConfig.load(config)
     changes = {k: v for k, v in (("rows", rows), ("cols", cols)) if v is not None}
+    if small_memory:  # the same DRAM bytes in fewer banks
+        fewer = cfg.dram_channels * cfg.dram_banks // (DEMO_MEMORY["dram_channels"]
+                                                       * DEMO_MEMORY["dram_banks"])
+        changes.update(DEMO_MEMORY, dram_rows=cfg.dram_rows * max(fewer, 1))
     return cfg.replace(**changes) if changes else cfg
 
 
