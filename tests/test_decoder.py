@@ -163,7 +163,7 @@ def test_word_and_operand_layouts_follow_isa(op):
     assert operand_port(op) == f"o_{op.name.lower()}"
 
 
-@pytest.mark.parametrize("op", [0x03, 0x40, 0x4f, 0xff, "BOGUS"])
+@pytest.mark.parametrize("op", [0x03, 0x44, 0x4f, 0xff, "BOGUS"])
 def test_layouts_reject_unknown_opcodes(op):
     for make in (word_layout, operand_layout, operand_port):
         with pytest.raises(IsaError) as info:
@@ -180,7 +180,9 @@ def test_signature():
     assert sig["o_unit"].shape is Unit and sig["o_error"].shape is ErrorCode
     views = {n for n in sig if n not in
              ("i_word", "o_opcode", "o_wait", "o_signal", "o_dispatcher", "o_unit", "o_error")}
-    assert views == {"o_load", "o_store", "o_gemm", "o_vec"}
+    assert views == {f"o_{op.name.lower()}" for op in OPCODE_FORMATS if OPCODE_FORMATS[op].unit is not None}
+    assert {"o_load", "o_store", "o_gemm", "o_vec", "o_vsoft", "o_pim_gbuf", "o_pim_write",
+            "o_pim_gemv", "o_pim_read"} == views
     for name in views:
         assert sig[name].shape == operand_layout(name[2:].upper())
     assert dut.formats == tuple(OPCODE_FORMATS.values())
@@ -239,7 +241,7 @@ def test_every_opcode_byte():
     seen = check(with_field(w, opcode, op) for w in bodies for op in range(1 << opcode.width))
     illegal = {op for op, code, _ in seen if code is ErrorCode.ILLEGAL_OPCODE}
     assert illegal == set(range(256)) - {int(op) for op in OPCODE_FORMATS}
-    assert set(PIM_OPCODES) <= illegal
+    assert set(PIM_OPCODES) - {int(op) for op in OPCODE_FORMATS} <= illegal  # the reserved ones
     assert seen[Opcode.NOP, ErrorCode.OK, None] and seen[Opcode.NOP, ErrorCode.BAD_FIELD, "unused"]
 
 
