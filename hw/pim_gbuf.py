@@ -81,7 +81,10 @@ class GlobalBuffers(ConfigComponent):
         def entries(addr):
             """Per lane: the entry an access from ``addr`` reaches, and the lane rotation."""
             off = addr[:la]
-            return [(addr[la:] + (off > b))[:exact_log2(depth)] for b in range(a)], off
+            # lane b is one entry further when off > b (never for the last lane: no constant
+            # comparison, which Verilator's lint flags)
+            return [(addr[la:] + (off > b))[:exact_log2(depth)] if b < a - 1 else
+                    addr[la:][:exact_log2(depth)] for b in range(a)], off
 
         r_entry, r_off = entries(self.r_addr)
         w_entry, w_off = entries(self.w_addr)
