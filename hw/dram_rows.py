@@ -169,10 +169,9 @@ class RowState(ConfigComponent):
         is_open = self.open_valid[idx]
         m.d.comb += req.hit.eq(is_open & (self.open_row[idx] == req.row))
 
-        precharge = time_max(req.start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1)
-        earliest = Mux(is_open, precharge + cfg.t_rp, req.start)
+        earliest = Mux(is_open, self._precharged(idx, req.start), req.start)
         acts = Array(Array(w) for w in self.acts)[req.ch]
-        m.d.comb += req.act.eq(time_max(earliest, acts[3] + 1, acts[0] + cfg.t_faw))
+        m.d.comb += req.act.eq(self._command(earliest, acts))
 
         with m.If(req.activate):
             m.d.sync += [
@@ -186,6 +185,17 @@ class RowState(ConfigComponent):
             m.d.sync += self.t_last[idx].eq(req.t_access)
         self._groups(m)
         return m
+
+    def _precharged(self, idx, start):
+        """The earliest activation of bank ``idx`` after precharging its open row (from
+        ``start``, ``t_ras`` after its activation, after its last access; then ``t_rp``)."""
+        cfg = self._cfg
+        return time_max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1) + cfg.t_rp
+
+    def _command(self, earliest, window):
+        """An activation command at ``earliest`` or later: one per cycle, four per ``t_faw`` in
+        the channel whose last four activations are ``window`` (oldest first)."""
+        return time_max(earliest, window[3] + 1, window[0] + self._cfg.t_faw)
 
     def _groups(self, m):
         """The ``grp`` interface: per channel, a chain of one ``G_ACT`` per bank group."""
@@ -202,12 +212,11 @@ class RowState(ConfigComponent):
                 for i in idxs:
                     holds = self.open_valid[i] & (self.open_row[i] == g.row)
                     m.d.comb += need[i].eq(g.chans[ch] & g.banks[i - ch * nb] & ~holds)
-                    pre = time_max(g.start, self.t_act[i] + cfg.t_ras, self.t_last[i] + 1)
                     earliest = Mux(need[i] & self.open_valid[i],
-                                   time_max(earliest, pre + cfg.t_rp), earliest)
+                                   time_max(earliest, self._precharged(i, g.start)), earliest)
                 issue = reduce(lambda a, b: a | b, need.values(), Const(0, 1))
                 act = Signal(TIME_BITS, name=f"gact_{ch}_{group}")
-                m.d.comb += act.eq(time_max(earliest, window[3] + 1, window[0] + cfg.t_faw))
+                m.d.comb += act.eq(self._command(earliest, window))
                 window = [Mux(issue, new, old) for old, new in zip(window, window[1:] + [act])]
                 ready = Mux(issue, time_max(ready, act + cfg.t_rcd), ready)
                 with m.If(g.open):

@@ -77,24 +77,15 @@ class RowState:
     def activate(self, ch, idx, row, start):
         """Open ``row`` in bank ``idx`` of channel ``ch`` (precharging another open row) as early
         as the rules allow, not before ``start``; returns the activation cycle."""
-        cfg = self.cfg
-        if self.open_rows[idx] == NO_ROW:
-            earliest = start
-        else:
-            earliest = max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1) + cfg.t_rp
-        w = self.acts[ch]
-        act = max(earliest, w[3] + 1, w[0] + cfg.t_faw)
-        w.pop(0)
-        w.append(act)
-        self.open_rows[idx] = row
-        self.t_act[idx] = act
-        return act
+        return self.activate_group(ch, (idx,), row, start)
 
     def activate_group(self, ch, idxs, row, start):
-        """Open ``row`` in the banks ``idxs`` of channel ``ch`` with one command (a PIM ``G_ACT``
-        over banks of one bank group): each bank precharged as :meth:`activate` would, the command
-        at the latest of their earliest cycles and the channel's window, counted once in it;
-        returns the activation cycle."""
+        """Open ``row`` in the banks ``idxs`` of channel ``ch`` with one command (one bank: a
+        normal activation; several: a PIM ``G_ACT`` over banks of one bank group): a bank with
+        another row open is precharged at ``max(start, t_act + t_ras, t_last + 1)``; the command
+        comes at the latest of the banks' earliest cycles (``t_rp`` after a precharge, else
+        ``start``) and the channel's window (one per cycle, four per ``t_faw``), counted once in
+        it; returns the activation cycle."""
         cfg = self.cfg
         earliest = start
         for idx in idxs:

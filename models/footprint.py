@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import VPARAM_LUT_WORDS
 from .isa import Opcode, SoftFunc, VecFunc
-from .pim import gbuf_words, pim_row_addr, read_values
+from .pim import gbuf_words, read_words, row_starts
 from .units import Spad
 
 __all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
@@ -123,10 +123,7 @@ def _vsoft(cfg, inst):
 def _pim_dram(cfg, inst, banks, length, write):
     """The row segments of a PIM_WRITE / PIM_GEMV: ``length`` bytes from ``col`` of ``row`` in
     ``banks`` banks from ``bank`` of every channel, in ascending address order (bank by bank)."""
-    ch = inst.ch + np.arange(inst.chans, dtype=np.int64)
-    bank = inst.bank + np.arange(banks, dtype=np.int64)
-    starts = pim_row_addr(cfg, ch[None, :], bank[:, None], inst.row) + inst.col
-    return DramAccess(starts.reshape(-1), length, write)
+    return DramAccess(row_starts(cfg, inst, banks).T.reshape(-1), length, write)
 
 
 def _pim_gbuf(cfg, inst, dram):
@@ -145,7 +142,7 @@ def _pim_gemv(cfg, inst, dram):
 
 
 def _pim_read(cfg, inst, dram):
-    words = -(-read_values(inst) // cfg.cols)
+    words = read_words(cfg, inst)
     out = []
     for j in range(inst.chans):
         first = inst.acc_addr + j * inst.chan_stride

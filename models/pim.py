@@ -29,7 +29,7 @@ import numpy as np
 from .isa import ErrorCode, Opcode
 
 __all__ = ["PIM_OPS", "PIM_ACC_BITS", "pim_row_addr", "PimState", "pim_problem", "gbuf_words",
-           "gemv_extent", "read_values", "apply_pim"]
+           "gemv_extent", "read_values", "read_words", "row_starts", "apply_pim"]
 
 #: The PIM unit's opcodes.
 PIM_OPS = (Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ)
@@ -58,6 +58,11 @@ def gemv_extent(inst):
 def read_values(inst):
     """Values per channel a ``PIM_READ`` writes: ``n`` (reduce) or ``banks * n``."""
     return inst.n if inst.reduce else inst.banks * inst.n
+
+
+def read_words(config, inst):
+    """ACC words per channel a ``PIM_READ`` writes: its values, ``cols`` per word."""
+    return -(-read_values(inst) // config.cols)
 
 
 def _span(lo, n):
@@ -130,12 +135,17 @@ class PimState:
         self.res = np.zeros((cfg.dram_channels, cfg.dram_banks, cfg.pim_res_regs), np.int64)
 
 
+def row_starts(config, inst, banks):
+    """DRAM byte address (int64 (chans, banks)) of byte ``col`` of ``row`` in each of ``banks``
+    banks from ``bank`` of each channel of a PIM_WRITE (``banks`` 1) or PIM_GEMV."""
+    ch = inst.ch + np.arange(inst.chans, dtype=np.int64)
+    bank = inst.bank + np.arange(banks, dtype=np.int64)
+    return pim_row_addr(config, ch[:, None], bank[None, :], inst.row) + inst.col
+
+
 def _rows(cfg, inst, banks, nbytes):
     """DRAM byte indices (chans, banks, nbytes) of the row segments of ``inst``."""
-    ch = inst.ch + np.arange(inst.chans)
-    bank = inst.bank + np.arange(banks)
-    base = pim_row_addr(cfg, ch[:, None], bank[None, :], inst.row) + inst.col
-    return base[:, :, None] + np.arange(nbytes, dtype=np.int64)
+    return row_starts(cfg, inst, banks)[:, :, None] + np.arange(nbytes, dtype=np.int64)
 
 
 def apply_pim(config, state, dram, act, acc, wrap_acc, inst):

@@ -28,7 +28,7 @@ activated as early as allowed from s (``t_rp``; one command per cycle, four per 
 """
 
 from .isa import Opcode
-from .pim import gbuf_words, read_values
+from .pim import PIM_ACC_BITS, gbuf_words, read_values, read_words
 
 __all__ = ["PIM_SETUP_CYCLES", "pim_exclusive", "pim_cycles"]
 
@@ -58,9 +58,8 @@ def pim_cycles(dram, start, inst):
         beats = _ceil(inst.len, cfg.dram_bus_bytes)
         return PIM_SETUP_CYCLES + max(reads, beats * cfg.t_ccd_s) + cfg.t_cl
     if op == Opcode.PIM_READ:
-        values = read_values(inst)
-        writes = inst.chans * _ceil(values, cfg.cols)
-        beats = _ceil(4 * values, cfg.dram_bus_bytes)
+        writes = inst.chans * read_words(cfg, inst)
+        beats = _ceil(read_values(inst) * PIM_ACC_BITS // 8, cfg.dram_bus_bytes)
         return PIM_SETUP_CYCLES + max(writes, beats * cfg.t_ccd_s) + cfg.t_cl
     rs = dram.pim_rows
     nb, ng = cfg.dram_banks, cfg.dram_bank_groups

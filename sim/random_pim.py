@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from ..models.dram_timing import dram_location
 from ..models.isa import ErrorCode, Instruction, IsaError, Spad, reach
-from ..models.pim import PIM_OPS, gbuf_words, pim_problem, pim_row_addr, read_values
+from ..models.pim import PIM_OPS, gbuf_words, pim_problem, pim_row_addr, read_words
 from ..models.tile_timing import check_instruction
 
 __all__ = ["PimGen", "pim_capable", "pim_features", "PIM_RANGE_KINDS"]
@@ -308,8 +308,7 @@ class PimGen:
         ws = 1 if rng.random() < 0.6 else self._int(2, min(4, reach(READ, "word_stride")))
 
         def span():  # ACC words from one channel's first word to its last, inclusive
-            words = -(-read_values(Instruction(READ, chans=1, banks=banks, n=n, reduce=reduce))
-                      // cfg.cols)
+            words = read_words(cfg, Instruction(READ, chans=1, banks=banks, n=n, reduce=reduce))
             return (words - 1) * ws + 1
 
         while span() > depth:  # fit the ACC window: fewer values, then denser words
@@ -424,9 +423,9 @@ class PimGen:
                 f["act_addr"] = gen._beyond(cfg.act_words, words)
             name = "ACT"
         else:
-            values = read_values(Instruction(READ, chans=1, banks=f["banks"], n=f["n"],
-                                             reduce=f["reduce"]))
-            span = (-(-values // cfg.cols) - 1) * f["word_stride"] + 1
+            words = read_words(cfg, Instruction(READ, chans=1, banks=f["banks"], n=f["n"],
+                                                reduce=f["reduce"]))
+            span = (words - 1) * f["word_stride"] + 1
             f["acc_addr"] = gen._beyond(cfg.acc_words, span)
             name = "ACC"
         try:

@@ -69,11 +69,12 @@ def ctl(valid, glast, tlast):
     return int(valid) | int(glast) << 1 | int(tlast) << 2
 
 
-async def drive_unit(ctx, unit, insts, gaps, issue, limit):
+async def drive_unit(ctx, unit, insts, gaps, issue, limit, finished=None):
     """Run ``insts`` one at a time on a unit with ``start`` / ``busy`` / ``done``: ``gap`` idle
     cycles before each (``busy`` must stay low), ``issue(inst)`` sets its operands, ``start`` is
-    held for one cycle, then ``busy`` must stay high until ``done``. Returns the busy cycles of each
-    instruction (at most ``limit``); ``busy`` is low again after the last one."""
+    held for one cycle, then ``busy`` must stay high until ``done``; ``finished(inst)``, if given,
+    is called in the ``done`` cycle. Returns the busy cycles of each instruction (at most
+    ``limit``); ``busy`` is low again after the last one."""
     measured = []
     for inst, gap in zip(insts, gaps):
         for _ in range(gap):
@@ -91,6 +92,8 @@ async def drive_unit(ctx, unit, insts, gaps, issue, limit):
                 break
             assert cycles < limit
         measured.append(cycles)
+        if finished is not None:
+            finished(inst)
     _, _, busy = await ctx.tick().sample(unit.busy)
     assert not busy
     return measured

@@ -20,7 +20,7 @@ from mixpim.models.isa import Instruction, Opcode, SoftFunc, Spad
 from mixpim.models.program import Segment
 from mixpim.models.softmax import SoftState, soft_apply
 from mixpim.models.tile_timing import check_instruction, vec_cycles, vsoft_cycles
-from helpers import golden_run, run
+from helpers import drive_unit, golden_run, run
 from test_vector_hw import Top, images, random_vec
 
 TINY = preset("tiny")
@@ -165,27 +165,13 @@ def run_rtl(cfg, insts, imgs, gaps):
     async def bench(ctx):
         ctx.set(vec.i_lut.as_value(), sum(w << (32 * i) for i, w in enumerate(vp[:VPARAM_LUT_WORDS])))
         ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
-        for inst, gap in zip(insts, gaps):
-            for _ in range(gap):
-                _, _, busy = await ctx.tick().sample(vec.busy)
-                assert not busy
+        def issue(inst):
             name, layout = layouts[inst.op]
             ctx.set(vec.i_soft, inst.op == Opcode.VSOFT)
             ctx.set(getattr(vec.i_inst, name), layout.const({f: int(inst[f]) for f in layout.members}))
-            ctx.set(vec.start, 1)
-            cycles = 0
-            while True:
-                _, _, busy, done = await ctx.tick().sample(vec.busy, vec.done)
-                ctx.set(vec.start, 0)
-                assert busy, "busy must stay high until done"
-                cycles += 1
-                if done:
-                    break
-                assert cycles < 200
-            measured.append(cycles)
-            regs.append((ctx.get(vec.o_rmax), ctx.get(vec.o_rsum)))
-        _, _, busy = await ctx.tick().sample(vec.busy)
-        assert not busy
+
+        measured.extend(await drive_unit(ctx, vec, insts, gaps, issue, 200, finished=lambda inst:
+                                         regs.append((ctx.get(vec.o_rmax), ctx.get(vec.o_rsum)))))
         final["act"] = [ctx.get(top.act.data[i]) for i in range(cfg.act_words)]
 
     run(top, bench)
