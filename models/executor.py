@@ -31,7 +31,7 @@ from .isa import ErrorCode, Opcode, SoftFunc, Spad, VecFunc
 from .mixpe import ArrayParams, mixpe_gemm
 from .numerics import FixedScales
 from .pim import PIM_OPS, PimState, apply_pim
-from .softmax import SoftState, soft_apply
+from .softmax import SoftState, norm_words, soft_apply
 from .program import Program, ProgramError, Segment
 from .quant import QuantizedWeights
 from .footprint import dma_spans, footprint
@@ -375,7 +375,7 @@ class _Memory:
         p = soft_apply(self.soft, inst.func, x, kmult, kshift, first=bool(inst.first),
                        vmult=vmult, vshift=vshift)
         if p is not None:
-            words = -(-n // cfg.rows)
+            words = norm_words(cfg, n)
             out = np.zeros(words * cfg.rows, np.int8)
             out[:n] = p
             self.spads["ACT"][inst.act_addr:inst.act_addr + words] = out.view(np.uint8).reshape(words, -1)

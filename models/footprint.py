@@ -18,6 +18,7 @@ import numpy as np
 from .config import VPARAM_LUT_WORDS
 from .isa import Opcode, SoftFunc, VecFunc
 from .pim import gbuf_words, read_words, row_starts
+from .softmax import norm_words
 from .units import Spad
 
 __all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
@@ -116,7 +117,7 @@ def _vsoft(cfg, inst):
            SpadAccess(Spad.VPARAM, inst.kparam, count, False, "score VPARAM", base)]
     if inst.func == SoftFunc.NORM:
         out += [SpadAccess(Spad.VPARAM, inst.vparam, count, False, "V VPARAM", base),
-                SpadAccess(Spad.ACT, inst.act_addr, -(-count // cfg.rows), True, "ACT")]
+                SpadAccess(Spad.ACT, inst.act_addr, norm_words(cfg, count), True, "ACT")]
     return Footprint(tuple(out))
 
 

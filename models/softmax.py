@@ -33,7 +33,8 @@ from .vector import round_shift, sat8, sat32, _mul
 
 __all__ = ["EXP_FRAC_BITS", "EXP_ONE", "EXP_TABLE", "D_MAX", "PROB_MAX", "RECIP_SHIFT",
            "NORM_SHIFT", "SOFT_DIV_CYCLES",
-           "SoftState", "soft_values", "soft_exp", "soft_recip", "soft_apply", "exp_step"]
+           "SoftState", "soft_values", "soft_exp", "soft_recip", "soft_apply", "exp_step",
+           "norm_words"]
 
 #: Steps of ``d`` per halving of ``e``: the exponent table has ``2**EXP_FRAC_BITS`` entries.
 EXP_FRAC_BITS = 5
@@ -52,6 +53,11 @@ NORM_SHIFT = 9
 #: Cycles of NORM's division (one quotient bit per cycle).
 SOFT_DIV_CYCLES = 32
 _I32_MIN = -(1 << 31)
+
+
+def norm_words(config, count):
+    """ACT words a NORM over ``count`` values writes: ``rows`` probabilities per word."""
+    return -(-count // config.rows)
 
 
 def exp_step():

@@ -32,7 +32,7 @@ from .mixpe import ArrayParams
 from .pim import PIM_OPS, pim_problem
 from .pim_timing import pim_cycles, pim_exclusive
 from .program import ProgramError
-from .softmax import SOFT_DIV_CYCLES
+from .softmax import SOFT_DIV_CYCLES, norm_words
 from .units import TOKEN_MAX, Spad, Unit, unit_bits
 
 __all__ = ["VEC_FILL_CYCLES", "Fault", "Duration", "check_instruction", "gemm_cycles", "vec_cycles",
@@ -159,7 +159,7 @@ def vsoft_cycles(config, inst):
     (``ceil(count / rows)``, after the reads)."""
     d = inst.words + VEC_FILL_CYCLES
     if inst.func == SoftFunc.NORM:
-        d += SOFT_DIV_CYCLES + -(-inst.count // config.rows)
+        d += SOFT_DIV_CYCLES + norm_words(config, inst.count)
     return Duration(d, 0)
 
 

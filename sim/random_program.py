@@ -88,6 +88,7 @@ from ..models.executor import run
 from ..models.footprint import footprint
 from ..models.isa import OPCODE_FORMATS, ErrorCode, Instruction, Opcode, SoftFunc, Spad, Unit, VecFunc
 from ..models.pim import PIM_OPS
+from ..models.softmax import norm_words
 from ..models.program import Program, ProgramError, Segment
 from ..models.units import DRAM_UNITS, QUEUED_UNITS, SPADS
 from .random_errors import HALT, SYNC, ErrorGen
@@ -408,7 +409,7 @@ class _Gen(ErrorGen):
         base, top = cfg.vparam_param_base, self._depth(Spad.VPARAM)
         count = self._int(1, min(words * cfg.cols, top - base))
         func = SoftFunc(self._int(0, len(SoftFunc) - 1))
-        out = -(-count // cfg.rows)
+        out = norm_words(cfg, count)
         f = dict(func=func, acc_addr=self._addr(Spad.ACC, self._depth(Spad.ACC) - words, p=0.85),
                  words=words, count=count, kparam=self._int(base, top - count),
                  vparam=self._int(base, top - count), first=int(self.rng.random() < 0.5),
