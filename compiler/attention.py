@@ -7,7 +7,9 @@ key, value). Per head the program
 1. appends the new key and value to the request's cache (``PIM_GBUF`` gathers the batch's vectors
    from ACT, ``PIM_WRITE`` puts each into its request's next slot);
 2. computes the scores ``q . k_t`` on PIM (``PIM_GBUF`` the queries, one dot ``PIM_GEMV`` per
-   row group, ``PIM_READ`` into ACC);
+   row group, ``PIM_READ`` into ACC; with two PIM row buffers per bank ``PIM_ACT`` s open each
+   row group ahead: the first while the queries load, the next while the lanes compute, the first
+   V row group while the scores are read and the softmax runs);
 3. takes an integer softmax of each request's scores on the vector unit (``VSOFT`` MAX, EXP, NORM
    over the request's ``L_i + 1`` scores, with per-token multipliers that fold in the K scales,
    the query scale and ``1 / sqrt(head_dim)``, and per-token V scales into the probabilities);
@@ -38,6 +40,7 @@ from mixpim.models.pim import pim_row_addr
 from mixpim.models.program import Segment
 from mixpim.models.softmax import EXP_ONE, exp_step
 from mixpim.models.vector import fixed_multiplier, pack_vparam
+from mixpim.models.tile_timing import simulate
 
 from .dram_alloc import DramAllocator
 from .emit import CompileError, Emitter
@@ -158,14 +161,32 @@ class _Geometry:
         return base_row + row, bank, pos * self.dk
 
 
-def lower_decode_attention(config, batch):
+def lower_decode_attention(config, batch, *, open_ahead=None):
     """Compile one decode step of attention for ``batch`` (:class:`AttentionBatch`) on ``config``.
+
+    ``open_ahead``: emit the ``PIM_ACT`` s that open row groups ahead (needs ``pim_row_buffers``
+    2). None (the default): with two PIM row buffers, compile with and without them and keep the
+    program the cycle model finds faster (opening ahead costs the PIM unit 3 cycles and a queue
+    slot per row group, which short rows on fast DRAM timing do not repay).
 
     Raises
     ------
     CompileError
-        If the batch, the heads or the contexts do not fit the configuration.
+        If the batch, the heads or the contexts do not fit the configuration, or ``open_ahead``
+        is asked for with one PIM row buffer.
     """
+    if open_ahead is None:
+        if config.pim_row_buffers < 2:
+            return _lower(config, batch, False)
+        both = [_lower(config, batch, ahead) for ahead in (True, False)]
+        return min(both, key=lambda c: simulate(config, c.program.instructions).cycles)
+    if open_ahead and config.pim_row_buffers < 2:
+        raise CompileError("opening row groups ahead needs two PIM row buffers per bank "
+                           "(pim_row_buffers 2)")
+    return _lower(config, batch, open_ahead)
+
+
+def _lower(config, batch, open_ahead):
     cfg = config
     b, heads, dk = batch.batch, batch.heads, batch.head_dim
     if cfg.act_format != "int8":
@@ -283,12 +304,17 @@ def lower_decode_attention(config, batch):
                             len=dk)
             # 2. scores
             rows_s = geo.rows_for(max(lens[i] for i in members))
+            _open_ahead(em, open_ahead, ch, chans, base[(s, h, "k")])  # while the queries load
             em.emit(Opcode.PIM_GBUF, ch=ch, chans=chans, gaddr=0, act_addr=q_act + h * dk, len=dk,
                     lane=lane, comment=f"head {h} slot {s}: queries")
             for r in range(rows_s):
+                if r + 1 < rows_s:
+                    _open_ahead(em, open_ahead, ch, chans, base[(s, h, "k")] + r + 1)
                 em.emit(Opcode.PIM_GEMV, ch=ch, chans=chans, bank=0, banks=cfg.dram_banks,
                         row=base[(s, h, "k")] + r, col=0, gaddr=0, len=dk, n=geo.per_bank, res=0,
                         comment=f"scores, row group {r}")
+                if r + 1 == rows_s:  # while the scores are read and the softmax runs
+                    _open_ahead(em, open_ahead, ch, chans, base[(s, h, "v")])
                 em.emit(Opcode.PIM_READ, ch=ch, chans=chans, bank=0, banks=cfg.dram_banks, res=0,
                         n=geo.per_bank, acc_addr=s_acc + r * geo.group // cfg.cols,
                         chan_stride=s_words, word_stride=1)
@@ -305,6 +331,8 @@ def lower_decode_attention(config, batch):
                 em.emit(Opcode.PIM_GBUF, ch=ch, chans=chans, gaddr=0,
                         act_addr=p_act + r * geo.group // cfg.rows, len=geo.group, packed=1,
                         act_stride=p_words, comment=f"probabilities, row group {r}")
+                if r + 1 < rows_s:
+                    _open_ahead(em, open_ahead, ch, chans, base[(s, h, "v")] + r + 1)
                 em.emit(Opcode.PIM_GEMV, ch=ch, chans=chans, bank=0, banks=cfg.dram_banks,
                         row=base[(s, h, "v")] + r, col=0, gaddr=0, len=dk, n=geo.per_bank, res=0,
                         bcast=1, accumulate=int(r > 0))
@@ -321,6 +349,14 @@ def lower_decode_attention(config, batch):
     symbols = {"out": out_addr, **{f"soft_{i}_{h}": a for (i, h), a in soft_addr.items()}}
     program = em.program(segments, symbols)
     return CompiledAttention(program, out_addr, out_scale, reference, symbols)
+
+
+def _open_ahead(em, ahead, ch, chans, row):
+    """If ``ahead``: open ``row`` in every bank of the slot's channels now, while the unit does
+    something else (it lands in the other PIM row buffer)."""
+    cfg = em.config
+    if ahead:
+        em.emit(Opcode.PIM_ACT, ch=ch, chans=chans, bank=0, banks=cfg.dram_banks, row=row)
 
 
 def _soft_chunk(cfg, room):

@@ -45,7 +45,7 @@ class DispatchChecker(ConfigComponent):
     -------
     i_opcode : In(8)
     i_dma : In(operand layout of LOAD/STORE); i_gemm : In(GEMM's); i_vec : In(VEC's);
-    i_vsoft, i_pim_gbuf, i_pim_write, i_pim_gemv, i_pim_read : In(their formats')
+    i_vsoft, i_pim_gbuf, i_pim_write, i_pim_gemv, i_pim_read, i_pim_act : In(their formats')
         The instruction's operand bits seen through each format (the decoder's views).
     o_error : Out(ErrorCode), ``OK``, ``BAD_FIELD``, ``SPAD_RANGE``, ``DRAM_RANGE`` or
         ``PIM_RANGE`` (``OK`` for other opcodes)
@@ -144,6 +144,7 @@ class DispatchChecker(ConfigComponent):
         """Per PIM opcode, its code (``pim_problem``, then its footprint)."""
         cfg = self._cfg
         gb, wr, gv, rd = self.i_pim_gbuf, self.i_pim_write, self.i_pim_gemv, self.i_pim_read
+        ac = self.i_pim_act
         if cfg.act_format != "int8":
             return {op: ErrorCode.BAD_FIELD for op in PIM_OPS}
         bad, spad = ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE
@@ -190,4 +191,8 @@ class DispatchChecker(ConfigComponent):
                 (banks(rd), bad),
                 (rd.res + rd.n > cfg.pim_res_regs, bad),
                 (acc_last >= cfg.acc_words, spad)]),
+            Opcode.PIM_ACT: _first([
+                (chans(ac), bad),
+                (banks(ac), bad),
+                (ac.row >= cfg.dram_rows, bad)]),
         }

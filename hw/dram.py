@@ -22,25 +22,28 @@ register resets to 0, "never". The bank row buffers and channel activation windo
 ``ready``. In the first cycle of the request (its arrival) the model computes the beat's column
 command cycle::
 
-    col = max(arrival, activation + t_rcd (on a row miss),
+    col = max(arrival, activation + t_rcd,
               t_col[ch] + (t_ccd_l if bg_col[ch] == the bank's group else t_ccd_s))
 
-where the activation (after a precharge when another row is open) follows
-:class:`~.dram_rows.RowState`'s rule with look-ahead from the instruction's ``start``. The model
-records the column command (and the activation) in the state in the arrival cycle, once per beat
-(``ready`` may come in that very cycle, and the next beat must see it); ``ready`` is asserted in
-cycle ``col``. The instruction's start is not on the bus: the first beat (``first``) arrives
-exactly ``DMA_SETUP_CYCLES`` after it (the DMA engine's contract), so the model latches
-``start = arrival - DMA_SETUP_CYCLES`` there; every later beat arrives in the cycle after the
-previous ``ready`` (the other contract), which is the model's ``previous beat + 1``. Latency:
+where on a row miss the activation (after a precharge when another row is open) follows
+:class:`~.dram_rows.RowState`'s rule with look-ahead from the instruction's ``start``, and on a
+hit it is the open row's (which a ``PIM_ACT`` may have issued ahead in ``pim_mode`` "single":
+the model's ``RowState.ready``). The model records the column command (and the activation) in
+the state in the arrival cycle, once per beat (``ready`` may come in that very cycle, and the
+next beat must see it); ``ready`` is asserted in cycle ``col``. The instruction's start is not
+on the bus: the first beat (``first``) arrives exactly ``DMA_SETUP_CYCLES`` after it (the DMA
+engine's contract), so the model latches ``start = arrival - DMA_SETUP_CYCLES`` there; every
+later beat arrives in the cycle after the previous ``ready`` (the other contract), which is the
+model's ``previous beat + 1``. Latency:
 ``col - arrival`` cycles, 0 when nothing binds. The access happens in the ready cycle:
 ``rdata`` is valid combinationally in that cycle (asynchronous read), a write (``wdata`` bytes
 where ``wmask`` is set) is visible from the next cycle. The CAS latency ``t_cl`` after the last
 beat is the DMA engine's to wait.
 
 **PIM port.** ``pim`` (:class:`PimDramSignature`) is the PIM unit's: the banks' PIM row buffers
-as a :class:`~.dram_rows.RowState` of their own (``pim_rows``) in ``pim_mode`` "dual", the
-normal one (``rows``, shared with the bus) in "single" (docs/pim.md, "Row-buffer modes"); ``now``;
+as a :class:`~.dram_rows.RowState` of their own (``pim_rows``, ``pim_row_buffers`` buffers per
+bank) in ``pim_mode`` "dual", the normal one (``rows``, shared with the bus) in "single"
+(docs/pim.md, "Row-buffer modes"); ``now``;
 and the MAC lanes' and the write path's access to the banks in lock step: every bank reads word
 ``addr`` (``rdata``, combinational, one word per bank), and the banks of ``we`` write the bytes
 ``wmask`` of their channel's ``wdata`` to it at the clock edge. The PIM unit times its accesses
@@ -203,8 +206,8 @@ class DramModel(ConfigComponent):
     memories : list of ``lib.memory.Memory``, one per bank (index ``ch * dram_banks + bank``,
         words as :func:`bank_word`); ``memories[i].data`` for testbenches
     rows : :class:`~.dram_rows.RowState`, the banks' row buffers (a submodule)
-    pim_rows : :class:`~.dram_rows.RowState`, the PIM row buffers: another submodule in
-        ``pim_mode`` "dual", ``rows`` in "single"
+    pim_rows : :class:`~.dram_rows.RowState`, the PIM row buffers: another submodule of
+        ``pim_row_buffers`` buffers per bank in ``pim_mode`` "dual", ``rows`` in "single"
     t_col, bg_col : ``Array`` of Signals, per channel: last column command and its bank group
 
     Raises
@@ -226,7 +229,8 @@ class DramModel(ConfigComponent):
         self.memories = [Memory(shape=8 * bus, depth=bank_depth(config), init=init)
                          for init in _bank_images(config, image)]
         self.rows = RowState(config)
-        self.pim_rows = RowState(config) if config.pim_mode == "dual" else self.rows
+        self.pim_rows = (RowState(config, config.pim_row_buffers) if config.pim_mode == "dual"
+                         else self.rows)
         nch = config.dram_channels
         self.t_col = Array(Signal(TIME_BITS, name=f"t_col_{c}") for c in range(nch))
         self.bg_col = Array(Signal(exact_log2(config.dram_bank_groups), name=f"bg_col_{c}")
@@ -269,8 +273,8 @@ class DramModel(ConfigComponent):
                      req.start.eq(Mux(bus.first, now - DMA_SETUP_CYCLES, start))]
         ccd = Mux(self.bg_col[ch] == bg, cfg.t_ccd_l, cfg.t_ccd_s)
         col = Signal(TIME_BITS)     # the beat's column command cycle (valid in its arrival)
-        m.d.comb += col.eq(time_max(now, Mux(req.hit, 0, req.act + cfg.t_rcd),
-                                    self.t_col[ch] + ccd))
+        # on a hit ``act`` is the open row's activation: a PIM_ACT's may be recent (t_rcd)
+        m.d.comb += col.eq(time_max(now, req.act + cfg.t_rcd, self.t_col[ch] + ccd))
 
         waiting = Signal()          # the beat's cycle was computed: ``ready`` at ``target``
         target = Signal(TIME_BITS)

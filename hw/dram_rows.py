@@ -5,38 +5,43 @@ free-running cycle count (``now`` of :class:`~.dram.DramModel`) that starts at
 :data:`TIME_ORIGIN` and never wraps within a run; every timestamp register resets to 0, which lies
 further in the past than any constraint reaches, so 0 means "never" (the model's ``NEVER``).
 
-State, for each of the ``dram_channels * dram_banks`` banks (index ``ch * dram_banks + bank``):
-``open_valid`` / ``open_row`` (the row in the row buffer), ``t_act`` (its activation) and
-``t_last`` (the last column access to the bank); for each channel the cycles of its last four
-activations ``acts[ch][0..3]``, oldest first.
+State, for each of the ``dram_channels * dram_banks * buffers`` entries (``buffers`` row buffers
+per bank, 1 or 2; entry ``(ch * dram_banks + bank) * buffers + row % buffers`` holds the rows of
+that parity, the model's ``RowState.entry``): ``open_valid`` / ``open_row`` (the row in the row
+buffer), ``t_act`` (its activation) and ``t_last`` (the last column access to it); for each
+channel the cycles of its last four activations ``acts[ch][0..3]``, oldest first.
 
 A requester names a bank, a row and its instruction's ``start``; combinationally it gets ``hit``
-(the row is open) and ``act``, the cycle an activation of that row takes if issued now:
+(the row is open in its entry) and ``act``, the row's activation: on a hit the open row's
+``t_act`` (which may lie in the future: a ``PIM_ACT`` issued it ahead; the access waits until
+``t_rcd`` after it, the model's ``RowState.ready``), else the cycle an activation issued now
+takes:
 
-* precharge at ``max(start, t_act + t_ras, t_last + 1)`` when the bank has a row open, then
+* precharge at ``max(start, t_act + t_ras, t_last + 1)`` when the entry has a row open, then
   ``earliest = precharge + t_rp``; with no row open ``earliest = start``;
 * ``act = max(earliest, acts[ch][3] + 1, acts[ch][0] + t_faw)``.
 
 Strobes (effective from the next cycle): ``activate`` opens the row at ``act`` and shifts ``act``
-into the channel's window; ``access`` records a column access to the bank at ``t_access``.
+into the channel's window; ``access`` records a column access to the entry at ``t_access``.
 
 A second request interface, ``grp`` (:class:`GroupRequestSignature`), serves the PIM unit: the
 rule of :meth:`~mixpim.models.dram_timing.RowState.activate_group`, applied as
 :func:`mixpim.models.pim_timing.pim_cycles` applies it. For every channel of a channel mask at
 once (channels share nothing), bank group by bank group in group order, the banks of a bank mask
-that do not hold ``row`` are opened by one ``G_ACT``: each open one precharged as above, the
-command at the latest of their ``earliest`` cycles and the channel's window, shifted into the
-window once. ``ready[ch]`` is the latest ``act + t_rcd`` of the channel's commands (``start``
-when none is needed). This is one combinational chain of ``dram_bank_groups`` steps per channel;
-the ``open`` strobe records it all at the clock edge, and ``access`` sets ``t_last`` of every
-masked bank to its channel's ``t_access``. The two interfaces are never active in one cycle (the
-DMA and the PIM unit share one row state only in ``pim_mode`` "single", where they never execute
-at the same time).
+whose entry for ``row`` (``row % buffers``) does not hold it are opened by one ``G_ACT``: each
+open one precharged as above, the command at the latest of their ``earliest`` cycles and the
+channel's window, shifted into the window once. ``ready[ch]`` is the latest ``act + t_rcd`` of
+the channel's commands and of ``t_act + t_rcd`` of its masked entries that hold the row already
+(``start`` when neither binds). This is one combinational chain of ``dram_bank_groups`` steps
+per channel; the ``open`` strobe records it all at the clock edge, and ``access`` sets ``t_last``
+of the entry of every masked bank to its channel's ``t_access``. The two interfaces are never
+active in one cycle (the DMA and the PIM unit share one row state only in ``pim_mode`` "single",
+where they never execute at the same time).
 """
 
 from functools import reduce
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -77,10 +82,12 @@ class RowRequestSignature(wiring.Signature):
         The bank and the row the requester wants open.
     start : Out(TIME_BITS), the requesting instruction's start: no precharge or activation is
         issued before it (look-ahead from the start, not from the request)
-    hit : In(1), the bank has ``row`` open
-    act : In(TIME_BITS), when not ``hit``: the cycle of the row's activation if it is issued now
+    hit : In(1), the bank has ``row`` open (in the row's entry)
+    act : In(TIME_BITS), the row's activation: on a ``hit`` the open row's (perhaps ahead of
+        ``now``; the access waits until ``act + t_rcd``), else the cycle of an activation
+        issued now
     activate : Out(1), strobe: open ``row`` at ``act`` (the channel's activation window shifts)
-    access : Out(1), strobe: a column access to the bank at ``t_access``
+    access : Out(1), strobe: a column access to the row's entry at ``t_access``
     t_access : Out(TIME_BITS)
     """
 
@@ -109,10 +116,11 @@ class GroupRequestSignature(wiring.Signature):
     row : Out(row bits)
     start : Out(TIME_BITS), the requesting instruction's start (look-ahead from it)
     ready : In(ArrayLayout(TIME_BITS, dram_channels)), per channel: when its banks hold ``row``
-        (the latest ``act + t_rcd`` of its ``G_ACT`` s), ``start`` when it needs none
+        ready for access (the latest ``act + t_rcd`` of its ``G_ACT`` s and of the rows already
+        open), ``start`` when nothing binds
     open : Out(1), strobe: issue the ``G_ACT`` s ``ready`` was computed for
-    access : Out(1), strobe: the masked banks of channel ``ch`` were last accessed at
-        ``t_access[ch]``
+    access : Out(1), strobe: the row's entries of the masked banks of channel ``ch`` were last
+        accessed at ``t_access[ch]``
     t_access : Out(ArrayLayout(TIME_BITS, dram_channels))
     """
 
@@ -137,19 +145,31 @@ class RowState(ConfigComponent):
     Arguments
     ---------
     config : TileConfig
+    buffers : int, 1 or 2
+        Row buffers per bank (2: the PIM row buffers of ``pim_row_buffers`` 2).
 
     Members
     -------
     req : In(:class:`RowRequestSignature`), the DMA's (one bank per request)
     grp : In(:class:`GroupRequestSignature`), the PIM unit's (group activations)
-    open_valid, open_row, t_act, t_last : ``Array`` of Signals, one per bank (index
-        ``ch * dram_banks + bank``), for testbenches and other readers
+    buffers : int
+    open_valid, open_row, t_act, t_last : ``Array`` of Signals, one per entry (index
+        ``(ch * dram_banks + bank) * buffers + row % buffers``), for testbenches and other
+        readers
     acts : list (per channel) of 4 Signals, the last four activations, oldest first
+
+    Raises
+    ------
+    ValueError
+        If ``buffers`` is not 1 or 2.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, buffers=1):
         super().__init__(config)
-        n = config.dram_channels * config.dram_banks
+        if buffers not in (1, 2):
+            raise ValueError(f"buffers must be 1 or 2, not {buffers!r}")
+        self.buffers = buffers
+        n = config.dram_channels * config.dram_banks * buffers
         self.open_valid = Array(Signal(name=f"open_valid_{i}") for i in range(n))
         self.open_row = Array(Signal(row_bits(config), name=f"open_row_{i}") for i in range(n))
         self.t_act = Array(Signal(TIME_BITS, name=f"t_act_{i}") for i in range(n))
@@ -161,17 +181,22 @@ class RowState(ConfigComponent):
         assert max(config.t_ras, config.t_faw) < TIME_ORIGIN
         return {"req": In(RowRequestSignature(config)), "grp": In(GroupRequestSignature(config))}
 
+    def _parity(self, row):
+        """The bits of ``row`` that select its entry of a bank (none for one buffer)."""
+        return row[:exact_log2(self.buffers)]
+
     def elaborate(self, platform):
-        cfg = self._cfg
         req = self.req
         m = Module()
-        idx = req.bank | (req.ch << exact_log2(cfg.dram_banks))   # ch * banks + bank
+        idx = Cat(self._parity(req.row), req.bank, req.ch)   # the row's entry
         is_open = self.open_valid[idx]
         m.d.comb += req.hit.eq(is_open & (self.open_row[idx] == req.row))
 
-        earliest = Mux(is_open, self._precharged(idx, req.start), req.start)
+        earliest = Mux(is_open, self._precharged(self.t_act[idx], self.t_last[idx], req.start),
+                       req.start)
         acts = Array(Array(w) for w in self.acts)[req.ch]
-        m.d.comb += req.act.eq(self._command(earliest, acts))
+        # a hit: the open row's activation (an access waits t_rcd after it, RowState.ready)
+        m.d.comb += req.act.eq(Mux(req.hit, self.t_act[idx], self._command(earliest, acts)))
 
         with m.If(req.activate):
             m.d.sync += [
@@ -186,11 +211,12 @@ class RowState(ConfigComponent):
         self._groups(m)
         return m
 
-    def _precharged(self, idx, start):
-        """The earliest activation of bank ``idx`` after precharging its open row (from
-        ``start``, ``t_ras`` after its activation, after its last access; then ``t_rp``)."""
+    def _precharged(self, t_act, t_last, start):
+        """The earliest activation of an entry activated at ``t_act`` and last accessed at
+        ``t_last`` after precharging its open row (from ``start``, ``t_ras`` after its
+        activation, after its last access; then ``t_rp``)."""
         cfg = self._cfg
-        return time_max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1) + cfg.t_rp
+        return time_max(start, t_act + cfg.t_ras, t_last + 1) + cfg.t_rp
 
     def _command(self, earliest, window):
         """An activation command at ``earliest`` or later: one per cycle, four per ``t_faw`` in
@@ -201,33 +227,46 @@ class RowState(ConfigComponent):
         """The ``grp`` interface: per channel, a chain of one ``G_ACT`` per bank group."""
         cfg = self._cfg
         g = self.grp
-        nb, ng = cfg.dram_banks, cfg.dram_bank_groups
+        nb, ng, nbuf = cfg.dram_banks, cfg.dram_bank_groups, self.buffers
+        par = self._parity(g.row)
+
+        def pick(signals, q):
+            """Bank ``q``'s (``ch * banks + bank``) entry for ``g.row``: a mux over its
+            buffers, not over every entry."""
+            own = signals[q * nbuf:(q + 1) * nbuf]
+            return Array(own)[par] if nbuf > 1 else own[0]
+
         for ch in range(cfg.dram_channels):
             window = list(self.acts[ch])
             ready = g.start
             for group in range(ng):
-                idxs = [ch * nb + b for b in range(group, nb, ng)]   # bank b is in group b % ng
-                need = {i: Signal(name=f"gact_need_{i}") for i in idxs}
+                qs = [ch * nb + b for b in range(group, nb, ng)]   # bank b is in group b % ng
+                need = {q: Signal(name=f"gact_need_{q}") for q in qs}
                 earliest = g.start
-                for i in idxs:
-                    holds = self.open_valid[i] & (self.open_row[i] == g.row)
-                    m.d.comb += need[i].eq(g.chans[ch] & g.banks[i - ch * nb] & ~holds)
-                    earliest = Mux(need[i] & self.open_valid[i],
-                                   time_max(earliest, self._precharged(i, g.start)), earliest)
+                for q in qs:
+                    valid, t_act = pick(self.open_valid, q), pick(self.t_act, q)
+                    holds = valid & (pick(self.open_row, q) == g.row)
+                    masked = g.chans[ch] & g.banks[q - ch * nb]
+                    m.d.comb += need[q].eq(masked & ~holds)
+                    pre = self._precharged(t_act, pick(self.t_last, q), g.start)
+                    earliest = Mux(need[q] & valid, time_max(earliest, pre), earliest)
+                    # open already, perhaps still opening (a PIM_ACT's): ready t_rcd after it
+                    ready = Mux(masked & holds, time_max(ready, t_act + cfg.t_rcd), ready)
                 issue = reduce(lambda a, b: a | b, need.values(), Const(0, 1))
                 act = Signal(TIME_BITS, name=f"gact_{ch}_{group}")
                 m.d.comb += act.eq(self._command(earliest, window))
                 window = [Mux(issue, new, old) for old, new in zip(window, window[1:] + [act])]
                 ready = Mux(issue, time_max(ready, act + cfg.t_rcd), ready)
                 with m.If(g.open):
-                    for i in idxs:
-                        with m.If(need[i]):
-                            m.d.sync += [self.open_valid[i].eq(1), self.open_row[i].eq(g.row),
-                                         self.t_act[i].eq(act)]
+                    for q in qs:
+                        with m.If(need[q]):
+                            m.d.sync += [pick(self.open_valid, q).eq(1),
+                                         pick(self.open_row, q).eq(g.row),
+                                         pick(self.t_act, q).eq(act)]
             m.d.comb += g.ready[ch].eq(ready)
             with m.If(g.open):
                 m.d.sync += [w.eq(v) for w, v in zip(self.acts[ch], window)]
             with m.If(g.access & g.chans[ch]):
                 for b in range(nb):
                     with m.If(g.banks[b]):
-                        m.d.sync += self.t_last[ch * nb + b].eq(g.t_access[ch])
+                        m.d.sync += pick(self.t_last, ch * nb + b).eq(g.t_access[ch])

@@ -1,4 +1,5 @@
-"""PIM unit of the tile: executes one PIM_GBUF, PIM_WRITE, PIM_GEMV or PIM_READ at a time.
+"""PIM unit of the tile: executes one PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ or PIM_ACT at a
+time.
 
 Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
 :func:`mixpim.models.pim_timing.pim_cycles`' (docs/pim.md), for an instruction started in cycle
@@ -15,17 +16,23 @@ Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
   ``ceil(4 * values / dram_bus_bytes)`` beats.
 * **PIM_WRITE / PIM_GEMV** ask the PIM row state (:class:`~.dram_rows.RowState`, ``grp``) in
   ``s+1`` to open the row with one ``G_ACT`` per bank group and channel: it answers per channel
-  when the row is ready, so ``c0 = max(s + 2, every channel's ready cycle)`` and the last step
+  when the row is ready (also where a row buffer holds it already but a ``PIM_ACT`` opened it
+  less than ``t_rcd`` ago), so ``c0 = max(s + 2, every channel's ready cycle)`` and the last step
   ``c0 + (steps - 1) * t_ccd_l`` are known there, and the banks' last-access times are recorded
-  at once (the unit owns its row state while it executes: in ``pim_mode`` "single" the DMA does
-  not run meanwhile). The steps then happen at ``c0 + k * t_ccd_l``: a PIM_WRITE chunk writes
-  its bus word's bytes from the global buffer into bank ``bank`` of every channel (each channel's
-  timing counts from its own ready cycle; the data is written in lock step from the latest,
-  which leaves the same end), ``done`` ``t_cl`` after the last chunk; a PIM_GEMV step reads
-  ``pim_lanes`` bytes of the open row in every bank of every channel, multiplies them with
-  global-buffer bytes (dot: ``pim_lanes`` elements, the same for every bank; bcast: one element
+  at once in the row's buffers (the unit owns its row state while it executes: in ``pim_mode``
+  "single" the DMA does not run meanwhile). The steps then happen at ``c0 + k * t_ccd_l``: a
+  PIM_WRITE chunk writes its bus word's bytes from the global buffer into bank ``bank`` of every
+  channel (each channel's timing counts from its own ready cycle; the data is written in lock
+  step from the latest, which leaves the same end), ``done`` ``t_cl`` after the last chunk; a
+  PIM_GEMV step reads ``pim_lanes`` bytes of the open row in every bank of every channel,
+  multiplies them with global-buffer bytes (dot: ``pim_lanes`` elements, the same for every bank; bcast: one element
   broadcast over the lanes, the bank's own: bank ``bank + k`` takes element ``k * n + t`` for
   row vector ``t``) and adds into the result registers, ``done`` in the last step.
+* **PIM_ACT** asks the row state in ``s+1`` like a PIM_GEMV (its banks, channels and row) and
+  issues the ``G_ACT`` s (``open``, no access), then does not wait for them: ``done`` in ``s+2``
+  (busy ``PIM_SETUP_CYCLES + 1`` = 3 cycles). A later PIM_WRITE / PIM_GEMV of the row (or, in
+  "single" mode, a LOAD/STORE) finds it open and waits at most until ``t_rcd`` after the
+  activation.
 
 The result registers (``channels x banks x pim_res_regs``, 32 bits, wrapping) and the global
 buffers are flip-flops, zero after reset: the tile resets the unit at a run's start.
@@ -131,9 +138,11 @@ class PimUnit(ConfigComponent):
         any_view = inst.pim_gemv   # ch / chans are common (asserted above)
         chan_mask = Cat(*[(c >= any_view.ch) & (c < any_view.ch + any_view.chans)
                           for c in range(cfg.dram_channels)])
-        lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank, inst.pim_gemv.bank)
+        lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank,
+                 Mux(is_op[Opcode.PIM_ACT], inst.pim_act.bank, inst.pim_gemv.bank))
         count = Mux(is_op[Opcode.PIM_WRITE], 1,
-                    Mux(is_op[Opcode.PIM_GEMV], inst.pim_gemv.banks, inst.pim_read.banks))
+                    Mux(is_op[Opcode.PIM_GEMV], inst.pim_gemv.banks,
+                        Mux(is_op[Opcode.PIM_ACT], inst.pim_act.banks, inst.pim_read.banks)))
         bank_mask = Cat(*[(b >= lo) & (b < lo + count) for b in range(nb)])
 
         def finish_walk():
@@ -167,16 +176,18 @@ class PimUnit(ConfigComponent):
         nch, nb = cfg.dram_channels, cfg.dram_banks
         bus, lanes = cfg.dram_bus_bytes, cfg.pim_lanes
         lb, ll, lr = exact_log2(bus), exact_log2(lanes), exact_log2(cfg.dram_row_bytes)
-        wr, gv = inst.pim_write, inst.pim_gemv
-        write, gemv = is_op[Opcode.PIM_WRITE], is_op[Opcode.PIM_GEMV]
+        wr, gv, ac = inst.pim_write, inst.pim_gemv, inst.pim_act
+        write, gemv, act = is_op[Opcode.PIM_WRITE], is_op[Opcode.PIM_GEMV], is_op[Opcode.PIM_ACT]
         rows = self.dram.rows
 
         # s + 1: the G_ACTs, when the row is ready per channel, the last step, the banks' last
-        # accesses
+        # accesses (PIM_ACT: the G_ACTs alone, done in s + 2 whenever they happen)
         ask = first & (write | gemv)
         m.d.comb += [rows.chans.eq(chan_mask), rows.banks.eq(bank_mask),
-                     rows.row.eq(Mux(write, wr.row, gv.row)), rows.start.eq(t0),
-                     rows.open.eq(ask), rows.access.eq(ask)]
+                     rows.row.eq(Mux(write, wr.row, Mux(act, ac.row, gv.row))), rows.start.eq(t0),
+                     rows.open.eq(ask | (first & act)), rows.access.eq(ask)]
+        with m.If(first & act):
+            m.d.sync += [ending.eq(1), t_end.eq(t0 + PIM_SETUP_CYCLES)]
         setup = t0 + PIM_SETUP_CYCLES
         ready = [time_max(setup, rows.ready[c]) for c in range(nch)]
         c0 = time_max(*ready)   # a channel outside the mask answers ``start``

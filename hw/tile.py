@@ -300,11 +300,9 @@ class Tile(ConfigComponent):
             chk.i_gemm.eq(dec.o_gemm),
             chk.i_vec.eq(dec.o_vec),
             chk.i_vsoft.eq(dec.o_vsoft),
-            chk.i_pim_gbuf.eq(dec.o_pim_gbuf),
-            chk.i_pim_write.eq(dec.o_pim_write),
-            chk.i_pim_gemv.eq(dec.o_pim_gemv),
-            chk.i_pim_read.eq(dec.o_pim_read),
         ]
+        for name in (op.name.lower() for op in PIM_OPS):   # every PIM format's view
+            m.d.comb += getattr(chk, f"i_{name}").eq(getattr(dec, f"o_{name}"))
         at_end = pc == self.length
         disp_error = Signal(ErrorCode)
         m.d.comb += disp_error.eq(Mux(at_end, ErrorCode.NO_HALT,

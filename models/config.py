@@ -140,6 +140,10 @@ class TileConfig:
         ``"dual"``: each bank has a second row buffer for PIM, so PIM compute and the DMA's
         accesses proceed at once; ``"single"``: one row buffer, PIM and the DMA block each other
         (docs/pim.md).
+    pim_row_buffers : int
+        PIM row buffers per bank, 1 or 2 (2 only in ``pim_mode`` "dual"): with 2, even rows open
+        into one and odd rows into the other (two subarray groups), so a ``PIM_ACT`` can open the
+        next row while the MAC lanes compute on the current one (docs/pim.md).
     pim_lanes : int
         MAC lanes per bank (INT8 x INT8 multipliers; bytes of the row one MAC step reads), a
         power of two in 1..64, at most ``dram_bus_bytes``.
@@ -183,6 +187,7 @@ class TileConfig:
     t_ccd_s: int = 1
     t_ccd_l: int = 1
     pim_mode: str = "dual"
+    pim_row_buffers: int = 1
     pim_lanes: int = 4
     pim_gbuf_bytes: int = 256
     pim_res_regs: int = 16
@@ -215,6 +220,7 @@ class TileConfig:
             check_int(name, getattr(self, name), 1, 255)
         if self.pim_mode not in PIM_MODES:
             raise ConfigError(f"pim_mode must be one of {', '.join(PIM_MODES)}, not {self.pim_mode!r}")
+        check_int("pim_row_buffers", self.pim_row_buffers, 1, 2)
         _check_pow2("pim_lanes", self.pim_lanes, 1, 64)
         _check_pow2("pim_gbuf_bytes", self.pim_gbuf_bytes, 16, MAX_PIM_GBUF_BYTES)
         check_int("pim_res_regs", self.pim_res_regs, 1, MAX_PIM_RES_REGS)
@@ -237,6 +243,9 @@ class TileConfig:
                               f"dram_banks ({self.dram_banks})")
         if self.t_ccd_s > self.t_ccd_l:
             raise ConfigError(f"t_ccd_s ({self.t_ccd_s}) must not exceed t_ccd_l ({self.t_ccd_l})")
+        if self.pim_row_buffers > 1 and self.pim_mode != "dual":
+            raise ConfigError(f"pim_row_buffers ({self.pim_row_buffers}) must be 1 in pim_mode "
+                              f"{self.pim_mode!r}: PIM shares the banks' one row buffer")
         if self.pim_lanes > self.dram_bus_bytes:
             raise ConfigError(f"pim_lanes ({self.pim_lanes}) must not exceed dram_bus_bytes "
                               f"({self.dram_bus_bytes}): a MAC step reads one bus word of the row")
@@ -321,6 +330,12 @@ class TileConfig:
     def dram_bytes(self):
         """DRAM size in bytes."""
         return self.dram_channels * self.dram_banks * self.dram_rows * self.dram_row_bytes
+
+    def in_pim_mode(self, mode):
+        """This tile with PIM row-buffer mode ``mode`` ("dual" or "single"; single mode has no
+        PIM row buffers of its own, so ``pim_row_buffers`` becomes 1)."""
+        keep = self.pim_row_buffers if mode == "dual" else 1
+        return self.replace(pim_mode=mode, pim_row_buffers=keep)
 
     def replace(self, **changes):
         """A copy with ``changes`` applied (and validated)."""
@@ -447,7 +462,7 @@ PRESETS = {
                        act_words=256, wgt_words=256, meta_words=64, acc_words=64, vparam_words=128,
                        dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=128,
                        dram_row_bytes=256, dram_bus_bytes=8, t_rcd=3, t_rp=3, t_cl=2, t_ras=8,
-                       t_faw=12, t_ccd_s=1, t_ccd_l=2, pim_mode="dual", pim_lanes=4,
+                       t_faw=12, t_ccd_s=1, t_ccd_l=2, pim_mode="dual", pim_row_buffers=2, pim_lanes=4,
                        pim_gbuf_bytes=256, pim_res_regs=32),
     "fpga": TileConfig(rows=16, cols=16, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=4,
                        act_words=4096, wgt_words=4096, meta_words=256, acc_words=512,

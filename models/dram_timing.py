@@ -47,21 +47,25 @@ def dram_location(config, addr):
 
 
 class RowState:
-    """One row buffer per bank (``channels * banks`` of them, index ``ch * banks + bank``) and
-    each channel's activation history: the state activations and precharges depend on.
+    """Row buffers (``buffers`` per bank; entry ``(ch * banks + bank) * buffers + row % buffers``
+    holds the rows of that parity, :meth:`entry`) and each channel's activation history: the state
+    activations and precharges depend on.
 
     Members
     -------
+    buffers : int
+        Row buffers per bank: 1, or 2 for PIM row buffers of ``pim_row_buffers`` 2.
     open_rows, t_act, t_last : list of int
-        Per bank: the open row (:data:`NO_ROW` for none), the cycle of its activation and of the
+        Per entry: the open row (:data:`NO_ROW` for none), the cycle of its activation and of the
         last column access to it (:data:`NEVER` before the first).
     acts : list of list of int
         Per channel: the cycles of its last four activations, oldest first.
     """
 
-    def __init__(self, config):
-        n = config.dram_channels * config.dram_banks
+    def __init__(self, config, buffers=1):
+        n = config.dram_channels * config.dram_banks * buffers
         self.cfg = config
+        self.buffers = buffers
         self.open_rows = [NO_ROW] * n
         self.t_act = [NEVER] * n
         self.t_last = [NEVER] * n
@@ -69,21 +73,30 @@ class RowState:
 
     def copy(self):
         new = RowState.__new__(RowState)
-        new.cfg = self.cfg
+        new.cfg, new.buffers = self.cfg, self.buffers
         new.open_rows, new.t_act, new.t_last = list(self.open_rows), list(self.t_act), list(self.t_last)
         new.acts = [list(w) for w in self.acts]
         return new
 
+    def entry(self, bank, row):
+        """The entry of bank ``bank`` (``ch * banks + bank``) that holds ``row``."""
+        return bank * self.buffers + row % self.buffers
+
+    def ready(self, idx, start):
+        """When entry ``idx``'s open row can be accessed from ``start`` on: ``t_rcd`` after its
+        activation (which a ``PIM_ACT`` may have issued ahead)."""
+        return max(start, self.t_act[idx] + self.cfg.t_rcd)
+
     def activate(self, ch, idx, row, start):
-        """Open ``row`` in bank ``idx`` of channel ``ch`` (precharging another open row) as early
+        """Open ``row`` in entry ``idx`` of channel ``ch`` (precharging another open row) as early
         as the rules allow, not before ``start``; returns the activation cycle."""
         return self.activate_group(ch, (idx,), row, start)
 
     def activate_group(self, ch, idxs, row, start):
-        """Open ``row`` in the banks ``idxs`` of channel ``ch`` with one command (one bank: a
-        normal activation; several: a PIM ``G_ACT`` over banks of one bank group): a bank with
+        """Open ``row`` in the entries ``idxs`` of channel ``ch`` with one command (one bank: a
+        normal activation; several: a PIM ``G_ACT`` over banks of one bank group): an entry with
         another row open is precharged at ``max(start, t_act + t_ras, t_last + 1)``; the command
-        comes at the latest of the banks' earliest cycles (``t_rp`` after a precharge, else
+        comes at the latest of the entries' earliest cycles (``t_rp`` after a precharge, else
         ``start``) and the channel's window (one per cycle, four per ``t_faw``), counted once in
         it; returns the activation cycle."""
         cfg = self.cfg
@@ -102,9 +115,11 @@ class RowState:
         return act
 
     def open_rows_array(self):
-        """The open rows as an int64 array (channels, banks)."""
+        """The open rows as an int64 array (channels, banks), or (channels, banks, buffers) with
+        two buffers per bank."""
         cfg = self.cfg
-        return np.array(self.open_rows, np.int64).reshape(cfg.dram_channels, cfg.dram_banks)
+        shape = (cfg.dram_channels, cfg.dram_banks) + ((self.buffers,) if self.buffers > 1 else ())
+        return np.array(self.open_rows, np.int64).reshape(shape)
 
 
 class DramTiming:
@@ -116,8 +131,9 @@ class DramTiming:
     rows : RowState
         The normal row buffers (the DMA's).
     pim_rows : RowState
-        The PIM row buffers: a second :class:`RowState` in ``pim_mode`` "dual", the same object as
-        ``rows`` in "single" (one row buffer per bank, docs/pim.md).
+        The PIM row buffers: a second :class:`RowState` of ``pim_row_buffers`` buffers per bank in
+        ``pim_mode`` "dual", the same object as ``rows`` in "single" (one row buffer per bank,
+        docs/pim.md).
     t_col, bg_col : list of int
         Per channel: the cycle of its last column command and that command's bank group (-1
         before the first).
@@ -126,7 +142,8 @@ class DramTiming:
     def __init__(self, config):
         self.cfg = config
         self.rows = RowState(config)
-        self.pim_rows = RowState(config) if config.pim_mode == "dual" else self.rows
+        self.pim_rows = (RowState(config, config.pim_row_buffers) if config.pim_mode == "dual"
+                         else self.rows)
         self.t_col = [NEVER] * config.dram_channels
         self.bg_col = [-1] * config.dram_channels
 
@@ -188,6 +205,8 @@ class DramTiming:
             col = prev + 1
             if open_rows[idx] != r:
                 col = max(col, rs.activate(ch, idx, r, start) + t_rcd)
+            else:  # a row a PIM_ACT opened ahead (single mode) may still be opening
+                col = rs.ready(idx, col)
             col = max(col, t_col[ch] + (t_ccd_l if bg_col[ch] == bg else t_ccd_s))
             prev = col + (m - 1) * t_ccd_l
             t_col[ch] = prev

@@ -18,6 +18,8 @@ ordinary DRAM rows: row ``row`` of bank ``bank`` in channel ``ch`` holds DRAM by
   (r < n), **bcast** ``res[res + e] (+)= sum_t gbuf[gaddr + k*n + t] * row[col + t*len + e]``
   (e < len; k = the bank's position in the instruction: each bank takes its own ``n`` buffer
   elements). Products are exact (16 bits), sums wrap at 32 bits like the registers.
+* ``PIM_ACT``: no data effect; it opens ``row`` in the PIM row buffers of banks ``bank ..
+  bank + banks - 1`` of each channel ahead of a PIM_WRITE / PIM_GEMV (:mod:`.pim_timing`).
 * ``PIM_READ``: each channel's values -- the ``n`` registers from ``res`` of banks ``bank ..``,
   bank after bank, or (``reduce``) their sum over the banks, wrapped at 32 bits -- are written
   ``cols`` per ACC word (zero padded) to ACC word ``acc_addr + j * chan_stride + w *
@@ -32,7 +34,7 @@ __all__ = ["PIM_OPS", "PIM_ACC_BITS", "pim_row_addr", "PimState", "pim_problem",
            "gemv_extent", "read_values", "read_words", "row_starts", "apply_pim"]
 
 #: The PIM unit's opcodes.
-PIM_OPS = (Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ)
+PIM_OPS = (Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ, Opcode.PIM_ACT)
 #: Width of a result register (two's complement; sums wrap).
 PIM_ACC_BITS = 32
 
@@ -81,12 +83,13 @@ def pim_problem(config, inst):
     if inst.ch + inst.chans > cfg.dram_channels:
         return bad, (f"{name} channels {_span(inst.ch, inst.chans)} leave the DRAM's "
                      f"{cfg.dram_channels} channels")
-    if op in (Opcode.PIM_GEMV, Opcode.PIM_READ) and inst.bank + inst.banks > cfg.dram_banks:
+    if op in (Opcode.PIM_GEMV, Opcode.PIM_READ, Opcode.PIM_ACT) and \
+            inst.bank + inst.banks > cfg.dram_banks:
         return bad, (f"{name} banks {_span(inst.bank, inst.banks)} leave the channel's "
                      f"{cfg.dram_banks} banks")
     if op == Opcode.PIM_WRITE and inst.bank >= cfg.dram_banks:
         return bad, f"{name} bank {inst.bank} is beyond the channel's {cfg.dram_banks} banks"
-    if op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV) and inst.row >= cfg.dram_rows:
+    if op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_ACT) and inst.row >= cfg.dram_rows:
         return bad, f"{name} row {inst.row} is beyond the banks' {cfg.dram_rows} rows"
     gbuf, row_bytes = cfg.pim_gbuf_bytes, cfg.dram_row_bytes
     if op == Opcode.PIM_GBUF:
@@ -193,5 +196,5 @@ def apply_pim(config, state, dram, act, acc, wrap_acc, inst):
         for j in chans:  # in order: where words coincide, the later write wins
             for w in range(words):
                 acc[inst.acc_addr + j * inst.chan_stride + w * inst.word_stride] = padded[j, w]
-    else:
+    elif op != Opcode.PIM_ACT:  # PIM_ACT only times the row buffers
         raise ValueError(f"{op.name} is not a PIM instruction")

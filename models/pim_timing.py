@@ -3,12 +3,14 @@ the cycle model (:mod:`.tile_timing`), the RTL PIM unit's checks and the compile
 
 A PIM instruction starting in cycle s spends ``PIM_SETUP_CYCLES`` before its first access, like
 a LOAD/STORE. Its banks' PIM row buffers (:attr:`~.dram_timing.DramTiming.pim_rows`: the normal
-ones in single mode) follow the DRAM rules of :mod:`.dram_timing`, except that the banks of one
-bank group are activated together by one command (a ``G_ACT``, counted once in the channel's
-four-activation window): per channel, bank group by bank group, the banks whose PIM row buffer
-holds another row are precharged (``t_ras`` after their activation, after their last access) and
-activated as early as allowed from s (``t_rp``; one command per cycle, four per ``t_faw``), ready
-``t_rcd`` later.
+ones in single mode; with ``pim_row_buffers`` 2, row ``r`` in buffer ``r % 2`` of its bank) follow
+the DRAM rules of :mod:`.dram_timing`, except that the banks of one bank group are activated
+together by one command (a ``G_ACT``, counted once in the channel's four-activation window): per
+channel, bank group by bank group, the banks whose buffer holds another row are precharged
+(``t_ras`` after their activation, after their last access) and activated as early as allowed
+from s (``t_rp``; one command per cycle, four per ``t_faw``), ready ``t_rcd`` later; a buffer that
+holds the row already is ready ``t_rcd`` after its activation (at once unless a ``PIM_ACT``
+issued it ahead).
 
 * ``PIM_GBUF``: ``2 + max(ACT words read, beats * t_ccd_s) + t_cl``, where the ACT words read are
   one channel's (``len``, or ``ceil(len / rows)`` packed) when ``act_stride`` is 0 (every
@@ -20,6 +22,8 @@ activated as early as allowed from s (``t_rp``; one command per cycle, four per 
 * ``PIM_GEMV``: every bank of every channel opens the row; the MAC steps run in lock step from
   ``c0 = max(s + 2, every bank's activation + t_rcd)``, one per ``t_ccd_l`` (the bank's column
   rate), ``n * len / pim_lanes`` of them; busy through the last step.
+* ``PIM_ACT``: the G_ACTs as above, issued (recorded) in the row state; busy
+  ``PIM_SETUP_CYCLES + 1`` cycles whenever they happen.
 * ``PIM_READ``: ``2 + max(ACC words written, beats * t_ccd_s) + t_cl``: ``chans * ceil(values /
   cols)`` ACC words through one write port, ``ceil(4 * values / dram_bus_bytes)`` beats per
   channel bus.
@@ -39,7 +43,8 @@ PIM_SETUP_CYCLES = 2
 def pim_exclusive(config, op):
     """Whether PIM instruction ``op`` and a LOAD/STORE may not execute at the same time: in single
     mode every PIM instruction (the banks have one row buffer; the memory is in PIM mode or in
-    normal mode), in dual mode those that use the channels' data buses (PIM_GBUF, PIM_READ)."""
+    normal mode; a PIM_ACT's activations outlast it), in dual mode those that use the channels'
+    data buses (PIM_GBUF, PIM_READ)."""
     return config.pim_mode == "single" or op in (Opcode.PIM_GBUF, Opcode.PIM_READ)
 
 
@@ -63,23 +68,31 @@ def pim_cycles(dram, start, inst):
         return PIM_SETUP_CYCLES + max(writes, beats * cfg.t_ccd_s) + cfg.t_cl
     rs = dram.pim_rows
     nb, ng = cfg.dram_banks, cfg.dram_bank_groups
-    banks = range(inst.bank, inst.bank + (inst.banks if op == Opcode.PIM_GEMV else 1))
+    banks = range(inst.bank, inst.bank + (1 if op == Opcode.PIM_WRITE else inst.banks))
     ready = {}  # per channel: when every bank it uses has the row open
     for ch in range(inst.ch, inst.ch + inst.chans):
         r = first
         for group in range(ng):  # one G_ACT per bank group, in group order
-            idxs = [ch * nb + b for b in banks if b % ng == group
-                    and rs.open_rows[ch * nb + b] != inst.row]
+            idxs = []
+            for b in banks:
+                if b % ng == group:
+                    idx = rs.entry(ch * nb + b, inst.row)
+                    if rs.open_rows[idx] != inst.row:
+                        idxs.append(idx)
+                    else:  # open, perhaps still opening (a PIM_ACT's)
+                        r = rs.ready(idx, r)
             if idxs:
                 r = max(r, rs.activate_group(ch, idxs, inst.row, start) + cfg.t_rcd)
         ready[ch] = r
+    if op == Opcode.PIM_ACT:  # the G_ACTs are issued; the unit does not wait for them
+        return PIM_SETUP_CYCLES + 1
     if op == Opcode.PIM_WRITE:  # each channel writes its one bank on its own
         bus = cfg.dram_bus_bytes
         chunks = (inst.col + inst.len - 1) // bus - inst.col // bus + 1
         last = start
         for ch, r in ready.items():
             end = r + (chunks - 1) * cfg.t_ccd_l
-            rs.t_last[ch * nb + inst.bank] = end
+            rs.t_last[rs.entry(ch * nb + inst.bank, inst.row)] = end
             last = max(last, end)
         return last + cfg.t_cl + 1 - start
     # PIM_GEMV: the MAC steps of every bank in lock step
@@ -87,5 +100,5 @@ def pim_cycles(dram, start, inst):
     last = max(ready.values()) + (steps - 1) * cfg.t_ccd_l
     for ch in ready:
         for bank in banks:
-            rs.t_last[ch * nb + bank] = last
+            rs.t_last[rs.entry(ch * nb + bank, inst.row)] = last
     return last + 1 - start

@@ -57,7 +57,7 @@ UNITS = {u.unit: u for u in (
     UnitInfo(Unit.DMA, True, "LOAD, STORE: DRAM channel 0 and the scratchpads' DMA ports"),
     UnitInfo(Unit.GEMM, True, "GEMM: ACT/WGT/META read ports, the array, the ACC write port"),
     UnitInfo(Unit.VEC, True, "VEC: ACC read port, ACT/VPARAM read ports, ACT write port"),
-    UnitInfo(Unit.PIM, True, "PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ: the PIM banks' MAC lanes, "
+    UnitInfo(Unit.PIM, True, "PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: the PIM banks' MAC lanes, "
              "the channels' global buffers, ACT read port, ACC write port"),
 )}
 assert tuple(UNITS) == tuple(Unit)

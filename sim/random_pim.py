@@ -1,6 +1,6 @@
 """The PIM part of the seeded random programs (:mod:`.random_program`): random legal operands of
-PIM_GBUF, PIM_WRITE, PIM_GEMV and PIM_READ, the KV rows of the DRAM layout, and the designed PIM
-errors.
+PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ and PIM_ACT, the KV rows of the DRAM layout, and the
+designed PIM errors.
 
 Every range comes from the configuration (channels, banks, rows, row bytes, ``pim_lanes``,
 ``pim_gbuf_bytes``, ``pim_res_regs``, the ACT and ACC windows of the generator) and the field
@@ -17,13 +17,18 @@ banks or not, with ``word_stride`` 1 or more and a ``chan_stride`` that puts the
 adjacent or overlapping (the later channel wins). PIM_WRITE and PIM_GEMV act on a byte of the
 **KV region** (whole bank rows of random bytes after the other regions, which LOADs read and
 STOREs overwrite too) or of the ACT and OUT regions (rows LOADs read and STOREs write), so DRAM
-conflicts between the DMA and PIM units need tokens; sometimes on a row a PIM_WRITE wrote.
+conflicts between the DMA and PIM units need tokens; sometimes on a row a PIM_WRITE wrote. A
+PIM_ACT (no data, no tokens needed) opens the row of such a byte in 1..all banks and channels
+(KV rows: the two adjacent bank rows have both parities, so with two PIM row buffers one opens
+while GEMVs compute on the other), and the next PIM instruction is then mostly a PIM_WRITE /
+PIM_GEMV on that byte, which finds the row opening (still ``t_rcd`` away after a precharge).
 
 **Designed errors**: ``PIM_RANGE`` of kind ``channel``, ``bank``, ``row``, ``column``,
 ``buffer``, ``register``, ``lane``, or a GEMV's ``len``, ``col`` or (dot) ``gaddr`` not a
-multiple of ``pim_lanes`` (``len``, ``col_align``, ``gaddr_align``), each made by
-moving one operand of a legal instruction out of range (kinds the configuration cannot express
-are skipped); ``SPAD_RANGE`` of a PIM_GBUF's ACT words or a PIM_READ's ACC words.
+multiple of ``pim_lanes`` (``len``, ``col_align``, ``gaddr_align``; PIM_ACT among the
+instructions of ``channel``, ``bank`` and ``row``), each made by moving one operand of a legal
+instruction out of range (kinds the configuration cannot express are skipped); ``SPAD_RANGE`` of
+a PIM_GBUF's ACT words or a PIM_READ's ACC words.
 """
 
 from typing import NamedTuple
@@ -39,7 +44,7 @@ __all__ = ["PimGen", "pim_capable", "pim_features", "PIM_RANGE_KINDS"]
 PIM_RANGE_KINDS = ("channel", "bank", "row", "column", "buffer", "register", "lane", "len",
                    "col_align", "gaddr_align")
 
-GBUF, WRITE, GEMV, READ = PIM_OPS
+GBUF, WRITE, GEMV, READ, ACT = PIM_OPS
 
 
 def pim_capable(config):
@@ -68,6 +73,9 @@ def pim_features(inst):
         return (("READ reduce" if inst.reduce else "READ banks"),) + \
             (("READ word_stride>1",) if inst.word_stride > 1 else ()) + \
             (("READ chan_stride",) if multi else ())
+    if op == ACT:
+        return ("ACT",) + (("ACT banks>1",) if inst.banks > 1 else ()) + \
+            (("ACT chans>1",) if multi else ())
 
 
 class _Gbuf(NamedTuple):
@@ -103,6 +111,7 @@ class PimGen:
         #: usual most bytes of one vector (longer ones now and then): a few lanes or groups
         self.cap = min(gb, rb, max(4 * lanes, 2 * cfg.group))
         self.gbufs, self.regs, self.writes = [], [], []  # recent PIM state, to read back
+        self.ahead = None  # (bank, row, col) a PIM_ACT opened, for the next WRITE / GEMV
         self.touched = []  # DRAM byte addresses PIM_WRITEs and GEMVs used, for the DMA to use
 
     # -- the DRAM layout -------------------------------------------------------------------------
@@ -174,8 +183,12 @@ class PimGen:
 
     def _target(self):
         """``(bank, row, col)`` of a random byte of the KV, ACT or OUT region (rows the DMA also
-        moves) or of a recent STORE, or of a row a PIM_WRITE wrote."""
+        moves) or of a recent STORE, or of a row a PIM_WRITE wrote, or the byte whose row a
+        PIM_ACT opened ahead."""
         gen, rng = self.gen, self.rng
+        if self.ahead is not None and rng.random() < 0.8:
+            ahead, self.ahead = self.ahead, None
+            return ahead
         w = self._recent(self.writes, 0.25)
         if w is not None:
             return w
@@ -193,11 +206,15 @@ class PimGen:
         return bank, row, col
 
     def op(self):
-        """The next PIM opcode of a valid program: a GBUF first, mostly a GEMV before a READ."""
+        """The next PIM opcode of a valid program: a GBUF first, mostly a GEMV before a READ, a
+        WRITE or GEMV after an ACT."""
         rng = self.rng
         if not self.gbufs and rng.random() < 0.8:
             return GBUF
-        p = {GBUF: 0.2, WRITE: 0.15, GEMV: 0.35 * (self.can_dot or self.can_bcast), READ: 0.3}
+        if self.ahead is not None and rng.random() < 0.7:
+            return GEMV if (self.can_dot or self.can_bcast) and rng.random() < 0.6 else WRITE
+        p = {GBUF: 0.2, WRITE: 0.15, GEMV: 0.35 * (self.can_dot or self.can_bcast), READ: 0.3,
+             ACT: 0.15}
         if not self.regs and rng.random() < 0.8:
             p[READ] = 0
         ops = list(p)
@@ -206,7 +223,8 @@ class PimGen:
 
     def fields(self, op):
         """The operands of a random legal PIM instruction ``op`` (recorded as PIM state)."""
-        return {GBUF: self._gbuf, WRITE: self._write, GEMV: self._gemv, READ: self._read}[op]()
+        return {GBUF: self._gbuf, WRITE: self._write, GEMV: self._gemv, READ: self._read,
+                ACT: self._act}[op]()
 
     def _gbuf(self):
         cfg, gen, rng = self.cfg, self.gen, self.rng
@@ -328,6 +346,15 @@ class PimGen:
         return dict(ch=ch, chans=chans, bank=bank, banks=banks, res=res, n=n, reduce=reduce,
                     acc_addr=acc_addr, chan_stride=cs, word_stride=ws)
 
+    def _act(self):
+        cfg = self.cfg
+        ch, chans = self._span(cfg.dram_channels)
+        bank, banks = self._span(cfg.dram_banks)
+        t_bank, row, col = self._target()
+        # the next WRITE / GEMV's byte, in a bank the ACT opens
+        self.ahead = (min(max(t_bank, bank), bank + banks - 1), row, col)
+        return dict(ch=ch, chans=chans, bank=bank, banks=banks, row=row)
+
     # -- designed errors ---------------------------------------------------------------------------
 
     def range_error(self):
@@ -351,7 +378,7 @@ class PimGen:
         nch, nb, rb, gb, nregs = (cfg.dram_channels, cfg.dram_banks, cfg.dram_row_bytes,
                                   cfg.pim_gbuf_bytes, cfg.pim_res_regs)
         lanes = cfg.pim_lanes
-        ops = {"channel": PIM_OPS, "bank": (WRITE, GEMV, READ), "row": (WRITE, GEMV),
+        ops = {"channel": PIM_OPS, "bank": (WRITE, GEMV, READ, ACT), "row": (WRITE, GEMV, ACT),
                "column": (WRITE, GEMV), "buffer": (GBUF, WRITE, GEMV), "register": (GEMV, READ),
                "lane": (GBUF,), "len": (GEMV,), "col_align": (GEMV,), "gaddr_align": (GEMV,)}[kind]
         op = ops[self._int(0, len(ops) - 1)]

@@ -8,7 +8,7 @@ many of them and compares the RTL with the golden model in outputs and every sta
 HALT: LOAD (ACT, WGT, META, VPARAM: GELU table words 0..63, token words, column words), STORE
 (ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1), VEC (REQUANT, RELU, GELU, ADD in place or on
 a separate residual, ``rows`` 1..array rows), VSOFT (MAX, EXP, NORM over ACC words a GEMM
-wrote, ``first`` 0/1), the PIM instructions (PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ:
+wrote, ``first`` 0/1), the PIM instructions (PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT:
 :mod:`.random_pim`; VSOFT and PIM not on configurations with FP16 activations, where they are
 ``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`). DMA transfers have 1..4 rows and a stride of
 0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses are
@@ -36,7 +36,7 @@ it):
 
 ================  =========================================================================
 ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` (a reserved opcode of the
-                  PIM group, 0x44..0x4f), ``other``
+                  PIM group, 0x45..0x4f), ``other``
 BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
                   NOP/SYNC/HALT, bad ``spad``, ``func`` > 3, ``zero_count`` (a count of any
                   unit's instruction; raw words); ``vec_rows`` > array rows, ``add_overlap``,

@@ -152,8 +152,9 @@ def _diff(before, after):
 
 
 def _footprint(cfg, items):
-    """One past the highest DRAM byte any segment, LOAD/STORE or PIM row access of ``items`` can
-    touch (a PIM row counts as that row of every bank: the row check sees the same bound)."""
+    """One past the highest DRAM byte any segment, LOAD/STORE or PIM row access (or PIM_ACT) of
+    ``items`` can touch (a PIM row counts as that row of every bank: the row check sees the same
+    bound)."""
     top = 0
     for instructions, segments in items:
         top = max([top] + [seg.end for seg in segments if seg.target == "dram"])
@@ -166,7 +167,7 @@ def _footprint(cfg, items):
             if inst.op in (Opcode.LOAD, Opcode.STORE):
                 top = max(top, inst.dram_addr + (inst.rows - 1) * inst.stride
                           + inst.words * cfg.word_bytes(inst.spad))
-            elif inst.op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV):
+            elif inst.op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_ACT):
                 group = cfg.dram_channels * cfg.dram_banks * cfg.dram_row_bytes
                 top = max(top, (inst.row + 1) * group)
     return top

@@ -10,7 +10,7 @@ from amaranth.hdl import Elaboratable
 from amaranth.sim import Simulator
 from hypothesis import strategies as st
 
-from mixpim.models.config import TileConfig
+from mixpim.models.config import TileConfig, preset
 from mixpim.models.executor import run as executor_run
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask, format_of
 from mixpim.models.mixpe import ArrayParams
@@ -235,3 +235,13 @@ def pim_gemv(**kw):
 
 def pim_read(**kw):
     return Instruction(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
+
+
+def pim_act(**kw):
+    return Instruction(Opcode.PIM_ACT, **{"chans": 1, "banks": 1, **kw})
+
+
+#: The blocked NPU+PIM baseline as the RTL tests build it: ``tiny`` in single row-buffer mode, on the
+#: dequantize-then-multiply PE (the PE kind and the PIM mode are independent, so one Verilator
+#: build covers both variants; tests/test_tile_rtl.py, test_pim_rtl.py, test_attention_rtl.py)
+TINY_SINGLE = preset("tiny").in_pim_mode("single").replace(pe="baseline-w4a8")

@@ -46,7 +46,7 @@ def synthetic(lengths, heads=2, dk=32, seed=0, qk=2.0):
 def run(compiled, mode=None):
     prog = compiled.program
     if mode is not None:
-        prog = dataclasses.replace(prog, config=prog.config.replace(pim_mode=mode))
+        prog = dataclasses.replace(prog, config=prog.config.in_pim_mode(mode))
     r = execute(prog)
     assert r.status.error == ErrorCode.OK and not r.races
     return r
@@ -108,3 +108,20 @@ def test_contexts_longer_than_a_row_group():
 def test_what_does_not_fit_is_refused(cfg, batch, message):
     with pytest.raises(CompileError, match=message.replace("(", r"\(").replace(")", r"\)")):
         lower_decode_attention(cfg, batch)
+
+
+def test_opening_row_groups_ahead_keeps_the_outputs_and_is_chosen_by_cycles():
+    b = synthetic([40, 20], heads=1)  # two row groups (32 tokens each) on tiny
+    ahead = lower_decode_attention(TINY, b, open_ahead=True)
+    plain = lower_decode_attention(TINY, b, open_ahead=False)
+    assert Opcode.PIM_ACT in {i.op for i in ahead.program.instructions}
+    assert Opcode.PIM_ACT not in {i.op for i in plain.program.instructions}
+    ra, rp = run(ahead), run(plain)
+    assert np.array_equal(ahead.output(ra), plain.output(rp))
+    auto = lower_decode_attention(TINY, b)
+    fastest = min(ra.status.cycles, rp.status.cycles)
+    assert run(auto).status.cycles == fastest
+    with pytest.raises(CompileError, match="needs two PIM row buffers"):
+        lower_decode_attention(TINY.replace(pim_row_buffers=1), b, open_ahead=True)
+    one = lower_decode_attention(TINY.replace(pim_row_buffers=1), b)
+    assert Opcode.PIM_ACT not in {i.op for i in one.program.instructions}

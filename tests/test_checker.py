@@ -33,7 +33,8 @@ CONFIGS = {
 OPERANDS_LO = 24  # first operand bit of every format (the header is common)
 VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC, "i_vsoft": Opcode.VSOFT,
          **{f"i_{op.name.lower()}": op for op in (Opcode.PIM_GBUF, Opcode.PIM_WRITE,
-                                                  Opcode.PIM_GEMV, Opcode.PIM_READ)}}
+                                                  Opcode.PIM_GEMV, Opcode.PIM_READ,
+                                                  Opcode.PIM_ACT)}}
 
 
 def golden_code(cfg, inst):
@@ -422,8 +423,11 @@ def pim_edges(cfg):
     def rd(**kw):
         return Instruction(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
 
+    def act(**kw):
+        return Instruction(Opcode.PIM_ACT, **{"chans": 1, "banks": 1, **kw})
+
     if cfg.act_format != "int8":
-        return [(make(), ErrorCode.BAD_FIELD) for make in (gb, wr, gv, rd)]
+        return [(make(), ErrorCode.BAD_FIELD) for make in (gb, wr, gv, rd, act)]
     words = -(-(nb * 3) // cfg.cols)  # a PIM_READ of 3 registers of every bank
     cases = [
         (gb(ch=nch - 1), ok), (gb(ch=nch - 1, chans=2), pim_range),
@@ -466,6 +470,10 @@ def pim_edges(cfg):
         (rd(acc_addr=0xFFFF, chan_stride=0xFFFF, word_stride=0xFFFF, chans=nch, banks=nb, n=regs),
          spad_range),
         (rd(res=regs, acc_addr=0xFFFF), pim_range),                         # PIM_RANGE first
+        (act(ch=nch - 1, banks=nb), ok), (act(ch=nch - 1, chans=2), pim_range),
+        (act(bank=nb - 1), ok), (act(bank=nb - 1, banks=2), pim_range), (act(bank=63), pim_range),
+        (act(row=cfg.dram_rows - 1), ok), (act(row=cfg.dram_rows), pim_range),
+        (act(row=0xFFFF, ch=63, chans=127, bank=63, banks=127), pim_range),
     ]
     if lanes > 1:
         cases += [(gv(len=lanes + 1), pim_range), (gv(col=1), pim_range), (gv(gaddr=1), pim_range),

@@ -13,11 +13,11 @@ from helpers import exact
 
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
           "dram_channels, dram_row_bytes, dram_rows, group, meta_words, pe, pim_gbuf_bytes, "
-          "pim_lanes, pim_mode, pim_res_regs, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
+          "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
           "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words")
 # tiny, queue_depth .. pim_res_regs
-TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 4,
-                 256, 32)
+TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 2,
+                 4, 256, 32)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -43,13 +43,15 @@ INT_FIELDS = [  # name, lo, hi (with group large enough that rows never trips th
     ("t_ccd_s", 1, 1),
     ("t_ccd_l", 1, 255),
     ("pim_res_regs", 1, 256),
+    ("pim_row_buffers", 1, 2),
 ]
 INT_RANGES = {"rows": (1, 256), "cols": (1, 256), "wbits": (2, 4), "scale_bits": (4, 16),
               "acc_headroom": (1, 24), "queue_depth": (1, 64), "act_words": (128, 65536),
               "wgt_words": (128, 65536), "meta_words": (1, 65536), "acc_words": (4, 65536),
               "vparam_words": (72, 65536), "dram_rows": (1, 1 << 24), "t_rcd": (0, 255),
               "t_rp": (0, 255), "t_cl": (0, 255), "t_ras": (0, 255), "t_faw": (0, 255),
-              "t_ccd_s": (1, 255), "t_ccd_l": (1, 255), "pim_res_regs": (1, 256)}
+              "t_ccd_s": (1, 255), "t_ccd_l": (1, 255), "pim_res_regs": (1, 256),
+              "pim_row_buffers": (1, 2)}
 # the message's range (the field's own range; the smallest legal value may be larger because of
 # a cross-field rule, e.g. act_words >= group)
 MESSAGE_RANGES = {"act_words": (1, 65536), "wgt_words": (1, 65536), "acc_words": (1, 65536),
@@ -139,7 +141,7 @@ def test_defaults_and_derived_properties():
     cfg = TileConfig()
     assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12,
                                         4, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
-                                        2, 0, 0, 1, 1, "dual", 4, 256, 16)
+                                        2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline")}
     assert set(expected) == set(PE_KINDS)
@@ -158,6 +160,17 @@ def test_frozen_and_replace_validates():
         cfg.replace(cols=257)
     with pytest.raises(TypeError):
         cfg.replace(nonsense=1)
+
+
+def test_in_pim_mode():
+    tiny = preset("tiny")  # dual, two PIM row buffers
+    single = tiny.in_pim_mode("single")
+    assert (single.pim_mode, single.pim_row_buffers) == ("single", 1)
+    assert single.replace(pim_mode="dual", pim_row_buffers=2) == tiny
+    assert tiny.in_pim_mode("dual") == tiny
+    assert single.in_pim_mode("dual").pim_row_buffers == 1
+    with pytest.raises(ConfigError, match="pim_mode must be one of dual, single"):
+        tiny.in_pim_mode("both")
 
 
 def test_equality_and_hash():
@@ -209,6 +222,7 @@ def tile_configs(draw):
     channels = 1 << draw(st.integers(0, 6))
     bus_bits = draw(st.integers(0, min(8, row_bytes.bit_length() - 1)))
     t_ccd_s = draw(st.integers(1, 255))
+    mode = draw(st.sampled_from(PIM_MODES))
     return TileConfig(
         rows=rows, cols=cols,
         pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
@@ -221,8 +235,8 @@ def tile_configs(draw):
         dram_row_bytes=row_bytes, dram_bus_bytes=1 << bus_bits,
         t_rcd=draw(st.integers(0, 255)), t_rp=draw(st.integers(0, 255)), t_cl=draw(st.integers(0, 255)),
         t_ras=draw(st.integers(0, 255)), t_faw=draw(st.integers(0, 255)), t_ccd_s=t_ccd_s,
-        t_ccd_l=draw(st.integers(t_ccd_s, 255)), pim_mode=draw(st.sampled_from(PIM_MODES)),
-        pim_lanes=1 << draw(st.integers(0, min(6, bus_bits))),
+        t_ccd_l=draw(st.integers(t_ccd_s, 255)), pim_mode=mode,
+        pim_row_buffers=draw(st.integers(1, 2)) if mode == "dual" else 1, pim_lanes=1 << draw(st.integers(0, min(6, bus_bits))),
         pim_gbuf_bytes=1 << draw(st.integers(4, 12)), pim_res_regs=draw(st.integers(1, 256)))
 
 
@@ -246,7 +260,8 @@ def test_to_dict_json_toml_content():
          "acc_words": 4, "vparam_words": 70, "dram_channels": 2, "dram_banks": 2,
          "dram_bank_groups": 2, "dram_rows": 9, "dram_row_bytes": 32, "dram_bus_bytes": 4,
          "t_rcd": 5, "t_rp": 6, "t_cl": 7, "t_ras": 8, "t_faw": 9, "t_ccd_s": 1, "t_ccd_l": 2,
-         "pim_mode": "single", "pim_lanes": 4, "pim_gbuf_bytes": 64, "pim_res_regs": 32}
+         "pim_mode": "single", "pim_row_buffers": 1, "pim_lanes": 4, "pim_gbuf_bytes": 64,
+         "pim_res_regs": 32}
     assert cfg.to_dict() == d
     assert list(cfg.to_dict()) == list(d)  # declaration order
     assert json.loads(cfg.to_json()) == d
@@ -257,7 +272,7 @@ def test_to_dict_json_toml_content():
                              'dram_channels = 2\ndram_banks = 2\ndram_bank_groups = 2\ndram_rows = 9\n'
                              'dram_row_bytes = 32\ndram_bus_bytes = 4\nt_rcd = 5\nt_rp = 6\nt_cl = 7\n'
                              't_ras = 8\nt_faw = 9\nt_ccd_s = 1\nt_ccd_l = 2\npim_mode = "single"\n'
-                             'pim_lanes = 4\npim_gbuf_bytes = 64\npim_res_regs = 32\n')
+                             'pim_row_buffers = 1\npim_lanes = 4\npim_gbuf_bytes = 64\npim_res_regs = 32\n')
 
 
 def test_old_documents_without_tile_fields_take_defaults():
@@ -379,6 +394,9 @@ def test_cross_field_rules():
         TileConfig(dram_bus_bytes=8, pim_lanes=16)
     with pytest.raises(ConfigError, match=exact("pim_mode must be one of dual, single, not 'both'")):
         TileConfig(pim_mode="both")
+    with pytest.raises(ConfigError, match=exact(
+            "pim_row_buffers (2) must be 1 in pim_mode 'single': PIM shares the banks' one row buffer")):
+        TileConfig(pim_mode="single", pim_row_buffers=2)
 
 
 def test_defaults_accept_every_array():

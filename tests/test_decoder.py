@@ -163,7 +163,7 @@ def test_word_and_operand_layouts_follow_isa(op):
     assert operand_port(op) == f"o_{op.name.lower()}"
 
 
-@pytest.mark.parametrize("op", [0x03, 0x44, 0x4f, 0xff, "BOGUS"])
+@pytest.mark.parametrize("op", [0x03, 0x45, 0x4f, 0xff, "BOGUS"])
 def test_layouts_reject_unknown_opcodes(op):
     for make in (word_layout, operand_layout, operand_port):
         with pytest.raises(IsaError) as info:
@@ -182,7 +182,7 @@ def test_signature():
              ("i_word", "o_opcode", "o_wait", "o_signal", "o_dispatcher", "o_unit", "o_error")}
     assert views == {f"o_{op.name.lower()}" for op in OPCODE_FORMATS if OPCODE_FORMATS[op].unit is not None}
     assert {"o_load", "o_store", "o_gemm", "o_vec", "o_vsoft", "o_pim_gbuf", "o_pim_write",
-            "o_pim_gemv", "o_pim_read"} == views
+            "o_pim_gemv", "o_pim_read", "o_pim_act"} == views
     for name in views:
         assert sig[name].shape == operand_layout(name[2:].upper())
     assert dut.formats == tuple(OPCODE_FORMATS.values())
@@ -300,7 +300,8 @@ def test_random_garbage():
     for (_, code, _), n in seen.items():
         codes[code] += n
     assert codes[ErrorCode.OK] > 500 and codes[ErrorCode.BAD_FIELD] > 20000
-    assert codes[ErrorCode.ILLEGAL_OPCODE] > 19000
+    # the random words: (256 - len(OPCODE_FORMATS)) / 256 of them illegal, some 18980
+    assert codes[ErrorCode.ILLEGAL_OPCODE] > 18800
 
 
 # -- an ISA change in models/isa.py reaches the decoder ----------------------------------------

@@ -33,7 +33,8 @@ def test_enum_values():
     assert {m.name: int(m) for m in UnitMask} == {"DMA": 1, "GEMM": 2, "VEC": 4, "PIM": 8}
     assert {op.name: int(op) for op in Opcode} == {
         "NOP": 0x00, "SYNC": 0x01, "HALT": 0x02, "LOAD": 0x10, "STORE": 0x11, "GEMM": 0x20,
-        "VEC": 0x30, "VSOFT": 0x31, "PIM_GBUF": 0x40, "PIM_WRITE": 0x41, "PIM_GEMV": 0x42, "PIM_READ": 0x43}
+        "VEC": 0x30, "VSOFT": 0x31, "PIM_GBUF": 0x40, "PIM_WRITE": 0x41, "PIM_GEMV": 0x42, "PIM_READ": 0x43,
+            "PIM_ACT": 0x44}
     assert {s.name: int(s) for s in Spad} == {"ACT": 0, "WGT": 1, "META": 2, "ACC": 3, "VPARAM": 4}
     assert {f.name: int(f) for f in VecFunc} == {"REQUANT": 0, "RELU": 1, "GELU": 2, "ADD": 3}
     assert {f.name: int(f) for f in SoftFunc} == {"MAX": 0, "EXP": 1, "NORM": 2}
@@ -66,11 +67,13 @@ TILE_MD = {
     "PIM_READ": [("ch", 24, 6), ("chans", 30, 7), ("bank", 37, 6), ("banks", 43, 7),
                  ("res", 50, 8), ("n", 58, 9), ("reduce", 67, 1), ("acc_addr", 68, 16),
                  ("chan_stride", 84, 16), ("word_stride", 100, 16)],
+    "PIM_ACT": [("ch", 24, 6), ("chans", 30, 7), ("bank", 37, 6), ("banks", 43, 7),
+                ("row", 50, 16)],
 }
 TILE_MD["STORE"] = TILE_MD["LOAD"]
 UNITS = {"NOP": None, "SYNC": None, "HALT": None, "LOAD": Unit.DMA, "STORE": Unit.DMA,
          "GEMM": Unit.GEMM, "VEC": Unit.VEC, "VSOFT": Unit.VEC, "PIM_GBUF": Unit.PIM, "PIM_WRITE": Unit.PIM,
-         "PIM_GEMV": Unit.PIM, "PIM_READ": Unit.PIM}
+         "PIM_GEMV": Unit.PIM, "PIM_READ": Unit.PIM, "PIM_ACT": Unit.PIM}
 
 
 def test_header_fields():
@@ -113,7 +116,7 @@ def test_field_legal_values():
                         "VSOFT": ["words", "count"],
                         "PIM_GBUF": ["chans", "len"], "PIM_WRITE": ["chans", "len"],
                         "PIM_GEMV": ["chans", "banks", "len", "n"],
-                        "PIM_READ": ["chans", "banks", "n"]}
+                        "PIM_READ": ["chans", "banks", "n"], "PIM_ACT": ["chans", "banks"]}
     with pytest.raises(KeyError):
         load.field("nope")
 
@@ -200,7 +203,8 @@ def test_enum_operands_accept_member_value_and_name():
 
 # -- construction errors -----------------------------------------------------------------------
 
-OPCODE_NAMES = "NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ"
+OPCODE_NAMES = ("NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, "
+                "PIM_READ, PIM_ACT")
 
 
 @pytest.mark.parametrize("bad", ["FOO", "load", 0x03, 0x50, 0xFF, -1, 1.0, None, True])
@@ -210,7 +214,7 @@ def test_construct_unknown_opcode(bad):
     assert info.value.code is ErrorCode.ILLEGAL_OPCODE and info.value.field == "opcode"
 
 
-@pytest.mark.parametrize("opcode", [0x44, 0x47, 0x4F])
+@pytest.mark.parametrize("opcode", [0x45, 0x47, 0x4F])
 def test_construct_reserved_pim_opcode(opcode):
     with pytest.raises(IsaError, match=exact(f"opcode 0x{opcode:02x} is a reserved PIM opcode")):
         Instruction(opcode)
@@ -476,4 +480,4 @@ def test_markdown_lists_every_format_and_code():
     for e in ErrorCode:
         assert f"| {int(e)} | {e.name} |" in md
     assert "| [92:104] | 12 | `rows` | 1..4095 |" in md
-    assert "| 0x44-0x4f | — | PIM | — | reserved PIM opcodes (`ILLEGAL_OPCODE`) |" in md
+    assert "| 0x45-0x4f | — | PIM | — | reserved PIM opcodes (`ILLEGAL_OPCODE`) |" in md

@@ -2,10 +2,11 @@
 loops written from the contract), hand-derived cycles, dual vs single row-buffer mode, and every
 PIM_RANGE check.
 
-Configuration: the ``tiny`` preset unless a test says otherwise: 2 channels x 4 banks (2 bank
-groups) x 128 rows of 256 bytes, 8-byte bus, t_rcd 3, t_rp 3, t_cl 2, t_ras 8, t_faw 12,
-t_ccd_s 1, t_ccd_l 2; 4 MAC lanes per bank, 256-byte global buffers, 32 result registers; a 4x4
-INT8 array (ACT words of 4 lanes, ACC words of 4 values).
+Configuration: the ``tiny`` preset with one PIM row buffer per bank unless a test says otherwise
+(``TWO``: tiny's own two): 2 channels x 4 banks (2 bank groups) x 128 rows of 256 bytes, 8-byte
+bus, t_rcd 3, t_rp 3, t_cl 2, t_ras 8, t_faw 12, t_ccd_s 1, t_ccd_l 2; 4 MAC lanes per bank,
+256-byte global buffers, 32 result registers; a 4x4 INT8 array (ACT words of 4 lanes, ACC words
+of 4 values).
 """
 
 import numpy as np
@@ -17,9 +18,11 @@ from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask
 from mixpim.models.pim import pim_row_addr
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction, simulate
-from helpers import pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read, pim_write as write
+from helpers import (pim_act as act_, pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read,
+                     pim_write as write)
 
-CFG = preset("tiny")
+TWO = preset("tiny")
+CFG = TWO.replace(pim_row_buffers=1)
 I = Instruction
 HALT = I(Opcode.HALT)
 
@@ -254,6 +257,9 @@ def test_modes_give_the_same_outputs_with_different_cycles():
      "PIM_READ ACC words 63..66 leave the scratchpad (64 words)"),
     (read(acc_addr=60, word_stride=3, banks=4, n=3), ErrorCode.SPAD_RANGE,
      "PIM_READ ACC words 66..66 leave the scratchpad (64 words)"),
+    (act_(ch=1, chans=2), ErrorCode.PIM_RANGE, "PIM_ACT channels 1..2 leave the DRAM's 2 channels"),
+    (act_(bank=1, banks=4), ErrorCode.PIM_RANGE, "PIM_ACT banks 1..4 leave the channel's 4 banks"),
+    (act_(row=128), ErrorCode.PIM_RANGE, "PIM_ACT row 128 is beyond the banks' 128 rows"),
 ])
 def test_pim_range_errors(inst, code, message):
     assert check_instruction(CFG, inst) == (code, message)
@@ -265,3 +271,63 @@ def test_fp16_configurations_have_no_pim():
     cfg = CFG.replace(pe="mixpe-w4a16")
     assert check_instruction(cfg, gemv()) == (
         ErrorCode.BAD_FIELD, "PIM_GEMV needs INT8 activations; mixpe-w4a16 has FP16 ones")
+    assert check_instruction(cfg, act_()) == (
+        ErrorCode.BAD_FIELD, "PIM_ACT needs INT8 activations; mixpe-w4a16 has FP16 ones")
+
+
+# -- two PIM row buffers per bank and PIM_ACT ------------------------------------------------------
+
+def test_two_row_buffers_keep_a_row_of_each_parity_open():
+    # TWO, bank 0, one step each. Row 1 (buffer 1) s=1: act 1, ready 4: 1..4. Row 2 (buffer 0,
+    # empty) s=5: act 5, ready 8: 5..8. Row 1 again s=9: still open in buffer 1, ready at once:
+    # c0 = 11: 9..11. Row 3 (buffer 1 holds row 1) s=12: precharge max(12, 1 + t_ras 8,
+    # t_last 11 + 1) = 12, act 15, ready 18: 12..18.
+    r = simulate(TWO, [gemv(row=1), gemv(row=2), gemv(row=1), gemv(row=3), HALT])
+    assert [times(r, pc) for pc in range(4)] == [(1, 4), (5, 8), (9, 11), (12, 18)]
+
+
+def test_pim_act_opens_the_next_row_while_the_lanes_compute():
+    # PIM_ACT row 1 s=1: act 1 (buffer 1), busy 3 cycles: 1..3. PIM_ACT row 2 s=4: act 4
+    # (buffer 0): 4..6. GEMV row 1, 16 steps, s=7: open since 1 + t_rcd = 4: c0 = 9, last
+    # 9 + 15 * 2 = 39: 7..39. GEMV row 2 s=40: open since 7: c0 = 42: 40..42. HALT done 43.
+    prog = [act_(row=1), act_(row=2), gemv(row=1, len=16, n=4), gemv(row=2), HALT]
+    r = simulate(TWO, prog)
+    assert [times(r, pc) for pc in range(4)] == [(1, 3), (4, 6), (7, 39), (40, 42)]
+    assert (r.cycles, r.busy[3]) == (44, 3 + 3 + 33 + 3)
+    # one buffer: the second PIM_ACT closes row 1 (precharge max(4, 1 + 8) = 9, act 12) and the
+    # first GEMV reopens it (precharge max(7, 12 + 8) = 20, act 23, ready 26, last 56)
+    r = simulate(CFG, prog)
+    assert [times(r, pc) for pc in range(3)] == [(1, 3), (4, 6), (7, 56)]
+
+
+def test_a_row_opened_ahead_is_ready_t_rcd_after_its_activation():
+    # GEMV row 1 s=1: act 1: 1..4. PIM_ACT row 3 (buffer 1 again) s=5: precharge max(5, 1 + 8,
+    # 4 + 1) = 9, act 12: 5..7. GEMV row 3 s=8: open, but only from 12 + t_rcd 3 = 15: 8..15.
+    r = simulate(TWO, [gemv(row=1), act_(row=3), gemv(row=3), HALT])
+    assert [times(r, pc) for pc in range(3)] == [(1, 4), (5, 7), (8, 15)]
+
+
+def test_a_load_waits_for_a_row_a_pim_act_is_opening_in_single_mode():
+    # single: LOAD row 0 of bank 0: 1..6 (act 1, col 4). PIM_ACT row 1 of bank 0 s=7 (after the
+    # LOAD: exclusive): precharge max(7, 1 + t_ras 8, 4 + 1) = 9, act 12: 7..9. The LOAD of row 1
+    # (ordered after it by a token) s=10 hits the row but its column waits for 12 + t_rcd = 15;
+    # one beat: busy through 15 + t_cl 2 = 17.
+    single = CFG.replace(pim_mode="single")
+    prog = [load(0), act_(row=1, signal=UnitMask.DMA),
+            load(pim_row_addr(single, 0, 0, 1), wait=UnitMask.PIM), HALT]
+    r = simulate(single, prog)
+    assert [times(r, pc) for pc in range(3)] == [(1, 6), (7, 9), (10, 17)]
+
+
+def test_pim_act_has_no_data_effect():
+    rng = np.random.default_rng(3)
+    act = rng.integers(-128, 128, (64, TWO.rows)).astype(np.int8)
+    dram = rng.integers(0, 256, TWO.dram_bytes).astype(np.uint8)
+    segs = [Segment("ACT", 0, act.tobytes(), TWO.act_word_bytes), Segment("dram", 0, dram.tobytes())]
+    body = [gbuf(ch=0, chans=2, len=16), gemv(ch=0, chans=2, bank=0, banks=4, row=5, len=16, n=4),
+            read(ch=0, chans=2, bank=0, banks=4, n=4, chan_stride=4)]
+    plain = run(TWO, body + [HALT], segs)
+    ahead = run(TWO, [act_(ch=0, chans=2, bank=0, banks=4, row=5)] + body + [HALT], segs)
+    assert plain.status.error == ahead.status.error == ErrorCode.OK
+    assert np.array_equal(plain.spads["ACC"], ahead.spads["ACC"]) and plain.spads["ACC"].any()
+    assert np.array_equal(plain.dram, ahead.dram) and not ahead.races

@@ -2,16 +2,20 @@
 hw/dram_rows.py, the DMA/PIM exclusion of hw/tile.py) against the golden model.
 
 * Amaranth simulator, the unit alone on the DRAM model with an ACT and an ACC memory: random
-  legal PIM instruction sequences (idle gaps between them) on ``tiny`` in both ``pim_mode`` s and
-  two variants (4 channels of 2 banks in 2 groups, a 4-byte bus, 2 MAC lanes, 3 columns, 2 rows,
-  no CAS latency; one bank of one channel with no DRAM latencies): per instruction the cycles
-  ``busy`` is high equal :func:`mixpim.models.pim_timing.pim_cycles` at its start cycle; the
-  final DRAM, ACC words, result registers and PIM row buffers equal the golden model's.
+  legal PIM instruction sequences (idle gaps between them; a PIM_WRITE / PIM_GEMV often on the
+  row a PIM_ACT just opened) on ``tiny`` (dual, two PIM row buffers per bank), ``tiny`` in single
+  mode and two variants (4 channels of 2 banks in 2 groups, a 4-byte bus, 2 MAC lanes, 3
+  columns, 2 rows, no CAS latency, dual with one PIM row buffer; one bank of one channel with no
+  DRAM latencies): per instruction the cycles ``busy`` is high equal
+  :func:`mixpim.models.pim_timing.pim_cycles` at its start cycle; the final DRAM, ACC words,
+  result registers and PIM row buffers equal the golden model's.
 * Verilator, the whole tile (:func:`mixpim.sim.tile_cosim.run_programs`): hand-written PIM
   programs on ``tiny`` in both modes, one build per mode: every instruction, DMA traffic
   overlapping GEMVs (dual) or blocked by them (single), DRAM bytes a PIM_WRITE wrote read back by
-  LOAD/STORE, results wrapping at 32 bits, every PIM_RANGE / SPAD_RANGE error, and seeded random
-  programs with PIM instructions; every output word and every status counter equal to golden.
+  LOAD/STORE, results wrapping at 32 bits, rows PIM_ACT opens ahead of the GEMVs / PIM_WRITEs
+  (and, in single mode, of a LOAD) that then wait for them, every PIM_RANGE / SPAD_RANGE error,
+  and seeded random programs with PIM instructions; every output word and every status counter
+  equal to golden.
 """
 
 import random
@@ -25,32 +29,33 @@ from amaranth.lib.memory import Memory
 from mixpim.hw.dram import DramModel, bank_word
 from mixpim.hw.pim_unit import PimUnit, pim_layout
 from mixpim.models.config import preset
-from mixpim.models.dram_timing import DramTiming
+from mixpim.models.dram_timing import DMA_SETUP_CYCLES, DramTiming, dma_cycles
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask
 from mixpim.models.pim import PIM_OPS, PimState, apply_pim, pim_row_addr
-from mixpim.models.pim_timing import pim_cycles
+from mixpim.models.pim_timing import PIM_SETUP_CYCLES, pim_cycles
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction
-from helpers import drive_unit, golden_run, run
-from helpers import pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read, pim_write as write
+from helpers import TINY_SINGLE, drive_unit, golden_run, run
+from helpers import (pim_act as act, pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read,
+                     pim_write as write)
 
 TINY = preset("tiny")
 CONFIGS = {
-    "dual": TINY,
-    "single": TINY.replace(pim_mode="single"),
+    "dual": TINY,   # two PIM row buffers per bank
+    "single": TINY_SINGLE,   # one row buffer, the DMA's (on the baseline PE: a shared build)
     # 4 channels of 2 banks in 2 groups on a 4-byte bus, 2 lanes, 3 columns (a value's ACC
     # word is not a power of two of values), 2 rows (ACT words of 2 bytes), no CAS latency, a
-    # tight activation window, slow same-group columns
+    # tight activation window, slow same-group columns; dual mode with one PIM row buffer
     "odd": TINY.replace(rows=2, cols=3, dram_channels=4, dram_banks=2, dram_bank_groups=2,
                         dram_rows=64, dram_row_bytes=64, dram_bus_bytes=4, pim_lanes=2,
                         pim_gbuf_bytes=64, pim_res_regs=8, t_rcd=2, t_rp=4, t_cl=0, t_ras=9,
-                        t_faw=7, t_ccd_s=1, t_ccd_l=3),
+                        t_faw=7, t_ccd_s=1, t_ccd_l=3, pim_row_buffers=1),
     # one channel of one bank, a MAC step a whole bus word, a buffer of one access, one register,
     # every DRAM latency 0
     "one-bank": TINY.replace(dram_channels=1, dram_banks=1, dram_bank_groups=1, dram_rows=32,
                              dram_row_bytes=64, dram_bus_bytes=16, pim_lanes=16,
                              pim_gbuf_bytes=16, pim_res_regs=1, t_rcd=0, t_rp=0, t_cl=0,
-                             t_ras=0, t_faw=0, pim_mode="single"),
+                             t_ras=0, t_faw=0, pim_mode="single", pim_row_buffers=1),
 }
 OPERANDS_LO = 24
 I = Instruction
@@ -97,7 +102,7 @@ def random_pim(cfg, rng, rows=(0, 1, 2, 5)):
     nch, nb, lanes = cfg.dram_channels, cfg.dram_banks, cfg.pim_lanes
     gbuf, row_bytes, regs = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_res_regs
     while True:
-        op = rng.choice(PIM_OPS)
+        op = rng.choice(PIM_OPS + (Opcode.PIM_GEMV,))   # GEMVs twice as often: most rejected
         chans = rng.randint(1, nch)
         kw = {"ch": rng.randint(0, nch - chans), "chans": chans}
         if op == Opcode.PIM_GBUF:
@@ -127,6 +132,9 @@ def random_pim(cfg, rng, rows=(0, 1, 2, 5)):
                       gaddr=gaddr if bcast else gaddr // lanes * lanes, len=length, n=n,
                       res=rng.randint(0, regs - nres), bcast=bcast,
                       accumulate=rng.random() < 0.5)
+        elif op == Opcode.PIM_ACT:
+            banks = rng.randint(1, nb)
+            kw.update(bank=rng.randint(0, nb - banks), banks=banks, row=rng.choice(rows))
         else:
             banks = rng.randint(1, nb)
             n = rng.randint(1, regs)
@@ -145,9 +153,26 @@ def random_pim(cfg, rng, rows=(0, 1, 2, 5)):
             return inst
 
 
+def random_sequence(cfg, rng, count):
+    """``count`` random legal PIM instructions, a PIM_WRITE / PIM_GEMV right after a PIM_ACT
+    often on its row (opened ahead, perhaps still opening), then a PIM_READ of the sum of every
+    result register over the banks."""
+    insts = []
+    for _ in range(count):
+        inst = random_pim(cfg, rng)
+        if (insts and insts[-1].op == Opcode.PIM_ACT and rng.random() < 0.7
+                and inst.op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV)):
+            inst = inst.replace(row=insts[-1].row)
+        insts.append(inst)
+    words = -(-cfg.pim_res_regs // cfg.cols)
+    return insts + [read(ch=0, chans=cfg.dram_channels, bank=0, banks=cfg.dram_banks, res=0,
+                         n=cfg.pim_res_regs, reduce=1, chan_stride=words, word_stride=1)]
+
+
 def rtl_run(cfg, insts, dram_image, act_ints, gaps):
     """Run ``insts`` on the unit: busy cycles of each, the final DRAM bytes, ACC words (ints),
-    result registers (channels, banks, registers) and PIM open rows (channels, banks)."""
+    result registers (channels, banks, registers) and PIM open rows (one per row buffer, the
+    model's ``RowState.open_rows`` order)."""
     top = Top(cfg, dram_image, act_ints)
     unit = top.pim
     size = pim_layout().size
@@ -168,9 +193,8 @@ def rtl_run(cfg, insts, dram_image, act_ints, gaps):
         final["res"] = np.array([[ctx.get(r) for r in q] for q in unit.res]).reshape(
             cfg.dram_channels, cfg.dram_banks, cfg.pim_res_regs)
         rows = top.dram.pim_rows
-        final["open_rows"] = np.array(
-            [ctx.get(rows.open_row[i]) if ctx.get(rows.open_valid[i]) else -1
-             for i in range(len(mems))]).reshape(cfg.dram_channels, cfg.dram_banks)
+        final["open_rows"] = [ctx.get(rows.open_row[i]) if ctx.get(rows.open_valid[i]) else -1
+                              for i in range(len(rows.open_row))]
 
     run(top, bench)
     return final
@@ -209,7 +233,7 @@ def check_unit(cfg, insts, seed):
     got = rtl_run(cfg, insts, dram_image, act_ints, gaps)
     assert got["busy"] == expected
     assert (got["res"] == state.res).all()
-    assert (got["open_rows"] == timing.pim_rows.open_rows_array()).all()
+    assert got["open_rows"] == timing.pim_rows.open_rows
     assert got["dram"] == golden.dram.tobytes()
     assert got["acc"] == acc_ints(cfg, golden.spads["ACC"])
     return golden, back_to_back
@@ -220,9 +244,48 @@ def check_unit(cfg, insts, seed):
 def test_random_pim_sequences(name, seed):
     cfg = CONFIGS[name]
     rng = random.Random(seed)
-    insts = [random_pim(cfg, rng) for _ in range(40)]
+    insts = random_sequence(cfg, rng, 40)
+    assert Opcode.PIM_ACT in {i.op for i in insts}
     golden, _ = check_unit(cfg, insts, seed)
     assert golden.spads["ACC"].any()
+
+
+def test_pim_act_opens_ahead_on_the_unit():
+    # PIM_ACT of a row where the buffer holds another one (a precharge first), then at once a
+    # GEMV of it: the row is held but still opening (t_rcd after the G_ACT); one of the other
+    # parity while the first row's buffer serves a GEMV (two buffers); over a subset of the
+    # GEMV's banks and channels; a PIM_WRITE at once on a row opening; PIM_ACT of a row already
+    # open (no G_ACT)
+    for name in ("dual", "single", "odd"):
+        cfg = CONFIGS[name]
+        nb = cfg.dram_banks
+        insts = [
+            gbuf(ch=0, chans=2, len=32, act_addr=0),
+            act(ch=0, chans=2, bank=0, banks=nb, row=2),
+            act(ch=0, chans=2, bank=0, banks=nb, row=4),                       # precharges 2
+            gemv(ch=0, chans=2, bank=0, banks=nb, row=4, len=8, n=2, res=0),   # waits for 4
+            act(ch=0, chans=1, bank=1, banks=1, row=5),
+            gemv(ch=0, chans=2, bank=0, banks=nb, row=4, len=8, n=2, res=2, accumulate=1),
+            gemv(ch=0, chans=2, bank=0, banks=nb, row=5, len=8, n=1, res=4),   # part held
+            act(ch=1, chans=1, bank=0, banks=nb, row=6),
+            write(ch=1, chans=1, bank=1, row=6, col=3, gaddr=0, len=20),
+            act(ch=1, chans=1, bank=1, banks=1, row=6),                        # open: no G_ACT
+            gemv(ch=1, chans=1, bank=1, banks=1, row=6, len=4, n=4, res=4),
+        ]
+        for gaps in ([0] * len(insts), [1] * len(insts)):
+            timing, t = DramTiming(cfg), 0
+            waited = False
+            for inst, gap in zip(insts, gaps):
+                t += gap
+                if inst.op == Opcode.PIM_GEMV and inst.row == 4:
+                    entry = timing.pim_rows.entry(0, 4)
+                    waited |= timing.pim_rows.t_act[entry] + cfg.t_rcd > t + PIM_SETUP_CYCLES
+                cycles = pim_cycles(timing, t, inst)
+                if inst.op == Opcode.PIM_ACT:   # whenever its G_ACTs happen
+                    assert cycles == PIM_SETUP_CYCLES + 1
+                t += cycles
+            assert waited, name
+        check_unit(cfg, insts, 7)
 
 
 # -- the tile on Verilator ---------------------------------------------------------------------
@@ -331,8 +394,8 @@ def wrapping_segments(cfg):
             Segment("dram", 0, dram.tobytes())]
 
 
-#: (name, program, error, pc): each PIM_RANGE kind and the PIM scratchpad ranges; an error while
-#: a GEMV executes
+#: (name, program, error, pc): each PIM_RANGE kind and the PIM scratchpad ranges (PIM_ACT's
+#: too); an error while a PIM_ACT executes and while a GEMV executes
 ERRORS = [
     ("channels", [gbuf(ch=1, chans=2), HALT], ErrorCode.PIM_RANGE, 0),
     ("buffer", [gbuf(gaddr=250), HALT], ErrorCode.PIM_RANGE, 0),
@@ -350,9 +413,74 @@ ERRORS = [
     ("registers", [gemv(n=33), HALT], ErrorCode.PIM_RANGE, 0),
     ("read registers", [read(res=31, n=2), HALT], ErrorCode.PIM_RANGE, 0),
     ("ACC words", [read(acc_addr=63, banks=4, n=4, word_stride=1), HALT], ErrorCode.SPAD_RANGE, 0),
+    ("ACT channels", [act(ch=1, chans=2), HALT], ErrorCode.PIM_RANGE, 0),
+    ("ACT banks", [act(bank=2, banks=3), HALT], ErrorCode.PIM_RANGE, 0),
+    ("ACT row", [act(row=128), HALT], ErrorCode.PIM_RANGE, 0),
+    # the error while the first PIM_ACT executes (it finishes; the queued GEMV never starts)
+    ("ACT while a PIM_ACT executes", [act(row=3), gemv(row=3, len=64, n=4),
+                                      act(row=127, bank=3), act(row=200), HALT],
+     ErrorCode.PIM_RANGE, 3),
     ("while a GEMV executes", [load(0), gemv(row=5, len=64, n=4), I(Opcode.NOP),
                                read(ch=1, chans=2), HALT], ErrorCode.PIM_RANGE, 3),
 ]
+
+
+def replay(cfg, insts, golden):
+    """The golden DRAM timing replayed over the DMA and PIM instructions of a run in start order
+    (the DMA first in a cycle): ``{pc: (start, DramTiming before it)}``; each replayed duration
+    must be the golden one."""
+    t = golden.timing
+    pcs = sorted((pc for pc in t.executed
+                  if insts[pc].op in (Opcode.LOAD, Opcode.STORE) + PIM_OPS),
+                 key=lambda pc: (t.start[pc], insts[pc].op in PIM_OPS))
+    dram, out = DramTiming(cfg), {}
+    for pc in pcs:
+        inst, start = insts[pc], int(t.start[pc])
+        out[pc] = start, dram.copy()
+        if inst.op in PIM_OPS:
+            cycles = pim_cycles(dram, start, inst)
+        else:
+            cycles = dma_cycles(dram, start, inst.dram_addr, inst.stride, inst.rows,
+                                inst.words * cfg.word_bytes(inst.spad))
+        assert cycles == t.end[pc] - start + 1, pc
+    return out
+
+
+def pim_act_ahead(cfg):
+    """PIM_ACTs open rows ahead: of the next GEMV's row where the buffers hold another one (a
+    precharge first; the GEMV waits for the row), of the row after it (the other row buffer with
+    two) while a GEMV computes on the first, over part of the banks; a PIM_WRITE at once on a row
+    opening; DMA traffic beside them (dual mode) and a LOAD of the written bytes."""
+    return [
+        gbuf(ch=0, chans=2, gaddr=0, act_addr=0, len=64, lane=1),
+        gemv(ch=0, chans=2, bank=0, banks=4, row=9, col=32, len=8, n=2, res=12),
+        act(ch=0, chans=2, bank=0, banks=4, row=3),                           # precharges 9
+        gemv(ch=0, chans=2, bank=0, banks=4, row=3, len=16, n=4, res=0),      # 3 is opening
+        act(ch=0, chans=2, bank=0, banks=4, row=4),                           # the next row
+        gemv(ch=0, chans=2, bank=0, banks=4, row=3, col=64, len=16, n=4, res=0, accumulate=1),
+        load(1024, words=32, spad_addr=64),                                   # beside (dual)
+        gemv(ch=0, chans=2, bank=0, banks=4, row=4, len=16, n=4, res=4),
+        act(ch=0, chans=1, bank=1, banks=2, row=9),                           # part, precharge
+        gemv(ch=0, chans=2, bank=0, banks=4, row=9, col=8, len=8, n=2, res=8, bcast=1),
+        act(ch=1, chans=1, bank=2, banks=1, row=20),
+        write(ch=1, chans=1, bank=2, row=20, col=16, gaddr=0, len=24, signal=DMA),
+        load(pim_row_addr(cfg, 1, 2, 20) + 16, words=8, spad_addr=200, wait=PIM),
+        read(ch=0, chans=2, bank=0, banks=4, res=0, n=16, acc_addr=0, chan_stride=16,
+             word_stride=1),
+        HALT,
+    ]
+
+
+def pim_act_then_load(cfg):
+    """A LOAD opens a row of bank 0 of channel 0; two PIM_ACTs open other rows there, the second
+    (in single mode in the one row buffer) after a precharge ``t_ras`` after the first, so late;
+    a LOAD of that row then hits it before it is ready and waits until ``t_rcd`` after it."""
+    a, b = pim_row_addr(cfg, 0, 0, 5), pim_row_addr(cfg, 0, 0, 7)
+    return [load(a, words=2, signal=PIM),
+            act(ch=0, chans=1, bank=0, banks=1, row=6, wait=DMA),
+            act(ch=0, chans=1, bank=0, banks=1, row=7, signal=DMA),
+            load(b + 8, words=4, spad_addr=16, wait=PIM),
+            HALT]
 
 
 def random_pim_programs(cfg, count):
@@ -376,20 +504,22 @@ def _assert_exact(runs):
 @pytest.mark.parametrize("mode", ["dual", "single"])
 def test_pim_programs_on_the_tile(mode):
     from mixpim.sim.tile_cosim import run_programs
-    cfg = TINY.replace(pim_mode=mode)
+    cfg = CONFIGS[mode]
     assert not check_instruction(cfg, ERRORS[-1][1][1])
     items = [(every_instruction(cfg), data_segments(cfg, 1)),
              (dma_traffic(cfg), data_segments(cfg, 2)),
-             (wrapping(cfg), wrapping_segments(cfg))]
+             (wrapping(cfg), wrapping_segments(cfg)),
+             (pim_act_ahead(cfg), data_segments(cfg, 4, kv_rows=(3, 4, 9))),
+             (pim_act_then_load(cfg), data_segments(cfg, 5))]
     items += [(p, data_segments(cfg, 3)) for _, p, _, _ in ERRORS]
     randoms = random_pim_programs(cfg, 20)
     runs = run_programs(cfg, items + [(p.instructions, p.segments) for p in randoms])
     _assert_exact(runs)
-    ok = runs[:3]
+    ok = runs[:5]
     for r in ok:
         assert r.golden.status.error == ErrorCode.OK and not r.golden.races
         assert r.rtl_status["busy"][3] > 0
-    every, traffic, wrap = (r.golden for r in ok)
+    every, traffic, wrap, ahead, then_load = (r.golden for r in ok)
     assert every.spads["ACC"].any() and (every.spads["ACT"][200:204] != 0).any()
     # the registers wrapped: 520 * 2**22 = 2**31 + 2**25 -> -2**31 + 2**25; four of them sum
     # to 2**33 + 2**27 -> 2**27
@@ -404,7 +534,27 @@ def test_pim_programs_on_the_tile(mode):
     overlapping = {pc for pc, i in enumerate(insts) if i.op in PIM_OPS
                    and any(t.start[pc] <= e and s <= t.end[pc] for s, e in dma)}
     assert overlapping == ({2, 5, 6, 8} if mode == "dual" else set())
-    for (name, _, code, pc), r in zip(ERRORS, runs[3:]):
+    # the GEMV after the first PIM_ACT waits for its row; with two PIM row buffers the next row
+    # opens while that row's buffer serves the second GEMV
+    insts = pim_act_ahead(cfg)
+    before = replay(cfg, insts, ahead)
+    start, dram = before[3]
+    rs = dram.pim_rows
+    assert rs.open_rows[rs.entry(0, 3)] == 3
+    assert rs.t_act[rs.entry(0, 3)] + cfg.t_rcd > start + PIM_SETUP_CYCLES
+    rs = before[5][1].pim_rows
+    assert (rs.open_rows[rs.entry(0, 3)], rs.open_rows[rs.entry(0, 4)]) == \
+        ((3, 4) if mode == "dual" else (4, 4))
+    assert ahead.spads["ACC"].any() and ahead.spads["ACT"][200:208].any()
+    # the LOAD after the PIM_ACT: in single mode it hits the row before it is ready
+    insts = pim_act_then_load(cfg)
+    start, dram = replay(cfg, insts, then_load)[3]
+    if mode == "single":
+        assert dram.rows.open_rows[0] == 7
+        assert dram.rows.t_act[0] + cfg.t_rcd > start + DMA_SETUP_CYCLES
+    else:
+        assert dram.rows.open_rows[0] == 5
+    for (name, _, code, pc), r in zip(ERRORS, runs[5:]):
         assert (r.golden.status.error, r.golden.status.error_pc) == (code, pc), name
     assert all(r.golden.status.error == p.expected_error
                for r, p in zip(runs[-len(randoms):], randoms))

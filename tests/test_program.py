@@ -96,7 +96,7 @@ def test_fields_in_any_order_and_case():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("FOO x=1", "line 1: unknown mnemonic 'FOO'; mnemonics are NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ"),
+    ("FOO x=1", "line 1: unknown mnemonic 'FOO'; mnemonics are NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT"),
     ("HALT\nLOAD words=1 rows=1 groups=3",
      "line 2: LOAD has no field 'groups'; its fields are spad, spad_addr, dram_addr, words, rows, "
      "stride, wait, signal"),
@@ -355,12 +355,12 @@ def test_crafted_bodies_with_valid_checksums():
          "invalid configuration in program file: unknown configuration field(s) rowz; known fields "
          "are acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
          "dram_channels, dram_row_bytes, dram_rows, group, meta_words, pe, pim_gbuf_bytes, pim_lanes, "
-         "pim_mode, pim_res_regs, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, t_cl, t_faw, "
-         "t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words"),
+         "pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
+         "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words"),
         (body(config='[1]'),
          "invalid configuration in program file: a tile configuration must be a table of fields, not list"),
-        (body(words=(0x02, 0x44)),
-         "instruction 1 (0x00000000000000000000000000000044) does not decode: opcode 0x44 is "
+        (body(words=(0x02, 0x45)),
+         "instruction 1 (0x00000000000000000000000000000045) does not decode: opcode 0x45 is "
          "a reserved PIM opcode (error code ILLEGAL_OPCODE)"),
         (body(words=(0x02, 0x02, 0x20 | 1 << 88 | 0x2 << 8)),
          f"instruction 2 (0x{0x20 | 1 << 88 | 0x2 << 8:032x}) does not decode: GEMM wait must not "

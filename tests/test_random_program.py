@@ -21,7 +21,7 @@ from mixpim.sim.random_program import (DRAWN_OPS, ERROR_KINDS, dma_gemm_overlap,
                                           random_program, random_programs, summary)
 
 TINY = preset("tiny")
-SINGLE = TINY.replace(pim_mode="single")
+SINGLE = TINY.in_pim_mode("single")
 SEEDS = 200
 #: Opcodes the generator does not draw: none.
 NOT_DRAWN = set()
@@ -79,7 +79,7 @@ def test_every_designed_error_occurs_and_is_reported():
     pim = [rp for rp in random_programs(TINY, range(1000, 1150), error_rate=1.0)
            if rp.variant == "ILLEGAL_OPCODE:pim"]
     reserved = {x for x in PIM_OPCODES if x not in OPCODE_FORMATS}
-    assert pim and reserved == set(range(0x44, 0x50))
+    assert pim and reserved == set(range(0x45, 0x50))
     assert all(rp.words[rp.expected_pc] & 0xFF in reserved for rp in pim)
 
 
@@ -116,7 +116,7 @@ def test_every_pim_error_kind_occurs(cfg):
 PIM_FEATURES = ("GBUF gather", "GBUF packed", "GBUF chans>1", "GBUF act_stride 0",
                 "GBUF act_stride>0", "WRITE", "WRITE chans>1", "GEMV dot", "GEMV bcast",
                 "GEMV accumulate", "GEMV banks>1", "GEMV chans>1", "READ reduce", "READ banks",
-                "READ word_stride>1", "READ chan_stride")
+                "READ word_stride>1", "READ chan_stride", "ACT", "ACT banks>1", "ACT chans>1")
 
 
 def test_the_mix_covers_the_isa(tiny_runs):

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import rejects
+from helpers import TINY_SINGLE, rejects
 
 from mixpim.compiler import compile_linear, lower_ffn
 from mixpim.hw.tile import MAX_IMEM_WORDS, Tile
@@ -68,7 +68,7 @@ def _word(inst, extra=0):
 #: (name, instructions, designed error, its pc)
 ERROR_PROGRAMS = [
     ("illegal opcode", [load(), 0x05, HALT], ErrorCode.ILLEGAL_OPCODE, 1),
-    ("reserved PIM opcode", [0x44, HALT], ErrorCode.ILLEGAL_OPCODE, 0),
+    ("reserved PIM opcode", [0x45, HALT], ErrorCode.ILLEGAL_OPCODE, 0),
     ("reserved bit", [NOP, _word(NOP, 1 << 16), HALT], ErrorCode.BAD_FIELD, 1),
     ("own token bit", [_word(load(), 1 << 8), HALT], ErrorCode.BAD_FIELD, 0),
     ("VEC rows", [vec(rows=TINY.rows + 1), HALT], ErrorCode.BAD_FIELD, 0),
@@ -123,9 +123,9 @@ def test_random_programs_tiny():
 
 VARIANTS = {
     "w4a16": TINY.replace(pe="mixpe-w4a16"),
-    # the blocked NPU+PIM baseline: one row buffer per bank, DMA and PIM exclude each other
-    "single": TINY.replace(pim_mode="single"),
-    "baseline": TINY.replace(pe="baseline-w4a8"),
+    # the blocked NPU+PIM baseline (one row buffer per bank, DMA and PIM exclude each other) on
+    # the dequantize-then-multiply PE
+    "single-baseline": TINY_SINGLE,
     # 2 channels of 4 banks in 2 groups, short rows on a narrow bus: rows open often, so t_faw
     # binds in every program and t_ras in some (the cycle model says so), t_ccd_l in every one
     "odd": TINY.replace(rows=2, cols=3, group=64, act_words=512, wgt_words=512, queue_depth=1,

@@ -305,9 +305,9 @@ def test_gemm_waits_for_two_units():
 # -- errors ------------------------------------------------------------------------------------
 
 def test_illegal_opcode_and_bad_field_words():
-    # cycle 0 NOP; cycle 1 the word 0x44 (a reserved PIM opcode) is illegal -> error at pc 1, nothing
+    # cycle 0 NOP; cycle 1 the word 0x45 (a reserved PIM opcode) is illegal -> error at pc 1, nothing
     # executing -> done in cycle 1 -> cycles 2; dispatched 1 (the NOP)
-    r = sim([NOP, 0x44, HALT])
+    r = sim([NOP, 0x45, HALT])
     assert (r.error, r.error_pc, r.cycles, r.dispatched) == (ErrorCode.ILLEGAL_OPCODE, 1, 2, 1)
     assert "reserved PIM opcode" in r.message
     r = sim([0x00 | 1 << 20, HALT])  # NOP with a reserved bit set
@@ -486,11 +486,11 @@ def test_same_cycle_errors_report_the_smallest_pc():
     # after the LOADs (dispatched 0..4, 8, 13, 18: a slot frees the cycle after each start)
     # 22 NOPs at 19..40 put the illegal word at cycle 41 -> both errors in cycle 41: the overflow
     # (pc 7) wins over the illegal word (pc 30).
-    prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 22 + [0x44, HALT]
+    prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 22 + [0x45, HALT]
     r = sim(prog)
     assert r.dispatch[29] == 40
     assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.TOKEN_OVERFLOW, 7, 41)
-    prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 21 + [0x44, HALT]
+    prog = [load(0, signal=GEMM) for _ in range(8)] + [NOP] * 21 + [0x45, HALT]
     r = sim(prog)  # the illegal word is examined at 40, one cycle before the overflow
     assert (r.error, r.error_pc, r.error_cycle) == (ErrorCode.ILLEGAL_OPCODE, 29, 40)
 

@@ -53,6 +53,7 @@ class Opcode(enum.IntEnum):
     PIM_WRITE = 0x41
     PIM_GEMV = 0x42
     PIM_READ = 0x43
+    PIM_ACT = 0x44
 
 
 class VecFunc(enum.IntEnum):
@@ -98,7 +99,7 @@ DOCS = {Unit: {u: info.doc for u, info in UNITS.items()},
     SoftFunc.NORM: "p = e(rmax - v) * 127 / rsum (x V scale), packed into ACT",
 }, ErrorCode: {
     ErrorCode.OK: "no error",
-    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x44-0x4f)",
+    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x45-0x4f)",
     ErrorCode.BAD_FIELD: "reserved or unused bits set; a field outside its legal values (`spad`, "
                          "`func`, a zero count); an own-unit token bit; a token mask on NOP, SYNC "
                          "or HALT",
@@ -329,6 +330,12 @@ _PIM_FORMATS = (
         Field("chan_stride", 84, 16, "ACC words from one channel's first word to the next"),
         Field("word_stride", 100, 16, "ACC words from one word of a channel's values to its next"),
     ), "write result registers into ACC words, cols values per word (over the channel's bus)"),
+    Format(Opcode.PIM_ACT, Unit.PIM, _pim_channels() + (
+        Field("bank", 37, 6, "first bank"),
+        Field("banks", 43, 7, "banks opening the row", minimum=1),
+        Field("row", 50, 16, "row opened in every bank"),
+    ), "open a row in the banks' PIM row buffers (G_ACTs) and go on without waiting for it: a "
+       "later PIM_WRITE / PIM_GEMV of that row finds it open"),
 )
 
 # LOAD/STORE reach exactly the scratchpads the tile gives DMA ports (docs/tile.md, "Scratchpads").
