@@ -223,6 +223,13 @@ class RowState(ConfigComponent):
         the channel whose last four activations are ``window`` (oldest first)."""
         return time_max(earliest, window[3] + 1, window[0] + self._cfg.t_faw)
 
+    @staticmethod
+    def _chain(m, a, b, name):
+        """``max(a, b)`` as a new signal (timestamps; 0 is "never")."""
+        out = Signal(TIME_BITS, name=name)
+        m.d.comb += out.eq(time_max(a, b))
+        return out
+
     def _groups(self, m):
         """The ``grp`` interface: per channel, a chain of one ``G_ACT`` per bank group."""
         cfg = self._cfg
@@ -248,15 +255,23 @@ class RowState(ConfigComponent):
                     holds = valid & (pick(self.open_row, q) == g.row)
                     masked = g.chans[ch] & g.banks[q - ch * nb]
                     m.d.comb += need[q].eq(masked & ~holds)
-                    pre = self._precharged(t_act, pick(self.t_last, q), g.start)
-                    earliest = Mux(need[q] & valid, time_max(earliest, pre), earliest)
+                    # the chains go through signals: an expression used twice by each max
+                    # would be duplicated in the Verilog at every step
+                    pre = Signal(TIME_BITS, name=f"gact_pre_{q}")
+                    m.d.comb += pre.eq(Mux(need[q] & valid,
+                                           self._precharged(t_act, pick(self.t_last, q), g.start),
+                                           0))
+                    earliest = self._chain(m, earliest, pre, f"gact_earliest_{q}")
                     # open already, perhaps still opening (a PIM_ACT's): ready t_rcd after it
-                    ready = Mux(masked & holds, time_max(ready, t_act + cfg.t_rcd), ready)
+                    opened = Signal(TIME_BITS, name=f"gact_opened_{q}")
+                    m.d.comb += opened.eq(Mux(masked & holds, t_act + cfg.t_rcd, 0))
+                    ready = self._chain(m, ready, opened, f"gact_ready_{q}")
                 issue = reduce(lambda a, b: a | b, need.values(), Const(0, 1))
                 act = Signal(TIME_BITS, name=f"gact_{ch}_{group}")
                 m.d.comb += act.eq(self._command(earliest, window))
                 window = [Mux(issue, new, old) for old, new in zip(window, window[1:] + [act])]
-                ready = Mux(issue, time_max(ready, act + cfg.t_rcd), ready)
+                ready = self._chain(m, ready, Mux(issue, act + cfg.t_rcd, 0),
+                                    f"gact_ready_{ch}_{group}")
                 with m.If(g.open):
                     for q in qs:
                         with m.If(need[q]):
