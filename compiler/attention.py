@@ -39,8 +39,8 @@ from mixpim.models.numerics import quantize_act_int8
 from mixpim.models.pim import pim_row_addr
 from mixpim.models.program import Segment
 from mixpim.models.softmax import EXP_ONE, exp_step
-from mixpim.models.vector import fixed_multiplier, pack_vparam
 from mixpim.models.tile_timing import simulate
+from mixpim.models.vector import fixed_multiplier, pack_vparam
 
 from .dram_alloc import DramAllocator
 from .emit import CompileError, Emitter

@@ -25,9 +25,10 @@ Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
   channel (each channel's timing counts from its own ready cycle; the data is written in lock
   step from the latest, which leaves the same end), ``done`` ``t_cl`` after the last chunk; a
   PIM_GEMV step reads ``pim_lanes`` bytes of the open row in every bank of every channel,
-  multiplies them with global-buffer bytes (dot: ``pim_lanes`` elements, the same for every bank; bcast: one element
-  broadcast over the lanes, the bank's own: bank ``bank + k`` takes element ``k * n + t`` for
-  row vector ``t``) and adds into the result registers, ``done`` in the last step.
+  multiplies them with global-buffer bytes (dot: ``pim_lanes`` elements, the same for every
+  bank; bcast: one element broadcast over the lanes, the bank's own: bank ``bank + k`` takes
+  element ``k * n + t`` for row vector ``t``) and adds into the result registers, ``done`` in
+  the last step.
 * **PIM_ACT** asks the row state in ``s+1`` like a PIM_GEMV (its banks, channels and row) and
   issues the ``G_ACT`` s (``open``, no access), then does not wait for them: ``done`` in ``s+2``
   (busy ``PIM_SETUP_CYCLES + 1`` = 3 cycles). A later PIM_WRITE / PIM_GEMV of the row (or, in
@@ -59,6 +60,10 @@ __all__ = ["pim_layout", "PimUnit"]
 # cycle in which the row state is asked leaves one before the first access
 assert len({(operand_layout(op)["ch"].offset, operand_layout(op)["chans"].offset)
             for op in PIM_OPS}) == 1
+# PIM_ACT's bank, banks and row are PIM_GEMV's fields (one view serves both)
+assert all(operand_layout(Opcode.PIM_ACT)[f].offset == operand_layout(Opcode.PIM_GEMV)[f].offset
+           and operand_layout(Opcode.PIM_ACT)[f].shape == operand_layout(Opcode.PIM_GEMV)[f].shape
+           for f in ("bank", "banks", "row"))
 assert PIM_SETUP_CYCLES >= 2
 
 
@@ -138,11 +143,10 @@ class PimUnit(ConfigComponent):
         any_view = inst.pim_gemv   # ch / chans are common (asserted above)
         chan_mask = Cat(*[(c >= any_view.ch) & (c < any_view.ch + any_view.chans)
                           for c in range(cfg.dram_channels)])
-        lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank,
-                 Mux(is_op[Opcode.PIM_ACT], inst.pim_act.bank, inst.pim_gemv.bank))
+        lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank, inst.pim_gemv.bank)  # or ACT's
         count = Mux(is_op[Opcode.PIM_WRITE], 1,
-                    Mux(is_op[Opcode.PIM_GEMV], inst.pim_gemv.banks,
-                        Mux(is_op[Opcode.PIM_ACT], inst.pim_act.banks, inst.pim_read.banks)))
+                    Mux(is_op[Opcode.PIM_GEMV] | is_op[Opcode.PIM_ACT], inst.pim_gemv.banks,
+                        inst.pim_read.banks))
         bank_mask = Cat(*[(b >= lo) & (b < lo + count) for b in range(nb)])
 
         def finish_walk():
@@ -176,7 +180,7 @@ class PimUnit(ConfigComponent):
         nch, nb = cfg.dram_channels, cfg.dram_banks
         bus, lanes = cfg.dram_bus_bytes, cfg.pim_lanes
         lb, ll, lr = exact_log2(bus), exact_log2(lanes), exact_log2(cfg.dram_row_bytes)
-        wr, gv, ac = inst.pim_write, inst.pim_gemv, inst.pim_act
+        wr, gv = inst.pim_write, inst.pim_gemv   # gv: also PIM_ACT's row (asserted above)
         write, gemv, act = is_op[Opcode.PIM_WRITE], is_op[Opcode.PIM_GEMV], is_op[Opcode.PIM_ACT]
         rows = self.dram.rows
 
@@ -184,7 +188,7 @@ class PimUnit(ConfigComponent):
         # accesses (PIM_ACT: the G_ACTs alone, done in s + 2 whenever they happen)
         ask = first & (write | gemv)
         m.d.comb += [rows.chans.eq(chan_mask), rows.banks.eq(bank_mask),
-                     rows.row.eq(Mux(write, wr.row, Mux(act, ac.row, gv.row))), rows.start.eq(t0),
+                     rows.row.eq(Mux(write, wr.row, gv.row)), rows.start.eq(t0),
                      rows.open.eq(ask | (first & act)), rows.access.eq(ask)]
         with m.If(first & act):
             m.d.sync += [ending.eq(1), t_end.eq(t0 + PIM_SETUP_CYCLES)]
