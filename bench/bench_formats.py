@@ -13,6 +13,9 @@ Formats (fake quantization in float64, round half to even):
 * ``fp16``: IEEE half precision;
 * ``pN``: probabilities on a grid of 1/N (``p127`` is INT8 probabilities).
 
+A weight study: the Q4_1 weights on the tile's integer zero-point grid, ``w = d (q - z)`` with
+``z = round(-m / d)`` (Q4_1's minimum ``m`` is not an integer multiple of ``d``), activations exact.
+
 Sites: ``attn_in`` (input of Wq/Wk/Wv), ``attn_out`` (input of Wo), ``ffn_in`` (input of
 W_gate/W_up), ``ffn_act`` (input of W_down), ``q``, ``k``, ``v`` (after RoPE), ``probs``.
 Figures: top-1 agreement of the next-token prediction with the float reference, and perplexity of
@@ -20,6 +23,7 @@ the text (the float reference's own perplexity for comparison).
 """
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixpim.compiler.gguf_checkpoint import llama_weights, smollm2_path
+from mixpim.compiler.gguf_checkpoint import LINEARS, llama_weights, smollm2_path
 from mixpim.compiler.gguf_tokenizer import gguf_tokenizer
 from mixpim.compiler.llama_float import LlamaFloat
 from mixpim.compiler.sample_text import CALIBRATION_TEXT, EVALUATION_TEXT
@@ -96,6 +100,20 @@ def fake_quant(formats, cal):
     return hook
 
 
+def integer_zero_points(weights):
+    """``weights`` with every Linear ``d * (q - round(-m / d))`` instead of ``d * q + m``."""
+    blocks = []
+    for i, b in enumerate(weights.blocks):
+        new = {}
+        for name in LINEARS:
+            q = weights.quantized(i, name)
+            d = np.repeat(q.d, 32, axis=1)
+            z = np.rint(-np.repeat(q.m, 32, axis=1) / np.where(d == 0, 1, d))
+            new[name] = (d * (q.q - z)).astype(np.float32)
+        blocks.append(dataclasses.replace(b, **new))
+    return dataclasses.replace(weights, blocks=tuple(blocks))
+
+
 def score(logits, ids, ref_top):
     lg = logits[:-1].astype(np.float64)
     m = lg.max(axis=1)
@@ -127,6 +145,11 @@ def main(argv=None):
         rows.append(dict(label=label, formats=formats, top1_agreement=agree, perplexity=ppl,
                          perplexity_ratio=ppl / ref_ppl))
         print(f"{agree:7.1%} {ppl:8.3f} {ppl / ref_ppl:8.3f}  {label}")
+    agree, ppl = score(LlamaFloat(integer_zero_points(weights), weights.config).forward(ids), ids, ref_top)
+    label = "weights with Q4_1 zero points rounded to integers (activations exact)"
+    rows.append(dict(label=label, formats={}, top1_agreement=agree, perplexity=ppl,
+                     perplexity_ratio=ppl / ref_ppl))
+    print(f"{agree:7.1%} {ppl:8.3f} {ppl / ref_ppl:8.3f}  {label}")
     out = dict(model="SmolLM2-135M-Instruct Q4_1", predictions=len(ids) - 1, float_perplexity=ref_ppl,
                studies=rows, seconds=round(time.time() - t0, 1), machine=platform.machine())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

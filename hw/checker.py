@@ -12,8 +12,9 @@ an FP16 configuration, else ``PIM_RANGE``), then the scratchpad words of the foo
 (:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
 reaches furthest; all channels share the first one's when ``act_stride`` is 0), a PIM_READ's ACC
 words (the last channel's last word reaches furthest, ``word_stride`` and ``chan_stride`` being
-non-negative). VSOFT: an FP16 configuration, ``words`` and ``count`` (``BAD_FIELD``), then its
-ACC, VPARAM (at or above ``vparam_param_base``) and, for NORM, ACT words (``SPAD_RANGE``).
+non-negative). VEC, VSOFT, VNORM and GEMM: the ``BAD_FIELD`` checks of
+``mixpim.models.tile_timing._vec_problem`` (``_vsoft_problem``, ``_vnorm_problem``,
+``_gemm_problem``), then the scratchpad words of the footprint in its order (``SPAD_RANGE``).
 """
 
 from functools import reduce
@@ -21,7 +22,7 @@ from functools import reduce
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from ..models.isa import ErrorCode, Opcode, SoftFunc, Spad, VecFunc
+from ..models.isa import ErrorCode, NormFunc, Opcode, ProbFormat, SoftFunc, Spad, VecFunc
 from ..models.pim import PIM_OPS
 from .common import ConfigComponent
 from .decoder import operand_layout
@@ -58,6 +59,7 @@ class DispatchChecker(ConfigComponent):
             "i_gemm": In(operand_layout(Opcode.GEMM)),
             "i_vec": In(operand_layout(Opcode.VEC)),
             "i_vsoft": In(operand_layout(Opcode.VSOFT)),
+            "i_vnorm": In(operand_layout(Opcode.VNORM)),
             **{f"i_{op.name.lower()}": In(operand_layout(op)) for op in PIM_OPS},
             "o_error": Out(ErrorCode),
         }
@@ -85,30 +87,8 @@ class DispatchChecker(ConfigComponent):
             with m.Default():  # the decoder rejects the word first
                 m.d.comb += dma.eq(ErrorCode.OK)
 
-        # GEMM
-        g = self.i_gemm
-        beats = g.groups * cfg.group
-        gemm = _first([(g.act_addr + beats > cfg.act_words, ErrorCode.SPAD_RANGE),
-                       (g.wgt_addr + beats > cfg.wgt_words, ErrorCode.SPAD_RANGE),
-                       (g.meta_addr + g.groups > cfg.meta_words, ErrorCode.SPAD_RANGE),
-                       (g.acc_addr + cfg.rows > cfg.acc_words, ErrorCode.SPAD_RANGE)])
-
-        # VEC
-        v = self.i_vec
-        add = v.func == VecFunc.ADD
-        apart = Mux(v.act_addr > v.res_addr, v.act_addr - v.res_addr, v.res_addr - v.act_addr)
-        vec = _first([
-            (v.rows > cfg.rows, ErrorCode.BAD_FIELD),
-            (v.acc_addr + v.rows > cfg.acc_words, ErrorCode.SPAD_RANGE),
-            (v.act_addr + cfg.cols > cfg.act_words, ErrorCode.SPAD_RANGE),
-            (add & (v.res_addr + cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
-            ((v.param_addr < cfg.vparam_param_base)
-             | (v.param_addr + cfg.cols > cfg.vparam_words), ErrorCode.SPAD_RANGE),
-            (add & (apart != 0) & (apart < cfg.cols), ErrorCode.BAD_FIELD),
-        ])
-
-        codes = {Opcode.GEMM: gemm, Opcode.VEC: vec, Opcode.VSOFT: self._vsoft(),
-                 **self._pim()}
+        codes = {Opcode.GEMM: self._gemm(), Opcode.VEC: self._vec(), Opcode.VSOFT: self._vsoft(),
+                 Opcode.VNORM: self._vnorm(), **self._pim()}
         with m.Switch(self.i_opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 m.d.comb += self.o_error.eq(dma)
@@ -119,25 +99,88 @@ class DispatchChecker(ConfigComponent):
                 m.d.comb += self.o_error.eq(ErrorCode.OK)
         return m
 
+    def _vparam_out(self, addr, words):
+        """VPARAM words ``addr .. addr + words - 1`` leave the column-parameter region."""
+        cfg = self._cfg
+        return (addr < cfg.vparam_param_base) | (addr + words > cfg.vparam_words)
+
+    def _gemm(self):
+        """The code of a GEMM (``_gemm_problem``, then its footprint)."""
+        cfg = self._cfg
+        g = self.i_gemm
+        beats = g.groups * cfg.group
+        bad_wsrc = (cfg.rows < cfg.cols) | (cfg.wbits != 4) | (cfg.scale_bits < 5)
+        return _first([
+            (g.wsrc & (bad_wsrc | (g.meta_addr != 0)), ErrorCode.BAD_FIELD),
+            (g.act_addr + beats > cfg.act_words, ErrorCode.SPAD_RANGE),
+            (g.wsrc & (g.wgt_addr + beats > cfg.act_words), ErrorCode.SPAD_RANGE),
+            (~g.wsrc & (g.wgt_addr + beats > cfg.wgt_words), ErrorCode.SPAD_RANGE),
+            (~g.wsrc & (g.meta_addr + g.groups > cfg.meta_words), ErrorCode.SPAD_RANGE),
+            (g.acc_addr + cfg.rows > cfg.acc_words, ErrorCode.SPAD_RANGE)])
+
+    def _vec(self):
+        """The code of a VEC (``_vec_problem``, its footprint, then an overlapping ADD)."""
+        cfg = self._cfg
+        v = self.i_vec
+        f = v.func
+        int8 = cfg.act_format != "fp16"
+        add, res, gate = f == VecFunc.ADD, f == VecFunc.RES, (f == VecFunc.SILU) | (f == VecFunc.GLU)
+        rope = (f == VecFunc.ROPE_LO) | (f == VecFunc.ROPE_HI)
+        pair = (f == VecFunc.GLU) | rope
+        apart = Mux(v.act_addr > v.res_addr, v.act_addr - v.res_addr, v.res_addr - v.act_addr)
+        return _first([
+            (v.rows > cfg.rows, ErrorCode.BAD_FIELD),
+            (v.fmt & int8, ErrorCode.BAD_FIELD),
+            (gate & ~v.fmt, ErrorCode.BAD_FIELD),
+            (rope & int8, ErrorCode.BAD_FIELD),
+            (res & (v.fmt | v.direct), ErrorCode.BAD_FIELD),
+            (v.direct & (add | (cfg.rows < cfg.cols)), ErrorCode.BAD_FIELD),
+            (v.acc_addr + v.rows > cfg.acc_words, ErrorCode.SPAD_RANGE),
+            (res & (v.res_addr + v.rows > cfg.acc_words), ErrorCode.SPAD_RANGE),
+            (~res & (v.act_addr + Mux(v.direct, v.rows, cfg.cols) > cfg.act_words), ErrorCode.SPAD_RANGE),
+            (add & (v.res_addr + cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
+            (pair & (v.res_addr + v.rows > cfg.acc_words), ErrorCode.SPAD_RANGE),
+            (self._vparam_out(v.param_addr, Mux(pair, 2 * cfg.cols, cfg.cols)), ErrorCode.SPAD_RANGE),
+            (rope & (v.table_addr + 2 * cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
+            (add & (apart != 0) & (apart < cfg.cols), ErrorCode.BAD_FIELD),
+            (rope & ~v.direct & (v.act_addr + cfg.cols > v.table_addr)
+             & (v.act_addr < v.table_addr + 2 * cfg.cols), ErrorCode.BAD_FIELD),
+        ])
+
     def _vsoft(self):
-        """The code of a VSOFT (``_vsoft_fault``, then its footprint)."""
+        """The code of a VSOFT (``_vsoft_problem``, then its footprint)."""
         cfg = self._cfg
         v = self.i_vsoft
-        if cfg.act_format != "int8":
-            return ErrorCode.BAD_FIELD
-        base, norm = cfg.vparam_param_base, v.func == SoftFunc.NORM
-
-        def vparam_out(addr):
-            return (addr < base) | (addr + v.count > cfg.vparam_words)
-
+        norm = v.func == SoftFunc.NORM
+        acc_end = Mux(v.col, v.acc_addr + (v.words - 1) * cfg.rows + 1, v.acc_addr + v.words)
+        act_words = Mux(v.col, v.words * cfg.cols, (v.count + cfg.rows - 1) // cfg.rows)
         return _first([
             (v.words > cfg.rows, ErrorCode.BAD_FIELD),
             (v.count > v.words * cfg.cols, ErrorCode.BAD_FIELD),
-            (v.acc_addr + v.words > cfg.acc_words, ErrorCode.SPAD_RANGE),
-            (vparam_out(v.kparam), ErrorCode.SPAD_RANGE),
-            (norm & vparam_out(v.vparam), ErrorCode.SPAD_RANGE),
-            (norm & (v.act_addr + (v.count + cfg.rows - 1) // cfg.rows > cfg.act_words),
-             ErrorCode.SPAD_RANGE),
+            ((v.pfmt == ProbFormat.FP16) & (cfg.act_format != "fp16"), ErrorCode.BAD_FIELD),
+            (v.col & (v.lane >= cfg.rows), ErrorCode.BAD_FIELD),
+            (~v.col & (v.lane != 0), ErrorCode.BAD_FIELD),
+            (acc_end > cfg.acc_words, ErrorCode.SPAD_RANGE),
+            (self._vparam_out(v.kparam, v.count), ErrorCode.SPAD_RANGE),
+            (norm & self._vparam_out(v.vparam, v.count), ErrorCode.SPAD_RANGE),
+            (norm & (v.act_addr + act_words > cfg.act_words), ErrorCode.SPAD_RANGE),
+        ])
+
+    def _vnorm(self):
+        """The code of a VNORM (``_vnorm_problem``, then its footprint)."""
+        cfg = self._cfg
+        v = self.i_vnorm
+        norm = v.func == NormFunc.NORM
+        return _first([
+            (v.rows > cfg.rows, ErrorCode.BAD_FIELD),
+            (v.fmt & (cfg.act_format != "fp16"), ErrorCode.BAD_FIELD),
+            (v.to_acc & v.fmt, ErrorCode.BAD_FIELD),
+            (v.acc_addr + v.rows > cfg.acc_words, ErrorCode.SPAD_RANGE),
+            ((v.func != NormFunc.SUM) & ~v.rms & self._vparam_out(v.nparam, 1), ErrorCode.SPAD_RANGE),
+            (norm & self._vparam_out(v.nparam, 2), ErrorCode.SPAD_RANGE),
+            (norm & self._vparam_out(v.param_addr, 2 * cfg.cols), ErrorCode.SPAD_RANGE),
+            (norm & v.to_acc & (v.act_addr + v.rows > cfg.acc_words), ErrorCode.SPAD_RANGE),
+            (norm & ~v.to_acc & (v.act_addr + cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
         ])
 
     def _pim(self):

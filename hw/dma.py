@@ -121,6 +121,15 @@ def _bytes_of(config, spad, word):
                  for x in (Value.cast(word[j]) for j in range(config.cols))))
 
 
+def _word_of(config, spad, raw):
+    """The port word of DRAM bytes ``raw`` (``8 * word_bytes`` bits): ACC keeps each value's low
+    ``acc_bits`` bits (a STORE's sign extension round-trips)."""
+    if Spad(spad) != Spad.ACC:
+        return raw
+    eb = config.acc_elem_bytes
+    return Cat(*(raw.word_select(j, 8 * eb)[:config.acc_bits] for j in range(config.cols)))
+
+
 class DmaEngine(ConfigComponent):
     """Executes one LOAD or STORE at a time.
 
@@ -136,8 +145,8 @@ class DmaEngine(ConfigComponent):
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
     done : Out(1), the instruction's last cycle (``t_cl`` after the last beat's ``ready``)
     dram : Out(:class:`~.dram.DramSignature`), to the DRAM model
-    w_act, w_wgt, w_meta, w_vparam : Out(:class:`SpadWriteSignature`), one per scratchpad a
-        LOAD writes (``w_`` + lower-case name)
+    w_act, w_wgt, w_meta, w_acc, w_vparam : Out(:class:`SpadWriteSignature`), one per scratchpad
+        a LOAD writes (``w_`` + lower-case name; ACC values keep the low ``acc_bits`` bits)
     r_act, r_acc : Out(:class:`SpadReadSignature`), one per scratchpad a STORE reads
 
     A ``spad`` the format does not allow (the decoder flags it) still spends the instruction's
@@ -294,7 +303,7 @@ class DmaEngine(ConfigComponent):
             port.addr.eq(addr),
             port.en.eq(Mux(act, Cat(*(k > i for i in range(lanes))), 0)),
         ]
-        m.d.comb += [port.data[i].eq(new.word_select(i, 8 * wb)) for i in range(lanes)]
+        m.d.comb += [port.data[i].eq(_word_of(cfg, s, new.word_select(i, 8 * wb))) for i in range(lanes)]
         with m.If(starting):
             m.d.sync += [buf.eq(0), fill.eq(0), addr.eq(self.i_inst.spad_addr)]
         with m.Elif(act):

@@ -17,12 +17,22 @@ The next GEMM may start in ``s + D``: its beats overlap this one's drain. Drains
 each other (``R <= group <= D``), so one sequencer serves them, in order; the operands still
 needed by the drains wait in a small FIFO.
 
+``wsrc`` (an activation x activation product; the tile guarantees ``rows >= cols``, ``wbits``
+4, ``scale_bits >= 5``): the INT8 weight of column ``n`` and beat ``k`` is lane ``n`` of
+ACT[``wgt_addr + k``] (read on ``r_wact``; FP16 lanes go through ``fp16_bits_to_int8``). The
+unit streams K twice as one array tile of ``2 D`` beats (``busy`` ``2 D`` cycles; WGT and META
+are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
+point 8 and scale 16, beats ``D + k`` the low nibbles, code ``w & 15`` with zero point 0 and
+scale 1, both with ACT[``act_addr + k``]. The array sums the ``2 groups`` groups, so the drained
+row is ``sum_k a[m, k] * w[n, k]`` exactly: ``16 (w >> 4) + (w & 15) == w``. The drain and the
+completion follow the last beat as above (``D`` read as ``2 D``).
+
 Word formats (docs/tile.md, "Words in DRAM"): ACT lane i is byte i (INT8) or bytes 2i, 2i+1
 (FP16); WGT column j is nibble j; META column j is bytes 3j..3j+2 (scale mantissa uint16, then
 zero point); the array takes the low ``wbits`` / ``scale_bits`` bits.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -33,13 +43,30 @@ from .array import make_array
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .vector_common import round_shift, saturate
 
-__all__ = ["gemm_layout", "GemmUnit"]
+__all__ = ["gemm_layout", "wsrc_supported", "GemmUnit"]
 
 
 def gemm_layout():
     """Operands of GEMM (from the ISA)."""
     return operand_layout(Opcode.GEMM)
+
+
+def wsrc_supported(config):
+    """The configuration can run ``wsrc`` GEMMs (a beat's weights fit one ACT word, 4-bit codes,
+    the scale 16 fits); elsewhere the dispatcher rejects them and the unit ignores the flag."""
+    return config.rows >= config.cols and config.wbits == 4 and config.scale_bits >= 5
+
+
+def _fp16_to_int8(bits):
+    """:func:`~mixpim.models.vector.fp16_bits_to_int8` of one FP16 bit pattern (16-bit Value)."""
+    sign, efield, frac = bits[15], bits[10:15], bits[:10]
+    mag = Mux(efield == 31, 0, Mux(efield == 0, frac, Cat(frac, Const(1, 1))))
+    sig = Mux(sign, -mag, mag)
+    exp = Mux(efield == 0, 1, efield)
+    # exp >= 25: sig << (exp - 25) (0..5); else round_shift(sig, 25 - exp) (1..24)
+    return saturate(Mux(exp >= 25, sig << (exp - 25)[:3], round_shift(sig, (25 - exp)[:5])), 8)
 
 
 class GemmUnit(ConfigComponent):
@@ -64,6 +91,8 @@ class GemmUnit(ConfigComponent):
     fault : Out(1), the array's output disagreed with the drain schedule or flagged a malformed
         stream (cannot happen; reported as ``ARRAY_STREAM``)
     r_act, r_wgt, r_meta, r_acc : Out(:class:`~.dma.SpadReadSignature`), one lane each
+    r_wact : Out(SpadReadSignature), one ACT word: the weights of a ``wsrc`` GEMM (a second ACT
+        read port, used in the same cycles as ``r_act``)
     w_acc : Out(:class:`~.dma.SpadWriteSignature`), one lane
     """
 
@@ -89,6 +118,7 @@ class GemmUnit(ConfigComponent):
             "nonfinite": Out(1),
             "fault": Out(1),
             "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
+            "r_wact": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
             "r_wgt": Out(SpadReadSignature(word_shape(config, Spad.WGT), 1)),
             "r_meta": Out(SpadReadSignature(word_shape(config, Spad.META), 1)),
             "r_acc": Out(SpadReadSignature(acc, 1)),
@@ -104,49 +134,69 @@ class GemmUnit(ConfigComponent):
         m.d.comb += array.o_stream.ready.eq(1)  # ACC takes a row every cycle: never backpressure
 
         # -- beats --------------------------------------------------------------------------
+        wsrc_ok = wsrc_supported(cfg)
         inst = Signal(gemm_layout())
         beating = Signal()
         k = Signal(len(inst.groups) + exact_log2(group))    # beat read this cycle (when beating)
+        lo = Signal()                                       # wsrc: the low-nibble pass
         beats = inst.groups * group
         m.d.comb += [self.idle.eq(~beating), self.busy.eq(self.start | beating)]
         reading = Signal()
         kk = Signal.like(k)
         base = Signal(gemm_layout())
+        wsrc = Signal()
         m.d.comb += [reading.eq(self.start | beating),
                      kk.eq(Mux(beating, k, 0)),
-                     base.eq(Mux(beating, inst, self.i_inst))]
-        end = Signal()   # the last beat's read
-        m.d.comb += end.eq(beating & (k == beats - 1))
+                     base.eq(Mux(beating, inst, self.i_inst)),
+                     wsrc.eq(base.wsrc if wsrc_ok else 0)]
+        pass_end = Signal()   # the last beat of a pass
+        end = Signal()        # the last beat's read
+        m.d.comb += [pass_end.eq(beating & (k == beats - 1)), end.eq(pass_end & (lo | ~wsrc))]
         with m.If(self.start):
-            m.d.sync += [inst.eq(self.i_inst), k.eq(1), beating.eq(1)]
+            m.d.sync += [inst.eq(self.i_inst), k.eq(1), lo.eq(0), beating.eq(1)]
         with m.Elif(beating):
             m.d.sync += k.eq(k + 1)
             with m.If(end):
                 m.d.sync += beating.eq(0)
+            with m.Elif(pass_end):  # wsrc: K again, the low nibbles
+                m.d.sync += [k.eq(0), lo.eq(1)]
         m.d.comb += [
             self.r_act.en.eq(reading), self.r_act.addr.eq(base.act_addr + kk),
-            self.r_wgt.en.eq(reading), self.r_wgt.addr.eq(base.wgt_addr + kk),
-            self.r_meta.en.eq(reading),
+            self.r_wgt.en.eq(reading & ~wsrc), self.r_wgt.addr.eq(base.wgt_addr + kk),
+            self.r_meta.en.eq(reading & ~wsrc),
             self.r_meta.addr.eq(base.meta_addr + (kk >> exact_log2(group))),
+            self.r_wact.en.eq(reading & wsrc), self.r_wact.addr.eq(base.wgt_addr + kk),
         ]
 
         # the words arrive one cycle after their read: one array beat
         beat_valid = Signal()
         beat_last = Signal()
-        m.d.sync += [beat_valid.eq(reading), beat_last.eq(end)]
+        beat_wsrc = Signal()
+        beat_lo = Signal()
+        m.d.sync += [beat_valid.eq(reading), beat_last.eq(end), beat_wsrc.eq(wsrc),
+                     beat_lo.eq(beating & lo)]
         payload = array.i_stream.payload
         act_bits = 16 if p.act_format == "fp16" else 8
         act_word = self.r_act.data[0]
         wgt_word = self.r_wgt.data[0]
         meta_word = self.r_meta.data[0]
+        wact_word = self.r_wact.data[0]
         m.d.comb += [array.i_stream.valid.eq(beat_valid), payload.last.eq(beat_last)]
         m.d.comb += [payload.act[i].eq(act_word[i * act_bits:(i + 1) * act_bits]) for i in range(rows)]
         for j in range(cols):
-            m.d.comb += [
-                payload.code[j].eq(wgt_word[4 * j:4 * j + p.wbits]),
-                payload.scale[j].eq(meta_word[24 * j:24 * j + p.scale_bits]),
-                payload.zero[j].eq(meta_word[24 * j + 16:24 * j + 16 + p.wbits]),
-            ]
+            code = wgt_word[4 * j:4 * j + p.wbits]
+            scale = meta_word[24 * j:24 * j + p.scale_bits]
+            zero = meta_word[24 * j + 16:24 * j + 16 + p.wbits]
+            if wsrc_ok:
+                lane = wact_word[j * act_bits:(j + 1) * act_bits]
+                w = Signal(8, name=f"wsrc_w{j}")
+                m.d.comb += w.eq(_fp16_to_int8(lane) if p.act_format == "fp16" else lane)
+                # high pass: the signed high nibble + 8 = its top bit flipped
+                code = Mux(beat_wsrc, Mux(beat_lo, w[:4], w[4:] ^ 8), code)
+                scale = Mux(beat_wsrc, Mux(beat_lo, 1, 16), scale)
+                zero = Mux(beat_wsrc, Mux(beat_lo, 0, 8), zero)
+            m.d.comb += [payload.code[j].eq(code), payload.scale[j].eq(scale),
+                         payload.zero[j].eq(zero)]
 
         # -- GEMMs between start and completion ---------------------------------------------
         # Starts are >= group cycles apart and a GEMM completes L + R cycles after its beats.

@@ -1,6 +1,7 @@
 """Softmax datapath of the vector unit: executes one VSOFT (a MAX, EXP or NORM pass of the integer
 softmax, docs/numerics.md "Softmax on the vector unit") at a time, bit for bit as
-:func:`mixpim.models.softmax.soft_apply` and busy for exactly
+:func:`mixpim.models.softmax.soft_apply` (with the ACT writes of
+:func:`mixpim.models.vec_exec.exec_vsoft`) and busy for exactly
 :func:`mixpim.models.tile_timing.vsoft_cycles`.
 
 Registers kept between instructions: ``rmax`` (int32) and ``rsum`` (uint32, sums wrap), reset to
@@ -9,12 +10,14 @@ run begins). ``first`` restarts its pass's register in the start cycle (MAX: ``r
 EXP: ``rsum = 0``; NORM ignores it).
 
 Schedule (cycle ``c`` counted from the ``start`` cycle; ``P`` = ``SOFT_DIV_CYCLES`` for NORM, else
-0; ``w`` = ``c - P``; ``W`` = ``ceil(count / rows)``):
+0; ``w`` = ``c - P``; ``W`` the ACT words NORM writes: ``ceil(count / rows)`` packed,
+``words * cols`` with ``col``):
 
-* NORM, ``c`` in ``0 .. P-1``: ``R = (127 << 24) // rsum`` by restoring division, one quotient bit
-  per cycle (a 32-bit subtractor; ``rsum == 0`` never subtracts, so ``R == 0``);
-* ``c`` in ``P .. P+words-1``: read ACC[``acc_addr + w``] (``cols`` values) and VPARAM
-  [``kparam + w*cols ..``] (their ``cols`` score multipliers);
+* NORM, ``c`` in ``0 .. P-1``: ``R = N // rsum`` by restoring division, one quotient bit per
+  cycle (a 32-bit subtractor; ``N`` = ``DIVIDEND[pfmt]``; ``rsum == 0`` never subtracts, so
+  ``R == 0``);
+* ``c`` in ``P .. P+words-1``: read ACC[``acc_addr + w``] (``col``: ACC[``acc_addr + w * rows``];
+  ``cols`` values) and VPARAM[``kparam + w*cols ..``] (their ``cols`` score multipliers);
 * ``c + 1``: ``v = sat32(round_shift(x * kmult, kshift))`` per value (``cols`` multipliers of
   ``acc_bits`` x 16 bits);
 * ``c + 2``: MAX: ``rmax = max(rmax, v ..)`` over the word's values below ``count``; EXP / NORM:
@@ -23,12 +26,22 @@ Schedule (cycle ``c`` counted from the ``start`` cycle; ``P`` = ``SOFT_DIV_CYCLE
   (``rows * cols`` x 16 bits: value ``t`` at entry ``t``);
 * ``c + 3``: EXP: ``rsum += e ..`` (the word's values below ``count``). MAX and EXP end here
   (``done`` at ``c = words + 2``);
-* NORM, ``c`` in ``P+words+2 .. P+words+1+W`` (``k`` = the ACT word, from 0): read VPARAM
-  [``vparam + k*rows ..``] (``rows`` V multipliers) and ``q = round_shift(e * R, 9)`` of values
-  ``k*rows ..`` (``rows`` multipliers of 16 x 32 bits);
-* ``c + 1``: write ACT[``act_addr + k``], lane ``i`` = ``sat8(round_shift(q * vmult, vshift))`` of
-  value ``k*rows + i`` (``rows`` multipliers of 37 x 16 bits), 0 from value ``count`` on; the
-  last write is ``done``.
+* NORM, ``c`` in ``P+words+2 .. P+words+1+W``: write ``x`` (from 0) reads VPARAM[``vparam +
+  k*rows ..``] (``rows`` V multipliers) and computes ``q = round_shift(e * R, 9)`` of values
+  ``k*rows ..`` (``rows`` multipliers of 16 x 32 bits), ``k`` = ``x`` packed, ``x // rows`` with
+  ``col`` (each group of ``rows`` writes reuses one word of ``e``);
+* ``c + 1``: the value ``round_shift(q * vmult, vshift)`` of each lane (``rows`` multipliers of
+  38 x 16 bits) in ``pfmt`` (``sat8``; the 14-bit ``clip(.., 0, 16383)``'s high or low 7 bits;
+  FP16 ``fp16_from_fixed``), 0 from value ``count`` on; then the ACT write: packed, word
+  ``act_addr + k`` with lane ``i`` = value ``k*rows + i`` (every lane enabled); ``col``, word
+  ``act_addr + x`` with value ``x`` (lane ``x % rows`` of the ``rows`` computed) in lane ``lane``
+  only (``w_act_mask``). The last write is ``done``.
+
+Output lanes (``w_act``): int8 on INT8 configurations; on FP16 configurations the unit writes the
+ACT words' 16-bit lanes itself: FP16 bit patterns, the INT8, HI and LO values converted exactly
+(they are integers in -128..127), FP16 values rounded to nearest even from ``q * 2**-16`` and
+saturated at +-65504 (one :func:`~.vec_fixed.fp16_from_fixed` per lane serves both: an int8 value
+``y`` is converted as ``y << 16``).
 
 VPARAM lanes past the value ``count - 1`` (and ACC values past it) are read and ignored.
 """
@@ -39,26 +52,32 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum
 from amaranth.lib.wiring import In, Out
 
-from ..models.isa import Opcode, SoftFunc, Spad
-from ..models.softmax import (D_MAX, EXP_FRAC_BITS, EXP_ONE, EXP_TABLE, NORM_SHIFT, PROB_MAX,
-                              RECIP_SHIFT, SOFT_DIV_CYCLES, SoftState)
+from ..models.isa import Opcode, ProbFormat, SoftFunc, Spad
+from ..models.softmax import (D_MAX, DIGITS_MAX, DIVIDEND, EXP_FRAC_BITS, EXP_ONE, EXP_TABLE,
+                              NORM_SHIFT, SOFT_DIV_CYCLES, SoftState)
+from ..models.vec_fixed import FRAC
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .vec_fixed import fp16_from_fixed
 from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
 
-__all__ = ["SOFT_REG_BITS", "soft_layout", "soft_vparam_lanes", "SoftmaxUnit"]
+__all__ = ["SOFT_REG_BITS", "soft_layout", "soft_vparam_lanes", "soft_act_layout", "SoftmaxUnit"]
 
-#: The dividend of ``R``.
-_DIVIDEND = PROB_MAX << RECIP_SHIFT
 #: Width of rmax (int32), rsum (uint32) and v (sat32).
 SOFT_REG_BITS = 32
 _RESET = SoftState()
 _E_BITS = EXP_ONE.bit_length()
-_Q_BITS = ((EXP_ONE * _DIVIDEND + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT).bit_length()
-assert _DIVIDEND < 1 << SOFT_DIV_CYCLES, "one quotient bit per division cycle"
+_Q_BITS = max(((EXP_ONE * n + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT).bit_length()
+              for n in DIVIDEND.values())
+assert max(DIVIDEND.values()) < 1 << SOFT_DIV_CYCLES, "one quotient bit per division cycle"
 assert SOFT_DIV_CYCLES >= 2 and len(EXP_TABLE) == 1 << EXP_FRAC_BITS
 assert max(EXP_TABLE) < 1 << _E_BITS
+assert DIGITS_MAX == (1 << 14) - 1  # HI / LO: two 7-bit digits
+#: ``N`` of INT8 probabilities and of the others (FP16, HI, LO share one).
+_N_INT8 = DIVIDEND[ProbFormat.INT8]
+_N_OTHER = DIVIDEND[ProbFormat.FP16]
+assert all(DIVIDEND[f] == _N_OTHER for f in ProbFormat if f != ProbFormat.INT8)
 
 
 def soft_layout():
@@ -69,6 +88,12 @@ def soft_layout():
 def soft_vparam_lanes(config):
     """VPARAM words read per cycle: ``cols`` score multipliers, or ``rows`` V multipliers."""
     return max(config.rows, config.cols)
+
+
+def soft_act_layout(config):
+    """The ``rows`` lanes of an ACT word the unit writes: int8, or FP16 bit patterns (uint16) on
+    FP16 configurations (the ACT word's own lanes)."""
+    return data.ArrayLayout(unsigned(16) if config.act_format == "fp16" else signed(8), config.rows)
 
 
 class _State(enum.Enum, shape=2):
@@ -91,6 +116,10 @@ def _max(values):
     return reduce(lambda a, b: Mux(a > b, a, b), values)
 
 
+def _clamp(x, lo, hi):
+    return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+
 class SoftmaxUnit(ConfigComponent):
     """Executes one VSOFT at a time (the schedule above).
 
@@ -106,7 +135,10 @@ class SoftmaxUnit(ConfigComponent):
     done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 word of ``cols`` values
     r_vparam : Out(SpadReadSignature), :func:`soft_vparam_lanes` consecutive words
-    w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 word of ``rows`` int8 lanes
+    w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word of :func:`soft_act_layout` lanes
+        (int8, or FP16 bit patterns on FP16 configurations)
+    w_act_mask : Out(rows), lane ``i`` of ``w_act`` is written (with ``w_act.en``): every lane
+        for a packed NORM, only lane ``lane`` for ``col``; the other lanes keep their contents
     o_rmax : Out(signed(32)), o_rsum : Out(32), the registers (updated at the end of their pass)
     """
 
@@ -118,7 +150,8 @@ class SoftmaxUnit(ConfigComponent):
             "done": Out(1),
             "r_acc": Out(SpadReadSignature(word_shape(config, Spad.ACC), 1)),
             "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), soft_vparam_lanes(config))),
-            "w_act": Out(SpadWriteSignature(data.ArrayLayout(signed(8), config.rows), 1)),
+            "w_act": Out(SpadWriteSignature(soft_act_layout(config), 1)),
+            "w_act_mask": Out(config.rows),
             "o_rmax": Out(signed(SOFT_REG_BITS)),
             "o_rsum": Out(SOFT_REG_BITS),
         }
@@ -126,6 +159,7 @@ class SoftmaxUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
+        fp16 = cfg.act_format == "fp16"
         m = Module()
 
         rmax = Signal(signed(SOFT_REG_BITS), init=_RESET.rmax)
@@ -147,13 +181,13 @@ class SoftmaxUnit(ConfigComponent):
             with m.If(self.i_inst.first & (self.i_inst.func == SoftFunc.EXP)):
                 m.d.sync += rsum.eq(0)
 
-        # -- NORM: R = _DIVIDEND // rsum, quotient bits MSB first; quo holds the dividend's unused
-        # bits, then R (stable until the next NORM)
+        # -- NORM: R = N // rsum, quotient bits MSB first; quo holds the dividend's unused bits,
+        # then R (stable until the next NORM)
         step = Signal(range(SOFT_DIV_CYCLES))
         rem = Signal(SOFT_DIV_CYCLES)
         quo = Signal(SOFT_DIV_CYCLES)
         r_in = Mux(go, 0, rem)
-        a_in = Mux(go, _DIVIDEND, quo)
+        a_in = Mux(go, Mux(cur.pfmt == ProbFormat.INT8, _N_INT8, _N_OTHER), quo)
         shifted = Signal(SOFT_DIV_CYCLES + 1)
         take = Signal()
         m.d.comb += [shifted.eq(Cat(a_in[-1], r_in)), take.eq((rsum != 0) & (shifted >= rsum))]
@@ -163,14 +197,15 @@ class SoftmaxUnit(ConfigComponent):
         # -- reads: one ACC word and its score multipliers per cycle
         w = Signal.like(inst.words)                       # ACC word read this cycle
         t0 = Signal(len(w) + cols.bit_length())           # its first value (w * cols)
+        aoff = Signal(len(cur.acc_addr))                  # its offset: w, or w * rows (col)
         reading = Signal()
         last_rd = Signal()
         m.d.comb += [reading.eq((go & ~norm) | (state == _State.READ)),
                      last_rd.eq(w + 1 == cur.words)]
         with m.If(reading):
-            m.d.sync += [w.eq(w + 1), t0.eq(t0 + cols)]
+            m.d.sync += [w.eq(w + 1), t0.eq(t0 + cols), aoff.eq(aoff + Mux(cur.col, rows, 1))]
             m.d.comb += [self.r_acc.en.eq(1), self.r_vparam.en.eq(1)]
-        m.d.comb += self.r_acc.addr.eq(cur.acc_addr + w)
+        m.d.comb += self.r_acc.addr.eq(cur.acc_addr + aoff)
 
         done = Signal()
         m.d.comb += self.done.eq(done)
@@ -189,7 +224,7 @@ class SoftmaxUnit(ConfigComponent):
                     m.d.sync += state.eq(_State.TAIL)
             with m.Case(_State.TAIL):
                 with m.If(done):
-                    m.d.sync += [state.eq(_State.IDLE), w.eq(0), t0.eq(0)]
+                    m.d.sync += [state.eq(_State.IDLE), w.eq(0), t0.eq(0), aoff.eq(0)]
 
         # -- c + 1: v per value (valid lanes: value index < count)
         rd_valid, rd_last, rd_w = Signal(), Signal(), Signal.like(w)
@@ -224,38 +259,77 @@ class SoftmaxUnit(ConfigComponent):
         with m.If(e_valid & (func == SoftFunc.EXP)):
             m.d.sync += rsum.eq(sum((Mux(e_mask[j], e[j], 0) for j in range(cols)), rsum))
 
-        # -- NORM writes: from the cycle after the last e, q of one ACT word per cycle ...
+        # -- NORM writes: from the cycle after the last e, q of one word of rows values per
+        # cycle (col: the same word rows times, one value x = kbase + sel written each) ...
         writing = Signal()
-        k = Signal(range(cols + 1))       # ACT word (its values start at k * rows)
+        k = Signal(range(cols + 1))                        # word of e (its values: kbase ..)
         kbase = Signal(range(rows * cols + rows + 1))
+        sel = Signal(range(rows))                          # col: the value's lane in that word
+        x = Signal(range(rows * cols + 1))                 # col: the value (and ACT word) written
         with m.If(v_valid & v_last & (func == SoftFunc.NORM)):
             m.d.sync += writing.eq(1)
         q = Signal(data.ArrayLayout(unsigned(_Q_BITS), rows))
-        q_valid, q_last, q_k, q_mask = Signal(), Signal(), Signal.like(k), Signal(rows)
-        wr_last = kbase + rows >= inst.count
-        m.d.sync += [q_valid.eq(writing), q_last.eq(writing & wr_last), q_k.eq(k),
+        q_valid, q_last, q_mask = Signal(), Signal(), Signal(rows)
+        q_off, q_sel = Signal(len(x)), Signal.like(sel)
+        wr_last = Mux(inst.col, x + 1 == inst.words * cols, kbase + rows >= inst.count)
+        m.d.sync += [q_valid.eq(writing), q_last.eq(writing & wr_last),
+                     q_off.eq(Mux(inst.col, x, k)), q_sel.eq(sel),
                      q_mask.eq(Cat(kbase + i < inst.count for i in range(rows)))]
         entries = buf.word_select(k, rows * _E_BITS)
         for i in range(rows):
             er = entries[i * _E_BITS:(i + 1) * _E_BITS] * quo
             m.d.sync += q[i].eq((er + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT)
         m.d.comb += self.r_vparam.addr.eq(Mux(writing, inst.vparam + kbase, cur.kparam + t0))
+        next_word = ~inst.col | (sel == rows - 1)
         with m.If(writing):
-            m.d.sync += [k.eq(k + 1), kbase.eq(kbase + rows)]
+            m.d.sync += [x.eq(x + 1), sel.eq(Mux(next_word, 0, sel + 1))]
+            with m.If(next_word):
+                m.d.sync += [k.eq(k + 1), kbase.eq(kbase + rows)]
             m.d.comb += self.r_vparam.en.eq(1)
             with m.If(wr_last):
-                m.d.sync += [writing.eq(0), k.eq(0), kbase.eq(0)]
+                m.d.sync += [writing.eq(0), k.eq(0), kbase.eq(0), sel.eq(0), x.eq(0)]
 
         # ... and its write the cycle after (with the V multipliers read with q)
+        pfmt = inst.pfmt
         lanes = []
         for i in range(rows):
             vm = data.View(vparam_layout(), self.r_vparam.data[i])
-            p = saturate(round_shift(q[i] * vm.mult, vm.shift), 8)
-            lanes.append(Mux(q_mask[i], p, 0))
+            p = Signal(signed(_Q_BITS + 1 + len(vm.mult)), name=f"p_{i}")
+            m.d.comb += p.eq(round_shift(q[i] * vm.mult, vm.shift))
+            digits = _clamp(p, 0, DIGITS_MAX)[:14]
+            y8 = Signal(signed(8), name=f"y8_{i}")
+            with m.Switch(pfmt):
+                with m.Case(ProbFormat.HI):
+                    m.d.comb += y8.eq(digits[7:])
+                with m.Case(ProbFormat.LO):
+                    m.d.comb += y8.eq(digits[:7])
+                with m.Default():
+                    m.d.comb += y8.eq(saturate(p, 8))
+            if fp16:
+                # one converter: FP16 values from q * 2**-16, the int8 values as y8 << 16 (exact)
+                y = fp16_from_fixed(m, Mux(pfmt == ProbFormat.FP16, p, y8 << FRAC), name=f"prob_{i}")
+            else:
+                y = y8
+            lane = Signal.like(y, name=f"lane_{i}")
+            m.d.comb += lane.eq(Mux(q_mask[i], y, 0))
+            lanes.append(lane)
+        out = Signal(soft_act_layout(cfg))
+        with m.If(inst.col):
+            # value x = kbase + sel: lane sel of the computed word, into lane `lane`
+            pick = Signal.like(lanes[0])
+            with m.Switch(q_sel):
+                for i in range(rows):
+                    with m.Case(i):
+                        m.d.comb += pick.eq(lanes[i])
+            m.d.comb += [out[j].eq(pick) for j in range(rows)]
+            m.d.comb += self.w_act_mask.eq(Cat(inst.lane == j for j in range(rows)))
+        with m.Else():
+            m.d.comb += [out[i].eq(lanes[i]) for i in range(rows)]
+            m.d.comb += self.w_act_mask.eq((1 << rows) - 1)
         m.d.comb += [
             self.w_act.en.eq(q_valid),
-            self.w_act.addr.eq(inst.act_addr + q_k),
-            self.w_act.data[0].eq(Cat(lanes)),
+            self.w_act.addr.eq(inst.act_addr + q_off),
+            self.w_act.data[0].eq(out),
         ]
         m.d.comb += done.eq((e_valid & e_last & (func != SoftFunc.NORM)) | (q_valid & q_last))
         return m

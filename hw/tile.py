@@ -300,6 +300,7 @@ class Tile(ConfigComponent):
             chk.i_gemm.eq(dec.o_gemm),
             chk.i_vec.eq(dec.o_vec),
             chk.i_vsoft.eq(dec.o_vsoft),
+            chk.i_vnorm.eq(dec.o_vnorm),
         ]
         for name in (op.name.lower() for op in PIM_OPS):   # every PIM format's view
             m.d.comb += getattr(chk, f"i_{name}").eq(getattr(dec, f"o_{name}"))

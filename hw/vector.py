@@ -1,28 +1,48 @@
-"""Vector unit of the tile: executes one VEC (requantize, RELU, GELU or residual ADD) or one VSOFT
-(a softmax pass, :class:`~.softmax.SoftmaxUnit`) at a time; :class:`VectorUnit` holds both
-datapaths, starts the one of the queued opcode and shares the scratchpad ports between them.
+"""Vector unit of the tile: executes one VEC (elementwise functions) or one VSOFT (a softmax pass,
+:class:`~.softmax.SoftmaxUnit`) at a time; :class:`VectorUnit` holds both datapaths, starts the one
+of the queued opcode and shares the scratchpad ports between them.
 
-VEC numerics (docs/tile.md, "Vector unit numerics"; :func:`mixpim.models.vector.vec_apply` bit for
+VEC numerics (:func:`mixpim.models.vector.vec_apply` and :mod:`mixpim.models.vec_fixed` bit for
 bit), per element of token ``i``, column ``j``::
 
-    v1 = sat32(round_shift(acc * mult[j], shift[j]))
-    v  = round_shift(v1 * tmult[i], tshift[i])
-    y  = sat8(v) | sat8(max(v, 0)) | lut[sat8(v) & 0xff] | sat8(v + residual)
+    v(x, m) = round_shift(sat32(round_shift(x * m.mult, m.shift)) * tmult[i], tshift[i])
+    v  = v(ACC[acc_addr + i][j], VPARAM[param_addr + j])
+    vb = v(ACC[res_addr + i][j], VPARAM[param_addr + cols + j])       GLU, ROPE_LO, ROPE_HI
+    y  = v | max(v, 0) | GELU: lut[sat8(v)] (fmt 0), gelu_fixed(v) (fmt 1)
+       | ADD: v + residual lane (int8; fmt 1: fixed_from_fp16) | silu_fixed(v) | glu_fixed(v, vb)
+       | rope_fixed(v, vb, c, s) (c, s: int16 lane i of ACT words table_addr + 2j, + 2j + 1)
+    out = sat8(y) (FP16 tiles: its FP16) | fp16_from_fixed(y) (fmt 1)
+    RES: ACC[res_addr + i][j] = sat32(v + ACC[res_addr + i][j]), no ACT write
 
-VEC schedule (cycle ``c`` counted from the ``start`` cycle, ``r`` = the instruction's ``rows``): the
-unit is busy for exactly ``r + cols + 3`` cycles (:func:`mixpim.models.tile_timing.vec_cycles`).
+VEC schedule (cycle ``c`` counted from the ``start`` cycle, ``r`` = the instruction's ``rows``,
+``pair`` = GLU or ROPE, ``R`` reads, ``K`` column slots): busy for exactly ``R + K + W + 3``
+cycles (:func:`mixpim.models.tile_timing.vec_cycles`), ``done`` in the last.
 
-* ``c`` in ``0 .. r-1``: read ACC[``acc_addr + c``] (one token row of ``cols`` accumulators); the
-  rows are kept in a ``rows x cols`` buffer (the transposition);
-* ``c`` in ``r .. r+cols-1``: read VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``]
-  (``j = c - r``);
-* stage 1 (``c + 1``): ``v1`` of column ``j`` for all ``rows`` lanes (``rows`` multipliers of
-  ``acc_bits`` x 16 bits); stage 2 (``c + 2``): ``v`` and the function (``rows`` multipliers of
-  32 x 16 bits);
-* ``c + 3``: write ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``).
+* reads, ``c`` in ``0 .. R-1`` (``R`` = ``r``, ``2r`` for pair and RES): ACC[``acc_addr + c``]
+  into the operand buffer, then ACC[``res_addr + c - r``] into the partner buffer (the partner or
+  residual rows), both ``rows x cols`` (the transposition);
+* column slots, ``c = R + k`` for ``k`` in ``0 .. K-1`` (``K`` = ``cols``, ``2 cols`` for pair):
+  slot ``k`` reads VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``] (column
+  ``j = k``); for pair, slot ``2j`` reads column ``j``'s own multiplier and slot ``2j + 1``
+  the partner's, VPARAM[``param_addr + cols + j``], and ROPE reads ACT[``table_addr + k``] (the
+  cosines, then the sines);
+* stage 1 (``c + 1``): ``sat32(round_shift(x * mult, shift))`` of the slot's operand (the
+  partner's in slot ``2j + 1``) for all ``rows`` lanes (``rows`` multipliers of ``acc_bits`` x
+  16 bits); the residual / cosine / sine lane or the RES residual is latched;
+* stage 2 (``c + 2``): ``v`` (``rows`` multipliers of 32 x 16 bits), the gate (one ROM read a
+  lane) and the function (``rows`` multipliers of 32 x 33 bits, shared by the gate product, the
+  SwiGLU product and both RoPE products); slot ``2j`` of a pair keeps ``silu(v)`` or ``v * c``
+  for slot ``2j + 1``;
+* stage 3 (``c + 3``): the output lanes are encoded (``sat8``, FP16); transposed (``W`` = 0):
+  write ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``); ``direct``
+  and RES: keep the column in the partner buffer;
+* writes (``direct`` and RES, ``W`` = ``r``), ``c = R + K + 3 + i``: ACT[``act_addr + i``] with
+  lane ``j`` = column ``j`` (0 for lanes ``j >= cols``), or ACC[``res_addr + i``].
 
-Every residual word is read before the word of the same address is written, so an ADD in place
-(``act_addr == res_addr``) is exact; ``done`` is the cycle of the last write.
+Every residual word is read before the word of the same address is written (an ADD or a RES in
+place is exact) and every direct or RES write follows all reads. Only a transposed ROPE whose
+output words overlap its table words is not in-place safe: output word ``act_addr + j`` is
+written in cycle ``R + 2j + 4``, table word ``table_addr + k`` read in cycle ``R + k``.
 
 The GELU table (VPARAM words 0..63) and the token multipliers (words 64..64+rows-1) are inputs
 (docs/tile.md, Decision 5: the tile holds them in registers that DMA writes to those addresses
@@ -35,15 +55,24 @@ from amaranth.lib.wiring import In, Out
 
 from ..models.isa import Opcode, Spad, VecFunc
 from ..models.tile_timing import VEC_FILL_CYCLES
-from ..models.vector import LUT_ENTRIES, int8_to_fp16_bits
+from ..models.vector import LUT_ENTRIES, MULT_BITS
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .softmax import SOFT_REG_BITS, SoftmaxUnit, soft_layout, soft_vparam_lanes
+from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gate, gate_rom
 from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
 
 __all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "ElementwiseUnit",
            "VectorUnit"]
+
+_PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+#: ``v`` and ``y``: ``|v1 * tmult| <= 2**46``; ADD adds ``|fixed_from_fp16| < 2**32``, GLU's
+#: ``round_shift(silu * vb, 16)`` stays within ``2**46``, RoPE within ``2**33``.
+_V_BITS = 48
+#: The latched side operand: a residual (``< 2**32``), a cosine / sine (int16), or a RES
+#: residual clamped to 50 bits (``sat32(v + r)`` is the same for any ``|r| >= 2**49``).
+_SIDE_BITS = 50
 
 
 def vec_layout():
@@ -62,21 +91,16 @@ class _State(enum.Enum, shape=1):
     RUN = 1
 
 
-def _int8_lanes(config):
-    return data.ArrayLayout(signed(8), config.rows)
+def _flag(m, inst, funcs, name):
+    """A Signal: ``inst.func`` is one of ``funcs``."""
+    s = Signal(name=name)
+    m.d.comb += s.eq(Cat(*(inst.func == int(f) for f in funcs)).any())
+    return s
 
 
-def _fp16_to_int8(bits):
-    """``fp16_bits_to_int8`` of one FP16 bit pattern (a 16-bit Value): int8 Value."""
-    sign, efield, frac = bits[15], bits[10:15], bits[:10]
-    nonfinite = efield == 31
-    mag = Mux(nonfinite, 0, Mux(efield == 0, frac, Cat(frac, Const(1, 1))))
-    sig = Mux(sign, -mag, mag)  # signed(12)
-    exp = Mux(efield == 0, 1, efield)  # nonfinite: sig is 0, exp irrelevant
-    # exp >= 25: sig << (exp - 25) (at most 5); else round_shift(sig, 25 - exp) (1..24)
-    up = sig << (exp - 25)[:3]
-    down = round_shift(sig, (25 - exp)[:5])
-    return saturate(Mux(exp >= 25, up, down), 8)
+def _round_const(x, s):
+    """``round_shift(x, s)`` for a constant ``s >= 1``."""
+    return (x + (1 << (s - 1))) >> s
 
 
 class ElementwiseUnit(ConfigComponent):
@@ -94,12 +118,13 @@ class ElementwiseUnit(ConfigComponent):
     i_tparam : In(ArrayLayout(:func:`vparam_layout`, rows)), the token multipliers of the lanes
         (VPARAM words 64..64+rows-1)
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
-    done : Out(1), the instruction's last cycle (the last ACT write)
+    done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 lane of ``cols`` accumulators
-    r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual)
+    r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual, the RoPE table)
     r_vparam : Out(SpadReadSignature), 1 VPARAM word (the column multipliers)
-    w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 word of ``rows`` int8 lanes: lane i is
-        token i (:class:`VectorUnit` encodes it as an ACT word)
+    w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word (int8 lanes, or 16-bit FP16
+        lanes in FP16 configurations)
+    w_acc : Out(SpadWriteSignature), 1 ACC word (RES)
     """
 
     def _members(self, config):
@@ -114,20 +139,44 @@ class ElementwiseUnit(ConfigComponent):
             "r_acc": Out(SpadReadSignature(word_shape(config, Spad.ACC), 1)),
             "r_act": Out(SpadReadSignature(act, 1)),
             "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), 1)),
-            "w_act": Out(SpadWriteSignature(_int8_lanes(config), 1)),
+            "w_act": Out(SpadWriteSignature(act, 1)),
+            "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
         }
 
     def elaborate(self, platform):
         cfg = self._cfg
-        rows, cols = cfg.rows, cfg.cols
-        fp16 = cfg.act_format == "fp16"
+        rows, cols, acc_bits = cfg.rows, cfg.cols, cfg.acc_bits
+        fp16 = cfg.act_format == "fp16"  # fmt 1, the gates and the pair functions exist only here
         lane_bits = 16 if fp16 else 8
+        acc_word = word_shape(cfg, Spad.ACC)
         m = Module()
 
         state = Signal(_State)
         inst = Signal(vec_layout())
-        t = Signal(range(rows + cols + VEC_FILL_CYCLES + 1))  # cycles since start (0 when idle)
-        last = inst.rows + (cols + VEC_FILL_CYCLES - 1)
+        t = Signal(range(3 * rows + 2 * cols + VEC_FILL_CYCLES))  # cycles since start (0 idle)
+
+        res = _flag(m, inst, (VecFunc.RES,), "res")
+        add = _flag(m, inst, (VecFunc.ADD,), "add")
+        if fp16:
+            pair = _flag(m, inst, _PAIR, "pair")
+            rope = _flag(m, inst, (VecFunc.ROPE_LO, VecFunc.ROPE_HI), "rope")
+            rope_hi = _flag(m, inst, (VecFunc.ROPE_HI,), "rope_hi")
+            glu = _flag(m, inst, (VecFunc.GLU,), "glu")
+            phi = _flag(m, inst, (VecFunc.GELU,), "phi")
+        else:
+            pair = rope = Const(0)
+        wr = Signal()  # rows written after the tile (direct, RES)
+        n_reads = Signal(range(2 * rows + 1))
+        slots_end = Signal(range(2 * rows + 2 * cols + 1))
+        wr_start = Signal(range(2 * rows + 2 * cols + VEC_FILL_CYCLES + 1))
+        last = Signal.like(t)
+        m.d.comb += [
+            wr.eq(res | inst.direct),
+            n_reads.eq(Mux(pair | res, inst.rows << 1, inst.rows)),
+            slots_end.eq(n_reads + Mux(pair, 2 * cols, cols)),
+            wr_start.eq(slots_end + VEC_FILL_CYCLES),
+            last.eq(Mux(wr, wr_start + inst.rows, wr_start) - 1),
+        ]
 
         m.d.comb += self.busy.eq(self.start | (state == _State.RUN))
         with m.If(state == _State.IDLE):
@@ -139,90 +188,182 @@ class ElementwiseUnit(ConfigComponent):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += [t.eq(0), state.eq(_State.IDLE)]
 
-        # ACC rows: read in cycles 0 .. r-1 (cycle 0 from i_inst), captured one cycle later
-        acc_buf = Signal(data.ArrayLayout(word_shape(cfg, Spad.ACC), rows))
-        acc_row = Signal(range(max(rows, 2)))
+        # reads: ACC rows in cycles 0 .. r-1 (cycle 0 from i_inst), partner / residual rows in
+        # r .. 2r-1; captured one cycle later
+        acc_buf = Signal(data.ArrayLayout(acc_word, rows))
+        part_buf = Signal(data.ArrayLayout(acc_word, rows))  # partner rows, then outputs to write
+        acc_row = Signal(range(rows))
+        acc_part = Signal()
         acc_valid = Signal()
         with m.If((state == _State.IDLE) & self.start):
             m.d.comb += [self.r_acc.en.eq(1), self.r_acc.addr.eq(self.i_inst.acc_addr)]
-            m.d.sync += [acc_valid.eq(1), acc_row.eq(0)]
-        with m.Elif((state == _State.RUN) & (t < inst.rows)):
-            m.d.comb += [self.r_acc.en.eq(1), self.r_acc.addr.eq(inst.acc_addr + t)]
-            m.d.sync += [acc_valid.eq(1), acc_row.eq(t)]
+            m.d.sync += [acc_valid.eq(1), acc_row.eq(0), acc_part.eq(0)]
+        with m.Elif((state == _State.RUN) & (t < n_reads)):
+            m.d.comb += self.r_acc.en.eq(1)
+            m.d.sync += acc_valid.eq(1)
+            with m.If(t < inst.rows):
+                m.d.comb += self.r_acc.addr.eq(inst.acc_addr + t)
+                m.d.sync += [acc_row.eq(t), acc_part.eq(0)]
+            with m.Else():
+                m.d.comb += self.r_acc.addr.eq(inst.res_addr + (t - inst.rows))
+                m.d.sync += [acc_row.eq(t - inst.rows), acc_part.eq(1)]
         with m.Else():
             m.d.sync += acc_valid.eq(0)
-        with m.If(acc_valid):
-            for i in range(rows):
-                with m.If(acc_row == i):
-                    m.d.sync += acc_buf[i].eq(self.r_acc.data[0])
 
-        # column reads in cycles r .. r+cols-1
-        col = Signal(range(cols + 1))  # column of the read issued this cycle
+        # column slots in cycles R .. R+K-1
         rd = Signal()
-        m.d.comb += [col.eq(t - inst.rows),
-                     rd.eq((state == _State.RUN) & (t >= inst.rows) & (t < inst.rows + cols))]
+        k = Signal(range(2 * cols))  # slot of the read issued this cycle
+        j = Signal(range(cols))  # its column
+        h = Signal()  # the partner's slot of a pair
         m.d.comb += [
-            self.r_vparam.en.eq(rd), self.r_vparam.addr.eq(inst.param_addr + col),
-            self.r_act.en.eq(rd & (inst.func == int(VecFunc.ADD))),
-            self.r_act.addr.eq(inst.res_addr + col),
+            rd.eq((state == _State.RUN) & (t >= n_reads) & (t < slots_end)),
+            k.eq(t - n_reads),
+            j.eq(Mux(pair, k >> 1, k)),
+            h.eq(pair & k[0]),
+            self.r_vparam.en.eq(rd),
+            self.r_vparam.addr.eq(inst.param_addr + j + Mux(h, cols, 0)),
+            self.r_act.en.eq(rd & (add | rope)),
+            self.r_act.addr.eq(Mux(rope, inst.table_addr, inst.res_addr) + k),
         ]
-        rd_col = Signal.like(col)
-        rd_valid = Signal()
-        m.d.sync += [rd_valid.eq(rd), rd_col.eq(col)]
+        s1_j, s2_j, s3_j = (Signal.like(j, name=f"s{n}_j") for n in (1, 2, 3))
+        s1_h, s2_h, s3_h = (Signal(name=f"s{n}_h") for n in (1, 2, 3))
+        s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid") for n in (1, 2, 3))
+        m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_h.eq(h),
+                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_h.eq(s1_h),
+                     s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_h.eq(s2_h)]
+        s3_out = Signal()  # stage 3 holds a column's outputs (not the first slot of a pair)
+        m.d.comb += s3_out.eq(s3_valid & (~pair | s3_h))
 
-        # stage 1: v1 = sat32(round_shift(acc * mult, shift)) per lane; residual to int8
+        # stage 1: v1 = sat32(round_shift(x * mult, shift)) per lane; the side operand
         param = data.View(vparam_layout(), self.r_vparam.data[0])
         v1 = Signal(data.ArrayLayout(signed(32), rows))
-        res = Signal(data.ArrayLayout(signed(8), rows))
-        s1_valid = Signal()
-        m.d.sync += s1_valid.eq(rd_valid)
-        res_word = self.r_act.data[0]
+        side = Signal(data.ArrayLayout(signed(_SIDE_BITS), rows))
         for i in range(rows):
-            a = Value.cast(acc_buf[i][rd_col])
-            m.d.sync += v1[i].eq(saturate(round_shift(a * param.mult, param.shift), 32))
-            lane = res_word[i * lane_bits:(i + 1) * lane_bits]
-            m.d.sync += res[i].eq(_fp16_to_int8(lane) if fp16 else lane.as_signed())
+            a = Signal(signed(acc_bits), name=f"a_{i}")
+            b = Signal(signed(acc_bits), name=f"b_{i}")
+            p1 = Signal(signed(acc_bits + MULT_BITS), name=f"p1_{i}")
+            r1 = Signal(signed(acc_bits + MULT_BITS), name=f"r1_{i}")
+            m.d.comb += [
+                a.eq(acc_buf[i][s1_j]),
+                b.eq(part_buf[i][s1_j]),
+                p1.eq((Mux(s1_h, b, a) if fp16 else a) * param.mult),
+                r1.eq(round_shift(p1, param.shift)),
+            ]
+            m.d.sync += v1[i].eq(saturate(r1, 32))
 
-        # stage 2: v = round_shift(v1 * tmult, tshift); the function; lanes >= r give 0
-        y = Signal(data.ArrayLayout(signed(8), rows))
-        y_valid = Signal()
-        m.d.sync += y_valid.eq(s1_valid)
+            lane = self.r_act.data[0][i * lane_bits:(i + 1) * lane_bits]
+            if fp16:  # ADD: the FP16 residual in 2**-16 units, or its int8 (fmt 0)
+                fx = fixed_from_fp16(m, lane, name=f"fx_{i}")
+                fx8 = Signal(signed(8), name=f"fx8_{i}")
+                rfx = Signal(signed(len(fx)), name=f"rfx_{i}")
+                m.d.comb += [rfx.eq(_round_const(fx, 16)), fx8.eq(saturate(rfx, 8))]
+                operand = Mux(rope, lane.as_signed(), Mux(inst.fmt, fx, fx8))
+            else:
+                operand = lane.as_signed()
+            r_res = saturate(b, _SIDE_BITS) if acc_bits > _SIDE_BITS else b
+            m.d.sync += side[i].eq(Mux(res, r_res, operand))
+
+        # stage 2: v = round_shift(v1 * tmult, tshift); the function; slot 2j of a pair is kept
+        y = Signal(data.ArrayLayout(signed(_V_BITS), rows))
+        hold = Signal(data.ArrayLayout(signed(_V_BITS), rows))
+        if fp16:
+            m.submodules.gate_rom = rom = gate_rom()
         for i in range(rows):
             tp = self.i_tparam[i]
-            v = Signal(signed(50), name=f"v_{i}")
-            m.d.comb += v.eq(round_shift(Value.cast(v1[i]) * tp.mult, tp.shift))
-            s8 = saturate(v, 8)
-            out = Signal(signed(8), name=f"y_{i}")
+            p2 = Signal(signed(32 + MULT_BITS), name=f"p2_{i}")
+            v = Signal(signed(_V_BITS), name=f"v_{i}")
+            vsum = Signal(signed(_SIDE_BITS + 1), name=f"vsum_{i}")
+            m.d.comb += [
+                p2.eq(Value.cast(v1[i]) * tp.mult),
+                v.eq(round_shift(p2, tp.shift)),
+                vsum.eq(v + side[i]),
+            ]
+            lut = self.i_lut.as_value().word_select(saturate(v, 8).as_unsigned(), 8).as_signed()
+            out = Signal(signed(_V_BITS), name=f"y_{i}")
+            if fp16:
+                vs = Signal(signed(32), name=f"vs_{i}")
+                m.d.comb += vs.eq(saturate(v, 32))
+                g = gate(m, rom.read_port(domain="comb"), vs, phi, name=f"gate_{i}")
+                op = Signal(signed(33), name=f"op_{i}")  # gate, cosine / sine, or silu(v_a)
+                prod = Signal(signed(65), name=f"prod_{i}")
+                g15 = Signal(signed(34), name=f"g15_{i}")  # v * gate: silu(v), gelu(v)
+                rsum = Signal(signed(_V_BITS + 1), name=f"rsum_{i}")
+                m.d.comb += [
+                    op.eq(Mux(rope, Value.cast(side[i])[:16].as_signed(),
+                              Mux(glu & s2_h, Value.cast(hold[i])[:33].as_signed(), g))),
+                    prod.eq(vs * op),
+                    g15.eq(_round_const(prod, 15)),
+                    rsum.eq(Mux(rope_hi, hold[i] + prod, hold[i] - prod)),
+                ]
+                m.d.sync += hold[i].eq(Mux(glu, g15, prod))  # read by the next (partner) slot
             with m.Switch(inst.func):
                 with m.Case(int(VecFunc.REQUANT)):
-                    m.d.comb += out.eq(s8)
+                    m.d.comb += out.eq(v)
                 with m.Case(int(VecFunc.RELU)):
-                    m.d.comb += out.eq(saturate(v, 8, lo=0))
+                    m.d.comb += out.eq(Mux(v < 0, 0, v))
                 with m.Case(int(VecFunc.GELU)):
-                    m.d.comb += out.eq(self.i_lut.as_value().word_select(s8.as_unsigned(), 8))
-                with m.Default():  # ADD
-                    m.d.comb += out.eq(saturate(v + Value.cast(res[i]), 8))
-            m.d.sync += y[i].eq(Mux(i < inst.rows, out, 0))
+                    m.d.comb += out.eq(Mux(inst.fmt, g15, lut) if fp16 else lut)
+                with m.Case(int(VecFunc.ADD)):
+                    m.d.comb += out.eq(vsum)
+                with m.Case(int(VecFunc.RES)):
+                    m.d.comb += out.eq(saturate(vsum, 32))
+                if fp16:
+                    with m.Case(int(VecFunc.SILU)):
+                        m.d.comb += out.eq(g15)
+                    with m.Case(int(VecFunc.GLU)):
+                        m.d.comb += out.eq(_round_const(prod, 16))
+                    with m.Case(int(VecFunc.ROPE_LO), int(VecFunc.ROPE_HI)):
+                        m.d.comb += out.eq(_round_const(rsum, 14))
+            m.d.sync += y[i].eq(out)
 
-        # write: one ACT word per cycle, lane i = token i
-        wcol = Signal(range(cols + 1))
-        with m.If(y_valid):
-            m.d.sync += wcol.eq(wcol + 1)
-        with m.If(self.start & (state == _State.IDLE)):
-            m.d.sync += wcol.eq(0)
+        # stage 3: output lanes; a transposed column goes to ACT, direct / RES ones wait in
+        # part_buf
+        lanes = []
+        for i in range(rows):
+            yi = Value.cast(y[i])
+            s8 = Signal(signed(8), name=f"s8_{i}")
+            m.d.comb += s8.eq(saturate(yi, 8))
+            if fp16:
+                z = Signal(signed(_V_BITS), name=f"z_{i}")
+                m.d.comb += z.eq(Mux(inst.fmt, yi, s8 << 16))
+                lane = fp16_from_fixed(m, z, name=f"out_{i}")
+            else:
+                lane = s8
+            lanes.append(lane)
+            with m.If(acc_valid & acc_part & (acc_row == i)):
+                m.d.sync += part_buf[i].eq(self.r_acc.data[0])
+            with m.Elif(s3_out & wr):
+                m.d.sync += part_buf[i][s3_j].eq(Mux(res, yi, lane))
+            with m.If(acc_valid & ~acc_part & (acc_row == i)):
+                m.d.sync += acc_buf[i].eq(self.r_acc.data[0])
+
+        # writes: row i of part_buf in cycles R+K+3+i
+        wrow = Signal(range(rows))
+        in_wr = Signal()
+        row = Signal(acc_word)
         m.d.comb += [
-            self.w_act.en.eq(y_valid),
-            self.w_act.addr.eq(inst.act_addr + wcol),
-            self.w_act.data[0].eq(y),
+            wrow.eq(t - wr_start),
+            in_wr.eq((state == _State.RUN) & wr & (t >= wr_start)),
+            row.eq(part_buf[wrow]),
+        ]
+        col_word = Cat(*(Mux(i < inst.rows, lanes[i], 0) for i in range(rows)))
+        row_word = Cat(*(Value.cast(row[c])[:lane_bits] for c in range(cols)))
+        m.d.comb += [
+            self.w_act.en.eq((s3_out & ~wr) | (in_wr & ~res)),
+            self.w_act.addr.eq(inst.act_addr + Mux(in_wr, wrow, s3_j)),
+            self.w_act.data[0].eq(Mux(in_wr, row_word, col_word)),
+            self.w_acc.en.eq(in_wr & res),
+            self.w_acc.addr.eq(inst.res_addr + wrow),
+            self.w_acc.data[0].eq(row),
         ]
         return m
 
 
 class VectorUnit(ConfigComponent):
     """The tile's VEC unit: one VEC (:class:`ElementwiseUnit`) or one VSOFT
-    (:class:`~.softmax.SoftmaxUnit`) at a time, with their timings (``rows + cols + 3``,
-    :func:`~mixpim.models.tile_timing.vsoft_cycles`); the softmax registers persist between
-    instructions until the unit is reset.
+    (:class:`~.softmax.SoftmaxUnit`) at a time, with their timings
+    (:func:`~mixpim.models.tile_timing.vec_cycles`, :func:`~mixpim.models.tile_timing.vsoft_cycles`);
+    the softmax registers persist between instructions until the unit is reset.
 
     Arguments
     ---------
@@ -240,12 +381,13 @@ class VectorUnit(ConfigComponent):
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
     done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 word of ``cols`` accumulators
-    r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual)
+    r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual, the RoPE table)
     r_vparam : Out(SpadReadSignature), :func:`~.softmax.soft_vparam_lanes` consecutive words (VEC
         uses lane 0)
     w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word: int8 lanes, or in FP16
-        configurations the FP16 bit patterns of the int8 results (VSOFT never reaches an FP16
-        unit: the dispatcher rejects it)
+        configurations 16-bit lanes (VEC: FP16 values; VSOFT: the FP16 bit patterns of its int8
+        results)
+    w_acc : Out(SpadWriteSignature), 1 ACC word (VEC RES)
     o_rmax : Out(signed(32)), o_rsum : Out(32), the softmax registers (for observation)
     """
 
@@ -263,6 +405,7 @@ class VectorUnit(ConfigComponent):
             "r_act": Out(SpadReadSignature(act, 1)),
             "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), soft_vparam_lanes(config))),
             "w_act": Out(SpadWriteSignature(act, 1)),
+            "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
             "o_rmax": Out(signed(SOFT_REG_BITS)),
             "o_rsum": Out(SOFT_REG_BITS),
         }
@@ -280,24 +423,22 @@ class VectorUnit(ConfigComponent):
             self.o_rmax.eq(soft.o_rmax), self.o_rsum.eq(soft.o_rsum),
         ]
         wiring.connect(m, wiring.flipped(self.r_act), vec.r_act)
+        wiring.connect(m, wiring.flipped(self.w_acc), vec.w_acc)
 
         # one datapath is busy at a time: the other's port enables are low
         for port, a, b in ((self.r_acc, vec.r_acc, soft.r_acc),
                            (self.r_vparam, vec.r_vparam, soft.r_vparam)):
             m.d.comb += [port.en.eq(a.en | b.en), port.addr.eq(Mux(b.en, b.addr, a.addr)),
                          b.data.eq(port.data), a.data[0].eq(port.data[0])]
-        y = Mux(soft.w_act.en, soft.w_act.data[0].as_value(), vec.w_act.data[0].as_value())
-        y = data.View(_int8_lanes(cfg), y)
+        p = soft.w_act.data[0]  # int8 lanes
         if cfg.act_format == "fp16":
-            table = Const(sum(int(b) << (16 * k) for k, b in
-                              enumerate(int8_to_fp16_bits([(k ^ 0x80) - 0x80 for k in range(256)]))),
-                          16 * 256)
-            lanes = [table.word_select(Value.cast(y[i]).as_unsigned(), 16) for i in range(cfg.rows)]
+            soft_word = Cat(*(fp16_from_fixed(m, p[i], 0, name=f"soft_fp16_{i}")
+                              for i in range(cfg.rows)))
         else:
-            lanes = [Value.cast(y[i]) for i in range(cfg.rows)]
+            soft_word = p.as_value()
         m.d.comb += [
             self.w_act.en.eq(vec.w_act.en | soft.w_act.en),
             self.w_act.addr.eq(Mux(soft.w_act.en, soft.w_act.addr, vec.w_act.addr)),
-            self.w_act.data[0].eq(Cat(*lanes)),
+            self.w_act.data[0].eq(Mux(soft.w_act.en, soft_word, vec.w_act.data[0])),
         ]
         return m

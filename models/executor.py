@@ -10,7 +10,8 @@ each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
 * GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points and scale
   mantissas and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
   the array computes it; the accumulators wrap at ``acc_bits`` like the hardware's registers;
-* VEC calls :func:`~mixpim.models.vector.vec_apply`;
+* VEC, VSOFT and VNORM are :mod:`~mixpim.models.vec_exec` (the vector unit's numerics and
+  where it reads and writes);
 * the PIM instructions call :func:`~mixpim.models.pim.apply_pim` (the global buffers and result
   registers are :class:`~mixpim.models.pim.PimState`).
 
@@ -25,18 +26,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import META_ENTRY_BYTES, VPARAM_LUT_WORDS, TileConfig
+from .config import META_ENTRY_BYTES, TileConfig
 from .errors import ShapeError
-from .isa import ErrorCode, Opcode, SoftFunc, Spad, VecFunc
+from .isa import ErrorCode, Opcode, Spad
 from .mixpe import ArrayParams, mixpe_gemm
 from .numerics import FixedScales
 from .pim import PIM_OPS, PimState, apply_pim
-from .softmax import SoftState, norm_words, soft_apply
 from .program import Program, ProgramError, Segment
 from .quant import QuantizedWeights
 from .footprint import dma_spans, footprint
 from .tile_timing import TimingResult, simulate
-from .vector import fp16_bits_to_int8, int8_to_fp16_bits, unpack_lut, unpack_vparam, vec_apply
+from .vec_exec import VectorState, exec_vec, exec_vnorm, exec_vsoft
+from .vector import fp16_bits_to_int8
 
 __all__ = ["Status", "Race", "Result", "execute", "run",
            "pack_act", "unpack_act", "pack_wgt", "unpack_wgt", "pack_meta", "unpack_meta",
@@ -314,7 +315,7 @@ class _Memory:
         self.spads["ACC"] = np.zeros((cfg.acc_words, cfg.cols), _acc_dtype(cfg))
         self.stored = []  # (starts, length) of every STORE and PIM_WRITE
         self.pim = PimState(cfg)
-        self.soft = SoftState()
+        self.vec = VectorState(cfg)
         for i, seg in enumerate(segments):
             self._load_segment(i, seg)
 
@@ -356,29 +357,14 @@ class _Memory:
         elif op == Opcode.GEMM:
             return self._gemm(inst)
         elif op == Opcode.VEC:
-            self._vec(inst)
+            exec_vec(self.cfg, self.spads, inst)
         elif op == Opcode.VSOFT:
-            self._vsoft(inst)
+            exec_vsoft(self.cfg, self.spads, self.vec, inst)
+        elif op == Opcode.VNORM:
+            exec_vnorm(self.cfg, self.spads, self.vec, inst)
         elif op in PIM_OPS:
             self._pim(inst)
         return False
-
-    def _vsoft(self, inst):
-        cfg = self.cfg
-        n = inst.count
-        x = self.spads["ACC"][inst.acc_addr:inst.acc_addr + inst.words].reshape(-1)[:n]
-        vp = self.spads["VPARAM"]
-        kmult, kshift = unpack_vparam(vp[inst.kparam:inst.kparam + n])
-        vmult = vshift = None
-        if inst.func == SoftFunc.NORM:
-            vmult, vshift = unpack_vparam(vp[inst.vparam:inst.vparam + n])
-        p = soft_apply(self.soft, inst.func, x, kmult, kshift, first=bool(inst.first),
-                       vmult=vmult, vshift=vshift)
-        if p is not None:
-            words = norm_words(cfg, n)
-            out = np.zeros(words * cfg.rows, np.int8)
-            out[:n] = p
-            self.spads["ACT"][inst.act_addr:inst.act_addr + words] = out.view(np.uint8).reshape(words, -1)
 
     def _pim(self, inst):
         cfg = self.cfg
@@ -400,6 +386,10 @@ class _Memory:
         else:
             data = self.dram[self._dram_index(starts, length)]
         n = inst.rows * inst.words
+        if inst.spad == Spad.ACC:  # the low acc_bits bits of each value (a STORE round-trips)
+            values = unpack_acc(cfg, data.reshape(n, wb))
+            self.spads["ACC"][inst.spad_addr:inst.spad_addr + n] = wrap(values, cfg.acc_bits)
+            return
         self.spads[inst.spad.name][inst.spad_addr:inst.spad_addr + n] = data.reshape(n, wb)
 
     def _store(self, inst):
@@ -426,51 +416,49 @@ class _Memory:
         g = inst.groups
         k = g * cfg.group
         act = unpack_act(cfg, self.spads["ACT"][inst.act_addr:inst.act_addr + k]).T  # (rows, K)
-        codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k]).T  # (cols, K)
-        zeros, scales = unpack_meta(cfg, self.spads["META"][inst.meta_addr:inst.meta_addr + g])
-        # the array takes the low wbits / scale_bits bits of the stored 4-bit / 8-bit / 16-bit fields
-        wmask, smask = (1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1
-        qw = QuantizedWeights(
-            codes=np.ascontiguousarray(codes & wmask), zeros=np.ascontiguousarray(zeros.T & wmask),
-            scales=FixedScales(np.ascontiguousarray(scales.T & smask), np.zeros(cfg.cols, np.int64),
-                               cfg.scale_bits),
-            bits=cfg.wbits, group=cfg.group, symmetric=False)
-        # The hardware accumulator wraps at acc_bits; mixpe_gemm refuses to overflow, so give it
-        # the headroom of this GEMM's group count and wrap afterwards (same integers mod 2**bits).
-        params = self.params
-        headroom = max(params.acc_headroom, g.bit_length() + 1)
-        result = mixpe_gemm(replace(params, acc_headroom=headroom), np.ascontiguousarray(act), qw)
-        tile = result.acc
+        if inst.wsrc:
+            passes = self._int8_weights(inst, k)
+        else:
+            codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k]).T  # (cols, K)
+            zeros, scales = unpack_meta(cfg, self.spads["META"][inst.meta_addr:inst.meta_addr + g])
+            # the array takes the low wbits / scale_bits bits of the 4-bit / 8-bit / 16-bit fields
+            wmask, smask = (1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1
+            passes = [(codes & wmask, zeros.T & wmask, scales.T & smask)]
+        tile, nonfinite = None, False
+        for codes, zeros, scales in passes:
+            qw = QuantizedWeights(
+                codes=np.ascontiguousarray(codes), zeros=np.ascontiguousarray(zeros),
+                scales=FixedScales(np.ascontiguousarray(scales), np.zeros(cfg.cols, np.int64),
+                                   cfg.scale_bits),
+                bits=cfg.wbits, group=cfg.group, symmetric=False)
+            part, flag = self._array(g, act, qw)
+            tile = part if tile is None else tile + part
+            nonfinite = nonfinite or flag
         acc = self.spads["ACC"]
         dst = slice(inst.acc_addr, inst.acc_addr + cfg.rows)
         if inst.accumulate:
             tile = acc[dst] + tile
         acc[dst] = wrap(tile if acc.dtype == object else np.asarray(tile, np.int64), cfg.acc_bits)
-        return bool(result.nonfinite.any())
+        return nonfinite
 
-    def _vec(self, inst):
+    def _int8_weights(self, inst, k):
+        """GEMM ``wsrc``: INT8 weights from ACT lanes 0..cols-1 as two passes of 4-bit codes: high
+        nibbles + 8 (zero point 8, scale 16), then low nibbles (zero point 0, scale 1)."""
         cfg = self.cfg
-        r, c = inst.rows, cfg.cols
-        acc = self.spads["ACC"][inst.acc_addr:inst.acc_addr + r]
-        vp = self.spads["VPARAM"]
-        mult, shift = unpack_vparam(vp[inst.param_addr:inst.param_addr + c])
-        base = cfg.vparam_token_base
-        tmult, tshift = unpack_vparam(vp[base:base + r])
-        func = inst.func
-        lut = unpack_lut(vp[:VPARAM_LUT_WORDS].tobytes()) if func == VecFunc.GELU else None
-        residual = None
-        if func == VecFunc.ADD:
-            res = unpack_act(cfg, self.spads["ACT"][inst.res_addr:inst.res_addr + c])  # (cols, lanes)
-            res = res[:, :r].T
-            residual = res if cfg.act_format == "int8" else fp16_bits_to_int8(res)
-        y = vec_apply(func, acc, mult, shift, tmult, tshift, lut=lut, residual=residual)
-        out = np.zeros((c, cfg.rows), np.int8)
-        out[:, :r] = y.T
-        if cfg.act_format == "int8":
-            words = out.view(np.uint8)
-        else:
-            words = int8_to_fp16_bits(out).astype("<u2").view(np.uint8).reshape(c, -1)
-        self.spads["ACT"][inst.act_addr:inst.act_addr + c] = words
+        lanes = unpack_act(cfg, self.spads["ACT"][inst.wgt_addr:inst.wgt_addr + k])[:, :cfg.cols]
+        w = (lanes if cfg.act_format == "int8" else fp16_bits_to_int8(lanes)).astype(np.int64).T
+        g = inst.groups
+        ones = np.ones((cfg.cols, g), np.int64)
+        return [((w >> 4) + 8, 8 * ones, 16 * ones), (w & 15, 0 * ones, ones)]
+
+    def _array(self, g, act, qw):
+        """One pass of the array: ``(acc tile, nonfinite)``."""
+        # The hardware accumulator wraps at acc_bits; mixpe_gemm refuses to overflow, so give it
+        # the headroom of this GEMM's group count and wrap afterwards (same integers mod 2**bits).
+        params = self.params
+        headroom = max(params.acc_headroom, g.bit_length() + 1)
+        result = mixpe_gemm(replace(params, acc_headroom=headroom), np.ascontiguousarray(act), qw)
+        return result.acc, bool(result.nonfinite.any())
 
     def outputs(self):
         """Merged DRAM ranges written by STOREs and PIM_WRITEs, as Segments with their final

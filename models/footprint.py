@@ -16,9 +16,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .config import VPARAM_LUT_WORDS
-from .isa import Opcode, SoftFunc, VecFunc
+from .isa import NormFunc, Opcode, SoftFunc, VecFunc
 from .pim import gbuf_words, read_words, row_starts
-from .softmax import norm_words
+from .softmax import norm_writes
 from .units import Spad
 
 __all__ = ["SpadAccess", "DramAccess", "Footprint", "footprint", "dma_spans"]
@@ -88,36 +88,72 @@ def footprint(config, inst, *, dram=True):
     if op == Opcode.GEMM:
         groups = o["groups"]
         beats = groups * cfg.group
-        return Footprint((SpadAccess(Spad.ACT, o["act_addr"], beats, False, "ACT"),
-                          SpadAccess(Spad.WGT, o["wgt_addr"], beats, False, "WGT"),
-                          SpadAccess(Spad.META, o["meta_addr"], groups, False, "META"),
-                          SpadAccess(Spad.ACC, o["acc_addr"], cfg.rows, True, "ACC")))
+        act = SpadAccess(Spad.ACT, o["act_addr"], beats, False, "ACT")
+        acc = SpadAccess(Spad.ACC, o["acc_addr"], cfg.rows, True, "ACC")
+        if o["wsrc"]:
+            return Footprint((act, SpadAccess(Spad.ACT, o["wgt_addr"], beats, False, "weight ACT"), acc))
+        return Footprint((act, SpadAccess(Spad.WGT, o["wgt_addr"], beats, False, "WGT"),
+                          SpadAccess(Spad.META, o["meta_addr"], groups, False, "META"), acc))
     if op == Opcode.VEC:
-        rows, func = o["rows"], o["func"]
-        out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC"),
-               SpadAccess(Spad.ACT, o["act_addr"], cfg.cols, True, "ACT")]
-        if func == VecFunc.ADD:
-            out.append(SpadAccess(Spad.ACT, o["res_addr"], cfg.cols, False, "residual ACT"))
-        out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cfg.cols, False, "VPARAM",
-                              cfg.vparam_param_base))
-        out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, rows, False, "token VPARAM"))
-        if func == VecFunc.GELU:
-            out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
-        return Footprint(tuple(out))
+        return _vec(cfg, o)
     if op == Opcode.VSOFT:
         return _vsoft(cfg, inst)
+    if op == Opcode.VNORM:
+        return _vnorm(cfg, o)
     if op in _PIM_FOOTPRINTS:
         return _PIM_FOOTPRINTS[op](cfg, inst, dram)
     return Footprint(())
 
 
+_PARTNER = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+
+
+def _vec(cfg, o):
+    rows, func, cols, base = o["rows"], o["func"], cfg.cols, cfg.vparam_param_base
+    out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC")]
+    if func == VecFunc.RES:
+        out.append(SpadAccess(Spad.ACC, o["res_addr"], rows, True, "residual ACC"))
+    else:
+        out.append(SpadAccess(Spad.ACT, o["act_addr"], rows if o["direct"] else cols, True, "ACT"))
+    if func == VecFunc.ADD:
+        out.append(SpadAccess(Spad.ACT, o["res_addr"], cols, False, "residual ACT"))
+    if func in _PARTNER:
+        out.append(SpadAccess(Spad.ACC, o["res_addr"], rows, False, "partner ACC"))
+    out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cols * (2 if func in _PARTNER else 1), False,
+                          "VPARAM", base))
+    out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, rows, False, "token VPARAM"))
+    if func == VecFunc.GELU and not o["fmt"]:
+        out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
+    if func in (VecFunc.ROPE_LO, VecFunc.ROPE_HI):
+        out.append(SpadAccess(Spad.ACT, o["table_addr"], 2 * cols, False, "RoPE table ACT"))
+    return Footprint(tuple(out))
+
+
 def _vsoft(cfg, inst):
     count, base = inst.count, cfg.vparam_param_base
-    out = [SpadAccess(Spad.ACC, inst.acc_addr, inst.words, False, "ACC"),
-           SpadAccess(Spad.VPARAM, inst.kparam, count, False, "score VPARAM", base)]
+    if inst.col:  # words rows apart: one run covering them (conservative for conflicts)
+        acc = SpadAccess(Spad.ACC, inst.acc_addr, (inst.words - 1) * cfg.rows + 1, False, "ACC")
+    else:
+        acc = SpadAccess(Spad.ACC, inst.acc_addr, inst.words, False, "ACC")
+    out = [acc, SpadAccess(Spad.VPARAM, inst.kparam, count, False, "score VPARAM", base)]
     if inst.func == SoftFunc.NORM:
         out += [SpadAccess(Spad.VPARAM, inst.vparam, count, False, "V VPARAM", base),
-                SpadAccess(Spad.ACT, inst.act_addr, norm_words(cfg, count), True, "ACT")]
+                SpadAccess(Spad.ACT, inst.act_addr, norm_writes(cfg, inst), True, "ACT")]
+    return Footprint(tuple(out))
+
+
+def _vnorm(cfg, o):
+    rows, base = o["rows"], cfg.vparam_param_base
+    out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC")]
+    if o["func"] != NormFunc.SUM and not o["rms"]:
+        out.append(SpadAccess(Spad.VPARAM, o["nparam"], 1, False, "norm VPARAM", base))
+    if o["func"] == NormFunc.NORM:
+        out.append(SpadAccess(Spad.VPARAM, o["nparam"], 2, False, "norm VPARAM", base))
+        out.append(SpadAccess(Spad.VPARAM, o["param_addr"], 2 * cfg.cols, False, "VPARAM", base))
+        if o["to_acc"]:
+            out.append(SpadAccess(Spad.ACC, o["act_addr"], rows, True, "output ACC"))
+        else:
+            out.append(SpadAccess(Spad.ACT, o["act_addr"], cfg.cols, True, "ACT"))
     return Footprint(tuple(out))
 
 

@@ -27,16 +27,17 @@ from .config import TileConfig
 from .dram_timing import DramTiming, dma_cycles
 from .errors import ConfigError
 from .footprint import footprint
-from .isa import WORD_BITS, DecodeError, ErrorCode, Instruction, Opcode, SoftFunc, VecFunc, decode
+from .isa import (WORD_BITS, DecodeError, ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc,
+                  VecFunc, decode)
 from .mixpe import ArrayParams
 from .pim import PIM_OPS, pim_problem
 from .pim_timing import pim_cycles, pim_exclusive
 from .program import ProgramError
-from .softmax import SOFT_DIV_CYCLES, norm_words
+from .softmax import SOFT_DIV_CYCLES, norm_writes
 from .units import TOKEN_MAX, Spad, Unit, unit_bits
 
 __all__ = ["VEC_FILL_CYCLES", "Fault", "Duration", "check_instruction", "gemm_cycles", "vec_cycles",
-           "vsoft_cycles",
+           "vsoft_cycles", "vnorm_cycles",
            "TimingResult", "simulate"]
 
 #: VEC duration is rows + cols + VEC_FILL_CYCLES.
@@ -60,9 +61,8 @@ def check_instruction(config, inst):
 
     Order of the checks (the first failing one is reported):
 
-    * VEC ``rows`` > array rows (``BAD_FIELD``);
-    * VSOFT: an FP16 configuration, ``words`` > array rows, ``count`` > ``words * cols``
-      (``BAD_FIELD``);
+    * VEC, VNORM, VSOFT, GEMM: the unit checks (``BAD_FIELD``: ``rows`` / ``words`` beyond
+      the array, formats and modes the configuration does not have);
     * PIM instructions: :func:`~.pim.pim_problem` (an FP16 configuration: ``BAD_FIELD``; channels,
       banks, rows, columns, buffer bytes, result registers, ACT lanes: ``PIM_RANGE``);
     * every scratchpad access of the instruction's footprint (:func:`~.footprint.footprint`), in
@@ -70,16 +70,15 @@ def check_instruction(config, inst):
       ``vparam_param_base`` (``SPAD_RANGE``);
     * LOAD/STORE: ``dram_addr`` and ``stride`` alignment to the scratchpad's word size in DRAM,
       then the last row's end (``DRAM_RANGE``);
-    * an ADD whose output words overlap its residual words without coinciding (``BAD_FIELD``).
+    * an ADD whose output words overlap its residual words without coinciding, a transposed ROPE
+      whose output words overlap its table words (``BAD_FIELD``).
     """
     cfg = config
     op = inst.op
-    if op == Opcode.VEC and inst.rows > cfg.rows:
-        return Fault(ErrorCode.BAD_FIELD, f"VEC rows ({inst.rows}) exceeds the array's rows ({cfg.rows})")
-    if op == Opcode.VSOFT:
-        fault = _vsoft_fault(cfg, inst)
-        if fault is not None:
-            return fault
+    if op in _UNIT_FAULTS:
+        problem = _UNIT_FAULTS[op](cfg, inst)
+        if problem is not None:
+            return Fault(ErrorCode.BAD_FIELD, problem)
     if op in PIM_OPS:
         problem = pim_problem(cfg, inst)
         if problem is not None:
@@ -107,19 +106,85 @@ def check_instruction(config, inst):
             and abs(inst.act_addr - inst.res_addr) < cfg.cols):
         return Fault(ErrorCode.BAD_FIELD, f"VEC ADD output words {_range(inst.act_addr, cfg.cols)} "
                      f"overlap residual words {_range(inst.res_addr, cfg.cols)} without coinciding")
+    # a transposed ROPE writes column j's word before it has read all of its table
+    if (op == Opcode.VEC and inst.func in (VecFunc.ROPE_LO, VecFunc.ROPE_HI) and not inst.direct
+            and inst.table_addr - cfg.cols < inst.act_addr < inst.table_addr + 2 * cfg.cols):
+        return Fault(ErrorCode.BAD_FIELD, f"VEC {inst.func.name} output words "
+                     f"{_range(inst.act_addr, cfg.cols)} overlap its table words "
+                     f"{_range(inst.table_addr, 2 * cfg.cols)}")
     return None
 
 
-def _vsoft_fault(cfg, inst):
-    if cfg.act_format != "int8":
-        return Fault(ErrorCode.BAD_FIELD, f"VSOFT needs INT8 activations; {cfg.pe} has FP16 ones")
+def _rows_problem(cfg, name, n):
+    return f"{name} ({n}) exceeds the array's rows ({cfg.rows})" if n > cfg.rows else None
+
+
+def _fp16_problem(cfg, what):
+    return f"{what} needs FP16 activations; {cfg.pe} has INT8 ones" if cfg.act_format != "fp16" else None
+
+
+_PARTNER_FUNCS = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+
+
+def _vec_problem(cfg, inst):
+    func = inst.func
+    if inst.rows > cfg.rows:
+        return _rows_problem(cfg, "VEC rows", inst.rows)
+    if inst.fmt and cfg.act_format != "fp16":
+        return _fp16_problem(cfg, "VEC fmt 1 (FP16 values)")
+    if func in (VecFunc.SILU, VecFunc.GLU) and not inst.fmt:
+        return f"VEC {func.name} writes FP16 values: fmt must be 1"
+    if func in (VecFunc.ROPE_LO, VecFunc.ROPE_HI) and cfg.act_format != "fp16":
+        return _fp16_problem(cfg, f"VEC {func.name} (int16 cosine lanes)")
+    if func == VecFunc.RES and (inst.fmt or inst.direct):
+        return "VEC RES writes ACC: fmt and direct must be 0"
+    if inst.direct:
+        if func == VecFunc.ADD:
+            return "VEC ADD cannot write direct (its residual is read by column)"
+        if cfg.rows < cfg.cols:
+            return f"VEC direct needs rows >= cols (an ACC row fills one ACT word), not {cfg.rows}x{cfg.cols}"
+    return None
+
+
+def _vsoft_problem(cfg, inst):
     if inst.words > cfg.rows:
-        return Fault(ErrorCode.BAD_FIELD, f"VSOFT words ({inst.words}) exceeds the array's rows "
-                     f"({cfg.rows})")
+        return _rows_problem(cfg, "VSOFT words", inst.words)
     if inst.count > inst.words * cfg.cols:
-        return Fault(ErrorCode.BAD_FIELD, f"VSOFT count ({inst.count}) exceeds words * cols "
-                     f"({inst.words * cfg.cols})")
+        return f"VSOFT count ({inst.count}) exceeds words * cols ({inst.words * cfg.cols})"
+    if inst.pfmt == ProbFormat.FP16 and cfg.act_format != "fp16":
+        return _fp16_problem(cfg, "VSOFT pfmt FP16")
+    if inst.col and inst.lane >= cfg.rows:
+        return f"VSOFT lane ({inst.lane}) is not a lane of the array's {cfg.rows} rows"
+    if not inst.col and inst.lane:
+        return "VSOFT lane must be 0 unless col is 1"
     return None
+
+
+def _vnorm_problem(cfg, inst):
+    if inst.rows > cfg.rows:
+        return _rows_problem(cfg, "VNORM rows", inst.rows)
+    if inst.fmt and cfg.act_format != "fp16":
+        return _fp16_problem(cfg, "VNORM fmt 1 (FP16 values)")
+    if inst.to_acc and inst.fmt:
+        return "VNORM to_acc writes ACC: fmt must be 0"
+    return None
+
+
+def _gemm_problem(cfg, inst):
+    if not inst.wsrc:
+        return None
+    if cfg.rows < cfg.cols:
+        return f"GEMM wsrc needs rows >= cols (an ACT word holds a beat's weights), not {cfg.rows}x{cfg.cols}"
+    if cfg.wbits != 4 or cfg.scale_bits < 5:
+        return (f"GEMM wsrc splits INT8 weights into 4-bit codes scaled by 16: it needs wbits 4 and "
+                f"scale_bits >= 5, not {cfg.wbits} and {cfg.scale_bits}")
+    if inst.meta_addr:
+        return "GEMM wsrc reads no META: meta_addr must be 0"
+    return None
+
+
+_UNIT_FAULTS = {Opcode.VEC: _vec_problem, Opcode.VSOFT: _vsoft_problem, Opcode.VNORM: _vnorm_problem,
+                Opcode.GEMM: _gemm_problem}
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,10 +202,11 @@ class Duration(NamedTuple):
     tail: int
 
 
-def gemm_cycles(config, groups):
-    """:class:`Duration` of a GEMM of ``groups`` groups: busy for ``groups * group`` beat cycles;
-    the tail is the array's latency plus ``rows`` (the drain, then the ACC write)."""
-    return Duration(groups * config.group, _gemm_tail(config))
+def gemm_cycles(config, groups, wsrc=False):
+    """:class:`Duration` of a GEMM of ``groups`` groups: busy for ``groups * group`` beat cycles
+    (twice that with ``wsrc``: the high, then the low nibbles of the INT8 weights); the tail is
+    the array's latency plus ``rows`` (the drain, then the ACC write)."""
+    return Duration((2 if wsrc else 1) * groups * config.group, _gemm_tail(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,18 +214,35 @@ def _gemm_tail(config):
     return ArrayParams.from_config(config).latency + config.rows
 
 
-def vec_cycles(config, rows):
-    """:class:`Duration` of a VEC over ``rows`` ACC words: busy ``rows + cols + 3`` cycles, no tail."""
-    return Duration(rows + config.cols + VEC_FILL_CYCLES, 0)
+def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False):
+    """:class:`Duration` of a VEC over ``rows`` ACC words, no tail: busy ``reads + columns + writes
+    + 3`` cycles, with ``reads`` = ``rows`` (``2 rows`` for GLU, ROPE and RES: the partner or
+    residual rows too), ``columns`` = ``cols`` (``2 cols`` for GLU and ROPE: two parameter words
+    per column) and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the
+    whole tile is computed; else the columns are written as they are computed)."""
+    func = VecFunc(func)
+    pair = func in _PARTNER_FUNCS
+    reads = rows * (2 if pair or func == VecFunc.RES else 1)
+    columns = config.cols * (2 if pair else 1)
+    writes = rows if (direct or func == VecFunc.RES) else 0
+    return Duration(reads + columns + writes + VEC_FILL_CYCLES, 0)
+
+
+def vnorm_cycles(config, inst):
+    """:class:`Duration` of a VNORM, no tail: SUM and SQ ``rows + 3`` (one ACC word per cycle);
+    NORM ``rows + 2 cols + 3`` (two parameter words per column), ``+ rows`` with ``to_acc``."""
+    if inst.func != NormFunc.NORM:
+        return Duration(inst.rows + VEC_FILL_CYCLES, 0)
+    return Duration(inst.rows + 2 * config.cols + (inst.rows if inst.to_acc else 0) + VEC_FILL_CYCLES, 0)
 
 
 def vsoft_cycles(config, inst):
     """:class:`Duration` of a VSOFT: ``words + 3`` (one ACC word per cycle, pipeline fill); NORM
-    adds the division (``SOFT_DIV_CYCLES``, first) and the packed ACT words it writes
-    (``ceil(count / rows)``, after the reads)."""
+    adds the division (``SOFT_DIV_CYCLES``, first) and the ACT words it writes after the reads
+    (packed: ``ceil(count / rows)``; by column: ``words * cols``, one lane each)."""
     d = inst.words + VEC_FILL_CYCLES
     if inst.func == SoftFunc.NORM:
-        d += SOFT_DIV_CYCLES + norm_words(config, inst.count)
+        d += SOFT_DIV_CYCLES + norm_writes(config, inst)
     return Duration(d, 0)
 
 
@@ -293,11 +376,13 @@ class Dispatch(NamedTuple):
             return Dispatch(Kind.FAULT, inst, fault=fault)
         duration = None
         if inst.op == Opcode.GEMM:
-            duration = gemm_cycles(cfg, inst.groups)
+            duration = gemm_cycles(cfg, inst.groups, inst.wsrc)
         elif inst.op == Opcode.VEC:
-            duration = vec_cycles(cfg, inst.rows)
+            duration = vec_cycles(cfg, inst.rows, inst.func, inst.direct)
         elif inst.op == Opcode.VSOFT:
             duration = vsoft_cycles(cfg, inst)
+        elif inst.op == Opcode.VNORM:
+            duration = vnorm_cycles(cfg, inst)
         exclusive = inst.op in PIM_OPS and pim_exclusive(cfg, inst.op)
         return Dispatch(Kind.UNIT, inst, inst.unit, unit_bits(inst.wait), unit_bits(inst.signal),
                         duration, exclusive=exclusive)

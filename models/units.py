@@ -56,7 +56,8 @@ class UnitInfo:
 UNITS = {u.unit: u for u in (
     UnitInfo(Unit.DMA, True, "LOAD, STORE: DRAM channel 0 and the scratchpads' DMA ports"),
     UnitInfo(Unit.GEMM, True, "GEMM: ACT/WGT/META read ports, the array, the ACC write port"),
-    UnitInfo(Unit.VEC, True, "VEC: ACC read port, ACT/VPARAM read ports, ACT write port"),
+    UnitInfo(Unit.VEC, True, "VEC, VSOFT, VNORM: ACC read port, ACT/VPARAM read ports, ACT and ACC "
+             "write ports"),
     UnitInfo(Unit.PIM, True, "PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: the PIM banks' MAC lanes, "
              "the channels' global buffers, ACT read port, ACC write port"),
 )}
@@ -99,7 +100,7 @@ SPADS = {s.spad: s for s in (
              "activations, one array beat per word (K-major)"),
     SpadInfo(Spad.WGT, (Unit.GEMM,), (Unit.DMA,), "weight codes, one array beat per word"),
     SpadInfo(Spad.META, (Unit.GEMM,), (Unit.DMA,), "per-group zero points and scale mantissas"),
-    SpadInfo(Spad.ACC, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.GEMM, Unit.PIM),
+    SpadInfo(Spad.ACC, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.DMA, Unit.GEMM, Unit.VEC, Unit.PIM),
              "accumulators, one token row per word"),
     SpadInfo(Spad.VPARAM, (Unit.VEC,), (Unit.DMA,), "per-column vector-unit parameters"),
 )}

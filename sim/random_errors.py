@@ -3,17 +3,68 @@
 :class:`ErrorGen` is the part of the generator that builds, for each designed error code, a
 program that must end with exactly that code at a known pc: illegal opcodes, malformed fields,
 scratchpad, DRAM and PIM ranges, token overflow, deadlock and a missing HALT. It is a mixin of
-the generator, whose operand drawing (``fields``, ``_vsoft``, ``_int``, ...) it uses.
+the generator, whose operand drawing (``fields``, ``vec``, ``_int``, ...) it uses.
+
+``BAD_FIELD`` variants (:data:`BAD_FIELD_KINDS`, drawn uniformly among those the configuration
+can express; ``pim_fp16`` twice):
+
+================  =========================================================================
+reserved          reserved header bits set (raw word)
+unused            bits above the last operand set (raw word)
+own_token         a unit's own bit in its wait or signal mask (raw word)
+dispatcher_mask   a token mask on NOP, SYNC or HALT (raw word)
+spad              a LOAD/STORE ``spad`` the unit has no port for (raw word)
+func              VEC, VSOFT or VNORM ``func`` beyond its table (raw word)
+zero_count        a count field of 0 (raw word)
+vec_rows          VEC ``rows`` > array rows
+add_overlap       ADD output and residual words overlap without coinciding
+vsoft_count       VSOFT ``words`` > array rows or ``count`` > ``words * cols``
+pim_fp16          a PIM instruction on FP16 activations
+vec_fmt           VEC ``fmt`` 1 on INT8 activations
+gate_fmt          SILU or GLU with ``fmt`` 0
+rope_int8         ROPE_LO / ROPE_HI on INT8 activations
+res_fmt           RES with ``fmt`` 1 (FP16 configurations) or ``direct`` 1
+direct_add        ADD with ``direct`` 1
+direct_shape      ``direct`` 1 where ``rows < cols``
+pfmt_fp16         VSOFT ``pfmt`` FP16 on INT8 activations
+vsoft_lane        VSOFT ``col`` 1 with ``lane`` >= rows, or ``col`` 0 with ``lane`` > 0
+vnorm_rows        VNORM ``rows`` > array rows
+vnorm_fmt         VNORM ``fmt`` 1 on INT8 activations
+vnorm_to_acc      VNORM ``to_acc`` 1 with ``fmt`` 1 (FP16 configurations)
+wsrc_meta         GEMM ``wsrc`` 1 with ``meta_addr`` > 0
+wsrc_config       GEMM ``wsrc`` 1 where the configuration has no INT8-weight path (``rows <
+                  cols``, ``wbits`` != 4 or ``scale_bits`` < 5)
+rope_overlap      a transposed ROPE whose output words overlap its table words (FP16
+                  configurations)
+================  =========================================================================
+
+``SPAD_RANGE`` moves one address field of a LOAD/STORE, GEMM, VEC, VSOFT or VNORM (any access of
+its footprint: :func:`~mixpim.models.footprint.footprint`) beyond its scratchpad, or a VPARAM
+multiplier address below the column region; the variant names the instruction and the field.
 """
 
-from ..models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad, Unit,
-                          VecFunc)
+from ..models.footprint import footprint
+from ..models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, NormFunc, Opcode,
+                          ProbFormat, Spad, Unit, VecFunc)
 from ..models.pim import PIM_OPS
 from ..models.units import TOKEN_MAX
 
-__all__ = ["NOP", "SYNC", "HALT", "ErrorGen"]
+__all__ = ["NOP", "SYNC", "HALT", "ErrorGen", "BAD_FIELD_KINDS"]
 
 NOP, SYNC, HALT = (Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT))
+
+#: The designed BAD_FIELD errors (the ``variant`` after ``BAD_FIELD:``; module doc).
+BAD_FIELD_KINDS = ("reserved", "unused", "own_token", "dispatcher_mask", "spad", "func", "zero_count",
+                   "vec_rows", "add_overlap", "vsoft_count", "pim_fp16", "vec_fmt", "gate_fmt",
+                   "rope_int8", "res_fmt", "direct_add", "direct_shape", "pfmt_fp16", "vsoft_lane",
+                   "vnorm_rows", "vnorm_fmt", "vnorm_to_acc", "wsrc_meta", "wsrc_config", "rope_overlap")
+
+#: The instruction field behind each footprint access name (SPAD_RANGE errors).
+_FIELD_OF = {"ACC": "acc_addr", "ACT": "act_addr", "WGT": "wgt_addr", "weight ACT": "wgt_addr",
+             "META": "meta_addr", "residual ACT": "res_addr", "residual ACC": "res_addr",
+             "partner ACC": "res_addr", "VPARAM": "param_addr", "RoPE table ACT": "table_addr",
+             "score VPARAM": "kparam", "V VPARAM": "vparam", "norm VPARAM": "nparam",
+             "output ACC": "act_addr"}
 
 
 class ErrorGen:
@@ -87,15 +138,25 @@ class ErrorGen:
         rest = self._any_word() if rng.random() < 0.5 else int(rng.integers(0, 1 << 60)) << 68
         return rest & ~0xFF | opcode, variant
 
+    def bad_field_kinds(self):
+        """The BAD_FIELD variants this configuration can express (``pim_fp16`` twice)."""
+        cfg, v = self.cfg, self.vec
+        fp16, vec, soft, norm = v.fp16, self.can_vec, self.can_soft, self.can_norm
+        cond = {"func": vec or soft or norm, "vec_rows": vec and cfg.rows < 255,
+                "add_overlap": vec and cfg.cols > 1, "vsoft_count": soft,
+                "pim_fp16": not self.can_pim, "vec_fmt": vec and not fp16, "gate_fmt": vec,
+                "rope_int8": vec and not fp16, "res_fmt": vec, "direct_add": vec,
+                "direct_shape": vec and not v.can_direct, "pfmt_fp16": soft and not fp16,
+                "vsoft_lane": soft, "vnorm_rows": norm and cfg.rows < 255,
+                "vnorm_fmt": norm and not fp16, "vnorm_to_acc": norm and fp16,
+                "wsrc_meta": v.can_wsrc, "wsrc_config": not v.can_wsrc,
+                "rope_overlap": VecFunc.ROPE_LO in v.funcs}
+        kinds = [k for k in BAD_FIELD_KINDS if cond.get(k, True)]
+        return kinds + ["pim_fp16"] * (not self.can_pim)
+
     def _bad_field(self):
         cfg, rng = self.cfg, self.rng
-        variants = ["reserved", "unused", "own_token", "dispatcher_mask", "spad", "func", "zero_count"]
-        if self.can_vec:  # legal encodings that the configuration rejects
-            variants += ["vec_rows"] * (cfg.rows < 255) + ["add_overlap"] * (cfg.cols > 1)
-        if self.can_soft:
-            variants += ["vsoft_count"]
-        if not self.can_pim:  # FP16 activations: every PIM instruction
-            variants += ["pim_fp16"] * 2
+        variants = self.bad_field_kinds()
         variant = variants[self._int(0, len(variants) - 1)]
         usable = [op for op in OPCODE_FORMATS if self._usable(op)]
         unit_ops = tuple(op for op in usable if OPCODE_FORMATS[op].unit is not None)
@@ -117,35 +178,86 @@ class ErrorGen:
             op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
             bad = [x for x in range(16) if x not in {int(s) for s in OPCODE_FORMATS[op].field("spad").allowed}]
             return self._set(self._any_word((op,)), "spad", int(rng.choice(bad))), variant
-        if variant == "func" and self.can_vec:
-            func = OPCODE_FORMATS[Opcode.VEC].field("func")
-            return self._set(self._any_word((Opcode.VEC,)), "func",
-                             self._int(max(func.allowed) + 1, func.maximum)), variant
-        if variant in ("func", "zero_count"):  # a count (a field whose minimum is 1) of 0
+        if variant == "func":  # a func beyond the table of VEC, VSOFT or VNORM
+            word = self._any_word([op for op in (Opcode.VEC, Opcode.VSOFT, Opcode.VNORM) if op in usable])
+            func = OPCODE_FORMATS[Opcode(word & 0xFF)].field("func")
+            return self._set(word, "func", self._int(max(func.allowed) + 1, func.maximum)), variant
+        if variant == "zero_count":  # a count (a field whose minimum is 1) of 0
             word = self._any_word(unit_ops)
             names = [f.name for f in OPCODE_FORMATS[Opcode(word & 0xFF)].operands if f.minimum > 0]
-            return self._set(word, names[self._int(0, len(names) - 1)], 0), "zero_count"
-        if variant == "vsoft_count":  # more values than the words hold, or more words than rows
-            f = self._vsoft()
-            if cfg.rows < 255 and self.rng.random() < 0.5:
-                f["words"] = self._int(cfg.rows + 1, 255)
-            else:
-                f["count"] = min(f["words"] * cfg.cols + self._int(1, 8), 0xFFFF)
-            return Instruction(Opcode.VSOFT, **f), variant
+            return self._set(word, names[self._int(0, len(names) - 1)], 0), variant
         if variant == "pim_fp16":  # a legal PIM instruction the configuration cannot execute
             op = PIM_OPS[self._int(0, len(PIM_OPS) - 1)]
             return Instruction(op, **self.fields(op)), variant
-        f = self.fields(Opcode.VEC)
-        if variant == "vec_rows":
+        if variant in ("wsrc_meta", "wsrc_config"):
+            f = self._gemm(wsrc=1)
+            if variant == "wsrc_meta":
+                f["meta_addr"] = self._int(1, 0xFFFF)
+            return Instruction(Opcode.GEMM, **f), variant
+        if variant.startswith("vsoft") or variant == "pfmt_fp16":
+            return Instruction(Opcode.VSOFT, **self._bad_vsoft(variant)), variant
+        if variant.startswith("vnorm"):
+            f = self.vec.norm_one()
+            if variant == "vnorm_rows":
+                f["rows"] = self._int(cfg.rows + 1, 255)
+            else:  # vnorm_fmt (INT8: fmt 1 on any pass), vnorm_to_acc (FP16: fmt 1 with to_acc)
+                f.update(fmt=1, to_acc=int(variant == "vnorm_to_acc" or rng.random() < 0.5))
+            return Instruction(Opcode.VNORM, **f), variant
+        return self._bad_vec(variant)
+
+    def _bad_vsoft(self, variant):
+        cfg, rng = self.cfg, self.rng
+        f = self.vec.soft_one()
+        if variant == "pfmt_fp16":
+            f["pfmt"] = ProbFormat.FP16
+        elif variant == "vsoft_lane":  # a lane beyond the rows, or one without col
+            f["col"] = int(rng.random() < 0.5)
+            f["lane"] = self._int(cfg.rows, 255) if f["col"] else self._int(1, 255)
+        elif cfg.rows < 255 and rng.random() < 0.5:  # vsoft_count: more words than rows
+            f["words"] = self._int(cfg.rows + 1, 255)
+        else:  # or more values than the words hold
+            f["count"] = min(f["words"] * cfg.cols + self._int(1, 8), 0xFFFF)
+        return f
+
+    def _bad_vec(self, variant):
+        """The VEC variants: rows, formats and modes the configuration rejects, ADD overlap."""
+        cfg, rng, vec = self.cfg, self.rng, self.vec
+        if variant == "gate_fmt":  # SILU / GLU writing INT8 values (INT8 configurations too)
+            f = vec.vec(VecFunc.REQUANT)
+            f.update(func=(VecFunc.SILU, VecFunc.GLU)[self._int(0, 1)], fmt=0)
+        elif variant == "rope_int8":
+            f = vec.vec(VecFunc.REQUANT)
+            f["func"] = (VecFunc.ROPE_LO, VecFunc.ROPE_HI)[self._int(0, 1)]
+        elif variant == "vec_fmt":  # INT8 configurations: FP16 values
+            f = vec.vec((VecFunc.REQUANT, VecFunc.RELU, VecFunc.GELU, VecFunc.ADD)[self._int(0, 3)])
+            f["fmt"] = 1
+        elif variant == "res_fmt":  # ACC output: no format, no direct rows
+            f = vec.vec(VecFunc.RES)
+            key = "fmt" if vec.fp16 and rng.random() < 0.5 else "direct"
+            f[key] = 1
+        elif variant == "direct_add":
+            f = vec.vec(VecFunc.ADD)
+            f["direct"] = 1
+        elif variant == "direct_shape":  # rows < cols: an ACC row does not fit an ACT word
+            f = vec.vec((VecFunc.REQUANT, VecFunc.RELU, VecFunc.GELU)[self._int(0, 2)])
+            f["direct"] = 1
+        elif variant == "rope_overlap":  # output words among the table's (or just below)
+            f = vec.vec((VecFunc.ROPE_LO, VecFunc.ROPE_HI)[self._int(0, 1)])
+            c, t = cfg.cols, f["table_addr"]
+            hi = min(t + 2 * c - 1, cfg.act_words - c)
+            f.update(direct=0, act_addr=self._int(max(t - c + 1, 0), hi))
+        elif variant == "vec_rows":
+            f = vec.vec()
             f["rows"] = self._int(cfg.rows + 1, 255)
         else:  # add_overlap: output and residual overlap without coinciding
+            f = vec.vec(VecFunc.ADD)
             d = self._int(1, cfg.cols - 1)
             room = self.win[Spad.ACT] - cfg.cols - d
             if room < 0:
                 f["rows"] = min(255, cfg.rows + 1)
                 return Instruction(Opcode.VEC, **f), "vec_rows"
             lo = self._int(0, room)
-            f.update(func=VecFunc.ADD, act_addr=lo + d, res_addr=lo)
+            f.update(act_addr=lo + d, res_addr=lo)
             if rng.random() < 0.5:
                 f.update(act_addr=lo, res_addr=lo + d)
         return Instruction(Opcode.VEC, **f), variant
@@ -157,39 +269,30 @@ class ErrorGen:
 
     def _spad_range(self):
         cfg, rng = self.cfg, self.rng
-        if self.can_pim and rng.random() < 0.2:  # PIM_GBUF's ACT words, PIM_READ's ACC words
+        if self.can_pim and rng.random() < 0.3:  # PIM_GBUF's ACT words, PIM_READ's ACC words
             found = self.pim.spad_error()
             if found is not None:
                 return found
-        op = Opcode(rng.choice([Opcode.LOAD, Opcode.STORE, Opcode.GEMM] + [Opcode.VEC] * self.can_vec))
-        f = self.fields(op)
-        if op in (Opcode.LOAD, Opcode.STORE):
-            f["words"] += f["rows"] * f["words"] == 1  # a single word cannot leave 65536 words
-            f["spad_addr"] = self._beyond(cfg.spad_words(f["spad"]), f["rows"] * f["words"])
-            return Instruction(op, **f), f"{op.name}:{f['spad'].name}"
-        if op == Opcode.GEMM:
-            k, g = f["groups"] * cfg.group, f["groups"]
-            targets = [("act_addr", cfg.act_words, k), ("wgt_addr", cfg.wgt_words, k),
-                       ("meta_addr", cfg.meta_words, g), ("acc_addr", cfg.acc_words, cfg.rows)]
-        else:  # VEC; checks in order ACC, ACT, ADD residual, VPARAM, so one bad field is reported
-            targets = [("acc_addr", cfg.acc_words, f["rows"]), ("act_addr", cfg.act_words, cfg.cols),
-                       ("res_addr", cfg.act_words, cfg.cols), ("param_high", cfg.vparam_words, cfg.cols)]
-        order = [int(i) for i in rng.permutation(len(targets))]
-        for name, depth, n in (targets[i] for i in order):
-            addr = self._beyond(depth, n)
-            if addr is not None:
-                f["param_addr" if name == "param_high" else name] = addr
-                break
-        else:  # every scratchpad is 65536 words: only a VPARAM address below the column region
-            name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
-        if op == Opcode.VEC:
-            if name == "res_addr":
-                f["func"] = VecFunc.ADD
-            elif f["func"] == VecFunc.ADD:
-                f["res_addr"] = f["act_addr"]  # a legal residual: the in-place one
-            if name == "param_high" and rng.random() < 0.5:
-                name, f["param_addr"] = "param_low", self._int(0, cfg.vparam_param_base - 1)
-        return Instruction(op, **f), f"{op.name}:{name}"
+        ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM] + [Opcode.VEC] * self.can_vec + \
+            [Opcode.VSOFT] * self.can_soft + [Opcode.VNORM] * self.can_norm
+        while True:
+            op = Opcode(rng.choice(ops))
+            f = self.fields(op)
+            if op in (Opcode.LOAD, Opcode.STORE):
+                f["words"] += f["rows"] * f["words"] == 1  # a single word cannot leave 65536 words
+                f["spad_addr"] = self._beyond(cfg.spad_words(f["spad"]), f["rows"] * f["words"])
+                return Instruction(op, **f), f"{op.name}:{f['spad'].name}"
+            # any access of the footprint whose first word is a field (not the fixed VPARAM words)
+            runs = [a for a in footprint(cfg, Instruction(op, **f), dram=False).spads if a.name in _FIELD_OF]
+            for a in (runs[int(i)] for i in rng.permutation(len(runs))):
+                name = _FIELD_OF[a.name]
+                addr = self._beyond(cfg.spad_words(a.spad), a.words)
+                if addr is not None and not (a.lo and rng.random() < 0.3):
+                    f[name] = addr
+                    return Instruction(op, **f), f"{op.name}:{name.replace('_addr', '') + '_high' if a.lo else name}"
+                if a.lo:  # below the column region
+                    f[name] = self._int(0, a.lo - 1)
+                    return Instruction(op, **f), f"{op.name}:{name.replace('_addr', '')}_low"
 
     def _dram_range(self):
         cfg = self.cfg

@@ -5,20 +5,24 @@ and the error the golden model (:mod:`.executor`) reports for it. The RTL co-sim
 many of them and compares the RTL with the golden model in outputs and every status counter.
 
 **Valid programs** (probability ``1 - error_rate``) are ``length`` random instructions ending in
-HALT: LOAD (ACT, WGT, META, VPARAM: GELU table words 0..63, token words, column words), STORE
-(ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1), VEC (REQUANT, RELU, GELU, ADD in place or on
-a separate residual, ``rows`` 1..array rows), VSOFT (MAX, EXP, NORM over ACC words a GEMM
-wrote, ``first`` 0/1), the PIM instructions (PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT:
-:mod:`.random_pim`; VSOFT and PIM not on configurations with FP16 activations, where they are
-``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`). DMA transfers have 1..4 rows and a stride of
+HALT: LOAD (ACT 0.3, WGT 0.27, META 0.13, ACC 0.1, VPARAM 0.2: GELU table words 0..63, token
+words, column words), STORE (ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1, ``wsrc`` 1 (INT8
+weights from ACT words) in a quarter where the configuration has it), the vector unit (VEC 0.6,
+VSOFT 0.2, VNORM 0.2 of its draws; all functions, formats and modes, softmax rows and norms
+whose passes go on over several instructions: :mod:`.random_vec`), the PIM instructions
+(PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: :mod:`.random_pim`; not on configurations
+with FP16 activations, where they are ``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`; per draw
+LOAD 0.32, STORE 0.12, GEMM 0.24, vector unit 0.26, PIM 0.24, NOP 0.06, SYNC 0.04, normalized
+over what the configuration has; while a softmax row or a norm is under way, 12 % of the draws
+continue it). DMA transfers have 1..4 rows and a stride of
 0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses are
 multiples of the word size, usually not of the bus width. Scratchpad addresses fall mostly in a
 small window at the bottom of each scratchpad (sometimes anywhere in it), often at a recently
 written address, so data flows from LOADs through GEMMs, VECs and the PIM unit to STOREs and
 instructions depend on each other; LOADs sometimes read and STOREs sometimes overwrite the DRAM
 bytes PIM instructions use, and PIM instructions the bytes STOREs wrote. Most programs start with
-a prologue loading the VPARAM, META, WGT and ACT windows, so that GEMM and VEC results are rarely
-all zero.
+a prologue loading the VPARAM, META, WGT and ACT windows (and in 25 % of them, 60 % on FP16
+configurations, the ACC window), so that GEMM and VEC results are rarely all zero.
 
 Dependency tokens come from the compiler's token pass (:class:`mixpim.compiler.tokens.TokenPlanner`)
 on each instruction's footprint (:func:`mixpim.models.footprint.footprint`), exactly as for
@@ -38,14 +42,14 @@ it):
 ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` (a reserved opcode of the
                   PIM group, 0x45..0x4f), ``other``
 BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
-                  NOP/SYNC/HALT, bad ``spad``, ``func`` > 3, ``zero_count`` (a count of any
-                  unit's instruction; raw words); ``vec_rows`` > array rows, ``add_overlap``,
-                  ``vsoft_count`` (VSOFT ``words`` > array rows or ``count`` > ``words * cols``),
-                  ``pim_fp16`` (a PIM instruction on FP16 activations; legal encodings, config
-                  checks)
-SPAD_RANGE        LOAD/STORE, GEMM (ACT, WGT, META, ACC), VEC (ACC, ACT, residual, VPARAM
-                  below or above the column region), PIM_GBUF (ACT) or PIM_READ (ACC) beyond a
-                  scratchpad
+                  NOP/SYNC/HALT, bad ``spad``, ``func`` beyond the VEC / VSOFT / VNORM table,
+                  ``zero_count`` (a count of any unit's instruction; raw words); legal encodings
+                  the configuration rejects: ``vec_rows``, ``add_overlap``, ``vsoft_count``,
+                  ``pim_fp16``, the formats and modes of the vector unit and GEMM ``wsrc``
+                  (:data:`~.random_errors.BAD_FIELD_KINDS`, :func:`bad_field_kinds`)
+SPAD_RANGE        LOAD/STORE, or any address field of a GEMM, VEC, VSOFT or VNORM footprint
+                  (VPARAM multipliers also below the column region), PIM_GBUF (ACT) or PIM_READ
+                  (ACC) beyond a scratchpad
 DRAM_RANGE        ``dram_addr`` or ``stride`` not a multiple of the word size, or beyond DRAM
 TOKEN_OVERFLOW    SYNC, then 8 instructions of one unit (incl. PIM) signalling a unit that never
                   takes; raised when the 8th completes
@@ -61,16 +65,16 @@ PIM_RANGE         a PIM channel, bank, row, column, buffer byte, result register
 Decode and dispatch-time errors are followed by a few instructions the tile never reaches and
 HALT. ``expected_pc`` is the error's pc where the design fixes it (every code but DEADLOCK).
 
-**DRAM layout** (one segment each, random contents): regions for ACT, WGT, META, VPARAM data and
-an OUT region for STOREs, each a multiple of every word size, a few DRAM rows apart, then (with
-PIM) a KV region of one or two whole bank rows (every channel and bank) of random bytes. ACT holds
+**DRAM layout** (one segment each): regions for ACT, WGT, META, ACC, VPARAM data and an OUT
+region for STOREs, each a multiple of every word size, a few DRAM rows apart, then (with PIM) a
+KV region of one or two whole bank rows (every channel and bank) of random bytes. ACT holds
 random int8 bytes (FP16 configurations: normal values of random magnitudes, 0.5 % inf/NaN/
-subnormal); WGT and META random bytes (codes, zero points, scale mantissas); VPARAM a random GELU
-table, token words ``(1, 0)`` or small ``(tmult, tshift)``, and column words with multipliers of
-random magnitude and a shift chosen so that typical GEMM results land in the int8 range (a few
-words fully random: the ignored bits [22:32] set, extreme shifts). Loads mostly read their own
-region, sometimes OUT (stored results) or KV; ACT stores sometimes overwrite the ACT region;
-STOREs sometimes overwrite KV.
+subnormal); WGT and META random bytes (codes, zero points, scale mantissas); ACC values of a
+moderate size and VPARAM a random GELU table, token words ``(1, 0)`` or small ``(tmult,
+tshift)``, and zones of column, softmax and norm parameters sized for the data they scale
+(:mod:`.random_vec`; a few words fully random: the ignored bits [22:32] set, extreme shifts).
+Loads mostly read their own region, sometimes OUT (stored results) or KV; ACT stores sometimes
+overwrite the ACT region; STOREs sometimes overwrite KV.
 
 ``python -m mixpim.sim.random_program [N] [preset]`` prints :func:`summary` for seeds 0..N-1.
 """
@@ -86,16 +90,16 @@ from ..compiler.tokens import TokenPlanner
 from ..models.config import VPARAM_LUT_WORDS, TileConfig, preset
 from ..models.executor import run
 from ..models.footprint import footprint
-from ..models.isa import OPCODE_FORMATS, ErrorCode, Instruction, Opcode, SoftFunc, Spad, Unit, VecFunc
+from ..models.isa import OPCODE_FORMATS, ErrorCode, Instruction, Opcode, Spad, Unit
 from ..models.pim import PIM_OPS
-from ..models.softmax import norm_words
 from ..models.program import Program, ProgramError, Segment
 from ..models.units import DRAM_UNITS, QUEUED_UNITS, SPADS
-from .random_errors import HALT, SYNC, ErrorGen
+from .random_errors import BAD_FIELD_KINDS, HALT, SYNC, ErrorGen
 from .random_pim import PimGen, pim_features
+from .random_vec import VecGen, vec_features
 
 __all__ = ["RandomProgram", "random_program", "random_programs", "insert_syncs", "summary",
-           "dma_gemm_overlap", "ERROR_KINDS", "DRAWN_OPS"]
+           "dma_gemm_overlap", "bad_field_kinds", "ERROR_KINDS", "DRAWN_OPS", "BAD_FIELD_KINDS"]
 
 #: Designed errors, in the order :func:`random_program` draws them (uniformly).
 ERROR_KINDS = (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD, ErrorCode.SPAD_RANGE,
@@ -104,11 +108,14 @@ ERROR_KINDS = (ErrorCode.ILLEGAL_OPCODE, ErrorCode.BAD_FIELD, ErrorCode.SPAD_RAN
 
 #: The opcodes the generator draws operands for.
 DRAWN_OPS = (Opcode.NOP, Opcode.SYNC, Opcode.HALT, Opcode.LOAD, Opcode.STORE, Opcode.GEMM,
-             Opcode.VEC, Opcode.VSOFT) + PIM_OPS
+             Opcode.VEC, Opcode.VSOFT, Opcode.VNORM) + PIM_OPS
 _UNIT_OPS = {u: tuple(op for op, fmt in OPCODE_FORMATS.items()
                      if fmt.unit == u and op in DRAWN_OPS) for u in QUEUED_UNITS}
 _LOAD_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.writers)
 _STORE_SPADS = tuple(s for s, info in SPADS.items() if Unit.DMA in info.readers)
+#: How often a LOAD fills each scratchpad.
+_LOAD_P = [{Spad.ACT: 0.3, Spad.WGT: 0.27, Spad.META: 0.13, Spad.ACC: 0.1, Spad.VPARAM: 0.2}[s]
+           for s in _LOAD_SPADS]
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ class RandomProgram:
         return run(self.config, self.instructions, self.segments, **kwargs)
 
 
-def random_program(config, seed, *, length=None, error_rate=0.15):
+def random_program(config, seed, *, length=None, error_rate=0.15, errors=None):
     """A random program for ``config``, fully determined by ``seed``.
 
     Arguments
@@ -174,6 +181,8 @@ def random_program(config, seed, *, length=None, error_rate=0.15):
         add a few SYNCs. Error programs put their error at a random point of this length.
     error_rate : float
         Probability of a designed error instead of a valid program.
+    errors : iterable of ErrorCode or None
+        The designed errors to draw from (default: every one the configuration can raise).
 
     Returns
     -------
@@ -195,6 +204,10 @@ def random_program(config, seed, *, length=None, error_rate=0.15):
         insts, code, pc, variant = body + [HALT], ErrorCode.OK, 0, "ok"
     else:
         kinds = gen.error_kinds()
+        if errors is not None:
+            kinds = tuple(k for k in kinds if k in set(errors))
+            if not kinds:
+                raise ValueError(f"none of {errors} is a designed error on this configuration")
         code = kinds[int(rng.integers(len(kinds)))]
         cut = int(rng.integers(0, max(n - 1, 1)))
         prefix = gen.valid_body(cut)
@@ -261,16 +274,15 @@ class _Gen(ErrorGen):
         g, r, c = cfg.group, cfg.rows, cfg.cols
         # address windows: small, so instructions share words (and need tokens)
         self.win = {Spad.ACT: min(cfg.act_words, max(4 * g, 2 * c)), Spad.WGT: min(cfg.wgt_words, 4 * g),
-                    Spad.META: min(cfg.meta_words, 16), Spad.ACC: min(cfg.acc_words, 8 * r),
-                    Spad.VPARAM: min(cfg.vparam_words, VPARAM_LUT_WORDS + r + 4 * c)}
+                    Spad.META: min(cfg.meta_words, 16), Spad.ACC: min(cfg.acc_words, 8 * r)}
+        self.recent = {s: [] for s in Spad}  # word addresses recently written, to read back
+        self.vec = VecGen(self)  # the vector unit's operands, VPARAM zones, ACC magnitudes
+        self.win[Spad.VPARAM] = min(cfg.vparam_words, self.vec.top)
         # most words one DMA moves (keeps programs a few thousand cycles long)
         self.max_n = {Spad.ACT: min(self.win[Spad.ACT], 2 * g), Spad.WGT: min(self.win[Spad.WGT], 2 * g),
                       Spad.META: min(self.win[Spad.META], 8), Spad.ACC: min(self.win[Spad.ACC], 2 * r),
                       Spad.VPARAM: self.win[Spad.VPARAM]}
-        self.can_vec = cfg.act_words >= c
-        # VSOFT: INT8 activations (like PIM) and VPARAM words for at least one value's multipliers
-        self.can_soft = cfg.act_format == "int8" and cfg.vparam_words > cfg.vparam_param_base
-        self.recent = {s: [] for s in Spad}  # word addresses recently written, to read back
+        self.can_vec, self.can_soft, self.can_norm = self.vec.can_vec, self.vec.can_soft, self.vec.can_norm
         self.stored = []  # (DRAM address, bytes) of the STOREs, for PIM instructions to use
         self.pim = PimGen(self)
         self.can_pim = self.pim.ok
@@ -286,7 +298,7 @@ class _Gen(ErrorGen):
         cfg, rng = self.cfg, self.rng
         wb = {s: cfg.word_bytes(s) for s in Spad}
         align = _lcm(*wb.values())
-        gaps = [int(rng.integers(0, 3)) * cfg.dram_row_bytes for _ in range(5)]  # spread over rows
+        gaps = [int(rng.integers(0, 3)) * cfg.dram_row_bytes for _ in range(len(_LOAD_SPADS) + 1)]  # spread
         for factor in (4, 2, 1):
             size = {s: factor * self.win[s] * wb[s] for s in _LOAD_SPADS}
             size["OUT"] = factor * max(self.max_n[s] * wb[s] for s in Spad)
@@ -320,23 +332,11 @@ class _Gen(ErrorGen):
             odd = rng.random(n // 2) < 0.005  # inf, NaN, subnormals
             bits[odd] = rng.choice([0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8200], size=int(odd.sum()))
             return bits.astype("<u2").tobytes()
-        if name != Spad.VPARAM:
-            return rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
-        words = n // 4
-        base = VPARAM_LUT_WORDS + cfg.rows
-        idx = np.arange(words)
-        m = rng.integers(0, 11, size=words)  # column multipliers: |mult| ~ 2**m
-        mult = rng.integers(1 << m, 1 << (m + 1)) * rng.choice([-1, 1], size=words)
-        shift = np.round(self._acc_log2() + m - 5) + rng.integers(-3, 4, size=words)
-        tok = (idx >= VPARAM_LUT_WORDS) & (idx < base)  # token words: identity or small
-        ident = rng.random(words) < 0.5
-        mult = np.where(tok, np.where(ident, 1, rng.integers(-8, 9, size=words)), mult)
-        shift = np.where(tok, np.where(ident, 0, rng.integers(0, 4, size=words)), shift)
-        word = (np.clip(mult, -32768, 32767) & 0xFFFF) | np.clip(shift, 0, 63).astype(np.int64) << 16
-        wild = ~tok & (rng.random(words) < 0.05)  # fully random: ignored bits, extreme shifts
-        word = np.where(wild, rng.integers(0, 1 << 32, size=words), word)
-        word[:VPARAM_LUT_WORDS] = rng.integers(0, 1 << 32, size=VPARAM_LUT_WORDS)  # random GELU table
-        return word.astype("<u4").tobytes()
+        if name == Spad.VPARAM:
+            return self.vec.vparam_bytes(n)
+        if name == Spad.ACC:
+            return self.vec.acc_bytes(n)
+        return rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
 
     # -- random operands -----------------------------------------------------------------------
 
@@ -372,56 +372,41 @@ class _Gen(ErrorGen):
         if op in (Opcode.LOAD, Opcode.STORE):
             return self._dma(op, spad)
         if op in PIM_OPS:
-            return self.pim.fields(op)
-        if op == Opcode.VSOFT:
-            return self._vsoft()
-        if op == Opcode.GEMM:
-            g = min(1 + int(rng.choice(4, p=[0.6, 0.3, 0.05, 0.05])), self.win[Spad.META],
-                    self.win[Spad.ACT] // cfg.group, self.win[Spad.WGT] // cfg.group)
-            k = g * cfg.group
-            f = dict(act_addr=self._addr(Spad.ACT, self._depth(Spad.ACT) - k),
-                     wgt_addr=self._addr(Spad.WGT, self._depth(Spad.WGT) - k),
-                     meta_addr=self._addr(Spad.META, self._depth(Spad.META) - g),
-                     acc_addr=self._wrote(Spad.ACC,
-                                          self._addr(Spad.ACC, self._depth(Spad.ACC) - cfg.rows)),
-                     groups=g, accumulate=self._int(0, 1))
+            f = self.pim.fields(op)
+            if op == Opcode.PIM_READ:  # sums of int8 products
+                self.vec.wrote(Instruction(op, **f), self.vec.S)
             return f
-        # VEC
-        c, rows, func = cfg.cols, self._int(1, cfg.rows), VecFunc(self._int(0, 3))
-        act_hi = self._depth(Spad.ACT) - c
-        f = dict(func=func, acc_addr=self._addr(Spad.ACC, self._depth(Spad.ACC) - rows, p=0.85),
-                 act_addr=self._wrote(Spad.ACT, self._int(0, act_hi)), rows=rows,
-                 param_addr=self._int(cfg.vparam_param_base, self._depth(Spad.VPARAM) - c),
-                 res_addr=self._int(0, 0xFFFF if rng.random() < 0.1 else cfg.act_words - 1))
-        if func == VecFunc.ADD:
-            f["res_addr"] = f["act_addr"]  # in place unless a separate residual fits
-            if rng.random() < 0.7:
-                apart = [a for a in (self._int(0, act_hi) for _ in range(8))
-                         if abs(a - f["act_addr"]) >= c]
-                f["res_addr"] = apart[0] if apart else f["act_addr"]
-        return f
+        if op == Opcode.VEC:
+            return self.vec.vec()
+        if op == Opcode.VSOFT:
+            return self.vec.vsoft()
+        if op == Opcode.VNORM:
+            return self.vec.vnorm()
+        return self._gemm()
 
-    def _vsoft(self):
-        """A softmax pass over ACC words a GEMM (or PIM_READ) wrote, multipliers anywhere in the
-        VPARAM column region; NORM writes packed ACT words."""
-        cfg = self.cfg
-        words = self._int(1, min(cfg.rows, self._depth(Spad.ACC)))
-        base, top = cfg.vparam_param_base, self._depth(Spad.VPARAM)
-        count = self._int(1, min(words * cfg.cols, top - base))
-        func = SoftFunc(self._int(0, len(SoftFunc) - 1))
-        out = norm_words(cfg, count)
-        f = dict(func=func, acc_addr=self._addr(Spad.ACC, self._depth(Spad.ACC) - words, p=0.85),
-                 words=words, count=count, kparam=self._int(base, top - count),
-                 vparam=self._int(base, top - count), first=int(self.rng.random() < 0.5),
-                 act_addr=self._int(0, self._depth(Spad.ACT) - out))
-        if func == SoftFunc.NORM:
-            self._wrote(Spad.ACT, f["act_addr"])
+    def _gemm(self, wsrc=None):
+        """A GEMM of 1..4 groups; ``wsrc`` 1 (INT8 weights from ACT words) in a quarter of them
+        where the configuration has it."""
+        cfg, rng = self.cfg, self.rng
+        g = min(1 + int(rng.choice(4, p=[0.6, 0.3, 0.05, 0.05])), self.win[Spad.META],
+                self.win[Spad.ACT] // cfg.group, self.win[Spad.WGT] // cfg.group)
+        k = g * cfg.group
+        if wsrc is None:
+            wsrc = int(self.vec.can_wsrc and rng.random() < 0.25)
+        f = dict(act_addr=self._addr(Spad.ACT, self._depth(Spad.ACT) - k),
+                 wgt_addr=self._addr(Spad.ACT if wsrc else Spad.WGT,
+                                     self._depth(Spad.ACT if wsrc else Spad.WGT) - k),
+                 meta_addr=0 if wsrc else self._addr(Spad.META, self._depth(Spad.META) - g),
+                 acc_addr=self._wrote(Spad.ACC, self._addr(Spad.ACC, self._depth(Spad.ACC) - cfg.rows)),
+                 groups=g, accumulate=self._int(0, 1), wsrc=wsrc)
+        self.vec.wrote_acc(f["acc_addr"], cfg.rows, self.vec.W if wsrc else self.vec.G,
+                           add=bool(f["accumulate"]))
         return f
 
     def _dma(self, op, spad=None):
         cfg, rng = self.cfg, self.rng
         if spad is None:
-            spad = (Spad(rng.choice(_LOAD_SPADS, p=[0.35, 0.3, 0.15, 0.2])) if op == Opcode.LOAD
+            spad = (Spad(rng.choice(_LOAD_SPADS, p=_LOAD_P)) if op == Opcode.LOAD
                     else _STORE_SPADS[self._int(0, len(_STORE_SPADS) - 1)])
         wb = cfg.word_bytes(spad)
         lo, hi = 0, self._depth(spad)
@@ -461,6 +446,8 @@ class _Gen(ErrorGen):
                 addr = a - a % wb
         if op == Opcode.STORE:
             self.stored.append((addr, span))
+        elif spad == Spad.ACC:  # ACC values of the ACC region, or (from elsewhere) of any size
+            self.vec.wrote_acc(spad_addr, n, self.vec.L if name == Spad.ACC else self.vec.G)
         return dict(spad=spad, spad_addr=spad_addr, dram_addr=addr, words=w, rows=r, stride=step * wb)
 
     # -- valid bodies with tokens --------------------------------------------------------------
@@ -476,15 +463,20 @@ class _Gen(ErrorGen):
         # PIM_GBUF stands for a PIM instruction, chosen by the PIM generator
         ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.PIM_GBUF, Opcode.NOP,
                Opcode.SYNC]
-        p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec else 0, 0.24 if self.can_pim else 0,
-                      0.06, 0.04])
+        p = np.array([0.32, 0.12, 0.24, 0.26 if self.can_vec or self.can_soft else 0,
+                      0.24 if self.can_pim else 0, 0.06, 0.04])
         out = []
         # usually a prologue: the GELU table, token and column words, then data for the GEMMs
-        for spad, prob in ((Spad.VPARAM, 0.9), (Spad.META, 0.9), (Spad.WGT, 0.8), (Spad.ACT, 0.8)):
+        # (and, mostly on FP16 configurations, ACC values that VNORM does not saturate)
+        acc = 0.6 if self.vec.fp16 else 0.25
+        for spad, prob in ((Spad.VPARAM, 0.9), (Spad.META, 0.9), (Spad.WGT, 0.8), (Spad.ACT, 0.8),
+                           (Spad.ACC, acc)):
             if len(out) < n and rng.random() < prob:
                 w = self.win[spad]  # the whole window
                 f = dict(spad=spad, spad_addr=self._wrote(spad, 0), dram_addr=self.region[spad][0],
                          words=w, rows=1, stride=0)
+                if spad == Spad.ACC:
+                    self.vec.wrote_acc(0, w, self.vec.L)
                 out.append((Opcode.LOAD, f))
         while len(out) < n:
             op = Opcode(rng.choice(ops, p=p / p.sum()))
@@ -494,8 +486,12 @@ class _Gen(ErrorGen):
                 op = Opcode.GEMM  # mostly a GEMM result to work on
             if op == Opcode.PIM_GBUF:
                 op = self.pim.op()
-            if op == Opcode.VEC and self.can_soft and rng.random() < 0.3:
-                op = Opcode.VSOFT
+            if op == Opcode.VEC:
+                op = self._vec_op()
+            pending = [o for o, plan in ((Opcode.VSOFT, self.vec.soft_plan), (Opcode.VNORM, self.vec.norm_plan))
+                       if plan]
+            if pending and rng.random() < 0.12:  # go on with a softmax row or a norm
+                op = pending[self._int(0, len(pending) - 1)]
             out.append((op, None if op in (Opcode.NOP, Opcode.SYNC) else self.fields(op)))
         return out
 
@@ -524,8 +520,16 @@ class _Gen(ErrorGen):
         return [i if i.unit is None else i.with_tokens(planner.waits[pc], planner.signals[pc])
                 for pc, i in enumerate(insts)]
 
+    def _vec_op(self):
+        """VEC, VSOFT or VNORM (0.6, 0.2, 0.2; VSOFT and VNORM 0.3 while a row or a norm goes
+        on)."""
+        v = self.vec
+        w = np.array([0.6 * self.can_vec, (0.2 + 0.1 * bool(v.soft_plan)) * self.can_soft,
+                      (0.2 + 0.1 * bool(v.norm_plan)) * self.can_norm])
+        return (Opcode.VEC, Opcode.VSOFT, Opcode.VNORM)[int(self.rng.choice(3, p=w / w.sum()))]
+
     def _unit_inst(self, unit, **tokens):
-        ops = [op for op in _UNIT_OPS[unit] if op != Opcode.VSOFT or self.can_soft]
+        ops = [op for op in _UNIT_OPS[unit] if self._usable(op)]
         op = ops[self._int(0, len(ops) - 1)]
         return Instruction(op, **tokens, **self.fields(op))
 
@@ -537,14 +541,14 @@ class _Gen(ErrorGen):
         """Whether ``op``'s operands can be drawn (VEC needs an ACT scratchpad of a whole
         output); PIM instructions are drawn on every configuration (raw words, FP16 errors)."""
         return op in DRAWN_OPS and (op != Opcode.VEC or self.can_vec) and (
-            op != Opcode.VSOFT or self.can_soft)
+            op != Opcode.VSOFT or self.can_soft) and (op != Opcode.VNORM or self.can_norm)
 
 
 # -- summary -----------------------------------------------------------------------------------
 
 def summary(config, seeds, **kwargs):
     """A text summary of the programs for ``seeds``: instruction and error mix, golden cycles."""
-    ops, funcs, spads, errors, strides, pim = (Counter() for _ in range(6))
+    ops, funcs, spads, errors, strides, pim, vec = (Counter() for _ in range(7))
     cycles, overlap, lengths = [], 0, []
     progs = list(random_programs(config, seeds, **kwargs))
     for rp in progs:
@@ -561,6 +565,7 @@ def summary(config, seeds, **kwargs):
             if i.op == Opcode.VEC:
                 funcs[i.func.name] += 1
             pim.update(pim_features(i))
+            vec.update(vec_features(i))
             if i.op in (Opcode.LOAD, Opcode.STORE):
                 spads[f"{i.op.name} {i.spad.name}"] += 1
                 if i.rows > 1:
@@ -576,11 +581,18 @@ def summary(config, seeds, **kwargs):
         f"{n} random programs on {config.rows}x{config.cols} {config.pe}, group {config.group}, "
         f"PIM {config.pim_mode}: {sum(lengths)} instructions, length mean {np.mean(lengths):.1f} "
         f"max {max(lengths)}",
-        line("opcodes", ops), line("VEC funcs", funcs), line("PIM", pim), line("DMA spads", spads),
+        line("opcodes", ops), line("VEC funcs", funcs), line("vector unit", vec), line("PIM", pim),
+        line("DMA spads", spads),
         line("multi-row strides", strides), line("designed errors", errors),
         f"variants: {len({rp.variant for rp in progs})} distinct",
         f"golden cycles: mean {np.mean(cycles):.0f}, max {max(cycles)}",
         f"DMA and GEMM overlap in {overlap} of {n} programs"])
+
+
+def bad_field_kinds(config):
+    """The ``BAD_FIELD`` variants the generator designs on ``config``
+    (:data:`~.random_errors.BAD_FIELD_KINDS` less those the configuration cannot express)."""
+    return set(_Gen(config, np.random.default_rng(0)).bad_field_kinds())
 
 
 def dma_gemm_overlap(result):

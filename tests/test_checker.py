@@ -17,7 +17,7 @@ import pytest
 from mixpim.hw.checker import DispatchChecker
 from mixpim.hw.decoder import operand_layout
 from mixpim.models.config import preset
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, SoftFunc, VecFunc, format_of
+from mixpim.models.isa import ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, VecFunc, format_of
 from mixpim.models.tile_timing import check_instruction
 from helpers import rejects, run
 
@@ -32,6 +32,7 @@ CONFIGS = {
 }
 OPERANDS_LO = 24  # first operand bit of every format (the header is common)
 VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC, "i_vsoft": Opcode.VSOFT,
+         "i_vnorm": Opcode.VNORM,
          **{f"i_{op.name.lower()}": op for op in (Opcode.PIM_GBUF, Opcode.PIM_WRITE,
                                                   Opcode.PIM_GEMV, Opcode.PIM_READ,
                                                   Opcode.PIM_ACT)}}
@@ -118,11 +119,13 @@ def random_gemm(cfg, rng):
     most = min(cfg.act_words, cfg.wgt_words) // cfg.group
     groups = value(rng, op, "groups", most, edge == "groups", spread=1)
     beats = groups * cfg.group
-    return Instruction(op, groups=groups, accumulate=rng.randint(0, 1),
+    wsrc = int(rng.random() < 0.3)  # INT8 weights from ACT: no META (meta_addr 0, or a fault)
+    wgt_words = cfg.act_words if wsrc else cfg.wgt_words
+    meta_addr = value(rng, op, "meta_addr", cfg.meta_words - groups, edge == "meta_addr")
+    return Instruction(op, groups=groups, accumulate=rng.randint(0, 1), wsrc=wsrc,
                        act_addr=value(rng, op, "act_addr", cfg.act_words - beats, edge == "act_addr"),
-                       wgt_addr=value(rng, op, "wgt_addr", cfg.wgt_words - beats, edge == "wgt_addr"),
-                       meta_addr=value(rng, op, "meta_addr", cfg.meta_words - groups,
-                                       edge == "meta_addr"),
+                       wgt_addr=value(rng, op, "wgt_addr", wgt_words - beats, edge == "wgt_addr"),
+                       meta_addr=meta_addr if not wsrc or rng.random() < 0.2 else 0,
                        acc_addr=value(rng, op, "acc_addr", cfg.acc_words - cfg.rows,
                                       edge == "acc_addr"))
 
@@ -147,8 +150,17 @@ def random_vec(cfg, rng):
         param_addr = value(rng, op, "param_addr", base, True)
     else:
         param_addr = base + value(rng, op, "param_addr", top - base, edge == "param_hi")
+    pair = func in (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+    if (func == VecFunc.RES or pair) and edge != "res_addr":
+        res_addr = value(rng, op, "res_addr", cfg.acc_words - rows, False)  # an ACC row
+    if pair and edge != "param_hi":
+        param_addr = min(param_addr, max(top - cfg.cols, base))
+    fmt = int(rng.random() < (0.8 if cfg.act_format == "fp16" else 0.1))
+    direct = int(rng.random() < 0.2)
+    table_addr = value(rng, op, "table_addr", cfg.act_words - 2 * cfg.cols, edge == "act_addr")
     return Instruction(op, func=func, rows=rows, acc_addr=acc_addr, act_addr=act_addr,
-                       res_addr=res_addr, param_addr=param_addr)
+                       res_addr=res_addr, param_addr=param_addr, fmt=fmt, direct=direct,
+                       table_addr=table_addr)
 
 
 def random_vsoft(cfg, rng):
@@ -165,12 +177,36 @@ def random_vsoft(cfg, rng):
             kw[name] = value(rng, op, name, base, rng.random() < 0.5)
         else:
             kw[name] = base + value(rng, op, name, max(top - base, 0), edge == name)
+    col = int(rng.random() < 0.3)
+    lane = value(rng, op, "lane", cfg.rows - 1, edge == "lane") if col else int(rng.random() < 0.05)
+    reach = (words - 1) * cfg.rows + 1 if col else words
+    written = words * cfg.cols if col else -(-count // cfg.rows)
     return Instruction(op, func=rng.choice(list(SoftFunc)), words=words, count=count,
-                       acc_addr=value(rng, op, "acc_addr", cfg.acc_words - words,
+                       acc_addr=value(rng, op, "acc_addr", max(cfg.acc_words - reach, 0),
                                       edge == "acc_addr"),
-                       act_addr=value(rng, op, "act_addr", cfg.act_words - -(-count // cfg.rows),
+                       act_addr=value(rng, op, "act_addr", max(cfg.act_words - written, 0),
                                       edge == "act_addr"),
-                       first=rng.randint(0, 1), **kw)
+                       first=rng.randint(0, 1), pfmt=rng.choice(list(ProbFormat)), col=col,
+                       lane=lane, **kw)
+
+
+def random_vnorm(cfg, rng):
+    """A VNORM with one quantity (chosen at random) at or near its limit."""
+    op = Opcode.VNORM
+    edge = rng.choice(("rows", "acc_addr", "act_addr", "nparam", "param_hi", "param_lo", None))
+    rows = max(1, value(rng, op, "rows", cfg.rows, edge == "rows", spread=2))
+    to_acc = int(rng.random() < 0.3)
+    fmt = int(rng.random() < (0.6 if cfg.act_format == "fp16" else 0.05))
+    base, top = cfg.vparam_param_base, cfg.vparam_words
+    out_top = (cfg.acc_words - rows) if to_acc else (cfg.act_words - cfg.cols)
+    param = (value(rng, op, "param_addr", base, True) if edge == "param_lo" else
+             base + value(rng, op, "param_addr", max(top - 2 * cfg.cols - base, 0), edge == "param_hi"))
+    return Instruction(op, func=rng.choice(list(NormFunc)), rows=rows, to_acc=to_acc, fmt=fmt,
+                       first=rng.randint(0, 1), rms=rng.randint(0, 1), qshift=rng.randint(0, 31),
+                       acc_addr=value(rng, op, "acc_addr", cfg.acc_words - rows, edge == "acc_addr"),
+                       act_addr=value(rng, op, "act_addr", max(out_top, 0), edge == "act_addr"),
+                       nparam=base + value(rng, op, "nparam", max(top - 2 - base, 0), edge == "nparam"),
+                       param_addr=param)
 
 
 def random_pim(cfg, rng):
@@ -236,7 +272,7 @@ def test_random_instructions(name):
     cfg = CONFIGS[name]
     rng = random.Random(len(name))
     insts = [gen(cfg, rng) for _ in range(250) for gen in (random_dma, random_gemm, random_vec,
-                                                          random_vsoft, random_pim)]
+                                                          random_vsoft, random_vnorm, random_pim)]
     insts += [Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HALT)]
     codes = check(cfg, insts)
     # the mix reaches every outcome of every unit
@@ -246,13 +282,15 @@ def test_random_instructions(name):
                     (Opcode.LOAD, ErrorCode.DRAM_RANGE), (Opcode.GEMM, ErrorCode.OK),
                     (Opcode.GEMM, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.OK),
                     (Opcode.VEC, ErrorCode.SPAD_RANGE), (Opcode.VEC, ErrorCode.BAD_FIELD),
-                    (Opcode.VSOFT, ErrorCode.BAD_FIELD)}
+                    (Opcode.VSOFT, ErrorCode.BAD_FIELD), (Opcode.VSOFT, ErrorCode.OK),
+                    (Opcode.VSOFT, ErrorCode.SPAD_RANGE), (Opcode.GEMM, ErrorCode.BAD_FIELD)}
+    assert seen >= {(Opcode.VNORM, code) for code in (ErrorCode.OK, ErrorCode.BAD_FIELD,
+                                                       ErrorCode.SPAD_RANGE)}
     if cfg.act_format == "int8":
         assert seen >= {(op, code) for op in (Opcode.PIM_GBUF, Opcode.PIM_READ)
                         for code in (ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE)}
-        assert seen >= {(op, code) for op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.VSOFT)
-                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE if op != Opcode.VSOFT
-                                     else ErrorCode.SPAD_RANGE)}
+        assert seen >= {(op, code) for op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV)
+                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE)}
     assert sum(c == ErrorCode.OK for c in codes) > len(codes) // 5
 
 
@@ -302,7 +340,7 @@ def dma_edges(cfg):
 
 
 def gemm_edges(cfg):
-    ok, spad_range = ErrorCode.OK, ErrorCode.SPAD_RANGE
+    ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
     g, beats = 2, 2 * cfg.group
 
     def inst(**kw):
@@ -319,6 +357,13 @@ def gemm_edges(cfg):
                        ("meta_addr", cfg.meta_words - g), ("acc_addr", cfg.acc_words - cfg.rows)):
         cases += [(inst(**{name: last}), ok), (inst(**{name: last + 1}), spad_range),
                   (inst(**{name: 0xFFFF}), spad_range)]
+    # wsrc: INT8 weights from ACT (rows >= cols, wbits 4, scale_bits >= 5), no META
+    able = cfg.rows >= cfg.cols and cfg.wbits == 4 and cfg.scale_bits >= 5
+    cases += [(inst(wsrc=1), ok if able else bad_field),
+              (inst(wsrc=1, meta_addr=1), bad_field),
+              (inst(wsrc=1, meta_addr=0xFFFF), bad_field),                   # checked first
+              (inst(wsrc=1, wgt_addr=cfg.act_words - beats), ok if able else bad_field),
+              (inst(wsrc=1, wgt_addr=cfg.act_words - beats + 1), spad_range if able else bad_field)]
     return cases
 
 
@@ -326,7 +371,7 @@ def vec_edges(cfg):
     ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
     r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
     cases = []
-    for func in VecFunc:
+    for func in (VecFunc.REQUANT, VecFunc.RELU, VecFunc.GELU, VecFunc.ADD):
         add = func == VecFunc.ADD
 
         def inst(**kw):
@@ -361,15 +406,100 @@ def vec_edges(cfg):
             # the ACT range comes before the overlap, VPARAM before the overlap
             (inst(param_addr=base - 1, res_addr=8 * c + 1), spad_range),
         ]
+    return cases + vec_new_edges(cfg)
+
+
+def vec_new_edges(cfg):
+    """The whole-model functions and the fmt / direct fields."""
+    ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
+    r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
+    fp16 = cfg.act_format == "fp16"
+    square = r >= c
+
+    def inst(func, **kw):
+        args = dict(func=func, rows=r, acc_addr=0, act_addr=8 * c, res_addr=r, param_addr=base)
+        args.update(kw)
+        return Instruction(Opcode.VEC, **args)
+
+    gated = ok if fp16 else bad_field
+    cases = [
+        (inst(VecFunc.REQUANT, fmt=1), gated),
+        (inst(VecFunc.SILU, fmt=1), gated),
+        (inst(VecFunc.SILU), bad_field),                                   # SILU writes FP16
+        (inst(VecFunc.GLU, fmt=1), gated),
+        (inst(VecFunc.GLU), bad_field),
+        (inst(VecFunc.ROPE_LO), gated),                                    # int16 table lanes
+        (inst(VecFunc.ROPE_HI, fmt=1), gated),
+        (inst(VecFunc.RES), ok),
+        (inst(VecFunc.RES, fmt=1), bad_field),
+        (inst(VecFunc.RES, direct=1), bad_field),
+        (inst(VecFunc.ADD, direct=1), bad_field),
+        (inst(VecFunc.REQUANT, direct=1), ok if square else bad_field),
+        (inst(VecFunc.REQUANT, rows=r + 1, fmt=1), bad_field),             # rows first
+        # RES reads and writes residual ACC rows; GLU and ROPE read partner ACC rows
+        (inst(VecFunc.RES, res_addr=cfg.acc_words - r), ok),
+        (inst(VecFunc.RES, res_addr=cfg.acc_words - r + 1), spad_range),
+        (inst(VecFunc.RES, act_addr=0xFFFF), ok),                          # no ACT written
+        (inst(VecFunc.REQUANT, direct=1, rows=1, act_addr=cfg.act_words - 1), ok if square else bad_field),
+    ]
+    if fp16:
+        cases += [
+            (inst(VecFunc.GLU, fmt=1, res_addr=cfg.acc_words - r + 1), spad_range),
+            (inst(VecFunc.GLU, fmt=1, param_addr=cfg.vparam_words - 2 * c), ok),
+            (inst(VecFunc.GLU, fmt=1, param_addr=cfg.vparam_words - 2 * c + 1), spad_range),
+            (inst(VecFunc.SILU, fmt=1, param_addr=cfg.vparam_words - c), ok),
+            (inst(VecFunc.ROPE_LO, table_addr=cfg.act_words - 2 * c), ok),
+            (inst(VecFunc.ROPE_LO, table_addr=cfg.act_words - 2 * c + 1), spad_range),
+            (inst(VecFunc.REQUANT, fmt=1, table_addr=0xFFFF), ok),        # only ROPE reads it
+            # a transposed ROPE must not write over its table (it reads column j's late)
+            (inst(VecFunc.ROPE_LO, act_addr=8 * c, table_addr=8 * c + c), ok),
+            (inst(VecFunc.ROPE_LO, act_addr=8 * c, table_addr=8 * c + c - 1), bad_field),
+            (inst(VecFunc.ROPE_HI, act_addr=8 * c, table_addr=8 * c - 2 * c + 1), bad_field),
+            (inst(VecFunc.ROPE_HI, act_addr=8 * c, table_addr=8 * c - 2 * c), ok),
+            (inst(VecFunc.ROPE_HI, act_addr=8 * c, table_addr=8 * c, direct=1), ok if square else bad_field),
+        ]
+    return cases
+
+
+def vnorm_edges(cfg):
+    ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
+    r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
+    fp16 = cfg.act_format == "fp16"
+
+    def inst(func, **kw):
+        args = dict(func=func, rows=r, acc_addr=0, act_addr=0, param_addr=base, nparam=base + 2 * c)
+        args.update(kw)
+        return Instruction(Opcode.VNORM, **args)
+
+    top = cfg.vparam_words
+    cases = []
+    for func in NormFunc:
+        norm, uses_mean = func == NormFunc.NORM, func != NormFunc.SUM
+        cases += [
+            (inst(func), ok),
+            (inst(func, rows=r + 1), bad_field),
+            (inst(func, fmt=1), ok if fp16 else bad_field),
+            (inst(func, to_acc=1, fmt=1), bad_field),
+            (inst(func, acc_addr=cfg.acc_words - r), ok),
+            (inst(func, acc_addr=cfg.acc_words - r + 1), spad_range),
+            (inst(func, nparam=base - 1), spad_range if uses_mean else ok),
+            (inst(func, nparam=base - 1, rms=1), spad_range if norm else ok),
+            (inst(func, nparam=top - 1), spad_range if norm else ok),
+            (inst(func, nparam=top - 2), ok),
+            (inst(func, param_addr=top - 2 * c), ok),
+            (inst(func, param_addr=top - 2 * c + 1), spad_range if norm else ok),
+            (inst(func, act_addr=cfg.act_words - c), ok),
+            (inst(func, act_addr=cfg.act_words - c + 1), spad_range if norm else ok),
+            (inst(func, to_acc=1, act_addr=cfg.acc_words - r), ok),
+            (inst(func, to_acc=1, act_addr=cfg.acc_words - r + 1), spad_range if norm else ok),
+        ]
     return cases
 
 
 def vsoft_edges(cfg):
     ok, spad_range, bad_field = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.BAD_FIELD
-    if cfg.act_format != "int8":  # no softmax on FP16 activations
-        return [(Instruction(Opcode.VSOFT, func=f, words=1, count=1,
-                             kparam=cfg.vparam_param_base), bad_field) for f in SoftFunc]
     r, c, base = cfg.rows, cfg.cols, cfg.vparam_param_base
+    fp16 = cfg.act_format == "fp16"
     cases = []
     for func in SoftFunc:
         norm = func == SoftFunc.NORM
@@ -401,6 +531,16 @@ def vsoft_edges(cfg):
             (inst(act_addr=cfg.act_words - c + 1), spad_range if norm else ok),
             (inst(count=r * c - r, act_addr=cfg.act_words - c + 1), ok),
             (inst(count=r * c - r + 1, act_addr=cfg.act_words - c + 1), spad_range if norm else ok),
+            # probability formats; by column: ACC words rows apart, words * cols ACT words
+            (inst(pfmt=ProbFormat.FP16), ok if fp16 else bad_field),
+            (inst(pfmt=ProbFormat.HI), ok),
+            (inst(lane=1), bad_field),                                       # lane needs col
+            (inst(col=1, lane=r - 1), ok),
+            (inst(col=1, lane=r), bad_field),
+            (inst(col=1, acc_addr=cfg.acc_words - (r - 1) * r - 1), ok),
+            (inst(col=1, acc_addr=cfg.acc_words - (r - 1) * r), spad_range),
+            (inst(col=1, act_addr=cfg.act_words - r * c), ok),
+            (inst(col=1, act_addr=cfg.act_words - r * c + 1), spad_range if norm else ok),
         ]
     return cases
 
@@ -484,7 +624,8 @@ def pim_edges(cfg):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_edge_cases(name):
     cfg = CONFIGS[name]
-    cases = dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg) + vsoft_edges(cfg) + pim_edges(cfg)
+    cases = (dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg) + vsoft_edges(cfg) + vnorm_edges(cfg)
+             + pim_edges(cfg))
     insts = [inst for inst, _ in cases]
     # the expectations written above are the golden model's ...
     assert [golden_code(cfg, i) for i in insts] == [code for _, code in cases]

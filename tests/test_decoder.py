@@ -125,11 +125,11 @@ def random_legal(rng, f):
     return rng.randint(f.minimum, f.maximum)
 
 
-def valid_word(rng, fmt, **fixed):
-    ops = {f.name: fixed.get(f.name, random_legal(rng, f)) for f in fmt.operands}
-    wait = fixed.get("wait", rng.choice(legal_masks(fmt)))
-    signal = fixed.get("signal", rng.choice(legal_masks(fmt)))
-    return Instruction(fmt.opcode, wait=wait, signal=signal, **ops).encode()
+def valid_word(rng, form, /, **fixed):
+    ops = {f.name: fixed.get(f.name, random_legal(rng, f)) for f in form.operands}
+    wait = fixed.get("wait", rng.choice(legal_masks(form)))
+    signal = fixed.get("signal", rng.choice(legal_masks(form)))
+    return Instruction(form.opcode, wait=wait, signal=signal, **ops).encode()
 
 
 def with_field(word, f, value):
@@ -181,7 +181,7 @@ def test_signature():
     views = {n for n in sig if n not in
              ("i_word", "o_opcode", "o_wait", "o_signal", "o_dispatcher", "o_unit", "o_error")}
     assert views == {f"o_{op.name.lower()}" for op in OPCODE_FORMATS if OPCODE_FORMATS[op].unit is not None}
-    assert {"o_load", "o_store", "o_gemm", "o_vec", "o_vsoft", "o_pim_gbuf", "o_pim_write",
+    assert {"o_load", "o_store", "o_gemm", "o_vec", "o_vsoft", "o_vnorm", "o_pim_gbuf", "o_pim_write",
             "o_pim_gemv", "o_pim_read", "o_pim_act"} == views
     for name in views:
         assert sig[name].shape == operand_layout(name[2:].upper())
@@ -259,7 +259,7 @@ def test_every_raw_value_of_every_constrained_field():
                 continue
             words += [with_field(valid_word(rng, fmt), f, v) for v in values for _ in range(4)]
     seen = check(words)
-    assert seen[Opcode.LOAD, ErrorCode.BAD_FIELD, "spad"] == 4 * (16 - 4)
+    assert seen[Opcode.LOAD, ErrorCode.BAD_FIELD, "spad"] == 4 * (16 - 5)
     assert seen[Opcode.STORE, ErrorCode.BAD_FIELD, "spad"] == 4 * (16 - 2)
     assert seen[Opcode.STORE, ErrorCode.OK, None] >= 4 * 2
     for op, name in [(Opcode.LOAD, "words"), (Opcode.LOAD, "rows"), (Opcode.STORE, "words"),
@@ -277,7 +277,8 @@ def test_single_and_double_bit_corruptions():
     # Every rule decode() enforces was broken somewhere, and attributed to its field.
     for fmt in OPCODE_FORMATS.values():
         for f in fmt.fields[1:]:
-            constrained = (f.kind in ("zero", "enum") or f.minimum > 0
+            constrained = (f.kind == "zero" or f.minimum > 0
+                           or f.kind == "enum" and len(f.allowed) < 1 << f.width
                            or f.kind == "mask" and len(legal_masks(fmt)) < 1 << MASK_BITS)
             if constrained:
                 assert seen[fmt.opcode, ErrorCode.BAD_FIELD, f.name], (fmt.mnemonic, f.name)
@@ -327,7 +328,7 @@ def test_isa_changes_flow_through(formats_in_order, monkeypatch):
                         _replace_operand(store, "spad", allowed=(Spad.ACT, Spad.WGT, Spad.ACC)))
     monkeypatch.setitem(OPCODE_FORMATS, Opcode.LOAD, _replace_operand(load, "stride", minimum=16))
     monkeypatch.setitem(OPCODE_FORMATS, Opcode.GEMM, dataclasses.replace(gemm, unit=Unit.VEC))
-    monkeypatch.setitem(OPCODE_FORMATS, Opcode.VEC, _replace_operand(vec, "rows", width=12))  # unused shrinks
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.VEC, _replace_operand(vec, "table_addr", width=20))  # unused shrinks
     monkeypatch.delitem(OPCODE_FORMATS, Opcode.SYNC)
     dut = InstructionDecoder()
     assert dut.o_vec.shape().size == sum(f.width for f in OPCODE_FORMATS[Opcode.VEC].operands)
@@ -336,7 +337,8 @@ def test_isa_changes_flow_through(formats_in_order, monkeypatch):
     words = []
     for w in valid_words(rng, per_format=40):
         words += [w ^ 1 << b for b in range(WORD_BITS)]
-    words += [valid_word(rng, OPCODE_FORMATS[Opcode.VEC], rows=OPCODE_FORMATS[Opcode.VEC].field("rows").maximum)]
+    words += [valid_word(rng, OPCODE_FORMATS[Opcode.VEC],
+                         table_addr=OPCODE_FORMATS[Opcode.VEC].field("table_addr").maximum)]
     words += [rng.getrandbits(WORD_BITS) for _ in range(2000)]
     spad, stride = OPCODE_FORMATS[Opcode.STORE].field("spad"), OPCODE_FORMATS[Opcode.LOAD].field("stride")
     words += [with_field(valid_word(rng, OPCODE_FORMATS[Opcode.STORE]), spad, v) for v in range(16)]
@@ -354,7 +356,7 @@ def test_unknown_field_kind_is_refused(monkeypatch):
     object.__setattr__(odd, "kind", "float")  # a kind models/isa.py does not have yet
     monkeypatch.setitem(OPCODE_FORMATS, Opcode.GEMM, dataclasses.replace(gemm, operands=gemm.operands[:-1] + (odd,)))
     rejects(NotImplementedError,
-                              "GEMM accumulate: the decoder has no check for field kind 'float'",
+                              "GEMM wsrc: the decoder has no check for field kind 'float'",
                               InstructionDecoder)
 
 

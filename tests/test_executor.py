@@ -9,7 +9,7 @@ from mixpim.compiler.operands import act_blocks, weight_blocks
 from mixpim.models.config import TileConfig, preset
 from mixpim.models.executor import (execute, pack_acc, pack_act, pack_meta, pack_wgt, run, unpack_acc,
                                     unpack_act, unpack_meta, unpack_wgt, wrap)
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask, VecFunc
+from mixpim.models.isa import ErrorCode, Instruction, NormFunc, Opcode, SoftFunc, Spad, UnitMask, VecFunc
 from mixpim.models.mixpe import ArrayParams, mixpe_gemm
 from mixpim.models.program import Program, ProgramError, Segment
 from mixpim.models.quant import num_groups, quantize_weights
@@ -239,7 +239,10 @@ def test_vec_each_function_through_the_executor():
     tshift = np.array([0, 1, 14, 2])
     lut = gelu_lut(0.05, 0.05)
     residual_words = rng.integers(-128, 128, size=(4, 4)).astype(np.int8)  # (cols, lanes)
-    for func in VecFunc:
+    # the functions with INT8 outputs (fmt 0) are vec_apply's; the whole-model ones (FP16 outputs,
+    # RoPE, the residual add into ACC) are tests/test_vec_exec.py's
+    int8_funcs = (VecFunc.REQUANT, VecFunc.RELU, VecFunc.GELU, VecFunc.ADD)
+    for func in int8_funcs:
         for rows in (4, 2):
             prog = vec_program(cfg, func, acc, mult, shift, rows=rows, tmult=tmult, tshift=tshift,
                                lut=lut, residual=residual_words)
@@ -256,6 +259,14 @@ def test_vec_each_function_through_the_executor():
     got = execute(vec_program(cfg, VecFunc.REQUANT, acc, mult, shift, rows=4, tmult=tmult,
                               tshift=tshift)).act()[20, 1]
     assert got == max(-128, min(127, v))
+    # on an INT8 tile SILU and GLU (FP16 outputs) and RoPE (FP16 tiles) are faults; RES writes
+    # ACC, not ACT
+    for func in set(VecFunc) - set(int8_funcs):
+        res = execute(vec_program(cfg, func, acc, mult, shift, rows=4, tmult=tmult, tshift=tshift))
+        if func == VecFunc.RES:
+            assert res.ok and (res.act()[20:24] == 0).all()
+        else:
+            assert (res.status.error, res.status.error_pc) == (ErrorCode.BAD_FIELD, 0)
 
 
 def test_vec_in_an_fp16_configuration():
@@ -492,9 +503,9 @@ def test_random_programs_never_raise(cfg):
         return n(16) & ~(1 << own) if rng.random() < 0.5 else 0
 
     def inst():
-        k = n(7)
+        k = n(9)
         if k == 0:
-            spad = [Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM][n(4)]
+            spad = [Spad.ACT, Spad.WGT, Spad.META, Spad.ACC, Spad.VPARAM][n(5)]
             wb = cfg.word_bytes(spad)
             return Instruction(Opcode.LOAD, spad=spad, spad_addr=n(cfg.spad_words(spad) + 2),
                                dram_addr=n(cfg.dram_bytes // wb) * wb, words=1 + n(8), rows=1 + n(3),
@@ -506,19 +517,36 @@ def test_random_programs_never_raise(cfg):
                                dram_addr=n(cfg.dram_bytes // wb + 1) * wb, words=1 + n(4), rows=1 + n(3),
                                stride=n(8) * wb, wait=mask(0), signal=mask(0))
         if k == 2:
+            wsrc = n(2)
             return Instruction(Opcode.GEMM, act_addr=n(cfg.act_words), wgt_addr=n(cfg.wgt_words // 2),
-                               meta_addr=n(cfg.meta_words), acc_addr=n(cfg.acc_words), groups=1 + n(3),
-                               accumulate=n(2), wait=mask(1), signal=mask(1))
+                               meta_addr=0 if wsrc else n(cfg.meta_words), acc_addr=n(cfg.acc_words),
+                               groups=1 + n(3), accumulate=n(2), wsrc=wsrc, wait=mask(1), signal=mask(1))
         if k == 3:
-            return Instruction(Opcode.VEC, func=n(4), acc_addr=n(cfg.acc_words), act_addr=n(cfg.act_words),
-                               res_addr=n(cfg.act_words), param_addr=cfg.vparam_param_base + n(8),
-                               rows=1 + n(cfg.rows + 1), wait=mask(2), signal=mask(2))
+            func = n(len(VecFunc))
+            res = n(cfg.acc_words) if func in (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI, VecFunc.RES) \
+                else n(cfg.act_words)
+            return Instruction(Opcode.VEC, func=func, acc_addr=n(cfg.acc_words), act_addr=n(cfg.act_words),
+                               res_addr=res, param_addr=cfg.vparam_param_base + n(8),
+                               rows=1 + n(cfg.rows + 1), fmt=n(2), direct=n(2), table_addr=n(cfg.act_words),
+                               wait=mask(2), signal=mask(2))
+        if k == 5:
+            words = 1 + n(cfg.rows)
+            return Instruction(Opcode.VSOFT, func=n(len(SoftFunc)), acc_addr=n(cfg.acc_words), words=words,
+                               count=1 + n(words * cfg.cols), kparam=cfg.vparam_param_base + n(8),
+                               vparam=cfg.vparam_param_base + n(8), act_addr=n(cfg.act_words),
+                               first=n(2), pfmt=n(4), col=n(2), lane=n(cfg.rows) if n(2) else 0,
+                               wait=mask(2), signal=mask(2))
+        if k == 6:
+            return Instruction(Opcode.VNORM, func=n(len(NormFunc)), acc_addr=n(cfg.acc_words),
+                               act_addr=n(cfg.act_words), param_addr=cfg.vparam_param_base + n(8),
+                               nparam=cfg.vparam_param_base + n(8), rows=1 + n(cfg.rows), qshift=n(32),
+                               first=n(2), rms=n(2), fmt=n(2), to_acc=n(2), wait=mask(2), signal=mask(2))
         if k == 4:
             return int(rng.integers(0, 1 << 62)) << 66 | n(256)  # mostly illegal
         return [Instruction(Opcode.NOP), Instruction(Opcode.SYNC)][n(2)]
 
     seen = set()
-    for _ in range(40):
+    for _ in range(60):
         segs = [Segment("dram", 0, rng.integers(0, 256, size=cfg.dram_bytes, dtype=np.uint8).tobytes())]
         for s in ("ACT", "WGT", "META", "VPARAM"):
             segs.append(Segment(s, 0, rng.integers(0, 256, size=cfg.spad_words(s) * cfg.word_bytes(s),

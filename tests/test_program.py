@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mixpim.models.config import TileConfig, preset
 from mixpim.models.errors import MixpimError
-from mixpim.models.isa import Instruction, Opcode, Spad, UnitMask, VecFunc
+from mixpim.models.isa import Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, Spad, UnitMask, VecFunc
 from mixpim.models.program import (DRAM_BYTES, FORMAT_VERSION, HEADER_BYTES, MAGIC, SPAD_WORDS,
                                    AssemblyError, Program, ProgramError, Segment, assemble,
                                    disassemble, listing)
@@ -28,8 +28,8 @@ HALT
 
 CANONICAL = """\
 LOAD   spad=ACT spad_addr=0 dram_addr=0x1000 words=64 rows=1 stride=0x0 wait=- signal=GEMM
-GEMM   act_addr=0 wgt_addr=0 meta_addr=0 acc_addr=0 groups=2 accumulate=0 wait=DMA signal=DMA|VEC
-VEC    func=GELU acc_addr=0 act_addr=64 res_addr=0 param_addr=0 rows=4 wait=GEMM signal=-
+GEMM   act_addr=0 wgt_addr=0 meta_addr=0 acc_addr=0 groups=2 accumulate=0 wsrc=0 wait=DMA signal=DMA|VEC
+VEC    func=GELU acc_addr=0 act_addr=64 res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 wait=GEMM signal=-
 HALT
 """
 
@@ -92,11 +92,50 @@ def test_fields_in_any_order_and_case():
     a = assemble("vec ROWS=2 Func=relu signal=dma|Gemm")
     assert a == [Instruction(Opcode.VEC, func=VecFunc.RELU, rows=2, signal=3)]
     assert disassemble(a) == ("VEC    func=RELU acc_addr=0 act_addr=0 res_addr=0 param_addr=0 rows=2 "
-                              "wait=- signal=DMA|GEMM\n")
+                              "fmt=0 direct=0 table_addr=0 wait=- signal=DMA|GEMM\n")
+
+
+def test_assemble_the_whole_model_instructions():
+    text = """\
+load spad=acc SPAD_ADDR=3 words=2 rows=1 dram_addr=0x30
+gemm groups=1 wsrc=1 wgt_addr=64 accumulate=1
+vec func=rope_lo rows=4 fmt=1 table_addr=0x80 res_addr=8
+vec func=res rows=2 res_addr=4
+vsoft func=norm words=2 count=5 pfmt=fp16 col=1 lane=3 first=1
+vnorm func=sq rows=4 qshift=7 rms=1 first=1 signal=gemm
+vnorm func=NORM rows=4 to_acc=1 act_addr=9 nparam=70
+"""
+    insts = assemble(text)
+    assert insts == [
+        Instruction(Opcode.LOAD, spad=Spad.ACC, spad_addr=3, dram_addr=0x30, words=2, rows=1),
+        Instruction(Opcode.GEMM, wgt_addr=64, groups=1, accumulate=1, wsrc=1),
+        Instruction(Opcode.VEC, func=VecFunc.ROPE_LO, res_addr=8, rows=4, fmt=1, table_addr=0x80),
+        Instruction(Opcode.VEC, func=VecFunc.RES, res_addr=4, rows=2),
+        Instruction(Opcode.VSOFT, func=SoftFunc.NORM, words=2, count=5, first=1, pfmt=ProbFormat.FP16,
+                    col=1, lane=3),
+        Instruction(Opcode.VNORM, func=NormFunc.SQ, rows=4, qshift=7, first=1, rms=1, signal=UnitMask.GEMM),
+        Instruction(Opcode.VNORM, func=NormFunc.NORM, act_addr=9, nparam=70, rows=4, to_acc=1),
+    ]
+    assert disassemble(insts).splitlines() == [
+        "LOAD   spad=ACC spad_addr=3 dram_addr=0x30 words=2 rows=1 stride=0x0 wait=- signal=-",
+        "GEMM   act_addr=0 wgt_addr=64 meta_addr=0 acc_addr=0 groups=1 accumulate=1 wsrc=1 wait=- signal=-",
+        "VEC    func=ROPE_LO acc_addr=0 act_addr=0 res_addr=8 param_addr=0 rows=4 fmt=1 direct=0 "
+        "table_addr=128 wait=- signal=-",
+        "VEC    func=RES acc_addr=0 act_addr=0 res_addr=4 param_addr=0 rows=2 fmt=0 direct=0 table_addr=0 "
+        "wait=- signal=-",
+        "VSOFT  func=NORM acc_addr=0 words=2 count=5 kparam=0 vparam=0 act_addr=0 first=1 pfmt=FP16 col=1 "
+        "lane=3 wait=- signal=-",
+        "VNORM  func=SQ acc_addr=0 act_addr=0 param_addr=0 nparam=0 rows=4 qshift=7 first=1 rms=1 fmt=0 "
+        "to_acc=0 wait=- signal=GEMM",
+        "VNORM  func=NORM acc_addr=0 act_addr=9 param_addr=0 nparam=70 rows=4 qshift=0 first=0 rms=0 fmt=0 "
+        "to_acc=1 wait=- signal=-",
+    ]
+    assert assemble(disassemble(insts)) == insts
 
 
 @pytest.mark.parametrize("text, message", [
-    ("FOO x=1", "line 1: unknown mnemonic 'FOO'; mnemonics are NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT"),
+    ("FOO x=1", "line 1: unknown mnemonic 'FOO'; mnemonics are NOP, SYNC, HALT, LOAD, STORE, GEMM, VEC, VSOFT, "
+                "VNORM, PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT"),
     ("HALT\nLOAD words=1 rows=1 groups=3",
      "line 2: LOAD has no field 'groups'; its fields are spad, spad_addr, dram_addr, words, rows, "
      "stride, wait, signal"),
@@ -115,9 +154,19 @@ def test_fields_in_any_order_and_case():
     ("LOAD words=1__0 rows=1", "line 1: LOAD words must be an integer in 1..65535 (16 bits), not '1__0'"),
     ("LOAD words=0x rows=1", "line 1: LOAD words must be an integer in 1..65535 (16 bits), not '0x'"),
     ("LOAD words=1.5 rows=1", "line 1: LOAD words must be an integer in 1..65535 (16 bits), not '1.5'"),
-    ("LOAD spad=ACC words=1 rows=1", "line 1: LOAD spad must be one of ACT, WGT, META, VPARAM, not ACC"),
+    ("LOAD spad=ACCU words=1 rows=1", "line 1: LOAD spad must be one of ACT, WGT, META, ACC, VPARAM, not 'ACCU'"),
+    ("LOAD spad=5 words=1 rows=1", "line 1: LOAD spad must be one of ACT, WGT, META, ACC, VPARAM, not 5"),
     ("STORE spad=xyz words=1 rows=1", "line 1: STORE spad must be one of ACT, ACC, not 'XYZ'"),
-    ("VEC func=9 rows=1", "line 1: VEC func must be one of REQUANT, RELU, GELU, ADD, not 9"),
+    ("VEC func=9 rows=1", "line 1: VEC func must be one of REQUANT, RELU, GELU, ADD, SILU, GLU, ROPE_LO, "
+                          "ROPE_HI, RES, not 9"),
+    ("VEC func=swiglu rows=1", "line 1: VEC func must be one of REQUANT, RELU, GELU, ADD, SILU, GLU, ROPE_LO, "
+                               "ROPE_HI, RES, not 'SWIGLU'"),
+    ("VEC rows=1 fmt=2", "line 1: VEC fmt must be an integer in 0..1 (1 bits), not 2"),
+    ("VSOFT words=1 count=1 pfmt=bf16",
+     "line 1: VSOFT pfmt must be one of INT8, FP16, HI, LO, not 'BF16'"),
+    ("VSOFT words=1 count=1 lane=256", "line 1: VSOFT lane must be an integer in 0..255 (8 bits), not 256"),
+    ("VNORM func=3 rows=1", "line 1: VNORM func must be one of SUM, SQ, NORM, not 3"),
+    ("VNORM func=SUM", "line 1: VNORM needs rows (it cannot be 0, so it cannot be omitted)"),
     ("GEMM groups=1 accumulate=2", "line 1: GEMM accumulate must be an integer in 0..1 (1 bits), not 2"),
     ("GEMM groups=1 wait=DMA|GEMMM",
      "line 1: wait: unknown unit 'GEMMM'; units are DMA, GEMM, VEC, PIM (or - for none)"),
@@ -365,9 +414,15 @@ def test_crafted_bodies_with_valid_checksums():
         (body(words=(0x02, 0x02, 0x20 | 1 << 88 | 0x2 << 8)),
          f"instruction 2 (0x{0x20 | 1 << 88 | 0x2 << 8:032x}) does not decode: GEMM wait must not "
          "include its own unit GEMM (error code BAD_FIELD)"),
-        (body(words=(0x10 | 1 << 76 | 1 << 92 | 3 << 24,)),
-         f"instruction 0 (0x{0x10 | 1 << 76 | 1 << 92 | 3 << 24:032x}) does not decode: LOAD spad "
-         "must be one of ACT, WGT, META, VPARAM, not ACC (error code BAD_FIELD)"),
+        (body(words=(0x10 | 1 << 76 | 1 << 92 | 5 << 24,)),
+         f"instruction 0 (0x{0x10 | 1 << 76 | 1 << 92 | 5 << 24:032x}) does not decode: LOAD spad "
+         "must be one of ACT, WGT, META, ACC, VPARAM, not 5 (error code BAD_FIELD)"),
+        (body(words=(0x11 | 1 << 76 | 1 << 92 | 4 << 24,)),
+         f"instruction 0 (0x{0x11 | 1 << 76 | 1 << 92 | 4 << 24:032x}) does not decode: STORE spad "
+         "must be one of ACT, ACC, not VPARAM (error code BAD_FIELD)"),
+        (body(words=(0x32 | 3 << 24 | 1 << 92,)),
+         f"instruction 0 (0x{0x32 | 3 << 24 | 1 << 92:032x}) does not decode: VNORM func "
+         "must be one of SUM, SQ, NORM, not 3 (error code BAD_FIELD)"),
         (body(words=(0x07,)), "instruction 0 (0x00000000000000000000000000000007) does not decode: "
                               "illegal opcode 0x07 (error code ILLEGAL_OPCODE)"),
         (body(n_segments=1, segments=struct.pack("<BBHII", 9, 0, 1, 0, 1) + b"x"),
@@ -458,9 +513,9 @@ def test_listing():
         "      0  00000000100400000100000000002010  LOAD   spad=ACT spad_addr=0 dram_addr=0x1000 "
         "words=64 rows=1 stride=0x0 wait=- signal=GEMM  # load x\n"
         "      1  00000000020000000000000000005120  GEMM   act_addr=0 wgt_addr=0 meta_addr=0 "
-        "acc_addr=0 groups=2 accumulate=0 wait=DMA signal=DMA|VEC\n"
+        "acc_addr=0 groups=2 accumulate=0 wsrc=0 wait=DMA signal=DMA|VEC\n"
         "      2  00000000400000000004000002000230  VEC    func=GELU acc_addr=0 act_addr=64 "
-        "res_addr=0 param_addr=0 rows=4 wait=GEMM signal=-\n"
+        "res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 wait=GEMM signal=-\n"
         "      3  00000000000000000000000000000002  HALT  # done\n")
     one = listing(Program(preset("tiny"), [Instruction(Opcode.HALT)]))
     assert one.startswith("# mixpim program (format version 1): 1 instruction, 0 segments\n")

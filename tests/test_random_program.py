@@ -1,6 +1,7 @@
-"""Random tile programs (sim/random_program.py, sim/random_pim.py): deterministic, race-free when
-valid, designed errors reported as designed, and a mix that covers the ISA incl. the PIM unit in
-both row-buffer modes (what the RTL co-simulation relies on)."""
+"""Random tile programs (sim/random_program.py, sim/random_pim.py, sim/random_vec.py,
+sim/random_errors.py): deterministic, race-free when valid, designed errors reported as designed,
+and a mix that covers the ISA incl. the PIM unit in both row-buffer modes and every form of the
+vector unit on INT8 and FP16 configurations (what the RTL co-simulation relies on)."""
 
 import re
 from collections import Counter
@@ -12,17 +13,22 @@ import mixpim.models.executor as executor
 from mixpim.models.config import VPARAM_LUT_WORDS, TileConfig, preset
 from mixpim.models.executor import execute, run
 from mixpim.models.footprint import footprint
-from mixpim.models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, Spad,
-                               Unit, VecFunc)
+from mixpim.models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, NormFunc,
+                               Opcode, ProbFormat, SoftFunc, Spad, Unit, VecFunc)
 from mixpim.models.pim import PIM_OPS
 from mixpim.models.program import ProgramError
+from mixpim.models.softmax import norm_writes
 from mixpim.sim.random_pim import PIM_RANGE_KINDS, pim_capable, pim_features
-from mixpim.sim.random_program import (DRAWN_OPS, ERROR_KINDS, dma_gemm_overlap, insert_syncs,
-                                          random_program, random_programs, summary)
+from mixpim.sim.random_program import (BAD_FIELD_KINDS, DRAWN_OPS, ERROR_KINDS, bad_field_kinds,
+                                          dma_gemm_overlap, insert_syncs, random_program,
+                                          random_programs, summary)
+from mixpim.sim.random_vec import vec_feature_set, vec_features
 
 TINY = preset("tiny")
 SINGLE = TINY.in_pim_mode("single")
+FP16 = TINY.replace(pe="mixpe-w4a16")
 SEEDS = 200
+FP16_SEEDS = 150
 #: Opcodes the generator does not draw: none.
 NOT_DRAWN = set()
 
@@ -33,6 +39,12 @@ def tiny_runs():
     return [(rp, rp.run()) for rp in random_programs(TINY, SEEDS)]
 
 
+@pytest.fixture(scope="module")
+def fp16_runs():
+    """(RandomProgram, golden Result) for seeds 0..149 on tiny with FP16 activations."""
+    return [(rp, rp.run()) for rp in random_programs(FP16, FP16_SEEDS)]
+
+
 def test_same_seed_same_program():
     for seed in (0, 1, 17):
         a, b = random_program(TINY, seed), random_program(TINY, seed)
@@ -41,9 +53,14 @@ def test_same_seed_same_program():
     assert random_program(TINY, 0).words != random_program(TINY, 1).words
 
 
-def test_valid_programs_halt_ok_without_races(tiny_runs):
-    valid = [(rp, r) for rp, r in tiny_runs if rp.expected_error == ErrorCode.OK]
-    assert len(valid) > 0.75 * SEEDS
+RUNS = ["tiny_runs", "fp16_runs"]
+
+
+@pytest.mark.parametrize("runs", RUNS)
+def test_valid_programs_halt_ok_without_races(runs, request):
+    runs = request.getfixturevalue(runs)
+    valid = [(rp, r) for rp, r in runs if rp.expected_error == ErrorCode.OK]
+    assert len(valid) > 0.75 * len(runs)
     for rp, r in valid:
         assert (r.status.error, r.status.error_pc, r.races) == (ErrorCode.OK, 0, ()), rp.seed
         assert rp.instructions[-1] == Instruction(Opcode.HALT) and rp.variant == "ok"
@@ -51,9 +68,11 @@ def test_valid_programs_halt_ok_without_races(tiny_runs):
         assert 10 <= len(rp.instructions) and r.status.cycles < 4000
 
 
-def test_error_programs_report_the_designed_error(tiny_runs):
-    errors = [(rp, r) for rp, r in tiny_runs if rp.expected_error != ErrorCode.OK]
-    assert len(errors) > 0.05 * SEEDS
+@pytest.mark.parametrize("runs", RUNS)
+def test_error_programs_report_the_designed_error(runs, request):
+    runs = request.getfixturevalue(runs)
+    errors = [(rp, r) for rp, r in runs if rp.expected_error != ErrorCode.OK]
+    assert len(errors) > 0.05 * len(runs)
     for rp, r in errors:
         assert r.status.error == rp.expected_error, (rp.seed, rp.variant, r.timing.message)
         if rp.expected_pc is not None:
@@ -81,6 +100,62 @@ def test_every_designed_error_occurs_and_is_reported():
     reserved = {x for x in PIM_OPCODES if x not in OPCODE_FORMATS}
     assert pim and reserved == set(range(0x45, 0x50))
     assert all(rp.words[rp.expected_pc] & 0xFF in reserved for rp in pim)
+
+
+#: What the golden model's message says for each designed BAD_FIELD kind.
+BAD_FIELD_MESSAGES = {
+    "reserved": r"reserved bits \[16:24\] must be 0", "unused": r"unused bits \[\d+:128\] must be 0",
+    "own_token": r"(wait|signal) must not include its own unit", "dispatcher_mask":
+    r"(NOP|SYNC|HALT) (wait|signal) must be empty", "spad": r"(LOAD|STORE) spad must be one of",
+    "func": r"(VEC|VSOFT|VNORM) func must be one of", "zero_count": r" must be an integer in 1\.\.",
+    "vec_rows": r"VEC rows \(\d+\) exceeds the array's rows",
+    "add_overlap": r"VEC ADD output words .* overlap residual words",
+    "vsoft_count": r"VSOFT (words \(\d+\) exceeds the array's rows|count \(\d+\) exceeds words)",
+    "pim_fp16": r"PIM_\w+ needs INT8 activations",
+    "vec_fmt": r"VEC fmt 1 \(FP16 values\) needs FP16 activations",
+    "gate_fmt": r"VEC (SILU|GLU) writes FP16 values: fmt must be 1",
+    "rope_int8": r"VEC ROPE_(LO|HI) \(int16 cosine lanes\) needs FP16 activations",
+    "res_fmt": r"VEC RES writes ACC: fmt and direct must be 0",
+    "direct_add": r"VEC ADD cannot write direct", "direct_shape": r"VEC direct needs rows >= cols",
+    "pfmt_fp16": r"VSOFT pfmt FP16 needs FP16 activations",
+    "vsoft_lane": r"VSOFT lane (\(\d+\) is not a lane|must be 0 unless col is 1)",
+    "vnorm_rows": r"VNORM rows \(\d+\) exceeds the array's rows",
+    "vnorm_fmt": r"VNORM fmt 1 \(FP16 values\) needs FP16 activations",
+    "vnorm_to_acc": r"VNORM to_acc writes ACC: fmt must be 0",
+    "wsrc_meta": r"GEMM wsrc reads no META: meta_addr must be 0",
+    "wsrc_config": r"GEMM wsrc (needs rows >= cols|splits INT8 weights into 4-bit codes)",
+    "rope_overlap": r"VEC ROPE_(LO|HI) output words .* overlap its table words"}
+#: Configurations that together express every BAD_FIELD kind: INT8, FP16, rows < cols (no direct
+#: rows, no wsrc) and 2-bit weights (no wsrc).
+BAD_FIELD_CONFIGS = {"tiny": TINY, "fp16": FP16,
+                     "2x3": TINY.replace(rows=2, cols=3),
+                     "wbits2": TINY.replace(wbits=2)}
+
+
+@pytest.mark.parametrize("name", BAD_FIELD_CONFIGS)
+def test_every_bad_field_kind_occurs(name):
+    # short BAD_FIELD programs: every kind the configuration can express, each with the golden
+    # model's message for it at the designed pc (the field fails the check it was designed for)
+    cfg = BAD_FIELD_CONFIGS[name]
+    seen = Counter()
+    for rp in random_programs(cfg, range(200), error_rate=1.0, length=6, errors=[ErrorCode.BAD_FIELD]):
+        r = rp.run()
+        kind = rp.variant.split(":", 1)[1]
+        assert (r.status.error, r.status.error_pc, r.races) == (ErrorCode.BAD_FIELD, rp.expected_pc, ()), \
+            (rp.seed, rp.variant)
+        assert re.search(BAD_FIELD_MESSAGES[kind], r.timing.message), (kind, r.timing.message)
+        seen[kind] += 1
+    assert set(seen) == bad_field_kinds(cfg), seen
+
+
+def test_bad_field_kinds_cover_the_table():
+    kinds = {name: bad_field_kinds(cfg) for name, cfg in BAD_FIELD_CONFIGS.items()}
+    assert set().union(*kinds.values()) == set(BAD_FIELD_KINDS) == set(BAD_FIELD_MESSAGES)
+    assert {"vec_fmt", "rope_int8", "pfmt_fp16", "vnorm_fmt", "wsrc_meta"} <= kinds["tiny"]
+    assert {"vnorm_to_acc", "rope_overlap", "pim_fp16"} <= kinds["fp16"] - kinds["tiny"]
+    assert {"direct_shape", "wsrc_config"} <= kinds["2x3"] and "wsrc_config" in kinds["wbits2"]
+    with pytest.raises(ValueError, match="designed error"):
+        random_program(FP16, 0, error_rate=1.0, errors=[ErrorCode.PIM_RANGE])
 
 
 #: What the golden model's message says for each designed PIM_RANGE kind.
@@ -133,7 +208,7 @@ def test_the_mix_covers_the_isa(tiny_runs):
             pim.update(pim_features(i))
             if i.unit is not None:
                 waits.update((src, i.unit) for src in Unit if i.wait >> src & 1)
-            if i.op == Opcode.VEC:
+            if i.op == Opcode.VEC and rp.expected_error == ErrorCode.OK:
                 funcs[i.func] += 1
             if i.op in (Opcode.LOAD, Opcode.STORE):
                 spads[i.op, i.spad] += 1
@@ -153,9 +228,9 @@ def test_the_mix_covers_the_isa(tiny_runs):
     # the PIM unit waits for and is waited on by every other unit
     assert min(waits[p] for u in (Unit.DMA, Unit.GEMM, Unit.VEC)
                for p in ((u, Unit.PIM), (Unit.PIM, u))) >= 10, waits
-    assert set(funcs) == set(VecFunc)
-    assert set(spads) == {(Opcode.LOAD, s) for s in (Spad.ACT, Spad.WGT, Spad.META, Spad.VPARAM)} | \
-        {(Opcode.STORE, s) for s in (Spad.ACT, Spad.ACC)}
+    # INT8 activations: the FP16 functions only in designed errors
+    assert set(funcs) == set(VecFunc) - {VecFunc.SILU, VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI}
+    assert set(spads) == {(Opcode.LOAD, s) for s in Spad} | {(Opcode.STORE, s) for s in (Spad.ACT, Spad.ACC)}
     assert min(vparam[k] for k in ("table", "token", "column")) >= 10, vparam
     assert min(strides[k] for k in ("zero", "short", "other", "unaligned")) >= 20, strides
     assert tokens > 0.9 * SEEDS
@@ -163,19 +238,146 @@ def test_the_mix_covers_the_isa(tiny_runs):
     assert overlap > 0.6 * SEEDS, overlap
 
 
+@pytest.mark.parametrize("runs, cfg", [("tiny_runs", TINY), ("fp16_runs", FP16)], ids=["int8", "fp16"])
+def test_every_vector_form_is_drawn(runs, cfg, request):
+    # valid programs hold every VEC function, format and mode, every VSOFT pass, probability
+    # format and by-column form, every VNORM pass and output, GEMM wsrc and LOADs into ACC that
+    # the configuration has (sim/random_vec.py)
+    forms = Counter()
+    for rp, _ in request.getfixturevalue(runs):
+        if rp.expected_error == ErrorCode.OK:
+            for i in rp.instructions:
+                forms.update(vec_features(i))
+    assert set(forms) == vec_feature_set(cfg), set(forms) ^ vec_feature_set(cfg)
+    assert min(forms.values()) >= 8, forms
+    assert "VEC SILU" in vec_feature_set(FP16) - vec_feature_set(TINY)
+
+
+@pytest.mark.parametrize("runs", RUNS)
+def test_softmax_rows_and_norms_go_on(runs, request):
+    # the softmax and norm registers carry state from one instruction to the next: most MAX /
+    # EXP / SUM / SQ passes with first 0 follow a pass of the same kind of the same row (block
+    # size), and most NORMs follow the passes they need
+    go_on, follow = Counter(), Counter()
+    for rp, _ in request.getfixturevalue(runs):
+        if rp.expected_error != ErrorCode.OK:
+            continue
+        prev = {}
+        for i in rp.instructions:
+            if i.op not in (Opcode.VSOFT, Opcode.VNORM):
+                continue
+            p = prev.get(i.op)
+            if p is None:
+                same = False
+            elif i.op == Opcode.VSOFT:
+                same = (p.pfmt, p.col, p.lane) == (i.pfmt, i.col, i.lane)
+            else:
+                same = (p.rows, p.rms, p.qshift) == (i.rows, i.rms, i.qshift)
+            if i.func == (SoftFunc.NORM if i.op == Opcode.VSOFT else NormFunc.NORM):
+                need = (SoftFunc.EXP, SoftFunc.NORM) if i.op == Opcode.VSOFT else (NormFunc.SQ, NormFunc.NORM)
+                follow[i.op, "all"] += 1
+                follow[i.op, "after"] += same and p.func in need
+            elif not i.first:
+                go_on[i.op, "all"] += 1
+                go_on[i.op, "same"] += same and p.func == i.func
+            prev[i.op] = i
+    for op in (Opcode.VSOFT, Opcode.VNORM):
+        assert go_on[op, "all"] >= 30 and go_on[op, "same"] > 0.6 * go_on[op, "all"], go_on
+        assert follow[op, "all"] >= 30 and follow[op, "after"] > 0.6 * follow[op, "all"], follow
+
+
+def vector_outputs(rp):
+    """What the golden executor's vector unit reads and writes in ``rp``, as lists of arrays:
+    VNORM input values (``"norm in"``), VNORM NORM outputs (``"norm int8"``: INT8 lanes,
+    ``"norm fixed"``: FP16 values, ``"norm acc"``), VSOFT NORM probabilities (``"soft"``:
+    ``(pfmt, values)`` per instruction) and the FP16 values of VECs with ``fmt`` 1 (``"vec
+    fp16"``)."""
+    cfg = rp.config
+    out = {k: [] for k in ("norm in", "norm int8", "norm fixed", "norm acc", "soft", "vec fp16")}
+    fp16 = cfg.act_format == "fp16"
+
+    def lanes(spads, first, n):
+        w = np.ascontiguousarray(spads["ACT"][first:first + n])
+        return (w.view("<u2").view(np.float16) if fp16 else w.view(np.int8)).astype(float)
+
+    real = (executor.exec_vec, executor.exec_vsoft, executor.exec_vnorm)
+
+    def vec(cfg_, spads, inst, **kw):
+        real[0](cfg_, spads, inst, **kw)
+        if inst.fmt:
+            [(first, end)] = act_writes(cfg, inst)
+            out["vec fp16"].append(lanes(spads, first, end - first)[:, :cfg.cols if inst.direct else inst.rows])
+
+    def vsoft(cfg_, spads, state, inst):
+        real[1](cfg_, spads, state, inst)
+        if inst.func == SoftFunc.NORM:
+            words = lanes(spads, inst.act_addr, norm_writes(cfg, inst))
+            out["soft"].append((inst.pfmt, words[:inst.count, inst.lane] if inst.col else
+                                words.ravel()[:inst.count]))
+
+    def vnorm(cfg_, spads, state, inst):
+        out["norm in"].append(np.asarray(spads["ACC"][inst.acc_addr:inst.acc_addr + inst.rows], float).ravel())
+        real[2](cfg_, spads, state, inst)
+        if inst.func == NormFunc.NORM and inst.to_acc:
+            out["norm acc"].append(np.asarray(spads["ACC"][inst.act_addr:inst.act_addr + inst.rows], float).ravel())
+        elif inst.func == NormFunc.NORM:
+            y = lanes(spads, inst.act_addr, cfg.cols)[:, :inst.rows].ravel()
+            out["norm fixed" if inst.fmt else "norm int8"].append(y)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, spy in zip(("exec_vec", "exec_vsoft", "exec_vnorm"), (vec, vsoft, vnorm)):
+            mp.setattr(executor, name, spy)
+        rp.run()
+    return out
+
+
+@pytest.mark.parametrize("runs", RUNS)
+def test_vector_unit_results_are_not_degenerate(runs, request):
+    # the VPARAM zones fit the data: norms square ACC values that mostly do not saturate and
+    # write values neither mostly zero nor mostly saturated; softmax rows write probabilities
+    # between 0 and the format's largest; FP16 outputs are finite and mostly non-zero
+    got = {}
+    for rp, _ in request.getfixturevalue(runs):
+        if rp.expected_error == ErrorCode.OK:
+            for k, v in vector_outputs(rp).items():
+                got.setdefault(k, []).extend(v)
+    x = np.abs(np.concatenate(got["norm in"]))
+    assert np.mean(x >= 2 ** 31) < 0.3 and np.mean(x == 0) < 0.3, (np.mean(x >= 2 ** 31), np.mean(x == 0))
+    y = np.abs(np.concatenate(got["norm int8"]))
+    assert len(y) > 300 and np.mean(y == 0) < 0.3 and np.mean(y >= 127) < 0.45, (np.mean(y == 0), np.mean(y >= 127))
+    y = np.abs(np.concatenate(got["norm acc"]))
+    assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 2 ** 31 - 1) < 0.1
+    top = {ProbFormat.INT8: 127, ProbFormat.HI: 127, ProbFormat.LO: 127, ProbFormat.FP16: np.inf}
+    mid = Counter()
+    for pfmt, p in got["soft"]:
+        mid[pfmt, "all"] += 1
+        mid[pfmt, "mid"] += bool(np.any((p > 0) & (p < top[pfmt])))
+    for pfmt in {f for f, _ in got["soft"]}:
+        assert mid[pfmt, "all"] >= 10 and mid[pfmt, "mid"] > 0.3 * mid[pfmt, "all"], mid
+    if runs == "fp16_runs":
+        assert {f for f, _ in got["soft"]} == set(ProbFormat)
+        for key in ("norm fixed", "vec fp16"):
+            y = np.concatenate([a.ravel() for a in got[key]])
+            assert len(y) > 300 and np.isfinite(y).all() and np.mean(y == 0) < 0.6, (key, np.mean(y == 0))
+
+
+def act_writes(cfg, inst):
+    """The ACT word runs ``(first, end)`` ``inst`` writes."""
+    return [(a.first, a.end) for a in footprint(cfg, inst, dram=False).spads
+            if a.spad == Spad.ACT and a.write]
+
+
 def vec_results(rp, r):
-    """int8 results of the VECs whose ACT output words nothing overwrites later (lanes < rows)."""
+    """int8 results of the VECs (not RES) whose ACT output words nothing overwrites later (the
+    lanes written: tokens, or columns with ``direct``)."""
     cfg, out = rp.config, []
     insts = list(rp.instructions)
     for pc, i in enumerate(insts):
-        if i.op != Opcode.VEC:
+        if i.op != Opcode.VEC or i.func == VecFunc.RES:
             continue
-        lo, hi = i.act_addr, i.act_addr + cfg.cols
-        later = [(j.spad_addr, j.spad_addr + j.rows * j.words) if j.op == Opcode.LOAD else
-                 (j.act_addr, j.act_addr + cfg.cols) for j in insts[pc + 1:]
-                 if j.op == Opcode.VEC or j.op == Opcode.LOAD and j.spad == Spad.ACT]
+        [(lo, hi)] = act_writes(cfg, i)
+        later = [w for j in insts[pc + 1:] for w in act_writes(cfg, j)]
         if all(b <= lo or a >= hi for a, b in later):
-            out.append(r.act()[lo:hi, :i.rows].ravel())
+            out.append(r.act()[lo:hi, :cfg.cols if i.direct else i.rows].ravel())
     return out
 
 
@@ -398,3 +600,4 @@ def test_length_and_errors_of_the_api():
 def test_summary():
     text = summary(TINY, 10)
     assert "10 random programs" in text and "golden cycles" in text and "VEC funcs" in text
+    assert "vector unit: " in text and "VNORM SQ" in text

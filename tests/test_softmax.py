@@ -9,13 +9,14 @@ import pytest
 
 from mixpim.models.config import preset
 from mixpim.models.executor import pack_acc, run
-from mixpim.models.isa import ErrorCode, Instruction, Opcode, SoftFunc
+from mixpim.models.isa import ErrorCode, Instruction, Opcode, ProbFormat, SoftFunc
 from mixpim.models.program import Segment
 from mixpim.models.softmax import EXP_TABLE, exp_step
 from mixpim.models.tile_timing import check_instruction, simulate
 from mixpim.models.vector import fixed_multiplier, pack_vparam
 
 CFG = preset("tiny")  # 4x4 array: ACC words of 4 values, ACT words of 4 lanes; VPARAM 128 words
+FP16 = CFG.replace(pe="mixpe-w4a16")  # the same geometry with FP16 activations
 BASE = CFG.vparam_param_base  # 68
 
 
@@ -107,8 +108,12 @@ def test_vsoft_cycles():
     # + ceil(10 / 4) = 3 ACT words -> 41
     mx = Instruction(Opcode.VSOFT, func=SoftFunc.MAX, words=3, count=10, kparam=BASE, first=1)
     nm = Instruction(Opcode.VSOFT, func=SoftFunc.NORM, words=3, count=10, kparam=BASE, vparam=BASE)
-    r = simulate(CFG, [mx, nm, Instruction(Opcode.HALT)])
-    assert (r.start[0], r.end[0], r.start[1], r.end[1]) == (1, 6, 7, 47)
+    # by column the NORM writes one lane of words * cols = 12 ACT words (any count): 32 + 3 + 3
+    # + 12 = 50, from 48; the format of the probabilities does not change the duration
+    col = nm.replace(col=1, lane=2, pfmt=ProbFormat.HI)
+    r = simulate(CFG, [mx, nm, col, Instruction(Opcode.HALT)])
+    assert (r.start[0], r.end[0], r.start[1], r.end[1], r.start[2], r.end[2]) == (1, 6, 7, 47, 48, 97)
+    assert r.busy[2] == 6 + 41 + 50
 
 
 @pytest.mark.parametrize("inst, code, message", [
@@ -122,10 +127,53 @@ def test_vsoft_cycles():
      ErrorCode.SPAD_RANGE, "VSOFT ACT words 253..256 leave the scratchpad (256 words)"),
     (dict(words=1, count=1, acc_addr=64, kparam=BASE), ErrorCode.SPAD_RANGE,
      "VSOFT ACC words 64..64 leave the scratchpad (64 words)"),
+    # by column: the lane must be one of the ACT word's rows lanes, and is 0 otherwise
+    (dict(words=1, count=1, kparam=BASE, col=1, lane=4), ErrorCode.BAD_FIELD,
+     "VSOFT lane (4) is not a lane of the array's 4 rows"),
+    (dict(words=1, count=1, kparam=BASE, lane=1), ErrorCode.BAD_FIELD,
+     "VSOFT lane must be 0 unless col is 1"),
+    # the checks in order: words, count, then the lane
+    (dict(words=2, count=9, kparam=BASE, col=1, lane=9), ErrorCode.BAD_FIELD,
+     "VSOFT count (9) exceeds words * cols (8)"),
+    # by column the ACC words are rows apart: 56, 60, 64 -> the run 56..64
+    (dict(words=3, count=12, acc_addr=56, kparam=BASE, col=1, lane=3), ErrorCode.SPAD_RANGE,
+     "VSOFT ACC words 56..64 leave the scratchpad (64 words)"),
+    # by column NORM writes words * cols = 8 ACT words (not ceil(count / rows) = 1)
+    (dict(words=2, count=3, kparam=BASE, vparam=BASE, act_addr=249, col=1, func=SoftFunc.NORM),
+     ErrorCode.SPAD_RANGE, "VSOFT ACT words 249..256 leave the scratchpad (256 words)"),
 ])
 def test_vsoft_checks(inst, code, message):
     inst = Instruction(Opcode.VSOFT, **{"func": SoftFunc.MAX, **inst})
+    # VSOFT runs on INT8 and FP16 tiles alike (FP16 tiles have the same depths here)
     assert check_instruction(CFG, inst) == (code, message)
-    fp16 = CFG.replace(pe="mixpe-w4a16")
-    assert check_instruction(fp16, Instruction(Opcode.VSOFT, words=1, count=1, kparam=BASE)) == (
-        ErrorCode.BAD_FIELD, "VSOFT needs INT8 activations; mixpe-w4a16 has FP16 ones")
+    assert check_instruction(FP16, inst) == (code, message)
+
+
+def test_vsoft_is_legal_on_fp16_tiles():
+    for pfmt in ProbFormat:
+        for func in SoftFunc:
+            inst = Instruction(Opcode.VSOFT, func=func, words=4, count=16, kparam=BASE, vparam=BASE,
+                               pfmt=pfmt)
+            assert check_instruction(FP16, inst) is None
+            # pfmt FP16 needs FP16 activations (also for MAX and EXP, which do not write)
+            want = None if pfmt != ProbFormat.FP16 else (
+                ErrorCode.BAD_FIELD, "VSOFT pfmt FP16 needs FP16 activations; mixpe-w4a8 has INT8 ones")
+            assert check_instruction(CFG, inst) == want
+
+
+def test_vsoft_on_an_fp16_tile_writes_the_fp16_values_of_the_int8_probabilities():
+    rng = np.random.default_rng(8)
+    n = 13
+    scores = rng.integers(-40000, 40000, n)
+    kmult, kshift = rng.integers(1, 1 << 15, n), rng.integers(8, 20, n)
+    vmult, vshift = rng.integers(1 << 13, 1 << 15, n), rng.integers(28, 31, n)
+    want = reference(scores.tolist(), kmult.tolist(), kshift.tolist(), vmult.tolist(), vshift.tolist())
+    acc = np.zeros((4, FP16.cols), np.int64)
+    acc.reshape(-1)[:n] = scores
+    vp = pack_vparam(np.concatenate([kmult, vmult]), np.concatenate([kshift, vshift]))
+    segs = [Segment("ACC", 0, pack_acc(FP16, acc), FP16.acc_word_bytes), Segment("VPARAM", BASE, vp, 4)]
+    r = run(FP16, softmax_program(FP16, n, 4), segs)
+    assert r.status.error == ErrorCode.OK
+    lanes = r.spads["ACT"][:4].view("<u2").reshape(-1)  # 16-bit lanes, packed as on INT8 tiles
+    assert lanes[:n].view(np.float16).astype(int).tolist() == want
+    assert lanes[n:].tolist() == [0] * (16 - n)

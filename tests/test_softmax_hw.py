@@ -1,46 +1,99 @@
-"""The vector unit's softmax datapath (hw/softmax.py, through hw/vector.VectorUnit) in the Amaranth
-simulator, against the golden model: VSOFT sequences (whole rows split over several instructions,
-counts that are not multiples of ``cols``, random passes from the reset state, VECs in between) on
-one unit wired to ACC / ACT / VPARAM memories. After every instruction ``rmax`` / ``rsum`` equal
-:func:`mixpim.models.softmax.soft_apply`'s; the final ACT words equal
-:func:`mixpim.models.executor.run`'s; the cycles ``busy`` is high equal the executor's timing and
-:func:`mixpim.models.tile_timing.vsoft_cycles`."""
+"""The vector unit's softmax datapath (hw/softmax.py) in the Amaranth simulator, against the golden
+model: VSOFT sequences (whole rows split over several instructions, counts that are not multiples
+of ``cols``, random passes from the reset state, every probability format, packed and by-column
+NORMs) on a :class:`~mixpim.hw.softmax.SoftmaxUnit` wired to ACC / ACT / VPARAM memories (the ACT
+write port with one enable per lane, as ``w_act_mask`` needs), on INT8 and FP16 configurations.
+After every instruction ``rmax`` / ``rsum`` equal :func:`mixpim.models.softmax.soft_apply`'s; the
+final ACT words equal :func:`mixpim.models.executor.run`'s; the cycles ``busy`` is high equal the
+executor's timing and :func:`mixpim.models.tile_timing.vsoft_cycles`."""
 
 import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal
+from amaranth.lib.memory import Memory
 
-from mixpim.hw.softmax import soft_layout
-from mixpim.hw.vector import vec_layout
-from mixpim.models.config import VPARAM_LUT_WORDS, preset
-from mixpim.models.executor import pack_acc, unpack_acc, unpack_vparam
-from mixpim.models.isa import Instruction, Opcode, SoftFunc, Spad
+from mixpim.hw.softmax import SoftmaxUnit, soft_layout
+from mixpim.models.config import preset
+from mixpim.models.executor import pack_acc, unpack_acc, unpack_act
+from mixpim.models.isa import Instruction, Opcode, ProbFormat, SoftFunc, Spad
 from mixpim.models.program import Segment
-from mixpim.models.softmax import SoftState, soft_apply
-from mixpim.models.tile_timing import check_instruction, vec_cycles, vsoft_cycles
-from helpers import drive_unit, golden_run, run
-from test_vector_hw import Top, images, random_vec
+from mixpim.models.softmax import SoftState, soft_apply, soft_words
+from mixpim.models.tile_timing import check_instruction, vsoft_cycles
+from mixpim.models.vector import unpack_vparam
+from helpers import drive_unit, golden_run, rejects, run
 
 TINY = preset("tiny")
 CONFIGS = {
-    "tiny": TINY,                                 # 4 x 4
-    "rows2-cols3": TINY.replace(rows=2, cols=3),  # ACT words shorter than ACC words
+    "tiny": TINY,                                        # 4 x 4
+    "tiny-fp16": TINY.replace(pe="mixpe-w4a16"),         # 78-bit accumulators, FP16 lanes
+    "rows2-cols3": TINY.replace(rows=2, cols=3),         # ACT words shorter than ACC words
     "rows4-cols3": TINY.replace(cols=3),
-    "rows5-cols2": TINY.replace(rows=5, cols=2),  # ACT words longer than ACC words
+    "rows5-cols2-fp16": TINY.replace(rows=5, cols=2, pe="mixpe-w4a16"),  # ACT words longer
 }
+
+
+def pfmts(cfg):
+    """The probability formats of the configuration (FP16 only on FP16 tiles)."""
+    return [f for f in ProbFormat if f != ProbFormat.FP16 or cfg.act_format == "fp16"]
+
+
+# -- the unit and its memories ------------------------------------------------------------------
+
+class Top(Elaboratable):
+    """The softmax unit wired to an ACC, an ACT and a VPARAM memory (one read port per lane, an
+    ACT write port with one enable per lane)."""
+
+    def __init__(self, cfg, images):
+        self.cfg = cfg
+        self.soft = SoftmaxUnit(cfg)
+        self.acc = Memory(shape=cfg.cols * cfg.acc_bits, depth=cfg.acc_words, init=images[Spad.ACC])
+        self.act = Memory(shape=8 * cfg.act_word_bytes, depth=cfg.act_words, init=images[Spad.ACT])
+        self.vparam = Memory(shape=32, depth=cfg.vparam_words, init=images[Spad.VPARAM])
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        m.submodules.soft = soft = self.soft
+        m.submodules.acc = self.acc
+        m.submodules.act = self.act
+        m.submodules.vparam = self.vparam
+        for mem, port in ((self.acc, soft.r_acc), (self.vparam, soft.r_vparam)):
+            for i in range(len(port.data)):
+                rp = mem.read_port()
+                m.d.comb += [rp.addr.eq(port.addr + i), rp.en.eq(port.en), port.data[i].eq(rp.data)]
+        wp = self.act.write_port(granularity=8 * cfg.act_word_bytes // cfg.rows)
+        m.d.comb += [wp.addr.eq(soft.w_act.addr),
+                     wp.en.eq(soft.w_act_mask & soft.w_act.en[0].replicate(cfg.rows)),
+                     wp.data.eq(soft.w_act.data[0])]
+        return m
 
 
 # -- scratchpad contents ------------------------------------------------------------------------
 
+def words_of(values, width):
+    """Ints of ``values`` (lists of signed lane values of ``width`` bits, lane 0 lowest)."""
+    mask = (1 << width) - 1
+    return [sum((v & mask) << (j * width) for j, v in enumerate(w)) for w in values]
+
+
+def acc_image(cfg, vals):
+    dtype = np.int64 if cfg.acc_bits <= 62 else object
+    return pack_acc(cfg, np.array(vals, dtype=dtype)), words_of(vals, cfg.acc_bits)
+
+
+def vparam_image(words):
+    return b"".join(w.to_bytes(4, "little") for w in words), words
+
+
 def soft_images(cfg, rng):
-    """:func:`test_vector_hw.images`, with ACC words and VPARAM column words mostly of a
-    softmax's magnitudes, and some extremes: scores around two centres; in the first half of the
-    column region (:func:`score_params`) multipliers that map them to tens or hundreds of
-    exponent steps, in the second half V multipliers that bring ``q`` (about 2**22 for the row's
-    maximum) to about 127."""
-    imgs = images(cfg, rng)
+    """Random scratchpads {spad: (bytes for the executor, ints for the RTL memories)}: ACC words
+    mostly of a softmax's magnitudes (scores around two centres), some extremes; random ACT
+    words (by-column NORMs must keep their other lanes); VPARAM words from the column base: in
+    the first half (:func:`score_params`) multipliers mapping the scores to tens or hundreds of
+    exponent steps, in the second half V multipliers from ``2**-19`` to ``2**-3`` (``q`` of the
+    row's maximum is about ``2**22``: every format is reached, its saturation too)."""
     lim = 1 << (cfg.acc_bits - 1)
     vals = []
     centres = [rng.randrange(-1000, 1000) for _ in range(2)]
@@ -51,10 +104,12 @@ def soft_images(cfg, rng):
         else:                   # scores around one of two centres
             c, spread = rng.choice(centres), rng.choice((50, 500, 2000))
             vals.append([c + rng.randrange(-spread, spread + 1) for _ in range(cfg.cols)])
-    mask = (1 << cfg.acc_bits) - 1
-    imgs[Spad.ACC] = (pack_acc(cfg, np.array(vals, dtype=np.int64)),
-                      [sum((v & mask) << (j * cfg.acc_bits) for j, v in enumerate(w)) for w in vals])
-    _, words = imgs[Spad.VPARAM]
+    wb = cfg.act_word_bytes
+    raw = rng.randbytes(cfg.act_words * wb)
+    imgs = {Spad.ACC: acc_image(cfg, vals),
+            Spad.ACT: (raw, [int.from_bytes(raw[i * wb:(i + 1) * wb], "little")
+                             for i in range(cfg.act_words)])}
+    words = [rng.getrandbits(32) for _ in range(cfg.vparam_words)]
     scores = score_params(cfg)
     for a in range(cfg.vparam_param_base, cfg.vparam_words):
         kind = rng.random()
@@ -62,13 +117,13 @@ def soft_images(cfg, rng):
         if kind < 0.9 and a in scores:  # v = x / 8 .. x / 4
             mult, shift = rng.randrange(1 << 14, 1 << 15), 17
         elif kind < 0.9:
-            mult, shift = rng.randrange(1 << 12, 1 << 15), rng.randrange(26, 31)
+            mult, shift = rng.randrange(1 << 12, 1 << 15), rng.randrange(18, 31)
         elif kind < 0.95:
             mult, shift = rng.choice((-32768, 32767, -1, 0, 1)), rng.choice((0, 1, 31, 62, 63))
         else:
             mult, shift, junk = rng.randrange(-32768, 32768), rng.randrange(64), rng.getrandbits(10)
         words[a] = (mult & 0xFFFF) | shift << 16 | junk << 22  # bits 22..31 are ignored
-    imgs[Spad.VPARAM] = (b"".join(w.to_bytes(4, "little") for w in words), words)
+    imgs[Spad.VPARAM] = vparam_image(words)
     return imgs
 
 
@@ -84,52 +139,74 @@ def vsoft(func, **kw):
     return Instruction(Opcode.VSOFT, func=func, **kw)
 
 
+def norm_span(cfg, inst):
+    """ACT words a NORM writes."""
+    return inst.words * cfg.cols if inst.col else -(-inst.count // cfg.rows)
+
+
+def softmax_row(cfg, chunks, n, *, acc, kparam, vparam, act, col=0, lane=0, pfmt=ProbFormat.INT8):
+    """MAX, EXP and NORM over ``n`` values, one instruction per chunk ``(w0, w)`` of ACC words
+    (from ``acc``, ``rows`` apart with ``col``); the NORMs write consecutive ACT words from
+    ``act``. Returns (instructions, next free ACT word)."""
+    prog = []
+    step = cfg.rows if col else 1
+    for func in SoftFunc:
+        a = act
+        for i, (w0, w) in enumerate(chunks):
+            t0 = w0 * cfg.cols
+            inst = vsoft(func, acc_addr=acc + w0 * step, words=w, count=min(w * cfg.cols, n - t0),
+                         kparam=kparam + t0, vparam=vparam + t0, act_addr=a, first=int(i == 0),
+                         pfmt=pfmt, col=col, lane=lane)
+            prog.append(inst)
+            a += norm_span(cfg, inst)
+    return prog, a
+
+
 def row_program(cfg, rng, act_addr):
-    """A whole softmax row of ``n`` values from a random ACC word: MAX, EXP, NORM passes of
-    random chunks (the last one's count not a multiple of ``cols`` when ``n`` is not); each NORM
-    packs its values into its own ACT words; then EXP and NORM again over the last chunk alone
+    """A whole softmax row of ``n`` values from a random ACC word in a random format, packed or by
+    column (a random lane): MAX, EXP, NORM passes of random chunks (the last one's count not a
+    multiple of ``cols`` when ``n`` is not); then EXP and NORM again over the last chunk alone
     (its sum may miss the row's maximum: ``rsum`` below 2**15, ``R`` above 2**16). Returns
     (instructions, next free ACT word)."""
     scores = score_params(cfg)
-    n = rng.randint(1, len(scores))
+    col = rng.randrange(2)
+    step = cfg.rows if col else 1
+    n = rng.randint(1, min(len(scores), ((cfg.acc_words - 1) // step + 1) * cfg.cols))
     words = -(-n // cfg.cols)
-    acc = rng.randint(0, cfg.acc_words - words)
-    kparam = rng.randint(scores.start, scores.stop - n)
-    vparam = rng.randint(scores.stop, cfg.vparam_words - n)
+    acc = rng.randint(0, cfg.acc_words - 1 - (words - 1) * step)
     chunks, w0 = [], 0
     while w0 < words:
         w = rng.randint(1, min(cfg.rows, words - w0))
         chunks.append((w0, w))
         w0 += w
-    prog = []
-    for func in SoftFunc:
-        act = act_addr
-        for i, (w0, w) in enumerate(chunks):
-            t0 = w0 * cfg.cols
-            count = min(w * cfg.cols, n - t0)
-            prog.append(vsoft(func, acc_addr=acc + w0, words=w, count=count, kparam=kparam + t0,
-                              vparam=vparam + t0, act_addr=act, first=int(i == 0)))
-            act += -(-count // cfg.rows)
+    prog, act = softmax_row(cfg, chunks, n, acc=acc, kparam=rng.randint(scores.start, scores.stop - n),
+                            vparam=rng.randint(scores.stop, cfg.vparam_words - n), act=act_addr,
+                            col=col, lane=rng.randrange(cfg.rows) if col else 0,
+                            pfmt=rng.choice(pfmts(cfg)))
     last = prog[-1]
     prog += [last.replace(func=SoftFunc.EXP, first=1), last.replace(act_addr=act)]
-    return prog, act + -(-last.count // cfg.rows)
+    return prog, act + norm_span(cfg, last)
 
 
 def random_vsoft(cfg, rng, hot):
-    """Any legal VSOFT (counts mostly below ``words * cols``, ``first`` at random); half of them
-    on the ACC words and score multipliers ``hot`` (acc_addr, kparam), so that passes over the
-    same values follow each other (rsum from a few values far below rmax: small, R large)."""
+    """Any legal VSOFT (counts mostly below ``words * cols``, ``first``, ``pfmt``, ``col`` and
+    ``lane`` at random); half of them on the ACC words and score multipliers ``hot`` (acc_addr,
+    kparam), so that passes over the same values follow each other (rsum from a few values far
+    below rmax: small, R large)."""
     base = cfg.vparam_param_base
     while True:
         words = rng.randint(1, cfg.rows)
         count = rng.choice((words * cfg.cols, rng.randint(1, words * cfg.cols)))
-        acc_addr = rng.randint(0, cfg.acc_words - words)
+        col = rng.randrange(2)
+        acc_addr = rng.randint(0, cfg.acc_words - 1 - (words - 1) * (cfg.rows if col else 1))
         kparam = rng.randint(base, cfg.vparam_words - count)
         if rng.random() < 0.5:
             acc_addr, kparam = hot
         inst = vsoft(rng.choice(list(SoftFunc)), words=words, count=count, acc_addr=acc_addr,
                      kparam=kparam, vparam=rng.randint(base, cfg.vparam_words - count),
-                     act_addr=rng.randint(0, cfg.act_words - cfg.cols), first=rng.randrange(2))
+                     act_addr=rng.randint(0, cfg.act_words - cfg.rows * cfg.cols),
+                     first=rng.randrange(2), pfmt=rng.choice(pfmts(cfg)), col=col,
+                     lane=rng.randrange(cfg.rows) if col else 0)
         if check_instruction(cfg, inst) is None:
             return inst
 
@@ -140,13 +217,12 @@ def replay_registers(cfg, insts, imgs):
     vp = np.frombuffer(imgs[Spad.VPARAM][0], np.uint8).reshape(cfg.vparam_words, 4)
     state, out = SoftState(), []
     for inst in insts:
-        if inst.op == Opcode.VSOFT:
-            n = inst.count
-            x = acc[inst.acc_addr:inst.acc_addr + inst.words].reshape(-1)[:n]
-            kmult, kshift = unpack_vparam(vp[inst.kparam:inst.kparam + n])
-            vmult, vshift = unpack_vparam(vp[inst.vparam:inst.vparam + n])
-            soft_apply(state, inst.func, x, kmult, kshift, first=bool(inst.first),
-                       vmult=vmult, vshift=vshift)
+        n = inst.count
+        x = acc[soft_words(cfg, inst)].reshape(-1)[:n]
+        kmult, kshift = unpack_vparam(vp[inst.kparam:inst.kparam + n])
+        vmult, vshift = unpack_vparam(vp[inst.vparam:inst.vparam + n])
+        soft_apply(state, inst.func, x, kmult, kshift, first=bool(inst.first),
+                   vmult=vmult, vshift=vshift, pfmt=inst.pfmt)
         out.append((state.rmax, state.rsum))
     return out
 
@@ -156,41 +232,35 @@ def replay_registers(cfg, insts, imgs):
 def run_rtl(cfg, insts, imgs, gaps):
     """Execute ``insts`` on the RTL: (busy cycles of each, (rmax, rsum) after each, ACT words)."""
     top = Top(cfg, {s: ints for s, (_, ints) in imgs.items()})
-    vec = top.vec
-    layouts = {Opcode.VEC: ("vec", vec_layout()), Opcode.VSOFT: ("soft", soft_layout())}
+    soft = top.soft
+    layout = soft_layout()
     measured, regs, final = [], [], {}
-    vp = imgs[Spad.VPARAM][1]
-    tparam = vp[cfg.vparam_token_base:cfg.vparam_token_base + cfg.rows]
 
     async def bench(ctx):
-        ctx.set(vec.i_lut.as_value(), sum(w << (32 * i) for i, w in enumerate(vp[:VPARAM_LUT_WORDS])))
-        ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
         def issue(inst):
-            name, layout = layouts[inst.op]
-            ctx.set(vec.i_soft, inst.op == Opcode.VSOFT)
-            ctx.set(getattr(vec.i_inst, name), layout.const({f: int(inst[f]) for f in layout.members}))
+            ctx.set(soft.i_inst, layout.const({f: int(inst[f]) for f in layout.members}))
 
-        measured.extend(await drive_unit(ctx, vec, insts, gaps, issue, 200, finished=lambda inst:
-                                         regs.append((ctx.get(vec.o_rmax), ctx.get(vec.o_rsum)))))
+        measured.extend(await drive_unit(ctx, soft, insts, gaps, issue, 200, finished=lambda inst:
+                                         regs.append((ctx.get(soft.o_rmax), ctx.get(soft.o_rsum)))))
         final["act"] = [ctx.get(top.act.data[i]) for i in range(cfg.act_words)]
 
     run(top, bench)
     return measured, regs, final["act"]
 
 
-def duration(cfg, inst):
-    return (vsoft_cycles(cfg, inst) if inst.op == Opcode.VSOFT else vec_cycles(cfg, inst.rows)).busy
-
-
-def check(cfg, insts, seed, gaps=None):
-    """Run ``insts`` on the RTL and on the golden model; compare cycles, registers and ACT."""
+def check(cfg, insts, seed=None, gaps=None, imgs=None):
+    """Run ``insts`` on the RTL and on the golden model; compare cycles, registers and ACT.
+    Returns the registers after each instruction and the final ACT lanes."""
     rng = random.Random(seed)
-    imgs = soft_images(cfg, rng)
+    if imgs is None:
+        imgs = soft_images(cfg, rng)
     if gaps is None:
         gaps = [rng.choice((0, 0, 0, 1, 2)) for _ in insts]
+    for inst in insts:
+        assert check_instruction(cfg, inst) is None, inst
     segments = [Segment(s.name, 0, raw, cfg.word_bytes(s)) for s, (raw, _) in imgs.items()]
     golden, expected = golden_run(cfg, insts, segments)
-    assert expected == [duration(cfg, inst) for inst in insts]
+    assert expected == [vsoft_cycles(cfg, inst).busy for inst in insts]
 
     measured, regs, act = run_rtl(cfg, insts, imgs, gaps)
     assert measured == expected
@@ -202,62 +272,101 @@ def check(cfg, insts, seed, gaps=None):
     for addr in range(cfg.act_words):
         got = act[addr].to_bytes(wb, "little")
         assert got == want[addr].tobytes(), f"ACT[{addr}]: {got.hex()} != {want[addr].tobytes().hex()}"
-    return want_regs, want.view(np.int8)
+    return want_regs, unpack_act(cfg, want)
+
+
+def probabilities(cfg, lanes):
+    """The written values as numbers (FP16 lanes decoded)."""
+    if cfg.act_format == "int8":
+        return lanes.astype(np.int64)
+    return lanes.view(np.float16).astype(np.float64)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [1, 2])
 def test_rows(name, seed):
-    """Whole rows, several instructions each, written to consecutive ACT words."""
+    """Whole rows, several instructions each, packed or by column, every format."""
     cfg = CONFIGS[name]
     rng = random.Random(seed * 100 + len(name))
     insts, act = [], 0
-    for _ in range(4):
+    for _ in range(5):
         prog, act = row_program(cfg, rng, act)
         insts += prog
-    _, act = check(cfg, insts, seed)
+    _, lanes = check(cfg, insts, seed)
     assert any(inst.count % cfg.cols for inst in insts)
-    assert ((act > 0) & (act < 127)).sum() > 10  # probabilities, not only 0 or saturated
+    with np.errstate(invalid="ignore"):  # by-column NORMs keep random lanes (FP16: NaN too)
+        p = probabilities(cfg, lanes[:act])
+        assert (np.isfinite(p) & (p > 0) & (p < 127)).sum() > 10  # not only 0 or saturated
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_passes(name, seed):
-    """Random VSOFTs and VECs from the reset state: EXP before any MAX, NORM with ``rsum`` of 0
-    or small (``R`` up to ``127 << 24``), sums that wrap, ``first`` anywhere."""
+    """Random VSOFTs from the reset state: EXP before any MAX, NORM with ``rsum`` of 0 or small
+    (``R`` up to ``2**31``), sums that wrap, ``first`` anywhere, formats and lanes at random."""
     cfg = CONFIGS[name]
     rng = random.Random(seed * 1000 + len(name))
     insts = [vsoft(SoftFunc.NORM, words=1, count=1, kparam=cfg.vparam_param_base,
-                   vparam=cfg.vparam_param_base)]  # rsum == 0 after reset: R = 0
-    hot = (rng.randint(0, cfg.acc_words - cfg.rows),
+                   vparam=cfg.vparam_param_base, pfmt=rng.choice(pfmts(cfg)))]  # rsum == 0: R = 0
+    hot = (rng.randint(0, cfg.acc_words - 1 - (cfg.rows - 1) * cfg.rows),
            rng.randint(cfg.vparam_param_base, cfg.vparam_words - cfg.rows * cfg.cols))
-    for _ in range(40):
-        if rng.random() < 0.15:
-            insts.append(random_vec(cfg, rng, cfg.act_words))
-        else:
-            insts.append(random_vsoft(cfg, rng, hot))
-    assert {i.func for i in insts if i.op == Opcode.VSOFT} == set(SoftFunc)
+    for _ in range(36):
+        insts.append(random_vsoft(cfg, rng, hot))
+    norms = [i for i in insts if i.func == SoftFunc.NORM]
+    assert {i.func for i in insts} == set(SoftFunc) and {i.col for i in norms} == {0, 1}
     check(cfg, insts, seed)
 
 
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "rows5-cols2-fp16"])
+def test_col_lanes(name):
+    """Attention by column: one query per lane, its scores in column ``lane`` of a run of GEMM
+    output tiles (ACC words ``rows`` apart); the queries' NORMs write one after another into
+    the same ACT words, each its own lane (the others keep the earlier queries' values; the
+    last query's row is one value shorter: its last value is 0). Formats in turn."""
+    cfg = CONFIGS[name]
+    rng = random.Random(len(name))
+    scores = score_params(cfg)
+    words = min(cfg.rows + 1, len(scores) // cfg.cols)
+    n = words * cfg.cols
+    chunks = [(0, cfg.rows), (cfg.rows, words - cfg.rows)] if words > cfg.rows else [(0, words)]
+    formats = pfmts(cfg)
+    insts = []
+    for lane in range(cfg.rows):
+        count = n - 1 if lane == cfg.rows - 1 else n
+        prog, end = softmax_row(cfg, chunks, count, acc=lane, kparam=scores.start,
+                                vparam=scores.stop, act=10, col=1, lane=lane,
+                                pfmt=formats[lane % len(formats)])
+        insts += prog
+    assert end == 10 + n
+    imgs = soft_images(cfg, rng)
+    centre = rng.randrange(-1000, 1000)  # close scores: many probabilities well above 0
+    imgs[Spad.ACC] = acc_image(cfg, [[centre + rng.randrange(-300, 301) for _ in range(cfg.cols)]
+                                     for _ in range(cfg.acc_words)])
+    _, lanes = check(cfg, insts, gaps=[0] * len(insts), imgs=imgs)
+    p = probabilities(cfg, lanes[10:10 + n])
+    assert (p != 0).any(axis=0).all() and p[-1, -1] == 0  # every query wrote its lane
+
+
 def test_back_to_back():
-    """Every pass and VEC starting the cycle after the previous done, full and 1-word rows."""
+    """Every pass starting the cycle after the previous done, full and 1-word rows, packed and
+    by column."""
     cfg = TINY
     base = cfg.vparam_param_base
     insts = [
         vsoft(SoftFunc.MAX, words=4, count=16, kparam=base, first=1),
         vsoft(SoftFunc.MAX, words=1, count=1, acc_addr=7, kparam=base + 16),
         vsoft(SoftFunc.EXP, words=4, count=16, kparam=base, first=1),
-        random_vec(cfg, random.Random(0), cfg.act_words),
         vsoft(SoftFunc.EXP, words=1, count=1, acc_addr=7, kparam=base + 16),
         vsoft(SoftFunc.NORM, words=4, count=16, kparam=base, vparam=base + 20, act_addr=30),
         vsoft(SoftFunc.NORM, words=1, count=1, acc_addr=7, kparam=base + 16, vparam=base + 36,
-              act_addr=34),
+              act_addr=34, pfmt=ProbFormat.HI),
+        vsoft(SoftFunc.NORM, words=3, count=9, acc_addr=50, kparam=cfg.vparam_words - 9,
+              vparam=cfg.vparam_words - 9, act_addr=cfg.act_words - 12, col=1, lane=3,
+              pfmt=ProbFormat.LO),
+        vsoft(SoftFunc.MAX, words=4, count=13, acc_addr=2, kparam=base, col=1, first=1),
         vsoft(SoftFunc.NORM, words=3, count=9, acc_addr=60, kparam=cfg.vparam_words - 9,
               vparam=cfg.vparam_words - 9, act_addr=cfg.act_words - 3),
     ]
-    for inst in insts:
-        assert check_instruction(cfg, inst) is None, inst
     check(cfg, insts, seed=7, gaps=[0] * len(insts))
 
 
@@ -271,74 +380,67 @@ def test_reset():
     rst = Signal()
     m = Module()
     m.submodules.top = ResetInserter(rst)(top)
-    vec = top.vec
+    soft = top.soft
     layout = soft_layout()
     initial = SoftState()
 
     async def bench(ctx):
-        assert (ctx.get(vec.o_rmax), ctx.get(vec.o_rsum)) == (initial.rmax, initial.rsum)
+        assert (ctx.get(soft.o_rmax), ctx.get(soft.o_rsum)) == (initial.rmax, initial.rsum)
         for func in (SoftFunc.MAX, SoftFunc.EXP):
             inst = vsoft(func, words=2, count=7, acc_addr=3, kparam=cfg.vparam_param_base, first=1)
-            ctx.set(vec.i_soft, 1)
-            ctx.set(vec.i_inst.soft, layout.const({f: int(inst[f]) for f in layout.members}))
-            ctx.set(vec.start, 1)
+            ctx.set(soft.i_inst, layout.const({f: int(inst[f]) for f in layout.members}))
+            ctx.set(soft.start, 1)
             await ctx.tick()
-            ctx.set(vec.start, 0)
-            await ctx.tick().until(vec.done)
+            ctx.set(soft.start, 0)
+            await ctx.tick().until(soft.done)
         await ctx.tick()
-        assert ctx.get(vec.o_rsum) != initial.rsum
+        assert ctx.get(soft.o_rsum) != initial.rsum
         ctx.set(rst, 1)
         await ctx.tick()
         ctx.set(rst, 0)
-        assert (ctx.get(vec.o_rmax), ctx.get(vec.o_rsum)) == (initial.rmax, initial.rsum)
+        assert (ctx.get(soft.o_rmax), ctx.get(soft.o_rsum)) == (initial.rmax, initial.rsum)
 
     run(m, bench)
 
 
-def test_extremes():
-    """rsum = 1, so R = 127 << 24 (the largest): q of the row's maximum is 127 << 30 (37 bits),
-    its product with a V multiplier 53 bits; values more than D_MAX steps below rmax give 0.
-    Saturated values: MAX of INT32_MIN only (``first``: rmax = INT32_MIN), ``rmax - v`` of
-    -(2**32 - 1) and 2**32 - 1."""
-    cfg = TINY
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16"])
+def test_extremes(name):
+    """rsum = 1, so R = 127 << 24 (INT8) or 2**31 (the others, the largest): q of the row's
+    maximum is up to 2**37, its product with a V multiplier 53 bits (FP16 values saturate at
+    65504, HI / LO digits at 16383); values more than D_MAX steps below rmax give 0. Saturated
+    values: MAX of INT32_MIN only (``first``: rmax = INT32_MIN), ``rmax - v`` of -(2**32 - 1)
+    and 2**32 - 1. Every NORM in every format."""
+    cfg = CONFIGS[name]
     base = cfg.vparam_param_base
     rng = random.Random(9)
     imgs = soft_images(cfg, rng)
     lim = 1 << (cfg.acc_bits - 1)
     vals = [[1000, 520, -5000, 7], [520, 0, 0, 0], [-lim] * 4, [lim - 1, -lim, 3, -lim]]
     vals += [[0] * cfg.cols] * (cfg.acc_words - len(vals))
-    mask = (1 << cfg.acc_bits) - 1
-    imgs[Spad.ACC] = (pack_acc(cfg, np.array(vals, dtype=np.int64)),
-                      [sum((v & mask) << (j * cfg.acc_bits) for j, v in enumerate(w)) for w in vals])
+    imgs[Spad.ACC] = acc_image(cfg, vals)
     _, words = imgs[Spad.VPARAM]
     vmults = [(0x4000, 14), (1, 0), (-32768, 40), (32767, 63), (-1, 0), (300, 20), (-7, 1), (5, 62)]
     words[base:base + 12] = [1] * 4 + [(m & 0xFFFF) | s << 16 for m, s in vmults]  # kmult 1, kshift 0
     words[base + 12:base + 16] = [0x7FFF] * 4  # 32767: every ACC extreme saturates
-    imgs[Spad.VPARAM] = (b"".join(w.to_bytes(4, "little") for w in words), words)
+    imgs[Spad.VPARAM] = vparam_image(words)
+    norms = lambda **kw: [vsoft(SoftFunc.NORM, pfmt=f, **kw).replace(act_addr=kw["act_addr"] + 8 * i)
+                          for i, f in enumerate(pfmts(cfg))]
     insts = [
         vsoft(SoftFunc.MAX, words=1, count=1, kparam=base, first=1),             # rmax = 1000
         vsoft(SoftFunc.EXP, words=1, count=1, acc_addr=1, kparam=base, first=1),  # e(480) = 1
-        vsoft(SoftFunc.NORM, words=1, count=4, kparam=base, vparam=base + 4, act_addr=0),
-        vsoft(SoftFunc.NORM, words=2, count=5, kparam=base, vparam=base + 7, act_addr=1),
+        *norms(words=1, count=4, kparam=base, vparam=base + 4, act_addr=0),
+        *norms(words=2, count=5, kparam=base, vparam=base + 7, act_addr=1),
         vsoft(SoftFunc.MAX, words=1, count=4, acc_addr=2, kparam=base + 12, first=1),
         vsoft(SoftFunc.EXP, words=2, count=8, acc_addr=2, kparam=base + 12, first=1),
-        vsoft(SoftFunc.NORM, words=2, count=8, acc_addr=2, kparam=base + 12, vparam=base + 4,
-              act_addr=4),
+        *norms(words=2, count=8, acc_addr=2, kparam=base + 12, vparam=base + 4, act_addr=4),
         vsoft(SoftFunc.MAX, words=2, count=5, acc_addr=2, kparam=base + 12),
         vsoft(SoftFunc.EXP, words=2, count=8, acc_addr=2, kparam=base + 12, first=1),
     ]
-    regs = _check_images(cfg, insts, imgs)
-    i32 = 1 << 31
-    assert regs[1] == (1000, 1) and regs[4][0] == -i32 and regs[7][0] == i32 - 1
-    assert regs[5][1] == 8 << 15 and regs[8][1] == 1 << 15
+    regs, _ = check(cfg, insts, imgs=imgs, gaps=[0] * len(insts))
+    i32, k = 1 << 31, len(pfmts(cfg))
+    assert regs[1] == (1000, 1) and regs[2 + 2 * k][0] == -i32 and regs[4 + 3 * k][0] == i32 - 1
+    assert regs[3 + 2 * k][1] == 8 << 15 and regs[5 + 3 * k][1] == 1 << 15
 
 
-def _check_images(cfg, insts, imgs):
-    segments = [Segment(s.name, 0, raw, cfg.word_bytes(s)) for s, (raw, _) in imgs.items()]
-    golden, expected = golden_run(cfg, insts, segments)
-    measured, regs, act = run_rtl(cfg, insts, imgs, [0] * len(insts))
-    assert measured == expected
-    assert regs == replay_registers(cfg, insts, imgs)
-    wb = cfg.act_word_bytes
-    assert [a.to_bytes(wb, "little") for a in act] == [w.tobytes() for w in golden.spads["ACT"]]
-    return regs
+def test_rejects_config():
+    rejects(TypeError, "config must be a TileConfig, not 'tiny'", lambda: SoftmaxUnit("tiny"))

@@ -26,7 +26,7 @@ from ..units import MASK_BITS, SPADS, TOKEN_MAX, UNITS, Spad, Unit
 
 __all__ = [
     "WORD_BITS", "WORD_BYTES", "HEADER_BITS", "PIM_OPCODES",
-    "Opcode", "VecFunc", "SoftFunc", "ErrorCode", "IsaError", "DecodeError",
+    "Opcode", "VecFunc", "SoftFunc", "ProbFormat", "NormFunc", "ErrorCode", "IsaError", "DecodeError",
     "Field", "Format", "HEADER", "OPCODE_FORMATS", "UNIT_OF", "format_of", "header_fields", "fields",
     "reach", "is_int", "no_field_error", "DOCS",
 ]
@@ -49,6 +49,7 @@ class Opcode(enum.IntEnum):
     GEMM = 0x20
     VEC = 0x30
     VSOFT = 0x31
+    VNORM = 0x32
     PIM_GBUF = 0x40
     PIM_WRITE = 0x41
     PIM_GEMV = 0x42
@@ -62,12 +63,32 @@ class VecFunc(enum.IntEnum):
     RELU = 1
     GELU = 2
     ADD = 3
+    SILU = 4
+    GLU = 5
+    ROPE_LO = 6
+    ROPE_HI = 7
+    RES = 8
 
 
 class SoftFunc(enum.IntEnum):
     """Softmax passes of the vector unit (the ``func`` field of VSOFT)."""
     MAX = 0
     EXP = 1
+    NORM = 2
+
+
+class ProbFormat(enum.IntEnum):
+    """How VSOFT NORM writes probabilities (the ``pfmt`` field)."""
+    INT8 = 0
+    FP16 = 1
+    HI = 2
+    LO = 3
+
+
+class NormFunc(enum.IntEnum):
+    """Passes of a LayerNorm / RMSNorm (the ``func`` field of VNORM)."""
+    SUM = 0
+    SQ = 1
     NORM = 2
 
 
@@ -89,14 +110,28 @@ class ErrorCode(enum.IntEnum):
 DOCS = {Unit: {u: info.doc for u, info in UNITS.items()},
         Spad: {s: info.doc for s, info in SPADS.items()},
         VecFunc: {
-    VecFunc.REQUANT: "y = sat8(v)",
-    VecFunc.RELU: "y = sat8(max(v, 0))",
-    VecFunc.GELU: "y = GELU_LUT[sat8(v)]",
-    VecFunc.ADD: "y = sat8(v + residual)",
+    VecFunc.REQUANT: "y = v",
+    VecFunc.RELU: "y = max(v, 0)",
+    VecFunc.GELU: "y = GELU_LUT[sat8(v)] (INT8 output); v * Phi(v) (FP16 output)",
+    VecFunc.ADD: "y = v + residual",
+    VecFunc.SILU: "y = v * sigmoid(v) (FP16 output)",
+    VecFunc.GLU: "y = silu(v) * v_partner (FP16 output)",
+    VecFunc.ROPE_LO: "y = v * cos - v_partner * sin (FP16 tiles)",
+    VecFunc.ROPE_HI: "y = v * cos + v_partner * sin (FP16 tiles)",
+    VecFunc.RES: "ACC[res_addr + i] = sat32(v + ACC[res_addr + i]) (residual add in ACC)",
 }, SoftFunc: {
     SoftFunc.MAX: "rmax = max(rmax, v)",
     SoftFunc.EXP: "rsum += e(rmax - v)",
-    SoftFunc.NORM: "p = e(rmax - v) * 127 / rsum (x V scale), packed into ACT",
+    SoftFunc.NORM: "p = e(rmax - v) / rsum (x V scale), written as pfmt says",
+}, ProbFormat: {
+    ProbFormat.INT8: "sat8(127 p)",
+    ProbFormat.FP16: "FP16 p (FP16 tiles)",
+    ProbFormat.HI: "the high INT8 digit of 14-bit p: min(2**14 p, 16383) >> 7",
+    ProbFormat.LO: "the low INT8 digit of 14-bit p: min(2**14 p, 16383) & 127",
+}, NormFunc: {
+    NormFunc.SUM: "s1 += x (LayerNorm's mean)",
+    NormFunc.SQ: "s2 += d * d, d = (x - mean) >> qshift",
+    NormFunc.NORM: "y = d / sqrt(s2 + eps) * gamma + beta",
 }, ErrorCode: {
     ErrorCode.OK: "no error",
     ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x45-0x4f)",
@@ -360,15 +395,26 @@ _FORMAT_LIST = (
               minimum=1),
         Field("accumulate", 100, 1, "1: add to the old ACC contents, 0: overwrite them",
               kind="flag"),
+        Field("wsrc", 101, 1, "1: INT8 weights from ACT words wgt_addr .. (lanes 0 .. cols-1; "
+              "an activation x activation product), no META (meta_addr 0)", kind="flag"),
     ), "stream one rows x cols output tile through the array into ACC"),
     Format(Opcode.VEC, Unit.VEC, (
         Field("func", 24, 4, "function applied per element", kind="enum", allowed=tuple(VecFunc)),
         Field("acc_addr", 28, 16, "first ACC word read (token row 0)"),
-        Field("act_addr", 44, 16, "ACT word written for output column 0"),
-        Field("res_addr", 60, 16, "ACT word of residual column 0 (read by ADD only)"),
-        Field("param_addr", 76, 16, "VPARAM word of column 0"),
+        Field("act_addr", 44, 16, "ACT word written for output column 0 (direct: for row 0; not "
+              "used by RES)"),
+        Field("res_addr", 60, 16, "ADD: ACT word of residual column 0; GLU, ROPE: ACC word of "
+              "the partner row 0; RES: ACC word of the residual row 0 (read and written)"),
+        Field("param_addr", 76, 16, "VPARAM word of column 0 (the partner's: + cols)"),
         Field("rows", 92, 8, "ACC words (tokens) read; at most the array's rows", minimum=1),
-    ), "read rows ACC words, apply func per element, write the result transposed into ACT"),
+        Field("fmt", 100, 1, "0: INT8 values sat8(y); 1: FP16 values y * 2**-16 (FP16 tiles)",
+              kind="flag"),
+        Field("direct", 101, 1, "1: write ACC row i to ACT word act_addr + i, lanes = columns "
+              "(not transposed; rows >= cols)", kind="flag"),
+        Field("table_addr", 102, 16, "ROPE: ACT word of column 0's cosines (sines: + 1), two "
+              "words per column, int16 lanes"),
+    ), "read rows ACC words, apply func per element, write the result into ACT (transposed, or "
+       "direct) or, for RES, into ACC"),
     Format(Opcode.VSOFT, Unit.VEC, (
         Field("func", 24, 4, "softmax pass", kind="enum", allowed=tuple(SoftFunc)),
         Field("acc_addr", 28, 16, "ACC word of values 0 .. cols-1"),
@@ -376,10 +422,32 @@ _FORMAT_LIST = (
         Field("count", 52, 16, "values (the first count of words * cols)", minimum=1),
         Field("kparam", 68, 16, "VPARAM word of value 0's score multiplier"),
         Field("vparam", 84, 16, "VPARAM word of value 0's V multiplier (NORM only)"),
-        Field("act_addr", 100, 16, "ACT word of probabilities 0 .. rows-1 (NORM only; packed)"),
+        Field("act_addr", 100, 16, "NORM: ACT word of probabilities 0 .. rows-1 (packed), or of "
+              "value 0 (col)"),
         Field("first", 116, 1, "1: start the row (rmax, rsum from scratch), 0: continue it",
               kind="flag"),
+        Field("pfmt", 117, 2, "NORM: probability format", kind="enum", allowed=tuple(ProbFormat)),
+        Field("col", 119, 1, "1: the row's words are rows apart (ACC words acc_addr + w * rows: "
+              "one query's row of each GEMM output tile); NORM writes value t to lane `lane` of "
+              "ACT word act_addr + t", kind="flag"),
+        Field("lane", 120, 8, "col: the ACT lane NORM writes (the query's token lane)"),
     ), "one softmax pass over count values of a row in ACC (docs/numerics.md, Softmax)"),
+    Format(Opcode.VNORM, Unit.VEC, (
+        Field("func", 24, 4, "norm pass", kind="enum", allowed=tuple(NormFunc)),
+        Field("acc_addr", 28, 16, "ACC word of token 0 (cols features per word)"),
+        Field("act_addr", 44, 16, "NORM: ACT word written for column 0 (ACC word of token 0 "
+              "with to_acc)"),
+        Field("param_addr", 60, 16, "NORM: VPARAM word of column 0's gamma multiplier (biases: "
+              "+ cols)"),
+        Field("nparam", 76, 16, "VPARAM word of the mean multiplier (1/H); + 1: eps"),
+        Field("rows", 92, 8, "ACC words (tokens) read; at most the array's rows", minimum=1),
+        Field("qshift", 100, 5, "right shift of x - mean before squaring"),
+        Field("first", 105, 1, "1: start the pass (s1 or s2 from 0)", kind="flag"),
+        Field("rms", 106, 1, "1: RMSNorm (mean 0), 0: LayerNorm", kind="flag"),
+        Field("fmt", 107, 1, "NORM: 0 INT8 values, 1 FP16 values (FP16 tiles)", kind="flag"),
+        Field("to_acc", 108, 1, "NORM: write sat32(y) into ACC rows act_addr .. (fmt 0)",
+              kind="flag"),
+    ), "one pass of a LayerNorm or RMSNorm over rows tokens' ACC words (docs/numerics.md, Norms)"),
 ) + _PIM_FORMATS
 
 #: :class:`Format` of every legal opcode, in table order.
