@@ -47,14 +47,14 @@ from amaranth.lib.wiring import In, Out
 from ..models.isa import NormFunc, Opcode, Spad
 from ..models.norm import D_BITS, RSQRT_LO, RSQRT_TABLE
 from ..models.tile_timing import VEC_FILL_CYCLES
-from ..models.vec_fixed import FP16_MAX_FIXED
 from ..models.vector import MULT_BITS
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .vec_fixed import fp16_from_fixed
 from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
 
-__all__ = ["S1_BITS", "S2_BITS", "norm_layout", "rsqrt", "fp16_from_fixed", "NormUnit"]
+__all__ = ["S1_BITS", "S2_BITS", "norm_layout", "rsqrt", "NormUnit"]
 
 #: Widths of the per-token registers (models/norm.py: int48 ``s1``, uint64 ``s2``).
 S1_BITS, S2_BITS = 48, 64
@@ -100,30 +100,6 @@ def rsqrt(m, value, name="rsqrt"):
     sh = Signal(_SH_BITS, name=f"{name}_sh")
     m.d.comb += [r.eq(Mux(value == 0, 0, port.data)), sh.eq(p[1:])]
     return r, sh
-
-
-def fp16_from_fixed(m, y, name="fp16"):
-    """:func:`mixpim.models.vec_fixed.fp16_from_fixed` of one signed Value ``y`` (in ``2**-16``
-    units), combinationally in ``m``: a 16-bit Signal, the FP16 bit pattern of ``y * 2**-16``
-    rounded to nearest (ties to even), saturated at +-65504; 0 gives +0."""
-    lim = FP16_MAX_FIXED
-    mag = Signal(lim.bit_length(), name=f"{name}_mag")
-    m.d.comb += mag.eq(Mux(y < 0, Mux(y < -lim, lim, -y), Mux(y > lim, lim, y)))
-    top = len(mag) - 1
-    lz = _leading_one(m, mag, f"{name}_lz", offset=top)   # leading zeros (top for 0)
-    norm = Signal(len(mag), name=f"{name}_norm")           # the leading one at the top bit
-    m.d.comb += norm.eq(mag << lz)
-    keep = norm[top - 10:]                                 # 11 bits with the hidden one
-    up = norm[top - 11] & ((norm[:top - 11] != 0) | keep[0])
-    # normal (mag >= 4, position p = top - lz >= 2): ((p - 2) << 10) + keep + up, where the
-    # hidden one adds the 1 of the exponent field p - 1 and a carry of up bumps the exponent;
-    # subnormal (mag < 4): mag * 2**8 units of 2**-24
-    bits = Signal(15, name=f"{name}_bits")
-    m.d.comb += bits.eq(Mux(lz <= top - 2, Cat(Const(0, 10), (top - 2) - lz) + keep + up,
-                            mag << 8))
-    out = Signal(16, name=name)
-    m.d.comb += out.eq(Cat(bits, y < 0))
-    return out
 
 
 class NormUnit(ConfigComponent):
@@ -308,7 +284,7 @@ class NormUnit(ConfigComponent):
         m.d.comb += [self.w_act.data[0][i].eq(Mux(live[i], saturate(y[i], 8), 0))
                      for i in range(rows)]
         if cfg.act_format == "fp16":
-            lanes = [fp16_from_fixed(m, y[i], f"fp16_{i}") for i in range(rows)]
+            lanes = [fp16_from_fixed(m, y[i], name=f"fp16_{i}") for i in range(rows)]
             m.d.comb += [
                 self.w_act_fp16.en.eq(w_valid & inst.fmt),
                 self.w_act_fp16.addr.eq(inst.act_addr + w_col),

@@ -59,7 +59,7 @@ from .dma import DmaEngine, word_shape
 from .dram import DramModel
 from .gemm_unit import GemmUnit
 from .pim_unit import PimUnit
-from .vector import VPARAM_BITS, VectorUnit
+from .vector import VPARAM_BITS, VectorOp, VectorUnit
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
 
@@ -249,11 +249,16 @@ class Tile(ConfigComponent):
         vparam_writes = [(self.host_addr, host_w & (self.host_sel == HostSel.VPARAM),
                           self.host_wdata[:VPARAM_BITS])]
 
-        def write(s, port):
+        def write(s, port, mask=None):
+            """A write port per lane of ``port``; ``mask``: per ACT lane enables (one port)."""
             for i in range(len(port.en)):
-                wp = spads[s].write_port()
-                m.d.comb += [wp.addr.eq(port.addr + i), wp.en.eq(Mux(port.en[i], -1, 0)),
-                             wp.data.eq(port.data[i])]
+                if mask is None:
+                    wp = spads[s].write_port()
+                    m.d.comb += wp.en.eq(Mux(port.en[i], -1, 0))
+                else:
+                    wp = spads[s].write_port(granularity=Shape.cast(spads[s].shape).width // cfg.rows)
+                    m.d.comb += wp.en.eq(Mux(port.en[i], mask, 0))
+                m.d.comb += [wp.addr.eq(port.addr + i), wp.data.eq(port.data[i])]
                 if s == Spad.VPARAM:
                     vparam_writes.append((port.addr + i, port.en[i], port.data[i]))
 
@@ -264,9 +269,11 @@ class Tile(ConfigComponent):
 
         for s, info in SPADS.items():
             for u in info.writers:
-                write(s, getattr(units[u], f"w_{s.name.lower()}"))
+                port = getattr(units[u], f"w_{s.name.lower()}")
+                write(s, port, units[u].w_act_mask if (u, s) == (Unit.VEC, Spad.ACT) else None)
             for u in info.readers:
                 read(s, getattr(units[u], f"r_{s.name.lower()}"))
+        read(Spad.ACT, units[Unit.GEMM].r_wact)  # GEMM wsrc: INT8 weights from ACT
 
         with m.Switch(rsel):
             for sel, value in host_reads.items():
@@ -363,7 +370,9 @@ class Tile(ConfigComponent):
                          q.r_en.eq(start[u]), unit.start.eq(start[u]),
                          unit.i_inst.eq(data.View(unit.i_inst.shape(), operands))]
         m.d.comb += units[Unit.DMA].i_store.eq(heads[Unit.DMA].opcode == Opcode.STORE)
-        m.d.comb += units[Unit.VEC].i_soft.eq(heads[Unit.VEC].opcode == Opcode.VSOFT)
+        vop = heads[Unit.VEC].opcode
+        m.d.comb += units[Unit.VEC].i_op.eq(Mux(vop == Opcode.VSOFT, VectorOp.VSOFT,
+                                                Mux(vop == Opcode.VNORM, VectorOp.VNORM, VectorOp.VEC)))
         m.d.comb += units[Unit.PIM].i_opcode.eq(heads[Unit.PIM].opcode)
 
         overflows = {u: [] for u in track}

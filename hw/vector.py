@@ -59,12 +59,13 @@ from ..models.vector import LUT_ENTRIES, MULT_BITS
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
+from .norm import NormUnit, norm_layout
 from .softmax import SOFT_REG_BITS, SoftmaxUnit, soft_layout, soft_vparam_lanes
 from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gate, gate_rom
 from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
 
-__all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "ElementwiseUnit",
-           "VectorUnit"]
+__all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "VectorOp",
+           "ElementwiseUnit", "VectorUnit"]
 
 _PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
 #: ``v`` and ``y``: ``|v1 * tmult| <= 2**46``; ADD adds ``|fixed_from_fp16| < 2**32``, GLU's
@@ -81,9 +82,17 @@ def vec_layout():
 
 
 def vector_inst_layout():
-    """The operands of the vector unit's instruction: a union of ``vec`` (:func:`vec_layout`) and
-    ``soft`` (:func:`~.softmax.soft_layout`), both from operand bit 0."""
-    return data.UnionLayout({"vec": vec_layout(), "soft": soft_layout()})
+    """The operands of the vector unit's instruction: a union of ``vec`` (:func:`vec_layout`),
+    ``soft`` (:func:`~.softmax.soft_layout`) and ``norm`` (:func:`~.norm.norm_layout`), all from
+    operand bit 0."""
+    return data.UnionLayout({"vec": vec_layout(), "soft": soft_layout(), "norm": norm_layout()})
+
+
+class VectorOp(enum.Enum, shape=2):
+    """Which datapath of :class:`VectorUnit` an instruction starts."""
+    VEC = 0
+    VSOFT = 1
+    VNORM = 2
 
 
 class _State(enum.Enum, shape=1):
@@ -360,10 +369,10 @@ class ElementwiseUnit(ConfigComponent):
 
 
 class VectorUnit(ConfigComponent):
-    """The tile's VEC unit: one VEC (:class:`ElementwiseUnit`) or one VSOFT
-    (:class:`~.softmax.SoftmaxUnit`) at a time, with their timings
-    (:func:`~mixpim.models.tile_timing.vec_cycles`, :func:`~mixpim.models.tile_timing.vsoft_cycles`);
-    the softmax registers persist between instructions until the unit is reset.
+    """The tile's VEC unit: one VEC (:class:`ElementwiseUnit`), one VSOFT
+    (:class:`~.softmax.SoftmaxUnit`) or one VNORM (:class:`~.norm.NormUnit`) at a time, with their
+    timings (:func:`~mixpim.models.tile_timing.vec_cycles`, ``vsoft_cycles``, ``vnorm_cycles``);
+    the softmax and norm registers persist between instructions until the unit is reset.
 
     Arguments
     ---------
@@ -371,8 +380,8 @@ class VectorUnit(ConfigComponent):
 
     Members
     -------
-    start : In(1), take ``i_soft`` / ``i_inst`` and start (only while ``busy`` is low)
-    i_soft : In(1), 1: VSOFT, 0: VEC
+    start : In(1), take ``i_op`` / ``i_inst`` and start (only while ``busy`` is low)
+    i_op : In(:class:`VectorOp`), the datapath the instruction runs on
     i_inst : In(:func:`vector_inst_layout`), the decoded operands (must pass
         ``check_instruction``)
     i_lut : In(ArrayLayout(signed(8), 256)), the GELU table (VPARAM words 0..63)
@@ -383,11 +392,12 @@ class VectorUnit(ConfigComponent):
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 word of ``cols`` accumulators
     r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual, the RoPE table)
     r_vparam : Out(SpadReadSignature), :func:`~.softmax.soft_vparam_lanes` consecutive words (VEC
-        uses lane 0)
+        and VNORM use lane 0)
     w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word: int8 lanes, or in FP16
-        configurations 16-bit lanes (VEC: FP16 values; VSOFT: the FP16 bit patterns of its int8
-        results)
-    w_acc : Out(SpadWriteSignature), 1 ACC word (VEC RES)
+        configurations 16-bit lanes (FP16 values, or the FP16 bit patterns of int8 results)
+    w_act_mask : Out(rows), the lanes of ``w_act`` written (all for VEC and VNORM; one for a
+        by-column VSOFT NORM)
+    w_acc : Out(SpadWriteSignature), 1 ACC word (VEC RES, VNORM to_acc)
     o_rmax : Out(signed(32)), o_rsum : Out(32), the softmax registers (for observation)
     """
 
@@ -395,7 +405,7 @@ class VectorUnit(ConfigComponent):
         act = word_shape(config, Spad.ACT)
         return {
             "start": In(1),
-            "i_soft": In(1),
+            "i_op": In(VectorOp),
             "i_inst": In(vector_inst_layout()),
             "i_lut": In(data.ArrayLayout(signed(8), LUT_ENTRIES)),
             "i_tparam": In(data.ArrayLayout(vparam_layout(), config.rows)),
@@ -405,6 +415,7 @@ class VectorUnit(ConfigComponent):
             "r_act": Out(SpadReadSignature(act, 1)),
             "r_vparam": Out(SpadReadSignature(unsigned(VPARAM_BITS), soft_vparam_lanes(config))),
             "w_act": Out(SpadWriteSignature(act, 1)),
+            "w_act_mask": Out(config.rows),
             "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
             "o_rmax": Out(signed(SOFT_REG_BITS)),
             "o_rsum": Out(SOFT_REG_BITS),
@@ -412,33 +423,70 @@ class VectorUnit(ConfigComponent):
 
     def elaborate(self, platform):
         cfg = self._cfg
+        fp16 = cfg.act_format == "fp16"
         m = Module()
         m.submodules.vec = vec = ElementwiseUnit(cfg)
         m.submodules.soft = soft = SoftmaxUnit(cfg)
+        m.submodules.norm = norm = NormUnit(cfg)
         m.d.comb += [
-            vec.start.eq(self.start & ~self.i_soft), vec.i_inst.eq(self.i_inst.vec),
-            soft.start.eq(self.start & self.i_soft), soft.i_inst.eq(self.i_inst.soft),
+            vec.start.eq(self.start & (self.i_op == VectorOp.VEC)), vec.i_inst.eq(self.i_inst.vec),
+            soft.start.eq(self.start & (self.i_op == VectorOp.VSOFT)), soft.i_inst.eq(self.i_inst.soft),
+            norm.start.eq(self.start & (self.i_op == VectorOp.VNORM)), norm.i_inst.eq(self.i_inst.norm),
             vec.i_lut.eq(self.i_lut), vec.i_tparam.eq(self.i_tparam),
-            self.busy.eq(vec.busy | soft.busy), self.done.eq(vec.done | soft.done),
+            self.busy.eq(vec.busy | soft.busy | norm.busy),
+            self.done.eq(vec.done | soft.done | norm.done),
             self.o_rmax.eq(soft.o_rmax), self.o_rsum.eq(soft.o_rsum),
         ]
         wiring.connect(m, wiring.flipped(self.r_act), vec.r_act)
-        wiring.connect(m, wiring.flipped(self.w_acc), vec.w_acc)
 
-        # one datapath is busy at a time: the other's port enables are low
-        for port, a, b in ((self.r_acc, vec.r_acc, soft.r_acc),
-                           (self.r_vparam, vec.r_vparam, soft.r_vparam)):
-            m.d.comb += [port.en.eq(a.en | b.en), port.addr.eq(Mux(b.en, b.addr, a.addr)),
-                         b.data.eq(port.data), a.data[0].eq(port.data[0])]
-        p = soft.w_act.data[0]  # int8 lanes
-        if cfg.act_format == "fp16":
-            soft_word = Cat(*(fp16_from_fixed(m, p[i], 0, name=f"soft_fp16_{i}")
-                              for i in range(cfg.rows)))
-        else:
-            soft_word = p.as_value()
-        m.d.comb += [
-            self.w_act.en.eq(vec.w_act.en | soft.w_act.en),
-            self.w_act.addr.eq(Mux(soft.w_act.en, soft.w_act.addr, vec.w_act.addr)),
-            self.w_act.data[0].eq(Mux(soft.w_act.en, soft_word, vec.w_act.data[0])),
-        ]
+        # one datapath is busy at a time: the others' port enables are low
+        for port, users in ((self.r_acc, (vec.r_acc, soft.r_acc, norm.r_acc)),
+                            (self.r_vparam, (vec.r_vparam, soft.r_vparam, norm.r_vparam))):
+            m.d.comb += [port.en.eq(_any(u.en for u in users)), port.addr.eq(_pick(users, "addr"))]
+            for u in users:
+                if len(u.data) == len(port.data):
+                    m.d.comb += u.data.eq(port.data)
+                else:
+                    m.d.comb += u.data[0].eq(port.data[0])
+        m.d.comb += [self.w_acc.en.eq(vec.w_acc.en | norm.w_acc.en),
+                     self.w_acc.addr.eq(_pick((vec.w_acc, norm.w_acc), "addr")),
+                     self.w_acc.data[0].eq(Mux(norm.w_acc.en, Value.cast(norm.w_acc.data[0]),
+                                               Value.cast(vec.w_acc.data[0])))]
+
+        def encoded(p, name):
+            """The ACT word of int8 lanes ``p``: as they are, or their FP16 patterns."""
+            if not fp16:
+                return Value.cast(p)
+            return Cat(*(fp16_from_fixed(m, p[i], 0, name=f"{name}_fp16_{i}") for i in range(cfg.rows)))
+
+        norm_word = encoded(norm.w_act.data[0], "norm")
+        norm_en = norm.w_act.en
+        if fp16:  # fmt 1 values come ready-made on the FP16 port
+            norm_word = Mux(norm.w_act_fp16.en, Value.cast(norm.w_act_fp16.data[0]), norm_word)
+            norm_en = norm_en | norm.w_act_fp16.en
+        writers = ((vec.w_act.en, vec.w_act.addr, Value.cast(vec.w_act.data[0])),
+                   (soft.w_act.en, soft.w_act.addr, Value.cast(soft.w_act.data[0])),  # encoded
+                   (norm_en, Mux(norm.w_act_fp16.en, norm.w_act_fp16.addr, norm.w_act.addr)
+                    if fp16 else norm.w_act.addr, norm_word))
+        addr, word = writers[0][1], writers[0][2]
+        for en, a, w in writers[1:]:
+            addr, word = Mux(en, a, addr), Mux(en, w, word)
+        m.d.comb += [self.w_act.en.eq(_any(en for en, _, _ in writers)), self.w_act.addr.eq(addr),
+                     self.w_act.data[0].eq(word),
+                     self.w_act_mask.eq(Mux(soft.w_act.en, soft.w_act_mask, -1))]
         return m
+
+
+def _any(values):
+    out = Const(0, 1)
+    for v in values:
+        out = out | v
+    return out
+
+
+def _pick(ports, name):
+    """The ``name`` of the port whose ``en`` is set (the first otherwise)."""
+    out = getattr(ports[0], name)
+    for p in ports[1:]:
+        out = Mux(p.en, getattr(p, name), out)
+    return out

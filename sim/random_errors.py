@@ -44,8 +44,8 @@ multiplier address below the column region; the variant names the instruction an
 """
 
 from ..models.footprint import footprint
-from ..models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, NormFunc, Opcode,
-                          ProbFormat, Spad, Unit, VecFunc)
+from ..models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, ProbFormat,
+                          Spad, Unit, VecFunc)
 from ..models.pim import PIM_OPS
 from ..models.units import TOKEN_MAX
 
@@ -176,7 +176,8 @@ class ErrorGen:
             return word | self._int(1, 255) << 8, variant
         if variant == "spad":
             op = (Opcode.LOAD, Opcode.STORE)[self._int(0, 1)]
-            bad = [x for x in range(16) if x not in {int(s) for s in OPCODE_FORMATS[op].field("spad").allowed}]
+            legal = {int(s) for s in OPCODE_FORMATS[op].field("spad").allowed}
+            bad = [x for x in range(16) if x not in legal]
             return self._set(self._any_word((op,)), "spad", int(rng.choice(bad))), variant
         if variant == "func":  # a func beyond the table of VEC, VSOFT or VNORM
             word = self._any_word([op for op in (Opcode.VEC, Opcode.VSOFT, Opcode.VNORM) if op in usable])
@@ -287,12 +288,13 @@ class ErrorGen:
             for a in (runs[int(i)] for i in rng.permutation(len(runs))):
                 name = _FIELD_OF[a.name]
                 addr = self._beyond(cfg.spad_words(a.spad), a.words)
+                short = name.replace("_addr", "")  # VPARAM: "param_high", "kparam_low", ...
                 if addr is not None and not (a.lo and rng.random() < 0.3):
                     f[name] = addr
-                    return Instruction(op, **f), f"{op.name}:{name.replace('_addr', '') + '_high' if a.lo else name}"
+                    return Instruction(op, **f), f"{op.name}:{short + '_high' if a.lo else name}"
                 if a.lo:  # below the column region
                     f[name] = self._int(0, a.lo - 1)
-                    return Instruction(op, **f), f"{op.name}:{name.replace('_addr', '')}_low"
+                    return Instruction(op, **f), f"{op.name}:{short}_low"
 
     def _dram_range(self):
         cfg = self.cfg

@@ -7,13 +7,13 @@ many of them and compares the RTL with the golden model in outputs and every sta
 **Valid programs** (probability ``1 - error_rate``) are ``length`` random instructions ending in
 HALT: LOAD (ACT 0.3, WGT 0.27, META 0.13, ACC 0.1, VPARAM 0.2: GELU table words 0..63, token
 words, column words), STORE (ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1, ``wsrc`` 1 (INT8
-weights from ACT words) in a quarter where the configuration has it), the vector unit (VEC 0.6,
-VSOFT 0.2, VNORM 0.2 of its draws; all functions, formats and modes, softmax rows and norms
+weights from ACT words) in a quarter where the configuration has it), the vector unit (VEC 0.5,
+VSOFT 0.25, VNORM 0.25 of its draws; all functions, formats and modes, softmax rows and norms
 whose passes go on over several instructions: :mod:`.random_vec`), the PIM instructions
 (PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: :mod:`.random_pim`; not on configurations
 with FP16 activations, where they are ``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`; per draw
-LOAD 0.32, STORE 0.12, GEMM 0.24, vector unit 0.26, PIM 0.24, NOP 0.06, SYNC 0.04, normalized
-over what the configuration has; while a softmax row or a norm is under way, 12 % of the draws
+LOAD 0.32, STORE 0.12, GEMM 0.24, vector unit 0.22, PIM 0.24, NOP 0.06, SYNC 0.04, normalized
+over what the configuration has; while a softmax row or a norm is under way, 10 % of the draws
 continue it). DMA transfers have 1..4 rows and a stride of
 0, shorter than a row (overlapping rows), exactly a row, or with a gap; DRAM addresses are
 multiples of the word size, usually not of the bus width. Scratchpad addresses fall mostly in a
@@ -298,7 +298,8 @@ class _Gen(ErrorGen):
         cfg, rng = self.cfg, self.rng
         wb = {s: cfg.word_bytes(s) for s in Spad}
         align = _lcm(*wb.values())
-        gaps = [int(rng.integers(0, 3)) * cfg.dram_row_bytes for _ in range(len(_LOAD_SPADS) + 1)]  # spread
+        gaps = [int(rng.integers(0, 3)) * cfg.dram_row_bytes  # spread over rows
+                for _ in range(len(_LOAD_SPADS) + 1)]
         for factor in (4, 2, 1):
             size = {s: factor * self.win[s] * wb[s] for s in _LOAD_SPADS}
             size["OUT"] = factor * max(self.max_n[s] * wb[s] for s in Spad)
@@ -317,12 +318,6 @@ class _Gen(ErrorGen):
         if kv is not None:
             self.region["KV"] = kv
             self.segments.append(Segment("dram", kv[0], self._contents("KV", kv[1])))
-
-    def _acc_log2(self):
-        """Rough log2 of a typical |ACC| of one GEMM group on this module's random data."""
-        cfg = self.cfg
-        act = math.log2(74) if cfg.act_format == "int8" else 24 + 5  # FP16: units of 2**-24, |x| ~ 32
-        return act + math.log2(6.5) + 0.5 * math.log2(cfg.group) + cfg.scale_bits - 1
 
     def _contents(self, name, n):
         cfg, rng = self.cfg, self.rng
@@ -368,7 +363,6 @@ class _Gen(ErrorGen):
 
     def fields(self, op, spad=None):
         """The operands of a random legal ``op``."""
-        cfg, rng = self.cfg, self.rng
         if op in (Opcode.LOAD, Opcode.STORE):
             return self._dma(op, spad)
         if op in PIM_OPS:
@@ -463,7 +457,7 @@ class _Gen(ErrorGen):
         # PIM_GBUF stands for a PIM instruction, chosen by the PIM generator
         ops = [Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.VEC, Opcode.PIM_GBUF, Opcode.NOP,
                Opcode.SYNC]
-        p = np.array([0.32, 0.12, 0.24, 0.26 if self.can_vec or self.can_soft else 0,
+        p = np.array([0.32, 0.12, 0.24, 0.22 if self.can_vec or self.can_soft else 0,
                       0.24 if self.can_pim else 0, 0.06, 0.04])
         out = []
         # usually a prologue: the GELU table, token and column words, then data for the GEMMs
@@ -488,9 +482,9 @@ class _Gen(ErrorGen):
                 op = self.pim.op()
             if op == Opcode.VEC:
                 op = self._vec_op()
-            pending = [o for o, plan in ((Opcode.VSOFT, self.vec.soft_plan), (Opcode.VNORM, self.vec.norm_plan))
-                       if plan]
-            if pending and rng.random() < 0.12:  # go on with a softmax row or a norm
+            pending = [o for o, plan in ((Opcode.VSOFT, self.vec.soft_plan),
+                                         (Opcode.VNORM, self.vec.norm_plan)) if plan]
+            if pending and rng.random() < 0.1:  # go on with a softmax row or a norm
                 op = pending[self._int(0, len(pending) - 1)]
             out.append((op, None if op in (Opcode.NOP, Opcode.SYNC) else self.fields(op)))
         return out
@@ -521,11 +515,11 @@ class _Gen(ErrorGen):
                 for pc, i in enumerate(insts)]
 
     def _vec_op(self):
-        """VEC, VSOFT or VNORM (0.6, 0.2, 0.2; VSOFT and VNORM 0.3 while a row or a norm goes
-        on)."""
+        """VEC, VSOFT or VNORM (0.5, 0.25, 0.25; VSOFT and VNORM 0.35 while a row or a norm
+        goes on)."""
         v = self.vec
-        w = np.array([0.6 * self.can_vec, (0.2 + 0.1 * bool(v.soft_plan)) * self.can_soft,
-                      (0.2 + 0.1 * bool(v.norm_plan)) * self.can_norm])
+        w = np.array([0.5 * self.can_vec, (0.25 + 0.1 * bool(v.soft_plan)) * self.can_soft,
+                      (0.25 + 0.1 * bool(v.norm_plan)) * self.can_norm])
         return (Opcode.VEC, Opcode.VSOFT, Opcode.VNORM)[int(self.rng.choice(3, p=w / w.sum()))]
 
     def _unit_inst(self, unit, **tokens):

