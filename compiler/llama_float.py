@@ -31,9 +31,11 @@ __all__ = ["LlamaFloat", "KVCache", "TRACE_POINTS", "rms_norm", "silu"]
 #: with ``layer`` None. Arrays: ``attn_in``, ``attn_out``, ``ffn_in``, ``ffn_act`` (T, width): the
 #: inputs of Wq/Wk/Wv, Wo, W_gate/W_up and W_down; ``q`` (heads, T, hd), ``k``, ``v``
 #: (kv_heads, T, hd): queries and keys after RoPE, values (the new positions only); ``probs``
-#: (kv_heads, heads // kv_heads, T, S): attention probabilities over all S keys; ``residual``
+#: (kv_heads, heads // kv_heads, T, S): attention probabilities over all S keys;
+#: ``attn_residual`` (T, hidden): the stream after the attention's residual add; ``residual``
 #: (T, hidden): the block's output.
-TRACE_POINTS = ("attn_in", "q", "k", "v", "probs", "attn_out", "ffn_in", "ffn_act", "residual")
+TRACE_POINTS = ("attn_in", "q", "k", "v", "probs", "attn_out", "attn_residual", "ffn_in", "ffn_act",
+                "residual")
 
 
 def rms_norm(x, w, eps):
@@ -159,7 +161,7 @@ class LlamaFloat:
             p = emit(i, "probs", p / p.sum(axis=-1, keepdims=True))
             o = (p @ v[:, None]).reshape(c.heads, t, hd).transpose(1, 0, 2).reshape(t, c.hidden)
             o = emit(i, "attn_out", o)
-            x = x + o @ b.wo.T
+            x = emit(i, "attn_residual", x + o @ b.wo.T)
             h = emit(i, "ffn_in", rms_norm(x, b.ffn_norm, c.norm_eps))
             a = silu(h @ b.w_gate.T) * (h @ b.w_up.T)
             a = emit(i, "ffn_act", a)
