@@ -7,9 +7,8 @@ failing check of the instruction's opcode gives the code; decode errors (``ILLEG
 dispatcher. Products (``rows * words``, ``(rows - 1) * stride``) are exact: every sum is wide
 enough not to wrap.
 
-The PIM checks are :func:`mixpim.models.pim.pim_problem`'s (``BAD_FIELD`` for the whole group in
-an FP16 configuration, else ``PIM_RANGE``), then the scratchpad words of the footprint
-(:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
+The PIM checks are :func:`mixpim.models.pim.pim_problem`'s (``PIM_RANGE``), then the scratchpad
+words of the footprint (:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
 reaches furthest; all channels share the first one's when ``act_stride`` is 0), a PIM_READ's ACC
 words (the last channel's last word reaches furthest, ``word_stride`` and ``chan_stride`` being
 non-negative). VEC, VSOFT, VNORM and GEMM: the ``BAD_FIELD`` checks of
@@ -134,13 +133,14 @@ class DispatchChecker(ConfigComponent):
             (gate & ~v.fmt, ErrorCode.BAD_FIELD),
             (rope & int8, ErrorCode.BAD_FIELD),
             (res & (v.fmt | v.direct), ErrorCode.BAD_FIELD),
+            (v.bias & pair, ErrorCode.BAD_FIELD),
             (v.direct & (add | (cfg.rows < cfg.cols)), ErrorCode.BAD_FIELD),
             (v.acc_addr + v.rows > cfg.acc_words, ErrorCode.SPAD_RANGE),
             (res & (v.res_addr + v.rows > cfg.acc_words), ErrorCode.SPAD_RANGE),
             (~res & (v.act_addr + Mux(v.direct, v.rows, cfg.cols) > cfg.act_words), ErrorCode.SPAD_RANGE),
             (add & (v.res_addr + cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
             (pair & (v.res_addr + v.rows > cfg.acc_words), ErrorCode.SPAD_RANGE),
-            (self._vparam_out(v.param_addr, Mux(pair, 2 * cfg.cols, cfg.cols)), ErrorCode.SPAD_RANGE),
+            (self._vparam_out(v.param_addr, Mux(pair | v.bias, 2 * cfg.cols, cfg.cols)), ErrorCode.SPAD_RANGE),
             (rope & (v.table_addr + 2 * cfg.cols > cfg.act_words), ErrorCode.SPAD_RANGE),
             (add & (apart != 0) & (apart < cfg.cols), ErrorCode.BAD_FIELD),
             (rope & ~v.direct & (v.act_addr + cfg.cols > v.table_addr)
@@ -188,8 +188,6 @@ class DispatchChecker(ConfigComponent):
         cfg = self._cfg
         gb, wr, gv, rd = self.i_pim_gbuf, self.i_pim_write, self.i_pim_gemv, self.i_pim_read
         ac = self.i_pim_act
-        if cfg.act_format != "int8":
-            return {op: ErrorCode.BAD_FIELD for op in PIM_OPS}
         bad, spad = ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE
         gbuf, row_bytes, lanes = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_lanes
 

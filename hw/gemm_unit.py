@@ -32,7 +32,7 @@ Word formats (docs/tile.md, "Words in DRAM"): ACT lane i is byte i (INT8) or byt
 zero point); the array takes the low ``wbits`` / ``scale_bits`` bits.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -43,7 +43,7 @@ from .array import make_array
 from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
-from .vector_common import round_shift, saturate
+from .vec_fixed import fp16_to_int8 as _fp16_to_int8
 
 __all__ = ["gemm_layout", "wsrc_supported", "GemmUnit"]
 
@@ -57,16 +57,6 @@ def wsrc_supported(config):
     """The configuration can run ``wsrc`` GEMMs (a beat's weights fit one ACT word, 4-bit codes,
     the scale 16 fits); elsewhere the dispatcher rejects them and the unit ignores the flag."""
     return config.rows >= config.cols and config.wbits == 4 and config.scale_bits >= 5
-
-
-def _fp16_to_int8(bits):
-    """:func:`~mixpim.models.vector.fp16_bits_to_int8` of one FP16 bit pattern (16-bit Value)."""
-    sign, efield, frac = bits[15], bits[10:15], bits[:10]
-    mag = Mux(efield == 31, 0, Mux(efield == 0, frac, Cat(frac, Const(1, 1))))
-    sig = Mux(sign, -mag, mag)
-    exp = Mux(efield == 0, 1, efield)
-    # exp >= 25: sig << (exp - 25) (0..5); else round_shift(sig, 25 - exp) (1..24)
-    return saturate(Mux(exp >= 25, sig << (exp - 25)[:3], round_shift(sig, (25 - exp)[:5])), 8)
 
 
 class GemmUnit(ConfigComponent):

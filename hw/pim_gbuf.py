@@ -1,8 +1,9 @@
 """The PIM global buffers: one of ``pim_gbuf_bytes`` bytes per DRAM channel (docs/pim.md).
 
 A buffer is accessed as up to :func:`gbuf_access_bytes` (``A``) consecutive bytes from any byte
-address, the same address in every channel: a ``PIM_GBUF`` writes up to an ACT word's bytes,
-a ``PIM_WRITE`` reads up to a bus word's, a dot ``PIM_GEMV`` ``pim_lanes`` of them (``pim_lanes
+address, the same address in every channel: a ``PIM_GBUF`` writes up to an ACT word's ``rows``
+lanes (one INT8 byte each; an FP16 tile's lanes are converted before they get here), a
+``PIM_WRITE`` reads up to a bus word's, a dot ``PIM_GEMV`` ``pim_lanes`` of them (``pim_lanes
 <= dram_bus_bytes``); and as one byte per bank (``e_addr[b]``, the same in every channel): a
 bcast ``PIM_GEMV`` broadcasts its own element to each bank. So each buffer is ``A`` byte lanes,
 lane ``b`` holding the bytes at addresses
@@ -22,17 +23,16 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from ..models.units import Spad
 from .common import ConfigComponent
 
 __all__ = ["gbuf_access_bytes", "GlobalBuffers"]
 
 
 def gbuf_access_bytes(config):
-    """``A``: the most bytes one access touches (a power of two): an ACT word's bytes (a packed
-    ``PIM_GBUF`` writes one word per cycle) or a bus word's (a ``PIM_WRITE`` chunk), at most the
-    buffer."""
-    most = max(config.word_bytes(Spad.ACT), config.dram_bus_bytes)
+    """``A``: the most bytes one access touches (a power of two): an ACT word's ``rows`` lanes, a
+    byte each (a packed ``PIM_GBUF`` writes one word per cycle; FP16 lanes arrive converted to
+    INT8) or a bus word's (a ``PIM_WRITE`` chunk), at most the buffer."""
+    most = max(config.rows, config.dram_bus_bytes)
     return min(1 << ceil_log2(most), config.pim_gbuf_bytes)
 
 

@@ -7,9 +7,11 @@ Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
 
 * **PIM_GBUF** reads one ACT word per cycle in ``s+1 .. s+W`` (``W`` = the words the timing
   counts: a channel's words once when ``act_stride`` is 0, each channel's otherwise) and writes
-  its bytes into the global buffers (:mod:`.pim_gbuf`) one cycle later: a gathered word gives
-  every channel it feeds its own lane, a packed word its bytes in order. ``done`` in
-  ``max(s + 1 + W, s + 1 + beats * t_ccd_s) + t_cl``.
+  its lanes into the global buffers (:mod:`.pim_gbuf`) one cycle later, a byte each: a gathered
+  word gives every channel it feeds its own lane, a packed word its lanes in lane order. On an
+  FP16 tile every lane of the word read is converted to INT8 on the way
+  (:func:`~.vec_fixed.fp16_to_int8`, ``rows`` converters; the cycles are an INT8 tile's).
+  ``done`` in ``max(s + 1 + W, s + 1 + beats * t_ccd_s) + t_cl``.
 * **PIM_READ** writes one ACC word per cycle in ``s+1 .. s+W`` (channel after channel, word after
   word, so that where words coincide the later one wins), assembling each from the result
   registers in the cycle it is written; ``done`` as for PIM_GBUF with the ACC words and
@@ -53,6 +55,7 @@ from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .dram import PimDramSignature
 from .dram_rows import TIME_BITS, time_max
 from .pim_gbuf import GlobalBuffers
+from .vec_fixed import fp16_to_int8
 
 __all__ = ["pim_layout", "PimUnit"]
 
@@ -323,6 +326,11 @@ class PimUnit(ConfigComponent):
                                     Cat(*(gi.ch + j == c for c in range(cfg.dram_channels)))))]
         m.d.comb += gbuf.w_en.eq(Mux(w_valid, w_chans, 0))
         word = self.r_act.data[0]
+        if cfg.act_format == "fp16":  # the word's rows INT8 values, lane k in byte k
+            lanes = Signal(8 * cfg.rows)
+            m.d.comb += lanes.eq(Cat(*(fp16_to_int8(word.word_select(k, 16))
+                                       for k in range(cfg.rows))))
+            word = lanes
         for c in range(cfg.dram_channels):
             lane = word.word_select((gi.lane + c - gi.ch)[:len(gi.lane)], 8)  # gather: lane + j
             m.d.comb += gbuf.w_data[c].eq(Mux(gi.packed, word, lane))

@@ -1,6 +1,7 @@
 """The fixed-point steps of the VEC datapath on FP16 tiles (:mod:`mixpim.models.vec_fixed` bit for
-bit) as combinational Amaranth logic: FP16 to and from ``2**-frac`` fixed point, and the
-interpolated gates (sigmoid, Phi) read from one ROM.
+bit) as combinational Amaranth logic: FP16 to and from ``2**-frac`` fixed point, FP16 to INT8
+(:func:`fp16_to_int8`, also the GEMM unit's and the PIM unit's), and the interpolated gates
+(sigmoid, Phi) read from one ROM.
 
 Each helper adds its logic to a module ``m`` and returns a Signal; every value used more than once
 is a Signal, so the Verilog holds each expression once (Amaranth re-emits an expression at each
@@ -11,9 +12,10 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from ..models.vec_fixed import FRAC, GATE_POINTS, PHI_SHIFT, PHI_TABLE, SIGMOID_SHIFT, SIGMOID_TABLE
-from .vector_common import round_shift
+from .vector_common import round_shift, saturate
 
-__all__ = ["FIXED_FP16_BITS", "GATE_BITS", "fp16_from_fixed", "fixed_from_fp16", "gate_rom", "gate"]
+__all__ = ["FIXED_FP16_BITS", "GATE_BITS", "fp16_from_fixed", "fixed_from_fp16", "fp16_to_int8",
+           "gate_rom", "gate"]
 
 #: Width of :func:`fixed_from_fp16`'s result: ``|x| <= 65504 * 2**16 < 2**32``.
 FIXED_FP16_BITS = 34
@@ -86,6 +88,18 @@ def fixed_from_fp16(m, bits, name="fixed"):
     out = Signal(signed(FIXED_FP16_BITS), name=name)
     m.d.comb += out.eq(Mux(exp >= 9, sig << (exp - 9)[:5], round_shift(sig, (9 - exp)[:4])))
     return out
+
+
+def fp16_to_int8(bits):
+    """:func:`~mixpim.models.vector.fp16_bits_to_int8` of one FP16 bit pattern (a 16-bit Value):
+    rounded half up, saturated to -128..127, inf and NaN 0; a signed(8) expression (no module:
+    the caller makes it a Signal where it is used more than once)."""
+    sign, efield, frac = bits[15], bits[10:15], bits[:10]
+    mag = Mux(efield == 31, 0, Mux(efield == 0, frac, Cat(frac, Const(1, 1))))
+    sig = Mux(sign, -mag, mag)
+    exp = Mux(efield == 0, 1, efield)
+    # exp >= 25: sig << (exp - 25) (0..5); else round_shift(sig, 25 - exp) (1..24)
+    return saturate(Mux(exp >= 25, sig << (exp - 25)[:3], round_shift(sig, (25 - exp)[:5])), 8)
 
 
 def _rom_entries():

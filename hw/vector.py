@@ -6,7 +6,8 @@ VEC numerics (:func:`mixpim.models.vector.vec_apply` and :mod:`mixpim.models.vec
 bit), per element of token ``i``, column ``j``::
 
     v(x, m) = round_shift(sat32(round_shift(x * m.mult, m.shift)) * tmult[i], tshift[i])
-    v  = v(ACC[acc_addr + i][j], VPARAM[param_addr + j])
+    v  = v(ACC[acc_addr + i][j], VPARAM[param_addr + j])  (+ beta[j] with bias)
+    beta[j] = VPARAM[param_addr + cols + j] read as int32           bias (not GLU, ROPE)
     vb = v(ACC[res_addr + i][j], VPARAM[param_addr + cols + j])       GLU, ROPE_LO, ROPE_HI
     y  = v | max(v, 0) | GELU: lut[sat8(v)] (fmt 0), gelu_fixed(v) (fmt 1)
        | ADD: v + residual lane (int8; fmt 1: fixed_from_fp16) | silu_fixed(v) | glu_fixed(v, vb)
@@ -15,24 +16,27 @@ bit), per element of token ``i``, column ``j``::
     RES: ACC[res_addr + i][j] = sat32(v + ACC[res_addr + i][j]), no ACT write
 
 VEC schedule (cycle ``c`` counted from the ``start`` cycle, ``r`` = the instruction's ``rows``,
-``pair`` = GLU or ROPE, ``R`` reads, ``K`` column slots): busy for exactly ``R + K + W + 3``
-cycles (:func:`mixpim.models.tile_timing.vec_cycles`), ``done`` in the last.
+``pair`` = GLU or ROPE, ``two`` = ``pair`` or ``bias``, ``R`` reads, ``K`` column slots): busy
+for exactly ``R + K + W + 3`` cycles (:func:`mixpim.models.tile_timing.vec_cycles`), ``done`` in
+the last.
 
 * reads, ``c`` in ``0 .. R-1`` (``R`` = ``r``, ``2r`` for pair and RES): ACC[``acc_addr + c``]
   into the operand buffer, then ACC[``res_addr + c - r``] into the partner buffer (the partner or
   residual rows), both ``rows x cols`` (the transposition);
-* column slots, ``c = R + k`` for ``k`` in ``0 .. K-1`` (``K`` = ``cols``, ``2 cols`` for pair):
-  slot ``k`` reads VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``] (column
-  ``j = k``); for pair, slot ``2j`` reads column ``j``'s own multiplier and slot ``2j + 1``
-  the partner's, VPARAM[``param_addr + cols + j``], and ROPE reads ACT[``table_addr + k``] (the
-  cosines, then the sines);
-* stage 1 (``c + 1``): ``sat32(round_shift(x * mult, shift))`` of the slot's operand (the
-  partner's in slot ``2j + 1``) for all ``rows`` lanes (``rows`` multipliers of ``acc_bits`` x
-  16 bits); the residual / cosine / sine lane or the RES residual is latched;
+* column slots, ``c = R + k`` for ``k`` in ``0 .. K-1`` (``K`` = ``cols``, ``2 cols`` for
+  two): slot ``k`` reads VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``] (column
+  ``j = k``); for two, slot ``2j`` reads column ``j``'s own multiplier and slot ``2j + 1``
+  VPARAM[``param_addr + cols + j``], the partner's multiplier or the bias (ADD reads its residual
+  word in both slots), and ROPE reads ACT[``table_addr + k``] (the cosines, then the sines);
+* stage 1 (``c + 1``): ``sat32(round_shift(x * mult, shift))`` of the slot's operand (a pair's
+  partner's in slot ``2j + 1``; unused in that slot with bias) for all ``rows`` lanes (``rows``
+  multipliers of ``acc_bits`` x 16 bits); the residual / cosine / sine lane or the RES residual
+  is latched;
 * stage 2 (``c + 2``): ``v`` (``rows`` multipliers of 32 x 16 bits), the gate (one ROM read a
   lane) and the function (``rows`` multipliers of 32 x 33 bits, shared by the gate product, the
   SwiGLU product and both RoPE products); slot ``2j`` of a pair keeps ``silu(v)`` or ``v * c``
-  for slot ``2j + 1``;
+  for slot ``2j + 1``; with bias, slot ``2j`` keeps ``v + bias`` (its bias word arrives for slot
+  ``2j + 1``'s stage 1 in the same cycle), and slot ``2j + 1`` applies the function to it;
 * stage 3 (``c + 3``): the output lanes are encoded (``sat8``, FP16); transposed (``W`` = 0):
   write ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``); ``direct``
   and RES: keep the column in the partner buffer;
@@ -69,7 +73,8 @@ __all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "
 
 _PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
 #: ``v`` and ``y``: ``|v1 * tmult| <= 2**46``; ADD adds ``|fixed_from_fp16| < 2**32``, GLU's
-#: ``round_shift(silu * vb, 16)`` stays within ``2**46``, RoPE within ``2**33``.
+#: ``round_shift(silu * vb, 16)`` stays within ``2**46``, RoPE within ``2**33``. ``v + bias`` is
+#: held one bit wider; ``|v + bias| <= 2**46 + 2**31``, so ``y`` (ADD: ``+ 2**32``) still fits.
 _V_BITS = 48
 #: The latched side operand: a residual (``< 2**32``), a cosine / sine (int16), or a RES
 #: residual clamped to 50 bits (``sat32(v + r)`` is the same for any ``|r| >= 2**49``).
@@ -130,7 +135,7 @@ class ElementwiseUnit(ConfigComponent):
     done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 lane of ``cols`` accumulators
     r_act : Out(SpadReadSignature), 1 ACT word (the ADD residual, the RoPE table)
-    r_vparam : Out(SpadReadSignature), 1 VPARAM word (the column multipliers)
+    r_vparam : Out(SpadReadSignature), 1 VPARAM word (the column multipliers, biases)
     w_act : Out(:class:`~.dma.SpadWriteSignature`), 1 ACT word (int8 lanes, or 16-bit FP16
         lanes in FP16 configurations)
     w_acc : Out(SpadWriteSignature), 1 ACC word (RES)
@@ -175,14 +180,16 @@ class ElementwiseUnit(ConfigComponent):
         else:
             pair = rope = Const(0)
         wr = Signal()  # rows written after the tile (direct, RES)
+        two = Signal()  # two VPARAM words per column: the partner's multiplier or the bias
         n_reads = Signal(range(2 * rows + 1))
         slots_end = Signal(range(2 * rows + 2 * cols + 1))
         wr_start = Signal(range(2 * rows + 2 * cols + VEC_FILL_CYCLES + 1))
         last = Signal.like(t)
         m.d.comb += [
             wr.eq(res | inst.direct),
+            two.eq(pair | inst.bias),
             n_reads.eq(Mux(pair | res, inst.rows << 1, inst.rows)),
-            slots_end.eq(n_reads + Mux(pair, 2 * cols, cols)),
+            slots_end.eq(n_reads + Mux(two, 2 * cols, cols)),
             wr_start.eq(slots_end + VEC_FILL_CYCLES),
             last.eq(Mux(wr, wr_start + inst.rows, wr_start) - 1),
         ]
@@ -223,16 +230,16 @@ class ElementwiseUnit(ConfigComponent):
         rd = Signal()
         k = Signal(range(2 * cols))  # slot of the read issued this cycle
         j = Signal(range(cols))  # its column
-        h = Signal()  # the partner's slot of a pair
+        h = Signal()  # the second slot of a column (the partner's multiplier or the bias)
         m.d.comb += [
             rd.eq((state == _State.RUN) & (t >= n_reads) & (t < slots_end)),
             k.eq(t - n_reads),
-            j.eq(Mux(pair, k >> 1, k)),
-            h.eq(pair & k[0]),
+            j.eq(Mux(two, k >> 1, k)),
+            h.eq(two & k[0]),
             self.r_vparam.en.eq(rd),
             self.r_vparam.addr.eq(inst.param_addr + j + Mux(h, cols, 0)),
             self.r_act.en.eq(rd & (add | rope)),
-            self.r_act.addr.eq(Mux(rope, inst.table_addr, inst.res_addr) + k),
+            self.r_act.addr.eq(Mux(rope, inst.table_addr, inst.res_addr) + Mux(rope, k, j)),
         ]
         s1_j, s2_j, s3_j = (Signal.like(j, name=f"s{n}_j") for n in (1, 2, 3))
         s1_h, s2_h, s3_h = (Signal(name=f"s{n}_h") for n in (1, 2, 3))
@@ -240,8 +247,8 @@ class ElementwiseUnit(ConfigComponent):
         m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_h.eq(h),
                      s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_h.eq(s1_h),
                      s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_h.eq(s2_h)]
-        s3_out = Signal()  # stage 3 holds a column's outputs (not the first slot of a pair)
-        m.d.comb += s3_out.eq(s3_valid & (~pair | s3_h))
+        s3_out = Signal()  # stage 3 holds a column's outputs (not the first slot of two)
+        m.d.comb += s3_out.eq(s3_valid & (~two | s3_h))
 
         # stage 1: v1 = sat32(round_shift(x * mult, shift)) per lane; the side operand
         param = data.View(vparam_layout(), self.r_vparam.data[0])
@@ -272,26 +279,33 @@ class ElementwiseUnit(ConfigComponent):
             r_res = saturate(b, _SIDE_BITS) if acc_bits > _SIDE_BITS else b
             m.d.sync += side[i].eq(Mux(res, r_res, operand))
 
-        # stage 2: v = round_shift(v1 * tmult, tshift); the function; slot 2j of a pair is kept
+        # stage 2: v = round_shift(v1 * tmult, tshift); the function; slot 2j of two is kept
+        # (bias: v + the bias word, which stage 1 of slot 2j + 1 has in this cycle)
         y = Signal(data.ArrayLayout(signed(_V_BITS), rows))
-        hold = Signal(data.ArrayLayout(signed(_V_BITS), rows))
+        hold = Signal(data.ArrayLayout(signed(_V_BITS + 1), rows))
+        beta = Signal(signed(32))
+        m.d.comb += beta.eq(Value.cast(self.r_vparam.data[0]).as_signed())
         if fp16:
             m.submodules.gate_rom = rom = gate_rom()
         for i in range(rows):
             tp = self.i_tparam[i]
             p2 = Signal(signed(32 + MULT_BITS), name=f"p2_{i}")
             v = Signal(signed(_V_BITS), name=f"v_{i}")
+            vb = Signal(signed(_V_BITS + 1), name=f"vb_{i}")  # v + bias, kept for slot 2j + 1
+            ve = Signal(signed(_V_BITS + 1), name=f"ve_{i}")  # the function's v
             vsum = Signal(signed(_SIDE_BITS + 1), name=f"vsum_{i}")
             m.d.comb += [
                 p2.eq(Value.cast(v1[i]) * tp.mult),
                 v.eq(round_shift(p2, tp.shift)),
-                vsum.eq(v + side[i]),
+                vb.eq(v + beta),
+                ve.eq(Mux(inst.bias, hold[i], v)),
+                vsum.eq(ve + side[i]),
             ]
-            lut = self.i_lut.as_value().word_select(saturate(v, 8).as_unsigned(), 8).as_signed()
+            lut = self.i_lut.as_value().word_select(saturate(ve, 8).as_unsigned(), 8).as_signed()
             out = Signal(signed(_V_BITS), name=f"y_{i}")
             if fp16:
                 vs = Signal(signed(32), name=f"vs_{i}")
-                m.d.comb += vs.eq(saturate(v, 32))
+                m.d.comb += vs.eq(saturate(ve, 32))
                 g = gate(m, rom.read_port(domain="comb"), vs, phi, name=f"gate_{i}")
                 op = Signal(signed(33), name=f"op_{i}")  # gate, cosine / sine, or silu(v_a)
                 prod = Signal(signed(65), name=f"prod_{i}")
@@ -304,12 +318,15 @@ class ElementwiseUnit(ConfigComponent):
                     g15.eq(_round_const(prod, 15)),
                     rsum.eq(Mux(rope_hi, hold[i] + prod, hold[i] - prod)),
                 ]
-                m.d.sync += hold[i].eq(Mux(glu, g15, prod))  # read by the next (partner) slot
+                # read by the column's next slot (a pair's partner; bias: v + bias is its v)
+                m.d.sync += hold[i].eq(Mux(inst.bias, vb, Mux(glu, g15, prod)))
+            else:
+                m.d.sync += hold[i].eq(vb)
             with m.Switch(inst.func):
                 with m.Case(int(VecFunc.REQUANT)):
-                    m.d.comb += out.eq(v)
+                    m.d.comb += out.eq(ve)
                 with m.Case(int(VecFunc.RELU)):
-                    m.d.comb += out.eq(Mux(v < 0, 0, v))
+                    m.d.comb += out.eq(Mux(ve < 0, 0, ve))
                 with m.Case(int(VecFunc.GELU)):
                     m.d.comb += out.eq(Mux(inst.fmt, g15, lut) if fp16 else lut)
                 with m.Case(int(VecFunc.ADD)):

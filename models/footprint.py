@@ -119,8 +119,8 @@ def _vec(cfg, o):
         out.append(SpadAccess(Spad.ACT, o["res_addr"], cols, False, "residual ACT"))
     if func in _PARTNER:
         out.append(SpadAccess(Spad.ACC, o["res_addr"], rows, False, "partner ACC"))
-    out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cols * (2 if func in _PARTNER else 1), False,
-                          "VPARAM", base))
+    two = func in _PARTNER or o["bias"]  # the partner's multipliers or the biases follow
+    out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cols * (2 if two else 1), False, "VPARAM", base))
     out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, rows, False, "token VPARAM"))
     if func == VecFunc.GELU and not o["fmt"]:
         out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))

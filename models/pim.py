@@ -8,8 +8,11 @@ ordinary DRAM rows: row ``row`` of bank ``bank`` in channel ``ch`` holds DRAM by
 :func:`pim_row_addr` ``.. + dram_row_bytes``, so LOAD/STORE and segments reach it too.
 
 * ``PIM_GBUF``: channel ``ch + j`` (j < ``chans``) gets ``len`` bytes at ``gaddr``: lane
-  ``lane + j`` of ACT words ``act_addr + j * act_stride + i`` (gather), or the bytes of ACT words
-  ``act_addr + j * act_stride ..`` in order, ``rows`` bytes per word (packed).
+  ``lane + j`` of ACT words ``act_addr + j * act_stride + i`` (gather), or the lanes of ACT words
+  ``act_addr + j * act_stride ..`` in lane order, ``rows`` per word (packed). A lane is an INT8
+  byte, or on FP16 tiles a 16-bit FP16 value converted to INT8 on its way into the buffer
+  (:func:`~.vector.fp16_bits_to_int8`: rounded half up, saturated, inf/NaN 0): the vector unit
+  writes INT8 queries and probabilities there as FP16 integers (:func:`act_lanes`).
 * ``PIM_WRITE``: each channel copies ``len`` buffer bytes from ``gaddr`` into its bank ``bank``,
   row ``row``, from byte ``col``.
 * ``PIM_GEMV``: in each channel, each bank ``bank .. bank + banks - 1`` reads ``n * len`` INT8
@@ -29,9 +32,10 @@ ordinary DRAM rows: row ``row`` of bank ``bank`` in channel ``ch`` holds DRAM by
 import numpy as np
 
 from .isa import ErrorCode, Opcode
+from .vector import fp16_bits_to_int8
 
 __all__ = ["PIM_OPS", "PIM_ACC_BITS", "pim_row_addr", "PimState", "pim_problem", "gbuf_words",
-           "gemv_extent", "read_values", "read_words", "row_starts", "apply_pim"]
+           "gemv_extent", "read_values", "read_words", "row_starts", "act_lanes", "apply_pim"]
 
 #: The PIM unit's opcodes.
 PIM_OPS = (Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ, Opcode.PIM_ACT)
@@ -47,7 +51,8 @@ def pim_row_addr(config, ch, bank, row):
 
 
 def gbuf_words(config, inst):
-    """ACT words one channel of a ``PIM_GBUF`` reads: ``len`` (gather) or ``ceil(len / rows)``."""
+    """ACT words one channel of a ``PIM_GBUF`` reads: ``len`` (gather) or ``ceil(len / rows)``
+    (``rows`` lanes per word, one buffer byte each, INT8 or FP16 tile alike)."""
     return -(-inst.len // config.rows) if inst.packed else inst.len
 
 
@@ -77,8 +82,6 @@ def pim_problem(config, inst):
     cfg = config
     op = inst.op
     name = op.name
-    if cfg.act_format != "int8":
-        return ErrorCode.BAD_FIELD, f"{name} needs INT8 activations; {cfg.pe} has FP16 ones"
     bad = ErrorCode.PIM_RANGE
     if inst.ch + inst.chans > cfg.dram_channels:
         return bad, (f"{name} channels {_span(inst.ch, inst.chans)} leave the DRAM's "
@@ -151,21 +154,31 @@ def _rows(cfg, inst, banks, nbytes):
     return row_starts(cfg, inst, banks)[:, :, None] + np.arange(nbytes, dtype=np.int64)
 
 
+def act_lanes(config, words):
+    """The INT8 values (int8 (words, rows)) a PIM_GBUF takes from ACT words (uint8 (words,
+    act_word_bytes)): the bytes of an INT8 tile; on an FP16 tile each little-endian 16-bit lane
+    converted by :func:`~.vector.fp16_bits_to_int8`."""
+    w = np.ascontiguousarray(words, np.uint8)
+    if config.act_format == "int8":
+        return w.view(np.int8)
+    return fp16_bits_to_int8(w.view("<u2")).astype(np.int8)
+
+
 def apply_pim(config, state, dram, act, acc, wrap_acc, inst):
     """Apply PIM instruction ``inst`` to ``state`` (:class:`PimState`), ``dram`` (uint8 array),
-    ``act`` (ACT words, uint8 (words, rows)) and ``acc`` (ACC, (words, cols)); ``wrap_acc(values)``
-    wraps integers to ``acc_bits``."""
+    ``act`` (ACT words, uint8 (words, act_word_bytes)) and ``acc`` (ACC, (words, cols));
+    ``wrap_acc(values)`` wraps integers to ``acc_bits``."""
     cfg = config
     op = inst.op
     chans = range(inst.chans)
     if op == Opcode.PIM_GBUF:
         for j in chans:
             base = inst.act_addr + j * inst.act_stride
-            if inst.packed:
-                vals = act[base:base + gbuf_words(cfg, inst)].reshape(-1)[:inst.len]
+            if inst.packed:  # the words' lanes in lane order
+                vals = act_lanes(cfg, act[base:base + gbuf_words(cfg, inst)]).reshape(-1)[:inst.len]
             else:
-                vals = act[base:base + inst.len, inst.lane + j]
-            state.gbuf[inst.ch + j, inst.gaddr:inst.gaddr + inst.len] = vals
+                vals = act_lanes(cfg, act[base:base + inst.len])[:, inst.lane + j]
+            state.gbuf[inst.ch + j, inst.gaddr:inst.gaddr + inst.len] = vals.view(np.uint8)
     elif op == Opcode.PIM_WRITE:
         idx = _rows(cfg, inst, 1, inst.len)[:, 0]
         dram[idx] = state.gbuf[inst.ch:inst.ch + inst.chans, inst.gaddr:inst.gaddr + inst.len]

@@ -15,7 +15,9 @@ issued it ahead).
 * ``PIM_GBUF``: ``2 + max(ACT words read, beats * t_ccd_s) + t_cl``, where the ACT words read are
   one channel's (``len``, or ``ceil(len / rows)`` packed) when ``act_stride`` is 0 (every
   channel takes its bytes from the same words) and ``chans`` times that otherwise, and ``beats =
-  ceil(len / dram_bus_bytes)`` per channel bus (the channels' buses work in parallel).
+  ceil(len / dram_bus_bytes)`` per channel bus (the channels' buses work in parallel). Both
+  count values, one buffer byte each: on an FP16 tile an ACT lane holds 16 bits but enters the
+  buffer as one INT8 byte, so an FP16 tile's PIM timing is an INT8 tile's.
 * ``PIM_WRITE``: per channel, the bus-sized chunks of the row it touches are written one per
   ``t_ccd_l`` from ``max(s + 2, activation + t_rcd)``; busy until the last channel's last chunk
   plus ``t_cl``.

@@ -63,8 +63,8 @@ def check_instruction(config, inst):
 
     * VEC, VNORM, VSOFT, GEMM: the unit checks (``BAD_FIELD``: ``rows`` / ``words`` beyond
       the array, formats and modes the configuration does not have);
-    * PIM instructions: :func:`~.pim.pim_problem` (an FP16 configuration: ``BAD_FIELD``; channels,
-      banks, rows, columns, buffer bytes, result registers, ACT lanes: ``PIM_RANGE``);
+    * PIM instructions: :func:`~.pim.pim_problem` (channels, banks, rows, columns, buffer bytes,
+      result registers, ACT lanes: ``PIM_RANGE``);
     * every scratchpad access of the instruction's footprint (:func:`~.footprint.footprint`), in
       its order, must lie in the scratchpad, VPARAM column words at or above
       ``vparam_param_base`` (``SPAD_RANGE``);
@@ -138,6 +138,9 @@ def _vec_problem(cfg, inst):
         return _fp16_problem(cfg, f"VEC {func.name} (int16 cosine lanes)")
     if func == VecFunc.RES and (inst.fmt or inst.direct):
         return "VEC RES writes ACC: fmt and direct must be 0"
+    if inst.bias and func in _PARTNER_FUNCS:
+        return (f"VEC {func.name} cannot add a bias: VPARAM words param_addr + cols .. hold its "
+                f"partner's multipliers")
     if inst.direct:
         if func == VecFunc.ADD:
             return "VEC ADD cannot write direct (its residual is read by column)"
@@ -214,16 +217,17 @@ def _gemm_tail(config):
     return ArrayParams.from_config(config).latency + config.rows
 
 
-def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False):
+def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False, bias=False):
     """:class:`Duration` of a VEC over ``rows`` ACC words, no tail: busy ``reads + columns + writes
     + 3`` cycles, with ``reads`` = ``rows`` (``2 rows`` for GLU, ROPE and RES: the partner or
-    residual rows too), ``columns`` = ``cols`` (``2 cols`` for GLU and ROPE: two parameter words
-    per column) and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the
-    whole tile is computed; else the columns are written as they are computed)."""
+    residual rows too), ``columns`` = ``cols`` (``2 cols`` for GLU and ROPE, and with ``bias``:
+    two parameter words per column, the multiplier then the partner's multiplier or the bias)
+    and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the whole tile is
+    computed; else the columns are written as they are computed)."""
     func = VecFunc(func)
     pair = func in _PARTNER_FUNCS
     reads = rows * (2 if pair or func == VecFunc.RES else 1)
-    columns = config.cols * (2 if pair else 1)
+    columns = config.cols * (2 if pair or bias else 1)
     writes = rows if (direct or func == VecFunc.RES) else 0
     return Duration(reads + columns + writes + VEC_FILL_CYCLES, 0)
 
@@ -378,7 +382,7 @@ class Dispatch(NamedTuple):
         if inst.op == Opcode.GEMM:
             duration = gemm_cycles(cfg, inst.groups, inst.wsrc)
         elif inst.op == Opcode.VEC:
-            duration = vec_cycles(cfg, inst.rows, inst.func, inst.direct)
+            duration = vec_cycles(cfg, inst.rows, inst.func, inst.direct, inst.bias)
         elif inst.op == Opcode.VSOFT:
             duration = vsoft_cycles(cfg, inst)
         elif inst.op == Opcode.VNORM:

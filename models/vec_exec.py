@@ -73,6 +73,11 @@ def _values(acc, mult, shift, tmult, tshift):
     return round_shift(v1 * tmult[:, None], tshift[:, None])
 
 
+def _int32_words(words):
+    """VPARAM words (n, 4) uint8 read as int32 (int64 array)."""
+    return np.ascontiguousarray(words).view("<i4").reshape(-1).astype(np.int64)
+
+
 def _acc_value(cfg, y):
     """``sat32(y)`` as the ACC register keeps it: wrapped to ``acc_bits`` (when that is below 32)."""
     y = np.asarray(sat32(y), dtype=object)
@@ -88,16 +93,21 @@ def exec_vec(cfg, spads, inst):
     mult, shift = unpack_vparam(vp[inst.param_addr:inst.param_addr + c])
     base = cfg.vparam_token_base
     tmult, tshift = unpack_vparam(vp[base:base + r])
+    bias = None
+    if inst.bias:  # int32 words param_addr + cols .. (the raw words, as VNORM's beta)
+        bias = _int32_words(vp[inst.param_addr + c:inst.param_addr + 2 * c])
     if func in (VecFunc.REQUANT, VecFunc.RELU, VecFunc.GELU, VecFunc.ADD) and not inst.fmt:
         lut = unpack_lut(vp[:VPARAM_LUT_WORDS].tobytes()) if func == VecFunc.GELU else None
         residual = None
         if func == VecFunc.ADD:
             res = _lanes(cfg, spads["ACT"][inst.res_addr:inst.res_addr + c])[:, :r].T
             residual = res if cfg.act_format == "int8" else fp16_bits_to_int8(res)
-        y = vec_apply(func, acc, mult, shift, tmult, tshift, lut=lut, residual=residual)
+        y = vec_apply(func, acc, mult, shift, tmult, tshift, lut=lut, residual=residual, bias=bias)
         _write_act(cfg, spads, inst.act_addr, _encode(cfg, y, 0), inst.direct)
         return
     v = _values(acc, mult, shift, tmult, tshift)
+    if bias is not None:
+        v = v + bias[None, :]
     if func == VecFunc.RES:
         res = spads["ACC"][inst.res_addr:inst.res_addr + r]
         out = _acc_value(cfg, np.asarray(v, dtype=object) + np.asarray(res, dtype=object))
@@ -172,8 +182,8 @@ def exec_vnorm(cfg, spads, state, inst):
         return
     eps = int(np.ascontiguousarray(vp[inst.nparam + 1]).view("<u4")[0])
     gm, gs = unpack_vparam(vp[inst.param_addr:inst.param_addr + c])
-    beta = np.ascontiguousarray(vp[inst.param_addr + c:inst.param_addr + 2 * c]).view("<i4").reshape(-1)
-    y = norm_apply(state.norm, inst.func, acc, eps=eps, gm=gm, gs=gs, beta=beta.astype(np.int64), **kw)
+    beta = _int32_words(vp[inst.param_addr + c:inst.param_addr + 2 * c])
+    y = norm_apply(state.norm, inst.func, acc, eps=eps, gm=gm, gs=gs, beta=beta, **kw)
     if inst.to_acc:
         spads["ACC"][inst.act_addr:inst.act_addr + r] = _acc_value(cfg, y).astype(spads["ACC"].dtype)
         return

@@ -5,6 +5,7 @@ unit numerics")::
 
     v1 = sat32(round_shift(acc * mult[j], shift[j]))     column multiplier (requantization)
     v  = round_shift(v1 * tmult[i], tshift[i])           token multiplier (per-token scale)
+    v  = v + bias[j]                                     with VEC ``bias``: int32 per column
     REQUANT: y = sat8(v)
     RELU:    y = sat8(max(v, 0))
     GELU:    y = lut[sat8(v) & 0xff]                      256-entry int8 -> int8 table
@@ -22,7 +23,8 @@ bits [16:22] ``shift`` (0..63), bits [22:32] ignored (write 0). The VPARAM scrat
   holds ``lut[b]``, the output for input ``b`` read as int8 (``b = x & 0xff``);
 * words 64..64+rows-1: the token multipliers ``(tmult[i], tshift[i])`` of lanes ``i`` (the
   identity is ``(1, 0)``);
-* words from 64+rows: column multipliers, ``VEC param_addr`` points at the first of ``cols``.
+* words from 64+rows: column multipliers, ``VEC param_addr`` points at the first of ``cols``
+  (with ``bias``, the ``cols`` biases follow as int32 words).
 
 The compiler-side helpers (:func:`fixed_multiplier`, :func:`column_multipliers`,
 :func:`token_multipliers`, :func:`gelu_lut`) turn float scales into these integers.
@@ -117,7 +119,7 @@ def sat32(x):
     return _clamp(x, _I32_MIN, _I32_MAX)
 
 
-def vec_apply(func, acc, mult, shift, tmult, tshift, *, lut=None, residual=None):
+def vec_apply(func, acc, mult, shift, tmult, tshift, *, lut=None, residual=None, bias=None):
     """The vector unit on one tile: int8 (R, C).
 
     Arguments
@@ -133,6 +135,8 @@ def vec_apply(func, acc, mult, shift, tmult, tshift, *, lut=None, residual=None)
         GELU table indexed by ``x & 0xff`` (GELU only).
     residual : int8 array (R, C)
         Residual (ADD only).
+    bias : int array (C,), optional
+        Per-column int32 biases added to ``v`` before the function (VEC ``bias``).
     """
     func = VecFunc[func] if isinstance(func, str) else VecFunc(func)
     acc = _ints(acc)
@@ -146,6 +150,11 @@ def vec_apply(func, acc, mult, shift, tmult, tshift, *, lut=None, residual=None)
             raise RangeError(f"{name} must be int16 values")
     v1 = sat32(round_shift(_mul(acc, mult[None, :]), shift[None, :]))
     v = round_shift(v1 * tmult[:, None], tshift[:, None])  # |v1 * tmult| < 2**47: int64
+    if bias is not None:
+        bias = _vector("bias", bias, c)
+        if bias.size and (bias.min() < _I32_MIN or bias.max() > _I32_MAX):
+            raise RangeError("biases must be int32 values")
+        v = v + bias[None, :]  # |v| <= 2**46, |bias| <= 2**31: int64
     if func == VecFunc.REQUANT:
         return sat8(v)
     if func == VecFunc.RELU:

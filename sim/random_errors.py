@@ -6,7 +6,7 @@ scratchpad, DRAM and PIM ranges, token overflow, deadlock and a missing HALT. It
 the generator, whose operand drawing (``fields``, ``vec``, ``_int``, ...) it uses.
 
 ``BAD_FIELD`` variants (:data:`BAD_FIELD_KINDS`, drawn uniformly among those the configuration
-can express; ``pim_fp16`` twice):
+can express):
 
 ================  =========================================================================
 reserved          reserved header bits set (raw word)
@@ -19,7 +19,6 @@ zero_count        a count field of 0 (raw word)
 vec_rows          VEC ``rows`` > array rows
 add_overlap       ADD output and residual words overlap without coinciding
 vsoft_count       VSOFT ``words`` > array rows or ``count`` > ``words * cols``
-pim_fp16          a PIM instruction on FP16 activations
 vec_fmt           VEC ``fmt`` 1 on INT8 activations
 gate_fmt          SILU or GLU with ``fmt`` 0
 rope_int8         ROPE_LO / ROPE_HI on INT8 activations
@@ -36,6 +35,8 @@ wsrc_config       GEMM ``wsrc`` 1 where the configuration has no INT8-weight pat
                   cols``, ``wbits`` != 4 or ``scale_bits`` < 5)
 rope_overlap      a transposed ROPE whose output words overlap its table words (FP16
                   configurations)
+vec_bias_pair     ``bias`` 1 on GLU, ROPE_LO or ROPE_HI (their second parameter word per
+                  column is the partner's multiplier; FP16 configurations)
 ================  =========================================================================
 
 ``SPAD_RANGE`` moves one address field of a LOAD/STORE, GEMM, VEC, VSOFT or VNORM (any access of
@@ -46,7 +47,6 @@ multiplier address below the column region; the variant names the instruction an
 from ..models.footprint import footprint
 from ..models.isa import (OPCODE_FORMATS, PIM_OPCODES, ErrorCode, Instruction, Opcode, ProbFormat,
                           Spad, Unit, VecFunc)
-from ..models.pim import PIM_OPS
 from ..models.units import TOKEN_MAX
 
 __all__ = ["NOP", "SYNC", "HALT", "ErrorGen", "BAD_FIELD_KINDS"]
@@ -55,9 +55,13 @@ NOP, SYNC, HALT = (Instruction(op) for op in (Opcode.NOP, Opcode.SYNC, Opcode.HA
 
 #: The designed BAD_FIELD errors (the ``variant`` after ``BAD_FIELD:``; module doc).
 BAD_FIELD_KINDS = ("reserved", "unused", "own_token", "dispatcher_mask", "spad", "func", "zero_count",
-                   "vec_rows", "add_overlap", "vsoft_count", "pim_fp16", "vec_fmt", "gate_fmt",
+                   "vec_rows", "add_overlap", "vsoft_count", "vec_fmt", "gate_fmt",
                    "rope_int8", "res_fmt", "direct_add", "direct_shape", "pfmt_fp16", "vsoft_lane",
-                   "vnorm_rows", "vnorm_fmt", "vnorm_to_acc", "wsrc_meta", "wsrc_config", "rope_overlap")
+                   "vnorm_rows", "vnorm_fmt", "vnorm_to_acc", "wsrc_meta", "wsrc_config", "rope_overlap",
+                   "vec_bias_pair")
+
+#: The VEC functions with a partner (whose second VPARAM word per column is its multiplier).
+_PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
 
 #: The instruction field behind each footprint access name (SPAD_RANGE errors).
 _FIELD_OF = {"ACC": "acc_addr", "ACT": "act_addr", "WGT": "wgt_addr", "weight ACT": "wgt_addr",
@@ -139,20 +143,21 @@ class ErrorGen:
         return rest & ~0xFF | opcode, variant
 
     def bad_field_kinds(self):
-        """The BAD_FIELD variants this configuration can express (``pim_fp16`` twice)."""
+        """The BAD_FIELD variants this configuration can express."""
         cfg, v = self.cfg, self.vec
         fp16, vec, soft, norm = v.fp16, self.can_vec, self.can_soft, self.can_norm
         cond = {"func": vec or soft or norm, "vec_rows": vec and cfg.rows < 255,
                 "add_overlap": vec and cfg.cols > 1, "vsoft_count": soft,
-                "pim_fp16": not self.can_pim, "vec_fmt": vec and not fp16, "gate_fmt": vec,
+                "vec_fmt": vec and not fp16, "gate_fmt": vec,
                 "rope_int8": vec and not fp16, "res_fmt": vec, "direct_add": vec,
                 "direct_shape": vec and not v.can_direct, "pfmt_fp16": soft and not fp16,
                 "vsoft_lane": soft, "vnorm_rows": norm and cfg.rows < 255,
                 "vnorm_fmt": norm and not fp16, "vnorm_to_acc": norm and fp16,
                 "wsrc_meta": v.can_wsrc, "wsrc_config": not v.can_wsrc,
-                "rope_overlap": VecFunc.ROPE_LO in v.funcs}
+                "rope_overlap": VecFunc.ROPE_LO in v.funcs,
+                "vec_bias_pair": any(f in v.funcs for f in _PAIR)}
         kinds = [k for k in BAD_FIELD_KINDS if cond.get(k, True)]
-        return kinds + ["pim_fp16"] * (not self.can_pim)
+        return kinds
 
     def _bad_field(self):
         cfg, rng = self.cfg, self.rng
@@ -187,9 +192,6 @@ class ErrorGen:
             word = self._any_word(unit_ops)
             names = [f.name for f in OPCODE_FORMATS[Opcode(word & 0xFF)].operands if f.minimum > 0]
             return self._set(word, names[self._int(0, len(names) - 1)], 0), variant
-        if variant == "pim_fp16":  # a legal PIM instruction the configuration cannot execute
-            op = PIM_OPS[self._int(0, len(PIM_OPS) - 1)]
-            return Instruction(op, **self.fields(op)), variant
         if variant in ("wsrc_meta", "wsrc_config"):
             f = self._gemm(wsrc=1)
             if variant == "wsrc_meta":
@@ -250,6 +252,10 @@ class ErrorGen:
         elif variant == "vec_rows":
             f = vec.vec()
             f["rows"] = self._int(cfg.rows + 1, 255)
+        elif variant == "vec_bias_pair":  # a legal pair function, with a bias
+            pairs = [fn for fn in _PAIR if fn in vec.funcs]
+            f = vec.vec(pairs[self._int(0, len(pairs) - 1)])
+            f["bias"] = 1
         else:  # add_overlap: output and residual overlap without coinciding
             f = vec.vec(VecFunc.ADD)
             d = self._int(1, cfg.cols - 1)

@@ -5,7 +5,10 @@ designed PIM errors.
 Every range comes from the configuration (channels, banks, rows, row bytes, ``pim_lanes``,
 ``pim_gbuf_bytes``, ``pim_res_regs``, the ACT and ACC windows of the generator) and the field
 widths of the ISA tables (:func:`~mixpim.models.isa.reach`); :func:`~mixpim.models.pim.pim_problem`
-decides whether the configuration has PIM at all (FP16 activations: no).
+decides whether the configuration has PIM at all. Configurations with FP16 activations have it
+too: a PIM_GBUF converts their 16-bit ACT lanes to INT8 (the generator's random FP16 ACT data
+gives small integers, fractions that round, values beyond +-127 that saturate and now and then
+inf/NaN, which give 0), and everything after the global buffer is the INT8 tile's.
 
 **Valid PIM instructions** chain through the PIM unit's state so that results are rarely zero: a
 GEMV (and a PIM_WRITE) mostly takes its channels and buffer bytes from a recent PIM_GBUF, a
@@ -49,7 +52,7 @@ GBUF, WRITE, GEMV, READ, ACT = PIM_OPS
 
 def pim_capable(config):
     """Whether ``config`` executes PIM instructions (its ``pim_problem`` of the smallest legal
-    PIM_READ is none; FP16 activations make every PIM instruction ``BAD_FIELD``)."""
+    PIM_READ is none): every valid configuration, INT8 or FP16 activations."""
     return pim_problem(config, Instruction(READ, chans=1, banks=1, n=1)) is None
 
 

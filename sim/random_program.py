@@ -10,8 +10,8 @@ words, column words), STORE (ACT, ACC), GEMM (1..4 groups, ``accumulate`` 0/1, `
 weights from ACT words) in a quarter where the configuration has it), the vector unit (VEC 0.5,
 VSOFT 0.25, VNORM 0.25 of its draws; all functions, formats and modes, softmax rows and norms
 whose passes go on over several instructions: :mod:`.random_vec`), the PIM instructions
-(PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: :mod:`.random_pim`; not on configurations
-with FP16 activations, where they are ``BAD_FIELD``), NOP, SYNC (:data:`DRAWN_OPS`; per draw
+(PIM_GBUF, PIM_WRITE, PIM_GEMV, PIM_READ, PIM_ACT: :mod:`.random_pim`; on FP16 configurations
+too, where PIM_GBUF converts ACT lanes to INT8), NOP, SYNC (:data:`DRAWN_OPS`; per draw
 LOAD 0.32, STORE 0.12, GEMM 0.24, vector unit 0.22, PIM 0.24, NOP 0.06, SYNC 0.04, normalized
 over what the configuration has; while a softmax row or a norm is under way, 10 % of the draws
 continue it). DMA transfers have 1..4 rows and a stride of
@@ -45,7 +45,7 @@ BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispa
                   NOP/SYNC/HALT, bad ``spad``, ``func`` beyond the VEC / VSOFT / VNORM table,
                   ``zero_count`` (a count of any unit's instruction; raw words); legal encodings
                   the configuration rejects: ``vec_rows``, ``add_overlap``, ``vsoft_count``,
-                  ``pim_fp16``, the formats and modes of the vector unit and GEMM ``wsrc``
+                  the formats and modes of the vector unit and GEMM ``wsrc``
                   (:data:`~.random_errors.BAD_FIELD_KINDS`, :func:`bad_field_kinds`)
 SPAD_RANGE        LOAD/STORE, or any address field of a GEMM, VEC, VSOFT or VNORM footprint
                   (VPARAM multipliers also below the column region), PIM_GBUF (ACT) or PIM_READ

@@ -7,7 +7,11 @@ record of the magnitude of every ACC word so that multipliers fit the data they 
 * VEC ``func``: REQUANT, RELU, GELU, ADD, RES (weight 1 each) and on FP16 configurations also
   SILU, GLU (1) and ROPE_LO, ROPE_HI (0.6 each; they need ``3 cols`` ACT words); ``fmt`` 1
   (FP16 values) for half of the others on FP16 configurations (always for SILU and GLU, never
-  for RES); ``direct`` 1 for a quarter of all but ADD and RES where ``rows >= cols``. ADD reads
+  for RES); ``direct`` 1 for a quarter of all but ADD and RES where ``rows >= cols``; ``bias`` 1
+  for 40 % of all but GLU and ROPE, on FP16 configurations with ``fmt`` 1 (but RES), drawn from
+  a stream of their own (they do not move the other draws); its ``2 cols`` VPARAM
+  words are mostly the last ``cols`` multipliers of G8 (INT8 configurations) or G16 (FP16 ones)
+  and the bias zone after them. ADD reads
   its residual in place or from separate ACT words, GLU and ROPE a partner ACC block at
   ``res_addr`` (mostly a recent result), RES reads and writes the ACC rows at ``res_addr``
   (mostly results below 2**31, 15 % ``acc_addr`` itself); ROPE reads ``2 cols`` ACT words
@@ -30,21 +34,30 @@ record of the magnitude of every ACC word so that multipliers fit the data they 
 
 **VPARAM** (word addresses; the DRAM region holds the same words at ``4 *`` the address, where
 LOADs mostly take them from): the GELU table (random), the token words (identity or small), then
-zones of ``2 cols`` words (``2 cols + 2`` for the norm zones; the later ones ``cols`` words, then
-overlapping, where the configuration has less room) from ``vparam_param_base``, in this order:
+zones of ``2 cols`` words (``cols`` for the bias zone, ``2 cols + 2`` for the norm zones; the later
+ones ``cols`` words, then overlapping, where the configuration has less room) from
+``vparam_param_base``, in this order:
 
 ======  ========================================================================================
 G8      column multipliers for GEMM results (``G``: ``|acc| ~ 2**acc_log2``) to INT8 values
-        (``2**T8`` times ``2**-2 .. 2**2``, 1 % fully random)
+        (``2**T8`` times ``2**-2 .. 2**2``, 1 % fully random); on FP16 configurations, where most
+        VEC outputs are fixed-point, ``cols`` words where the region is short (before V15)
+B8      INT8 configurations: ``cols`` VEC biases for INT8 outputs (int32 ``normal *
+        2**(T8 - 1)``, 5 % fully random), after G8: a biased VEC (RES too) reads G8's last
+        ``cols`` multipliers, then these
 N8      a norm's ``(1/H, eps, gamma x cols, beta x cols)`` for INT8 outputs
-G16     GEMM results to fixed-point values (``2**T16``: 1 in ``2**-16`` units; FP16 ``fmt`` 1
-        outputs, gates in their interesting range, RES additions; ``2**-3 .. 2**3``, 5 % random)
 V15     VSOFT NORM's V multipliers for INT8 probabilities: ``vmult / 2**vshift`` ~ ``2**-15``
         (times 0.5 .. 2; models/softmax.py)
 S8      column multipliers for small results (``S``: 2**15 on INT8 configurations: ``wsrc``
         GEMMs, PIM_READ, the ACC region; 2**32 on FP16 ones, between ``wsrc`` GEMMs and the ACC
         region) to INT8 values
 N16     a norm's parameters for FP16 or ACC (``to_acc``) outputs
+G16     GEMM results to fixed-point values (``2**T16``: 1 in ``2**-16`` units; FP16 ``fmt`` 1
+        outputs, gates in their interesting range, RES additions; ``2**-3 .. 2**3``, 5 % random);
+        ``2 cols`` words where GLU and ROPE read two per column (FP16 configurations), else ``cols``
+        where the region is short
+B16     FP16 configurations: ``cols`` VEC biases for fixed-point outputs (``normal *
+        2**(T16 - 1)``), after G16
 V8      V multipliers for HI and LO probabilities (``2**-8``)
 S16     small results to fixed-point values
 V6      V multipliers for FP16 probabilities (``2**-6``; FP16 configurations)
@@ -52,7 +65,8 @@ V6      V multipliers for FP16 probabilities (``2**-6``; FP16 configurations)
 
 VEC takes its multipliers from the zone of the recorded magnitude class of its ACC words (``G``
 or ``S``, whichever is nearer) and of its output (``8``: INT8 values, ``16``: ``fmt`` 1 and
-RES); VSOFT its score multipliers from the ``8`` zone of its first chunk and its V multipliers
+RES); with ``bias`` from the G zone before the bias zone (``S`` results then come out near their
+biases); VSOFT its score multipliers from the ``8`` zone of its first chunk and its V multipliers
 from the zone of its ``pfmt``; VNORM its parameters from N8 (INT8 output) or N16; 10 % of them
 anywhere in the column region instead. Words past the zones are G8 words with 5 % fully random
 ones (the ignored bits [22:32] set, extreme shifts).
@@ -93,7 +107,7 @@ def vec_features(inst):
         return ("LOAD ACC",) if inst.spad == Spad.ACC else ()
     if op == Opcode.VEC:
         return (f"VEC {inst.func.name}",) + (("VEC fmt 1",) if inst.fmt else ()) + \
-            (("VEC direct",) if inst.direct else ())
+            (("VEC direct",) if inst.direct else ()) + (("VEC bias",) if inst.bias else ())
     if op == Opcode.VSOFT:
         out = (f"VSOFT {inst.func.name}",) + (("VSOFT continue",) if not inst.first else ()) + \
             (("VSOFT col",) if inst.col else ())
@@ -114,7 +128,7 @@ def vec_feature_set(config):
     """Every label of :func:`vec_features` a valid program on ``config`` can show."""
     fp16 = config.act_format == "fp16"
     funcs = [f for f in VecFunc if fp16 or f not in _FP16_FUNCS]
-    out = {f"VEC {f.name}" for f in funcs} | {"LOAD ACC"}
+    out = {f"VEC {f.name}" for f in funcs} | {"LOAD ACC", "VEC bias"}
     out |= {"VEC fmt 1"} if fp16 else set()
     out |= {"VEC direct"} if config.rows >= config.cols else set()
     out |= {"GEMM wsrc"} if wsrc_legal(config) else set()
@@ -145,6 +159,9 @@ class VecGen:
     def __init__(self, gen):
         cfg = gen.cfg
         self.gen, self.cfg, self.rng = gen, cfg, gen.rng
+        #: the biases' own stream (VEC ``bias``, its parameters, the bias zone): drawing them
+        #: does not move the other draws
+        self.brng = gen.rng.spawn(1)[0]
         r, c = cfg.rows, cfg.cols
         self.fp16 = cfg.act_format == "fp16"
         self.base = cfg.vparam_param_base
@@ -156,6 +173,7 @@ class VecGen:
         self.S, self.L = (32, 29) if self.fp16 else (15, 15)
         self.W = self.G - (cfg.scale_bits - 1) - math.log2(6.5) + (4.5 if self.fp16 else math.log2(74))
         self.can_vec = cfg.act_words >= c and room >= c
+        self.can_bias = room >= 2 * c
         self.can_soft = room > 0
         self.can_norm = self.can_vec and room >= 2 * c + 2
         self.can_wsrc = wsrc_legal(cfg)
@@ -171,15 +189,21 @@ class VecGen:
 
     def _zones(self, room):
         """``{name: (first word, words)}`` (module doc), wrapping around in a small region."""
-        c = self.cfg.cols
+        c, fp16 = self.cfg.cols, self.fp16
         n = 2 * c + 2
-        zones = [("G8", 2 * c, 2 * c), ("N8", n, n), ("G16", 2 * c, 2 * c), ("V15", 2 * c, c),
-                 ("S8", 2 * c, c), ("N16", n, n), ("V8", 2 * c, c), ("S16", 2 * c, c)]
-        zones += [("V6", 2 * c, c)] if self.fp16 else []
-        sizes = {name: full for name, full, _ in zones}
-        for name, _, least in reversed(zones):  # halve the last ones until they fit
+        # {name: (full, least)} in address order: one bias zone, after the G zone of the biased
+        # VECs' outputs; G16 needs 2 cols words only for GLU and ROPE (FP16 configurations), G8
+        # only on INT8 ones (FP16: most VEC outputs are fixed-point)
+        zones = {"G8": (2 * c, c if fp16 else 2 * c), **({} if fp16 else {"B8": (c, c)}),
+                 "N8": (n, n), "V15": (2 * c, c), "S8": (2 * c, c), "N16": (n, n),
+                 "G16": (2 * c, 2 * c if fp16 else c), **({"B16": (c, c)} if fp16 else {}),
+                 "V8": (2 * c, c), "S16": (2 * c, c), **({"V6": (2 * c, c)} if fp16 else {})}
+        sizes = {name: full for name, (full, _) in zones.items()}
+        order = [name for name in reversed(zones) if name != "G8"]
+        order.insert(order.index("V15"), "G8")  # G8 gives way before V15 and the first zones
+        for name in order:  # down to their least size, the last ones first, until they fit
             if sum(sizes.values()) > room:
-                sizes[name] = least
+                sizes[name] = zones[name][1]
         out, at = {}, 0
         for name, n in sizes.items():
             n = min(n, room)
@@ -200,6 +224,12 @@ class VecGen:
         word = _pack(mult, shift)
         odd = rng.random(n) < wild  # fully random: ignored bits, extreme shifts
         return np.where(odd, rng.integers(0, 1 << 32, size=n), word)
+
+    def _biases(self, n, target):
+        """``n`` int32 VEC biases of about ``2**(target - 1)`` (5 % fully random)."""
+        rng = self.brng
+        b = np.round(rng.normal(size=n) * 2.0 ** (target - 1)).astype(np.int64)
+        return np.where(rng.random(n) < 0.05, rng.integers(0, 1 << 32, size=n), b & 0xFFFFFFFF)
 
     def _v_words(self, n, unit):
         """V multipliers ``2**-unit`` times 0.5..2 (10 % negative)."""
@@ -239,6 +269,7 @@ class VecGen:
                 "S16": lambda n: self._columns(n, self.S, T16),
                 "V15": lambda n: self._v_words(n, 15), "V8": lambda n: self._v_words(n, 8),
                 "V6": lambda n: self._v_words(n, 6), "N8": lambda n: self._norm_words(n, T8 - 1),
+                "B8": lambda n: self._biases(n, T8), "B16": lambda n: self._biases(n, T16),
                 "N16": lambda n: self._norm_words(n, T16)}
         for name in reversed(list(self.zones)):  # the first zones win where they overlap
             start, size = self.zones[name]
@@ -314,6 +345,15 @@ class VecGen:
             return start + gen._int(0, size - n)
         return gen._int(self.base, max(gen._depth(Spad.VPARAM), self.base + n) - n)
 
+    def _bias_param(self, zone, p=0.9):
+        """The ``param_addr`` of a VEC with ``bias``: ``cols`` words before bias ``zone`` (the
+        last multipliers of the G zone before it; probability ``p``), else anywhere in the
+        column region."""
+        c, start, brng = self.cfg.cols, self.zones[zone][0], self.brng
+        if brng.random() < p and start - c >= self.base:
+            return start - c
+        return self.base + int(brng.integers(0, max(self.gen._depth(Spad.VPARAM) - self.base - 2 * c, 0) + 1))
+
     def _junk(self, n):
         """A value of an unused address field."""
         return self.gen._int(0, 0xFFFF if self.rng.random() < 0.1 else n - 1)
@@ -329,10 +369,13 @@ class VecGen:
         rows = gen._int(1, cfg.rows)
         fmt = int(func in _GATES or (self.fp16 and func != VecFunc.RES and rng.random() < 0.5))
         direct = int(self.can_direct and func not in (VecFunc.ADD, VecFunc.RES) and rng.random() < 0.25)
+        bias = int(self.can_bias and func not in _PAIR and self.brng.random() < 0.4)
+        if bias and self.fp16 and func != VecFunc.RES:  # FP16: biased fixed-point outputs
+            fmt = 1
         acc_addr = self._acc_addr(rows)
         out = rows if direct else c
         act_hi = gen._depth(Spad.ACT) - out
-        f = dict(func=func, acc_addr=acc_addr, rows=rows, fmt=fmt, direct=direct,
+        f = dict(func=func, acc_addr=acc_addr, rows=rows, fmt=fmt, direct=direct, bias=bias,
                  act_addr=self._junk(cfg.act_words) if func == VecFunc.RES else gen._int(0, act_hi),
                  res_addr=self._junk(cfg.act_words), table_addr=self._junk(cfg.act_words))
         if func == VecFunc.ADD:
@@ -355,11 +398,12 @@ class VecGen:
                 f["act_addr"] = legal[0]
         if func != VecFunc.RES:
             gen._wrote(Spad.ACT, f["act_addr"])
-        wide = fmt or func == VecFunc.RES
-        f["param_addr"] = self._param(self._source(acc_addr) + ("16" if wide else "8"),
-                                      2 * c if func in _PAIR else c)
-        if func == VecFunc.RES:
-            self.wrote_acc(f["res_addr"], rows, T16, add=True)
+        wide = "16" if fmt or func == VecFunc.RES else "8"
+        f["param_addr"] = self._param(self._source(acc_addr) + wide, 2 * c if func in _PAIR else c)
+        if bias:  # G multipliers, then the biases (the draw above keeps the other draws in step)
+            f["param_addr"] = self._bias_param("B16" if self.fp16 else "B8")
+        if func == VecFunc.RES:  # (INT8 configurations: a biased RES adds INT8-scale values)
+            self.wrote_acc(f["res_addr"], rows, T8 if bias and not self.fp16 else T16, add=True)
         return f
 
     # -- VSOFT -----------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ configurations, and directed edge cases: one word past each scratchpad's end, th
 misaligned DRAM addresses and strides, sums that would wrap a narrow adder, VEC rows beyond the
 array, VPARAM below the column-parameter base, and ADD residuals overlapping the output. VSOFT
 and the PIM instructions likewise: random ones with one quantity at or near its limit, and every
-check of ``_vsoft_fault`` and ``pim_problem`` (each PIM_RANGE bound, the FP16 BAD_FIELD) and of
-their scratchpad words at its edge."""
+check of ``_vsoft_fault`` and ``pim_problem`` (each PIM_RANGE bound) and of their scratchpad
+words at its edge; the PIM checks on the FP16 configuration too, where they are the INT8 ones
+(PIM_GBUF converts FP16 ACT lanes to INT8: no BAD_FIELD)."""
 
 import random
 
@@ -18,6 +19,7 @@ from mixpim.hw.checker import DispatchChecker
 from mixpim.hw.decoder import operand_layout
 from mixpim.models.config import preset
 from mixpim.models.isa import ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, VecFunc, format_of
+from mixpim.models.pim import PIM_OPS
 from mixpim.models.tile_timing import check_instruction
 from helpers import rejects, run
 
@@ -132,7 +134,8 @@ def random_gemm(cfg, rng):
 
 def random_vec(cfg, rng):
     """A VEC with one quantity (chosen at random) at or near its limit; ADD residuals next to the
-    output (coinciding, overlapping or apart) or anywhere."""
+    output (coinciding, overlapping or apart) or anywhere; a quarter with ``bias`` (two VPARAM
+    words per column; BAD_FIELD with GLU and ROPE)."""
     op = Opcode.VEC
     edge = rng.choice(("rows", "acc_addr", "act_addr", "res_addr", "param_lo", "param_hi",
                        "overlap", None))
@@ -151,16 +154,19 @@ def random_vec(cfg, rng):
     else:
         param_addr = base + value(rng, op, "param_addr", top - base, edge == "param_hi")
     pair = func in (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+    bias = int(rng.random() < 0.25)
     if (func == VecFunc.RES or pair) and edge != "res_addr":
         res_addr = value(rng, op, "res_addr", cfg.acc_words - rows, False)  # an ACC row
-    if pair and edge != "param_hi":
+    if (pair or bias) and edge != "param_hi":
         param_addr = min(param_addr, max(top - cfg.cols, base))
+    elif bias:  # the edge of the biases' words
+        param_addr = max(param_addr - cfg.cols, 0)
     fmt = int(rng.random() < (0.8 if cfg.act_format == "fp16" else 0.1))
     direct = int(rng.random() < 0.2)
     table_addr = value(rng, op, "table_addr", cfg.act_words - 2 * cfg.cols, edge == "act_addr")
     return Instruction(op, func=func, rows=rows, acc_addr=acc_addr, act_addr=act_addr,
                        res_addr=res_addr, param_addr=param_addr, fmt=fmt, direct=direct,
-                       table_addr=table_addr)
+                       table_addr=table_addr, bias=bias)
 
 
 def random_vsoft(cfg, rng):
@@ -286,11 +292,12 @@ def test_random_instructions(name):
                     (Opcode.VSOFT, ErrorCode.SPAD_RANGE), (Opcode.GEMM, ErrorCode.BAD_FIELD)}
     assert seen >= {(Opcode.VNORM, code) for code in (ErrorCode.OK, ErrorCode.BAD_FIELD,
                                                        ErrorCode.SPAD_RANGE)}
-    if cfg.act_format == "int8":
-        assert seen >= {(op, code) for op in (Opcode.PIM_GBUF, Opcode.PIM_READ)
-                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE)}
-        assert seen >= {(op, code) for op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV)
-                        for code in (ErrorCode.OK, ErrorCode.PIM_RANGE)}
+    # the PIM checks alike on INT8 and FP16 configurations
+    assert seen >= {(op, code) for op in (Opcode.PIM_GBUF, Opcode.PIM_READ)
+                    for code in (ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE)}
+    assert seen >= {(op, code) for op in (Opcode.PIM_WRITE, Opcode.PIM_GEMV)
+                    for code in (ErrorCode.OK, ErrorCode.PIM_RANGE)}
+    assert not {(op, ErrorCode.BAD_FIELD) for op in PIM_OPS} & seen
     assert sum(c == ErrorCode.OK for c in codes) > len(codes) // 5
 
 
@@ -441,6 +448,19 @@ def vec_new_edges(cfg):
         (inst(VecFunc.RES, res_addr=cfg.acc_words - r + 1), spad_range),
         (inst(VecFunc.RES, act_addr=0xFFFF), ok),                          # no ACT written
         (inst(VecFunc.REQUANT, direct=1, rows=1, act_addr=cfg.act_words - 1), ok if square else bad_field),
+        # bias: 2 cols VPARAM words (the biases follow the multipliers); not with GLU or ROPE
+        (inst(VecFunc.REQUANT, bias=1), ok),
+        (inst(VecFunc.RES, bias=1, param_addr=cfg.vparam_words - 2 * c), ok),
+        (inst(VecFunc.RES, bias=1, param_addr=cfg.vparam_words - 2 * c + 1), spad_range),
+        (inst(VecFunc.GELU, bias=1, param_addr=cfg.vparam_words - c), spad_range),
+        (inst(VecFunc.GELU, param_addr=cfg.vparam_words - c), ok),
+        (inst(VecFunc.ADD, bias=1, act_addr=8 * c, res_addr=8 * c, param_addr=base - 1), spad_range),
+        (inst(VecFunc.ADD, bias=1, act_addr=8 * c, res_addr=8 * c + 1), bad_field),   # overlap
+        (inst(VecFunc.GLU, fmt=1, bias=1), bad_field),
+        (inst(VecFunc.ROPE_LO, bias=1), bad_field),
+        (inst(VecFunc.GLU, fmt=1, bias=1, param_addr=0xFFFF), bad_field),           # before VPARAM
+        (inst(VecFunc.RES, bias=1, rows=r + 1), bad_field),
+        (inst(VecFunc.SILU, bias=1), bad_field),                                   # fmt 0
     ]
     if fp16:
         cases += [
@@ -546,7 +566,8 @@ def vsoft_edges(cfg):
 
 
 def pim_edges(cfg):
-    """Every PIM check at its edge (FP16 configurations: BAD_FIELD whatever the operands)."""
+    """Every PIM check at its edge (FP16 configurations alike: the lanes of an ACT word are
+    ``rows`` FP16 values there, one buffer byte each)."""
     ok, pim_range, spad_range = ErrorCode.OK, ErrorCode.PIM_RANGE, ErrorCode.SPAD_RANGE
     nch, nb, lanes = cfg.dram_channels, cfg.dram_banks, cfg.pim_lanes
     gbuf, row_bytes, regs, rows = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_res_regs, cfg.rows
@@ -566,14 +587,13 @@ def pim_edges(cfg):
     def act(**kw):
         return Instruction(Opcode.PIM_ACT, **{"chans": 1, "banks": 1, **kw})
 
-    if cfg.act_format != "int8":
-        return [(make(), ErrorCode.BAD_FIELD) for make in (gb, wr, gv, rd, act)]
     words = -(-(nb * 3) // cfg.cols)  # a PIM_READ of 3 registers of every bank
     cases = [
         (gb(ch=nch - 1), ok), (gb(ch=nch - 1, chans=2), pim_range),
         (gb(ch=63, chans=127), pim_range),
         (gb(gaddr=gbuf - 8), ok), (gb(gaddr=gbuf - 7), pim_range),
-        (gb(len=gbuf), ok), (gb(len=gbuf + 1), pim_range),
+        (gb(len=gbuf), ok if cfg.act_words >= gbuf else spad_range),     # gbuf ACT words
+        (gb(len=gbuf, packed=1), ok), (gb(len=gbuf + 1), pim_range),
         (gb(lane=rows - 1), ok), (gb(lane=rows), pim_range), (gb(lane=rows, packed=1), ok),
         (gb(act_addr=cfg.act_words - 8), ok), (gb(act_addr=cfg.act_words - 7), spad_range),
         (gb(act_addr=cfg.act_words - 2, packed=1), ok),

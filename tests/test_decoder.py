@@ -328,7 +328,7 @@ def test_isa_changes_flow_through(formats_in_order, monkeypatch):
                         _replace_operand(store, "spad", allowed=(Spad.ACT, Spad.WGT, Spad.ACC)))
     monkeypatch.setitem(OPCODE_FORMATS, Opcode.LOAD, _replace_operand(load, "stride", minimum=16))
     monkeypatch.setitem(OPCODE_FORMATS, Opcode.GEMM, dataclasses.replace(gemm, unit=Unit.VEC))
-    monkeypatch.setitem(OPCODE_FORMATS, Opcode.VEC, _replace_operand(vec, "table_addr", width=20))  # unused shrinks
+    monkeypatch.setitem(OPCODE_FORMATS, Opcode.VEC, _replace_operand(vec, "bias", width=4, kind="uint"))  # unused shrinks
     monkeypatch.delitem(OPCODE_FORMATS, Opcode.SYNC)
     dut = InstructionDecoder()
     assert dut.o_vec.shape().size == sum(f.width for f in OPCODE_FORMATS[Opcode.VEC].operands)
@@ -337,8 +337,7 @@ def test_isa_changes_flow_through(formats_in_order, monkeypatch):
     words = []
     for w in valid_words(rng, per_format=40):
         words += [w ^ 1 << b for b in range(WORD_BITS)]
-    words += [valid_word(rng, OPCODE_FORMATS[Opcode.VEC],
-                         table_addr=OPCODE_FORMATS[Opcode.VEC].field("table_addr").maximum)]
+    words += [valid_word(rng, OPCODE_FORMATS[Opcode.VEC], bias=OPCODE_FORMATS[Opcode.VEC].field("bias").maximum)]
     words += [rng.getrandbits(WORD_BITS) for _ in range(2000)]
     spad, stride = OPCODE_FORMATS[Opcode.STORE].field("spad"), OPCODE_FORMATS[Opcode.LOAD].field("stride")
     words += [with_field(valid_word(rng, OPCODE_FORMATS[Opcode.STORE]), spad, v) for v in range(16)]

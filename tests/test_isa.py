@@ -58,7 +58,7 @@ TILE_MD = {
              ("acc_addr", 72, 16), ("groups", 88, 12), ("accumulate", 100, 1), ("wsrc", 101, 1)],
     "VEC": [("func", 24, 4), ("acc_addr", 28, 16), ("act_addr", 44, 16), ("res_addr", 60, 16),
             ("param_addr", 76, 16), ("rows", 92, 8), ("fmt", 100, 1), ("direct", 101, 1),
-            ("table_addr", 102, 16)],
+            ("table_addr", 102, 16), ("bias", 118, 1)],
     "VSOFT": [("func", 24, 4), ("acc_addr", 28, 16), ("words", 44, 8), ("count", 52, 16),
               ("kparam", 68, 16), ("vparam", 84, 16), ("act_addr", 100, 16), ("first", 116, 1),
               ("pfmt", 117, 2), ("col", 119, 1), ("lane", 120, 8)],
@@ -128,7 +128,7 @@ def test_field_legal_values():
     assert vnorm.field("func").allowed == tuple(NormFunc)
     flags = {op.mnemonic: [f.name for f in op.operands if f.kind == "flag"] for op in OPCODE_FORMATS.values()}
     assert (flags["GEMM"], flags["VEC"], flags["VSOFT"], flags["VNORM"]) == (
-        ["accumulate", "wsrc"], ["fmt", "direct"], ["first", "col"], ["first", "rms", "fmt", "to_acc"])
+        ["accumulate", "wsrc"], ["fmt", "direct", "bias"], ["first", "col"], ["first", "rms", "fmt", "to_acc"])
     required = {op.mnemonic: [f.name for f in op.operands if f.required] for op in OPCODE_FORMATS.values()}
     assert required == {"NOP": [], "SYNC": [], "HALT": [], "LOAD": ["words", "rows"],
                         "STORE": ["words", "rows"], "GEMM": ["groups"], "VEC": ["rows"],
@@ -175,6 +175,8 @@ def test_pinned_encodings():
                        rows=3, fmt=1, direct=1, table_addr=0xBEEF, signal=UnitMask.DMA)
     assert rope.encode() == (0x30 | 0x1 << 12 | 7 << 24 | 7 << 28 | 8 << 44 | 9 << 60 | 10 << 76
                              | 3 << 92 | 1 << 100 | 1 << 101 | 0xBEEF << 102)
+    biased = Instruction(Opcode.VEC, func="GELU", param_addr=10, rows=3, bias=1)
+    assert biased.encode() == 0x30 | 2 << 24 | 10 << 76 | 3 << 92 | 1 << 118
     vsoft = Instruction(Opcode.VSOFT, func=SoftFunc.NORM, acc_addr=1, words=2, count=3, kparam=4,
                         vparam=5, act_addr=6, first=1, pfmt=ProbFormat.LO, col=1, lane=0xA5)
     assert vsoft.encode() == (0x31 | 2 << 24 | 1 << 28 | 2 << 44 | 3 << 52 | 4 << 68 | 5 << 84
@@ -342,7 +344,7 @@ def test_construct_bad_softmax_and_norm_enums(op, name, bad, allowed, shown):
 
 
 @pytest.mark.parametrize("op, name, value, width", [
-    ("VEC", "fmt", 2, 1), ("VEC", "direct", 2, 1), ("VEC", "table_addr", 65536, 16),
+    ("VEC", "fmt", 2, 1), ("VEC", "direct", 2, 1), ("VEC", "table_addr", 65536, 16), ("VEC", "bias", 2, 1),
     ("GEMM", "wsrc", 2, 1), ("VSOFT", "col", 2, 1), ("VSOFT", "lane", 256, 8),
     ("VNORM", "qshift", 32, 5), ("VNORM", "to_acc", 2, 1), ("VNORM", "rms", -1, 1),
     ("VNORM", "rows", 256, 8)])

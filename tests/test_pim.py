@@ -1,6 +1,8 @@
 """The PIM unit in the golden model (docs/pim.md): what each instruction computes (against plain
-loops written from the contract), hand-derived cycles, dual vs single row-buffer mode, and every
-PIM_RANGE check.
+loops written from the contract), hand-derived cycles, dual vs single row-buffer mode, every
+PIM_RANGE check, and FP16 tiles (``FP16``: ``CFG`` with FP16 activations), whose PIM_GBUF converts
+the FP16 ACT lanes to INT8: the same results and cycles as an INT8 tile on integer data, and the
+conversion's edge cases (rounding half up, saturation, inf/NaN).
 
 Configuration: the ``tiny`` preset with one PIM row buffer per bank unless a test says otherwise
 (``TWO``: tiny's own two): 2 channels x 4 banks (2 bank groups) x 128 rows of 256 bytes, 8-byte
@@ -16,6 +18,7 @@ from mixpim.models.config import preset
 from mixpim.models.executor import run
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask
 from mixpim.models.pim import pim_row_addr
+from mixpim.models.vector import int8_to_fp16_bits
 from mixpim.models.program import Segment
 from mixpim.models.tile_timing import check_instruction, simulate
 from helpers import (pim_act as act_, pim_gbuf as gbuf, pim_gemv as gemv, pim_read as read,
@@ -23,6 +26,7 @@ from helpers import (pim_act as act_, pim_gbuf as gbuf, pim_gemv as gemv, pim_re
 
 TWO = preset("tiny")
 CFG = TWO.replace(pim_row_buffers=1)
+FP16 = CFG.replace(pe="mixpe-w4a16")
 I = Instruction
 HALT = I(Opcode.HALT)
 
@@ -98,17 +102,21 @@ def reference(cfg, act, dram, program):
     return acc, dram
 
 
-@pytest.mark.parametrize("mode", ["dual", "single"])
-def test_pim_instructions_compute_what_the_contract_says(mode):
-    cfg = CFG.replace(pim_mode=mode)
-    rng = np.random.default_rng(1)
+def contract_data(cfg, seed):
+    """Random INT8 ACT words (64, rows) and a DRAM whose row 3 of every bank is random."""
+    rng = np.random.default_rng(seed)
     act = rng.integers(-128, 128, (64, cfg.rows)).astype(np.int8)
     dram = np.zeros(cfg.dram_bytes, np.uint8)
     for c in range(2):
         for b in range(4):
             a = pim_row_addr(cfg, c, b, 3)
             dram[a:a + 256] = rng.integers(0, 256, 256)
-    program = [
+    return act, dram
+
+
+def contract_program():
+    """Every PIM instruction in its variants (gather and packed, dot and bcast, reduce or not)."""
+    return [
         gbuf(ch=0, chans=2, gaddr=0, act_addr=0, len=32, lane=1),            # gather, lanes 1, 2
         gbuf(ch=0, chans=2, gaddr=32, act_addr=40, len=10, packed=1, act_stride=3),
         write(ch=0, chans=2, bank=2, row=3, col=100, gaddr=32, len=10),       # overwrite part of a row
@@ -122,6 +130,13 @@ def test_pim_instructions_compute_what_the_contract_says(mode):
         read(ch=1, chans=1, bank=1, banks=2, res=10, n=2, acc_addr=60),
         HALT,
     ]
+
+
+@pytest.mark.parametrize("mode", ["dual", "single"])
+def test_pim_instructions_compute_what_the_contract_says(mode):
+    cfg = CFG.replace(pim_mode=mode)
+    act, dram = contract_data(cfg, 1)
+    program = contract_program()
     segs = [Segment("ACT", 0, act.tobytes(), cfg.act_word_bytes), Segment("dram", 0, dram.tobytes())]
     r = run(cfg, program, segs)
     assert r.status.error == ErrorCode.OK and not r.races
@@ -262,17 +277,101 @@ def test_modes_give_the_same_outputs_with_different_cycles():
     (act_(row=128), ErrorCode.PIM_RANGE, "PIM_ACT row 128 is beyond the banks' 128 rows"),
 ])
 def test_pim_range_errors(inst, code, message):
-    assert check_instruction(CFG, inst) == (code, message)
-    r = simulate(CFG, [inst, HALT])
-    assert (r.error, r.error_pc, r.message) == (code, 0, message)
+    for cfg in (CFG, FP16):  # the same checks on an FP16 tile (no BAD_FIELD)
+        assert check_instruction(cfg, inst) == (code, message)
+        r = simulate(cfg, [inst, HALT])
+        assert (r.error, r.error_pc, r.message) == (code, 0, message)
 
 
-def test_fp16_configurations_have_no_pim():
-    cfg = CFG.replace(pe="mixpe-w4a16")
-    assert check_instruction(cfg, gemv()) == (
-        ErrorCode.BAD_FIELD, "PIM_GEMV needs INT8 activations; mixpe-w4a16 has FP16 ones")
-    assert check_instruction(cfg, act_()) == (
-        ErrorCode.BAD_FIELD, "PIM_ACT needs INT8 activations; mixpe-w4a16 has FP16 ones")
+# -- FP16 tiles: PIM_GBUF converts the ACT lanes to INT8 -------------------------------------------
+
+def fp16_segments(cfg, act, dram):
+    """``act`` (int8 (words, rows)) as the ACT words of ``cfg``: bytes on an INT8 tile, the FP16
+    bit patterns of the integers (what VEC fmt 0 / VSOFT INT8 write) on an FP16 one."""
+    words = act if cfg.act_format == "int8" else int8_to_fp16_bits(act).astype("<u2")
+    return [Segment("ACT", 0, words.tobytes(), cfg.act_word_bytes), Segment("dram", 0, dram.tobytes())]
+
+
+@pytest.mark.parametrize("mode", ["dual", "single"])
+def test_fp16_tiles_compute_and_time_what_int8_tiles_do(mode):
+    # the contract program on the same integers: every ACC word, every DRAM byte and every
+    # instruction's cycles agree (the timing counts ACT words and buffer bytes, not ACT bytes)
+    int8 = CFG.replace(pim_mode=mode)
+    fp16 = int8.replace(pe="mixpe-w4a16")
+    assert (fp16.act_format, fp16.act_word_bytes, int8.act_word_bytes) == ("fp16", 8, 4)
+    act, dram = contract_data(int8, 2)
+    act[:2] = [[-128, 127, -1, 0], [127, -128, 1, -127]]   # the INT8 ends, gathered and packed
+    program = contract_program()
+    a, b = (run(cfg, program, fp16_segments(cfg, act, dram)) for cfg in (int8, fp16))
+    assert a.status.error == b.status.error == ErrorCode.OK and not a.races and not b.races
+    assert np.array_equal(a.spads["ACC"], b.spads["ACC"]) and (a.spads["ACC"] < 0).any()
+    assert np.array_equal(a.dram, b.dram)
+    assert {(s.base, s.data) for s in a.outputs} == {(s.base, s.data) for s in b.outputs}
+    assert a.status.cycles == b.status.cycles
+    assert np.array_equal(a.timing.start, b.timing.start) and np.array_equal(a.timing.end, b.timing.end)
+    # the contract's plain loops on the integers give the FP16 tile's results too
+    want, want_dram = reference(int8, act, dram, program[:-1])
+    for w, vals in want.items():
+        assert b.spads["ACC"][w].tolist() == vals, w
+    assert np.array_equal(b.dram, want_dram)
+
+
+def _h(x):
+    return int(np.float16(x).view(np.uint16))
+
+
+#: FP16 lanes (bit patterns) and the INT8 value PIM_GBUF makes of each: the integer nearest, half
+#: up; saturated to -128..127; inf and NaN (any sign or payload) 0; subnormals 0
+FP16_EDGES = [
+    (_h(0.0), 0), (0x8000, 0), (_h(1.0), 1), (_h(-1.0), -1), (_h(127.0), 127), (_h(-128.0), -128),
+    (_h(0.5), 1), (_h(-0.5), 0), (_h(2.5), 3), (_h(-2.5), -2), (_h(126.5), 127), (_h(-126.5), -126),
+    (0x37FF, 0), (0xB801, -1),                                 # just below 0.5, beyond -0.5
+    (_h(1.25), 1), (_h(-1.75), -2), (_h(3.75), 4),
+    (_h(127.5), 127), (_h(128.0), 127), (_h(-128.5), -128), (_h(-129.0), -128), (_h(300.0), 127),
+    (_h(-1000.0), -128), (0x7BFF, 127), (0xFBFF, -128),                        # +-65504
+    (0x7C00, 0), (0xFC00, 0), (0x7E00, 0), (0xFE00, 0), (0x7C01, 0), (0xFFFF, 0),  # inf, NaN
+    (0x0001, 0), (0x83FF, 0), (_h(6.1e-5), 0), (_h(-6.1e-5), 0),                   # tiny
+    (_h(100.0), 100), (_h(-37.0), -37), (_h(-0.25), 0), (_h(64.5), 65), (_h(-64.5), -64),
+]
+
+
+def test_fp16_gbuf_conversion_edge_cases():
+    cfg = FP16
+    rows = cfg.rows
+    n = len(FP16_EDGES)                          # 40 lanes: 10 ACT words
+    assert n % rows == 0
+    bits = np.array([b for b, _ in FP16_EDGES], np.uint16).reshape(-1, rows)
+    want = np.array([v for _, v in FP16_EDGES], np.int64)
+    words = n // rows
+    dram = np.zeros(cfg.dram_bytes, np.uint8)
+    ones = pim_row_addr(cfg, 0, 0, 7)
+    dram[ones:ones + 256] = 1                    # row 7 of bank 0, channel 0: all ones
+    prog = [
+        gbuf(ch=0, chans=1, gaddr=0, act_addr=0, len=n, packed=1),             # lane order
+        write(ch=0, chans=1, bank=1, row=2, col=0, gaddr=0, len=n),
+        gbuf(ch=0, chans=2, gaddr=64, act_addr=0, len=words, lane=1),          # lanes 1 and 2
+        write(ch=0, chans=2, bank=2, row=2, col=0, gaddr=64, len=words),
+        gemv(ch=0, chans=1, bank=0, banks=1, row=7, col=0, gaddr=0, len=n, n=1, res=0),
+        read(ch=0, chans=1, bank=0, banks=1, res=0, n=1, acc_addr=5),
+        HALT]
+    segs = [Segment("ACT", 0, bits.astype("<u2").tobytes(), cfg.act_word_bytes),
+            Segment("dram", 0, dram.tobytes())]
+    r = run(cfg, prog, segs)
+    assert r.status.error == ErrorCode.OK and not r.races
+
+    def row_bytes(ch, bank, length):
+        a = pim_row_addr(cfg, ch, bank, 2)
+        return r.dram[a:a + length].view(np.int8).tolist()
+
+    assert row_bytes(0, 1, n) == want.tolist()
+    lanes = want.reshape(-1, rows)
+    assert row_bytes(0, 2, words) == lanes[:, 1].tolist()
+    assert row_bytes(1, 2, words) == lanes[:, 2].tolist()
+    assert r.spads["ACC"][5].tolist() == [int(want.sum()), 0, 0, 0]
+    # an INT8 tile holding the converted values computes the same
+    i8 = run(CFG, prog, [Segment("ACT", 0, want.astype(np.int8).tobytes(), CFG.act_word_bytes),
+                         Segment("dram", 0, dram.tobytes())])
+    assert np.array_equal(i8.dram, r.dram) and np.array_equal(i8.spads["ACC"], r.spads["ACC"])
 
 
 # -- two PIM row buffers per bank and PIM_ACT ------------------------------------------------------

@@ -29,7 +29,7 @@ HALT
 CANONICAL = """\
 LOAD   spad=ACT spad_addr=0 dram_addr=0x1000 words=64 rows=1 stride=0x0 wait=- signal=GEMM
 GEMM   act_addr=0 wgt_addr=0 meta_addr=0 acc_addr=0 groups=2 accumulate=0 wsrc=0 wait=DMA signal=DMA|VEC
-VEC    func=GELU acc_addr=0 act_addr=64 res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 wait=GEMM signal=-
+VEC    func=GELU acc_addr=0 act_addr=64 res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 bias=0 wait=GEMM signal=-
 HALT
 """
 
@@ -92,7 +92,7 @@ def test_fields_in_any_order_and_case():
     a = assemble("vec ROWS=2 Func=relu signal=dma|Gemm")
     assert a == [Instruction(Opcode.VEC, func=VecFunc.RELU, rows=2, signal=3)]
     assert disassemble(a) == ("VEC    func=RELU acc_addr=0 act_addr=0 res_addr=0 param_addr=0 rows=2 "
-                              "fmt=0 direct=0 table_addr=0 wait=- signal=DMA|GEMM\n")
+                              "fmt=0 direct=0 table_addr=0 bias=0 wait=- signal=DMA|GEMM\n")
 
 
 def test_assemble_the_whole_model_instructions():
@@ -100,7 +100,7 @@ def test_assemble_the_whole_model_instructions():
 load spad=acc SPAD_ADDR=3 words=2 rows=1 dram_addr=0x30
 gemm groups=1 wsrc=1 wgt_addr=64 accumulate=1
 vec func=rope_lo rows=4 fmt=1 table_addr=0x80 res_addr=8
-vec func=res rows=2 res_addr=4
+vec func=res rows=2 res_addr=4 bias=1
 vsoft func=norm words=2 count=5 pfmt=fp16 col=1 lane=3 first=1
 vnorm func=sq rows=4 qshift=7 rms=1 first=1 signal=gemm
 vnorm func=NORM rows=4 to_acc=1 act_addr=9 nparam=70
@@ -110,7 +110,7 @@ vnorm func=NORM rows=4 to_acc=1 act_addr=9 nparam=70
         Instruction(Opcode.LOAD, spad=Spad.ACC, spad_addr=3, dram_addr=0x30, words=2, rows=1),
         Instruction(Opcode.GEMM, wgt_addr=64, groups=1, accumulate=1, wsrc=1),
         Instruction(Opcode.VEC, func=VecFunc.ROPE_LO, res_addr=8, rows=4, fmt=1, table_addr=0x80),
-        Instruction(Opcode.VEC, func=VecFunc.RES, res_addr=4, rows=2),
+        Instruction(Opcode.VEC, func=VecFunc.RES, res_addr=4, rows=2, bias=1),
         Instruction(Opcode.VSOFT, func=SoftFunc.NORM, words=2, count=5, first=1, pfmt=ProbFormat.FP16,
                     col=1, lane=3),
         Instruction(Opcode.VNORM, func=NormFunc.SQ, rows=4, qshift=7, first=1, rms=1, signal=UnitMask.GEMM),
@@ -120,9 +120,9 @@ vnorm func=NORM rows=4 to_acc=1 act_addr=9 nparam=70
         "LOAD   spad=ACC spad_addr=3 dram_addr=0x30 words=2 rows=1 stride=0x0 wait=- signal=-",
         "GEMM   act_addr=0 wgt_addr=64 meta_addr=0 acc_addr=0 groups=1 accumulate=1 wsrc=1 wait=- signal=-",
         "VEC    func=ROPE_LO acc_addr=0 act_addr=0 res_addr=8 param_addr=0 rows=4 fmt=1 direct=0 "
-        "table_addr=128 wait=- signal=-",
+        "table_addr=128 bias=0 wait=- signal=-",
         "VEC    func=RES acc_addr=0 act_addr=0 res_addr=4 param_addr=0 rows=2 fmt=0 direct=0 table_addr=0 "
-        "wait=- signal=-",
+        "bias=1 wait=- signal=-",
         "VSOFT  func=NORM acc_addr=0 words=2 count=5 kparam=0 vparam=0 act_addr=0 first=1 pfmt=FP16 col=1 "
         "lane=3 wait=- signal=-",
         "VNORM  func=SQ acc_addr=0 act_addr=0 param_addr=0 nparam=0 rows=4 qshift=7 first=1 rms=1 fmt=0 "
@@ -515,7 +515,7 @@ def test_listing():
         "      1  00000000020000000000000000005120  GEMM   act_addr=0 wgt_addr=0 meta_addr=0 "
         "acc_addr=0 groups=2 accumulate=0 wsrc=0 wait=DMA signal=DMA|VEC\n"
         "      2  00000000400000000004000002000230  VEC    func=GELU acc_addr=0 act_addr=64 "
-        "res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 wait=GEMM signal=-\n"
+        "res_addr=0 param_addr=0 rows=4 fmt=0 direct=0 table_addr=0 bias=0 wait=GEMM signal=-\n"
         "      3  00000000000000000000000000000002  HALT  # done\n")
     one = listing(Program(preset("tiny"), [Instruction(Opcode.HALT)]))
     assert one.startswith("# mixpim program (format version 1): 1 instruction, 0 segments\n")

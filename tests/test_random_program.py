@@ -111,7 +111,6 @@ BAD_FIELD_MESSAGES = {
     "vec_rows": r"VEC rows \(\d+\) exceeds the array's rows",
     "add_overlap": r"VEC ADD output words .* overlap residual words",
     "vsoft_count": r"VSOFT (words \(\d+\) exceeds the array's rows|count \(\d+\) exceeds words)",
-    "pim_fp16": r"PIM_\w+ needs INT8 activations",
     "vec_fmt": r"VEC fmt 1 \(FP16 values\) needs FP16 activations",
     "gate_fmt": r"VEC (SILU|GLU) writes FP16 values: fmt must be 1",
     "rope_int8": r"VEC ROPE_(LO|HI) \(int16 cosine lanes\) needs FP16 activations",
@@ -124,7 +123,8 @@ BAD_FIELD_MESSAGES = {
     "vnorm_to_acc": r"VNORM to_acc writes ACC: fmt must be 0",
     "wsrc_meta": r"GEMM wsrc reads no META: meta_addr must be 0",
     "wsrc_config": r"GEMM wsrc (needs rows >= cols|splits INT8 weights into 4-bit codes)",
-    "rope_overlap": r"VEC ROPE_(LO|HI) output words .* overlap its table words"}
+    "rope_overlap": r"VEC ROPE_(LO|HI) output words .* overlap its table words",
+    "vec_bias_pair": r"VEC (GLU|ROPE_LO|ROPE_HI) cannot add a bias: .* partner's multipliers"}
 #: Configurations that together express every BAD_FIELD kind: INT8, FP16, rows < cols (no direct
 #: rows, no wsrc) and 2-bit weights (no wsrc).
 BAD_FIELD_CONFIGS = {"tiny": TINY, "fp16": FP16,
@@ -152,10 +152,10 @@ def test_bad_field_kinds_cover_the_table():
     kinds = {name: bad_field_kinds(cfg) for name, cfg in BAD_FIELD_CONFIGS.items()}
     assert set().union(*kinds.values()) == set(BAD_FIELD_KINDS) == set(BAD_FIELD_MESSAGES)
     assert {"vec_fmt", "rope_int8", "pfmt_fp16", "vnorm_fmt", "wsrc_meta"} <= kinds["tiny"]
-    assert {"vnorm_to_acc", "rope_overlap", "pim_fp16"} <= kinds["fp16"] - kinds["tiny"]
+    assert {"vnorm_to_acc", "rope_overlap", "vec_bias_pair"} <= kinds["fp16"] - kinds["tiny"]
     assert {"direct_shape", "wsrc_config"} <= kinds["2x3"] and "wsrc_config" in kinds["wbits2"]
     with pytest.raises(ValueError, match="designed error"):
-        random_program(FP16, 0, error_rate=1.0, errors=[ErrorCode.PIM_RANGE])
+        random_program(FP16, 0, error_rate=1.0, errors=[ErrorCode.ARRAY_STREAM])
 
 
 #: What the golden model's message says for each designed PIM_RANGE kind.
@@ -168,7 +168,7 @@ PIM_RANGE_MESSAGES = {
     "gaddr_align": r"gaddr \d+ is not a multiple of pim_lanes"}
 
 
-@pytest.mark.parametrize("cfg", [TINY, SINGLE], ids=["dual", "single"])
+@pytest.mark.parametrize("cfg", [TINY, SINGLE, FP16], ids=["dual", "single", "fp16"])
 def test_every_pim_error_kind_occurs(cfg):
     # short error programs, so that many are cheap: every PIM_RANGE kind with the golden model's
     # message for it, the PIM SPAD_RANGE errors, and DEADLOCK / TOKEN_OVERFLOW around the PIM unit
@@ -185,7 +185,7 @@ def test_every_pim_error_kind_occurs(cfg):
     assert {v.split(":")[1] for v in seen if v.startswith("PIM_RANGE:")} == set(PIM_RANGE_KINDS)
     assert seen["SPAD_RANGE:PIM_GBUF:ACT"] and seen["SPAD_RANGE:PIM_READ:ACC"], seen
     assert seen["TOKEN_OVERFLOW:PIM->DMA"] and seen["TOKEN_OVERFLOW:DMA->PIM"], seen
-    assert seen["DEADLOCK:pim"] and not seen["BAD_FIELD:pim_fp16"]
+    assert seen["DEADLOCK:pim"]
 
 
 PIM_FEATURES = ("GBUF gather", "GBUF packed", "GBUF chans>1", "GBUF act_stride 0",
@@ -242,14 +242,21 @@ def test_the_mix_covers_the_isa(tiny_runs):
 def test_every_vector_form_is_drawn(runs, cfg, request):
     # valid programs hold every VEC function, format and mode, every VSOFT pass, probability
     # format and by-column form, every VNORM pass and output, GEMM wsrc and LOADs into ACC that
-    # the configuration has (sim/random_vec.py)
-    forms = Counter()
+    # the configuration has (sim/random_vec.py); a bias on every function but GLU and ROPE (on
+    # FP16 configurations with fmt 1 or RES)
+    forms, biased = Counter(), Counter()
     for rp, _ in request.getfixturevalue(runs):
         if rp.expected_error == ErrorCode.OK:
             for i in rp.instructions:
                 forms.update(vec_features(i))
+                if i.op == Opcode.VEC:
+                    biased[i.func, i.bias] += 1
     assert set(forms) == vec_feature_set(cfg), set(forms) ^ vec_feature_set(cfg)
     assert min(forms.values()) >= 5, forms
+    pair = {VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI}
+    funcs = {f for f, _ in biased} - pair
+    assert {f for f, b in biased if b} == funcs and not any(biased[f, 1] for f in pair), biased
+    assert all(biased[f, 1] >= 5 for f in funcs), biased
     assert "VEC SILU" in vec_feature_set(FP16) - vec_feature_set(TINY)
 
 
@@ -281,9 +288,12 @@ def test_softmax_rows_and_norms_go_on(runs, request):
                 go_on[i.op, "all"] += 1
                 go_on[i.op, "same"] += same and p.func == i.func
             prev[i.op] = i
+    # FP16 configurations also draw PIM (a fifth of the draws), which interleaves more other work:
+    # their ratios sit near 0.6 (0.59 on some seed windows), INT8's well above
+    least = 0.5 if runs == "fp16_runs" else 0.6
     for op in (Opcode.VSOFT, Opcode.VNORM):
-        assert go_on[op, "all"] >= 30 and go_on[op, "same"] > 0.6 * go_on[op, "all"], go_on
-        assert follow[op, "all"] >= 30 and follow[op, "after"] > 0.6 * follow[op, "all"], follow
+        assert go_on[op, "all"] >= 30 and go_on[op, "same"] > least * go_on[op, "all"], go_on
+        assert follow[op, "all"] >= 30 and follow[op, "after"] > least * follow[op, "all"], follow
 
 
 def vector_outputs(rp):
@@ -345,9 +355,15 @@ def test_vector_unit_results_are_not_degenerate(runs, request):
             for k, v in vector_outputs(rp).items():
                 got.setdefault(k, []).extend(v)
     x = np.abs(np.concatenate(got["norm in"]))
-    assert np.mean(x >= 2 ** 31) < 0.3 and np.mean(x == 0) < 0.3, (np.mean(x >= 2 ** 31), np.mean(x == 0))
+    # FP16 configurations draw PIM instructions too (a fifth of the draws), so fewer LOADs fill
+    # ACC with values VNORM takes (below 2**31; PIM_READ results are filed in the FP16 "small"
+    # class, 2**32, which it avoids) and more norms read ACC words nothing wrote: about 0.3 of
+    # their inputs are 0 (INT8: 0.2), and up to a third of their INT8 outputs
+    zeros = 0.4 if runs == "fp16_runs" else 0.3
+    assert np.mean(x >= 2 ** 31) < 0.3 and np.mean(x == 0) < zeros, (np.mean(x >= 2 ** 31), np.mean(x == 0))
     y = np.abs(np.concatenate(got["norm int8"]))
-    assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 127) < 0.45, \
+    saturated = 0.55 if runs == "fp16_runs" else 0.45  # FP16: 0.50 on some seed windows
+    assert len(y) > 100 and np.mean(y == 0) < zeros and np.mean(y >= 127) < saturated, \
         (np.mean(y == 0), np.mean(y >= 127))
     y = np.abs(np.concatenate(got["norm acc"]))
     assert len(y) > 100 and np.mean(y == 0) < 0.3 and np.mean(y >= 2 ** 31 - 1) < 0.3
@@ -361,9 +377,9 @@ def test_vector_unit_results_are_not_degenerate(runs, request):
     assert sum(mid[f, "mid"] for f in formats) > 0.35 * len(got["soft"]), mid
     if runs == "fp16_runs":
         assert {f for f, _ in got["soft"]} == set(ProbFormat)
-        for key in ("norm fixed", "vec fp16"):
+        for key in ("norm fixed", "vec fp16"):  # (fewer since PIM takes its share of the draws)
             y = np.concatenate([a.ravel() for a in got[key]])
-            assert len(y) > 300 and np.isfinite(y).all() and np.mean(y == 0) < 0.6, (key, np.mean(y == 0))
+            assert len(y) > 250 and np.isfinite(y).all() and np.mean(y == 0) < 0.6, (key, np.mean(y == 0))
 
 
 def act_writes(cfg, inst):
@@ -512,23 +528,28 @@ def test_pim_modes_give_the_same_outputs(tiny_runs):
     assert count["dual banks"] > 0.2 * count["valid"] and count["slower"] > 0.2 * count["valid"], count
 
 
-def test_fp16_configurations_draw_no_pim(request):
-    # FP16 activations: every PIM instruction is BAD_FIELD at dispatch, so valid programs hold
-    # none, PIM_RANGE is never designed, and a legal PIM instruction is one BAD_FIELD kind
+def test_fp16_configurations_draw_pim(request):
+    # FP16 activations: PIM_GBUF converts the ACT lanes to INT8, so valid programs hold PIM
+    # instructions (every one), PIM_RANGE is designed, no PIM instruction is BAD_FIELD, and the
+    # GEMVs compute on converted data (not all zero)
     cfg = FP16
-    assert pim_capable(TINY) and not pim_capable(cfg)
-    for rp, _ in request.getfixturevalue("fp16_runs"):
-        assert rp.expected_error != ErrorCode.PIM_RANGE
-        assert not has_pim(rp) or rp.variant == "BAD_FIELD:pim_fp16", rp.seed
-    assert ErrorCode.PIM_RANGE not in {rp.expected_error for rp in random_programs(cfg, range(3000, 3100),
-                                                                                 error_rate=1.0, length=8)}
-    seen = Counter()
-    for rp in random_programs(cfg, range(3000, 3100), error_rate=1.0, length=8, errors=[ErrorCode.BAD_FIELD]):
-        seen[rp.variant] += 1
-        if rp.variant == "BAD_FIELD:pim_fp16":
-            assert rp.instructions[rp.expected_pc].op in PIM_OPS
-            assert "needs INT8 activations" in rp.run().timing.message
-    assert seen["BAD_FIELD:pim_fp16"] >= 3, seen
+    assert pim_capable(TINY) and pim_capable(cfg)
+    runs = request.getfixturevalue("fp16_runs")
+    ops = Counter()
+    for rp, _ in runs:
+        if rp.expected_error == ErrorCode.OK:
+            ops.update(i.op for i in rp.instructions if i.op in PIM_OPS)
+    assert set(ops) == set(PIM_OPS) and min(ops.values()) > 50, ops
+    valid = [rp for rp, _ in runs if rp.expected_error == ErrorCode.OK and has_pim(rp)]
+    assert len(valid) > 0.5 * FP16_SEEDS
+    gemv = []
+    for rp in valid[:60]:
+        gemv += pim_results(rp)[0]
+    assert len(gemv) > 50 and np.mean([x.any() for x in gemv]) > 0.5
+    seen = Counter(rp.variant for rp in random_programs(cfg, range(3000, 3100), error_rate=1.0,
+                                                          length=8))
+    assert any(v.startswith("PIM_RANGE:") for v in seen), seen
+    assert not seen["BAD_FIELD:pim_fp16"]
 
 
 CONFIGS = {

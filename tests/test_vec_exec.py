@@ -1,5 +1,5 @@
 """The whole-model instructions through the golden executor (models/vec_exec.py, models/executor.py):
-every new VEC function, format and write mode, VNORM (LayerNorm, RMSNorm), VSOFT by column and its
+every new VEC function, format and write mode, the per-column bias, VNORM (LayerNorm, RMSNorm), VSOFT by column and its
 probability formats, GEMM with INT8 weights from ACT (``wsrc``) and LOAD into ACC; each against
 plain Python-integer loops written from the contract (docs/tile.md, docs/isa.md, the module docs of
 models/vec_fixed.py and models/norm.py) and loosely against the float function it approximates;
@@ -141,7 +141,7 @@ def test_gate_roms_are_the_documented_tables():
 
 # -- VEC: every function, format and write mode -------------------------------------------------
 
-def vec_legal(cfg, func, fmt, direct):
+def vec_legal(cfg, func, fmt, direct, bias=0):
     """The legal VEC forms of docs/tile.md (the 4x4 tiles have rows >= cols)."""
     fp16 = cfg.act_format == "fp16"
     if fmt and not fp16:
@@ -152,6 +152,8 @@ def vec_legal(cfg, func, fmt, direct):
         return False
     if func == VecFunc.RES and (fmt or direct):
         return False
+    if bias and func in PAIR:  # their second parameter word per column is the partner's multiplier
+        return False
     return not (direct and func == VecFunc.ADD)
 
 
@@ -159,16 +161,23 @@ FORMS = [(cfg, func, fmt, direct) for cfg in (CFG, F16) for func in VecFunc for 
          for direct in (0, 1) if vec_legal(cfg, func, fmt, direct)]
 
 
+#: FORMS with and without ``bias`` (every function but GLU and ROPE takes one).
+BIAS_FORMS = [f + (bias,) for f in FORMS for bias in (0, 1) if vec_legal(*f, bias=bias)]
+
+
 def test_the_legal_forms():
     # INT8 tiles: REQUANT, RELU, GELU (fmt 0, both write modes), ADD (transposed), RES: 8 forms;
-    # FP16 tiles: those plus fmt 1 of each (7), SILU and GLU (fmt 1: 4), ROPE (fmt 0/1, both: 8)
+    # FP16 tiles: those plus fmt 1 of each (7), SILU and GLU (fmt 1: 4), ROPE (fmt 0/1, both: 8);
+    # bias on all but GLU (2) and ROPE (8)
     assert sum(1 for f in FORMS if f[0] is CFG) == 8
     assert sum(1 for f in FORMS if f[0] is F16) == 8 + 7 + 4 + 8
+    assert sum(1 for f in BIAS_FORMS if f[0] is CFG and f[-1]) == 8
+    assert sum(1 for f in BIAS_FORMS if f[0] is F16 and f[-1]) == 27 - 10
 
 
 # ACC words: the tile at 2.., the partner / residual rows at 10..; ACT: outputs at 20.., the ADD
 # residual at 40.., the RoPE table at 60..; VPARAM: column multipliers at BASE, the partner's at
-# BASE + cols.
+# BASE + cols; the column multipliers again at BASE + 2 cols, the biases at BASE + 3 cols.
 ACC_A, ACC_B, ACT_OUT, ACT_RES, ACT_TAB = 2, 10, 20, 40, 60
 SENTINEL = 0x5A
 
@@ -181,6 +190,7 @@ def vec_operands(cfg, seed):
         b = rng.integers(-(1 << 20), 1 << 20, size=(r, c))
         mult, shift = np.array([1000, -2000, 3, 32767]), np.array([14, 16, 0, 30])
         pmult, pshift = np.array([7, 1, -300, 4096]), np.array([4, 0, 12, 22])
+        beta = np.array([-(1 << 31), 37, -90, 100])  # -2**31 saturates column 0
         resid = rng.integers(-128, 128, size=(c, r))  # (columns, lanes)
     else:
         # accumulators in 2**-24 units of values up to +-9; multipliers ~2**-8 map them to the
@@ -190,6 +200,8 @@ def vec_operands(cfg, seed):
         a[0, 0], b[1, 1] = 1 << 50, -(1 << 50)  # v1 saturates at int32
         mult, shift = np.array([1, 3, -16384, 1]), np.array([8, 9, 24, 8])
         pmult, pshift = np.array([1, 1, 5, -1]), np.array([8, 8, 10, 8])
+        # 2**-16 units: v + bias beyond int32 (column 0 holds the saturated a[0, 0]), -5, ~0.19
+        beta = np.array([(1 << 31) - 1, -(5 << 16), 12345, -(1 << 31)])
         res_f = rng.uniform(-40, 40, size=(c, r)).astype(np.float16)
         res_f.reshape(-1)[:6] = [np.inf, np.nan, 2.0 ** -17, -2.0 ** -17, 2.5, 1000]
         resid = res_f.view(np.uint16).astype(np.int64)
@@ -198,7 +210,7 @@ def vec_operands(cfg, seed):
     cos, sin = rope_table(pos, 10000.0 ** (-np.arange(c) / c))  # (tokens, columns) int16
     table = np.zeros((2 * c, r), np.int64)
     table[0::2], table[1::2] = cos.T, sin.T  # word 2j: column j's cosines, 2j + 1 its sines
-    return dict(a=a, b=b, mult=mult, shift=shift, pmult=pmult, pshift=pshift, tmult=tmult,
+    return dict(a=a, b=b, mult=mult, shift=shift, pmult=pmult, pshift=pshift, beta=beta, tmult=tmult,
                 tshift=tshift, resid=resid, table=table & 0xFFFF if cfg.act_format == "fp16" else table,
                 lut=gelu_lut(0.05, 0.05))
 
@@ -208,7 +220,8 @@ def vec_segments(cfg, o):
     segs = [Segment("ACC", ACC_A, pack_acc(cfg, o["a"]), cfg.acc_word_bytes),
             Segment("ACC", ACC_B, pack_acc(cfg, o["b"]), cfg.acc_word_bytes),
             Segment("VPARAM", 0, vparam_header(cfg, lut=o["lut"], tmult=o["tmult"], tshift=o["tshift"])
-                    + pack_vparam(o["mult"], o["shift"]) + pack_vparam(o["pmult"], o["pshift"]), 4)]
+                    + pack_vparam(o["mult"], o["shift"]) + pack_vparam(o["pmult"], o["pshift"])
+                    + pack_vparam(o["mult"], o["shift"]) + o["beta"].astype("<i4").tobytes(), 4)]
     act = bytearray(sentinel)
     wb = cfg.act_word_bytes
     act[ACT_RES * wb:(ACT_RES + cfg.cols) * wb] = act_words(cfg, o["resid"])
@@ -218,15 +231,16 @@ def vec_segments(cfg, o):
     return segs
 
 
-def vec_reference(cfg, func, fmt, rows, o):
+def vec_reference(cfg, func, fmt, rows, o, bias=0):
     """The output lanes y[i][j] (tokens x columns) of a VEC: int8 values or 16-bit patterns;
-    for RES the new ACC rows."""
+    for RES the new ACC rows. ``bias``: v + beta[j] before the function."""
     fp16 = cfg.act_format == "fp16"
     out = []
     for i in range(rows):
         row = []
         for j in range(cfg.cols):
             v = value(o["a"][i, j], o["mult"][j], o["shift"][j], o["tmult"][i], o["tshift"][i])
+            v += int(o["beta"][j]) if bias else 0
             vb = value(o["b"][i, j], o["pmult"][j], o["pshift"][j], o["tmult"][i], o["tshift"][i])
             res_lane = int(o["resid"][j, i])
             if func == VecFunc.RES:
@@ -266,15 +280,18 @@ def vec_reference(cfg, func, fmt, rows, o):
 
 
 @pytest.mark.parametrize("rows", [4, 3])
-@pytest.mark.parametrize("cfg, func, fmt, direct", FORMS,
-                         ids=[f"{'a8' if f[0] is CFG else 'a16'}-{f[1].name}-fmt{f[2]}-direct{f[3]}" for f in FORMS])
-def test_vec_form_equals_the_contract(cfg, func, fmt, direct, rows):
+@pytest.mark.parametrize("cfg, func, fmt, direct, bias", BIAS_FORMS,
+                         ids=[f"{'a8' if f[0] is CFG else 'a16'}-{f[1].name}-fmt{f[2]}-direct{f[3]}"
+                              + ("-bias" if f[4] else "") for f in BIAS_FORMS])
+def test_vec_form_equals_the_contract(cfg, func, fmt, direct, bias, rows):
+    # bias: the column multipliers again at BASE + 2 cols, then the int32 biases
     o = vec_operands(cfg, seed=int(func) + 10 * fmt)
     inst = Instruction(Opcode.VEC, func=func, acc_addr=ACC_A, act_addr=ACT_OUT,
-                       res_addr=ACC_B if func in PAIR + (VecFunc.RES,) else ACT_RES, param_addr=BASE,
-                       rows=rows, fmt=fmt, direct=direct, table_addr=ACT_TAB)
+                       res_addr=ACC_B if func in PAIR + (VecFunc.RES,) else ACT_RES,
+                       param_addr=BASE + 2 * cfg.cols if bias else BASE,
+                       rows=rows, fmt=fmt, direct=direct, table_addr=ACT_TAB, bias=bias)
     res = run_ok(cfg, [inst], vec_segments(cfg, o))
-    want = vec_reference(cfg, func, fmt, rows, o)
+    want = vec_reference(cfg, func, fmt, rows, o, bias)
     act = lanes(cfg, res.spads["ACT"])
     untouched = np.full(cfg.act_word_bytes, SENTINEL, np.uint8)
     if func == VecFunc.RES:
@@ -947,6 +964,22 @@ FAULTS = [
      "VEC ADD cannot write direct (its residual is read by column)"),
     (WIDE, vec(rows=2, direct=1, param_addr=WIDE.vparam_param_base), ErrorCode.BAD_FIELD,
      "VEC direct needs rows >= cols (an ACC row fills one ACT word), not 2x4"),
+    # bias: not with a partner (its second parameter word per column is the partner's multiplier);
+    # after the format checks, before direct
+    (F16, vec(func=VecFunc.GLU, fmt=1, bias=1), ErrorCode.BAD_FIELD,
+     "VEC GLU cannot add a bias: VPARAM words param_addr + cols .. hold its partner's multipliers"),
+    (F16, vec(func=VecFunc.ROPE_LO, bias=1), ErrorCode.BAD_FIELD,
+     "VEC ROPE_LO cannot add a bias: VPARAM words param_addr + cols .. hold its partner's multipliers"),
+    (F16, vec(func=VecFunc.ROPE_HI, fmt=1, direct=1, bias=1), ErrorCode.BAD_FIELD,
+     "VEC ROPE_HI cannot add a bias: VPARAM words param_addr + cols .. hold its partner's multipliers"),
+    (F16, vec(func=VecFunc.GLU, bias=1), ErrorCode.BAD_FIELD, "VEC GLU writes FP16 values: fmt must be 1"),
+    (CFG, vec(func=VecFunc.ROPE_LO, bias=1), ErrorCode.BAD_FIELD,
+     f"VEC ROPE_LO (int16 cosine lanes) needs FP16 activations; {A8} has INT8 ones"),
+    (F16.replace(rows=2), vec(rows=2, direct=1, bias=1, func=VecFunc.GLU, fmt=1, param_addr=BASE - 2),
+     ErrorCode.BAD_FIELD,  # a 2x4 array: no direct either
+     "VEC GLU cannot add a bias: VPARAM words param_addr + cols .. hold its partner's multipliers"),
+    (F16, vec(func=VecFunc.SILU, fmt=1, bias=1, direct=1), None, None),
+    (CFG, vec(func=VecFunc.RES, bias=1), None, None),
     # VEC footprints, in order: ACC, ACT (rows words direct) or residual ACC (RES), partner ACC,
     # VPARAM (2 cols for GLU, ROPE), RoPE table (2 cols ACT words)
     (CFG, vec(act_addr=253), ErrorCode.SPAD_RANGE, "VEC ACT words 253..256 leave the scratchpad (256 words)"),
@@ -961,6 +994,11 @@ FAULTS = [
     (F16, vec(func=VecFunc.GLU, fmt=1, param_addr=121), ErrorCode.SPAD_RANGE,
      "VEC VPARAM words 121..128 leave the column-parameter region 68..127"),
     (F16, vec(func=VecFunc.SILU, fmt=1, param_addr=121), None, None),  # one word per column
+    (F16, vec(func=VecFunc.SILU, fmt=1, param_addr=121, bias=1), ErrorCode.SPAD_RANGE,
+     "VEC VPARAM words 121..128 leave the column-parameter region 68..127"),  # and its bias
+    (CFG, vec(func=VecFunc.ADD, res_addr=40, param_addr=120, bias=1), None, None),
+    (CFG, vec(func=VecFunc.RES, param_addr=BASE - 1, bias=1), ErrorCode.SPAD_RANGE,
+     "VEC VPARAM words 67..74 leave the column-parameter region 68..127"),
     (F16, vec(func=VecFunc.ROPE_LO, fmt=1, table_addr=249), ErrorCode.SPAD_RANGE,
      "VEC RoPE table ACT words 249..256 leave the scratchpad (256 words)"),
     (F16, vec(func=VecFunc.ROPE_HI, table_addr=248), None, None),
@@ -1046,15 +1084,16 @@ def test_dispatch_faults(cfg, inst, code, message):
 
 
 def test_every_illegal_vec_form_faults():
-    # the complement of FORMS: every (func, fmt, direct) the contract forbids is BAD_FIELD
+    # the complement of BIAS_FORMS: every (func, fmt, direct, bias) the contract forbids is BAD_FIELD
     for cfg in (CFG, F16):
         for func in VecFunc:
-            for fmt in (0, 1):
-                for direct in (0, 1):
-                    inst = vec(func=func, fmt=fmt, direct=direct, res_addr=40 if func == VecFunc.ADD else 0)
-                    code = status(cfg, inst)[0]
-                    assert (code == ErrorCode.OK) == vec_legal(cfg, func, fmt, direct), (cfg.pe, func, fmt, direct)
-                    assert code in (ErrorCode.OK, ErrorCode.BAD_FIELD)
+            for fmt, direct, bias in np.ndindex(2, 2, 2):
+                inst = vec(func=func, fmt=fmt, direct=direct, bias=bias,
+                           res_addr=40 if func == VecFunc.ADD else 0)
+                code = status(cfg, inst)[0]
+                legal = vec_legal(cfg, func, fmt, direct, bias)
+                assert (code == ErrorCode.OK) == legal, (cfg.pe, func, fmt, direct, bias)
+                assert code in (ErrorCode.OK, ErrorCode.BAD_FIELD)
 
 
 # -- durations ---------------------------------------------------------------------------------
@@ -1068,19 +1107,23 @@ def durations(cfg, insts):
 
 def test_vec_cycles():
     # D = reads + columns + writes + 3: reads rows (2 rows for GLU, ROPE, RES), columns cols (2
-    # cols for GLU, ROPE), writes rows for RES and direct (0 when columns are written as computed)
-    cases = [(VecFunc.REQUANT, 0, 0, 3, 3 + 4 + 3), (VecFunc.REQUANT, 0, 1, 3, 3 + 4 + 3 + 3),
-             (VecFunc.GELU, 1, 0, 4, 4 + 4 + 3), (VecFunc.ADD, 1, 0, 2, 2 + 4 + 3),
-             (VecFunc.SILU, 1, 1, 4, 4 + 4 + 4 + 3), (VecFunc.GLU, 1, 0, 3, 6 + 8 + 3),
-             (VecFunc.GLU, 1, 1, 3, 6 + 8 + 3 + 3), (VecFunc.ROPE_LO, 0, 0, 4, 8 + 8 + 3),
-             (VecFunc.ROPE_HI, 1, 1, 1, 2 + 8 + 1 + 3), (VecFunc.RES, 0, 0, 3, 6 + 4 + 3 + 3)]
-    insts = [vec(func=f, fmt=fmt, direct=d, rows=r, res_addr=40 if f == VecFunc.ADD else 8)
-             for f, fmt, d, r, _ in cases]
+    # cols for GLU, ROPE and with bias), writes rows for RES and direct (0 when columns are
+    # written as computed)
+    cases = [(VecFunc.REQUANT, 0, 0, 3, 0, 3 + 4 + 3), (VecFunc.REQUANT, 0, 1, 3, 0, 3 + 4 + 3 + 3),
+             (VecFunc.GELU, 1, 0, 4, 0, 4 + 4 + 3), (VecFunc.ADD, 1, 0, 2, 0, 2 + 4 + 3),
+             (VecFunc.SILU, 1, 1, 4, 0, 4 + 4 + 4 + 3), (VecFunc.GLU, 1, 0, 3, 0, 6 + 8 + 3),
+             (VecFunc.GLU, 1, 1, 3, 0, 6 + 8 + 3 + 3), (VecFunc.ROPE_LO, 0, 0, 4, 0, 8 + 8 + 3),
+             (VecFunc.ROPE_HI, 1, 1, 1, 0, 2 + 8 + 1 + 3), (VecFunc.RES, 0, 0, 3, 0, 6 + 4 + 3 + 3),
+             (VecFunc.REQUANT, 0, 0, 3, 1, 3 + 8 + 3), (VecFunc.GELU, 1, 1, 4, 1, 4 + 8 + 4 + 3),
+             (VecFunc.ADD, 0, 0, 2, 1, 2 + 8 + 3), (VecFunc.SILU, 1, 0, 1, 1, 1 + 8 + 3),
+             (VecFunc.RES, 0, 0, 3, 1, 6 + 8 + 3 + 3)]
+    insts = [vec(func=f, fmt=fmt, direct=d, rows=r, bias=b, res_addr=40 if f == VecFunc.ADD else 8)
+             for f, fmt, d, r, b, _ in cases]
     got, busy = durations(F16, insts)
     assert got == [c[-1] for c in cases]
     assert busy[2] == sum(got)
-    assert [vec_cycles(F16, r, f, d).busy for f, _, d, r, _ in cases] == got
-    assert all(vec_cycles(F16, r, f, d).tail == 0 for f, _, d, r, _ in cases)
+    assert [vec_cycles(F16, r, f, d, b).busy for f, _, d, r, b, _ in cases] == got
+    assert all(vec_cycles(F16, r, f, d, b).tail == 0 for f, _, d, r, b, _ in cases)
     assert vec_cycles(F16, 4) == (4 + 4 + VEC_FILL_CYCLES, 0)  # REQUANT, transposed by default
 
 

@@ -1,8 +1,9 @@
 """The vector unit's VEC datapath (hw/vector.py) in the Amaranth simulator, against the golden
 numerics: :func:`mixpim.models.vector.vec_apply` (REQUANT, RELU, GELU, ADD with INT8 values) and
 :mod:`mixpim.models.vec_fixed` (FP16 values, SILU, GLU, RoPE), assembled per element by
-:func:`golden_vec` (the VEC semantics: partners, table words, direct writes, RES into ACC). Random
-VEC sequences (every function, fmt and direct legal on the configuration, accumulators up to the
+:func:`golden_vec` (the VEC semantics: partners, table words, per-column biases, direct writes,
+RES into ACC). Random VEC sequences (every function, fmt and direct legal on the configuration,
+with and without ``bias`` where it is legal, accumulators up to the
 ``acc_bits`` extremes, random parameters, residuals and partners read in place or from earlier
 outputs) and chosen operands (saturation, rounding ties, the ends of the gate ranges) run on one
 :class:`~mixpim.hw.vector.VectorUnit` wired to ACC / ACT / VPARAM memories; the final ACT and ACC
@@ -110,7 +111,13 @@ def golden_vec(cfg, sp, inst):
     def residual_lanes():  # (r, c)
         return act_lanes(inst.res_addr, c)[:, :r].T
 
+    bias = None
+    if inst.bias:  # int32 words after the column multipliers
+        bias = np.array([to_signed(w, 32) for w in sp.vparam[inst.param_addr + c:inst.param_addr + 2 * c]],
+                        np.int64)
     v = values(inst.acc_addr, inst.param_addr)
+    if bias is not None:
+        v = v + bias[None, :]
     if func == VecFunc.RES:
         out = sat32(v.astype(object) + acc_rows(inst.res_addr))
         for i in range(r):
@@ -124,7 +131,7 @@ def golden_vec(cfg, sp, inst):
             lanes = residual_lanes()
             residual = fp16_bits_to_int8(lanes) if fp16 else lanes.astype(np.uint8).view(np.int8)
         y = vec_apply(func, acc_rows(inst.acc_addr), mult, shift, tmult, tshift,
-                      lut=np.frombuffer(lut, np.int8), residual=residual)
+                      lut=np.frombuffer(lut, np.int8), residual=residual, bias=bias)
     elif func == VecFunc.REQUANT:
         y = v
     elif func == VecFunc.RELU:
@@ -220,7 +227,7 @@ def check(cfg, insts, sp, gaps=None, seed=0):
     for inst in insts:
         golden_vec(cfg, want, inst)
     measured, got = run_rtl(cfg, insts, sp, gaps)
-    assert measured == [vec_cycles(cfg, i.rows, i.func, i.direct).busy for i in insts]
+    assert measured == [vec_cycles(cfg, i.rows, i.func, i.direct, i.bias).busy for i in insts]
     for addr, (g, w) in enumerate(zip(got.act, want.act)):
         assert g == w, f"ACT[{addr}]: {word_lanes(cfg, g)} != {word_lanes(cfg, w)}"
     for addr, (g, w) in enumerate(zip(got.acc, want.acc)):
@@ -284,9 +291,9 @@ def legal_funcs(cfg):
     return out
 
 
-def random_vec_of(cfg, rng, triple, window):
-    """A random legal VEC of ``(func, fmt, direct)``; ACT and ACC addresses mostly within
-    ``window`` words (outputs meet residuals and later operands)."""
+def random_vec_of(cfg, rng, triple, window, bias=0):
+    """A random legal VEC of ``(func, fmt, direct)`` (and ``bias``); ACT and ACC addresses mostly
+    within ``window`` words (outputs meet residuals and later operands)."""
     func, fmt, direct = triple
     c = cfg.cols
     while True:
@@ -304,9 +311,9 @@ def random_vec_of(cfg, rng, triple, window):
         if func in ROPE and table_addr < act_addr + out and act_addr < table_addr + 2 * c:
             continue  # a table overlapping the output is not a use (see hw/vector.py)
         inst = Instruction(Opcode.VEC, func=func, rows=rows, acc_addr=acc_addr, act_addr=act_addr,
-                           res_addr=res_addr, fmt=fmt, direct=direct, table_addr=table_addr,
+                           res_addr=res_addr, fmt=fmt, direct=direct, table_addr=table_addr, bias=bias,
                            param_addr=rng.randint(cfg.vparam_param_base,
-                                                  cfg.vparam_words - (2 if func in PAIR else 1) * c))
+                                                  cfg.vparam_words - (2 if func in PAIR or bias else 1) * c))
         if check_instruction(cfg, inst) is None:
             return inst
 
@@ -346,13 +353,18 @@ def test_legal_funcs():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_sequences(name, seed):
-    """Random sequences with every legal (func, fmt, direct) at least once."""
+    """Random sequences with every legal (func, fmt, direct) at least once, and with ``bias``
+    (not GLU, ROPE) on a random half of them and on some of the others."""
     cfg = CONFIGS[name]
     rng = random.Random(seed * 1000 + len(name))
     triples = legal_funcs(cfg)
     order = triples + [rng.choice(triples) for _ in range(8)]
+    order = [(tr, int(tr[0] not in PAIR and rng.random() < 0.5)) for tr in order]
+    order += [(tr, 1) for tr in rng.sample(triples, len(triples) // 4) if tr[0] not in PAIR]
     rng.shuffle(order)
-    insts = [random_vec_of(cfg, rng, tr, rng.choice((4 * cfg.cols, 16, cfg.act_words))) for tr in order]
+    insts = [random_vec_of(cfg, rng, tr, rng.choice((4 * cfg.cols, 16, cfg.act_words)), bias)
+             for tr, bias in order]
+    assert any(i.bias for i in insts)
     check(cfg, insts, random_spads(cfg, rng), seed=seed)
 
 
@@ -360,7 +372,8 @@ def test_random_sequences(name, seed):
 def test_edge_values(name):
     """Identity multipliers, so v = sat32(acc) runs through every edge of V_SPECIAL: gate range
     ends, FP16 ties, saturation of FP16, int32 and int8; then halving multipliers (round_shift
-    ties), and RoPE with extreme cosines and sines."""
+    ties), RoPE with extreme cosines and sines, and identity multipliers with extreme biases
+    (v + bias beyond int32 both ways, ties and int8 edges moved by one)."""
     cfg = CONFIGS[name]
     rng = random.Random(7)
     sp = random_spads(cfg, rng)
@@ -370,6 +383,9 @@ def test_edge_values(name):
     sp.vparam[base:base + 2 * cfg.cols] = [ident] * 2 * cfg.cols
     halving = (1 | 1 << 16, 3 | 2 << 16, 0xFFFF | 1 << 16, 1 | 3 << 16)  # x/2, 3x/4, -x/2, x/8
     sp.vparam[base + 2 * cfg.cols:base + 4 * cfg.cols] = [halving[k % 4] for k in range(2 * cfg.cols)]
+    biases = (-(1 << 31), (1 << 31) - 1, 1, -1, 0x8000, -(128 << 16), 1 << 20, -129)
+    sp.vparam[base + 4 * cfg.cols:base + 6 * cfg.cols] = (
+        [ident] * cfg.cols + [biases[k % len(biases)] & 0xFFFFFFFF for k in range(cfg.cols)])
     vals = list(V_SPECIAL)
     n = -(-len(vals) // cfg.cols) * cfg.cols
     vals = (vals + [rng.choice(vals) for _ in range(n - len(vals))])
@@ -384,13 +400,14 @@ def test_edge_values(name):
     insts = []
     for func, fmt, direct in legal_funcs(cfg):
         for w in range(0, words - cfg.rows + 1, cfg.rows):
-            for param in (base, base + 2 * cfg.cols):
+            for param in (base, base + 2 * cfg.cols, base + 4 * cfg.cols):
                 if func in PAIR and param != base:
                     continue
                 insts.append(Instruction(
                     Opcode.VEC, func=func, fmt=fmt, direct=direct, rows=cfg.rows, acc_addr=w,
                     res_addr=(w + cfg.rows) % (words - cfg.rows) if func != VecFunc.ADD else 8,
-                    act_addr=8 if func == VecFunc.ADD else 16, param_addr=param, table_addr=32 + w % 8))
+                    act_addr=8 if func == VecFunc.ADD else 16, param_addr=param, table_addr=32 + w % 8,
+                    bias=int(param == base + 4 * cfg.cols)))
     # RES last: it changes the accumulators
     insts.sort(key=lambda i: i.func == VecFunc.RES)
     check(cfg, insts, sp, gaps=[0] * len(insts))
@@ -399,7 +416,8 @@ def test_edge_values(name):
 def test_in_place():
     """ADD in place, next to its output both ways and reading an earlier VEC's output; RES in
     place (res_addr == acc_addr), shifted by one row both ways, then read by a VEC and by a RES;
-    a direct RoPE writing over its own table words; back to back."""
+    a direct RoPE writing over its own table words; ADD and RES in place with a bias (two slots
+    per column); back to back."""
     cfg = FP16
     c, base = cfg.cols, cfg.vparam_param_base
 
@@ -422,6 +440,10 @@ def test_in_place():
         vec(VecFunc.SILU, acc_addr=3, fmt=1, act_addr=30),
         vec(VecFunc.ROPE_HI, acc_addr=3, res_addr=5, act_addr=40, table_addr=42, direct=1),
         vec(VecFunc.RELU, act_addr=cfg.act_words - c, rows=3),
+        vec(VecFunc.ADD, act_addr=8, res_addr=8, bias=1),          # in place, with a bias
+        vec(VecFunc.ADD, act_addr=8, res_addr=8, fmt=1, bias=1, rows=2),
+        vec(VecFunc.RES, acc_addr=3, res_addr=3, bias=1),
+        vec(VecFunc.GELU, acc_addr=3, fmt=1, bias=1, direct=1, act_addr=30),
     ]
     rng = random.Random(11)
     sp = random_spads(cfg, rng)
@@ -430,6 +452,8 @@ def test_in_place():
     measured = check(cfg, insts, sp, gaps=[0] * len(insts))
     assert measured[:3] == [cfg.rows + c + 3, 1 + c + 3, cfg.rows + c + 3]
     assert measured[5] == 3 * cfg.rows + c + 3  # RES: 2 rows read, rows written
+    assert measured[-4:-2] == [cfg.rows + 2 * c + 3, 2 + 2 * c + 3]  # bias: 2 slots per column
+    assert measured[-2] == 3 * cfg.rows + 2 * c + 3
 
 
 def test_rejects_config():
@@ -440,7 +464,7 @@ def test_layouts():
     assert vparam_layout().size == 32
     assert vparam_layout()["shift"].offset == 16
     assert set(vec_layout().members) == {"func", "acc_addr", "act_addr", "res_addr", "param_addr",
-                                         "rows", "fmt", "direct", "table_addr"}
+                                         "rows", "fmt", "direct", "table_addr", "bias"}
     unit = never_elaborated(VectorUnit(FP16))
     assert unit.w_acc.data.shape().elem_shape.elem_shape.width == FP16.acc_bits
     assert len(unit.w_acc.data) == 1 and len(unit.w_acc.data[0]) == FP16.cols

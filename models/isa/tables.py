@@ -405,7 +405,7 @@ _FORMAT_LIST = (
               "used by RES)"),
         Field("res_addr", 60, 16, "ADD: ACT word of residual column 0; GLU, ROPE: ACC word of "
               "the partner row 0; RES: ACC word of the residual row 0 (read and written)"),
-        Field("param_addr", 76, 16, "VPARAM word of column 0 (the partner's: + cols)"),
+        Field("param_addr", 76, 16, "VPARAM word of column 0 (the partner's or the bias: + cols)"),
         Field("rows", 92, 8, "ACC words (tokens) read; at most the array's rows", minimum=1),
         Field("fmt", 100, 1, "0: INT8 values sat8(y); 1: FP16 values y * 2**-16 (FP16 tiles)",
               kind="flag"),
@@ -413,6 +413,8 @@ _FORMAT_LIST = (
               "(not transposed; rows >= cols)", kind="flag"),
         Field("table_addr", 102, 16, "ROPE: ACT word of column 0's cosines (sines: + 1), two "
               "words per column, int16 lanes"),
+        Field("bias", 118, 1, "1: add an int32 bias per column, VPARAM word param_addr + cols + j, "
+              "to v before func", kind="flag"),
     ), "read rows ACC words, apply func per element, write the result into ACT (transposed, or "
        "direct) or, for RES, into ACC"),
     Format(Opcode.VSOFT, Unit.VEC, (
