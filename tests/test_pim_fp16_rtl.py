@@ -19,15 +19,12 @@ import numpy as np
 import pytest
 
 from mixpim.hw.pim_gbuf import gbuf_access_bytes
-from mixpim.models.dram_timing import DramTiming
-from mixpim.models.isa import Opcode, Spad
-from mixpim.models.pim import PimState, act_lanes, apply_pim
-from mixpim.models.pim_timing import pim_cycles
-from mixpim.models.program import Segment
+from mixpim.models.isa import Opcode
+from mixpim.models.pim import act_lanes
 from mixpim.models.vector import int8_to_fp16_bits
-from helpers import golden_run, pim_gbuf as gbuf
+from helpers import pim_gbuf as gbuf
 from test_pim import FP16_EDGES
-from test_pim_rtl import CONFIGS, acc_ints, random_sequence, rtl_run
+from test_pim_rtl import CONFIGS, compare_unit, random_sequence, rtl_run
 
 #: The FP16 twin of each configuration of test_pim_rtl (``*-w4a8`` -> ``*-w4a16``).
 FP16_CONFIGS = {name: cfg.replace(pe=cfg.pe.replace("a8", "a16")) for name, cfg in CONFIGS.items()}
@@ -57,29 +54,8 @@ def check_fp16_unit(cfg, insts, seed):
     pyrng = random.Random(seed)
     dram_image = pyrng.randbytes(cfg.dram_bytes)
     act = fp16_act(cfg, rng)
-    wb = cfg.word_bytes(Spad.ACT)
-    act_ints = [int.from_bytes(w.tobytes(), "little") for w in act]
     gaps = [pyrng.choice((0, 0, 0, 1, 4, 20)) for _ in insts]
-
-    golden, _ = golden_run(cfg, insts, [Segment("dram", 0, dram_image),
-                                        Segment("ACT", 0, act.tobytes(), wb)])
-    timing, t, expected = DramTiming(cfg), 0, []
-    for inst, gap in zip(insts, gaps):
-        t += gap
-        expected.append(pim_cycles(timing, t, inst))
-        t += expected[-1]
-    state = PimState(cfg)
-    dram = np.frombuffer(dram_image, np.uint8).copy()
-    acc = np.zeros((cfg.acc_words, cfg.cols), np.int64)
-    for inst in insts:
-        apply_pim(cfg, state, dram, act, acc, lambda v: v, inst)
-
-    got = rtl_run(cfg, insts, dram_image, act_ints, gaps)
-    assert got["busy"] == expected
-    assert (got["res"] == state.res).all()
-    assert got["open_rows"] == timing.pim_rows.open_rows
-    assert got["dram"] == golden.dram.tobytes()
-    assert got["acc"] == acc_ints(cfg, golden.spads["ACC"])
+    got, golden, _ = compare_unit(cfg, insts, dram_image, act, gaps)
     return got, golden, act, dram_image, gaps
 
 

@@ -210,12 +210,21 @@ def check_unit(cfg, insts, seed):
     rng = random.Random(seed)
     dram_image = rng.randbytes(cfg.dram_bytes)
     wb = cfg.word_bytes(Spad.ACT)
-    act = rng.randbytes(cfg.act_words * wb)
-    act_ints = [int.from_bytes(act[i * wb:(i + 1) * wb], "little") for i in range(cfg.act_words)]
+    act = np.frombuffer(rng.randbytes(cfg.act_words * wb), np.uint8).reshape(cfg.act_words, wb)
     gaps = [rng.choice((0, 0, 0, 1, 4, 20)) for _ in insts]
+    _, golden, back_to_back = compare_unit(cfg, insts, dram_image, act, gaps)
+    return golden, back_to_back
 
+
+def compare_unit(cfg, insts, dram_image, act, gaps):
+    """Run ``insts`` (``gaps`` idle cycles before each) on the RTL unit and on the golden model
+    from DRAM ``dram_image`` and ACT words ``act`` ((words, word_bytes) uint8); assert busy
+    cycles, result registers, open rows, DRAM and ACC agree. Returns ``(rtl state, golden run,
+    back-to-back durations)``."""
+    wb = cfg.word_bytes(Spad.ACT)
+    act_ints = [int.from_bytes(w.tobytes(), "little") for w in act]
     golden, back_to_back = golden_run(cfg, insts, [Segment("dram", 0, dram_image),
-                                                   Segment("ACT", 0, act, wb)])
+                                                   Segment("ACT", 0, act.tobytes(), wb)])
     timing, t, expected = DramTiming(cfg), 0, []
     for inst, gap in zip(insts, gaps):
         t += gap
@@ -225,10 +234,9 @@ def check_unit(cfg, insts, seed):
     # the result registers: the golden semantics on their own
     state = PimState(cfg)
     dram = np.frombuffer(dram_image, np.uint8).copy()
-    act_words = np.frombuffer(act, np.uint8).reshape(cfg.act_words, wb)
     acc = np.zeros((cfg.acc_words, cfg.cols), np.int64)
     for inst in insts:
-        apply_pim(cfg, state, dram, act_words, acc, lambda v: v, inst)
+        apply_pim(cfg, state, dram, act, acc, lambda v: v, inst)
 
     got = rtl_run(cfg, insts, dram_image, act_ints, gaps)
     assert got["busy"] == expected
@@ -236,7 +244,7 @@ def check_unit(cfg, insts, seed):
     assert got["open_rows"] == timing.pim_rows.open_rows
     assert got["dram"] == golden.dram.tobytes()
     assert got["acc"] == acc_ints(cfg, golden.spads["ACC"])
-    return golden, back_to_back
+    return got, golden, back_to_back
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
