@@ -1,10 +1,18 @@
 """What the tile's units share: each is built from one :class:`~mixpim.models.config.TileConfig`."""
 
+from functools import reduce
+
+from amaranth.hdl import Const
 from amaranth.lib import wiring
 
 from ..models.config import TileConfig
 
-__all__ = ["check_config", "ConfigComponent"]
+__all__ = ["any_of", "check_config", "ConfigComponent"]
+
+
+def any_of(values):
+    """The OR of 1-bit Values (``Const(0, 1)`` for none)."""
+    return reduce(lambda a, b: a | b, values, Const(0, 1))
 
 
 def check_config(config):

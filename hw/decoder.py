@@ -12,13 +12,12 @@ reserved or unused bits set, a token bit the format may not carry, an ``enum`` f
 (``SPAD_RANGE``, ``DRAM_RANGE``) belong to the dispatcher.
 """
 
-from functools import reduce
-
 from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models.isa import OPCODE_FORMATS, MASK_BITS, WORD_BITS, ErrorCode, Unit, fields, format_of, header_fields
+from .common import any_of
 
 __all__ = ["header_layout", "word_layout", "operand_layout", "operand_port", "InstructionDecoder"]
 
@@ -55,10 +54,6 @@ def operand_layout(opcode):
 def operand_port(opcode):
     """Name of the decoder's operand view for ``opcode``: ``o_`` + the lower-case mnemonic."""
     return f"o_{format_of(opcode).mnemonic.lower()}"
-
-
-def _any(terms):
-    return reduce(lambda a, b: a | b, terms, 0)
 
 
 def _zero_bad(fmt, f, value):
@@ -161,7 +156,7 @@ class InstructionDecoder(wiring.Component):
             for fmt in self._formats:
                 with m.Case(int(fmt.opcode)):
                     word = data.View(word_layout(fmt.opcode), self.i_word)
-                    bad = _any(_CHECKS[f.kind](fmt, f, word[f.name]) for f in fmt.fields[1:])
+                    bad = any_of(_CHECKS[f.kind](fmt, f, word[f.name]) for f in fmt.fields[1:])
                     m.d.comb += [
                         self.o_error.eq(Mux(bad, ErrorCode.BAD_FIELD, ErrorCode.OK)),
                         self.o_dispatcher.eq(fmt.unit is None),

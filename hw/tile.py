@@ -53,7 +53,7 @@ from ..models.pim import PIM_OPS
 from ..models.pim_timing import pim_exclusive
 from ..models.units import MASK_BITS, QUEUED_UNITS, SPADS, TOKEN_MAX, Spad, Unit
 from .checker import DispatchChecker
-from .common import ConfigComponent, check_config
+from .common import ConfigComponent, any_of, check_config
 from .decoder import InstructionDecoder
 from .dma import DmaEngine, word_shape
 from .dram import DramModel
@@ -128,10 +128,6 @@ class _State(enum.Enum, shape=2):
     IDLE = 0
     RUN = 1
     DONE = 2
-
-
-def _any(values):
-    return reduce(lambda a, b: a | b, values, Const(0, 1))
 
 
 class Tile(ConfigComponent):
@@ -336,8 +332,8 @@ class Tile(ConfigComponent):
         err_reg = Signal()
         ok = Signal()
         m.d.comb += ok.eq(run & ~err_reg & (disp_error == ErrorCode.OK))
-        queues_empty = ~_any(q.r_rdy for q in queues.values())
-        quiet = queues_empty & ~_any(in_flight.values())
+        queues_empty = ~any_of(q.r_rdy for q in queues.values())
+        quiet = queues_empty & ~any_of(in_flight.values())
         m.d.comb += retire.eq(ok & ((is_unit & room) | is_nop | (is_wait & quiet)))
         stalled = ok & ((is_unit & ~room) | (is_wait & ~quiet))
         for u, q in queues.items():
@@ -390,10 +386,10 @@ class Tile(ConfigComponent):
                     m.d.sync += tok[s][d].eq(Mux(nxt > TOKEN_MAX, TOKEN_MAX, nxt))
                 if s in overflows:
                     overflows[s].append(nxt > TOKEN_MAX)
-        overflow = {u: _any(v) for u, v in overflows.items()}
+        overflow = {u: any_of(v) for u, v in overflows.items()}
 
         executing = Signal()
-        m.d.comb += executing.eq(_any(start.values()) | _any(in_flight.values()))
+        m.d.comb += executing.eq(any_of(start.values()) | any_of(in_flight.values()))
 
         # -- errors ---------------------------------------------------------------------------
         # (valid, code, pc) candidates; the smallest pc wins (completions precede the dispatcher)

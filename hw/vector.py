@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 from ..models.isa import Opcode, Spad, VecFunc
 from ..models.tile_timing import VEC_FILL_CYCLES
 from ..models.vector import LUT_ENTRIES, MULT_BITS
-from .common import ConfigComponent
+from .common import ConfigComponent, any_of
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .norm import NormUnit, norm_layout
@@ -459,7 +459,7 @@ class VectorUnit(ConfigComponent):
         # one datapath is busy at a time: the others' port enables are low
         for port, users in ((self.r_acc, (vec.r_acc, soft.r_acc, norm.r_acc)),
                             (self.r_vparam, (vec.r_vparam, soft.r_vparam, norm.r_vparam))):
-            m.d.comb += [port.en.eq(_any(u.en for u in users)), port.addr.eq(_pick(users, "addr"))]
+            m.d.comb += [port.en.eq(any_of(u.en for u in users)), port.addr.eq(_pick(users, "addr"))]
             for u in users:
                 if len(u.data) == len(port.data):
                     m.d.comb += u.data.eq(port.data)
@@ -470,35 +470,23 @@ class VectorUnit(ConfigComponent):
                      self.w_acc.data[0].eq(Mux(norm.w_acc.en, Value.cast(norm.w_acc.data[0]),
                                                Value.cast(vec.w_acc.data[0])))]
 
-        def encoded(p, name):
-            """The ACT word of int8 lanes ``p``: as they are, or their FP16 patterns."""
-            if not fp16:
-                return Value.cast(p)
-            return Cat(*(fp16_from_fixed(m, p[i], 0, name=f"{name}_fp16_{i}") for i in range(cfg.rows)))
-
-        norm_word = encoded(norm.w_act.data[0], "norm")
-        norm_en = norm.w_act.en
-        if fp16:  # fmt 1 values come ready-made on the FP16 port
-            norm_word = Mux(norm.w_act_fp16.en, Value.cast(norm.w_act_fp16.data[0]), norm_word)
+        norm_en, norm_addr, norm_word = norm.w_act.en, norm.w_act.addr, Value.cast(norm.w_act.data[0])
+        if fp16:  # int8 results as their FP16 patterns; fmt 1 values come ready-made on the FP16 port
+            lanes = norm.w_act.data[0]
+            int8s = Cat(*(fp16_from_fixed(m, lanes[i], 0, name=f"norm_fp16_{i}") for i in range(cfg.rows)))
+            norm_word = Mux(norm.w_act_fp16.en, Value.cast(norm.w_act_fp16.data[0]), int8s)
             norm_en = norm_en | norm.w_act_fp16.en
+            norm_addr = Mux(norm.w_act_fp16.en, norm.w_act_fp16.addr, norm_addr)
         writers = ((vec.w_act.en, vec.w_act.addr, Value.cast(vec.w_act.data[0])),
                    (soft.w_act.en, soft.w_act.addr, Value.cast(soft.w_act.data[0])),  # encoded
-                   (norm_en, Mux(norm.w_act_fp16.en, norm.w_act_fp16.addr, norm.w_act.addr)
-                    if fp16 else norm.w_act.addr, norm_word))
+                   (norm_en, norm_addr, norm_word))
         addr, word = writers[0][1], writers[0][2]
         for en, a, w in writers[1:]:
             addr, word = Mux(en, a, addr), Mux(en, w, word)
-        m.d.comb += [self.w_act.en.eq(_any(en for en, _, _ in writers)), self.w_act.addr.eq(addr),
+        m.d.comb += [self.w_act.en.eq(any_of(en for en, _, _ in writers)), self.w_act.addr.eq(addr),
                      self.w_act.data[0].eq(word),
                      self.w_act_mask.eq(Mux(soft.w_act.en, soft.w_act_mask, -1))]
         return m
-
-
-def _any(values):
-    out = Const(0, 1)
-    for v in values:
-        out = out | v
-    return out
 
 
 def _pick(ports, name):

@@ -30,7 +30,7 @@ from .config import META_ENTRY_BYTES, TileConfig
 from .errors import ShapeError
 from .isa import ErrorCode, Opcode, Spad
 from .mixpe import ArrayParams, mixpe_gemm
-from .numerics import FixedScales
+from .numerics import FixedScales, wrap
 from .pim import PIM_OPS, PimState, apply_pim
 from .program import Program, ProgramError, Segment
 from .quant import QuantizedWeights
@@ -124,15 +124,6 @@ def unpack_meta(config, data):
     """``(zeros, scales)`` (words, cols) int64 of META words."""
     w = _words(data, config.meta_word_bytes).reshape(-1, config.cols, META_ENTRY_BYTES).astype(np.int64)
     return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
-
-
-def wrap(values, bits):
-    """``values`` reduced to ``bits``-bit two's complement (what a register of that width keeps)."""
-    half = 1 << (bits - 1)
-    if isinstance(values, np.ndarray) and values.dtype != object and bits <= 62:
-        return ((values + half) & ((1 << bits) - 1)) - half
-    v = np.asarray(values, dtype=object)
-    return ((v + half) % (1 << bits)) - half
 
 
 def _acc_dtype(config):

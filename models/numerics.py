@@ -18,6 +18,7 @@ from .errors import RangeError, ShapeError
 
 __all__ = [
     "FP16_EXP_BIAS_SHIFT", "FP16_SIG_MAX", "FP16_SHIFT_MAX", "fp16_decode", "quantize_act_int8", "FixedScales", "to_fixed_scales",
+    "wrap",
 ]
 
 #: ``x == sig * 2**(exp - FP16_EXP_BIAS_SHIFT)`` for a decoded FP16 value (bias 15 + 10 fraction bits).
@@ -134,3 +135,12 @@ def to_fixed_scales(scales, bits):
     mant = np.rint(np.ldexp(s, exp[:, None])).astype(np.int64)
     exp = np.where(smax > 0, exp, 0)
     return FixedScales(mant, exp, bits)
+
+
+def wrap(values, bits):
+    """``values`` reduced to ``bits``-bit two's complement (what a register of that width keeps)."""
+    half = 1 << (bits - 1)
+    if isinstance(values, np.ndarray) and values.dtype != object and bits <= 62:
+        return ((values + half) & ((1 << bits) - 1)) - half
+    v = np.asarray(values, dtype=object)
+    return ((v + half) % (1 << bits)) - half

@@ -19,6 +19,7 @@ import numpy as np
 from .config import VPARAM_LUT_WORDS
 from .isa import NormFunc, SoftFunc, VecFunc
 from .norm import NormState, norm_apply
+from .numerics import wrap
 from .softmax import SoftState, norm_words, soft_apply, soft_words
 from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gelu_fixed, glu_fixed, rope_fixed, silu_fixed
 from .vector import (fp16_bits_to_int8, int8_to_fp16_bits, round_shift, sat8, sat32, unpack_lut,
@@ -80,9 +81,7 @@ def _int32_words(words):
 
 def _acc_value(cfg, y):
     """``sat32(y)`` as the ACC register keeps it: wrapped to ``acc_bits`` (when that is below 32)."""
-    y = np.asarray(sat32(y), dtype=object)
-    half = 1 << (cfg.acc_bits - 1)
-    return ((y + half) % (1 << cfg.acc_bits)) - half
+    return wrap(sat32(y), cfg.acc_bits)
 
 
 def exec_vec(cfg, spads, inst):
