@@ -13,8 +13,11 @@ Formats (fake quantization in float64, round half to even):
 * ``fp16``: IEEE half precision;
 * ``pN``: probabilities on a grid of 1/N (``p127`` is INT8 probabilities).
 
-A weight study: the Q4_1 weights on the tile's integer zero-point grid, ``w = d (q - z)`` with
-``z = round(-m / d)`` (Q4_1's minimum ``m`` is not an integer multiple of ``d``), activations exact.
+Two weight studies, activations exact: the Q4_1 weights on the tile's integer zero-point grid,
+``w = d (q - z)`` with ``z = round(-m / d)`` (Q4_1's minimum ``m`` is not an integer multiple of
+``d``), and the tile's exact form with group offsets (``TileConfig.group_offset``): the weights
+as ``Q4_1Weights.to_quantized()`` dequantizes them, ``d q + om 2**-e`` with the offset mantissas'
+rounding included.
 
 Sites: ``attn_in`` (input of Wq/Wk/Wv), ``attn_out`` (input of Wo), ``ffn_in`` (input of
 W_gate/W_up), ``ffn_act`` (input of W_down), ``q``, ``k``, ``v`` (after RoPE), ``probs``.
@@ -114,6 +117,16 @@ def integer_zero_points(weights):
     return dataclasses.replace(weights, blocks=tuple(blocks))
 
 
+def group_offset_weights(weights):
+    """``weights`` with every Linear as the tile holds it with group offsets (``to_quantized``)."""
+    blocks = []
+    for i, b in enumerate(weights.blocks):
+        new = {name: weights.quantized(i, name).to_quantized().dequantize().astype(np.float32)
+               for name in LINEARS}
+        blocks.append(dataclasses.replace(b, **new))
+    return dataclasses.replace(weights, blocks=tuple(blocks))
+
+
 def score(logits, ids, ref_top):
     lg = logits[:-1].astype(np.float64)
     m = lg.max(axis=1)
@@ -145,11 +158,13 @@ def main(argv=None):
         rows.append(dict(label=label, formats=formats, top1_agreement=agree, perplexity=ppl,
                          perplexity_ratio=ppl / ref_ppl))
         print(f"{agree:7.1%} {ppl:8.3f} {ppl / ref_ppl:8.3f}  {label}")
-    agree, ppl = score(LlamaFloat(integer_zero_points(weights), weights.config).forward(ids), ids, ref_top)
-    label = "weights with Q4_1 zero points rounded to integers (activations exact)"
-    rows.append(dict(label=label, formats={}, top1_agreement=agree, perplexity=ppl,
-                     perplexity_ratio=ppl / ref_ppl))
-    print(f"{agree:7.1%} {ppl:8.3f} {ppl / ref_ppl:8.3f}  {label}")
+    for label, transform in (
+            ("weights with Q4_1 zero points rounded to integers (activations exact)", integer_zero_points),
+            ("weights Q4_1 exact with group offsets (activations exact)", group_offset_weights)):
+        agree, ppl = score(LlamaFloat(transform(weights), weights.config).forward(ids), ids, ref_top)
+        rows.append(dict(label=label, formats={}, top1_agreement=agree, perplexity=ppl,
+                         perplexity_ratio=ppl / ref_ppl))
+        print(f"{agree:7.1%} {ppl:8.3f} {ppl / ref_ppl:8.3f}  {label}")
     out = dict(model="SmolLM2-135M-Instruct Q4_1", predictions=len(ids) - 1, float_perplexity=ref_ppl,
                studies=rows, seconds=round(time.time() - t0, 1), machine=platform.machine())
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

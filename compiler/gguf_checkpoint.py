@@ -31,6 +31,7 @@ import numpy as np
 from mixpim.compiler.checkpoint import CheckpointError
 from mixpim.compiler.model_config import ModelConfig
 from mixpim.models.errors import MixpimError
+from mixpim.models.quant import from_scale_offset
 
 __all__ = ["SMOLLM2_PACKAGE", "smollm2_path", "GgufFile", "Q4_1Weights", "Q8_0Weights",
            "LlamaBlock", "LlamaWeights", "llama_weights", "LINEARS"]
@@ -88,6 +89,16 @@ class Q4_1Weights:
     def take_rows(self, rows):
         """The matrix with its rows reordered: row ``i`` of the result is row ``rows[i]``."""
         return Q4_1Weights(self.d[rows], self.m[rows], self.q[rows])
+
+    def to_quantized(self, scale_bits=16):
+        """The tile's exact form of these weights: :class:`~mixpim.models.quant.QuantizedWeights`
+        with the codes ``q``, zero point 0, scales ``d`` and group offsets ``m`` (groups of 32; for
+        a configuration with ``group_offset``). Scales and offsets become mantissas at one
+        exponent per row (``from_scale_offset``); ``dequantize()`` then equals ``d q + m`` up to
+        that rounding: at most ``(q + 1) / 2`` units ``2**-e[n]``, a unit at most ``2**-15`` of the
+        row's largest ``d`` (docs/numerics.md, "Group offsets"; on SmolLM2 the scales are exact
+        and only offsets round, by at most ``2**-16`` of the row's largest ``d``)."""
+        return from_scale_offset(self.q, self.d, self.m, QK, bits=4, scale_bits=scale_bits)
 
 
 @dataclass(frozen=True)

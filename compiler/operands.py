@@ -25,7 +25,10 @@ def act_blocks(cfg, act, kw):
 
 def weight_blocks(cfg, qw):
     """Per feature block the K-major WGT words and the META words (bytes) of ``qw``; padded
-    features have zero codes and zero points, padded K beats the group's zero point."""
+    features have zero codes, zero points and offsets, padded K beats the group's zero point
+    (and activation 0: :func:`act_blocks`). Group offsets (``qw.offsets``) need a configuration
+    with ``group_offset`` (:func:`~mixpim.models.executor.pack_meta` refuses them otherwise);
+    weights without offsets on such a configuration get offset 0."""
     n, k = qw.codes.shape
     g = qw.ngroups
     kw = g * cfg.group
@@ -38,8 +41,13 @@ def weight_blocks(cfg, qw):
     zeros[:n] = qw.zeros
     scales = np.zeros((nb * c, g), np.int64)
     scales[:n] = qw.scales.mant
+    offsets = None
+    if qw.offsets is not None:
+        offsets = np.zeros((nb * c, g), np.int64)
+        offsets[:n] = qw.offsets
     wgt = [pack_wgt(cfg, codes[j * c:(j + 1) * c].T) for j in range(nb)]
-    meta = [pack_meta(cfg, zeros[j * c:(j + 1) * c].T, scales[j * c:(j + 1) * c].T) for j in range(nb)]
+    meta = [pack_meta(cfg, zeros[j * c:(j + 1) * c].T, scales[j * c:(j + 1) * c].T,
+                      None if offsets is None else offsets[j * c:(j + 1) * c].T) for j in range(nb)]
     return wgt, meta
 
 

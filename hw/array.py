@@ -10,9 +10,15 @@ skewed by column and flow down, so PE (i, j) sees beat k at cycle ``k + i + j``.
   shift and add and keep a narrow group partial sum; at each group end every PE of a column puts its
   sum on the column's result bus (the skew makes them arrive one per cycle: this is why rows must
   not exceed the group size); the bottom edge multiplies by the group scale (one multiplier per
-  column) and accumulates in a ring of ``rows`` wide accumulators per column.
-* **Baseline array**: every PE dequantizes its weight and multiplies; full-width accumulators in
-  every PE; results leave through the same column bus at tile end.
+  column) and accumulates in a ring of ``rows`` wide accumulators per column. With group offsets
+  (``params.group_offset``) a :class:`~.group_sum.GroupSum` beside each row's first PE sums the
+  row's activations per group; those sums take a bus of their own down the left edge and a
+  register chain along the bottom (column ``j`` sees them ``j`` cycles later, exactly when its own
+  bus carries the same row's group sum), and the bottom edge adds ``om * A`` (a second multiplier
+  per column, the offset from the same FIFO as the scale) to ``sm * I``.
+* **Baseline array**: every PE dequantizes its weight (``(q - z) * sm``, plus ``om`` with group
+  offsets) and multiplies; full-width accumulators in every PE; results leave through the same
+  column bus at tile end.
 
 Output beats are deskewed so one beat carries one token row of ``cols`` accumulators.
 Backpressure on ``o_stream`` freezes the whole array (a global enable); a cycle with no input beat
@@ -28,6 +34,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data
 
 from .baseline_pe import BaselinePE
+from .group_sum import GroupSum
 from .layouts import array_input_layout, ctl_layout, result_layout
 from .mixpe_pe import MixPE, check_params
 from .systolic import StreamArray, delay_line, pe_grid, row_inputs
@@ -92,15 +99,21 @@ class _Array(StreamArray):
 
         cols_in, edge_state = self._column_inputs(core, p, beat, pos, payload)
         grid = pe_grid(core, p, self._pe, acts, ctl, cols_in)
+        row_sums = self._row_edge(core, p, grid)
 
         outs = []
         for j in range(p.cols):
             bus = _bus(core, [grid[i][j].o_res for i in range(p.rows)], getattr(p, self._result_width), f"col{j}_bus")
-            col_out = self._column_edge(core, p, j, bus, edge_state)
+            col_out = self._column_edge(core, p, j, bus, edge_state, row_sums)
             outs.append(delay_line(core, col_out, p.cols - 1 - j, f"col{j}_deskew"))
 
         self._output(m, core, en, outs)
         return m
+
+    def _row_edge(self, core, p, grid):
+        """What the left edge computes from each row's PE inputs for the column edges: None, or
+        per column a value (see :class:`MixPEArray`)."""
+        return None
 
 
 class MixPEArray(_Array):
@@ -109,6 +122,11 @@ class MixPEArray(_Array):
     Per column the top edge subtracts the zero point; the bottom edge holds a FIFO of
     ``params.scale_fifo_depth`` group scales, one multiplier and ``rows`` accumulators of
     ``params.acc_bits`` bits.
+
+    With ``params.group_offset`` the FIFO also holds each group's signed offset mantissas
+    (``offset_bits``), the left edge has one :class:`~.group_sum.GroupSum` per row
+    (``gsum_bits``), and each column's first edge stage adds ``om * A`` (``offset_prod_bits``) to
+    ``sm * I``: ``term_bits`` wide. The latency does not change.
     """
 
     family = "mixpe"
@@ -120,20 +138,51 @@ class MixPEArray(_Array):
         # one read pointer per column (columns run j cycles apart).
         depth = p.scale_fifo_depth
         slots = [Signal(data.ArrayLayout(p.scale_bits, p.cols), name=f"scale_slot{s}") for s in range(depth)]
+        oslots = [Signal(data.ArrayLayout(signed(p.offset_bits), p.cols), name=f"offset_slot{s}")
+                  for s in range(depth)] if p.group_offset else []
         wptr = Signal(range(depth))
         with core.If(beat & (pos == 0)):
             for s, slot in enumerate(slots):
                 with core.If(wptr == s):
                     core.d.sync += slot.eq(payload.scale)
+                    if oslots:
+                        core.d.sync += oslots[s].eq(payload.offset)
             core.d.sync += wptr.eq(0 if depth == 1 else (wptr + 1) % depth)
         cols = []
         for j in range(p.cols):
             wc = Signal(signed(p.wc_bits), name=f"wc_in{j}")
             core.d.sync += wc.eq(payload.code[j] - payload.zero[j])
             cols.append({"wc": wc})
-        return cols, slots
+        return cols, (slots, oslots)
 
-    def _column_edge(self, core, p, j, bus, slots):
+    def _row_edge(self, core, p, grid):
+        """With group offsets: per column ``j``, the activation group sum ``A`` of the row whose
+        group sum is on column ``j``'s bus in the same cycle.
+
+        ``GroupSum`` ``i`` takes PE (i, 0)'s inputs, so its sum of group g is ready with PE
+        (i, 0)'s (registered ``i + 1`` cycles after the group's last beat entered the array);
+        rows finish on consecutive cycles as in a column, so the sums share a registered bus
+        (``gsum_bus``, in step with column 0's bus), and a chain of registers along the bottom
+        delays it by ``j`` for column ``j`` (``gsum_col<j>``), as the column skew delays column
+        ``j``'s results.
+        """
+        if not p.group_offset:
+            return None
+        sums = []
+        for i in range(p.rows):
+            gs = GroupSum(p)
+            core.submodules[f"gsum_{i}"] = gs
+            core.d.comb += [gs.i_act.eq(grid[i][0].i_act), gs.i_ctl.eq(grid[i][0].i_ctl)]
+            sums.append(gs.o_res)
+        chain = [_bus(core, sums, p.gsum_bits, "gsum_bus").value]
+        for j in range(1, p.cols):
+            reg = Signal(signed(p.gsum_bits), name=f"gsum_col{j}")
+            core.d.sync += reg.eq(chain[-1])
+            chain.append(reg)
+        return chain
+
+    def _column_edge(self, core, p, j, bus, fifo, row_sums):
+        slots, oslots = fifo
         depth = p.scale_fifo_depth
         rptr = Signal(range(depth), name=f"col{j}_rptr")
         row = Signal(range(p.rows), name=f"col{j}_row")
@@ -141,11 +190,21 @@ class MixPEArray(_Array):
         for s, slot in enumerate(slots):
             with core.If(rptr == s):
                 core.d.comb += scale.eq(slot[j])
+        term = bus.value * scale
+        if row_sums is not None:
+            offset = Signal(signed(p.offset_bits), name=f"col{j}_offset")
+            for s, slot in enumerate(oslots):
+                with core.If(rptr == s):
+                    core.d.comb += offset.eq(slot[j])
+            oprod = Signal(signed(p.offset_prod_bits), name=f"col{j}_oprod")
+            core.d.comb += oprod.eq(row_sums[j] * offset)
+            term = term + oprod
 
-        # Stage 1: dequantize the group sum (the array's only multiplier per column).
-        scaled = Signal(result_layout(p.scaled_bits), name=f"col{j}_scaled")
+        # Stage 1: dequantize the group sum (the array's only multiplier per column; with group
+        # offsets, plus the offset times the row's activation group sum).
+        scaled = Signal(result_layout(p.term_bits), name=f"col{j}_scaled")
         core.d.sync += [scaled.valid.eq(bus.valid), scaled.tlast.eq(bus.tlast),
-                        scaled.value.eq(bus.value * scale)]
+                        scaled.value.eq(term)]
         with core.If(bus.valid):
             core.d.sync += row.eq(0 if p.rows == 1 else row + 1)
             with core.If(row == p.rows - 1):
@@ -174,14 +233,15 @@ class BaselineArray(_Array):
     _result_width = "acc_bits"  # PEs hand full accumulators to the edge
 
     def _column_inputs(self, core, p, beat, pos, payload):
+        lanes = ("code", "zero", "scale") + (("offset",) if p.group_offset else ())
         cols = []
         for j in range(p.cols):
-            regs = {k: Signal(getattr(payload, k)[j].shape(), name=f"{k}_in{j}") for k in ("code", "zero", "scale")}
+            regs = {k: Signal(getattr(payload, k)[j].shape(), name=f"{k}_in{j}") for k in lanes}
             core.d.sync += [r.eq(getattr(payload, k)[j]) for k, r in regs.items()]
             cols.append(regs)
         return cols, None
 
-    def _column_edge(self, core, p, j, bus, edge_state):
+    def _column_edge(self, core, p, j, bus, edge_state, row_sums):
         return bus
 
 

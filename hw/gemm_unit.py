@@ -23,13 +23,15 @@ ACT[``wgt_addr + k``] (read on ``r_wact``; FP16 lanes go through ``fp16_bits_to_
 unit streams K twice as one array tile of ``2 D`` beats (``busy`` ``2 D`` cycles; WGT and META
 are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
 point 8 and scale 16, beats ``D + k`` the low nibbles, code ``w & 15`` with zero point 0 and
-scale 1, both with ACT[``act_addr + k``]. The array sums the ``2 groups`` groups, so the drained
-row is ``sum_k a[m, k] * w[n, k]`` exactly: ``16 (w >> 4) + (w & 15) == w``. The drain and the
+scale 1, both with ACT[``act_addr + k``] (and group offset 0). The array sums the ``2 groups``
+groups, so the drained row is ``sum_k a[m, k] * w[n, k]`` exactly: ``16 (w >> 4) + (w & 15) == w``. The drain and the
 completion follow the last beat as above (``D`` read as ``2 D``).
 
 Word formats (docs/tile.md, "Words in DRAM"): ACT lane i is byte i (INT8) or bytes 2i, 2i+1
-(FP16); WGT column j is nibble j; META column j is bytes 3j..3j+2 (scale mantissa uint16, then
-zero point); the array takes the low ``wbits`` / ``scale_bits`` bits.
+(FP16); WGT column j is nibble j; META column j is bytes Ej..Ej+E-1, ``E =
+config.meta_entry_bytes`` (scale mantissa uint16, zero point uint8, and with ``group_offset`` the
+offset mantissa int24); the array takes the low ``wbits`` / ``scale_bits`` / ``offset_bits`` bits
+(the offset as two's complement).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -171,12 +173,14 @@ class GemmUnit(ConfigComponent):
         wgt_word = self.r_wgt.data[0]
         meta_word = self.r_meta.data[0]
         wact_word = self.r_wact.data[0]
+        entry = 8 * cfg.meta_entry_bytes  # bits of one column's META entry
         m.d.comb += [array.i_stream.valid.eq(beat_valid), payload.last.eq(beat_last)]
         m.d.comb += [payload.act[i].eq(act_word[i * act_bits:(i + 1) * act_bits]) for i in range(rows)]
         for j in range(cols):
             code = wgt_word[4 * j:4 * j + p.wbits]
-            scale = meta_word[24 * j:24 * j + p.scale_bits]
-            zero = meta_word[24 * j + 16:24 * j + 16 + p.wbits]
+            scale = meta_word[entry * j:entry * j + p.scale_bits]
+            zero = meta_word[entry * j + 16:entry * j + 16 + p.wbits]
+            offset = meta_word[entry * j + 24:entry * j + 24 + p.offset_bits] if p.group_offset else None
             if wsrc_ok:
                 lane = wact_word[j * act_bits:(j + 1) * act_bits]
                 w = Signal(8, name=f"wsrc_w{j}")
@@ -185,8 +189,11 @@ class GemmUnit(ConfigComponent):
                 code = Mux(beat_wsrc, Mux(beat_lo, w[:4], w[4:] ^ 8), code)
                 scale = Mux(beat_wsrc, Mux(beat_lo, 1, 16), scale)
                 zero = Mux(beat_wsrc, Mux(beat_lo, 0, 8), zero)
+                offset = None if offset is None else Mux(beat_wsrc, 0, offset)
             m.d.comb += [payload.code[j].eq(code), payload.scale[j].eq(scale),
                          payload.zero[j].eq(zero)]
+            if offset is not None:
+                m.d.comb += payload.offset[j].eq(offset)
 
         # -- GEMMs between start and completion ---------------------------------------------
         # Starts are >= group cycles apart and a GEMM completes L + R cycles after its beats.

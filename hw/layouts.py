@@ -42,16 +42,19 @@ def array_input_layout(p):
     """One input beat of an array (stream payload).
 
     ``act[i]``: activation of row i; ``code[j]``, ``zero[j]``, ``scale[j]``: weight code, zero point
-    and scale mantissa of column j (zero and scale constant within a group); ``last``: last beat
-    of the tile.
+    and scale mantissa of column j (zero and scale constant within a group); with
+    ``p.group_offset``, ``offset[j]``: the column's signed offset mantissa (``offset_bits``,
+    constant within a group); ``last``: last beat of the tile.
     """
-    return data.StructLayout({
+    fields = {
         "act": data.ArrayLayout(stream_act_shape(p.act_format), p.rows),
         "code": data.ArrayLayout(unsigned(p.wbits), p.cols),
         "zero": data.ArrayLayout(unsigned(p.wbits), p.cols),
         "scale": data.ArrayLayout(unsigned(p.scale_bits), p.cols),
-        "last": 1,
-    })
+    }
+    if p.group_offset:
+        fields["offset"] = data.ArrayLayout(signed(p.offset_bits), p.cols)
+    return data.StructLayout({**fields, "last": 1})
 
 
 def array_output_layout(p):

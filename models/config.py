@@ -13,7 +13,8 @@ LOAD or STORE moves per word, and the alignment of its DRAM addresses) is derive
 ``ACT``    ``rows`` activations: INT8 one byte each, FP16 two bytes each (bit pattern, LE)
 ``WGT``    ``cols`` 4-bit weight codes, two per byte, column ``j`` in byte ``j // 2``,
            low nibble for even ``j``; ``ceil(cols / 2)`` bytes
-``META``   ``cols`` entries of 3 bytes: scale mantissa (uint16 LE), then zero point (uint8)
+``META``   ``cols`` entries of ``meta_entry_bytes``: scale mantissa (uint16 LE), zero point
+           (uint8), and with ``group_offset`` the offset mantissa (int24 LE); 3 or 6 bytes
 ``ACC``    ``cols`` accumulators, each two's complement in ``ceil(acc_bits / 8)`` bytes LE
 ``VPARAM`` 4 bytes, one column's (or token's) fixed-point multiplier, or 4 GELU table entries
 =========  ===========================================================================
@@ -27,10 +28,10 @@ from dataclasses import dataclass
 from .errors import ConfigError, parse_problem
 from .isa import Opcode, reach
 from .units import Spad
-from .widths import array_acc_bits
+from .widths import array_acc_bits, offset_bits
 
 __all__ = ["PE_KINDS", "GROUP_SIZES", "PIM_MODES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
-           "META_ENTRY_BYTES", "TileConfig", "PRESETS", "preset"]
+           "META_ENTRY_BYTES", "META_OFFSET_BYTES", "TileConfig", "PRESETS", "preset"]
 
 #: Processing-element kinds the array can be built from. ``mixpe-*`` are the shift-and-add PEs,
 #: ``baseline-*`` the conventional dequantize-then-multiply PEs they are compared against.
@@ -53,6 +54,9 @@ VPARAM_WORD_BYTES = 4
 VPARAM_LUT_WORDS = 256 // VPARAM_WORD_BYTES
 #: Bytes of one column's META entry: scale mantissa (uint16) and zero point (uint8).
 META_ENTRY_BYTES = 3
+#: Bytes a group offset adds to a META entry (with ``group_offset``): a two's complement int24,
+#: which holds every offset mantissa (``offset_bits`` = ``scale_bits`` + 8 <= 24).
+META_OFFSET_BYTES = 3
 
 #: Largest scratchpad depth: the reach of the scratchpad address fields (every one of them).
 MAX_SPAD_WORDS = reach(Opcode.LOAD, "spad_addr") + 1
@@ -101,6 +105,11 @@ class TileConfig:
     acc_headroom : int
         Extra accumulator bits above one scaled group result, 1..24: the array sums up to
         ``2**acc_headroom`` groups (K up to ``group * 2**acc_headroom``) without overflow.
+    group_offset : bool
+        Weights ``w = s (q - z) + o`` with a per-group offset ``o`` (Q4_1's minimum): the array adds
+        ``om[n, g] * A[m, g]``, the offset mantissa times the group sum of the token's activations
+        (docs/numerics.md), and each META entry carries the offset. Default False; serialized
+        only when True, so configurations without it read and write as before.
     queue_depth : int
         Instructions each unit queue holds, 1..64 (docs/tile.md, "Units").
     act_words, wgt_words, meta_words, acc_words, vparam_words : int
@@ -167,6 +176,7 @@ class TileConfig:
     group: int = 32
     scale_bits: int = 16
     acc_headroom: int = 12
+    group_offset: bool = False
     queue_depth: int = 4
     act_words: int = 4096
     wgt_words: int = 4096
@@ -202,6 +212,8 @@ class TileConfig:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
         check_int("scale_bits", self.scale_bits, 4, 16)
         check_int("acc_headroom", self.acc_headroom, 1, 24)
+        if not isinstance(self.group_offset, bool):
+            raise ConfigError(f"group_offset must be true or false, not {self.group_offset!r}")
         if self.rows > self.group:
             raise ConfigError(f"rows ({self.rows}) must not exceed group ({self.group}): a column "
                               f"of the array delivers one group result per cycle")
@@ -273,7 +285,20 @@ class TileConfig:
     def acc_bits(self):
         """Width of one accumulator (two's complement): :func:`~mixpim.models.widths.array_acc_bits`,
         as :class:`~mixpim.models.mixpe.ArrayParams` derives it."""
-        return array_acc_bits(self.group, self.act_format, self.wbits, self.scale_bits, self.acc_headroom)
+        return array_acc_bits(self.group, self.act_format, self.wbits, self.scale_bits, self.acc_headroom,
+                              self.group_offset)
+
+    @property
+    def offset_bits(self):
+        """Width of a signed group-offset mantissa as the array takes it (the low bits of the META
+        entry's int24): ``scale_bits + 8``; meaningful with ``group_offset``."""
+        return offset_bits(self.scale_bits)
+
+    @property
+    def meta_entry_bytes(self):
+        """Bytes of one column's META entry: :data:`META_ENTRY_BYTES`, plus
+        :data:`META_OFFSET_BYTES` with ``group_offset``. The one definition of the entry size."""
+        return META_ENTRY_BYTES + (META_OFFSET_BYTES if self.group_offset else 0)
 
     @property
     def act_word_bytes(self):
@@ -287,8 +312,8 @@ class TileConfig:
 
     @property
     def meta_word_bytes(self):
-        """Bytes of one META word in DRAM: ``cols`` x (uint16 scale mantissa, uint8 zero point)."""
-        return META_ENTRY_BYTES * self.cols
+        """Bytes of one META word in DRAM: ``cols`` entries of :attr:`meta_entry_bytes`."""
+        return self.meta_entry_bytes * self.cols
 
     @property
     def acc_elem_bytes(self):
@@ -344,7 +369,12 @@ class TileConfig:
     # -- serialization --------------------------------------------------------------------------
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The fields by name, in declaration order; ``group_offset`` only when True (so every
+        configuration without it serializes, and program files hash, as before it existed)."""
+        d = dataclasses.asdict(self)
+        if not self.group_offset:
+            del d["group_offset"]
+        return d
 
     @classmethod
     def from_dict(cls, data):
@@ -367,7 +397,7 @@ class TileConfig:
     def to_toml(self):
         lines = []
         for key, value in self.to_dict().items():
-            lines.append(f"{key} = {json.dumps(value)}")  # ints and strings: JSON syntax is TOML syntax
+            lines.append(f"{key} = {json.dumps(value)}")  # ints, booleans, strings: JSON syntax is TOML syntax
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -453,7 +483,9 @@ def _spad_name(spad):
 
 #: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,
 #: a 256 KiB DRAM of 2 channels with short timings that still exercise every DRAM rule); ``fpga``
-#: fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads); ``npu128`` is a paper-scale
+#: fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads); ``llm`` is ``fpga`` for whole
+#: LLMs: W4A16 with Q4_1's groups of 32 and their offsets (``group_offset``), and a 256 MiB DRAM
+#: (16384 rows per bank) that holds a 135M-parameter model at 4 bits; ``npu128`` is a paper-scale
 #: 128x128 NPU on one wide HBM-like channel and ``neupims`` the NeuPIMs system (128x128 NPU, HBM2
 #: with 32 channels x 32 banks, 16 MAC lanes per bank, dual row buffers), both for the timing
 #: model only (docs/tile.md, docs/pim.md).
@@ -470,6 +502,12 @@ PRESETS = {
                        dram_rows=2048, dram_row_bytes=1024, dram_bus_bytes=16, t_rcd=4, t_rp=4,
                        t_cl=4, t_ras=10, t_faw=16, t_ccd_s=1, t_ccd_l=1, pim_mode="dual",
                        pim_lanes=8, pim_gbuf_bytes=1024, pim_res_regs=64),
+    "llm": TileConfig(rows=16, cols=16, pe="mixpe-w4a16", wbits=4, group=32, group_offset=True,
+                      queue_depth=4, act_words=4096, wgt_words=4096, meta_words=256, acc_words=1024,
+                      vparam_words=1024, dram_channels=2, dram_banks=8, dram_bank_groups=2,
+                      dram_rows=16384, dram_row_bytes=1024, dram_bus_bytes=16, t_rcd=4, t_rp=4,
+                      t_cl=4, t_ras=10, t_faw=16, t_ccd_s=1, t_ccd_l=1, pim_mode="dual",
+                      pim_lanes=8, pim_gbuf_bytes=1024, pim_res_regs=64),
     "npu128": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,
                          act_words=16384, wgt_words=16384, meta_words=512, acc_words=1024,
                          vparam_words=4096, dram_channels=1, dram_banks=16, dram_bank_groups=4,

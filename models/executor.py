@@ -7,8 +7,8 @@ each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
 
 * LOAD / STORE move bytes between DRAM rows and scratchpad words (word formats:
   :mod:`~mixpim.models.config`);
-* GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points and scale
-  mantissas and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
+* GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points, scale
+  mantissas (and, with ``group_offset``, offset mantissas) and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
   the array computes it; the accumulators wrap at ``acc_bits`` like the hardware's registers;
 * VEC, VSOFT and VNORM are :mod:`~mixpim.models.vec_exec` (the vector unit's numerics and
   where it reads and writes);
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import META_ENTRY_BYTES, TileConfig
+from .config import TileConfig
 from .errors import ShapeError
 from .isa import ErrorCode, Opcode, Spad
 from .mixpe import ArrayParams, mixpe_gemm
@@ -40,7 +40,7 @@ from .vec_exec import VectorState, exec_vec, exec_vnorm, exec_vsoft
 from .vector import fp16_bits_to_int8
 
 __all__ = ["Status", "Race", "Result", "execute", "run",
-           "pack_act", "unpack_act", "pack_wgt", "unpack_wgt", "pack_meta", "unpack_meta",
+           "pack_act", "unpack_act", "pack_wgt", "unpack_wgt", "pack_meta", "unpack_meta", "unpack_offsets",
            "pack_acc", "unpack_acc", "wrap"]
 
 
@@ -104,26 +104,52 @@ def unpack_wgt(config, data):
     return nib[:, :config.cols].astype(np.uint8)
 
 
-def pack_meta(config, zeros, scales):
-    """META words as bytes: per column a uint16 scale mantissa then a uint8 zero point;
-    ``zeros`` and ``scales`` (words, cols)."""
+def pack_meta(config, zeros, scales, offsets=None):
+    """META words as bytes: per column (``config.meta_entry_bytes``) a uint16 scale mantissa, a
+    uint8 zero point and, with ``config.group_offset``, the offset mantissa as an int24;
+    ``zeros``, ``scales`` and ``offsets`` (words, cols) (``offsets`` None: 0; an error on a
+    configuration without group offsets)."""
     z = _matrix(zeros, config.cols, "zero points").astype(np.int64)
     s = _matrix(scales, config.cols, "scale mantissas").astype(np.int64)
     if z.shape != s.shape:
         raise ShapeError(f"zero points {z.shape} and scales {s.shape} differ in shape")
     if z.min(initial=0) < 0 or z.max(initial=0) > 0xFF or s.min(initial=0) < 0 or s.max(initial=0) > 0xFFFF:
         raise ShapeError("zero points must be in 0..255 and scale mantissas in 0..65535")
-    out = np.empty((z.shape[0], config.cols, META_ENTRY_BYTES), np.uint8)
+    if offsets is not None and not config.group_offset:
+        raise ShapeError("group offsets need a configuration with group_offset; this one's META "
+                         "entries have no offset")
+    o = np.zeros_like(z) if offsets is None else _matrix(offsets, config.cols, "offset mantissas").astype(np.int64)
+    if o.shape != z.shape:
+        raise ShapeError(f"offsets {o.shape} and zero points {z.shape} differ in shape")
+    if o.min(initial=0) < -(1 << 23) or o.max(initial=0) >= 1 << 23:
+        raise ShapeError(f"offset mantissas must be in {-(1 << 23)}..{(1 << 23) - 1}")
+    out = np.empty((z.shape[0], config.cols, config.meta_entry_bytes), np.uint8)
     out[:, :, 0] = s & 0xFF
     out[:, :, 1] = s >> 8
     out[:, :, 2] = z
+    if config.group_offset:
+        for b in range(3):
+            out[:, :, 3 + b] = (o >> (8 * b)) & 0xFF
     return out.tobytes()
+
+
+def _meta_entries(config, data):
+    return _words(data, config.meta_word_bytes).reshape(-1, config.cols, config.meta_entry_bytes).astype(np.int64)
 
 
 def unpack_meta(config, data):
     """``(zeros, scales)`` (words, cols) int64 of META words."""
-    w = _words(data, config.meta_word_bytes).reshape(-1, config.cols, META_ENTRY_BYTES).astype(np.int64)
+    w = _meta_entries(config, data)
     return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
+
+
+def unpack_offsets(config, data):
+    """The offset mantissas (words, cols) int64 of META words (the int24 fields; zeros on a
+    configuration without ``group_offset``)."""
+    w = _meta_entries(config, data)
+    if not config.group_offset:
+        return np.zeros(w.shape[:2], np.int64)
+    return wrap(w[:, :, 3] | w[:, :, 4] << 8 | w[:, :, 5] << 16, 24)
 
 
 def _acc_dtype(config):
@@ -411,17 +437,21 @@ class _Memory:
             passes = self._int8_weights(inst, k)
         else:
             codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k]).T  # (cols, K)
-            zeros, scales = unpack_meta(cfg, self.spads["META"][inst.meta_addr:inst.meta_addr + g])
-            # the array takes the low wbits / scale_bits bits of the 4-bit / 8-bit / 16-bit fields
+            meta = self.spads["META"][inst.meta_addr:inst.meta_addr + g]
+            zeros, scales = unpack_meta(cfg, meta)
+            # the array takes the low wbits / scale_bits / offset_bits bits of the 4-bit / 8-bit /
+            # 16-bit / 24-bit fields (the offset as two's complement)
             wmask, smask = (1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1
-            passes = [(codes & wmask, zeros.T & wmask, scales.T & smask)]
+            offsets = wrap(unpack_offsets(cfg, meta), cfg.offset_bits).T if cfg.group_offset else None
+            passes = [(codes & wmask, zeros.T & wmask, scales.T & smask, offsets)]
         tile, nonfinite = None, False
-        for codes, zeros, scales in passes:
+        for codes, zeros, scales, offsets in passes:
             qw = QuantizedWeights(
                 codes=np.ascontiguousarray(codes), zeros=np.ascontiguousarray(zeros),
                 scales=FixedScales(np.ascontiguousarray(scales), np.zeros(cfg.cols, np.int64),
                                    cfg.scale_bits),
-                bits=cfg.wbits, group=cfg.group, symmetric=False)
+                bits=cfg.wbits, group=cfg.group, symmetric=False,
+                offsets=None if offsets is None else np.ascontiguousarray(offsets))
             part, flag = self._array(g, act, qw)
             tile = part if tile is None else tile + part
             nonfinite = nonfinite or flag
@@ -440,7 +470,7 @@ class _Memory:
         w = (lanes if cfg.act_format == "int8" else fp16_bits_to_int8(lanes)).astype(np.int64).T
         g = inst.groups
         ones = np.ones((cfg.cols, g), np.int64)
-        return [((w >> 4) + 8, 8 * ones, 16 * ones), (w & 15, 0 * ones, ones)]
+        return [((w >> 4) + 8, 8 * ones, 16 * ones, None), (w & 15, 0 * ones, ones, None)]
 
     def _array(self, g, act, qw):
         """One pass of the array: ``(acc tile, nonfinite)``."""

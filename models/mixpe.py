@@ -8,6 +8,12 @@ Arithmetic (identical for the MixPE and the baseline array; only where it happen
     I[m, n, g]   = sum_{k in group g} a_val[m, k] * wc[n, k]  exact group partial sum (PE)
     acc[m, n]    = sum_g sm[n, g] * I[m, n, g]                exact, acc_bits two's complement (array edge)
 
+With group offsets (``params.group_offset``; weights ``s (q - z) + om 2**-e``) each group adds the
+offset mantissa times the token's activation group sum, also exact::
+
+    A[m, g]      = sum_{k in group g} a_val[m, k]             gsum_bits (row edge, once per token row)
+    acc[m, n]    = sum_g (sm[n, g] * I[m, n, g] + om[n, g] * A[m, g])
+
 The real-valued result is ``acc * 2**-e[n] * sa[m]`` (INT8) or ``acc * 2**-e[n] * 2**-24`` (FP16).
 Nothing is rounded inside the array. Widths come from :class:`ArrayParams`; the golden model checks
 that every intermediate fits them, so the hardware never silently wraps.
@@ -27,9 +33,11 @@ from .config import TileConfig
 from .errors import RangeError, ShapeError
 from .numerics import fp16_decode
 from .quant import QuantizedWeights, num_groups
-from .widths import AccumulatorWidths, array_psum_max, centered_weight_max, signed_bits
+from .widths import (AccumulatorWidths, array_offset_max, array_psum_max, array_term_max, centered_weight_max,
+                     offset_bits, signed_bits)
 
 __all__ = ["check_weights", "ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
+           "activation_group_sums",
            "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float",
            "check_gemm_shapes", "accumulate_groups", "stream_tiles", "gemm_tiles"]
 
@@ -40,13 +48,19 @@ class ArrayParams(AccumulatorWidths):
 
     Members (all bit widths of two's complement values unless noted)
     -------
-    rows, cols, wbits, group, scale_bits, act_format ("int8" | "fp16"), family ("mixpe" | "baseline")
+    rows, cols, wbits, group, scale_bits, act_format ("int8" | "fp16"), family ("mixpe" | "baseline"),
+    group_offset (bool: the array adds ``om * A`` per group)
     wc_bits : centered weight ``q - z``, ``wbits + 1``
     act_bits : INT8 activation (8), or FP16 significand (12) with a 5-bit unsigned exponent
+    act_val_bits : one activation value ``a_val``, ``signed_bits(act_val_max)`` (INT8 9, FP16 41)
     prod_bits : one PE product ``a_val * wc`` (FP16: after alignment)
     psum_bits : one group partial sum ``I``
     scaled_bits : ``sm * I``
-    acc_bits : output accumulator, ``scaled_bits + acc_headroom``
+    offset_bits : signed offset mantissa ``om`` (``scale_bits + 8``)
+    gsum_bits : activation group sum ``A``
+    offset_prod_bits : ``om * A``
+    term_bits : one group's contribution, ``sm * I`` (``scaled_bits``) or ``sm * I + om * A``
+    acc_bits : output accumulator, ``term_bits + acc_headroom``
     latency : cycles from the input transfer of a tile's last beat to the output transfer of the
         tile's first row (rows follow on consecutive cycles)
     scale_fifo_depth : per-column scale FIFO entries of the MixPE edge (groups in flight)
@@ -60,11 +74,12 @@ class ArrayParams(AccumulatorWidths):
     acc_headroom: int
     act_format: str
     family: str
+    group_offset: bool = False
 
     @classmethod
     def from_config(cls, cfg: TileConfig):
         return cls(cfg.rows, cfg.cols, cfg.wbits, cfg.group, cfg.scale_bits, cfg.acc_headroom,
-                   cfg.act_format, cfg.family)
+                   cfg.act_format, cfg.family, cfg.group_offset)
 
     @property
     def wc_max(self):
@@ -81,6 +96,31 @@ class ArrayParams(AccumulatorWidths):
     @property
     def psum_max(self):
         return array_psum_max(self.group, self.act_format, self.wbits)
+
+    @property
+    def act_val_bits(self):
+        return signed_bits(self.act_val_max)
+
+    @property
+    def offset_bits(self):
+        return offset_bits(self.scale_bits)
+
+    @property
+    def gsum_bits(self):
+        return signed_bits(self.group * self.act_val_max)
+
+    @property
+    def offset_prod_bits(self):
+        return signed_bits(array_offset_max(self.group, self.act_format, self.scale_bits))
+
+    @property
+    def term_bits(self):
+        return signed_bits(array_term_max(self.group, self.act_format, self.wbits, self.scale_bits,
+                                          self.group_offset))
+
+    @property
+    def acc_bits(self):
+        return self.term_bits + self.acc_headroom
 
     @property
     def latency(self):
@@ -132,6 +172,15 @@ def group_sums(a_val, wc, group):
     return np.einsum("mgk,ngk->mng", ap.reshape(m, ng, group), wp.reshape(n, ng, group))
 
 
+def activation_group_sums(a_val, group):
+    """Exact activation group sums ``A`` int64 (M, groups) of ``a_val`` (M, K), K padded with 0."""
+    m, k = a_val.shape
+    ng = num_groups(k, group)
+    ap = np.zeros((m, ng * group), np.int64)
+    ap[:, :k] = a_val
+    return ap.reshape(m, ng, group).sum(axis=2)  # FP16: below 2**48
+
+
 def check_gemm_shapes(act, codes):
     """``act`` as an array; :class:`ShapeError` unless it is 2-D (tokens, K) with the K of the
     weight ``codes`` (N, K)."""
@@ -143,18 +192,25 @@ def check_gemm_shapes(act, codes):
     return act
 
 
-def accumulate_groups(params, isum, sm, nonfinite):
-    """The array edge: ``acc[m, n] = sum_g sm[n, g] * I[m, n, g]``, exact, as a :class:`GemmResult`.
+def accumulate_groups(params, isum, sm, nonfinite, offsets=None, asum=None):
+    """The array edge: ``acc[m, n] = sum_g sm[n, g] * I[m, n, g]`` (``+ om[n, g] * A[m, g]`` with
+    ``offsets``), exact, as a :class:`GemmResult`.
 
     ``isum``: the group partial sums ``I`` int64 (M, N, groups); ``sm``: the scale mantissas
-    (N, groups); ``nonfinite``: (M, K) from :func:`activation_values`. INT8 sums stay in int64
-    (far below 2**63 for every array), FP16 sums use Python ints. :class:`RangeError` if a partial
-    sum over the groups would overflow ``params.acc_bits``.
+    (N, groups); ``nonfinite``: (M, K) from :func:`activation_values`; ``offsets``: the offset
+    mantissas ``om`` (N, groups) or None, ``asum``: the activation group sums ``A`` (M, groups).
+    INT8 sums stay in int64 (far below 2**63 for every array), FP16 sums use Python ints.
+    :class:`RangeError` if a partial sum over the groups would overflow ``params.acc_bits``.
     """
     if params.act_format == "int8":
-        partial = np.cumsum(isum * sm[None, :, :], axis=2)
+        term = isum * sm[None, :, :]
+        if offsets is not None:
+            term = term + offsets[None, :, :] * asum[:, None, :]
     else:
-        partial = np.cumsum(isum.astype(object) * sm[None, :, :].astype(object), axis=2)
+        term = isum.astype(object) * sm[None, :, :].astype(object)
+        if offsets is not None:
+            term = term + offsets[None, :, :].astype(object) * asum[:, None, :].astype(object)
+    partial = np.cumsum(term, axis=2)
     lim = 1 << (params.acc_bits - 1)
     if partial.size and (partial.max() >= lim or partial.min() < -lim):
         raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={nonfinite.shape[1]}; "
@@ -179,13 +235,17 @@ def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
     """
     _, a_val, nonfinite = _operands(params, act, qw)
     isum = group_sums(a_val, qw.centered(), qw.group)
-    return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**62
+    if qw.offsets is None:
+        return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**62
+    asum = activation_group_sums(a_val, qw.group)
+    return accumulate_groups(params, isum, qw.scales.mant, nonfinite, qw.offsets.astype(np.int64), asum)
 
 
 def check_weights(params, qw, *, codes=True):
     """:class:`ShapeError` / :class:`RangeError` unless ``qw`` (after its own ``check()``) has the
-    array's group size, scales no wider than ``params.scale_bits`` and, with ``codes``, codes no
-    wider than ``params.wbits``."""
+    array's group size, scales no wider than ``params.scale_bits``, with ``codes`` codes no
+    wider than ``params.wbits``, and group offsets only if the array has them
+    (``params.group_offset``), each within ``params.offset_bits`` (two's complement)."""
     qw.check()
     if qw.group != params.group:
         raise ShapeError(f"weights are quantized in groups of {qw.group}, the array uses {params.group}")
@@ -193,6 +253,15 @@ def check_weights(params, qw, *, codes=True):
         raise RangeError(f"{qw.bits}-bit weights do not fit the array's {params.wbits}-bit codes")
     if qw.scales.bits > params.scale_bits:
         raise RangeError(f"{qw.scales.bits}-bit scales do not fit the array's {params.scale_bits}-bit scales")
+    offsets = getattr(qw, "offsets", None)
+    if offsets is not None:
+        if not getattr(params, "group_offset", False):
+            raise RangeError("the weights have group offsets but the array has no offset term "
+                             "(TileConfig.group_offset is False)")
+        half = 1 << (params.offset_bits - 1)
+        if offsets.size and (offsets.min() < -half or offsets.max() >= half):
+            raise RangeError(f"group offset mantissas must fit {params.offset_bits} bits "
+                             f"(-{half}..{half - 1})")
 
 
 def output_to_float(params, result: GemmResult, qw: QuantizedWeights, act_scale=None):
@@ -208,16 +277,22 @@ def array_stream(params: ArrayParams, act, qw: QuantizedWeights):
     """The input beats that compute ``act`` x ``qw``^T on the array.
 
     Returns a dict of numpy arrays, one row per beat: ``act`` (beats, rows) int64 (INT8 values, or
-    FP16 bit patterns), ``code``/``zero``/``scale`` (beats, cols) int64, ``last`` (beats,) bool —
-    set on the last beat of every tile. Padding rows/columns/K carry zeros (code = zero point = 0).
+    FP16 bit patterns), ``code``/``zero``/``scale`` (beats, cols) int64, with
+    ``params.group_offset`` also ``offset`` (beats, cols) int64 (the signed offset mantissa, 0
+    for weights without offsets), ``last`` (beats,) bool — set on the last beat of every tile.
+    Padding rows/columns/K carry zeros (code = zero point = 0; activation 0, so padding adds
+    nothing to the group sums ``A`` either).
     """
     act, _, _ = _operands(params, act, qw)  # the same checks as the golden GEMM
     k = act.shape[1]
     zero = np.repeat(qw.zeros, params.group, axis=1)
     code = zero.copy()  # padded K: q - z = 0
     code[:, :k] = qw.codes
-    return stream_tiles(params, act, {"code": code, "zero": zero,
-                                      "scale": np.repeat(qw.scales.mant, params.group, axis=1)})
+    columns = {"code": code, "zero": zero, "scale": np.repeat(qw.scales.mant, params.group, axis=1)}
+    if params.group_offset:
+        off = qw.offsets if qw.offsets is not None else np.zeros_like(qw.zeros)
+        columns["offset"] = np.repeat(np.asarray(off, np.int64), params.group, axis=1)
+    return stream_tiles(params, act, columns)
 
 
 def stream_tiles(params, act, columns):

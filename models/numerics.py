@@ -9,7 +9,8 @@ Formats (docs/numerics.md is the prose version of this file):
   (subnormals have ``exp = 1`` and no hidden bit). Infinities and NaN are outside the datapath's
   domain: they become ``sig = 0`` and raise the array's sticky ``nonfinite`` flag.
 * Fixed-point scales: a float scale per (row n, group g) becomes an unsigned ``scale_bits`` mantissa
-  ``sm[n, g]`` with one exponent ``e[n]`` per row: ``s ~= sm * 2**-e``.
+  ``sm[n, g]`` with one exponent ``e[n]`` per row: ``s ~= sm * 2**-e``. Group offsets (Q4_1's
+  minima) become signed mantissas at the same exponent: ``o ~= om * 2**-e``.
 """
 
 import numpy as np
@@ -18,7 +19,7 @@ from .errors import RangeError, ShapeError
 
 __all__ = [
     "FP16_EXP_BIAS_SHIFT", "FP16_SIG_MAX", "FP16_SHIFT_MAX", "fp16_decode", "quantize_act_int8", "FixedScales", "to_fixed_scales",
-    "wrap",
+    "to_fixed_offsets", "wrap",
 ]
 
 #: ``x == sig * 2**(exp - FP16_EXP_BIAS_SHIFT)`` for a decoded FP16 value (bias 15 + 10 fraction bits).
@@ -135,6 +136,42 @@ def to_fixed_scales(scales, bits):
     mant = np.rint(np.ldexp(s, exp[:, None])).astype(np.int64)
     exp = np.where(smax > 0, exp, 0)
     return FixedScales(mant, exp, bits)
+
+
+def to_fixed_offsets(scales, offsets, bits, offset_bits):
+    """Scales (N, G) >= 0 and signed offsets (N, G) as mantissas at one exponent per row.
+
+    Returns ``(FixedScales, om)``: ``om`` int64 (N, G), ``om = rint(o * 2**e[n])`` (half to even),
+    within ``-(2**(offset_bits-1) - 1) .. 2**(offset_bits-1) - 1``. ``e[n]`` is
+    :func:`to_fixed_scales`'s exponent, lowered where the row's largest offset would not fit
+    ``offset_bits`` (then the largest ``|om|`` is in ``[2**(offset_bits-2), 2**(offset_bits-1))``
+    and the scales keep fewer bits); a row of zero scales takes its exponent from the offsets
+    alone. So every offset is within half a unit of ``2**-e[n]``: ``2**-bits`` of the row's
+    largest scale (``scale_bits`` = 16: ``2**-16``) while the offsets fit.
+    """
+    fs = to_fixed_scales(scales, bits)
+    o = np.asarray(offsets, dtype=np.float64)
+    if o.shape != fs.mant.shape:
+        raise ShapeError(f"offsets have shape {o.shape}, the scales {fs.mant.shape}")
+    if not np.all(np.isfinite(o)):
+        raise RangeError("offsets must be finite")
+    s = np.asarray(scales, dtype=np.float64)
+    omax = np.abs(o).max(axis=1, initial=0.0)
+    _, e2 = np.frexp(np.where(omax > 0, omax, 1.0))  # omax in [2**(e2-1), 2**e2)
+    e_off = (offset_bits - 1 - e2).astype(np.int64)  # puts omax in [2**(offset_bits-2), 2**(offset_bits-1))
+    has_s = fs.mant.max(axis=1, initial=0) > 0
+    exp = np.where(has_s, fs.exp, e_off)
+    exp = np.where(omax > 0, np.minimum(exp, e_off), exp)
+    lim = (1 << (offset_bits - 1)) - 1
+    for _ in range(2):  # rounding may carry the largest offset to 2**(offset_bits-1): one bit less
+        om = np.rint(np.ldexp(o, exp[:, None])).astype(np.int64)
+        over = np.abs(om).max(axis=1, initial=0) > lim
+        if not over.any():
+            break
+        exp = np.where(over, exp - 1, exp)
+    mant = np.rint(np.ldexp(s, exp[:, None])).astype(np.int64)
+    exp = np.where(has_s | (omax > 0), exp, 0)
+    return FixedScales(mant, exp, bits), om
 
 
 def wrap(values, bits):

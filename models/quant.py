@@ -14,6 +14,14 @@ fixed-point scale ``s[n, g] = sm[n, g] * 2**-e[n]`` (see :mod:`.numerics`)::
 A K that is not a multiple of ``group`` leaves a last, shorter group quantized over the elements it
 has. Where the hardware pads such a group to ``group`` beats it uses code ``z`` (so ``q - z = 0``)
 and activation 0.
+
+Optionally (``offsets``, for arrays with ``TileConfig.group_offset``) each group also has a signed
+offset mantissa ``om[n, g]`` at the row's scale exponent, and::
+
+    w[n, k] ~= s[n, g] * (q[n, k] - z[n, g]) + om[n, g] * 2**-e[n]
+
+This is how GGUF's Q4_1 (``w = d q + m``) maps exactly: codes ``q``, zero point 0, scale ``d``,
+offset ``m`` (:func:`from_scale_offset`).
 """
 
 from dataclasses import dataclass
@@ -22,9 +30,10 @@ import numpy as np
 
 from .config import GROUP_SIZES
 from .errors import ConfigError, RangeError, ShapeError
-from .numerics import FixedScales, to_fixed_scales
+from .numerics import FixedScales, to_fixed_offsets, to_fixed_scales
+from .widths import offset_bits as _offset_bits
 
-__all__ = ["QuantizedWeights", "quantize_weights", "num_groups"]
+__all__ = ["QuantizedWeights", "quantize_weights", "from_scale_offset", "num_groups"]
 
 
 def num_groups(k, group):
@@ -34,7 +43,8 @@ def num_groups(k, group):
 @dataclass(frozen=True)
 class QuantizedWeights:
     """Members: ``codes`` uint8 (N, K); ``zeros`` int64 (N, groups); ``scales`` :class:`FixedScales`;
-    ``bits``; ``group``; ``symmetric``."""
+    ``bits``; ``group``; ``symmetric``; ``offsets``: int64 (N, groups) signed offset mantissas at
+    the scales' row exponents (``om * 2**-e[n]``), or None for weights without group offsets."""
 
     codes: np.ndarray
     zeros: np.ndarray
@@ -42,6 +52,7 @@ class QuantizedWeights:
     bits: int
     group: int
     symmetric: bool
+    offsets: np.ndarray | None = None
 
     @property
     def shape(self):
@@ -57,9 +68,16 @@ class QuantizedWeights:
         return self.codes.astype(np.int64) - z
 
     def dequantize(self):
-        """The weights the hardware computes with, float64 (N, K)."""
-        s = np.repeat(self.scales.value(), self.group, axis=1)[:, :self.codes.shape[1]]
-        return s * self.centered()
+        """The weights the hardware computes with, float64 (N, K): ``s (q - z)``, plus
+        ``om 2**-e`` with offsets (exact in float64 for 4-bit codes, 16-bit scales and offsets of
+        at most 24 bits)."""
+        k = self.codes.shape[1]
+        s = np.repeat(self.scales.value(), self.group, axis=1)[:, :k]
+        w = s * self.centered()
+        if self.offsets is not None:
+            o = np.ldexp(self.offsets.astype(np.float64), -self.scales.exp[:, None])
+            w = w + np.repeat(o, self.group, axis=1)[:, :k]
+        return w
 
     def check(self):
         """Raise :class:`RangeError`/:class:`ShapeError` if fields are inconsistent."""
@@ -72,6 +90,12 @@ class QuantizedWeights:
         top = (1 << self.bits) - 1
         if self.codes.max(initial=0) > top or self.zeros.max(initial=0) > top or self.zeros.min(initial=0) < 0:
             raise RangeError(f"codes and zero points must be in 0..{top} for {self.bits}-bit weights")
+        if self.offsets is not None:
+            off = np.asarray(self.offsets)
+            if off.shape != self.zeros.shape:
+                raise ShapeError(f"offsets have shape {off.shape}, expected {self.zeros.shape}")
+            if off.dtype.kind not in "iu":
+                raise RangeError(f"offsets must be integer mantissas, not {off.dtype}")
 
 
 def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
@@ -119,3 +143,41 @@ def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
     qw.check()
     return qw
 
+
+
+def from_scale_offset(codes, scales, offsets, group, *, bits=4, scale_bits=16):
+    """:class:`QuantizedWeights` of ``w = scales * codes + offsets`` (per group; Q4_1's ``d q + m``)
+    with zero point 0 and group offsets.
+
+    ``codes`` (N, K) in ``0 .. 2**bits - 1``; ``scales`` (N, groups) >= 0 and ``offsets``
+    (N, groups), finite floats. Scales and offsets become mantissas at one exponent per row
+    (:func:`~.numerics.to_fixed_offsets`, ``scale_bits`` and ``scale_bits + 8`` bits, rounding
+    half to even): ``dequantize()`` differs from ``scales * codes + offsets`` by at most
+    ``(q + 1) / 2`` units ``2**-e[n]`` (half a unit for the offset, half a unit per code step for
+    the scale), and a unit is at most ``2**-(scale_bits - 1)`` of the row's largest scale unless
+    the row's offsets forced a lower exponent (or rounding carried the largest scale mantissa to
+    ``2**scale_bits``, which a scale of at most ``scale_bits`` significant bits never does) (docs/numerics.md, "Group offsets"); the difference
+    is 0 where scales and offsets are multiples of ``2**-e[n]``.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in (2, 3, 4):
+        raise ConfigError(f"weight bits must be 2, 3 or 4, not {bits!r}")
+    if isinstance(group, bool) or not isinstance(group, int) or group not in GROUP_SIZES:
+        raise ConfigError(f"group must be one of {GROUP_SIZES}, not {group!r}")
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 4 <= scale_bits <= 16:
+        raise ConfigError(f"scale_bits must be an integer in 4..16, not {scale_bits!r}")
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or 0 in codes.shape:
+        raise ShapeError(f"codes must be a non-empty 2-D (out, in) array, not shape {codes.shape}")
+    if codes.dtype.kind not in "iu" or codes.min() < 0 or codes.max() >= 1 << bits:
+        raise RangeError(f"codes must be integers in 0..{(1 << bits) - 1}")
+    n, k = codes.shape
+    want = (n, num_groups(k, group))
+    scales, offsets = np.asarray(scales, np.float64), np.asarray(offsets, np.float64)
+    for name, x in (("scales", scales), ("offsets", offsets)):
+        if x.shape != want:
+            raise ShapeError(f"{name} have shape {x.shape}, expected {want} for {n}x{k} codes in "
+                             f"groups of {group}")
+    fs, om = to_fixed_offsets(scales, offsets, scale_bits, _offset_bits(scale_bits))
+    qw = QuantizedWeights(codes.astype(np.uint8), np.zeros(want, np.int64), fs, bits, group, False, om)
+    qw.check()
+    return qw

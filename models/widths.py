@@ -13,6 +13,15 @@ such scaled sums::
 
 The MixPE and baseline arrays multiply by the centered weight ``q - z`` (at most ``2**wbits - 1``),
 so their ``psum_max`` is ``group * act_val_max * (2**wbits - 1)`` (:func:`array_psum_max`).
+
+With group offsets (``TileConfig.group_offset``) every group adds ``om * A``: a signed
+``offset_bits`` offset mantissa times the group sum ``A`` of the token's activations (at most
+``group * act_val_max``), so a group's term is bounded by the sum of both maxima::
+
+    offset_bits  = scale_bits + GROUP_OFFSET_EXTRA_BITS
+    term_bits    = signed_bits(psum_max * (2**scale_bits - 1) + group * act_val_max * 2**(offset_bits - 1))
+    acc_bits     = term_bits + acc_headroom
+
 This module imports nothing from the array models, so the configuration can derive
 ``acc_bits`` without importing them.
 """
@@ -20,7 +29,12 @@ This module imports nothing from the array models, so the configuration can deri
 from .numerics import FP16_SHIFT_MAX, FP16_SIG_MAX
 
 __all__ = ["signed_bits", "act_bits", "act_val_max", "scaled_bits", "acc_bits", "centered_weight_max",
-           "array_psum_max", "array_acc_bits", "AccumulatorWidths"]
+           "array_psum_max", "array_acc_bits", "AccumulatorWidths", "GROUP_OFFSET_EXTRA_BITS",
+           "offset_bits", "array_offset_max", "array_term_max"]
+
+#: Bits of a group-offset mantissa above the scale mantissa's: an offset of up to ``2**7`` times
+#: the row's largest scale fits at the row's exponent (SmolLM2's Q4_1 minima reach 14.6 times).
+GROUP_OFFSET_EXTRA_BITS = 8
 
 
 def signed_bits(maxmag):
@@ -58,9 +72,27 @@ def array_psum_max(group, act, wbits):
     return group * act_val_max(act) * centered_weight_max(wbits)
 
 
-def array_acc_bits(group, act, wbits, scale_bits, acc_headroom):
-    """Accumulator width of the MixPE and baseline arrays (``TileConfig.acc_bits``, ``ArrayParams.acc_bits``)."""
-    return acc_bits(array_psum_max(group, act, wbits), scale_bits, acc_headroom)
+def offset_bits(scale_bits):
+    """Width of a signed group-offset mantissa: ``scale_bits + GROUP_OFFSET_EXTRA_BITS``."""
+    return scale_bits + GROUP_OFFSET_EXTRA_BITS
+
+
+def array_offset_max(group, act, scale_bits):
+    """Largest ``|om * A|``: ``2**(offset_bits - 1)`` (the most negative mantissa) times the largest
+    activation group sum ``group * act_val_max``."""
+    return (1 << (offset_bits(scale_bits) - 1)) * group * act_val_max(act)
+
+
+def array_term_max(group, act, wbits, scale_bits, group_offset=False):
+    """Largest ``|sm * I (+ om * A)|``, one group's contribution to an accumulator."""
+    top = array_psum_max(group, act, wbits) * ((1 << scale_bits) - 1)
+    return top + (array_offset_max(group, act, scale_bits) if group_offset else 0)
+
+
+def array_acc_bits(group, act, wbits, scale_bits, acc_headroom, group_offset=False):
+    """Accumulator width of the MixPE and baseline arrays (``TileConfig.acc_bits``, ``ArrayParams.acc_bits``):
+    one group's term (:func:`array_term_max`) summed ``2**acc_headroom`` times."""
+    return signed_bits(array_term_max(group, act, wbits, scale_bits, group_offset)) + acc_headroom
 
 
 class AccumulatorWidths:

@@ -53,8 +53,9 @@ class Design:
         wbits = f"w{p.wbits}"
         if isinstance(p, BitmodParams) and p.types != default_types(p.wbits):
             wbits += "_" + "_".join(t.lower() for t in p.types)
+        offsets = "_go" if getattr(p, "group_offset", False) else ""  # group offsets
         return (f"{self.kind.replace('-', '_')}{dims}_{wbits}_{p.act_format}_g{p.group}"
-                f"_s{p.scale_bits}_h{p.acc_headroom}")
+                f"_s{p.scale_bits}_h{p.acc_headroom}{offsets}")
 
     def component(self):
         return DESIGNS[self.kind][1](self.params)
@@ -66,10 +67,13 @@ class Design:
                     "widths": {"act_bits": p.act_bits, "shift_bits": p.shift_bits, "prod_bits": p.prod_bits,
                                "psum_bits": p.psum_bits, "scaled_bits": p.scaled_bits, "acc_bits": p.acc_bits},
                     "cycles_per_beat": p.terms, "latency": p.latency, "row_interval": p.row_interval}
+        widths = {"act_bits": p.act_bits, "wc_bits": p.wc_bits, "prod_bits": p.prod_bits,
+                  "psum_bits": p.psum_bits, "scaled_bits": p.scaled_bits, "acc_bits": p.acc_bits}
+        if p.group_offset:
+            widths |= {"offset_bits": p.offset_bits, "gsum_bits": p.gsum_bits,
+                       "offset_prod_bits": p.offset_prod_bits, "term_bits": p.term_bits}
         return {"design": self.kind, "top": self.top, "config": self.config.to_dict(),
-                "widths": {"act_bits": p.act_bits, "wc_bits": p.wc_bits, "prod_bits": p.prod_bits,
-                           "psum_bits": p.psum_bits, "scaled_bits": p.scaled_bits, "acc_bits": p.acc_bits},
-                "latency": p.latency}
+                "widths": widths, "latency": p.latency}
 
 
 def make_design(kind, *, rows=4, cols=4, wbits=4, act=None, group=32, scale_bits=None, acc_headroom=12,

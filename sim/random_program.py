@@ -69,7 +69,8 @@ HALT. ``expected_pc`` is the error's pc where the design fixes it (every code bu
 region for STOREs, each a multiple of every word size, a few DRAM rows apart, then (with PIM) a
 KV region of one or two whole bank rows (every channel and bank) of random bytes. ACT holds
 random int8 bytes (FP16 configurations: normal values of random magnitudes, 0.5 % inf/NaN/
-subnormal); WGT and META random bytes (codes, zero points, scale mantissas); ACC values of a
+subnormal); WGT and META random bytes (codes, zero points, scale mantissas and, with
+``group_offset``, signed int24 offsets over their whole range); ACC values of a
 moderate size and VPARAM a random GELU table, token words ``(1, 0)`` or small ``(tmult,
 tshift)``, and zones of column, softmax and norm parameters sized for the data they scale
 (:mod:`.random_vec`; a few words fully random: the ignored bits [22:32] set, extreme shifts).

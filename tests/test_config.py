@@ -12,7 +12,7 @@ from mixpim.models.errors import ConfigError, MixpimError
 from helpers import exact
 
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
-          "dram_channels, dram_row_bytes, dram_rows, group, meta_words, pe, pim_gbuf_bytes, "
+          "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, pe, pim_gbuf_bytes, "
           "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
           "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words")
 # tiny, queue_depth .. pim_res_regs
@@ -139,7 +139,7 @@ def test_config_error_is_a_value_error_and_a_mixpim_error():
 
 def test_defaults_and_derived_properties():
     cfg = TileConfig()
-    assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12,
+    assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12, False,
                                         4, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
                                         2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
@@ -148,6 +148,31 @@ def test_defaults_and_derived_properties():
     for pe, (act, family) in expected.items():
         c = TileConfig(pe=pe)
         assert (c.act_format, c.family) == (act, family)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "true", None, 1.0])
+def test_group_offset_rejected(bad):
+    with pytest.raises(ConfigError, match=exact(f"group_offset must be true or false, not {bad!r}")):
+        TileConfig(group_offset=bad)
+    with pytest.raises(ConfigError, match=exact(f"group_offset must be true or false, not {bad!r}")):
+        TileConfig.from_json(json.dumps({"group_offset": bad}))
+
+
+def test_group_offset_fields_and_serialization():
+    plain, off = TileConfig(rows=5, cols=7), TileConfig(rows=5, cols=7, group_offset=True)
+    assert "group_offset" not in plain.to_dict() and "group_offset" not in plain.to_json()
+    assert TileConfig.from_json('{"group_offset": false}') == TileConfig()
+    d = off.to_dict()
+    assert d["group_offset"] is True and list(d).index("group_offset") == list(d).index("acc_headroom") + 1
+    assert "group_offset = true\n" in off.to_toml()
+    assert TileConfig.from_toml(off.to_toml()) == off and TileConfig.from_json(off.to_json()) == off
+    # META entries grow by the int24 offset; the accumulator by the offset term's bits
+    assert (plain.meta_entry_bytes, plain.meta_word_bytes) == (3, 21)
+    assert (off.meta_entry_bytes, off.meta_word_bytes, off.word_bytes("META")) == (6, 42, 42)
+    assert (plain.acc_bits, off.acc_bits, off.offset_bits) == (45, 49, 24)
+    assert TileConfig(scale_bits=8, group_offset=True).offset_bits == 16
+    for pe in PE_KINDS:  # every PE kind has the offset term
+        assert TileConfig(pe=pe, group_offset=True).group_offset
 
 
 def test_frozen_and_replace_validates():
@@ -182,17 +207,24 @@ def test_equality_and_hash():
 # -- presets -----------------------------------------------------------------------------------
 
 def test_presets():
-    assert set(PRESETS) == {"tiny", "fpga", "npu128", "neupims"}
+    assert set(PRESETS) == {"tiny", "fpga", "llm", "npu128", "neupims"}
     tiny, fpga = preset("tiny"), preset("fpga")
     assert tiny is PRESETS["tiny"] and fpga is PRESETS["fpga"]
     assert (tiny.rows, tiny.cols, tiny.pe, tiny.wbits, tiny.group) == (4, 4, "mixpe-w4a8", 4, 32)
     assert (fpga.rows, fpga.cols, fpga.pe, fpga.wbits, fpga.group) == (16, 16, "mixpe-w4a8", 4, 128)
-    assert dataclasses.astuple(tiny)[7:] == TILE_DEFAULTS
+    assert dataclasses.astuple(tiny)[7:] == (False,) + TILE_DEFAULTS  # group_offset, then the tile
+    assert not any(cfg.group_offset for name, cfg in PRESETS.items() if name != "llm")
     assert tiny.dram_bytes == 256 * 1024
     # fpga: scratchpads of about 160 KiB (ECP5-85k has 468 KiB of block RAM)
     spad_bits = sum(fpga.spad_words(s) * fpga.word_bytes(s) * 8 for s in ("ACT", "WGT", "META", "VPARAM"))
     spad_bits += fpga.acc_words * fpga.cols * fpga.acc_bits
     assert spad_bits / 8 / 1024 < 170
+    # llm: fpga for whole models (W4A16, Q4_1's groups of 32 with offsets), 256 MiB of DRAM
+    llm = preset("llm")
+    assert llm.replace(pe="mixpe-w4a8", group=128, group_offset=False, dram_rows=2048,
+                       acc_words=fpga.acc_words) == fpga and llm.acc_words >= fpga.acc_words
+    assert (llm.pe, llm.group, llm.group_offset, llm.dram_bytes) == ("mixpe-w4a16", 32, True, 256 << 20)
+    assert (llm.meta_entry_bytes, llm.meta_word_bytes, llm.acc_bits) == (6, 96, 82)
     npu = preset("npu128")
     assert (npu.rows, npu.cols, npu.group) == (128, 128, 128)
     neupims = preset("neupims")  # docs/pim.md: the NeuPIMs system, HBM2 timing
@@ -207,7 +239,7 @@ def test_presets():
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga, npu128, neupims")):
+    with pytest.raises(ConfigError, match=exact("no preset 'huge'; presets are tiny, fpga, llm, npu128, neupims")):
         preset("huge")
 
 
@@ -227,6 +259,7 @@ def tile_configs(draw):
         rows=rows, cols=cols,
         pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
         scale_bits=draw(st.integers(4, 16)), acc_headroom=draw(st.integers(1, 24)),
+        group_offset=draw(st.booleans()),
         queue_depth=draw(st.integers(1, 64)), act_words=draw(st.integers(group, 65536)),
         wgt_words=draw(st.integers(group, 65536)), meta_words=draw(st.integers(1, 65536)),
         acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
@@ -434,7 +467,7 @@ def test_load_files_and_presets(tmp_path):
     assert TileConfig.load("fpga") is PRESETS["fpga"]
 
 
-PRESET_HINT = "(presets are tiny, fpga, npu128, neupims)"
+PRESET_HINT = "(presets are tiny, fpga, llm, npu128, neupims)"
 
 
 def test_load_errors(tmp_path):

@@ -38,6 +38,9 @@ CONFIGS = {
     "tiny-fp16": TINY.replace(pe="mixpe-w4a16"),
     # FP16 activations, 3 columns, 2 rows (latency and drain differ from tiny's; no wsrc)
     "fp16-2x3": TINY.replace(pe="mixpe-w4a16", rows=2, cols=3),
+    # group offsets: 6-byte META entries (random int24 offsets), zero offsets for wsrc
+    "tiny-fp16-offset": TINY.replace(pe="mixpe-w4a16", group_offset=True),
+    "offset-2x3": TINY.replace(rows=2, cols=3, group_offset=True),
 }
 READS = (Spad.ACT, Spad.WGT, Spad.META, Spad.ACC)
 
@@ -264,7 +267,7 @@ def test_random_gemms(name):
     check(cfg, insts, seed=len(name))
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-fp16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "tiny-fp16-offset"])
 def test_wsrc_exact(name):
     """``wsrc`` GEMMs only: the ACC words are the exact ``a @ w.T`` (+ the old ACC), with the
     weights -128 and 127 (and, FP16, half-way values and values past +-128) in every tile."""

@@ -439,3 +439,108 @@ def test_array_nonfinite_flag_ignores_padding_and_finite_values():
     got, rec, _ = run_gemm(p, act, qw)
     assert [[int(v) for v in row] for row in got] == [[int(v) for v in row] for row in mixpe_gemm(p, act, qw).acc]
     assert all(nf == 0 for _, _, nf in rec["flags"])
+
+
+# -- arrays with group offsets -----------------------------------------------------------------
+
+def offset_case(p, m, n, k, seed):
+    """Random codes, zero points, scales and full-range signed offsets (the extremes in group 0)."""
+    rng = np.random.default_rng(seed)
+    ng = -(-k // p.group)
+    half = 1 << (p.offset_bits - 1)
+    offsets = rng.integers(-half, half, size=(n, ng))
+    offsets[:, 0] = rng.choice([-half, half - 1], size=n)
+    qw = QuantizedWeights(rng.integers(0, 16, size=(n, k)).astype(np.uint8), rng.integers(0, 16, size=(n, ng)),
+                          FixedScales(rng.integers(0, 1 << p.scale_bits, size=(n, ng)), np.zeros(n, np.int64),
+                                      p.scale_bits), 4, p.group, False, offsets)
+    act, _ = gemm_case(p, m, n, k, seed)
+    return act, qw
+
+
+OFFSET_SHAPES = [(pe, 2, 3, 3, 5, 70) for pe in PES] + [
+    ("mixpe-w4a8", 1, 33, 1, 33, 96),   # more columns than a group: offsets of several groups in flight
+    ("mixpe-w4a16", 32, 1, 32, 2, 64),  # rows == group: the group-sum bus is busy every cycle
+    ("mixpe-w4a16", 3, 4, 7, 9, 100),
+]
+
+
+@pytest.mark.parametrize("pe, rows, cols, m, n, k", OFFSET_SHAPES)
+def test_array_with_group_offsets_bit_and_cycle_exact(pe, rows, cols, m, n, k):
+    p = params(rows=rows, cols=cols, pe=pe, group_offset=True)
+    act, qw = offset_case(p, m, n, k, seed=rows * cols + PES.index(pe))
+    gold = mixpe_gemm(p, act, qw)
+    got, rec, beats = run_gemm(p, act, qw)
+    assert [[int(v) for v in row] for row in got] == [[int(v) for v in row] for row in gold.acc]
+    # the offset term is really there
+    plain = QuantizedWeights(qw.codes, qw.zeros, qw.scales, 4, p.group, False)
+    assert [[int(v) for v in row] for row in gold.acc] != \
+        [[int(v) for v in row] for row in mixpe_gemm(p, act, plain).acc]
+    tm = array_timing(p, m, n, k)
+    t0 = rec["in_cycles"][0]
+    assert rec["in_cycles"] == list(range(t0, t0 + len(beats["last"])))
+    assert rec["out_cycles"][0] - t0 == tm.first_output and rec["out_cycles"][-1] - t0 + 1 == tm.total
+    ends = [rec["in_cycles"][i] for i in np.flatnonzero(beats["last"])]
+    assert rec["out_cycles"] == [e + p.latency + r for e in ends for r in range(p.rows)]
+    assert all(err == 0 for _, err, _ in rec["flags"])
+
+
+@pytest.mark.parametrize("pe", ["mixpe-w4a8", "mixpe-w4a16", "baseline-w4a8"])
+def test_array_with_group_offsets_under_backpressure_and_bubbles(pe):
+    p = params(rows=2, cols=3, pe=pe, group_offset=True)
+    act, qw = offset_case(p, 4, 4, 64, seed=40 + PES.index(pe))
+    got, rec, _ = run_gemm(p, act, qw, gap=0.3, stall=0.5, seed=PES.index(pe))
+    assert [[int(v) for v in row] for row in got] == [[int(v) for v in row] for row in mixpe_gemm(p, act, qw).acc]
+    assert rec["out_cycles"][-1] - rec["in_cycles"][0] + 1 > array_timing(p, 4, 4, 64).total
+
+
+@pytest.mark.parametrize("pe", PES)
+def test_array_group_offsets_use_every_accumulator_bit(pe):
+    # acc_headroom = 1: two groups of the largest sm * I and om * A of one sign reach the top bit
+    p = params(rows=2, cols=3, pe=pe, acc_headroom=1, group_offset=True)
+    k = 64
+    codes = np.array([[0] * k, [15] * k, [0, 15] * (k // 2)], np.uint8)
+    zeros = np.array([[15, 15], [0, 0], [15, 0]])
+    offsets = np.array([[-(1 << 23)] * 2, [(1 << 23) - 1] * 2, [-(1 << 23), 0]])
+    qw = QuantizedWeights(codes, zeros, FixedScales(np.full((3, 2), 65535), [0, 0, 0], 16), 4, 32, False, offsets)
+    if p.act_format == "int8":
+        act = np.array([[-128] * k, [127] * k], np.int8)
+    else:
+        act = np.array([[-65504.0] * k, [65504.0] * k], np.float16)
+    gold = mixpe_gemm(p, act, qw)
+    lim = 1 << (p.acc_bits - 1)
+    assert int(gold.acc[0, 0]) > lim // 2  # the top bit below the sign is used
+    got, _, _ = run_gemm(p, act, qw)
+    assert [[int(v) for v in row] for row in got] == [[int(v) for v in row] for row in gold.acc]
+
+
+def test_group_sum_unit_sees_the_pe_inputs():
+    # GroupSum alone: the group sums of INT8 and FP16 activation values, one cycle after glast
+    from mixpim.hw.group_sum import GroupSum
+    for act in ("int8", "fp16"):
+        p = params(pe="mixpe-w4a16" if act == "fp16" else "mixpe-w4a8", group_offset=True)
+        dut = GroupSum(p)
+        rng = np.random.default_rng(13)
+        n = 150
+        acts, _ = _act_stream(rng, act, n)
+        valid = rng.random(n) < 0.8
+        glast = np.zeros(n, bool)
+        glast[np.flatnonzero(valid)[3::4]] = True
+        expected, seen = [], []
+
+        async def tb(ctx):
+            total = 0
+            for t in range(n):
+                ctx.set(Value.cast(dut.i_act), acts[t][0])
+                ctx.set(dut.i_ctl.as_value(), ctl(valid[t], glast[t], False))
+                await ctx.tick()
+                v, _, value = _res_fields(ctx.get(dut.o_res.as_value()), p.gsum_bits)
+                if valid[t]:
+                    total += acts[t][1]
+                if valid[t] and glast[t]:
+                    expected.append((t, total))
+                    total = 0
+                if v:
+                    seen.append((t, value))
+
+        run(dut, tb)
+        assert len(expected) >= 20 and seen == expected
