@@ -207,7 +207,7 @@ class BertFloat:
         ``trace``, a dict, receives the intermediate activations (module docstring).
         Raises :class:`BertError` if ``ids`` is not a non-empty 1-D sequence of at most
         ``max_positions`` integers in ``0..vocab-1``."""
-        ids = self._check_ids(ids)
+        ids = self.check_ids(ids)
         w, eps = self.weights, self.config.norm_eps
         x = w.word[ids] + w.position[:len(ids)] + w.token_type[0]
         if trace is not None:
@@ -236,7 +236,8 @@ class BertFloat:
                 ("wo_in", ctx), ("ln1_in", r1), ("w1_in", y), ("w2_in", hidden), ("ln2_in", r2))})
         return _layer_norm(r2, w.ln2, eps)
 
-    def _check_ids(self, ids):
+    def check_ids(self, ids):
+        """``ids`` as an int64 array; :class:`BertError` (as :meth:`forward` raises) if invalid."""
         a = np.asarray(ids)
         cfg = self.config
         if a.ndim != 1 or not (a.size == 0 or np.issubdtype(a.dtype, np.integer)):

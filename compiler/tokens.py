@@ -9,7 +9,8 @@ GEMM's drain has a fixed length), a token from instruction p of unit U implies t
 instruction of U is done, so:
 
 * a wait is only added when p is later than the last instruction of U this unit already waited
-  on (``known[U][V]``), and
+  on (``known[U][V]``), directly or through another unit: when V waits on instruction q of W, it
+  also knows everything W knew when q was planned (q started after its own waits were met), and
 * the k-th token a unit V takes from U is the k-th token U gives V (positional pairing), which
   holds because the waits of V are added in V's program order on increasing U instructions.
 
@@ -177,6 +178,10 @@ class TokenPlanner:
                 self._takers[(src, unit)].append(pc)
                 wait |= 1 << src
                 self.signals[p] |= 1 << unit
+                # what p's unit knew when p was planned holds once p is done (transitivity)
+                inherited = np.array(self._dep[p], np.int64)
+                inherited[unit] = -1
+                known[:, unit] = np.maximum(known[:, unit], inherited)
         self._dep.append(tuple(known[:, unit].tolist()))
         for a in accesses:
             (self._last_w if a.write else self._last_r)[a.spad][unit, a.first:a.end] = pc

@@ -305,6 +305,38 @@ def cmd_run(args):
     return 0 if res.ok else 1
 
 
+def cmd_embed(args):
+    from ..models.config import TileConfig
+    from ..models.isa import Unit
+    from .embed import MODEL_PRESET, Encoder
+    from .progress import progress
+    cfg = TileConfig.load(MODEL_PRESET if args.config is None else args.config)
+    if args.backend == "rtl":
+        check_rtl_size(cfg, "--config")
+    enc = Encoder(cfg)
+    out = []
+    with progress(f"embedding on the {args.backend} tile", len(args.text)) as step:
+        for text in args.text:
+            out.append(enc.embed(text, backend=args.backend))
+            step()
+    if args.json:
+        print(json.dumps({
+            "embeddings": [[round(float(x), 7) for x in e.vector] for e in out],
+            "texts": [e.text for e in out], "tokens": [e.tokens for e in out],
+            "cosine_vs_float32": [round(e.cosine, 6) for e in out],
+            "cycles": [e.cycles for e in out], "busy": [e.busy for e in out],
+            "instructions": [e.instructions for e in out], "backend": args.backend,
+            "rtl_exact": None if args.backend == "golden" else all(e.rtl.ok for e in out)}))
+    else:
+        for e in out:
+            busy = ", ".join(f"{u.name} {e.busy[u.name] / max(e.cycles, 1):.0%}" for u in Unit)
+            print(f"{e.text!r}: {e.tokens} tokens, {e.instructions} instructions, {e.cycles:,} cycles "
+                  f"(busy {busy}); cosine vs float32 {e.cosine:.5f}")
+            if e.rtl is not None:
+                print(f"  RTL vs golden: bit-exact {e.rtl.bit_exact}, cycle-exact {e.rtl.cycle_exact}")
+    return 0 if all(e.rtl is None or e.rtl.ok for e in out) else 1
+
+
 def build_parser():
     parser = _Parser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
@@ -357,6 +389,16 @@ def build_parser():
                    help="golden model, or the tile RTL on Verilator compared with it (default golden)")
     p.add_argument("--timing-only", action="store_true", help="cycle model only, no data")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("embed", help="MiniLM sentence embeddings computed on the tile (all 6 layers), "
+                       "with the cosine against the float32 model")
+    p.add_argument("text", nargs="+", help="texts to embed")
+    p.add_argument("--backend", default="golden", choices=("golden", "rtl"),
+                   help="golden model (default), or the tile RTL on Verilator compared with it")
+    p.add_argument("--config", default=None, help="a preset or a .json/.toml file with FP16 "
+                   "activations and a square array (default llm)")
+    p.add_argument("--json", action="store_true", help="print the embeddings and figures as JSON")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
                        "the tile; report, cycle chart and accuracy vs float32")

@@ -157,3 +157,21 @@ def test_demo_golden_into_an_existing_folder(tmp_path, capsys):
     assert json.loads((tmp_path / "result.json").read_text())["backend"] == "golden"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["cycles.png", "ffn.lst", "ffn.mxpm", "mine.txt", "report.md", "result.json"])
+
+
+def test_embed_json():
+    """`mixpim embed --json`: the embedding of a sentence on the golden tile (all six MiniLM
+    layers), unit length, close to the float32 model's."""
+    r = _mixpim("embed", "The quick brown fox jumps over the lazy dog.", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    [e] = out["embeddings"]
+    assert len(e) == 384 and abs(sum(x * x for x in e) - 1) < 1e-5
+    assert out["tokens"] == [12] and out["backend"] == "golden" and out["rtl_exact"] is None
+    assert out["cosine_vs_float32"][0] > 0.99 and out["cycles"][0] > 0
+
+
+def test_embed_refuses_an_int8_tile():
+    r = _mixpim("embed", "x", "--config", "fpga")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == "mixpim: error: whole models run on FP16-activation (W4A16) tiles, not mixpe-w4a8\n"

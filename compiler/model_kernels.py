@@ -1,0 +1,208 @@
+"""The kernels of a whole-model program (module doc of :mod:`.model_build`): a Linear layer into
+accumulators (:func:`linear_acc`), a VEC epilogue of its tiles (:func:`epilogue`), and a residual
+update followed by a LayerNorm / RMSNorm (:func:`residual_norm`).
+
+Scratchpad regions (:class:`Regions`, from the configuration): ACC tile slots and the residual
+block; ACT output slots; VPARAM: the norm words, the epilogue's parameter slots, then the softmax
+multipliers (:mod:`.prefill_attention`). Linear layers use their own ring buffers over whole
+scratchpads; the token pass orders any overlap.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixpim.models.isa import NormFunc, Spad, VecFunc
+from mixpim.models.quant import num_groups
+from mixpim.models.vector import fixed_multiplier, pack_vparam, vparam_header
+
+from .emit import CompileError
+from .layout import LinearLayout
+from .linear import emit_linear
+from .model_build import Slots, int32_words
+from .operands import weight_blocks
+
+__all__ = ["Regions", "TileOut", "NormParams", "linear_acc", "epilogue", "residual_norm",
+           "start_program", "vparams"]
+
+_SLOTS = 4
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Fixed scratchpad regions of the model kernels (words)."""
+
+    acc_tiles: Slots
+    res_base: int
+    act_out: Slots
+    nparam: int
+    vp_slots: Slots
+    soft_base: int
+
+    @classmethod
+    def of(cls, cfg, hidden):
+        r, c = cfg.rows, cfg.cols
+        nb = -(-hidden // c)
+        acc_tiles = Slots(0, r, _SLOTS)
+        if acc_tiles.end + nb * r > cfg.acc_words:
+            raise CompileError(f"acc_words ({cfg.acc_words}) cannot hold a token block's residual "
+                               f"({nb} x {r} words) beside {_SLOTS} tiles; use at least "
+                               f"{acc_tiles.end + nb * r}")
+        pb = cfg.vparam_param_base
+        vp = Slots(pb + 2, 2 * c, _SLOTS)
+        return cls(acc_tiles, acc_tiles.end, Slots(0, max(r, c), _SLOTS), pb, vp, vp.end)
+
+
+def vparams(mult, shift, bias=None):
+    """VPARAM bytes of column multipliers, followed by int32 biases when given."""
+    out = pack_vparam(mult, shift)
+    return out if bias is None else out + int32_words(bias)
+
+
+def start_program(b):
+    """The identity token multipliers (VPARAM words 64 ..), loaded once at the start."""
+    cfg = b.cfg
+    hdr = vparam_header(cfg)
+    base = b.region("vparam_header", len(hdr), 4, hdr)
+    b.load(Spad.VPARAM, 0, base, len(hdr) // 4, comment="identity token multipliers")
+
+
+def linear_acc(b, name, x, qw, *, tune=True):
+    """``Y = X W^T`` into accumulators: a Linear layer (:func:`~.linear.emit_linear`) reading the
+    :class:`ActTensor` ``x``; its weights join the memory image. Returns the :class:`AccRows`."""
+    cfg = b.cfg
+    n, k = qw.codes.shape
+    if k != x.k:
+        raise CompileError(f"internal: {name} has K={k}, its input {x.k} features")
+    g = num_groups(k, cfg.group)
+    kw, nb, mb = g * cfg.group, -(-n // cfg.cols), -(-x.m // cfg.rows)
+    wb, mbb = cfg.wgt_word_bytes, cfg.meta_word_bytes
+    w_blocks, m_blocks = weight_blocks(cfg, qw)
+    w = b.region(f"{name}.w", nb * kw * wb, wb, b"".join(w_blocks))
+    meta = b.region(f"{name}.meta", nb * g * mbb, mbb, b"".join(m_blocks))
+    y = b.acc_rows(f"{name}.y", x.m, n)
+    lay = LinearLayout(cfg, x.m, n, k, mb, nb, g, 0, "", "acc", x.base, w, meta, y.base,
+                       x_block_words=x.kw)
+    emit_linear(b.em, lay, tune=tune)
+    return y
+
+
+@dataclass(frozen=True)
+class TileOut:
+    """Where an epilogue writes feature block ``j`` of its source: VEC ``func`` / ``fmt`` with the
+    column parameters at DRAM ``params`` (``2 cols`` words: multipliers, biases; ``bias`` says
+    whether the biases are used), into ``tensor`` (an :class:`ActTensor` at feature ``at``, or a
+    :class:`DirectTensor` at feature block ``at``: ``direct``)."""
+
+    params: int
+    func: VecFunc
+    fmt: int
+    bias: bool
+    tensor: object
+    at: int
+    direct: bool = False
+
+
+def epilogue(b, reg, y, outs):
+    """VEC over every tile of the accumulators ``y`` (:class:`AccRows`): feature block ``j``
+    goes as ``outs[j]`` (:class:`TileOut`) says. Per feature block its parameters are loaded
+    once; per token block one strided LOAD of the tile, one VEC, one STORE."""
+    cfg = b.cfg
+    r, c = cfg.rows, cfg.cols
+    mb = -(-y.m // r)
+    for j, out in enumerate(outs):
+        vp = reg.vp_slots.take()
+        b.load(Spad.VPARAM, vp, out.params, 2 * c, comment=f"epilogue params, block {j}")
+        for i in range(mb):
+            ri = min(r, y.m - i * r)
+            a = reg.acc_tiles.take()
+            b.load(Spad.ACC, a, y.addr(cfg, i * r, j), 1, rows=ri, stride=y.nb * cfg.acc_word_bytes)
+            o = reg.act_out.take()
+            b.op("VEC", func=out.func, acc_addr=a, act_addr=o, param_addr=vp, rows=ri, fmt=out.fmt,
+                 direct=int(out.direct), bias=int(out.bias))
+            if out.direct:
+                b.store(Spad.ACT, o, out.tensor.addr(cfg, out.at, i * r), ri)
+            else:
+                b.store_act(o, out.tensor, i, out.at, c)
+
+
+@dataclass(frozen=True)
+class NormParams:
+    """A norm's DRAM words: ``nparam`` (mean multiplier, eps), per feature block ``2 cols`` words
+    (gamma multipliers, biases) at ``act`` for the FP16 ACT output and at ``res`` for the residual
+    output (None: no residual output); ``rms``; ``qshift``."""
+
+    nparam: int
+    act: int
+    res: int
+    rms: bool
+    qshift: int
+
+
+def norm_words(cfg, hidden, gamma, beta, *, eps, rms, res_frac, out_frac, qshift):
+    """The VPARAM images of a norm (bytes): ``(nparam, act_params, res_params)``. The residual is
+    in units of ``2**-res_frac``; ``out_frac``: the output unit of the ACT copy (16: FP16);
+    ``res_params`` writes the normed value back in residual units (a post-norm residual)."""
+    c = cfg.cols
+    nb = -(-hidden // c)
+    hm, hs = fixed_multiplier(1.0 / hidden)
+    d_unit = 2.0 ** (qshift - res_frac)
+    eps_word = int(round(hidden * eps / d_unit ** 2))
+    if eps_word >= 1 << 32:
+        raise CompileError(f"internal: norm eps {eps} is {eps_word} in units of d**2, beyond 32 bits")
+    nparam = pack_vparam(hm, hs) + np.array([eps_word], "<u4").tobytes()
+
+    def blocks(frac):
+        g = np.zeros(nb * c)
+        bt = np.zeros(nb * c)
+        g[:hidden], bt[:hidden] = gamma, beta
+        gm, gs = fixed_multiplier(np.sqrt(hidden) * g * 2.0 ** (frac - 19))
+        bi = np.rint(bt * 2.0 ** frac).astype(np.int64)
+        return b"".join(vparams(gm[j * c:(j + 1) * c], gs[j * c:(j + 1) * c], bi[j * c:(j + 1) * c])
+                        for j in range(nb))
+    return nparam, blocks(out_frac), blocks(res_frac)
+
+
+def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None):
+    """Per token block: LOAD the residual (:class:`ResTensor` ``res_in``) into ACC; with
+    ``update`` ``(y, params)`` add the Linear output ``y`` (:class:`AccRows`; VEC RES, column
+    multipliers and biases at DRAM ``params``, ``2 cols`` words per feature block); then the norm
+    (:class:`NormParams`): SUM (LayerNorm), SQ, NORM into ACT (FP16) stored to ``x_out``
+    (:class:`ActTensor`), and with ``norm.res`` a second NORM into the residual rows, stored to
+    ``res_out`` (else the updated residual is stored)."""
+    cfg = b.cfg
+    r, c, accb = cfg.rows, cfg.cols, cfg.acc_word_bytes
+    nb, mb = res_in.nb, -(-res_in.m // r)
+    base = reg.res_base
+    b.load(Spad.VPARAM, reg.nparam, norm.nparam, 2, comment="norm mean multiplier, eps")
+    for i in range(mb):
+        ri = min(r, res_in.m - i * r)
+        b.load(Spad.ACC, base, res_in.addr(cfg, i), nb * r, comment=f"residual block {i}")
+        if update is not None:
+            y, params = update
+            for j in range(nb):
+                vp = reg.vp_slots.take()
+                b.load(Spad.VPARAM, vp, params + j * 2 * c * 4, 2 * c)
+                a = reg.acc_tiles.take()
+                b.load(Spad.ACC, a, y.addr(cfg, i * r, j), 1, rows=ri, stride=y.nb * accb)
+                b.op("VEC", func=VecFunc.RES, acc_addr=a, res_addr=base + j * r, param_addr=vp,
+                     rows=ri, bias=1, comment="residual += projection")
+        common = dict(rows=ri, qshift=norm.qshift, rms=int(norm.rms), nparam=reg.nparam)
+        passes = ([] if norm.rms else [NormFunc.SUM]) + [NormFunc.SQ]
+        for func in passes:
+            for j in range(nb):
+                b.op("VNORM", func=func, acc_addr=base + j * r, first=int(j == 0), **common)
+        outs = [(norm.act, False)] + ([(norm.res, True)] if norm.res is not None else [])
+        for params, to_acc in outs:
+            for j in range(nb):
+                vp = reg.vp_slots.take()
+                b.load(Spad.VPARAM, vp, params + j * 2 * c * 4, 2 * c)
+                if to_acc:
+                    b.op("VNORM", func=NormFunc.NORM, acc_addr=base + j * r, act_addr=base + j * r,
+                         param_addr=vp, to_acc=1, **common)
+                else:
+                    o = reg.act_out.take()
+                    b.op("VNORM", func=NormFunc.NORM, acc_addr=base + j * r, act_addr=o,
+                         param_addr=vp, fmt=1, **common)
+                    b.store_act(o, x_out, i, j * c, c)
+        b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")
