@@ -27,7 +27,7 @@ from mixpim.models.vector import fixed_multiplier
 from .emit import CompileError
 from .model_build import ModelBuild
 from .nibble_planes import PLANES, quantize_planes
-from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words,
+from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
                             residual_norm, start_program, vparams)
 from .prefill_attention import context_words, prefill_attention, soft_words
 
@@ -161,7 +161,7 @@ class BertCompiler:
             scale = np.concatenate([qs, 1 / cal.k_scale[i], 1 / cal.v_scale[i]])
             wo, w1, w2 = q(lw.wo, "o"), q(lw.w1, "up"), q(lw.w2, "down")
             self.layers.append(_Layer(
-                qkv, wo, w1, w2,
+                pack_linear(cfg, qkv), pack_linear(cfg, wo), pack_linear(cfg, w1), pack_linear(cfg, w2),
                 _linear_params(cfg, qkv, scale, np.concatenate([lw.bq, lw.bk, lw.bv])),
                 _linear_params(cfg, wo, rs, lw.bo), _linear_params(cfg, w1, 2.0 ** FIX, lw.b1),
                 _linear_params(cfg, w2, rs, lw.b2), norm(lw.ln1), norm(lw.ln2),
@@ -208,9 +208,9 @@ class BertCompiler:
     def _layer(self, b, i, x, res, tune):
         d, c, L = self.hidden, self.cfg.cols, self.layers[i]
         m, nbd, p = x.m, -(-self.hidden // c), f"l{i}"
-        y = linear_acc(b, f"{p}.qkv", x, L.qkv, tune=tune)
-        q, k = b.act(f"{p}.q", m, d), b.act(f"{p}.k", m, d)
-        v = b.direct(f"{p}.v", m, d)
+        y = linear_acc(b, f"{p}.qkv", x, L.qkv, out="qkv.y", tune=tune)
+        q, k = b.act("q", m, d), b.act("k", m, d)
+        v = b.direct("v", m, d)
         prm = b.region(f"{p}.qkv.params", len(L.qkv_params), 4, L.qkv_params)
         outs = []
         for j in range(3 * nbd):
@@ -224,22 +224,22 @@ class BertCompiler:
                 outs.append(TileOut(pa, VecFunc.REQUANT, 0, True, v, jj, direct=True))
         epilogue(b, self.reg, y, outs)
         soft = soft_words(m)
-        ctx = b.act(f"{p}.ctx", m, d, self.copies["o"])
+        ctx = b.act("ctx", m, d, self.copies["o"])
         prefill_attention(b, self.reg, q, k, v, ctx, heads=self.heads, head_dim=self.head_dim,
                           soft=b.region(f"{p}.soft", len(soft), 4, soft),
                           ctx=b.region(f"{p}.ctx.params", len(L.ctx), 4, L.ctx))
-        yo = linear_acc(b, f"{p}.o", ctx, L.wo, tune=tune)
-        x1, r1 = b.act(f"{p}.x1", m, d, self.copies["up"]), b.res(f"{p}.r1", m, d)
+        yo = linear_acc(b, f"{p}.o", ctx, L.wo, out="o.y", tune=tune)
+        x1, r1 = b.act("x1", m, d, self.copies["up"]), b.res("r1", m, d)
         residual_norm(b, self.reg, res, self._norm(b, f"{p}.ln1", L.ln1), x1, r1,
                       update=(yo, b.region(f"{p}.o.params", len(L.o_params), 4, L.o_params)))
-        yh = linear_acc(b, f"{p}.up", x1, L.w1, tune=tune)
-        f = L.w1.codes.shape[0]
-        h = b.act(f"{p}.h", m, f, self.copies["down"])
+        yh = linear_acc(b, f"{p}.up", x1, L.w1, out="up.y", tune=tune)
+        f = L.w1.qw.codes.shape[0]
+        h = b.act("h", m, f, self.copies["down"])
         up = b.region(f"{p}.up.params", len(L.up_params), 4, L.up_params)
         epilogue(b, self.reg, yh, [TileOut(up + j * 2 * c * 4, VecFunc.GELU, 1, True, h, j * c)
                                    for j in range(-(-f // c))])
-        yd = linear_acc(b, f"{p}.down", h, L.w2, tune=tune)
-        x2, r2 = b.act(f"{p}.x2", m, d, self.copies["qkv"]), b.res(f"{p}.r2", m, d)
+        yd = linear_acc(b, f"{p}.down", h, L.w2, out="down.y", tune=tune)
+        x2, r2 = b.act("x2", m, d, self.copies["qkv"]), b.res("r2", m, d)
         residual_norm(b, self.reg, r1, self._norm(b, f"{p}.ln2", L.ln2), x2, r2,
                       update=(yd, b.region(f"{p}.down.params", len(L.down_params), 4, L.down_params)))
         return x2, r2

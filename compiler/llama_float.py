@@ -102,7 +102,8 @@ class LlamaFloat:
         rot = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
         return x * cos + rot * sin
 
-    def _check_ids(self, ids, start):
+    def check_ids(self, ids, start):
+        """``ids`` as an array, checked to continue ``start`` cached positions (ShapeError)."""
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
             raise ShapeError(f"token ids must be a non-empty 1-D integer sequence, not {ids.dtype} "
@@ -126,7 +127,7 @@ class LlamaFloat:
         start = cache.length if cache is not None else 0
         if cache is not None and cache.layers != c.layers:
             raise ShapeError(f"the KV cache has {cache.layers} layers, the model {c.layers}")
-        ids = self._check_ids(ids, start)
+        ids = self.check_ids(ids, start)
         t, hd, kvh = ids.size, c.head_dim, c.kv_heads
         group = c.heads // kvh
         cos, sin = self._rope_tables(np.arange(start, start + t))

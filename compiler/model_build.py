@@ -124,6 +124,7 @@ class ModelBuild:
         self.dram = DramAllocator(cfg)
         self.segments = []
         self._zeros = None
+        self._work = {}
 
     @staticmethod
     def check(config):
@@ -135,12 +136,22 @@ class ModelBuild:
         return config
 
     def region(self, name, nbytes, word_bytes, data=None):
-        """A new DRAM region; ``data`` (bytes) its initial contents."""
+        """A DRAM region; ``data`` (bytes) its initial contents. A region without data is a
+        workspace: asking again for one of the same name and size returns the same region
+        (every block reuses its temporaries; the in-order DMA is the only DRAM user, so a STORE
+        after a LOAD in program order cannot overtake it)."""
+        key = (name, int(nbytes), word_bytes)
+        if data is None and key in self._work:
+            return self._work[key]
+        if name in self.dram.symbols:
+            raise CompileError(f"internal: DRAM region {name!r} allocated twice")
         base = self.dram.alloc(name, max(int(nbytes), 1), word_bytes)
         if data is not None:
             if len(data) > nbytes:
                 raise CompileError(f"internal: {name} holds {len(data)} bytes in a {nbytes}-byte region")
             self.segments.append(Segment("dram", base, bytes(data)))
+        else:
+            self._work[key] = base
         return base
 
     def act(self, name, m, k, copies=1):

@@ -22,7 +22,7 @@ from .linear import emit_linear
 from .model_build import Slots, int32_words
 from .operands import weight_blocks
 
-__all__ = ["Regions", "TileOut", "NormParams", "linear_acc", "epilogue", "residual_norm",
+__all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue", "residual_norm",
            "start_program", "vparams"]
 
 _SLOTS = 4
@@ -67,20 +67,36 @@ def start_program(b):
     b.load(Spad.VPARAM, 0, base, len(hdr) // 4, comment="identity token multipliers")
 
 
-def linear_acc(b, name, x, qw, *, tune=True):
+@dataclass(frozen=True)
+class PackedLinear:
+    """A Linear's weights (``qw``) and their DRAM images (``wgt``, ``meta`` bytes), packed once
+    per model (:func:`pack_linear`) and placed in every program that uses them."""
+
+    qw: object
+    wgt: bytes
+    meta: bytes
+
+
+def pack_linear(cfg, qw):
+    """The :class:`PackedLinear` of ``qw`` for ``cfg``."""
+    w_blocks, m_blocks = weight_blocks(cfg, qw)
+    return PackedLinear(qw, b"".join(w_blocks), b"".join(m_blocks))
+
+
+def linear_acc(b, name, x, lin, *, out="y", tune=True):
     """``Y = X W^T`` into accumulators: a Linear layer (:func:`~.linear.emit_linear`) reading the
-    :class:`ActTensor` ``x``; its weights join the memory image. Returns the :class:`AccRows`."""
-    cfg = b.cfg
+    :class:`ActTensor` ``x`` with the weights of ``lin`` (:class:`PackedLinear`, placed under
+    ``name``); the output goes to the workspace ``out``. Returns the :class:`AccRows`."""
+    cfg, qw = b.cfg, lin.qw
     n, k = qw.codes.shape
     if k != x.k:
         raise CompileError(f"internal: {name} has K={k}, its input {x.k} features")
     g = num_groups(k, cfg.group)
     kw, nb, mb = g * cfg.group, -(-n // cfg.cols), -(-x.m // cfg.rows)
     wb, mbb = cfg.wgt_word_bytes, cfg.meta_word_bytes
-    w_blocks, m_blocks = weight_blocks(cfg, qw)
-    w = b.region(f"{name}.w", nb * kw * wb, wb, b"".join(w_blocks))
-    meta = b.region(f"{name}.meta", nb * g * mbb, mbb, b"".join(m_blocks))
-    y = b.acc_rows(f"{name}.y", x.m, n)
+    w = b.region(f"{name}.w", nb * kw * wb, wb, lin.wgt)
+    meta = b.region(f"{name}.meta", nb * g * mbb, mbb, lin.meta)
+    y = b.acc_rows(out, x.m, n)
     lay = LinearLayout(cfg, x.m, n, k, mb, nb, g, 0, "", "acc", x.base, w, meta, y.base,
                        x_block_words=x.kw)
     emit_linear(b.em, lay, tune=tune)
@@ -105,12 +121,14 @@ class TileOut:
 
 def epilogue(b, reg, y, outs):
     """VEC over every tile of the accumulators ``y`` (:class:`AccRows`): feature block ``j``
-    goes as ``outs[j]`` (:class:`TileOut`) says. Per feature block its parameters are loaded
+    goes as ``outs[j]`` (:class:`TileOut`, or None: not here) says. Per feature block its parameters are loaded
     once; per token block one strided LOAD of the tile, one VEC, one STORE."""
     cfg = b.cfg
     r, c = cfg.rows, cfg.cols
     mb = -(-y.m // r)
     for j, out in enumerate(outs):
+        if out is None:  # written by another epilogue
+            continue
         vp = reg.vp_slots.take()
         b.load(Spad.VPARAM, vp, out.params, 2 * c, comment=f"epilogue params, block {j}")
         for i in range(mb):
@@ -168,8 +186,8 @@ def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None):
     ``update`` ``(y, params)`` add the Linear output ``y`` (:class:`AccRows`; VEC RES, column
     multipliers and biases at DRAM ``params``, ``2 cols`` words per feature block); then the norm
     (:class:`NormParams`): SUM (LayerNorm), SQ, NORM into ACT (FP16) stored to ``x_out``
-    (:class:`ActTensor`), and with ``norm.res`` a second NORM into the residual rows, stored to
-    ``res_out`` (else the updated residual is stored)."""
+    (:class:`ActTensor`), and with ``norm.res`` a second NORM into the residual rows (a post-norm
+    block). The residual is stored to ``res_out`` when it changed (an update or ``norm.res``)."""
     cfg = b.cfg
     r, c, accb = cfg.rows, cfg.cols, cfg.acc_word_bytes
     nb, mb = res_in.nb, -(-res_in.m // r)
@@ -205,4 +223,5 @@ def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None):
                     b.op("VNORM", func=NormFunc.NORM, acc_addr=base + j * r, act_addr=o,
                          param_addr=vp, fmt=1, **common)
                     b.store_act(o, x_out, i, j * c, c)
-        b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")
+        if update is not None or norm.res is not None:
+            b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")

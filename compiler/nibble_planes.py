@@ -17,7 +17,7 @@ from mixpim.models.quant import QuantizedWeights, num_groups, to_fixed_scales
 
 from .emit import CompileError
 
-__all__ = ["PLANES", "quantize_planes"]
+__all__ = ["PLANES", "quantize_planes", "planes_of_codes"]
 
 #: The activations of a two-plane layer are given this many times along K.
 PLANES = 2
@@ -43,7 +43,21 @@ def quantize_planes(w, group, scale_bits):
     safe = np.where(s > 0, s, 1.0)
     z = np.where(s > 0, np.clip(np.rint(-lo / safe), 0, 255), 0).astype(np.int64)
     q = np.where(s[..., None] > 0, np.clip(np.rint(wg / safe[..., None]) + z[..., None], 0, 255), 0)
-    q = q.astype(np.int64).reshape(n, k)
+    return _planes(q.astype(np.int64).reshape(n, k), z, fs, group, scale_bits)
+
+
+def planes_of_codes(codes, zeros, scales, group, scale_bits):
+    """The two-plane :class:`QuantizedWeights` of given 8-bit codes ``codes`` (N, K) and zero
+    points ``zeros`` (N, K / group), both in 0..255, with float ``scales`` (N, K / group) (e.g.
+    Q8_0: codes ``q + 128``, zero point 128, scale ``d``); the scales are rounded to ``scale_bits
+    - 4``-bit mantissas."""
+    codes, zeros = np.asarray(codes, np.int64), np.asarray(zeros, np.int64)
+    if codes.min(initial=0) < 0 or codes.max(initial=0) > 255 or zeros.min(initial=0) < 0 or zeros.max(initial=0) > 255:
+        raise RangeError("8-bit codes and zero points must be in 0..255")
+    return _planes(codes, zeros, to_fixed_scales(scales, scale_bits - 4), group, scale_bits)
+
+
+def _planes(q, z, fs, group, scale_bits):
     codes = np.concatenate([q >> 4, q & 15], axis=1).astype(np.uint8)
     zeros = np.concatenate([z >> 4, z & 15], axis=1)
     mant = np.concatenate([fs.mant << 4, fs.mant], axis=1)

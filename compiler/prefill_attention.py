@@ -64,10 +64,14 @@ def _check(cfg, m, hd):
                            f"and of the group ({cfg.group})")
 
 
-def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx):
+def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx, kv_heads=None,
+                      causal=False):
     """Emit attention (module doc) reading ``q``, ``k``, ``v`` and writing ``out``
     (:class:`ActTensor`); ``soft``, ``ctx``: DRAM addresses of the :func:`soft_words` and
-    :func:`context_words` images."""
+    :func:`context_words` images (``ctx``: per query head). ``kv_heads`` (default ``heads``):
+    query head h reads key/value head ``h // (heads / kv_heads)`` (grouped-query attention).
+    ``causal``: query t sees keys 0 .. t only (a decoder's prompt): its softmax runs over ``t + 1``
+    scores, the rest of its probabilities are 0."""
     cfg = b.cfg
     r, c, g, ab = cfg.rows, cfg.cols, cfg.group, cfg.act_word_bytes
     m, hd = q.m, head_dim
@@ -95,19 +99,26 @@ def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx):
         raise CompileError(f"vparam_words ({cfg.vparam_words}) cannot hold the softmax "
                            f"multipliers of {m} tokens")
     b.load(Spad.VPARAM, kp, soft, 2 * m, comment="score and probability multipliers")
-    b.load(Spad.ACT, pa, b.zeros(ab, pw), pw, comment="P: zero padding")
     mb = -(-m // r)
+    group = heads // (kv_heads or heads)
     for h in range(heads):
-        b.load(Spad.ACT, ka, k.addr(cfg, 0, h * hd), hd, rows=nkb, stride=k.kw * ab,
-               comment=f"K of head {h}")
+        kvh = h // group
+        if causal or h == 0:  # a causal row leaves the lanes of later keys as an earlier head wrote them
+            b.load(Spad.ACT, pa, b.zeros(ab, pw), pw, comment="P: zeros")
+        if h % group == 0:
+            b.load(Spad.ACT, ka, k.addr(cfg, 0, kvh * hd), hd, rows=nkb, stride=k.kw * ab,
+                   comment=f"K of KV head {kvh}")
         for qi in range(mb):
             ri = min(r, m - qi * r)
+            keys = min(m, (qi + 1) * r) if causal else m  # keys any query of the block sees
+            kbq, mgq = -(-keys // c), -(-keys // g) * g
             b.load(Spad.ACT, qa, q.addr(cfg, qi, h * hd), hd, comment=f"Q of head {h}, block {qi}")
-            for kb in range(nkb):
+            for kb in range(kbq):
                 b.op("GEMM", act_addr=qa, wgt_addr=ka + kb * hd, meta_addr=0, acc_addr=sa + kb * r,
                      groups=hd // g, wsrc=1, comment=f"scores, key block {kb}")
             for t in range(ri):
-                common = dict(acc_addr=sa + t, words=nkb, count=m, kparam=kp, col=1, lane=t)
+                n = qi * r + t + 1 if causal else m
+                common = dict(acc_addr=sa + t, words=-(-n // c), count=n, kparam=kp, col=1, lane=t)
                 b.op("VSOFT", func=SoftFunc.MAX, first=1, **common)
                 b.op("VSOFT", func=SoftFunc.EXP, first=1, **common)
                 b.op("VSOFT", func=SoftFunc.NORM, vparam=vp, act_addr=pa, pfmt=ProbFormat.FP16,
@@ -115,9 +126,10 @@ def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx):
             for f in range(fpb):
                 a = ca + (f % 2) * r
                 va = vslots.take()
-                b.load(Spad.ACT, va, v.addr(cfg, h * fpb + f), mg, comment=f"V of head {h}, block {f}")
+                b.load(Spad.ACT, va, v.addr(cfg, kvh * fpb + f), mgq,
+                       comment=f"V of KV head {kvh}, block {f}")
                 b.op("GEMM", act_addr=pa, wgt_addr=va, meta_addr=0, acc_addr=a,
-                     groups=mg // g, wsrc=1, comment=f"P V, feature block {f}")
+                     groups=mgq // g, wsrc=1, comment=f"P V, feature block {f}")
                 p = reg.vp_slots.take()
                 b.load(Spad.VPARAM, p, ctx + (h * fpb + f) * 2 * c * 4, 2 * c)
                 o = reg.act_out.take()

@@ -1,0 +1,241 @@
+"""A LLaMA-family decoder (SmolLM2-135M) prefill as one tile program: quantization from the GGUF
+codes and lowering (docs/compiler.md, "Whole models").
+
+Numbers (docs/decisions.md, "Whole models"): the projections keep the checkpoint's Q4_1 codes
+exactly (zero point 0, group offsets: the ``llm`` preset), FP16 activations, the residual stream
+32-bit fixed point in ACC (``2**-res_frac``), keys INT8 per RoPE pair and values INT8 per channel
+(static scales from :func:`~.calibrate.calibrate_llama`; the key scale and ``1/sqrt(head_dim)``
+fold into the query's RoPE multipliers), FP16 probabilities; the tied LM head is the Q8_0
+embedding as two 4-bit planes (:mod:`.nibble_planes`), exactly. The host gathers the embedding
+rows into DRAM (residual units) and reads the logits' accumulators. Per block (pre-norm):
+
+    RMSNorm -> QKV (one Linear) -> RoPE epilogue (Q FP16, K INT8), V INT8 direct -> causal GQA
+    attention -> O Linear -> RES + RMSNorm -> gate|up (one Linear) -> GLU -> down Linear -> RES
+    (+ the next block's RMSNorm)
+
+and after the last block the final RMSNorm and the LM head.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixpim.models.executor import pack_acc, unpack_acc
+from mixpim.models.isa import VecFunc
+from mixpim.models.vector import fixed_multiplier
+
+from .emit import CompileError
+from .gguf_checkpoint import Q4_1Weights
+from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
+from .model_build import ModelBuild
+from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
+                            residual_norm, start_program, vparams)
+from .nibble_planes import PLANES, planes_of_codes
+from .prefill_attention import context_words, prefill_attention, soft_words
+
+__all__ = ["LlamaCompiler", "CompiledLlama"]
+
+#: The residual's calibrated maximum uses at most 2**30 of the int32 range.
+RES_HEADROOM_BITS = 30
+#: Bits kept of the residual in an RMSNorm (VNORM ``d`` is 24 bits, saturating).
+D_KEEP_BITS = 22
+#: The vector unit's fixed point (VEC fmt 1: units of 2**-16).
+FIX = 16
+
+
+def _rows_q4_1(mats):
+    """One :class:`Q4_1Weights` of matrices stacked by rows."""
+    return Q4_1Weights(*(np.concatenate([getattr(w, f) for w in mats]) for f in ("d", "m", "q")))
+
+
+def _blocks(cfg, mult, shift, pm, ps):
+    """VPARAM image (bytes), ``2 cols`` words per feature block: the multipliers ``(mult,
+    shift)``, then ``(pm, ps)`` (a partner's multipliers, or zeros: no bias)."""
+    c = cfg.cols
+    return b"".join(vparams(mult[j:j + c], shift[j:j + c], None) + vparams(pm[j:j + c], ps[j:j + c], None)
+                    for j in range(0, len(mult), c))
+
+
+@dataclass(frozen=True)
+class _Block:
+    qkv: object
+    o: object
+    gate_up: object
+    down: object
+    qkv_params: bytes
+    o_params: bytes
+    glu_params: bytes
+    down_params: bytes
+    ctx: bytes
+    norm1: tuple
+    norm2: tuple
+
+
+@dataclass
+class CompiledLlama:
+    """A compiled prefill: ``program``, ``logits_at`` (:class:`~.model_build.AccRows` of the
+    LM head, or None), ``lm_head`` (its QuantizedWeights), ``tokens``, ``vocab``."""
+
+    program: object
+    logits_at: object
+    lm_head: object
+    tokens: int
+    vocab: int
+
+    def logits(self, result):
+        """The logits (tokens, vocab) float64 from an executor result."""
+        cfg, y = self.program.config, self.logits_at
+        raw = result.read(y.base, y.m * y.nb * cfg.acc_word_bytes)
+        acc = np.asarray(unpack_acc(cfg, raw), np.float64).reshape(y.m, y.nb * cfg.cols)[:, :self.vocab]
+        return np.ldexp(acc, -24 - self.lm_head.scales.exp[None, :].astype(np.int64))
+
+
+class LlamaCompiler:
+    """Quantizes ``model`` (:class:`~.llama_float.LlamaFloat` of a GGUF checkpoint) for ``config``
+    (FP16 square tile with group offsets and group 32) with ``ranges``
+    (:func:`~.calibrate.calibrate_llama`); :meth:`lower` compiles a prompt's prefill."""
+
+    def __init__(self, model, config, ranges):
+        cfg, mc = ModelBuild.check(config), model.config
+        if not cfg.group_offset or cfg.group != 32:
+            raise CompileError("Q4_1 weights need a tile with group_offset and group 32 (the llm preset)")
+        self.model, self.cfg, self.mc = model, cfg, mc
+        self.hd = mc.head_dim
+        self.reg = Regions.of(cfg, mc.hidden)
+        self.res_frac = int(math.floor(RES_HEADROOM_BITS - math.log2(ranges.residual)))
+        self.qshift = max(0, int(math.ceil(math.log2(2 * ranges.residual) + self.res_frac)) - D_KEEP_BITS)
+        w = model.weights
+        self.inv_freq = mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd)
+        self.blocks = [self._block(i, w.blocks[i], ranges.blocks[i]) for i in range(mc.layers)]
+        self.final_norm = self._norm_words(w.norm)
+        e = w.source.quantized("token_embd.weight")
+        self.lm_head = pack_linear(cfg, planes_of_codes(e.q.astype(np.int64) + 128, np.full(e.d.shape, 128),
+                                                        e.d, cfg.group, cfg.scale_bits))
+
+    def _norm_words(self, gamma):
+        mc = self.mc
+        return norm_words(self.cfg, mc.hidden, gamma, np.zeros(mc.hidden), eps=mc.norm_eps, rms=True,
+                          res_frac=self.res_frac, out_frac=FIX, qshift=self.qshift)
+
+    def _block(self, i, bw, rg):
+        cfg, mc, hd = self.cfg, self.mc, self.hd
+        w = self.model.weights
+        group = mc.heads // mc.kv_heads
+        q4 = [w.quantized(i, n) for n in ("wq", "wk", "wv")]
+        qkv = _rows_q4_1(q4).to_quantized(cfg.scale_bits)
+        # per output feature: its pair partner within the head and its output scale
+        h, kvw = mc.hidden, mc.kv_width
+        half = hd // 2
+        idx = np.arange(h + 2 * kvw)
+        within = idx % hd
+        partner = np.where(idx < h + kvw, idx - within + (within + half) % hd, idx)
+        s_k = np.concatenate([rg.k, rg.k], axis=1).reshape(-1) / 127        # (kv_width,) per pair
+        s_k = np.where(s_k > 0, s_k, 1.0)
+        s_v = np.where(rg.v.reshape(-1) > 0, rg.v.reshape(-1) / 127, 1.0)
+        s_kq = np.repeat(s_k.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)  # per query feature
+        scale = np.concatenate([s_kq / math.sqrt(hd) * 2.0 ** FIX, 1 / s_k, 1 / s_v])
+        mult, shift = fixed_multiplier(np.ldexp(scale, -24 - qkv.scales.exp.astype(np.int64)))
+        qkv_params = _blocks(cfg, mult, shift, mult[partner], shift[partner])
+        o = w.quantized(i, "wo").to_quantized(cfg.scale_bits)
+        gu = _rows_q4_1([w.quantized(i, "w_gate"), w.quantized(i, "w_up")]).to_quantized(cfg.scale_bits)
+        down = w.quantized(i, "w_down").to_quantized(cfg.scale_bits)
+        res = 2.0 ** self.res_frac
+
+        def mults(qw, s):
+            return fixed_multiplier(np.ldexp(np.full(qw.codes.shape[0], s), -24 - qw.scales.exp.astype(np.int64)))
+        om, os_ = mults(o, res)
+        dm, ds = mults(down, res)
+        gm, gs = mults(gu, 2.0 ** FIX)
+        f = mc.ffn
+        zero = np.zeros(max(h, f), np.int64)
+        s_vq = np.repeat(s_v.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)
+        return _Block(pack_linear(cfg, qkv), pack_linear(cfg, o), pack_linear(cfg, gu), pack_linear(cfg, down),
+                      qkv_params,
+                      _blocks(cfg, om, os_, zero[:h], zero[:h]), _blocks(cfg, gm[:f], gs[:f], gm[f:], gs[f:]),
+                      _blocks(cfg, dm, ds, zero[:h], zero[:h]), context_words(cfg, s_vq),
+                      self._norm_words(bw.attn_norm), self._norm_words(bw.ffn_norm))
+
+    def _norm(self, b, name, words):
+        nparam, act, _ = words
+        return NormParams(b.region(f"{name}.nparam", len(nparam), 4, nparam),
+                          b.region(f"{name}.act", len(act), 4, act), None, True, self.qshift)
+
+    def _res_image(self, values):
+        cfg, r, c = self.cfg, self.cfg.rows, self.cfg.cols
+        m, d = values.shape
+        mb, nb = -(-m // r), -(-d // c)
+        v = np.zeros((mb * r, nb * c), np.int64)
+        v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), self.res_frac))
+        return pack_acc(cfg, v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c))
+
+    def lower(self, ids, *, layers=None, tune=True):
+        """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
+        blocks (default all), then the final norm and the LM head (logits of every token)."""
+        cfg, mc = self.cfg, self.mc
+        ids = self.model.check_ids(ids, 0)
+        m, d = len(ids), mc.hidden
+        n_layers = len(self.blocks) if layers is None else layers
+        if not 0 <= n_layers <= len(self.blocks):
+            raise CompileError(f"layers must be in 0..{len(self.blocks)}, not {layers}")
+        b = ModelBuild(cfg)
+        start_program(b)
+        res = b.res("embed", m, d, self._res_image(self.model.weights.embed[ids]))
+        table = rope_words(cfg, m, self.inv_freq)
+        table_at = b.region("rope", len(table), cfg.act_word_bytes, table)
+        norm = self._norm(b, "l0.norm1", self.blocks[0].norm1) if n_layers else None
+        x = b.act("x0", m, d)
+        if n_layers:
+            residual_norm(b, self.reg, res, norm, x, res)
+        for i in range(n_layers):
+            last = i == n_layers - 1
+            nxt = (self._norm(b, "final_norm", self.final_norm) if last
+                   else self._norm(b, f"l{i + 1}.norm1", self.blocks[i + 1].norm1))
+            x, res = self._layer(b, i, x, res, table_at, nxt, PLANES if last else 1, tune)
+        if not n_layers:
+            x = b.act("x_final", m, d, PLANES)
+            residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
+        y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
+        return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab)
+
+    def _layer(self, b, i, x, res, table, next_norm, next_copies, tune):
+        cfg, mc, hd, B = self.cfg, self.mc, self.hd, self.blocks[i]
+        c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
+        y = linear_acc(b, f"{p}.qkv", x, B.qkv, out="qkv.y", tune=tune)
+        q, k = b.act("q", m, h), b.act("k", m, kvw)
+        v = b.direct("v", m, kvw)
+        prm = b.region(f"{p}.qkv.params", len(B.qkv_params), 4, B.qkv_params)
+        hb = hd // c // 2  # blocks per half head
+        pairs = []
+        for base, tensor, fmt, width in ((0, q, 1, h), (h // c, k, 0, kvw)):
+            for blk in range(width // c):
+                if (blk // hb) % 2:
+                    continue  # a second-half block: the partner of blk - hb
+                lo, hi = base + blk, base + blk + hb
+                pairs.append(RopePair(lo, hi, prm + lo * 2 * c * 4, prm + hi * 2 * c * 4, fmt, tensor,
+                                      blk * c, (blk + hb) * c, (blk % hb) * c))
+        rope_epilogue(b, self.reg, y, pairs, table, hd // 2)
+        vb = (h + kvw) // c
+        epilogue(b, self.reg, y, [None] * vb + [TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0,
+                                                        False, v, j, direct=True)
+                                                for j in range(kvw // c)])
+        soft = soft_words(m)
+        ctx = b.act("ctx", m, h)
+        prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd, kv_heads=mc.kv_heads,
+                          causal=True, soft=b.region(f"{p}.soft", len(soft), 4, soft),
+                          ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
+        yo = linear_acc(b, f"{p}.o", ctx, B.o, out="o.y", tune=tune)
+        x2 = b.act("x2", m, h)
+        r2 = b.res("r2", m, h)
+        residual_norm(b, self.reg, res, self._norm(b, f"{p}.norm2", B.norm2), x2, r2,
+                      update=(yo, b.region(f"{p}.o.params", len(B.o_params), 4, B.o_params)))
+        yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out="gate_up.y", tune=tune)
+        hid = b.act("h", m, mc.ffn)
+        glu_epilogue(b, self.reg, yg, mc.ffn // c, b.region(f"{p}.glu.params", len(B.glu_params), 4,
+                                                             B.glu_params), hid)
+        yd = linear_acc(b, f"{p}.down", hid, B.down, out="down.y", tune=tune)
+        x3 = b.act("x3" if next_copies == 1 else "x_final", m, h, next_copies)
+        r3 = b.res("r3", m, h)
+        residual_norm(b, self.reg, r2, next_norm, x3, r3,
+                      update=(yd, b.region(f"{p}.down.params", len(B.down_params), 4, B.down_params)))
+        return x3, r3

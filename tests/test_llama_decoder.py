@@ -1,0 +1,84 @@
+"""The LLaMA decoder's prefill compiled to one tile program (compiler/llama_decoder.py): small
+random checkpoints written as real GGUF files (tests/tiny_gguf.py) on the golden model and on the
+tile RTL, and SmolLM2's first blocks against its float32 reference."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from helpers import rejects
+from tiny_gguf import write_tiny_llama
+
+from mixpim.compiler.calibrate import calibrate_llama
+from mixpim.compiler.emit import CompileError
+from mixpim.compiler.gguf_checkpoint import llama_weights
+from mixpim.compiler.llama_decoder import LlamaCompiler
+from mixpim.compiler.llama_float import LlamaFloat
+from mixpim.models.config import preset
+from mixpim.models.executor import execute
+
+IDS = [3, 17, 22, 5, 9, 28, 1]
+
+
+def _tiny(tmp_path, **kw):
+    w = llama_weights(write_tiny_llama(tmp_path / "tiny.gguf", **kw))
+    model = LlamaFloat(w, w.config)
+    return model, calibrate_llama(model, [IDS, list(range(20))])
+
+
+def _cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_grouped_query_attention_on_golden(tmp_path):
+    # 6 query heads on 2 KV heads, 7 tokens: causal, RoPE, SwiGLU, RMSNorm, the Q8_0 LM head
+    model, ranges = _tiny(tmp_path, hidden=192, heads=6, kv_heads=2)
+    cl = LlamaCompiler(model, preset("llm"), ranges).lower(IDS)
+    res = execute(cl.program)
+    assert res.ok and not res.races
+    got, ref = cl.logits(res), model.forward(IDS)
+    assert _cosines(got, ref).min() > 0.999
+    assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+def test_tiny_decoder_layer_rtl_equals_golden(tmp_path):
+    """A whole decoder block and the LM head on the Verilated FP16 tile with group offsets:
+    bit- and cycle-exact with the golden model (the build is shared with test_bert_encoder)."""
+    from mixpim.sim.tile_cosim import run_tile
+    model, ranges = _tiny(tmp_path)
+    cfg = preset("tiny").replace(pe="mixpe-w4a16", group_offset=True)
+    cl = LlamaCompiler(model, cfg, ranges).lower(IDS)
+    run = run_tile(cl.program)
+    assert run.ok, run.report()[:3000]
+    assert run.bit_exact and run.cycle_exact
+    assert _cosines(cl.logits(run.golden), model.forward(IDS)).min() > 0.999
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from mixpim.compiler.gguf_checkpoint import smollm2_path
+    from mixpim.compiler.gguf_tokenizer import gguf_tokenizer
+    from mixpim.compiler.sample_text import CALIBRATION_TEXT
+    w = llama_weights(smollm2_path())
+    model, tok = LlamaFloat(w, w.config), gguf_tokenizer(smollm2_path())
+    return model, tok, calibrate_llama(model, [tok.encode(CALIBRATION_TEXT).ids])
+
+
+def test_smollm2_first_blocks(smollm2):
+    model, tok, ranges = smollm2
+    ids = tok.encode("The capital of France is").ids
+    cl = LlamaCompiler(model, preset("llm"), ranges).lower(ids, layers=2, tune=False)
+    res = execute(cl.program, check_races=False)
+    assert res.ok
+    w = model.weights
+    two = LlamaFloat(dataclasses.replace(w, blocks=w.blocks[:2]), dataclasses.replace(w.config, layers=2))
+    got, ref = cl.logits(res), two.forward(ids)
+    assert _cosines(got, ref).min() > 0.999 and (got.argmax(1) == ref.argmax(1)).all()
+
+
+def test_refusals(smollm2):
+    model, tok, ranges = smollm2
+    rejects(CompileError, "Q4_1 weights need a tile with group_offset and group 32 (the llm preset)",
+            lambda: LlamaCompiler(model, preset("llm").replace(group_offset=False), ranges))
+    rejects(CompileError, "whole models run on FP16-activation (W4A16) tiles, not mixpe-w4a8",
+            lambda: LlamaCompiler(model, preset("fpga"), ranges))
