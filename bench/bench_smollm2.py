@@ -4,7 +4,8 @@ first tokens of the kit's evaluation text, run on the golden model. Figures: top
 every next-token prediction with the float32 model (the checkpoint's dequantized weights), and the
 perplexity of the text under both.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_smollm2.py [--tokens 256] [--out bench/results/smollm2.json]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_smollm2.py [--tokens 256] [--no-tune]
+        [--out bench/results/smollm2.json]
 """
 
 import argparse
@@ -37,6 +38,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--out", default="bench/results/smollm2.json")
+    ap.add_argument("--no-tune", action="store_true", help="take each Linear's cost-model plan "
+                    "(faster compile; the cycles may be a little higher)")
     args = ap.parse_args()
     path = smollm2_path()
     w = llama_weights(path)
@@ -45,7 +48,7 @@ def main():
     t0 = time.time()
     lc = LlamaCompiler(model, preset("llm"), calibrate_llama(model, [tok.encode(CALIBRATION_TEXT).ids]))
     t1 = time.time()
-    cl = lc.lower(ids)
+    cl = lc.lower(ids, tune=not args.no_tune)
     t2 = time.time()
     res = execute(cl.program, check_races=False)
     t3 = time.time()
@@ -59,8 +62,9 @@ def main():
            "perplexity_tile": round(ppl_tile, 3), "perplexity_float32": round(ppl_ref, 3),
            "perplexity_change": round(ppl_tile / ppl_ref - 1, 4), "cycles": res.status.cycles,
            "instructions": len(cl.program.instructions),
-           "seconds": {"quantize": round(t1 - t0, 1), "compile": round(t2 - t1, 1), "golden": round(t3 - t2, 1)},
-           "config": "llm", "machine": platform.machine()}
+           "seconds": {"quantize": round(t1 - t0, 1), "compile": round(t2 - t1, 1),
+                       "golden": round(t3 - t2, 1)},
+           "tuned": not args.no_tune, "config": "llm", "machine": platform.machine()}
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -16,6 +16,7 @@ rows into DRAM (residual units) and reads the logits' accumulators. Per block (p
 and after the last block the final RMSNorm and the LM head.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -143,15 +144,16 @@ class LlamaCompiler:
         res = 2.0 ** self.res_frac
 
         def mults(qw, s):
-            return fixed_multiplier(np.ldexp(np.full(qw.codes.shape[0], s), -24 - qw.scales.exp.astype(np.int64)))
+            return fixed_multiplier(np.ldexp(np.full(qw.codes.shape[0], s),
+                                             -24 - qw.scales.exp.astype(np.int64)))
         om, os_ = mults(o, res)
         dm, ds = mults(down, res)
         gm, gs = mults(gu, 2.0 ** FIX)
         f = mc.ffn
         zero = np.zeros(max(h, f), np.int64)
         s_vq = np.repeat(s_v.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)
-        return _Block(pack_linear(cfg, qkv), pack_linear(cfg, o), pack_linear(cfg, gu), pack_linear(cfg, down),
-                      qkv_params,
+        return _Block(pack_linear(cfg, qkv), pack_linear(cfg, o), pack_linear(cfg, gu),
+                      pack_linear(cfg, down), qkv_params,
                       _blocks(cfg, om, os_, zero[:h], zero[:h]), _blocks(cfg, gm[:f], gs[:f], gm[f:], gs[f:]),
                       _blocks(cfg, dm, ds, zero[:h], zero[:h]), context_words(cfg, s_vq),
                       self._norm_words(bw.attn_norm), self._norm_words(bw.ffn_norm))
@@ -169,9 +171,13 @@ class LlamaCompiler:
         v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), self.res_frac))
         return pack_acc(cfg, v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c))
 
-    def lower(self, ids, *, layers=None, tune=True):
+    def lower(self, ids, *, layers=None, logits="all", tune=True):
         """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
-        blocks (default all), then the final norm and the LM head (logits of every token)."""
+        blocks (default all), then the final norm and the LM head: the logits of every token
+        (``logits="all"``) or of the last token block only (``"last"``: what generation needs;
+        :meth:`CompiledLlama.logits` then has a row per token of that block)."""
+        if logits not in ("all", "last"):
+            raise CompileError(f"logits must be 'all' or 'last', not {logits!r}")
         cfg, mc = self.cfg, self.mc
         ids = self.model.check_ids(ids, 0)
         m, d = len(ids), mc.hidden
@@ -195,6 +201,9 @@ class LlamaCompiler:
         if not n_layers:
             x = b.act("x_final", m, d, PLANES)
             residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
+        if logits == "last":  # the last token block's rows of the final norm's output
+            last = (m - 1) // cfg.rows
+            x = dataclasses.replace(x, base=x.addr(cfg, last), m=m - last * cfg.rows)
         y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
         return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab)
 

@@ -22,15 +22,18 @@ from .linear import emit_linear
 from .model_build import Slots, int32_words
 from .operands import weight_blocks
 
-__all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue", "residual_norm",
-           "start_program", "vparams"]
+__all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue",
+           "residual_norm", "norm_words", "start_program", "vparams"]
 
 _SLOTS = 4
 
 
 @dataclass(frozen=True)
 class Regions:
-    """Fixed scratchpad regions of the model kernels (words)."""
+    """Fixed scratchpad regions of the model kernels (words): ``acc_tiles`` (tile slots) and
+    from ``res_base`` a token block's residual (or attention's scores) in ACC; ``act_out``
+    (output slots) in ACT; ``nparam`` (a norm's two words), ``vp_slots`` (column parameters) and
+    from ``soft_base`` the softmax multipliers in VPARAM."""
 
     acc_tiles: Slots
     res_base: int
@@ -50,6 +53,9 @@ class Regions:
                                f"{acc_tiles.end + nb * r}")
         pb = cfg.vparam_param_base
         vp = Slots(pb + 2, 2 * c, _SLOTS)
+        if vp.end > cfg.vparam_words:
+            raise CompileError(f"vparam_words ({cfg.vparam_words}) cannot hold the norm words and "
+                               f"{_SLOTS} column-parameter slots; use at least {vp.end}")
         return cls(acc_tiles, acc_tiles.end, Slots(0, max(r, c), _SLOTS), pb, vp, vp.end)
 
 
@@ -121,8 +127,8 @@ class TileOut:
 
 def epilogue(b, reg, y, outs):
     """VEC over every tile of the accumulators ``y`` (:class:`AccRows`): feature block ``j``
-    goes as ``outs[j]`` (:class:`TileOut`, or None: not here) says. Per feature block its parameters are loaded
-    once; per token block one strided LOAD of the tile, one VEC, one STORE."""
+    goes as ``outs[j]`` (:class:`TileOut`, or None: not here) says. Per feature block its
+    parameters are loaded once; per token block one strided LOAD of the tile, one VEC, one STORE."""
     cfg = b.cfg
     r, c = cfg.rows, cfg.cols
     mb = -(-y.m // r)

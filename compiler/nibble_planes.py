@@ -52,7 +52,8 @@ def planes_of_codes(codes, zeros, scales, group, scale_bits):
     Q8_0: codes ``q + 128``, zero point 128, scale ``d``); the scales are rounded to ``scale_bits
     - 4``-bit mantissas."""
     codes, zeros = np.asarray(codes, np.int64), np.asarray(zeros, np.int64)
-    if codes.min(initial=0) < 0 or codes.max(initial=0) > 255 or zeros.min(initial=0) < 0 or zeros.max(initial=0) > 255:
+    if min(codes.min(initial=0), zeros.min(initial=0)) < 0 or max(codes.max(initial=0),
+                                                                  zeros.max(initial=0)) > 255:
         raise RangeError("8-bit codes and zero points must be in 0..255")
     return _planes(codes, zeros, to_fixed_scales(scales, scale_bits - 4), group, scale_bits)
 

@@ -484,9 +484,9 @@ def _spad_name(spad):
 #: Named configurations. ``tiny`` keeps RTL tests fast (the default array with small scratchpads,
 #: a 256 KiB DRAM of 2 channels with short timings that still exercise every DRAM rule); ``fpga``
 #: fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads); ``llm`` is ``fpga`` for whole
-#: LLMs: W4A16 with Q4_1's groups of 32 and their offsets (``group_offset``), and a 256 MiB DRAM
-#: (16384 rows per bank) that holds a 135M-parameter model at 4 bits; ``npu128`` is a paper-scale
-#: 128x128 NPU on one wide HBM-like channel and ``neupims`` the NeuPIMs system (128x128 NPU, HBM2
+#: LLMs: W4A16 with Q4_1's groups of 32 and their offsets (``group_offset``), and a 512 MiB DRAM
+#: (32768 rows per bank) that holds a 135M-parameter model at 4 bits and a 256-token prompt's
+#: logits; ``npu128`` is a paper-scale 128x128 NPU on one wide HBM-like channel and ``neupims`` the NeuPIMs system (128x128 NPU, HBM2
 #: with 32 channels x 32 banks, 16 MAC lanes per bank, dual row buffers), both for the timing
 #: model only (docs/tile.md, docs/pim.md).
 PRESETS = {
@@ -505,7 +505,7 @@ PRESETS = {
     "llm": TileConfig(rows=16, cols=16, pe="mixpe-w4a16", wbits=4, group=32, group_offset=True,
                       queue_depth=4, act_words=4096, wgt_words=4096, meta_words=256, acc_words=1024,
                       vparam_words=1024, dram_channels=2, dram_banks=8, dram_bank_groups=2,
-                      dram_rows=16384, dram_row_bytes=1024, dram_bus_bytes=16, t_rcd=4, t_rp=4,
+                      dram_rows=32768, dram_row_bytes=1024, dram_bus_bytes=16, t_rcd=4, t_rp=4,
                       t_cl=4, t_ras=10, t_faw=16, t_ccd_s=1, t_ccd_l=1, pim_mode="dual",
                       pim_lanes=8, pim_gbuf_bytes=1024, pim_res_regs=64),
     "npu128": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,

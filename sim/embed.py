@@ -61,7 +61,8 @@ class Encoder:
         self.model = BertFloat.load(folder)
         self.tokenizer = minilm_tokenizer(folder)
         self.config = config
-        self.compiler = BertCompiler(self.model, config, calibrate_bert(self.model, calibration_ids(self.tokenizer)))
+        cal = calibrate_bert(self.model, calibration_ids(self.tokenizer))
+        self.compiler = BertCompiler(self.model, config, cal)
 
     def embed(self, text, *, backend="golden"):
         """The :class:`Embedding` of ``text`` on ``backend`` (``golden`` or ``rtl``)."""

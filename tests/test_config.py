@@ -219,11 +219,11 @@ def test_presets():
     spad_bits = sum(fpga.spad_words(s) * fpga.word_bytes(s) * 8 for s in ("ACT", "WGT", "META", "VPARAM"))
     spad_bits += fpga.acc_words * fpga.cols * fpga.acc_bits
     assert spad_bits / 8 / 1024 < 170
-    # llm: fpga for whole models (W4A16, Q4_1's groups of 32 with offsets), 256 MiB of DRAM
+    # llm: fpga for whole models (W4A16, Q4_1's groups of 32 with offsets), 512 MiB of DRAM
     llm = preset("llm")
     assert llm.replace(pe="mixpe-w4a8", group=128, group_offset=False, dram_rows=2048,
                        acc_words=fpga.acc_words) == fpga and llm.acc_words >= fpga.acc_words
-    assert (llm.pe, llm.group, llm.group_offset, llm.dram_bytes) == ("mixpe-w4a16", 32, True, 256 << 20)
+    assert (llm.pe, llm.group, llm.group_offset, llm.dram_bytes) == ("mixpe-w4a16", 32, True, 512 << 20)
     assert (llm.meta_entry_bytes, llm.meta_word_bytes, llm.acc_bits) == (6, 96, 82)
     npu = preset("npu128")
     assert (npu.rows, npu.cols, npu.group) == (128, 128, 128)

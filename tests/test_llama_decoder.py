@@ -39,6 +39,13 @@ def test_grouped_query_attention_on_golden(tmp_path):
     got, ref = cl.logits(res), model.forward(IDS)
     assert _cosines(got, ref).min() > 0.999
     assert (got.argmax(1) == ref.argmax(1)).all()
+    # logits of the last token block only (generation): the same rows
+    ids = IDS * 3  # 21 tokens: the last block holds tokens 16..20
+    cl = LlamaCompiler(model, preset("llm"), ranges).lower(ids, logits="last")
+    last = cl.logits(execute(cl.program))
+    assert last.shape == (5, 40)
+    ref = model.forward(ids)[16:]
+    assert _cosines(last, ref).min() > 0.995 and (last.argmax(1) == ref.argmax(1)).all()
 
 
 def test_tiny_decoder_layer_rtl_equals_golden(tmp_path):
