@@ -128,7 +128,7 @@ def _quantize(x):
     return q.reshape(x.shape), s.astype(np.float64).reshape(x.shape[:-1])
 
 
-class _Geometry:
+class PimGeometry:
     """Placement arithmetic of one configuration and head size (module doc)."""
 
     def __init__(self, cfg, head_dim):
@@ -193,7 +193,7 @@ def _lower(config, batch, open_ahead):
         raise CompileError(f"decode attention needs INT8 activations; {cfg.pe} has FP16 ones")
     if b > cfg.rows:
         raise CompileError(f"batch {b} exceeds the array's rows ({cfg.rows}): one ACT lane per request")
-    geo = _Geometry(cfg, dk)
+    geo = PimGeometry(cfg, dk)
     nch = cfg.dram_channels
     slots = [list(range(s, min(s + nch, b))) for s in range(0, b, nch)]
     lens = [len(batch.k_cache[i]) + 1 for i in range(b)]  # tokens after the append

@@ -198,9 +198,13 @@ def _prepare(cfg, item):
     return tuple(instructions), tuple(segments)
 
 
-def run_programs(config, programs, *, full_check=None, build_root=None, workdir=None):
+def run_programs(config, programs, *, full_check=None, build_root=None, workdir=None, imem_words=None):
     """Run ``programs`` (Programs of ``config``, or ``(instructions, segments)`` pairs) on the RTL
     tile and the golden model; returns one :class:`TileRun` per program.
+
+    ``imem_words``: build the tile with at least this instruction memory (default: the least
+    power of two the longest program needs), so that batches of different lengths can share one
+    cached build.
 
     ``full_check``: compare every scratchpad word after every program (default: when the
     scratchpads hold at most :data:`FULL_CHECK_WORDS` words); otherwise only the DRAM words the
@@ -226,7 +230,7 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     if not items:
         return []
     cfg = rtl_config(config, items)
-    imem = imem_words_for(max(len(i) for i, _ in items))
+    imem = max(imem_words_for(max(len(i) for i, _ in items)), imem_words or 0)
     if full_check is None:
         full_check = sum(cfg.spad_words(s) for s in Spad) <= FULL_CHECK_WORDS
     bus = cfg.dram_bus_bytes

@@ -245,3 +245,8 @@ def pim_act(**kw):
 #: dequantize-then-multiply PE (the PE kind and the PIM mode are independent, so one Verilator
 #: build covers both variants; tests/test_tile_rtl.py, test_pim_rtl.py, test_attention_rtl.py)
 TINY_SINGLE = preset("tiny").in_pim_mode("single").replace(pe="baseline-w4a8")
+#: The FP16 tile with group offsets that whole-model programs run on in RTL tests (larger ACC and
+#: VPARAM than ``tiny`` for attention's scores and multipliers), always built with
+#: ``WHOLE_MODEL_IMEM`` instruction words so that those tests share one Verilator build.
+TINY16 = preset("tiny").replace(pe="mixpe-w4a16", group_offset=True, acc_words=256, vparam_words=256)
+WHOLE_MODEL_IMEM = 2048

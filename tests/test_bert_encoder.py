@@ -11,7 +11,7 @@ from mixpim.compiler.model_config import ModelConfig
 from mixpim.models.config import preset
 from mixpim.models.executor import execute
 
-from helpers import rejects
+from helpers import TINY16, WHOLE_MODEL_IMEM, rejects
 
 LLM = preset("llm")
 
@@ -65,13 +65,13 @@ def _tiny_bert(seed=0, hidden=32, heads=1, ffn=64, vocab=50, positions=16):
 def test_tiny_encoder_layer_rtl_equals_golden():
     """A whole encoder layer (attention, FFN, both LayerNorms, the embedding LayerNorm) on the
     Verilated FP16 tile: bit- and cycle-exact with the golden model, and close to float32."""
-    from mixpim.sim.tile_cosim import run_tile
-    cfg = preset("tiny").replace(pe="mixpe-w4a16", group_offset=True)  # test_tile_rtl's w4a16 build
+    from mixpim.sim.tile_cosim import run_programs
+    cfg = TINY16
     model = _tiny_bert()
     ids = [3, 17, 42, 5, 9, 28]
     cal = calibrate_bert(model, [ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
     cb = BertCompiler(model, cfg, cal).lower(ids)
-    run = run_tile(cb.program)
+    [run] = run_programs(cfg, [cb.program], imem_words=WHOLE_MODEL_IMEM)
     assert run.ok, run.report()[:3000]
     assert run.bit_exact and run.cycle_exact
     assert min(_cos(g, r) for g, r in zip(cb.hidden(run.golden), model.forward(ids))) > 0.99

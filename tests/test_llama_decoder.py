@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import rejects
+from helpers import TINY16, WHOLE_MODEL_IMEM, rejects
 from tiny_gguf import write_tiny_llama
 
 from mixpim.compiler.calibrate import calibrate_llama
@@ -50,12 +50,11 @@ def test_grouped_query_attention_on_golden(tmp_path):
 
 def test_tiny_decoder_layer_rtl_equals_golden(tmp_path):
     """A whole decoder block and the LM head on the Verilated FP16 tile with group offsets:
-    bit- and cycle-exact with the golden model (the build is shared with test_bert_encoder)."""
-    from mixpim.sim.tile_cosim import run_tile
+    bit- and cycle-exact with the golden model (one build for every whole-model RTL test)."""
+    from mixpim.sim.tile_cosim import run_programs
     model, ranges = _tiny(tmp_path)
-    cfg = preset("tiny").replace(pe="mixpe-w4a16", group_offset=True)
-    cl = LlamaCompiler(model, cfg, ranges).lower(IDS)
-    run = run_tile(cl.program)
+    cl = LlamaCompiler(model, TINY16, ranges).lower(IDS)
+    [run] = run_programs(TINY16, [cl.program], imem_words=WHOLE_MODEL_IMEM)
     assert run.ok, run.report()[:3000]
     assert run.bit_exact and run.cycle_exact
     assert _cosines(cl.logits(run.golden), model.forward(IDS)).min() > 0.999
