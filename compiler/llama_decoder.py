@@ -28,6 +28,8 @@ from mixpim.models.vector import fixed_multiplier
 
 from .emit import CompileError
 from .gguf_checkpoint import Q4_1Weights
+from .decode_attention import decode_attention
+from .llama_cache import cache_prompt
 from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
@@ -60,6 +62,9 @@ def _blocks(cfg, mult, shift, pm, ps):
 
 @dataclass(frozen=True)
 class _Block:
+    """One block's packed weights and VPARAM images; ``step_params``: the QKV epilogue of a
+    decode step (INT8 queries for PIM, one unit = ``q_scale[h]``); ``v_scale`` per KV feature."""
+
     qkv: object
     o: object
     gate_up: object
@@ -71,6 +76,19 @@ class _Block:
     ctx: bytes
     norm1: tuple
     norm2: tuple
+    step_params: bytes
+    q_scale: np.ndarray
+    v_scale: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Kv:
+    """KV caches of a program: ``caches`` (one per block); a prompt's ``request``, or a decode
+    step's ``lengths`` (per request)."""
+
+    caches: list
+    request: object
+    lengths: object
 
 
 @dataclass
@@ -138,6 +156,12 @@ class LlamaCompiler:
         scale = np.concatenate([s_kq / math.sqrt(hd) * 2.0 ** FIX, 1 / s_k, 1 / s_v])
         mult, shift = fixed_multiplier(np.ldexp(scale, -24 - qkv.scales.exp.astype(np.int64)))
         qkv_params = _blocks(cfg, mult, shift, mult[partner], shift[partner])
+        # a decode step's queries go to PIM as INT8: q * s_k in units of the head's q_scale
+        q_scale = np.where(rg.q_folded > 0, rg.q_folded / 127, 1.0)
+        step = scale.copy()
+        step[:h] = s_kq / np.repeat(q_scale, hd)
+        sm, ss = fixed_multiplier(np.ldexp(step, -24 - qkv.scales.exp.astype(np.int64)))
+        step_params = _blocks(cfg, sm, ss, sm[partner], ss[partner])
         o = w.quantized(i, "wo").to_quantized(cfg.scale_bits)
         gu = _rows_q4_1([w.quantized(i, "w_gate"), w.quantized(i, "w_up")]).to_quantized(cfg.scale_bits)
         down = w.quantized(i, "w_down").to_quantized(cfg.scale_bits)
@@ -156,7 +180,8 @@ class LlamaCompiler:
                       pack_linear(cfg, down), qkv_params,
                       _blocks(cfg, om, os_, zero[:h], zero[:h]), _blocks(cfg, gm[:f], gs[:f], gm[f:], gs[f:]),
                       _blocks(cfg, dm, ds, zero[:h], zero[:h]), context_words(cfg, s_vq),
-                      self._norm_words(bw.attn_norm), self._norm_words(bw.ffn_norm))
+                      self._norm_words(bw.attn_norm), self._norm_words(bw.ffn_norm), step_params,
+                      q_scale, s_v)
 
     def _norm(self, b, name, words):
         nparam, act, _ = words
@@ -171,23 +196,53 @@ class LlamaCompiler:
         v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), self.res_frac))
         return pack_acc(cfg, v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c))
 
-    def lower(self, ids, *, layers=None, logits="all", tune=True):
+    def lower(self, ids, *, layers=None, logits="all", tune=True, caches=None, request=0, cache_data=()):
         """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
         blocks (default all), then the final norm and the LM head: the logits of every token
         (``logits="all"``) or of the last token block only (``"last"``: what generation needs;
-        :meth:`CompiledLlama.logits` then has a row per token of that block)."""
+        :meth:`CompiledLlama.logits` then has a row per token of that block).
+
+        ``caches`` (:func:`~.llama_cache.layer_caches`, every block): the prompt's keys and values
+        also go into request ``request``'s KV cache rows; ``cache_data``: DRAM segments of the
+        caches so far (e.g. other requests' prompts, ``KVCache.segment(result.dram)``)."""
         if logits not in ("all", "last"):
             raise CompileError(f"logits must be 'all' or 'last', not {logits!r}")
-        cfg, mc = self.cfg, self.mc
         ids = self.model.check_ids(ids, 0)
-        m, d = len(ids), mc.hidden
         n_layers = len(self.blocks) if layers is None else layers
         if not 0 <= n_layers <= len(self.blocks):
             raise CompileError(f"layers must be in 0..{len(self.blocks)}, not {layers}")
+        if caches is not None and n_layers != len(self.blocks):
+            raise CompileError("a prompt fills the KV caches of every block: leave layers out")
+        kv = None if caches is None else _Kv(caches, request, None)
+        return self._build(ids, np.arange(len(ids)), n_layers, logits, tune, kv, cache_data)
+
+    def lower_step(self, ids, lengths, caches, cache_data=(), *, tune=False):
+        """One batched decode step: request i (``ids[i]``, its newest token, at position
+        ``lengths[i]``: the tokens its cache holds) through every block with attention on PIM
+        against ``caches`` (their DRAM contents ``cache_data``), which gain the new keys and values;
+        the logits of every request (:meth:`CompiledLlama.logits`)."""
+        ids = np.asarray(ids)
+        lengths = [int(n) for n in lengths]
+        if ids.ndim != 1 or len(ids) != len(lengths) or not 1 <= len(ids) <= self.cfg.rows:
+            raise CompileError(f"a decode step takes 1..{self.cfg.rows} requests, one id and one "
+                               f"length each (got {ids.shape} ids, {len(lengths)} lengths)")
+        self.model.check_ids(ids, max(lengths))
+        return self._build(ids, np.array(lengths), len(self.blocks), "all", tune,
+                           _Kv(caches, None, lengths), cache_data)
+
+    def _build(self, ids, positions, n_layers, logits, tune, kv, cache_data):
+        cfg, mc = self.cfg, self.mc
+        m, d = len(ids), mc.hidden
         b = ModelBuild(cfg)
+        if kv is not None:
+            if len(kv.caches) != len(self.blocks):
+                raise CompileError(f"{len(kv.caches)} KV caches for {len(self.blocks)} blocks")
+            for c in kv.caches:
+                c.attach(b)
+            b.segments.extend(cache_data)
         start_program(b)
         res = b.res("embed", m, d, self._res_image(self.model.weights.embed[ids]))
-        table = rope_words(cfg, m, self.inv_freq)
+        table = rope_words(cfg, positions, self.inv_freq)
         table_at = b.region("rope", len(table), cfg.act_word_bytes, table)
         norm = self._norm(b, "l0.norm1", self.blocks[0].norm1) if n_layers else None
         x = b.act("x0", m, d)
@@ -197,7 +252,7 @@ class LlamaCompiler:
             last = i == n_layers - 1
             nxt = (self._norm(b, "final_norm", self.final_norm) if last
                    else self._norm(b, f"l{i + 1}.norm1", self.blocks[i + 1].norm1))
-            x, res = self._layer(b, i, x, res, table_at, nxt, PLANES if last else 1, tune)
+            x, res = self._layer(b, i, x, res, table_at, nxt, PLANES if last else 1, tune, kv)
         if not n_layers:
             x = b.act("x_final", m, d, PLANES)
             residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
@@ -207,16 +262,17 @@ class LlamaCompiler:
         y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
         return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab)
 
-    def _layer(self, b, i, x, res, table, next_norm, next_copies, tune):
+    def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv):
         cfg, mc, hd, B = self.cfg, self.mc, self.hd, self.blocks[i]
         c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
+        step = kv is not None and kv.lengths is not None
         y = linear_acc(b, f"{p}.qkv", x, B.qkv, out="qkv.y", tune=tune)
         q, k = b.act("q", m, h), b.act("k", m, kvw)
-        v = b.direct("v", m, kvw)
-        prm = b.region(f"{p}.qkv.params", len(B.qkv_params), 4, B.qkv_params)
+        img = B.step_params if step else B.qkv_params
+        prm = b.region(f"{p}.qkv.params", len(img), 4, img)
         hb = hd // c // 2  # blocks per half head
         pairs = []
-        for base, tensor, fmt, width in ((0, q, 1, h), (h // c, k, 0, kvw)):
+        for base, tensor, fmt, width in ((0, q, int(not step), h), (h // c, k, 0, kvw)):
             for blk in range(width // c):
                 if (blk // hb) % 2:
                     continue  # a second-half block: the partner of blk - hb
@@ -225,14 +281,28 @@ class LlamaCompiler:
                                       blk * c, (blk + hb) * c, (blk % hb) * c))
         rope_epilogue(b, self.reg, y, pairs, table, hd // 2)
         vb = (h + kvw) // c
-        epilogue(b, self.reg, y, [None] * vb + [TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0,
-                                                        False, v, j, direct=True)
-                                                for j in range(kvw // c)])
-        soft = soft_words(m)
+
+        def values(tensor, direct):  # V as INT8 per channel: direct rows (P V) or K-major (PIM)
+            epilogue(b, self.reg, y, [None] * vb + [
+                TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
+                        j if direct else j * c, direct=direct) for j in range(kvw // c)])
+            return tensor
         ctx = b.act("ctx", m, h)
-        prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd, kv_heads=mc.kv_heads,
-                          causal=True, soft=b.region(f"{p}.soft", len(soft), 4, soft),
-                          ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
+        if step:
+            decode_attention(b, self.reg, q, k, values(b.act("v_new", m, kvw), False), ctx,
+                             cache=kv.caches[i], lengths=kv.lengths, heads=mc.heads,
+                             kv_heads=mc.kv_heads, head_dim=hd, q_scale=B.q_scale, v_scale=B.v_scale,
+                             name=f"{p}.attn")
+        else:
+            v = values(b.direct("v", m, kvw), True)
+            soft = soft_words(m)
+            prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd,
+                              kv_heads=mc.kv_heads, causal=True,
+                              soft=b.region(f"{p}.soft", len(soft), 4, soft),
+                              ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
+            if kv is not None:
+                cache_prompt(b, self.reg, k, values(b.act("v_t", m, kvw), False), kv.caches[i],
+                             kv.request)
         yo = linear_acc(b, f"{p}.o", ctx, B.o, out="o.y", tune=tune)
         x2 = b.act("x2", m, h)
         r2 = b.res("r2", m, h)

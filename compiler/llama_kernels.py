@@ -22,13 +22,17 @@ from .model_build import Slots
 __all__ = ["RopePair", "rope_words", "rope_epilogue", "glu_epilogue"]
 
 
-def rope_words(cfg, m, inv_freq, start=0):
-    """ACT words (bytes) of the cosine and sine tables of ``m`` tokens at positions ``start ..``:
-    per token block ``2 F`` words (F = ``len(inv_freq)``), word ``2f`` the Q14 cosines and word
-    ``2f + 1`` the sines of frequency f, lane t = the block's token t."""
+def rope_words(cfg, positions, inv_freq):
+    """ACT words (bytes) of the cosine and sine tables of tokens at ``positions`` (one per token:
+    a prompt's 0 .. m-1, or each decoding request's own position): per token block ``2 F`` words
+    (F = ``len(inv_freq)``), word ``2f`` the Q14 cosines and word ``2f + 1`` the sines of
+    frequency f, lane t = the block's token t (padding lanes: position 0)."""
     r = cfg.rows
-    mb = -(-m // r)
-    cos, sin = rope_table(np.arange(start, start + mb * r), inv_freq)  # (T, F) int16
+    pos = np.asarray(positions, np.int64)
+    mb = -(-len(pos) // r)
+    padded = np.zeros(mb * r, np.int64)
+    padded[:len(pos)] = pos
+    cos, sin = rope_table(padded, inv_freq)  # (T, F) int16
     f = len(inv_freq)
     words = np.empty((mb, 2 * f, r), np.int16)
     words[:, 0::2] = cos.reshape(mb, r, f).transpose(0, 2, 1)

@@ -337,6 +337,62 @@ def cmd_embed(args):
     return 0 if all(e.rtl is None or e.rtl.ok for e in out) else 1
 
 
+#: Largest ``--batch-file`` read (bytes).
+BATCH_FILE_MAX = 1 << 20
+
+
+def _batch_prompts(args):
+    """The prompts of ``generate``: PROMPT, or the lines of ``--batch-file`` (blank lines skipped)."""
+    if (args.prompt is None) == (args.batch_file is None):
+        raise CliError("give a PROMPT or --batch-file FILE (one prompt per line), not both or neither")
+    if args.prompt is not None:
+        return [args.prompt]
+    path = args.batch_file
+    try:
+        with open(path, "rb") as f:
+            data = f.read(BATCH_FILE_MAX + 1)
+    except OSError as e:
+        raise CliError(f"cannot read batch file {path!r}: {e.strerror or e}") from None
+    if len(data) > BATCH_FILE_MAX:
+        raise CliError(f"batch file {path!r} is larger than {BATCH_FILE_MAX} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CliError(f"batch file {path!r} is not UTF-8 (byte {e.start})") from None
+    prompts = [line for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise CliError(f"batch file {path!r} holds no prompts")
+    return prompts
+
+
+def cmd_generate(args):
+    from ..models.config import TileConfig
+    from .generate import Generator
+    from .progress import progress
+    prompts = _batch_prompts(args)
+    _at_least("--max-new-tokens", args.max_new_tokens, 1)
+    if args.backend == "rtl":
+        raise CliError("--backend rtl: a whole SmolLM2 run is beyond the RTL co-simulation's speed "
+                       "today (whole decoder layers run on the Verilated tile in the tests); use golden")
+    cfg = TileConfig.load("llm" if args.config is None else args.config)
+    gen = Generator(cfg)
+    with progress("prefill and decode on the golden tile", len(prompts) + args.max_new_tokens - 1) as step:
+        out = gen.generate(prompts, args.max_new_tokens, step_done=step)
+    runs = [{"kind": r.kind, "cycles": r.cycles, "busy": r.busy, "instructions": r.instructions}
+            for r in out.runs]
+    if args.json:
+        print(json.dumps({"requests": [{"prompt": p, "prompt_ids": pi, "ids": g, "text": t}
+                                       for p, pi, g, t in zip(prompts, out.prompt_ids, out.ids, out.text)],
+                          "runs": runs, "backend": args.backend}))
+        return 0
+    for p, t in zip(prompts, out.text):
+        print(f"{p!r} -> {t!r}")
+    for n, r in enumerate(out.runs):
+        busy = ", ".join(f"{u} {c / max(r.cycles, 1):.0%}" for u, c in r.busy.items())
+        print(f"  {r.kind:7s} {n:3d}: {r.cycles:>12,d} cycles, {r.instructions:,} instructions (busy {busy})")
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
@@ -399,6 +455,18 @@ def build_parser():
                    "activations and a square array (default llm)")
     p.add_argument("--json", action="store_true", help="print the embeddings and figures as JSON")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("generate", help="SmolLM2-135M greedy decoding on the tile: prefill, then "
+                       "batched decode steps with attention on PIM")
+    p.add_argument("prompt", nargs="?", help="the prompt (or --batch-file)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate (default 16)")
+    p.add_argument("--batch-file", help="a UTF-8 file of prompts, one per line: one batched decode")
+    p.add_argument("--backend", default="golden", choices=("golden", "rtl"),
+                   help="golden model (default); rtl is refused for whole models today")
+    p.add_argument("--config", default=None, help="a preset or .json/.toml file with FP16 activations, "
+                   "group 32 and group offsets (default llm)")
+    p.add_argument("--json", action="store_true", help="print the ids, texts and cycles as JSON")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
                        "the tile; report, cycle chart and accuracy vs float32")

@@ -175,3 +175,30 @@ def test_embed_refuses_an_int8_tile():
     r = _mixpim("embed", "x", "--config", "fpga")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == "mixpim: error: whole models run on FP16-activation (W4A16) tiles, not mixpe-w4a8\n"
+
+
+def test_generate_json():
+    """`mixpim generate --json`: SmolLM2 greedy decoding on the golden tile (a prefill, then a
+    decode step with attention on PIM) gives the float32 model's tokens."""
+    r = _mixpim("generate", "The capital of France is", "--max-new-tokens", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    [req] = out["requests"]
+    from mixpim.compiler.gguf_checkpoint import llama_weights, smollm2_path
+    from mixpim.compiler.llama_float import LlamaFloat
+    w = llama_weights(smollm2_path())
+    assert req["ids"] == LlamaFloat(w, w.config).generate(req["prompt_ids"], 2)
+    assert req["text"].startswith(" Paris")
+    assert [run["kind"] for run in out["runs"]] == ["prefill", "step"]
+    assert all(run["cycles"] > 0 and run["busy"]["GEMM"] > 0 for run in out["runs"])
+
+
+def test_generate_refuses_bad_input(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    for args, msg in ((["--batch-file", str(empty)], f"batch file {str(empty)!r} holds no prompts"),
+                      (["x", "--batch-file", str(empty)], "give a PROMPT or --batch-file FILE (one prompt "
+                       "per line), not both or neither"),
+                      (["x", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, not 0")):
+        r = _mixpim("generate", *args)
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"mixpim: error: {msg}\n")

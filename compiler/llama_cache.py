@@ -1,0 +1,60 @@
+"""The KV caches of a decoder in the PIM banks: one :class:`~.decode_attention.KVCache` per block
+(:func:`layer_caches`), filled with a prompt's keys and values by the prefill program
+(:func:`cache_prompt`) and appended to by every decode step (:func:`~.decode_attention.decode_attention`).
+
+:func:`cache_prompt` moves one request's prompt from the K-major INT8 tensors its epilogue wrote
+(lane t of a token block's words = token t) into the request's cache rows: per KV head and kind,
+the tokens that share a bank row (``tokens_per_bank`` consecutive tokens) are gathered one by one
+into the channel's global buffer (``PIM_GBUF`` of the token's lane, at ``gaddr = j * head_dim``)
+and written with one ``PIM_WRITE``.
+"""
+
+from mixpim.models.isa import Spad
+
+from .decode_attention import KVCache
+from .emit import CompileError
+
+__all__ = ["layer_caches", "cache_prompt"]
+
+
+def layer_caches(cfg, model_config, *, batch, capacity):
+    """One :class:`KVCache` per block of ``model_config`` (consecutive bank rows from row 0) for
+    ``batch`` requests of up to ``capacity`` tokens each."""
+    caches, row = [], 0
+    for _ in range(model_config.layers):
+        c = KVCache.create(cfg, batch=batch, kv_heads=model_config.kv_heads,
+                           head_dim=model_config.head_dim, capacity=capacity, base_row=row)
+        caches.append(c)
+        row = c.end_row
+    return caches
+
+
+def cache_prompt(b, reg, k, v, cache, request):
+    """Emit the writes of the prompt's keys ``k`` and values ``v`` (:class:`~.model_build.ActTensor`
+    of ``m`` tokens x ``kv_heads * head_dim`` INT8 integers as FP16) into ``cache`` rows 0 .. m-1
+    of ``request``."""
+    cfg = b.cfg
+    r, hd = cfg.rows, cache.head_dim
+    m = k.m
+    if m > cache.capacity:
+        raise CompileError(f"a prompt of {m} tokens does not fit a KV cache of {cache.capacity}")
+    if not 0 <= request < cache.batch:
+        raise CompileError(f"request {request} is outside the cache's batch of {cache.batch}")
+    per = min(cache.geo.per_bank, cfg.pim_gbuf_bytes // hd)  # tokens per PIM_WRITE
+    blocks = [reg.act_out.end, reg.act_out.end + hd]  # two ACT slots of a token block's head
+    for g in range(cache.kv_heads):
+        for kind, src in (("k", k), ("v", v)):
+            loaded = None
+            for t0 in range(0, m, per):
+                ch, bank, row, col = cache.where(request, g, kind, t0)
+                n = min(per, m - t0, cache.geo.per_bank - col // hd)  # stay in the bank row
+                for j in range(n):
+                    t = t0 + j
+                    if t // r != loaded:
+                        loaded = t // r
+                        at = blocks[loaded % 2]
+                        b.load(Spad.ACT, at, src.addr(cfg, loaded, g * hd), hd,
+                               comment=f"prompt {kind.upper()}, KV head {g}, block {loaded}")
+                    b.op("PIM_GBUF", ch=ch, chans=1, gaddr=j * hd, act_addr=at, len=hd, lane=t % r)
+                b.op("PIM_WRITE", ch=ch, chans=1, bank=bank, row=row, col=col, gaddr=0, len=n * hd,
+                     comment=f"request {request}: prompt {kind.upper()} {t0}..{t0 + n - 1}, KV head {g}")
