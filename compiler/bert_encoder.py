@@ -19,26 +19,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixpim.models.executor import pack_acc, unpack_acc
+from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
 from mixpim.models.quant import quantize_weights
+from mixpim.models.vec_fixed import FRAC as FIX
 from mixpim.models.vector import fixed_multiplier
 
 from .emit import CompileError
 from .model_build import ModelBuild
 from .nibble_planes import PLANES, quantize_planes
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
+                            residual_image, residual_units,
                             residual_norm, start_program, vparams)
 from .prefill_attention import context_words, prefill_attention, soft_words
 
 __all__ = ["LINEARS", "BertCalibration", "calibrate_bert", "BertCompiler", "CompiledBert"]
 
-#: Headroom of the residual stream: the calibrated maximum uses at most 2**30 of the 2**31 range.
-RES_HEADROOM_BITS = 30
-#: Width kept of ``x - mean`` in a norm (VNORM ``d`` is 24 bits, saturating).
-D_KEEP_BITS = 22
-#: The vector unit's fixed-point fraction (VEC fmt 1: units of 2**-16).
-FIX = 16
 #: The Linear layers of a block, in order (the query, key and value projections are one).
 LINEARS = ("qkv", "o", "up", "down")
 
@@ -71,8 +67,7 @@ def calibrate_bert(model, id_lists):
                 res = max(res, float(np.abs(tr[p + name]).max()))
             kmax[i] = np.maximum(kmax[i], np.abs(tr[p + "k"]).max(0))
             vmax[i] = np.maximum(vmax[i], np.abs(tr[p + "v"]).max(0))
-    frac = int(math.floor(RES_HEADROOM_BITS - math.log2(res)))
-    qshift = max(0, int(math.ceil(math.log2(2 * res) + frac)) - D_KEEP_BITS)
+    frac, qshift = residual_units(res)
     return BertCalibration(frac, qshift, np.where(kmax > 0, kmax / 127, 1.0),
                            np.where(vmax > 0, vmax / 127, 1.0))
 
@@ -186,7 +181,7 @@ class BertCompiler:
         emb = w.word[ids] + w.position[:m] + w.token_type[0]
         b = ModelBuild(cfg)
         start_program(b)
-        res = b.res("embed", m, d, self._res_image(emb))
+        res = b.res("embed", m, d, residual_image(cfg, emb, self.cal.res_frac))
         x = b.act("x0", m, d, self.copies["qkv"])
         r0 = b.res("r0", m, d)
         residual_norm(b, self.reg, res, self._norm(b, "embed_ln", self.embed_ln), x, r0)
@@ -194,16 +189,6 @@ class BertCompiler:
         for i in range(n_layers):
             x, res = self._layer(b, i, x, res, tune)
         return CompiledBert(b.program({"out": res.base}), res, m, self.cal.res_frac)
-
-    def _res_image(self, values):
-        """ResTensor bytes of float ``values`` (tokens, hidden) in the residual's units."""
-        cfg, r, c = self.cfg, self.cfg.rows, self.cfg.cols
-        m, d = values.shape
-        mb, nb = -(-m // r), -(-d // c)
-        v = np.zeros((mb * r, nb * c), np.int64)
-        v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), self.cal.res_frac))
-        tiles = v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c)
-        return pack_acc(cfg, tiles)
 
     def _layer(self, b, i, x, res, tune):
         d, c, L = self.hidden, self.cfg.cols, self.layers[i]

@@ -1,5 +1,6 @@
-"""A LLaMA-family decoder (SmolLM2-135M) prefill as one tile program: quantization from the GGUF
-codes and lowering (docs/compiler.md, "Whole models").
+"""A LLaMA-family decoder (SmolLM2-135M) on the tile: quantization from the GGUF codes, a prompt's
+prefill as one program and batched decode steps with attention on PIM (docs/compiler.md, "Whole
+models", "Generation").
 
 Numbers (docs/decisions.md, "Whole models"): the projections keep the checkpoint's Q4_1 codes
 exactly (zero point 0, group offsets: the ``llm`` preset), FP16 activations, the residual stream
@@ -22,29 +23,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixpim.models.executor import pack_acc, unpack_acc
+from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
+from mixpim.models.vec_fixed import FRAC as FIX
 from mixpim.models.vector import fixed_multiplier
 
+from .decode_attention import decode_attention
 from .emit import CompileError
 from .gguf_checkpoint import Q4_1Weights
-from .decode_attention import decode_attention
 from .llama_cache import cache_prompt
 from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
-                            residual_norm, start_program, vparams)
+                            residual_image, residual_norm, residual_units, start_program, vparams)
 from .nibble_planes import PLANES, planes_of_codes
 from .prefill_attention import context_words, prefill_attention, soft_words
 
 __all__ = ["LlamaCompiler", "CompiledLlama"]
 
-#: The residual's calibrated maximum uses at most 2**30 of the int32 range.
-RES_HEADROOM_BITS = 30
-#: Bits kept of the residual in an RMSNorm (VNORM ``d`` is 24 bits, saturating).
-D_KEEP_BITS = 22
-#: The vector unit's fixed point (VEC fmt 1: units of 2**-16).
-FIX = 16
 
 
 def _rows_q4_1(mats):
@@ -122,8 +118,7 @@ class LlamaCompiler:
         self.model, self.cfg, self.mc = model, cfg, mc
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
-        self.res_frac = int(math.floor(RES_HEADROOM_BITS - math.log2(ranges.residual)))
-        self.qshift = max(0, int(math.ceil(math.log2(2 * ranges.residual) + self.res_frac)) - D_KEEP_BITS)
+        self.res_frac, self.qshift = residual_units(ranges.residual)
         w = model.weights
         self.inv_freq = mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd)
         self.blocks = [self._block(i, w.blocks[i], ranges.blocks[i]) for i in range(mc.layers)]
@@ -188,14 +183,6 @@ class LlamaCompiler:
         return NormParams(b.region(f"{name}.nparam", len(nparam), 4, nparam),
                           b.region(f"{name}.act", len(act), 4, act), None, True, self.qshift)
 
-    def _res_image(self, values):
-        cfg, r, c = self.cfg, self.cfg.rows, self.cfg.cols
-        m, d = values.shape
-        mb, nb = -(-m // r), -(-d // c)
-        v = np.zeros((mb * r, nb * c), np.int64)
-        v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), self.res_frac))
-        return pack_acc(cfg, v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c))
-
     def lower(self, ids, *, layers=None, logits="all", tune=True, caches=None, request=0, cache_data=()):
         """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
         blocks (default all), then the final norm and the LM head: the logits of every token
@@ -241,7 +228,7 @@ class LlamaCompiler:
                 c.attach(b)
             b.segments.extend(cache_data)
         start_program(b)
-        res = b.res("embed", m, d, self._res_image(self.model.weights.embed[ids]))
+        res = b.res("embed", m, d, residual_image(cfg, self.model.weights.embed[ids], self.res_frac))
         table = rope_words(cfg, positions, self.inv_freq)
         table_at = b.region("rope", len(table), cfg.act_word_bytes, table)
         norm = self._norm(b, "l0.norm1", self.blocks[0].norm1) if n_layers else None

@@ -8,10 +8,12 @@ multipliers (:mod:`.prefill_attention`). Linear layers use their own ring buffer
 scratchpads; the token pass orders any overlap.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from mixpim.models.executor import pack_acc
 from mixpim.models.isa import NormFunc, Spad, VecFunc
 from mixpim.models.quant import num_groups
 from mixpim.models.vector import fixed_multiplier, pack_vparam, vparam_header
@@ -23,9 +25,32 @@ from .model_build import Slots, int32_words
 from .operands import weight_blocks
 
 __all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue",
-           "residual_norm", "norm_words", "start_program", "vparams"]
+           "residual_norm", "norm_words", "start_program", "vparams", "RES_HEADROOM_BITS",
+           "D_KEEP_BITS", "residual_units", "residual_image"]
 
 _SLOTS = 4
+#: The residual stream's calibrated maximum uses at most 2**RES_HEADROOM_BITS of the int32 range.
+RES_HEADROOM_BITS = 30
+#: Bits a norm keeps of ``x - mean`` (VNORM's ``d`` is 24 bits, saturating).
+D_KEEP_BITS = 22
+
+
+def residual_units(max_abs):
+    """``(res_frac, qshift)`` of a residual stream whose calibrated maximum is ``max_abs``: its
+    unit ``2**-res_frac`` and the norms' shift of ``x - mean`` (docs/numerics.md, "Norms")."""
+    frac = int(math.floor(RES_HEADROOM_BITS - math.log2(max_abs)))
+    return frac, max(0, int(math.ceil(math.log2(2 * max_abs) + frac)) - D_KEEP_BITS)
+
+
+def residual_image(cfg, values, frac):
+    """:class:`~.model_build.ResTensor` bytes of float ``values`` (tokens, hidden) in units of
+    ``2**-frac`` (tile-major ACC words)."""
+    r, c = cfg.rows, cfg.cols
+    m, d = values.shape
+    mb, nb = -(-m // r), -(-d // c)
+    v = np.zeros((mb * r, nb * c), np.int64)
+    v[:m, :d] = np.rint(np.ldexp(np.asarray(values, np.float64), frac))
+    return pack_acc(cfg, v.reshape(mb, r, nb, c).transpose(0, 2, 1, 3).reshape(-1, c))
 
 
 @dataclass(frozen=True)

@@ -98,14 +98,19 @@ class QuantizedWeights:
                 raise RangeError(f"offsets must be integer mantissas, not {off.dtype}")
 
 
-def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
-    """Quantize ``w`` (N, K) float to :class:`QuantizedWeights` (rounding half to even)."""
+def _check_format(bits, group, scale_bits):
+    """:class:`ConfigError` for a weight format the array does not take."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in (2, 3, 4):
         raise ConfigError(f"weight bits must be 2, 3 or 4, not {bits!r}")
     if isinstance(group, bool) or not isinstance(group, int) or group not in GROUP_SIZES:
         raise ConfigError(f"group must be one of {GROUP_SIZES}, not {group!r}")
     if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 4 <= scale_bits <= 16:
         raise ConfigError(f"scale_bits must be an integer in 4..16, not {scale_bits!r}")
+
+
+def quantize_weights(w, bits, group, *, scale_bits=16, symmetric=False):
+    """Quantize ``w`` (N, K) float to :class:`QuantizedWeights` (rounding half to even)."""
+    _check_format(bits, group, scale_bits)
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or 0 in w.shape:
         raise ShapeError(f"weights must be a non-empty 2-D (out, in) array, not shape {w.shape}")
@@ -156,15 +161,11 @@ def from_scale_offset(codes, scales, offsets, group, *, bits=4, scale_bits=16):
     ``(q + 1) / 2`` units ``2**-e[n]`` (half a unit for the offset, half a unit per code step for
     the scale), and a unit is at most ``2**-(scale_bits - 1)`` of the row's largest scale unless
     the row's offsets forced a lower exponent (or rounding carried the largest scale mantissa to
-    ``2**scale_bits``, which a scale of at most ``scale_bits`` significant bits never does) (docs/numerics.md, "Group offsets"); the difference
+    ``2**scale_bits``, which a scale of at most ``scale_bits`` significant bits never does)
+    (docs/numerics.md, "Group offsets"); the difference
     is 0 where scales and offsets are multiples of ``2**-e[n]``.
     """
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in (2, 3, 4):
-        raise ConfigError(f"weight bits must be 2, 3 or 4, not {bits!r}")
-    if isinstance(group, bool) or not isinstance(group, int) or group not in GROUP_SIZES:
-        raise ConfigError(f"group must be one of {GROUP_SIZES}, not {group!r}")
-    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or not 4 <= scale_bits <= 16:
-        raise ConfigError(f"scale_bits must be an integer in 4..16, not {scale_bits!r}")
+    _check_format(bits, group, scale_bits)
     codes = np.asarray(codes)
     if codes.ndim != 2 or 0 in codes.shape:
         raise ShapeError(f"codes must be a non-empty 2-D (out, in) array, not shape {codes.shape}")

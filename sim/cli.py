@@ -393,6 +393,14 @@ def cmd_generate(args):
     return 0
 
 
+def _model_options(p, backend_help, config_needs, json_what):
+    """``--backend``, ``--config`` and ``--json`` of the whole-model commands."""
+    p.add_argument("--backend", default="golden", choices=("golden", "rtl"), help=backend_help)
+    p.add_argument("--config", default=None, help=f"a preset or a .json/.toml file with {config_needs} "
+                   "(default llm)")
+    p.add_argument("--json", action="store_true", help=f"print {json_what} as JSON")
+
+
 def build_parser():
     parser = _Parser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
@@ -449,11 +457,8 @@ def build_parser():
     p = sub.add_parser("embed", help="MiniLM sentence embeddings computed on the tile (all 6 layers), "
                        "with the cosine against the float32 model")
     p.add_argument("text", nargs="+", help="texts to embed")
-    p.add_argument("--backend", default="golden", choices=("golden", "rtl"),
-                   help="golden model (default), or the tile RTL on Verilator compared with it")
-    p.add_argument("--config", default=None, help="a preset or a .json/.toml file with FP16 "
-                   "activations and a square array (default llm)")
-    p.add_argument("--json", action="store_true", help="print the embeddings and figures as JSON")
+    _model_options(p, "golden model (default), or the tile RTL on Verilator compared with it",
+                   "FP16 activations and a square array", "the embeddings and figures")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("generate", help="SmolLM2-135M greedy decoding on the tile: prefill, then "
@@ -461,11 +466,8 @@ def build_parser():
     p.add_argument("prompt", nargs="?", help="the prompt (or --batch-file)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate (default 16)")
     p.add_argument("--batch-file", help="a UTF-8 file of prompts, one per line: one batched decode")
-    p.add_argument("--backend", default="golden", choices=("golden", "rtl"),
-                   help="golden model (default); rtl is refused for whole models today")
-    p.add_argument("--config", default=None, help="a preset or .json/.toml file with FP16 activations, "
-                   "group 32 and group offsets (default llm)")
-    p.add_argument("--json", action="store_true", help="print the ids, texts and cycles as JSON")
+    _model_options(p, "golden model (default); rtl is refused for whole models today",
+                   "FP16 activations, group 32 and group offsets", "the ids, texts and cycles")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
