@@ -44,8 +44,8 @@ def cache_prompt(b, reg, k, v, cache, request):
     blocks = [reg.act_out.end, reg.act_out.end + hd]  # two ACT slots of a token block's head
     for g in range(cache.kv_heads):
         for kind, src in (("k", k), ("v", v)):
-            loaded = None
-            for t0 in range(0, m, per):
+            loaded, t0 = None, 0
+            while t0 < m:
                 ch, bank, row, col = cache.where(request, g, kind, t0)
                 n = min(per, m - t0, cache.geo.per_bank - col // hd)  # stay in the bank row
                 for j in range(n):
@@ -58,3 +58,4 @@ def cache_prompt(b, reg, k, v, cache, request):
                     b.op("PIM_GBUF", ch=ch, chans=1, gaddr=j * hd, act_addr=at, len=hd, lane=t % r)
                 b.op("PIM_WRITE", ch=ch, chans=1, bank=bank, row=row, col=col, gaddr=0, len=n * hd,
                      comment=f"request {request}: prompt {kind.upper()} {t0}..{t0 + n - 1}, KV head {g}")
+                t0 += n

@@ -7,7 +7,7 @@ states (mean over the tokens, L2 normalisation). Each embedding is compared with
 reference of the same checkpoint (:mod:`mixpim.compiler.bert_float`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +49,6 @@ class Embedding:
     instructions: int
     cosine: float
     rtl: object = None
-    extra: dict = field(default_factory=dict)
 
 
 class Encoder:
