@@ -23,14 +23,14 @@ from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
 from mixpim.models.quant import quantize_weights
 from mixpim.models.vec_fixed import FRAC as FIX
-from mixpim.models.vector import fixed_multiplier
+from mixpim.models.vector import pack_vparam
 
 from .emit import CompileError
-from .model_build import ModelBuild
-from .nibble_planes import PLANES, quantize_planes
+from .model_build import ModelBuild, int32_words
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
                             residual_image, residual_units,
-                            residual_norm, start_program, vparams)
+                            residual_norm, start_program, acc_multipliers, param_blocks)
+from .nibble_planes import PLANES, quantize_planes
 from .prefill_attention import context_words, prefill_attention, soft_words
 
 __all__ = ["LINEARS", "BertCalibration", "calibrate_bert", "BertCompiler", "CompiledBert"]
@@ -72,19 +72,10 @@ def calibrate_bert(model, id_lists):
                            np.where(vmax > 0, vmax / 127, 1.0))
 
 
-def _linear_params(cfg, qw, scale, bias, bias_scale=None):
-    """VPARAM image of a Linear's epilogue: column multipliers taking the FP16 accumulators
-    (``2**-24 2**-e[n]``) to ``scale[n]`` output units, then the biases in those units."""
-    n = qw.codes.shape[0]
-    c = cfg.cols
-    nb = -(-n // c)
-    s = np.zeros(nb * c)
-    s[:n] = np.ldexp(np.broadcast_to(scale, (n,)), -24 - qw.scales.exp.astype(np.int64))
-    mult, shift = fixed_multiplier(s)
-    bi = np.zeros(nb * c, np.int64)
-    bi[:n] = np.rint(bias * (scale if bias_scale is None else bias_scale))
-    return b"".join(vparams(mult[j * c:(j + 1) * c], shift[j * c:(j + 1) * c], bi[j * c:(j + 1) * c])
-                    for j in range(nb))
+def _linear_params(cfg, qw, scale, bias):
+    """VPARAM image of a Linear's epilogue: column multipliers taking the FP16 accumulators to
+    ``1 / scale[n]`` output units, then the biases in those units."""
+    return param_blocks(cfg, pack_vparam(*acc_multipliers(qw, scale)), int32_words(np.rint(bias * scale)))
 
 
 @dataclass(frozen=True)

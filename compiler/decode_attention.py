@@ -60,6 +60,7 @@ from mixpim.models.vector import fixed_multiplier, pack_vparam
 from .attention import PimGeometry
 from .emit import CompileError
 from .model_build import ActTensor
+from .model_kernels import param_blocks
 
 __all__ = ["KVCache", "decode_attention", "PROB_BITS", "soft_image", "context_image"]
 
@@ -211,10 +212,9 @@ def soft_image(cfg, q_scale, head_dim):
 def context_image(cfg, v_scale):
     """VPARAM image (bytes), ``2 cols`` words per block of ``cols`` value channels: the context
     multipliers ``v_scale * 2**(16 - PROB_BITS)``, then the RES multipliers (128: the high digit)."""
-    c = cfg.cols
     m, s = fixed_multiplier(np.asarray(v_scale, np.float64) * 2.0 ** (_FIX - PROB_BITS))
-    hi = pack_vparam(np.full(c, _HI), np.zeros(c, np.int64))
-    return b"".join(pack_vparam(m[j:j + c], s[j:j + c]) + hi for j in range(0, len(m), c))
+    hi = pack_vparam(np.full(len(m), _HI), np.zeros(len(m), np.int64))  # RES: the high digit's weight
+    return param_blocks(cfg, pack_vparam(m, s), hi)
 
 
 def _check_tensor(name, t, m, k):

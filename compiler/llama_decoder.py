@@ -26,7 +26,8 @@ import numpy as np
 from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
 from mixpim.models.vec_fixed import FRAC as FIX
-from mixpim.models.vector import fixed_multiplier
+from mixpim.models.mixpe import ArrayParams, output_to_float
+from mixpim.models.vector import pack_vparam
 
 from .decode_attention import decode_attention
 from .emit import CompileError
@@ -35,7 +36,8 @@ from .llama_cache import cache_prompt
 from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
-                            residual_image, residual_norm, residual_units, start_program, vparams)
+                            residual_image, residual_norm, residual_units, start_program,
+                            acc_multipliers, param_blocks)
 from .nibble_planes import PLANES, planes_of_codes
 from .prefill_attention import context_words, prefill_attention, soft_words
 
@@ -48,12 +50,12 @@ def _rows_q4_1(mats):
     return Q4_1Weights(*(np.concatenate([getattr(w, f) for w in mats]) for f in ("d", "m", "q")))
 
 
-def _blocks(cfg, mult, shift, pm, ps):
+def _blocks(cfg, mult, shift, partner=None):
     """VPARAM image (bytes), ``2 cols`` words per feature block: the multipliers ``(mult,
-    shift)``, then ``(pm, ps)`` (a partner's multipliers, or zeros: no bias)."""
-    c = cfg.cols
-    return b"".join(vparams(mult[j:j + c], shift[j:j + c], None) + vparams(pm[j:j + c], ps[j:j + c], None)
-                    for j in range(0, len(mult), c))
+    shift)``, then each column's partner's (``partner[n]``: the feature n is paired with; None:
+    zeros, no bias)."""
+    second = None if partner is None else pack_vparam(mult[partner], shift[partner])
+    return param_blocks(cfg, pack_vparam(mult, shift), second)
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ class CompiledLlama:
         """The logits (tokens, vocab) float64 from an executor result."""
         cfg, y = self.program.config, self.logits_at
         raw = result.read(y.base, y.m * y.nb * cfg.acc_word_bytes)
-        acc = np.asarray(unpack_acc(cfg, raw), np.float64).reshape(y.m, y.nb * cfg.cols)[:, :self.vocab]
-        return np.ldexp(acc, -24 - self.lm_head.scales.exp[None, :].astype(np.int64))
+        acc = np.asarray(unpack_acc(cfg, raw)).reshape(y.m, y.nb * cfg.cols)[:, :self.vocab]
+        return output_to_float(ArrayParams.from_config(cfg), acc, self.lm_head)
 
 
 class LlamaCompiler:
@@ -149,32 +151,23 @@ class LlamaCompiler:
         s_v = np.where(rg.v.reshape(-1) > 0, rg.v.reshape(-1) / 127, 1.0)
         s_kq = np.repeat(s_k.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)  # per query feature
         scale = np.concatenate([s_kq / math.sqrt(hd) * 2.0 ** FIX, 1 / s_k, 1 / s_v])
-        mult, shift = fixed_multiplier(np.ldexp(scale, -24 - qkv.scales.exp.astype(np.int64)))
-        qkv_params = _blocks(cfg, mult, shift, mult[partner], shift[partner])
+        qkv_params = _blocks(cfg, *acc_multipliers(qkv, scale), partner)
         # a decode step's queries go to PIM as INT8: q * s_k in units of the head's q_scale
         q_scale = np.where(rg.q_folded > 0, rg.q_folded / 127, 1.0)
         step = scale.copy()
         step[:h] = s_kq / np.repeat(q_scale, hd)
-        sm, ss = fixed_multiplier(np.ldexp(step, -24 - qkv.scales.exp.astype(np.int64)))
-        step_params = _blocks(cfg, sm, ss, sm[partner], ss[partner])
+        step_params = _blocks(cfg, *acc_multipliers(qkv, step), partner)
         o = w.quantized(i, "wo").to_quantized(cfg.scale_bits)
         gu = _rows_q4_1([w.quantized(i, "w_gate"), w.quantized(i, "w_up")]).to_quantized(cfg.scale_bits)
         down = w.quantized(i, "w_down").to_quantized(cfg.scale_bits)
         res = 2.0 ** self.res_frac
-
-        def mults(qw, s):
-            return fixed_multiplier(np.ldexp(np.full(qw.codes.shape[0], s),
-                                             -24 - qw.scales.exp.astype(np.int64)))
-        om, os_ = mults(o, res)
-        dm, ds = mults(down, res)
-        gm, gs = mults(gu, 2.0 ** FIX)
         f = mc.ffn
-        zero = np.zeros(max(h, f), np.int64)
+        gm, gs = acc_multipliers(gu, 2.0 ** FIX)
         s_vq = np.repeat(s_v.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)
         return _Block(pack_linear(cfg, qkv), pack_linear(cfg, o), pack_linear(cfg, gu),
-                      pack_linear(cfg, down), qkv_params,
-                      _blocks(cfg, om, os_, zero[:h], zero[:h]), _blocks(cfg, gm[:f], gs[:f], gm[f:], gs[f:]),
-                      _blocks(cfg, dm, ds, zero[:h], zero[:h]), context_words(cfg, s_vq),
+                      pack_linear(cfg, down), qkv_params, _blocks(cfg, *acc_multipliers(o, res)),
+                      param_blocks(cfg, pack_vparam(gm[:f], gs[:f]), pack_vparam(gm[f:], gs[f:])),
+                      _blocks(cfg, *acc_multipliers(down, res)), context_words(cfg, s_vq),
                       self._norm_words(bw.attn_norm), self._norm_words(bw.ffn_norm), step_params,
                       q_scale, s_v)
 

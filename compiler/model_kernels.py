@@ -25,8 +25,8 @@ from .model_build import Slots, int32_words
 from .operands import weight_blocks
 
 __all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue",
-           "residual_norm", "norm_words", "start_program", "vparams", "RES_HEADROOM_BITS",
-           "D_KEEP_BITS", "residual_units", "residual_image"]
+           "residual_norm", "norm_words", "start_program", "param_blocks", "acc_multipliers",
+           "RES_HEADROOM_BITS", "D_KEEP_BITS", "residual_units", "residual_image"]
 
 _SLOTS = 4
 #: The residual stream's calibrated maximum uses at most 2**RES_HEADROOM_BITS of the int32 range.
@@ -84,10 +84,28 @@ class Regions:
         return cls(acc_tiles, acc_tiles.end, Slots(0, max(r, c), _SLOTS), pb, vp, vp.end)
 
 
-def vparams(mult, shift, bias=None):
-    """VPARAM bytes of column multipliers, followed by int32 biases when given."""
-    out = pack_vparam(mult, shift)
-    return out if bias is None else out + int32_words(bias)
+def param_blocks(cfg, first, second=None):
+    """VPARAM image (bytes) of per-column parameters, ``2 cols`` words per feature block: the
+    block's ``cols`` words of ``first``, then its ``cols`` words of ``second`` (each 4 bytes a
+    column: :func:`~mixpim.models.vector.pack_vparam` multipliers, or int32 biases; None: zeros);
+    the last block is padded with zero words."""
+    c = cfg.cols
+    a = np.frombuffer(first, "<u4")
+    nb = -(-len(a) // c)
+    words = np.zeros((2, nb * c), "<u4")
+    words[0, :len(a)] = a
+    if second is not None:
+        words[1, :len(a)] = np.frombuffer(second, "<u4")
+    return words.reshape(2, nb, c).transpose(1, 0, 2).tobytes()
+
+
+def acc_multipliers(qw, scale):
+    """Column multipliers ``(mult, shift)`` taking a Linear's FP16 accumulators (column n in units
+    of ``2**-24 2**-e[n]``, :func:`~mixpim.models.mixpe.output_to_float`) to units of
+    ``1 / scale[n]`` (``scale`` a float or one per column)."""
+    n = qw.codes.shape[0]
+    return fixed_multiplier(np.ldexp(np.broadcast_to(np.asarray(scale, np.float64), (n,)),
+                                     -24 - qw.scales.exp.astype(np.int64)))
 
 
 def start_program(b):
@@ -206,9 +224,7 @@ def norm_words(cfg, hidden, gamma, beta, *, eps, rms, res_frac, out_frac, qshift
         bt = np.zeros(nb * c)
         g[:hidden], bt[:hidden] = gamma, beta
         gm, gs = fixed_multiplier(np.sqrt(hidden) * g * 2.0 ** (frac - 19))
-        bi = np.rint(bt * 2.0 ** frac).astype(np.int64)
-        return b"".join(vparams(gm[j * c:(j + 1) * c], gs[j * c:(j + 1) * c], bi[j * c:(j + 1) * c])
-                        for j in range(nb))
+        return param_blocks(cfg, pack_vparam(gm, gs), int32_words(np.rint(bt * 2.0 ** frac)))
     return nparam, blocks(out_frac), blocks(res_frac)
 
 

@@ -27,7 +27,7 @@ from mixpim.models.vector import fixed_multiplier, pack_vparam
 
 from .emit import CompileError
 from .model_build import Slots
-from .model_kernels import vparams
+from .model_kernels import param_blocks
 
 __all__ = ["soft_words", "context_words", "prefill_attention"]
 
@@ -47,11 +47,8 @@ def soft_words(m):
 def context_words(cfg, v_scale):
     """VPARAM image (bytes) of the context's column multipliers, ``2 cols`` words per feature
     block (``v_scale`` of the channel, from ``2**-24`` to ``2**-16`` units; biases 0)."""
-    c = cfg.cols
-    vs = np.asarray(v_scale, np.float64)
-    mult, shift = fixed_multiplier(vs * 2.0 ** -8)
-    return b"".join(vparams(mult[j:j + c], shift[j:j + c], np.zeros(c, np.int64))
-                    for j in range(0, len(vs), c))
+    mult, shift = fixed_multiplier(np.asarray(v_scale, np.float64) * 2.0 ** -8)
+    return param_blocks(cfg, pack_vparam(mult, shift))
 
 
 def _check(cfg, m, hd):

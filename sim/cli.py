@@ -307,7 +307,6 @@ def cmd_run(args):
 
 def cmd_embed(args):
     from ..models.config import TileConfig
-    from ..models.isa import Unit
     from .embed import MODEL_PRESET, Encoder
     from .progress import progress
     cfg = TileConfig.load(MODEL_PRESET if args.config is None else args.config)
@@ -329,7 +328,7 @@ def cmd_embed(args):
             "rtl_exact": None if args.backend == "golden" else all(e.rtl.ok for e in out)}))
     else:
         for e in out:
-            busy = ", ".join(f"{u.name} {e.busy[u.name] / max(e.cycles, 1):.0%}" for u in Unit)
+            busy = ", ".join(f"{u} {c / max(e.cycles, 1):.0%}" for u, c in e.busy.items())
             print(f"{e.text!r}: {e.tokens} tokens, {e.instructions} instructions, {e.cycles:,} cycles "
                   f"(busy {busy}); cosine vs float32 {e.cosine:.5f}")
             if e.rtl is not None:
@@ -367,6 +366,7 @@ def _batch_prompts(args):
 
 def cmd_generate(args):
     from ..models.config import TileConfig
+    from .embed import MODEL_PRESET
     from .generate import Generator
     from .progress import progress
     prompts = _batch_prompts(args)
@@ -374,7 +374,7 @@ def cmd_generate(args):
     if args.backend == "rtl":
         raise CliError("--backend rtl: a whole SmolLM2 run is beyond the RTL co-simulation's speed "
                        "today (whole decoder layers run on the Verilated tile in the tests); use golden")
-    cfg = TileConfig.load("llm" if args.config is None else args.config)
+    cfg = TileConfig.load(MODEL_PRESET if args.config is None else args.config)
     gen = Generator(cfg)
     with progress("prefill and decode on the golden tile", len(prompts) + args.max_new_tokens - 1) as step:
         out = gen.generate(prompts, args.max_new_tokens, step_done=step)

@@ -18,7 +18,7 @@ from ..compiler.model_build import ModelBuild
 from ..compiler.sample_text import CALIBRATION_TEXT
 from ..models.errors import MixpimError
 from ..models.executor import execute
-from ..models.isa import Unit
+from .report import unit_status
 
 __all__ = ["MODEL_PRESET", "EmbedError", "Embedding", "Encoder", "calibration_ids"]
 
@@ -80,5 +80,5 @@ class Encoder:
         vec = mean / max(np.linalg.norm(mean), 1e-12)
         ref = sentence_embeddings(self.model, self.tokenizer, [text])[0].astype(np.float64)
         st = res.status
-        return Embedding(text, vec, len(ids), st.cycles, {u.name: int(st.busy[u]) for u in Unit},
+        return Embedding(text, vec, len(ids), st.cycles, unit_status(st)["busy"],
                          len(cb.program.instructions), float(vec @ ref / np.linalg.norm(ref)), rtl)

@@ -22,7 +22,7 @@ from ..compiler.model_build import ModelBuild
 from ..compiler.sample_text import CALIBRATION_TEXT
 from ..models.errors import MixpimError
 from ..models.executor import execute
-from ..models.isa import Unit
+from .report import unit_status
 
 __all__ = ["GenerateError", "Run", "Generation", "Generator"]
 
@@ -69,7 +69,7 @@ class Generator:
         if not res.ok:
             raise GenerateError(f"the tile stopped with {res.status.error.name} at pc {res.status.error_pc}")
         st = res.status
-        runs.append(Run(kind, st.cycles, {u.name: int(st.busy[u]) for u in Unit},
+        runs.append(Run(kind, st.cycles, unit_status(st)["busy"],
                         len(cl.program.instructions)))
         return res
 
