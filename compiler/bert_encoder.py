@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
 from mixpim.models.quant import quantize_weights
 from mixpim.models.vec_fixed import FRAC as FIX
@@ -105,13 +104,7 @@ class CompiledBert:
 
     def hidden(self, result):
         """The last hidden states (tokens, hidden) float64 from an executor result."""
-        cfg = self.program.config
-        r, nb = cfg.rows, self.out.nb
-        mb = -(-self.tokens // r)
-        raw = result.read(self.out.base, mb * nb * r * cfg.acc_word_bytes)
-        acc = np.asarray(unpack_acc(cfg, raw), np.float64).reshape(mb, nb, r, cfg.cols)
-        h = acc.transpose(0, 2, 1, 3).reshape(mb * r, nb * cfg.cols)[:self.tokens]
-        return np.ldexp(h, -self.res_frac)
+        return self.out.read(self.program.config, result, self.res_frac)
 
 
 class BertCompiler:

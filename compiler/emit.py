@@ -44,6 +44,7 @@ class Emitter:
 
     def __post_init__(self):
         self.planner = TokenPlanner(self.config)
+        self._fences = {}  # pc -> fence of the instructions that have one (for re-planning)
 
     @property
     def unproven(self):
@@ -57,11 +58,19 @@ class Emitter:
         inst = Instruction(opcode, **fields)
         fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
                       for space, lo, n in fence)
-        fp = footprint(self.config, inst, dram=inst.unit in DRAM_UNITS)
-        pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
-        self.body.append(inst)
+        pc = self._plan(inst, fence)
+        if fence:
+            self._fences[pc] = fence
         if comment:
             self.comments[pc] = comment
+        return pc
+
+    def _plan(self, inst, fence):
+        """Plan ``inst``'s tokens and append it (after the SYNCs a strict planner put first)."""
+        fp = footprint(self.config, inst, dram=inst.unit in DRAM_UNITS)
+        pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
+        self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))
+        self.body.append(inst)
         return pc
 
     # -- the four unit instructions -------------------------------------------------------------
@@ -101,8 +110,24 @@ class Emitter:
             return
         t = simulate(self.config, self.instructions())
         if t.error == ErrorCode.TOKEN_OVERFLOW:
-            raise CompileError(f"internal: token counter overflow at pc {t.error_pc}: {t.message}")
+            self._replan()
         self.unproven.clear()
+
+    def _replan(self):
+        """Plan every token again with a strict planner (SYNCs where the static argument fails)."""
+        body, fences, comments = self.body, self._fences, self.comments
+        self.body, self._fences, self.comments = [], {}, {}
+        self.planner = TokenPlanner(self.config, strict=True)
+        for old, inst in enumerate(body):
+            if inst.op == Opcode.SYNC:
+                pc = self.planner.sync()
+                self.body.append(inst)
+            else:
+                pc = self._plan(inst, fences.get(old, ()))
+            if old in fences:
+                self._fences[pc] = fences[old]
+            if old in comments:
+                self.comments[pc] = comments[old]
 
     def program(self, segments=(), symbols=None):
         self.verify_tokens()

@@ -92,13 +92,22 @@ class _Kv:
 @dataclass
 class CompiledLlama:
     """A compiled prefill: ``program``, ``logits_at`` (:class:`~.model_build.AccRows` of the
-    LM head, or None), ``lm_head`` (its QuantizedWeights), ``tokens``, ``vocab``."""
+    LM head, or None), ``lm_head`` (its QuantizedWeights), ``tokens``, ``vocab``; ``hidden_at``
+    the residual stream after the last compiled block (:class:`~.model_build.ResTensor`) in
+    units of ``2**-res_frac``."""
 
     program: object
     logits_at: object
     lm_head: object
     tokens: int
     vocab: int
+    hidden_at: object = None
+    res_frac: int = 0
+
+    def hidden(self, result):
+        """The residual stream (tokens, hidden) float64 after the last compiled block (before
+        the final norm), from an executor result."""
+        return self.hidden_at.read(self.program.config, result, self.res_frac)
 
     def logits(self, result):
         """The logits (tokens, vocab) float64 from an executor result."""
@@ -180,43 +189,50 @@ class LlamaCompiler:
         """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
         blocks (default all), then the final norm and the LM head: the logits of every token
         (``logits="all"``) or of the last token block only (``"last"``: what generation needs;
-        :meth:`CompiledLlama.logits` then has a row per token of that block).
+        :meth:`CompiledLlama.logits` then has a row per token of that block), or none (``"none"``:
+        no final norm or LM head; :meth:`CompiledLlama.hidden` reads the residual stream).
 
-        ``caches`` (:func:`~.llama_cache.layer_caches`, every block): the prompt's keys and values
+        ``caches`` (:func:`~.llama_cache.layer_caches`, one per compiled block): the prompt's keys and values
         also go into request ``request``'s KV cache rows; ``cache_data``: DRAM segments of the
         caches so far (e.g. other requests' prompts, ``KVCache.segment(result.dram)``)."""
-        if logits not in ("all", "last"):
-            raise CompileError(f"logits must be 'all' or 'last', not {logits!r}")
+        if logits not in ("all", "last", "none"):
+            raise CompileError(f"logits must be 'all', 'last' or 'none', not {logits!r}")
         ids = self.model.check_ids(ids, 0)
-        n_layers = len(self.blocks) if layers is None else layers
-        if not 0 <= n_layers <= len(self.blocks):
-            raise CompileError(f"layers must be in 0..{len(self.blocks)}, not {layers}")
-        if caches is not None and n_layers != len(self.blocks):
-            raise CompileError("a prompt fills the KV caches of every block: leave layers out")
+        n_layers = self._layers(layers)
         kv = None if caches is None else _Kv(caches, request, None)
         return self._build(ids, np.arange(len(ids)), n_layers, logits, tune, kv, cache_data)
 
-    def lower_step(self, ids, lengths, caches, cache_data=(), *, tune=False):
+    def lower_step(self, ids, lengths, caches, cache_data=(), *, tune=False, layers=None, logits="all"):
         """One batched decode step: request i (``ids[i]``, its newest token, at position
-        ``lengths[i]``: the tokens its cache holds) through every block with attention on PIM
-        against ``caches`` (their DRAM contents ``cache_data``), which gain the new keys and values;
-        the logits of every request (:meth:`CompiledLlama.logits`)."""
+        ``lengths[i]``: the tokens its cache holds) through the first ``layers`` blocks (default
+        all) with attention on PIM against ``caches`` (one per block, their DRAM contents
+        ``cache_data``), which gain the new keys and values; the logits of every request
+        (:meth:`CompiledLlama.logits`), or none (``logits="none"``, as in :meth:`lower`)."""
+        if logits not in ("all", "none"):
+            raise CompileError(f"a decode step's logits must be 'all' or 'none', not {logits!r}")
         ids = np.asarray(ids)
         lengths = [int(n) for n in lengths]
         if ids.ndim != 1 or len(ids) != len(lengths) or not 1 <= len(ids) <= self.cfg.rows:
             raise CompileError(f"a decode step takes 1..{self.cfg.rows} requests, one id and one "
                                f"length each (got {ids.shape} ids, {len(lengths)} lengths)")
-        self.model.check_ids(ids, max(lengths))
-        return self._build(ids, np.array(lengths), len(self.blocks), "all", tune,
+        for i, n in zip(ids, lengths):  # each request adds one position to its own cache
+            self.model.check_ids([i], n)
+        return self._build(ids, np.array(lengths), self._layers(layers), logits, tune,
                            _Kv(caches, None, lengths), cache_data)
+
+    def _layers(self, layers):
+        n = len(self.blocks) if layers is None else layers
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(self.blocks):
+            raise CompileError(f"layers must be in 0..{len(self.blocks)}, not {layers!r}")
+        return n
 
     def _build(self, ids, positions, n_layers, logits, tune, kv, cache_data):
         cfg, mc = self.cfg, self.mc
         m, d = len(ids), mc.hidden
         b = ModelBuild(cfg)
         if kv is not None:
-            if len(kv.caches) != len(self.blocks):
-                raise CompileError(f"{len(kv.caches)} KV caches for {len(self.blocks)} blocks")
+            if len(kv.caches) != n_layers:
+                raise CompileError(f"{len(kv.caches)} KV caches for {n_layers} compiled blocks")
             for c in kv.caches:
                 c.attach(b)
             b.segments.extend(cache_data)
@@ -233,6 +249,8 @@ class LlamaCompiler:
             nxt = (self._norm(b, "final_norm", self.final_norm) if last
                    else self._norm(b, f"l{i + 1}.norm1", self.blocks[i + 1].norm1))
             x, res = self._layer(b, i, x, res, table_at, nxt, PLANES if last else 1, tune, kv)
+        if logits == "none":
+            return CompiledLlama(b.program(), None, None, m, mc.vocab, res, self.res_frac)
         if not n_layers:
             x = b.act("x_final", m, d, PLANES)
             residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
@@ -240,7 +258,7 @@ class LlamaCompiler:
             last = (m - 1) // cfg.rows
             x = dataclasses.replace(x, base=x.addr(cfg, last), m=m - last * cfg.rows)
         y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
-        return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab)
+        return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab, res, self.res_frac)
 
     def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv):
         cfg, mc, hd, B = self.cfg, self.mc, self.hd, self.blocks[i]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import Opcode, Spad
 from mixpim.models.program import Segment
 
@@ -76,6 +77,14 @@ class ResTensor:
 
     def addr(self, cfg, block, fblock=0):
         return self.base + (block * self.nb + fblock) * cfg.rows * cfg.acc_word_bytes
+
+    def read(self, cfg, result, frac):
+        """The values (m, nb * cols) float64 from an executor ``result``: ACC words in units of
+        ``2**-frac``."""
+        r, mb = cfg.rows, -(-self.m // cfg.rows)
+        raw = result.read(self.base, mb * self.nb * r * cfg.acc_word_bytes)
+        acc = np.asarray(unpack_acc(cfg, raw), np.float64).reshape(mb, self.nb, r, cfg.cols)
+        return np.ldexp(acc.transpose(0, 2, 1, 3).reshape(mb * r, self.nb * cfg.cols)[:self.m], -frac)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ new pair: ``G_n`` (or an earlier instruction of U) waited on an instruction of V
 between them. When none holds, the waiter waits on the first later instruction of U for which
 one does (still correct: U completes in order). Pairs for which there is none are listed in
 :attr:`TokenPlanner.unproven`; the caller checks them on the cycle model (timing is exact and
-independent of data, so a clean run is a proof for that configuration).
+independent of data, so a clean run is a proof for that configuration). Should that run overflow,
+the caller plans the program again with ``strict=True``: an instruction that would take such a
+token is preceded by a SYNC instead (after it, every counter is zero and no wait is needed).
 """
 
 from bisect import bisect_left, bisect_right
@@ -71,11 +73,15 @@ class TokenPlanner:
         The ``wait`` / ``signal`` mask of every pc so far (a signal bit is added when a later
         instruction waits on this one).
     unproven : list of (pc, src, dst)
-        Token pairs the static overflow argument could not cover.
+        Token pairs the static overflow argument could not cover (never with ``strict``).
+    strict : bool
+        Put a SYNC before an instruction that would take an unproven token (:meth:`add` then
+        returns a pc past the SYNCs it planned).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, strict=False):
         self.config = config
+        self.strict = strict
         nu = len(Unit)
         # last_r/last_w[spad][unit, word]: pc of the latest instruction of that unit that read /
         # wrote the word (-1: none)
@@ -123,8 +129,22 @@ class TokenPlanner:
                 return q
             if bisect_left(dpcs, q) - bisect_right(dpcs, t) >= depth:
                 return q
-        self.unproven.append((pc, src, dst))
-        return p
+        return None
+
+    def _needs_sync(self, unit, need, pc):
+        """Whether (``strict``) some wait of the instruction at ``pc`` has no provable giver: the
+        loop of :meth:`add` on a copy of what ``unit`` knows."""
+        known, barrier = self._known[:, unit].copy(), self._barrier()
+        for src, p in zip(_UNITS, need.tolist()):
+            if src != unit and p > max(known[src], barrier):
+                g = self._safe_giver(src, unit, p, pc)
+                if g is None:
+                    return True
+                known[src] = g
+                inherited = np.array(self._dep[g], np.int64)
+                inherited[unit] = -1
+                known = np.maximum(known, inherited)
+        return False
 
     def _dram_runs(self, dram):
         """The row-group run of a :class:`~mixpim.models.footprint.DramAccess` as an access."""
@@ -166,6 +186,8 @@ class TokenPlanner:
             need = np.maximum(need, self._last_r[a.spad][:, a.first:a.end].max(axis=1, initial=-1))
         for src, p in (after or {}).items():
             need[src] = max(need[src], p)
+        if self.strict and self._needs_sync(unit, need, pc):
+            pc = self.sync() + 1
         barrier = self._barrier()
         wait = 0
         known = self._known
@@ -173,7 +195,10 @@ class TokenPlanner:
             if src == unit:
                 continue
             if p > max(known[src, unit], barrier):
-                p = self._safe_giver(src, unit, p, pc)
+                g = self._safe_giver(src, unit, p, pc)
+                if g is None:
+                    self.unproven.append((pc, src, unit))
+                p = p if g is None else g
                 self._known[src, unit] = p
                 self._takers[(src, unit)].append(pc)
                 wait |= 1 << src

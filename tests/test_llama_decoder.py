@@ -50,6 +50,36 @@ def test_grouped_query_attention_on_golden(tmp_path):
     assert _cosines(last, ref).min() > 0.995 and (last.argmax(1) == ref.argmax(1)).all()
 
 
+def test_hidden_state_of_the_first_blocks(tmp_path):
+    """``logits="none"``: no final norm or LM head; the residual stream after the compiled blocks
+    (prefill into the first block's KV cache, then a one-block decode step) against float32."""
+    from mixpim.compiler.llama_cache import layer_caches
+    model, ranges = _tiny(tmp_path, hidden=192, heads=6, kv_heads=2, layers=2)
+    cfg = preset("llm")
+    lc = LlamaCompiler(model, cfg, ranges)
+    caches = layer_caches(cfg, model.config, batch=1, capacity=16)
+    seen = {}
+
+    def trace(layer, name, a):
+        if layer == 0 and name == "residual":
+            seen.setdefault("res", []).append(a.copy())
+    model.forward(IDS + [11], trace=trace)
+    ref = seen["res"][0]
+    cl = lc.lower(IDS, layers=1, logits="none", caches=caches[:1])
+    res = execute(cl.program)
+    assert res.ok and not res.races and cl.logits_at is None
+    got = cl.hidden(res)
+    assert got.shape == (len(IDS), 192) and _cosines(got, ref[:len(IDS)]).min() > 0.999
+    st = lc.lower_step([11], [len(IDS)], caches[:1], [caches[0].segment(res.dram)], layers=1, logits="none")
+    got = st.hidden(execute(st.program))
+    assert got.shape == (1, 192) and _cosines(got, ref[-1:])[0] > 0.999
+    rejects(CompileError, "2 KV caches for 1 compiled blocks",
+            lambda: lc.lower(IDS, layers=1, caches=caches))
+    rejects(CompileError, "a decode step's logits must be 'all' or 'none', not 'last'",
+            lambda: lc.lower_step([11], [7], caches[:1], layers=1, logits="last"))
+    rejects(CompileError, "layers must be in 0..2, not 3", lambda: lc.lower(IDS, layers=3))
+
+
 def test_tiny_decoder_layer_rtl_equals_golden(tmp_path):
     """A whole decoder block and the LM head on the Verilated FP16 tile with group offsets:
     bit- and cycle-exact with the golden model (one build for every whole-model RTL test)."""
