@@ -47,6 +47,7 @@ context multipliers go through ``reg.vp_slots``. Needs the identity token multip
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 from functools import cached_property
 
 import numpy as np
@@ -194,6 +195,22 @@ class KVCache:
         return tuple(out)
 
 
+class Scratch(NamedTuple):
+    """Scratchpad words decode attention takes above its regions' bases: ``act`` from
+    ``reg.act_out.end`` (new K and V, queries, two digit planes), ``acc`` from ``reg.res_base``
+    (scores, two output tiles)."""
+    act: int
+    acc: int
+
+
+def scratch_words(cfg, cache, counts):
+    """The :class:`Scratch` of attention over ``counts`` tokens per request (the new included)."""
+    geo, r, nch, hd = cache.geo, cfg.rows, cfg.dram_channels, cache.head_dim
+    rmax = geo.rows_for(max(counts))
+    return Scratch(3 * hd + 2 * nch * (rmax * geo.group // r),
+                   nch * (rmax * geo.group // cfg.cols) + 2 * (hd // cfg.cols) * r)
+
+
 def _chunk(cfg):
     """Scores per VSOFT: at most ``rows`` ACC words, whole ACC and packed ACT words."""
     unit = math.lcm(cfg.rows, cfg.cols)
@@ -225,7 +242,7 @@ def _check_tensor(name, t, m, k):
                            f"expected {m} x {k} (one copy)")
 
 
-def _check(b, reg, cache, lengths, heads, kv_heads, head_dim, q_scale, v_scale):
+def _check(b, reg, cache, first, lengths, heads, kv_heads, head_dim, q_scale, v_scale):
     cfg = b.cfg
     if not isinstance(cache, KVCache) or cache.cfg != cfg:
         raise CompileError("decode attention: cache must be a KVCache of this program's configuration")
@@ -236,8 +253,9 @@ def _check(b, reg, cache, lengths, heads, kv_heads, head_dim, q_scale, v_scale):
         raise CompileError(f"decode attention: heads ({heads}) must be a positive multiple of "
                            f"kv_heads ({kv_heads})")
     B = len(lengths)
-    if not 1 <= B <= cache.batch:
-        raise CompileError(f"decode attention: {B} requests; the cache holds 1..{cache.batch}")
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0 or not 1 <= first + B <= cache.batch:
+        raise CompileError(f"decode attention: requests {first}..{first + B - 1}; the cache holds "
+                           f"0..{cache.batch - 1}")
     for i, n in enumerate(lengths):
         if int(n) != n or not 0 <= n < cache.capacity:
             raise CompileError(f"decode attention: request {i} has {n} cached tokens; the cache holds "
@@ -255,7 +273,7 @@ def _check(b, reg, cache, lengths, heads, kv_heads, head_dim, q_scale, v_scale):
 
 
 def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_heads, head_dim,
-                     q_scale, v_scale, name="attn"):
+                     q_scale, v_scale, name="attn", first=0):
     """Emit one decode step (module doc) into ``b`` (:class:`~.model_build.ModelBuild`) with the
     scratchpad regions ``reg`` (:class:`~.model_kernels.Regions`).
 
@@ -264,10 +282,11 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
     FP16. ``cache``: the :class:`KVCache` (attached to ``b``); ``lengths[i]``: tokens request i
     has cached (the new token goes to position ``lengths[i]``); ``q_scale[h]``: the real ``q . k``
     of one integer unit of head h; ``v_scale[c]``: value channel c's scale. ``name`` prefixes the
-    DRAM regions of the multipliers (unique per layer)."""
+    DRAM regions of the multipliers (unique per layer). ``first``: the requests are the cache's
+    ``first ..`` (lane i of the tensors is request ``first + i``: a sub-batch)."""
     cfg = b.cfg
     r, c, ab = cfg.rows, cfg.cols, cfg.act_word_bytes
-    _check(b, reg, cache, list(lengths), heads, kv_heads, head_dim, q_scale, v_scale)
+    _check(b, reg, cache, first, list(lengths), heads, kv_heads, head_dim, q_scale, v_scale)
     lengths = [int(n) for n in lengths]
     B, hd = len(lengths), head_dim
     _check_tensor("q", q, B, heads * hd)
@@ -275,7 +294,9 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
     _check_tensor("v_new", v_new, B, kv_heads * hd)
     _check_tensor("out", out, B, heads * hd)
     geo, nch = cache.geo, cfg.dram_channels
-    slots = [list(range(s, min(s + nch, B))) for s in range(0, B, nch)]
+    # lanes whose requests share a cache slot (one PIM instruction for their channels)
+    slots = [[j for j in range(B) if (first + j) // nch == s]
+             for s in range(first // nch, (first + B - 1) // nch + 1)]
     counts = [n + 1 for n in lengths]
     srows = [geo.rows_for(max(counts[i] for i in m)) for m in slots]  # row groups per slot
     rmax = max(srows)
@@ -284,19 +305,20 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
     # -- scratchpads ------------------------------------------------------------------------------
     p_words = rmax * geo.group // r  # one request's packed probabilities
     s_words = rmax * geo.group // c  # one request's scores
+    need = scratch_words(cfg, cache, counts)
     kn = reg.act_out.end
     vn, qa = kn + hd, kn + 2 * hd
     p_hi = qa + hd
     p_lo = p_hi + nch * p_words
-    if p_lo + nch * p_words > cfg.act_words:
+    if kn + need.act > cfg.act_words:
         raise CompileError(f"act_words ({cfg.act_words}) cannot hold decode attention over "
-                           f"{max(counts)} tokens (needs {p_lo + nch * p_words})")
+                           f"{max(counts)} tokens (needs {kn + need.act})")
     sa = reg.res_base
     o_hi = sa + nch * s_words
     o_lo = o_hi + fpb * r
-    if o_lo + fpb * r > cfg.acc_words:
+    if sa + need.acc > cfg.acc_words:
         raise CompileError(f"acc_words ({cfg.acc_words}) cannot hold the scores of {max(counts)} "
-                           f"tokens and two output tiles (needs {o_lo + fpb * r})")
+                           f"tokens and two output tiles (needs {sa + need.acc})")
     kp = reg.soft_base
     vp = kp + chunk
     soft = soft_image(cfg, q_scale, hd)
@@ -312,17 +334,18 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
         # 1. append the new key and value of every request
         for kind, at, src in (("k", kn, k_new), ("v", vn, v_new)):
             b.load(Spad.ACT, at, src.addr(cfg, 0, g * hd), hd, comment=f"new {kind.upper()}, KV head {g}")
-            for s, mem in enumerate(slots):
-                b.op("PIM_GBUF", ch=0, chans=len(mem), gaddr=0, act_addr=at, len=hd, lane=mem[0],
-                     comment=f"KV head {g} slot {s}: new {kind.upper()}")
-                for j, i in enumerate(mem):
-                    _, bank, row, col = cache.where(i, g, kind, lengths[i])
-                    b.op("PIM_WRITE", ch=j, chans=1, bank=bank, row=row, col=col, gaddr=0, len=hd)
+            for mem in slots:
+                ch0 = (first + mem[0]) % nch
+                b.op("PIM_GBUF", ch=ch0, chans=len(mem), gaddr=0, act_addr=at, len=hd, lane=mem[0],
+                     comment=f"KV head {g} slot {(first + mem[0]) // nch}: new {kind.upper()}")
+                for i in mem:
+                    ch, bank, row, col = cache.where(first + i, g, kind, lengths[i])
+                    b.op("PIM_WRITE", ch=ch, chans=1, bank=bank, row=row, col=col, gaddr=0, len=hd)
         for h in range(g * group, (g + 1) * group):
             b.load(Spad.VPARAM, kp, soft_at + h * chunk * 4, chunk, comment=f"score multipliers, head {h}")
             b.load(Spad.ACT, qa, q.addr(cfg, 0, h * hd), hd, comment=f"queries of head {h}")
-            for s, mem in enumerate(slots):
-                _slot(b, cache, g, s, mem, srows[s], counts, h, qa, sa, s_words, p_hi, p_lo, p_words,
+            for mem, rows_s in zip(slots, srows):
+                _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p_words,
                       o_hi, o_lo, kp, vp, chunk, zeros, pim)
             # 5. combine the digits, scale, store
             for f in range(fpb):
@@ -336,20 +359,22 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
                 b.store_act(o, out, 0, h * hd + f * c, c, comment=f"context, head {h} block {f}")
 
 
-def _slot(b, cache, g, s, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p_words, o_hi, o_lo,
+def _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p_words, o_hi, o_lo,
           kp, vp, chunk, zeros, pim):
-    """Steps 2-4 (module doc) of query head h for the requests ``mem`` of slot s."""
+    """Steps 2-4 (module doc) of query head h for the lanes ``mem`` (requests ``first + mem``) of
+    one cache slot."""
     cfg, geo = b.cfg, cache.geo
     r, c = cfg.rows, cfg.cols
     chans, lane = len(mem), mem[0]
+    s, ch = divmod(first + lane, cfg.dram_channels)
     kbase, vbase = cache.first_row(s, g, "k"), cache.first_row(s, g, "v")
     # 2. scores
-    b.op("PIM_GBUF", ch=0, chans=chans, gaddr=0, act_addr=qa, len=cache.head_dim, lane=lane,
+    b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=qa, len=cache.head_dim, lane=lane,
          comment=f"head {h} slot {s}: queries")
     for rg in range(rows_s):
-        b.op("PIM_GEMV", ch=0, chans=chans, row=kbase + rg, col=0, gaddr=0, len=cache.head_dim,
+        b.op("PIM_GEMV", ch=ch, chans=chans, row=kbase + rg, col=0, gaddr=0, len=cache.head_dim,
              n=geo.per_bank, res=0, **pim, comment=f"scores, row group {rg}")
-        b.op("PIM_READ", ch=0, chans=chans, res=0, n=geo.per_bank, acc_addr=sa + rg * geo.group // c,
+        b.op("PIM_READ", ch=ch, chans=chans, res=0, n=geo.per_bank, acc_addr=sa + rg * geo.group // c,
              chan_stride=s_words, word_stride=1, **pim)
     # 3. softmax of each request into two digit planes
     used = rows_s * geo.group // r  # packed words the P V passes read
@@ -371,9 +396,13 @@ def _slot(b, cache, g, s, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p
     # 4. P V, one pass per digit
     for pa, oa, d in ((p_hi, o_hi, "hi"), (p_lo, o_lo, "lo")):
         for rg in range(rows_s):
-            b.op("PIM_GBUF", ch=0, chans=chans, gaddr=0, act_addr=pa + rg * geo.group // r,
-                 len=geo.group, packed=1, act_stride=p_words, comment=f"P {d}, row group {rg}")
-            b.op("PIM_GEMV", ch=0, chans=chans, row=vbase + rg, col=0, gaddr=0, len=cache.head_dim,
+            # the first pass waits for the whole digit plane: one VEC->PIM token per plane, not
+            # one per row group (more than a token counter holds while the VEC runs ahead)
+            fence = (("ACT", pa, chans * p_words),) if rg == 0 else ()
+            b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=pa + rg * geo.group // r,
+                 len=geo.group, packed=1, act_stride=p_words, fence=fence,
+                 comment=f"P {d}, row group {rg}")
+            b.op("PIM_GEMV", ch=ch, chans=chans, row=vbase + rg, col=0, gaddr=0, len=cache.head_dim,
                  n=geo.per_bank, res=0, bcast=1, accumulate=int(rg > 0), **pim)
-        b.op("PIM_READ", ch=0, chans=chans, res=0, n=cache.head_dim, reduce=1, acc_addr=oa + lane,
+        b.op("PIM_READ", ch=ch, chans=chans, res=0, n=cache.head_dim, reduce=1, acc_addr=oa + lane,
              chan_stride=1, word_stride=r, **pim, comment=f"head {h} slot {s}: P {d} V")

@@ -27,12 +27,14 @@ from mixpim.models.executor import unpack_acc
 from mixpim.models.isa import VecFunc
 from mixpim.models.vec_fixed import FRAC as FIX
 from mixpim.models.mixpe import ArrayParams, output_to_float
+from mixpim.models.program import Segment
 from mixpim.models.vector import pack_vparam
 
 from .decode_attention import decode_attention
 from .emit import CompileError
 from .gguf_checkpoint import Q4_1Weights
 from .llama_cache import cache_prompt
+from .llama_interleave import build_interleaved
 from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
 from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
@@ -92,7 +94,8 @@ class _Kv:
 @dataclass
 class CompiledLlama:
     """A compiled prefill: ``program``, ``logits_at`` (:class:`~.model_build.AccRows` of the
-    LM head, or None), ``lm_head`` (its QuantizedWeights), ``tokens``, ``vocab``; ``hidden_at``
+    LM head, a tuple of them whose rows follow each other (sub-batches), or None), ``lm_head``
+    (its QuantizedWeights), ``tokens``, ``vocab``; ``hidden_at``
     the residual stream after the last compiled block (:class:`~.model_build.ResTensor`) in
     units of ``2**-res_frac``."""
 
@@ -111,9 +114,10 @@ class CompiledLlama:
 
     def logits(self, result):
         """The logits (tokens, vocab) float64 from an executor result."""
-        cfg, y = self.program.config, self.logits_at
-        raw = result.read(y.base, y.m * y.nb * cfg.acc_word_bytes)
-        acc = np.asarray(unpack_acc(cfg, raw)).reshape(y.m, y.nb * cfg.cols)[:, :self.vocab]
+        cfg = self.program.config
+        parts = self.logits_at if isinstance(self.logits_at, tuple) else (self.logits_at,)
+        acc = np.concatenate([np.asarray(unpack_acc(cfg, result.read(y.base, y.m * y.nb * cfg.acc_word_bytes)))
+                              .reshape(y.m, y.nb * cfg.cols)[:, :self.vocab] for y in parts])
         return output_to_float(ArrayParams.from_config(cfg), acc, self.lm_head)
 
 
@@ -202,12 +206,15 @@ class LlamaCompiler:
         kv = None if caches is None else _Kv(caches, request, None)
         return self._build(ids, np.arange(len(ids)), n_layers, logits, tune, kv, cache_data)
 
-    def lower_step(self, ids, lengths, caches, cache_data=(), *, tune=False, layers=None, logits="all"):
+    def lower_step(self, ids, lengths, caches, cache_data=(), *, tune=False, layers=None, logits="all",
+                   interleave=False):
         """One batched decode step: request i (``ids[i]``, its newest token, at position
         ``lengths[i]``: the tokens its cache holds) through the first ``layers`` blocks (default
         all) with attention on PIM against ``caches`` (one per block, their DRAM contents
         ``cache_data``), which gain the new keys and values; the logits of every request
-        (:meth:`CompiledLlama.logits`), or none (``logits="none"``, as in :meth:`lower`)."""
+        (:meth:`CompiledLlama.logits`), or none (``logits="none"``, as in :meth:`lower`).
+        ``interleave``: split the batch in two and overlap one sub-batch's NPU work with the
+        other's attention on PIM (:mod:`.llama_interleave`; at least 2 requests, ``logits="all"``)."""
         if logits not in ("all", "none"):
             raise CompileError(f"a decode step's logits must be 'all' or 'none', not {logits!r}")
         ids = np.asarray(ids)
@@ -217,8 +224,34 @@ class LlamaCompiler:
                                f"length each (got {ids.shape} ids, {len(lengths)} lengths)")
         for i, n in zip(ids, lengths):  # each request adds one position to its own cache
             self.model.check_ids([i], n)
+        if interleave:
+            if logits != "all":
+                raise CompileError("an interleaved decode step computes the logits (logits='all')")
+            kv = _Kv(caches, None, lengths)
+            n_layers = self._layers(layers)
+            if len(caches) != n_layers:
+                raise CompileError(f"{len(caches)} KV caches for {n_layers} compiled blocks")
+            b, y = build_interleaved(self, ids, lengths, kv, cache_data, n_layers, tune)
+            return CompiledLlama(b.program(), y, self.lm_head.qw, len(ids), self.mc.vocab)
         return self._build(ids, np.array(lengths), self._layers(layers), logits, tune,
                            _Kv(caches, None, lengths), cache_data)
+
+    def retarget(self, compiled, ids, cache_data=()):
+        """``compiled`` (a plain :meth:`lower_step` compiled for other token ids and without cache
+        contents) for the newest tokens ``ids`` and the caches' DRAM contents ``cache_data``: a
+        step's instructions depend only on its lengths, so it can be compiled before its tokens
+        are known (the host writes their embedding rows, as for any step)."""
+        prog = compiled.program
+        base = prog.symbols.get("embed")
+        ids = self.model.check_ids(ids, 0)
+        if base is None or len(ids) != compiled.tokens:
+            raise CompileError(f"retarget takes a plain decode step and {compiled.tokens} ids, not "
+                               f"{len(ids)}")
+        image = residual_image(self.cfg, self.model.weights.embed[ids], self.res_frac)
+        segs = [Segment("dram", base, image) if s.target == "dram" and s.base == base else s
+                for s in prog.segments]
+        return dataclasses.replace(compiled, program=dataclasses.replace(
+            prog, segments=tuple(cache_data) + tuple(segs)))
 
     def _layers(self, layers):
         n = len(self.blocks) if layers is None else layers
@@ -261,11 +294,33 @@ class LlamaCompiler:
         return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab, res, self.res_frac)
 
     def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv):
+        mc, hd, B = self.mc, self.hd, self.blocks[i]
+        m, h, kvw, p = x.m, mc.hidden, mc.kv_width, f"l{i}"
+        step = kv is not None and kv.lengths is not None
+        if step:
+            q, k, v, ctx = self.front(b, i, x, table, tune)
+            self.attend(b, self.reg, i, q, k, v, ctx, kv.caches[i], kv.lengths)
+        else:
+            y, q, k, prm = self._qkv(b, i, x, table, False, tune, "")
+            ctx = b.act("ctx", m, h)
+            v = self._values(b, y, prm, b.direct("v", m, kvw), True)
+            soft = soft_words(m)
+            prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd,
+                              kv_heads=mc.kv_heads, causal=True,
+                              soft=b.region(f"{p}.soft", len(soft), 4, soft),
+                              ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
+            if kv is not None:
+                cache_prompt(b, self.reg, k, self._values(b, y, prm, b.act("v_t", m, kvw), False),
+                             kv.caches[i], kv.request)
+        return self.back(b, i, ctx, res, next_norm, next_copies, tune)
+
+    def _qkv(self, b, i, x, table, step, tune, tag):
+        """The QKV Linear and its RoPE epilogue: ``(y, q, k, params)``; ``q`` FP16 (prefill) or
+        INT8 integers for PIM (``step``), ``k`` INT8; ``tag`` prefixes the workspaces."""
         cfg, mc, hd, B = self.cfg, self.mc, self.hd, self.blocks[i]
         c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
-        step = kv is not None and kv.lengths is not None
-        y = linear_acc(b, f"{p}.qkv", x, B.qkv, out="qkv.y", tune=tune)
-        q, k = b.act("q", m, h), b.act("k", m, kvw)
+        y = linear_acc(b, f"{p}.qkv", x, B.qkv, out=f"{tag}qkv.y", tune=tune)
+        q, k = b.act(f"{tag}q", m, h), b.act(f"{tag}k", m, kvw)
         img = B.step_params if step else B.qkv_params
         prm = b.region(f"{p}.qkv.params", len(img), 4, img)
         hb = hd // c // 2  # blocks per half head
@@ -278,41 +333,49 @@ class LlamaCompiler:
                 pairs.append(RopePair(lo, hi, prm + lo * 2 * c * 4, prm + hi * 2 * c * 4, fmt, tensor,
                                       blk * c, (blk + hb) * c, (blk % hb) * c))
         rope_epilogue(b, self.reg, y, pairs, table, hd // 2)
-        vb = (h + kvw) // c
+        return y, q, k, prm
 
-        def values(tensor, direct):  # V as INT8 per channel: direct rows (P V) or K-major (PIM)
-            epilogue(b, self.reg, y, [None] * vb + [
-                TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
-                        j if direct else j * c, direct=direct) for j in range(kvw // c)])
-            return tensor
-        ctx = b.act("ctx", m, h)
-        if step:
-            decode_attention(b, self.reg, q, k, values(b.act("v_new", m, kvw), False), ctx,
-                             cache=kv.caches[i], lengths=kv.lengths, heads=mc.heads,
-                             kv_heads=mc.kv_heads, head_dim=hd, q_scale=B.q_scale, v_scale=B.v_scale,
-                             name=f"{p}.attn")
-        else:
-            v = values(b.direct("v", m, kvw), True)
-            soft = soft_words(m)
-            prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd,
-                              kv_heads=mc.kv_heads, causal=True,
-                              soft=b.region(f"{p}.soft", len(soft), 4, soft),
-                              ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
-            if kv is not None:
-                cache_prompt(b, self.reg, k, values(b.act("v_t", m, kvw), False), kv.caches[i],
-                             kv.request)
-        yo = linear_acc(b, f"{p}.o", ctx, B.o, out="o.y", tune=tune)
-        x2 = b.act("x2", m, h)
-        r2 = b.res("r2", m, h)
+    def _values(self, b, y, prm, tensor, direct):
+        """V as INT8 per channel from the QKV accumulators: direct rows (P V) or K-major (PIM)."""
+        c, mc = self.cfg.cols, self.mc
+        vb = (mc.hidden + mc.kv_width) // c
+        epilogue(b, self.reg, y, [None] * vb + [
+            TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
+                    j if direct else j * c, direct=direct) for j in range(mc.kv_width // c)])
+        return tensor
+
+    def front(self, b, i, x, table, tune, tag=""):
+        """A decode step's NPU work before attention in block i: QKV, RoPE, V: ``(q, k, v, ctx)``
+        (``ctx`` the workspace attention writes)."""
+        y, q, k, prm = self._qkv(b, i, x, table, True, tune, tag)
+        ctx = b.act(f"{tag}ctx", x.m, self.mc.hidden)
+        return q, k, self._values(b, y, prm, b.act(f"{tag}v_new", x.m, self.mc.kv_width), False), ctx
+
+    def attend(self, b, reg, i, q, k, v, ctx, cache, lengths, first=0):
+        """A decode step's attention on PIM in block i into ``ctx`` (scratchpad regions ``reg``,
+        requests ``first ..`` of ``cache``)."""
+        mc, B = self.mc, self.blocks[i]
+        decode_attention(b, reg, q, k, v, ctx, cache=cache, lengths=lengths, heads=mc.heads,
+                         kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale, v_scale=B.v_scale,
+                         name=f"l{i}.attn", first=first)
+
+    def back(self, b, i, ctx, res, next_norm, next_copies, tune, tag=""):
+        """Block i after attention: O, residual + norm, gate|up, GLU, down, residual + the next
+        norm: ``(x, res)`` of the next block."""
+        mc, B, p = self.mc, self.blocks[i], f"l{i}"
+        m, h = ctx.m, mc.hidden
+        yo = linear_acc(b, f"{p}.o", ctx, B.o, out=f"{tag}o.y", tune=tune)
+        x2 = b.act(f"{tag}x2", m, h)
+        r2 = b.res(f"{tag}r2", m, h)
         residual_norm(b, self.reg, res, self._norm(b, f"{p}.norm2", B.norm2), x2, r2,
                       update=(yo, b.region(f"{p}.o.params", len(B.o_params), 4, B.o_params)))
-        yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out="gate_up.y", tune=tune)
-        hid = b.act("h", m, mc.ffn)
-        glu_epilogue(b, self.reg, yg, mc.ffn // c, b.region(f"{p}.glu.params", len(B.glu_params), 4,
-                                                             B.glu_params), hid)
-        yd = linear_acc(b, f"{p}.down", hid, B.down, out="down.y", tune=tune)
-        x3 = b.act("x3" if next_copies == 1 else "x_final", m, h, next_copies)
-        r3 = b.res("r3", m, h)
+        yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out=f"{tag}gate_up.y", tune=tune)
+        hid = b.act(f"{tag}h", m, mc.ffn)
+        glu_epilogue(b, self.reg, yg, mc.ffn // self.cfg.cols,
+                     b.region(f"{p}.glu.params", len(B.glu_params), 4, B.glu_params), hid)
+        yd = linear_acc(b, f"{p}.down", hid, B.down, out=f"{tag}down.y", tune=tune)
+        x3 = b.act(tag + ("x3" if next_copies == 1 else "x_final"), m, h, next_copies)
+        r3 = b.res(f"{tag}r3", m, h)
         residual_norm(b, self.reg, r2, next_norm, x3, r3,
                       update=(yd, b.region(f"{p}.down.params", len(B.down_params), 4, B.down_params)))
         return x3, r3

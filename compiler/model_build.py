@@ -130,10 +130,12 @@ class ModelBuild:
         cfg = self.check(config)
         self.cfg = cfg
         self.em = Emitter(cfg)
+        self.linear_config = cfg  # what the Linears plan their scratchpads with (interleave.py)
         self.dram = DramAllocator(cfg)
         self.segments = []
         self._zeros = None
         self._work = {}
+        self._consts = {}  # name -> (base, data) of the regions with contents
 
     @staticmethod
     def check(config):
@@ -148,10 +150,15 @@ class ModelBuild:
         """A DRAM region; ``data`` (bytes) its initial contents. A region without data is a
         workspace: asking again for one of the same name and size returns the same region
         (every block reuses its temporaries; the in-order DMA is the only DRAM user, so a STORE
-        after a LOAD in program order cannot overtake it)."""
+        after a LOAD in program order cannot overtake it). Asking again for a region of the same
+        name, size and contents returns it too (constants shared by sub-batches)."""
         key = (name, int(nbytes), word_bytes)
         if data is None and key in self._work:
             return self._work[key]
+        if data is not None and name in self._consts:
+            base, old = self._consts[name]
+            if old == (key, bytes(data)):
+                return base
         if name in self.dram.symbols:
             raise CompileError(f"internal: DRAM region {name!r} allocated twice")
         base = self.dram.alloc(name, max(int(nbytes), 1), word_bytes)
@@ -159,6 +166,7 @@ class ModelBuild:
             if len(data) > nbytes:
                 raise CompileError(f"internal: {name} holds {len(data)} bytes in a {nbytes}-byte region")
             self.segments.append(Segment("dram", base, bytes(data)))
+            self._consts[name] = (base, (key, bytes(data)))
         else:
             self._work[key] = base
         return base

@@ -146,7 +146,7 @@ def linear_acc(b, name, x, lin, *, out="y", tune=True):
     w = b.region(f"{name}.w", nb * kw * wb, wb, lin.wgt)
     meta = b.region(f"{name}.meta", nb * g * mbb, mbb, lin.meta)
     y = b.acc_rows(out, x.m, n)
-    lay = LinearLayout(cfg, x.m, n, k, mb, nb, g, 0, "", "acc", x.base, w, meta, y.base,
+    lay = LinearLayout(b.linear_config, x.m, n, k, mb, nb, g, 0, "", "acc", x.base, w, meta, y.base,
                        x_block_words=x.kw)
     emit_linear(b.em, lay, tune=tune)
     return y

@@ -6,8 +6,16 @@ the PIM banks; the LM head of the last token), then every step is one program fo
 (each request's newest token through every block, attention on PIM against the caches, which gain
 the new keys and values). The host only picks the next tokens (argmax of the logits), gathers
 their embedding rows into DRAM and carries the caches' DRAM from one program to the next.
+
+A step's instructions depend only on the requests' lengths, which grow by one each step, so a
+second process compiles the next steps (for placeholder tokens) while this one runs the current
+step on the golden model; each compiled step then gets its tokens' embedding rows and the caches
+(:meth:`~mixpim.compiler.llama_decoder.LlamaCompiler.retarget`): the same program, bit for bit,
+as compiling it after the step before.
 """
 
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +24,7 @@ from ..compiler.calibrate import calibrate_llama
 from ..compiler.gguf_checkpoint import llama_weights, smollm2_path
 from ..compiler.gguf_tokenizer import gguf_tokenizer
 from ..compiler.llama_cache import layer_caches
-from ..compiler.llama_decoder import LlamaCompiler
+from ..compiler.llama_decoder import CompiledLlama, LlamaCompiler
 from ..compiler.llama_float import LlamaFloat
 from ..compiler.model_build import ModelBuild
 from ..compiler.sample_text import CALIBRATION_TEXT
@@ -25,6 +33,17 @@ from ..models.executor import execute
 from .report import unit_status
 
 __all__ = ["GenerateError", "Run", "Generation", "Generator"]
+
+#: Steps compiled ahead of the one running (each is a whole program in memory).
+LOOKAHEAD = 2
+_WORKER = {}  # the compiler and caches the forked compile process inherits
+
+
+def _compile_step(lengths):
+    """In the compile process: a plain decode step for ``lengths`` with placeholder tokens; its
+    program and where its logits are (the LM head's weights stay out of the pickle)."""
+    cl = _WORKER["compiler"].lower_step([0] * len(lengths), lengths, _WORKER["caches"])
+    return cl.program, cl.logits_at
 
 
 class GenerateError(MixpimError, ValueError):
@@ -100,18 +119,49 @@ class Generator:
             out.ids[r].append(int(np.argmax(cl.logits(res)[-1])))
             lengths.append(len(prompt))
             step_done()
-        for _ in range(max_new_tokens - 1):
-            cl = self.compiler.lower_step([g[-1] for g in out.ids], lengths, caches, data)
-            res = self._run(cl, "step", out.runs)
-            data = [c.segment(res.dram) for c in caches]
-            logits = cl.logits(res)
-            for r, g in enumerate(out.ids):
-                g.append(int(np.argmax(logits[r])))
-            lengths = [n + 1 for n in lengths]
-            step_done()
+        steps = max_new_tokens - 1
+        pool = self._compile_pool(caches, steps)
+        try:
+            ahead = [self._submit(pool, lengths, k) for k in range(min(LOOKAHEAD, steps))]
+            for k in range(steps):
+                cl = self._compiled(ahead.pop(0), len(ids))
+                if k + LOOKAHEAD < steps:
+                    ahead.append(self._submit(pool, lengths, k + LOOKAHEAD))
+                cl = self.compiler.retarget(cl, [g[-1] for g in out.ids], data)
+                res = self._run(cl, "step", out.runs)
+                data = [c.segment(res.dram) for c in caches]
+                logits = cl.logits(res)
+                for r, g in enumerate(out.ids):
+                    g.append(int(np.argmax(logits[r])))
+                step_done()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         out.text = [self.tokenizer.decode(g) for g in out.ids]
         return out
+
+    def _compile_pool(self, caches, steps):
+        """One forked process that compiles decode steps (it inherits the compiler), or None
+        when there is at most one step or no fork (the steps are then compiled here)."""
+        _WORKER.update(compiler=self.compiler, caches=caches)
+        if steps < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+
+    @staticmethod
+    def _submit(pool, lengths, k):
+        """Step k's compilation (lengths ``lengths`` + k): in ``pool``, or here (None)."""
+        if pool is not None:
+            return pool.submit(_compile_step, [n + k for n in lengths])
+        done = Future()
+        done.set_result(_compile_step([n + k for n in lengths]))
+        return done
+
+    def _compiled(self, future, m):
+        program, logits_at = future.result()
+        return CompiledLlama(program, logits_at, self.compiler.lm_head.qw, m, self.model.config.vocab)
 
     def reference(self, prompt_ids, max_new_tokens):
         """The float32 model's greedy continuation of ``prompt_ids`` (token ids)."""
         return self.model.generate(prompt_ids, max_new_tokens)
+

@@ -171,7 +171,9 @@ def _emit(**over):
     (dict(head_dim=32), "the cache holds 2 heads of 64"),
     (dict(q_scale=np.full(6, -1.0)), "q_scale must be 6 positive"),
     (dict(v_scale=np.full(64, 0.01)), "v_scale must be 128 positive"),
-    (dict(lengths=[1, 2, 3, 4]), "4 requests; the cache holds 1..3"),
+    (dict(lengths=[1, 2, 3, 4]), "requests 0..3; the cache holds 0..2"),
+    (dict(lengths=[1, 2], first=2), "requests 2..3; the cache holds 0..2"),
+    (dict(first=-1), "requests -1..1; the cache holds 0..2"),
 ])
 def test_decode_attention_errors(over, msg):
     with pytest.raises(CompileError, match=msg.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):

@@ -122,9 +122,11 @@ def test_refusals(smollm2):
             lambda: LlamaCompiler(model, preset("fpga"), ranges))
 
 
-def _generate(lc, model, cfg, prompts, steps, run=execute):
+def _generate(lc, model, cfg, prompts, steps, run=execute, interleave=False):
     """Prefill every prompt into its KV cache rows, then ``steps`` batched decode steps; returns
-    the tile's tokens, the float32 model's logits of the same sequences, and the step programs."""
+    the tile's tokens, the float32 model's logits of the same sequences, and the step programs
+    (with ``interleave``, each step also as an interleaved program, whose logits and KV caches
+    must equal the plain step's bit for bit)."""
     from mixpim.compiler.llama_cache import layer_caches
     caches = layer_caches(cfg, model.config, batch=len(prompts), capacity=32)
     data, seqs, lengths, progs, agree = [], [], [], [], []
@@ -138,10 +140,20 @@ def _generate(lc, model, cfg, prompts, steps, run=execute):
     for _ in range(steps):
         cl = lc.lower_step([s[-1] for s in seqs], lengths, caches, data)
         progs.append(cl.program)
+        # compiled ahead for placeholder tokens, then given the tokens and caches: the same program
+        ahead = lc.retarget(lc.lower_step([0] * len(seqs), lengths, caches), [s[-1] for s in seqs], data)
+        assert ahead.program.to_bytes() == cl.program.to_bytes()
         res = run(cl.program)
         assert res.ok and not res.races
-        data = [c.segment(res.dram) for c in caches]
         got = cl.logits(res)
+        if interleave:
+            il = lc.lower_step([s[-1] for s in seqs], lengths, caches, data, interleave=True)
+            progs.append(il.program)
+            twin = run(il.program)
+            assert twin.ok and not twin.races
+            assert np.array_equal(il.logits(twin), got)
+            assert all(c.segment(twin.dram) == c.segment(res.dram) for c in caches)
+        data = [c.segment(res.dram) for c in caches]
         for i, s in enumerate(seqs):
             ref = model.forward(s)[-1]
             agree.append(_cosines(got[i:i + 1], ref[None])[0])
@@ -160,13 +172,44 @@ def test_batched_decode_on_pim(tmp_path):
     assert agree.min() > 0.99 and all(len(s) == n + 4 for s, n in zip(seqs, (7, 5)))
 
 
+def test_sub_batch_interleaving(tmp_path):
+    """Three requests in two sub-batches (a whole PIM slot of two, then one), two blocks: every
+    interleaved step computes the plain step's logits and KV caches bit for bit, and its PIM
+    work overlaps GEMMs (the plain step's attention overlaps none)."""
+    from mixpim.compiler.llama_cache import layer_caches
+    from mixpim.compiler.llama_interleave import split_batch
+    from mixpim.models.units import Unit
+    model, ranges = _tiny(tmp_path, hidden=192, heads=6, kv_heads=2, layers=2)
+    cfg = preset("llm")
+    lc = LlamaCompiler(model, cfg, ranges)
+    assert [split_batch(cfg, n) for n in (2, 3, 4, 5, 16)] == [1, 2, 2, 4, 8]
+    _, agree, progs = _generate(lc, model, cfg, [IDS, PROMPT2, list(range(1, 6))], 2, interleave=True)
+    assert agree.min() > 0.98  # the plain steps against float32 (a random two-block model)
+
+    def overlap(prog):  # cycles in which both PIM and GEMM are busy
+        t = execute(prog, timing_only=True).timing
+        busy = {u: np.zeros(t.cycles + 1, bool) for u in (Unit.GEMM, Unit.PIM)}
+        for pc in t.executed:
+            u = prog.instructions[pc].unit
+            if u in busy:
+                busy[u][t.start[pc]:t.end[pc] + 1] = True
+        return int((busy[Unit.GEMM] & busy[Unit.PIM]).sum())
+    assert overlap(progs[0]) == 0 and overlap(progs[1]) > 1000
+    caches = layer_caches(cfg, model.config, batch=2, capacity=16)
+    rejects(CompileError, "sub-batch interleaving needs at least 2 requests, not 1",
+            lambda: lc.lower_step([5], [3], caches, interleave=True))
+    rejects(CompileError, "an interleaved decode step computes the logits (logits='all')",
+            lambda: lc.lower_step([5, 6], [3, 3], caches, interleave=True, logits="none"))
+
+
 def test_decode_step_rtl_equals_golden(tmp_path):
-    """A batched decode step (two requests, attention on PIM, every block and the LM head) on the
-    Verilated tile: bit- and cycle-exact with the golden model."""
+    """A batched decode step (two requests, attention on PIM, every block and the LM head), plain
+    and with sub-batch interleaving, on the Verilated tile: bit- and cycle-exact with golden."""
     from mixpim.sim.tile_cosim import run_programs
     model, ranges = _tiny(tmp_path)
     lc = LlamaCompiler(model, TINY16, ranges)
-    _, agree, progs = _generate(lc, model, TINY16, [IDS, PROMPT2], 1)
-    [run] = run_programs(TINY16, progs, imem_words=WHOLE_MODEL_IMEM)
-    assert run.ok and run.bit_exact and run.cycle_exact, run.report()[:3000]
-    assert run.rtl_status["busy"][3] > 0 and agree.min() > 0.999  # the PIM unit ran
+    _, agree, progs = _generate(lc, model, TINY16, [IDS, PROMPT2], 1, interleave=True)
+    runs = run_programs(TINY16, progs, imem_words=WHOLE_MODEL_IMEM)  # plain, then interleaved
+    for run in runs:
+        assert run.ok and run.bit_exact and run.cycle_exact, run.report()[:3000]
+        assert run.rtl_status["busy"][3] > 0 and agree.min() > 0.999  # the PIM unit ran
