@@ -23,7 +23,7 @@ from mixpim.models.executor import execute
 from mixpim.models.units import Unit
 from mixpim.sim.generate import Generator
 
-POINTS = "2:128,4:512,8:512,16:512,16:1024"
+POINTS = "2:128,4:512,8:512,16:512,16:1024,16:2000"
 
 
 def _overlap(program, timing):

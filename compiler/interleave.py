@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from mixpim.models.tile_timing import simulate
-
 from .emit import CompileError, Emitter
 from .model_build import Slots
 from .model_kernels import Regions
@@ -59,23 +57,13 @@ def record(b):
         b.em = real
 
 
-def _starts(cfg, calls):
-    """The cycle each of ``calls`` starts when its stream runs alone on the cycle model."""
-    em = Emitter(cfg)
-    for c in calls:
-        em.emit(c.opcode, fence=c.fence, comment=c.comment, **c.fields)
-    t = simulate(cfg, em.instructions())
-    return t.start[:len(em.body)].tolist()
-
-
 def merge(b, first, second):
     """Emit the calls ``first`` and ``second`` into ``b``'s program, each stream in its own order,
-    the two merged by the cycle each instruction starts when its stream runs alone (ties: the
-    first stream), so each unit's queue takes the two streams' work in the order it would come."""
-    s1, s2 = _starts(b.cfg, first), _starts(b.cfg, second)
+    the two alternating in proportion to their lengths (the one further behind goes next)."""
+    n1, n2 = len(first), len(second)
     i = j = 0
-    while i < len(first) or j < len(second):
-        if j >= len(second) or (i < len(first) and s1[i] <= s2[j]):
+    while i < n1 or j < n2:
+        if j >= n2 or (i < n1 and i * n2 <= j * n1):
             c, i = first[i], i + 1
         else:
             c, j = second[j], j + 1
