@@ -171,24 +171,47 @@ def cmd_synth(args):
 
 
 def cmd_demo(args):
-    from .demo import DemoError, demo_config, run_demo, run_projection_demo
-    _at_least("--rows", args.rows, 1)
-    _at_least("--cols", args.cols, 1)
-    if args.projection:  # the array-only demo: one GEMM on the Verilated MixPE array
-        if args.config is not None:
-            raise DemoError("--projection always runs the array RTL; it takes no --config")
-        if args.backend == "golden":
-            raise DemoError("--projection runs the Verilated array and compares it with the golden "
-                            "model; it has no golden-only mode (leave out --backend, or drop "
-                            "--projection for the golden FFN demo)")
-        from ..models.config import TileConfig
-        rows, cols = (8 if v is None else v for v in (args.rows, args.cols))
-        cfg = TileConfig(rows=rows, cols=cols, group=128,
-                         pe="mixpe-w4a8" if args.act == "int8" else "mixpe-w4a16")
-        check_rtl_size(cfg, "--projection", "choose a smaller --rows/--cols")
-        result = run_projection_demo(args.output, rows=rows, cols=cols, act=args.act)
-        return 0 if result["bit_exact"] and result["cycle_exact"] else 1
-    if args.act != "int8":
+    from .demo import DemoError
+    for name in ("rows", "cols", "max_new_tokens"):
+        _at_least(_flag(name), getattr(args, name), 1)
+    if args.ffn and args.projection:
+        raise DemoError("--ffn and --projection are two demos: give one of them")
+    if args.ffn or args.projection:
+        _reject(args, ("prompt", "max_new_tokens"), "for the SmolLM2 demo only (the default, without "
+                f"{'--ffn' if args.ffn else '--projection'})")
+        return _projection_demo(args) if args.projection else _ffn_demo(args)
+    _reject(args, ("config", "rows", "cols", "act"), "for --ffn and --projection only (the default "
+            "demo runs SmolLM2 on the llm preset)")
+    from .demo_model import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT, run_model_demo
+    result = run_model_demo(args.output, prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
+                            new_tokens=DEFAULT_NEW_TOKENS if args.max_new_tokens is None else args.max_new_tokens,
+                            rtl=(args.backend or "rtl") == "rtl")
+    return 0 if result["ok"] else 1
+
+
+def _projection_demo(args):
+    """``demo --projection``: one GEMM on the Verilated MixPE array."""
+    from ..models.config import TileConfig
+    from .demo import DemoError
+    from .demo_projection import run_projection_demo
+    if args.config is not None:
+        raise DemoError("--projection always runs the array RTL; it takes no --config")
+    if args.backend == "golden":
+        raise DemoError("--projection runs the Verilated array and compares it with the golden "
+                        "model; it has no golden-only mode (leave out --backend, or use --ffn "
+                        "for the golden FFN demo)")
+    rows, cols = (8 if v is None else v for v in (args.rows, args.cols))
+    act = args.act or "int8"
+    cfg = TileConfig(rows=rows, cols=cols, group=128, pe="mixpe-w4a8" if act == "int8" else "mixpe-w4a16")
+    check_rtl_size(cfg, "--projection", "choose a smaller --rows/--cols")
+    result = run_projection_demo(args.output, rows=rows, cols=cols, act=act)
+    return 0 if result["bit_exact"] and result["cycle_exact"] else 1
+
+
+def _ffn_demo(args):
+    """``demo --ffn``: MiniLM's layer-0 FFN block on the tile."""
+    from .demo import DemoError, demo_config, run_demo
+    if args.act not in (None, "int8"):
         raise DemoError("the FFN block needs INT8 activations; --act fp16 runs with --projection")
     backend = args.backend or "rtl"
     # default: the fpga preset with an 8x8 array and a smaller memory system: a quicker build
@@ -470,24 +493,31 @@ def build_parser():
                    "FP16 activations, group 32 and group offsets", "the ids, texts and cycles")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="the embedded default: MiniLM's layer-0 FFN block compiled and run on "
-                       "the tile; report, cycle chart and accuracy vs float32")
+    p = sub.add_parser("demo", help="the embedded default: SmolLM2-135M on the NPU+PIM tile, the whole "
+                       "model on the golden model and its block 0 on the Verilated tile RTL; report, "
+                       "cycle charts, tokens and accuracy vs float32 (--ffn, --projection: the MiniLM demos)")
     p.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
-    p.add_argument("--config", default=None, help=f"a preset ({_PRESET_NAMES}) or a .json/.toml file "
-                   "(default: the fpga preset with an 8x8 array, W4 group 128, one DRAM channel "
-                   "of 4 banks and minimal PIM buffers)")
-    p.add_argument("--rows", type=int, default=None,
-                   help="override the array rows (--projection: default 8)")
-    p.add_argument("--cols", type=int, default=None,
-                   help="override the array columns (--projection: default 8)")
+    p.add_argument("--prompt", default=None, help="the prompt (default 'The capital of France is')")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="tokens to generate (default 3: the prefill and 2 decode steps)")
     p.add_argument("--backend", default=None, choices=("golden", "rtl"),
-                   help="the tile RTL on Verilator compared with the golden model (default; the first "
-                   "run Verilates the tile, a few minutes), or the golden model alone")
+                   help="rtl (default): also run block 0 on the Verilated 8x8 tile (the first run builds "
+                   "it, about 15 minutes); golden: the golden model alone. --ffn: the FFN block on the tile RTL "
+                   "compared with the golden model, or the golden model alone")
+    p.add_argument("--ffn", action="store_true",
+                   help="instead: MiniLM's layer-0 FFN block compiled and run on the tile")
     p.add_argument("--projection", action="store_true",
                    help="instead: the FFN up-projection alone as one GEMM on the Verilated MixPE array "
                    "(always RTL: --backend golden is an error)")
-    p.add_argument("--act", default="int8", choices=("int8", "fp16"),
-                   help="activations (fp16: --projection only)")
+    p.add_argument("--config", default=None, help=f"--ffn: a preset ({_PRESET_NAMES}) or a .json/.toml "
+                   "file (default: the fpga preset with an 8x8 array, W4 group 128, one DRAM channel "
+                   "of 4 banks and minimal PIM buffers)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="--ffn, --projection: override the array rows (--projection: default 8)")
+    p.add_argument("--cols", type=int, default=None,
+                   help="--ffn, --projection: override the array columns (--projection: default 8)")
+    p.add_argument("--act", default=None, choices=("int8", "fp16"),
+                   help="--ffn, --projection: activations (default int8; fp16: --projection only)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -234,7 +234,27 @@ class _CommandTimeout(Exception):
         super().__init__(f"{cmd[0]} did not finish within {timeout:g} s")
 
 
-def build(component, name: str, *, params: dict, build_root=None) -> Build:
+def _design_sources() -> str:
+    """A digest of everything a design's Verilog is generated from besides its parameters: the
+    Python sources of ``mixpim.hw`` and ``mixpim.models`` and the Amaranth version."""
+    global _SOURCES
+    if _SOURCES is None:
+        import amaranth
+
+        from .. import hw, models
+        parts = [amaranth.__version__]
+        for pkg in (hw, models):
+            base = Path(pkg.__file__).parent
+            for f in sorted(base.rglob("*.py")):
+                parts += [f.relative_to(base).as_posix(), f.read_text()]
+        _SOURCES = content_hash("\0".join(parts))
+    return _SOURCES
+
+
+_SOURCES = None
+
+
+def build(component, name: str, *, params: dict, build_root=None, params_complete=False) -> Build:
     """Generate Verilog for *component* and Verilate it, reusing a cached build when possible.
 
     Arguments:
@@ -243,6 +263,9 @@ def build(component, name: str, *, params: dict, build_root=None) -> Build:
         params: the configuration the design was generated from (recorded in ``manifest.json``);
             JSON-serialisable, dataclasses and enums allowed.
         build_root: where build directories go (default :func:`default_build_root`).
+        params_complete: *params* determine the design (with the sources of ``mixpim.hw`` and
+            ``mixpim.models``): a build made from the same params, sources and options is found
+            through an index without generating the Verilog (minutes for a large tile).
 
     Raises:
         ToolchainError: no usable Verilator.
@@ -254,8 +277,6 @@ def build(component, name: str, *, params: dict, build_root=None) -> Build:
     params_json = json.dumps(params, default=_jsonable, sort_keys=True)
     verilator = find_verilator()
     waves = _env_flag("MIXPIM_WAVES")
-    text = to_verilog(component, name)
-    verilog_hash = content_hash(text)
     import cocotb
 
     options = {
@@ -267,9 +288,19 @@ def build(component, name: str, *, params: dict, build_root=None) -> Build:
         "verilator": verilator.version_str,
         "cocotb": cocotb.__version__,
     }
-    key = content_hash(text + "\0" + json.dumps(options, sort_keys=True))
     root = Path(build_root).resolve() if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
+    index = None
+    if params_complete:
+        quick = content_hash("\0".join([name, params_json, json.dumps(options, sort_keys=True),
+                                         _design_sources()]))
+        index = root / "index" / f"{name}-{quick}.json"
+        found = _indexed(root, name, index, params_json, waves, verilator)
+        if found is not None:
+            return found
+    text = to_verilog(component, name)
+    verilog_hash = content_hash(text)
+    key = content_hash(text + "\0" + json.dumps(options, sort_keys=True))
     build_dir = root / f"{name}-{key}"
     verilog_path = build_dir / f"{name}.v"
     result = dict(name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
@@ -284,6 +315,7 @@ def build(component, name: str, *, params: dict, build_root=None) -> Build:
                               f"lock of {build_dir} (is another build stuck?)") from None
     try:
         if (build_dir / _COMPLETE).is_file() and (build_dir / name).is_file():
+            _write_index(index, key, verilog_hash)
             return Build(cached=True, **result)
         if build_dir.exists():
             shutil.rmtree(build_dir)  # a partial build of an interrupted run
@@ -310,9 +342,35 @@ def build(component, name: str, *, params: dict, build_root=None) -> Build:
         (build_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True)
                                                  + "\n")
         (build_dir / _COMPLETE).write_text(key + "\n")
+        _write_index(index, key, verilog_hash)
         return Build(cached=False, **result)
     finally:
         lock.release()
+
+
+def _indexed(root, name, index, params_json, waves, verilator):
+    """The complete build the index file ``index`` names, or None."""
+    try:
+        rec = json.loads(index.read_text())
+        key, verilog_hash = rec["hash"], rec["verilog_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    build_dir = root / f"{name}-{key}"
+    if not ((build_dir / _COMPLETE).is_file() and (build_dir / name).is_file()):
+        return None
+    return Build(cached=True, name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
+                 verilog=build_dir / f"{name}.v", params=json.loads(params_json), waves=waves,
+                 verilator=verilator)
+
+
+def _write_index(index, key, verilog_hash):
+    """Record (atomically) which build the params of ``index`` made."""
+    if index is None:
+        return
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"hash": key, "verilog_hash": verilog_hash}) + "\n")
+    os.replace(tmp, index)
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[str]]:

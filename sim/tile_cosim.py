@@ -120,7 +120,7 @@ def _build(config, imem_words, build_root):
     if b is None or not (b.build_dir / b.name).is_file():
         b = _BUILDS[key] = cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
                                        params={"config": config.to_dict(), "imem_words": imem_words},
-                                       build_root=build_root)
+                                       build_root=build_root, params_complete=True)
     return b
 
 

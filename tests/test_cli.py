@@ -151,7 +151,7 @@ def test_compile_replaces_program_and_listing_together(tmp_path):
 def test_demo_golden_into_an_existing_folder(tmp_path, capsys):
     (tmp_path / "result.json").write_text("{}")
     (tmp_path / "mine.txt").write_text("mine")
-    assert main(["demo", "--backend", "golden", "-o", str(tmp_path)]) == 0
+    assert main(["demo", "--ffn", "--backend", "golden", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "replaced result.json in" in out
     assert json.loads((tmp_path / "result.json").read_text())["backend"] == "golden"

@@ -29,6 +29,13 @@ class Counter(wiring.Component):
         return m
 
 
+class Unelaboratable(Counter):
+    """A Counter whose Verilog cannot be generated: proves a build did not generate it."""
+
+    def elaborate(self, platform):
+        raise AssertionError("elaborated")
+
+
 def golden_counts(en, width=8):
     """count before each cycle: the number of enabled cycles so far, modulo 2**width."""
     return np.concatenate([[0], np.cumsum(en)[:-1]]) % (1 << width)
@@ -95,6 +102,21 @@ def test_build_cache(tmp_path):
     assert other.verilog_hash != first.verilog_hash
     assert other.build_dir != first.build_dir
     assert first.build_dir.name == f"cache_counter-{first.hash}"
+
+
+def test_build_index_skips_generation(tmp_path):
+    """With complete params the second build is found by them: the design is never elaborated
+    (the Verilog of a large tile takes minutes); other params generate and build anew."""
+    first = cosim.build(Counter(8), "index_counter", params={"width": 8}, build_root=tmp_path,
+                        params_complete=True)
+    assert not first.cached and list((tmp_path / "index").glob("index_counter-*.json"))
+    second = cosim.build(never_elaborated(Unelaboratable(8)), "index_counter", params={"width": 8},
+                         build_root=tmp_path, params_complete=True)
+    assert second.cached and (second.hash, second.build_dir, second.verilog_hash) == (
+        first.hash, first.build_dir, first.verilog_hash)
+    other = cosim.build(Counter(9), "index_counter", params={"width": 9}, build_root=tmp_path,
+                        params_complete=True)
+    assert not other.cached and other.build_dir != first.build_dir
 
 
 def test_build_root_from_environment(tmp_path, monkeypatch):
