@@ -20,6 +20,8 @@ from .tokens import TokenPlanner
 
 __all__ = ["CompileError", "Emitter"]
 
+_DRAM_UNITS = frozenset(DRAM_UNITS)
+
 
 class CompileError(MixpimError, ValueError):
     """A layer does not fit the tile configuration (the message says what and why)."""
@@ -56,8 +58,9 @@ class Emitter:
         ``(spad, first word, words)`` the instruction is ordered after as if it wrote them, without
         recording an access (one wait covering buffers that later instructions will write)."""
         inst = Instruction(opcode, **fields)
-        fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
-                      for space, lo, n in fence)
+        if fence:
+            fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
+                          for space, lo, n in fence)
         pc = self._plan(inst, fence)
         if fence:
             self._fences[pc] = fence
@@ -67,9 +70,10 @@ class Emitter:
 
     def _plan(self, inst, fence):
         """Plan ``inst``'s tokens and append it (after the SYNCs a strict planner put first)."""
-        fp = footprint(self.config, inst, dram=inst.unit in DRAM_UNITS)
+        fp = footprint(self.config, inst, dram=inst.unit in _DRAM_UNITS)
         pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
-        self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))
+        if pc > len(self.body):
+            self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))
         self.body.append(inst)
         return pc
 
@@ -99,7 +103,8 @@ class Emitter:
     def instructions(self):
         """The program so far with its tokens, then HALT."""
         t = self.planner
-        ins = [inst.with_tokens(t.waits[pc], t.signals[pc]) for pc, inst in enumerate(self.body)]
+        ins = [inst if inst.wait == w and inst.signal == s else inst.with_tokens(w, s)
+               for inst, w, s in zip(self.body, t.waits, t.signals)]
         return ins + [Instruction(Opcode.HALT)]
 
     def verify_tokens(self):

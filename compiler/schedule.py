@@ -178,8 +178,8 @@ class GemmStream(Stream):
                 i, j = tile
                 tokens = min(r, lay.m - i * r)
                 store = Transfer(False, Spad.ACC, acc.piece.addr + acc.off,
-                                 lay.y + (i * r * lay.nb + j) * cfg.acc_word_bytes, 1, tokens,
-                                 lay.nb * cfg.acc_word_bytes, f"Y tile ({i}, {j})")
+                                 lay.y + (i * r * lay.nb + j) * s.acc_word_bytes, 1, tokens,
+                                 lay.nb * s.acc_word_bytes, f"Y tile ({i}, {j})")
                 s.streams[Unit.DMA].push(DmaJob(JobKind.STORE, done + 1, store, piece=acc.piece,
                                                 deadline_step=acc.piece.last))
             else:
@@ -244,7 +244,7 @@ class DmaStream(Stream):
         gemm, vec = s.streams[Unit.GEMM], s.streams[Unit.VEC]
         options = []
         now = s.free_at[Unit.DMA]
-        gemm_blocked = gemm.blocked()
+        gemm_blocked = out_blocked = None  # gemm.blocked(), vec.out_blocked(): asked when needed
         if self.next_load < len(self.loads):
             ld = self.loads[self.next_load]
             p = ld.piece
@@ -257,9 +257,14 @@ class DmaStream(Stream):
             if p.addr is not None or fit is not None:
                 options.append(DmaOption(gemm.projected(ld.need), ready, ld, fit))
         for job in self.jobs:
-            if job.kind in (JobKind.TOKENS, JobKind.RESIDUAL) \
-                    or (job.kind == JobKind.STORE and gemm_blocked) \
-                    or (job.kind == JobKind.OUT and vec.out_blocked()):
+            kind = job.kind
+            if kind is JobKind.STORE and gemm_blocked is None:
+                gemm_blocked = gemm.blocked()
+            elif kind is JobKind.OUT and out_blocked is None:
+                out_blocked = vec.out_blocked()
+            if kind in (JobKind.TOKENS, JobKind.RESIDUAL) \
+                    or (kind is JobKind.STORE and gemm_blocked) \
+                    or (kind is JobKind.OUT and out_blocked):
                 deadline = -1
             else:  # when the ring wraps onto its words
                 deadline = gemm.projected(job.deadline_step)
@@ -483,6 +488,7 @@ class Schedule:
         self.em, self.lay, self.plan = em, lay, plan
         self.per_token, self.vec_func = per_token, vec_func
         cfg = self.cfg = lay.config
+        self.acc_word_bytes = cfg.acc_word_bytes
         act_top = cfg.act_words - plan.out_words
         self.rings = {"ACT": Ring(act_base, act_top), "WGT": Ring(0, cfg.wgt_words),
                       "META": Ring(0, cfg.meta_words), "ACC": Ring(0, plan.acc_slots * cfg.rows),
@@ -505,5 +511,5 @@ class Schedule:
             if not cands:
                 raise CompileError("internal: the schedule is stuck (scratchpad rings too small "
                                    "for the plan)")
-            pick = min(cands, key=lambda c: (c.start, c.unit))
+            pick = min(cands)  # by (start, unit): the streams' units differ, so emit is never compared
             pick.emit(pick.start)

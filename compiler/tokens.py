@@ -37,6 +37,7 @@ the caller plans the program again with ``strict=True``: an instruction that wou
 token is preceded by a SYNC instead (after it, every counter is zero and no wait is needed).
 """
 
+import functools
 from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
@@ -55,6 +56,8 @@ class _Run(NamedTuple):
     write: bool
 
 _UNITS = tuple(Unit)
+_UNIT_OF = {u: u for u in Unit}  # Unit(u) for the units and their values (a dict look-up)
+_WRITE, _READ = 0, 1  # the kinds of TokenPlanner._last
 #: Most DRAM row groups tracked (larger DRAMs merge neighbouring bank rows into one group).
 _MAX_GROUPS = 1 << 16
 
@@ -83,17 +86,16 @@ class TokenPlanner:
         self.config = config
         self.strict = strict
         nu = len(Unit)
-        # last_r/last_w[spad][unit, word]: pc of the latest instruction of that unit that read /
-        # wrote the word (-1: none)
-        self._last_r = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
-        self._last_w = {s: np.full((nu, config.spad_words(s)), -1, np.int64) for s in Spad}
+        # last[spad][kind, unit, word]: pc of the latest instruction of that unit that wrote
+        # (kind _WRITE) / read (kind _READ) the word (-1: none)
+        self._last = {s: np.full((2, nu, config.spad_words(s)), -1, np.int64) for s in Spad}
         # the same per DRAM row group (module doc), keyed "dram"; at most _MAX_GROUPS of them
         per = -(-config.dram_rows // _MAX_GROUPS)
         groups = -(-config.dram_rows // per)
-        self._last_r["dram"] = np.full((nu, groups), -1, np.int64)
-        self._last_w["dram"] = np.full((nu, groups), -1, np.int64)
+        self._last["dram"] = np.full((2, nu, groups), -1, np.int64)
         self._group_bytes = per * config.dram_channels * config.dram_banks * config.dram_row_bytes
-        self._known = np.full((nu, nu), -1, np.int64)  # known[src, dst]: latest src pc dst waited on
+        # known[dst][src]: the latest pc of src that dst waited on (directly or through another unit)
+        self._known = [[-1] * nu for _ in Unit]
         self._pcs = [[] for _ in Unit]  # program counters of each unit's instructions
         self._takers = {(s, d): [] for s in Unit for d in Unit if s != d}
         self._dep = []  # per pc: known[:, unit] after it (None for dispatcher instructions)
@@ -134,17 +136,22 @@ class TokenPlanner:
     def _needs_sync(self, unit, need, pc):
         """Whether (``strict``) some wait of the instruction at ``pc`` has no provable giver: the
         loop of :meth:`add` on a copy of what ``unit`` knows."""
-        known, barrier = self._known[:, unit].copy(), self._barrier()
+        known, barrier = list(self._known[unit]), self._barrier()
         for src, p in zip(_UNITS, need.tolist()):
             if src != unit and p > max(known[src], barrier):
                 g = self._safe_giver(src, unit, p, pc)
                 if g is None:
                     return True
                 known[src] = g
-                inherited = np.array(self._dep[g], np.int64)
-                inherited[unit] = -1
-                known = np.maximum(known, inherited)
+                self._inherit(known, unit, g)
         return False
+
+    def _inherit(self, known, unit, p):
+        """``known`` (what ``unit`` knows) after a wait on ``p``: what p's unit knew when p was
+        planned holds once p is done (transitivity)."""
+        for v, q in enumerate(self._dep[p]):
+            if v != unit and q > known[v]:
+                known[v] = q
 
     def _dram_runs(self, dram):
         """The row-group run of a :class:`~mixpim.models.footprint.DramAccess` as an access."""
@@ -170,46 +177,41 @@ class TokenPlanner:
         after : dict Unit -> pc, optional
             Extra dependencies: wait for (at least) these instructions of other units.
         """
-        unit = Unit(unit)
+        unit = _UNIT_OF[unit] if unit in _UNIT_OF else Unit(unit)
         pc = len(self.waits)
-        need = np.full(len(Unit), -1, np.int64)
-        accesses = [_Run(a.spad, a.first, a.end, a.write) for a in accesses]
+        accesses = list(accesses)  # each with spad, first, end and write, as a _Run
         if dram is not None:
             accesses.append(self._dram_runs(dram))
-        for a in accesses:
-            lo, hi = a.first, a.end
-            need = np.maximum(need, self._last_w[a.spad][:, lo:hi].max(axis=1, initial=-1))
-            if a.write:
-                need = np.maximum(need, self._last_r[a.spad][:, lo:hi].max(axis=1, initial=-1))
-        for a in fence:
-            need = np.maximum(need, self._last_w[a.spad][:, a.first:a.end].max(axis=1, initial=-1))
-            need = np.maximum(need, self._last_r[a.spad][:, a.first:a.end].max(axis=1, initial=-1))
+        # per unit, the latest pc that wrote a word this instruction touches, or read one it writes
+        # (RAW, WAR, WAW); a fence counts as a write
+        last, top = self._last, np.maximum.reduce
+        seen = [top(last[a.spad][:, :, a.first:a.end], axis=(0, 2), initial=-1) if a.write else
+                top(last[a.spad][_WRITE, :, a.first:a.end], axis=1, initial=-1) for a in accesses]
+        seen += [top(last[a.spad][:, :, a.first:a.end], axis=(0, 2), initial=-1) for a in fence]
+        need = functools.reduce(np.maximum, seen) if seen else np.full(len(Unit), -1, np.int64)
         for src, p in (after or {}).items():
             need[src] = max(need[src], p)
         if self.strict and self._needs_sync(unit, need, pc):
             pc = self.sync() + 1
         barrier = self._barrier()
         wait = 0
-        known = self._known
+        known = self._known[unit]
         for src, p in zip(_UNITS, need.tolist()):
             if src == unit:
                 continue
-            if p > max(known[src, unit], barrier):
+            if p > max(known[src], barrier):
                 g = self._safe_giver(src, unit, p, pc)
                 if g is None:
                     self.unproven.append((pc, src, unit))
                 p = p if g is None else g
-                self._known[src, unit] = p
+                known[src] = p
                 self._takers[(src, unit)].append(pc)
                 wait |= 1 << src
                 self.signals[p] |= 1 << unit
-                # what p's unit knew when p was planned holds once p is done (transitivity)
-                inherited = np.array(self._dep[p], np.int64)
-                inherited[unit] = -1
-                known[:, unit] = np.maximum(known[:, unit], inherited)
-        self._dep.append(tuple(known[:, unit].tolist()))
+                self._inherit(known, unit, p)
+        self._dep.append(tuple(known))
         for a in accesses:
-            (self._last_w if a.write else self._last_r)[a.spad][unit, a.first:a.end] = pc
+            last[a.spad][_WRITE if a.write else _READ, unit, a.first:a.end] = pc
         self.waits.append(wait)
         self.signals.append(0)
         self._pcs[unit].append(pc)

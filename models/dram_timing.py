@@ -100,18 +100,19 @@ class RowState:
         ``start``) and the channel's window (one per cycle, four per ``t_faw``), counted once in
         it; returns the activation cycle."""
         cfg = self.cfg
+        open_rows, t_act = self.open_rows, self.t_act
         earliest = start
         for idx in idxs:
-            if self.open_rows[idx] != NO_ROW:
-                pre = max(start, self.t_act[idx] + cfg.t_ras, self.t_last[idx] + 1)
+            if open_rows[idx] != NO_ROW:
+                pre = max(start, t_act[idx] + cfg.t_ras, self.t_last[idx] + 1)
                 earliest = max(earliest, pre + cfg.t_rp)
         w = self.acts[ch]
         act = max(earliest, w[3] + 1, w[0] + cfg.t_faw)
-        w.pop(0)
+        del w[0]
         w.append(act)
         for idx in idxs:
-            self.open_rows[idx] = row
-            self.t_act[idx] = act
+            open_rows[idx] = row
+            t_act[idx] = act
         return act
 
     def open_rows_array(self):
@@ -165,26 +166,22 @@ class DramTiming:
         cfg = self.cfg
         bus, cpr = cfg.dram_bus_bytes, cfg.dram_row_bytes // cfg.dram_bus_bytes
         if rows == 1 or (stride == length and addr % bus == 0 and length % bus == 0):
-            starts = np.array([addr], np.int64)
+            starts = (addr,)
             length = rows * length
         else:
-            starts = addr + stride * np.arange(rows, dtype=np.int64)
-        c0 = starts // bus
-        c1 = (starts + length - 1) // bus
-        g0, g1 = c0 // cpr, c1 // cpr
-        npieces = g1 - g0 + 1
-        row = np.repeat(np.arange(len(starts)), npieces)
-        first = np.cumsum(npieces) - npieces
-        g = g0[row] + (np.arange(len(row)) - first[row])
-        beats = np.minimum(c1[row], (g + 1) * cpr - 1) - np.maximum(c0[row], g * cpr) + 1
-        if len(g) > 1:
-            keep = np.ones(len(g), bool)
-            keep[1:] = g[1:] != g[:-1]
-            if not keep.all():
-                idx = np.flatnonzero(keep)
-                beats = np.add.reduceat(beats, idx)
-                g = g[idx]
-        return g.tolist(), beats.tolist()
+            starts = [addr + stride * r for r in range(rows)]
+        rows_, beats = [], []
+        for a in starts:
+            c0 = a // bus  # the row's first and last bus beat
+            c1 = (a + length - 1) // bus
+            for g in range(c0 // cpr, c1 // cpr + 1):
+                m = min(c1, (g + 1) * cpr - 1) - max(c0, g * cpr) + 1
+                if rows_ and rows_[-1] == g:
+                    beats[-1] += m
+                else:
+                    rows_.append(g)
+                    beats.append(m)
+        return rows_, beats
 
     def transfer(self, start, addr, stride, rows, length):
         """The cycle of the last column command of a transfer starting at cycle ``start``:
@@ -195,6 +192,7 @@ class DramTiming:
         t_rcd, t_ccd_s, t_ccd_l = cfg.t_rcd, cfg.t_ccd_s, cfg.t_ccd_l
         rs = self.rows
         open_rows, t_last = rs.open_rows, rs.t_last
+        activate, ready = rs.activate_group, rs.ready  # (one bank: activate_group of one entry)
         t_col, bg_col = self.t_col, self.bg_col
         prev = start + DMA_SETUP_CYCLES - 1
         for g, m in zip(*self._pieces(addr, stride, rows, length)):
@@ -204,9 +202,9 @@ class DramTiming:
             bg = bank % ng
             col = prev + 1
             if open_rows[idx] != r:
-                col = max(col, rs.activate(ch, idx, r, start) + t_rcd)
+                col = max(col, activate(ch, (idx,), r, start) + t_rcd)
             else:  # a row a PIM_ACT opened ahead (single mode) may still be opening
-                col = rs.ready(idx, col)
+                col = ready(idx, col)
             col = max(col, t_col[ch] + (t_ccd_l if bg_col[ch] == bg else t_ccd_s))
             prev = col + (m - 1) * t_ccd_l
             t_col[ch] = prev

@@ -8,8 +8,10 @@ each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
 * LOAD / STORE move bytes between DRAM rows and scratchpad words (word formats:
   :mod:`~mixpim.models.config`);
 * GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points, scale
-  mantissas (and, with ``group_offset``, offset mantissas) and calls :func:`~mixpim.models.mixpe.mixpe_gemm`, so one tile is computed exactly as
-  the array computes it; the accumulators wrap at ``acc_bits`` like the hardware's registers;
+  mantissas (and, with ``group_offset``, offset mantissas) and calls the arithmetic of
+  :func:`~mixpim.models.mixpe.mixpe_gemm` (:func:`~mixpim.models.mixpe.gemm_values`), so one tile
+  is computed exactly as the array computes it; the accumulators wrap at ``acc_bits`` like the
+  hardware's registers;
 * VEC, VSOFT and VNORM are :mod:`~mixpim.models.vec_exec` (the vector unit's numerics and
   where it reads and writes);
 * the PIM instructions call :func:`~mixpim.models.pim.apply_pim` (the global buffers and result
@@ -29,11 +31,10 @@ import numpy as np
 from .config import TileConfig
 from .errors import ShapeError
 from .isa import ErrorCode, Opcode, Spad
-from .mixpe import ArrayParams, mixpe_gemm
-from .numerics import FixedScales, wrap
+from .mixpe import ArrayParams, GroupedOperand, fp16_values, gemm_values
+from .numerics import wrap
 from .pim import PIM_OPS, PimState, apply_pim
 from .program import Program, ProgramError, Segment
-from .quant import QuantizedWeights
 from .footprint import dma_spans, footprint
 from .tile_timing import TimingResult, simulate
 from .vec_exec import VectorState, exec_vec, exec_vnorm, exec_vsoft
@@ -97,11 +98,14 @@ def pack_wgt(config, codes):
     return (c[:, 0::2] | c[:, 1::2] << 4).astype(np.uint8).tobytes()
 
 
+#: The two 4-bit fields (low nibble: the even column, then the high one) of every byte value.
+_NIBBLES = np.stack([np.arange(256) & 0xF, np.arange(256) >> 4], axis=1).astype(np.uint8)
+
+
 def unpack_wgt(config, data):
     """The 4-bit fields (words, cols) uint8 of WGT words."""
     w = _words(data, config.wgt_word_bytes)
-    nib = np.stack([w & 0xF, w >> 4], axis=2).reshape(w.shape[0], -1)
-    return nib[:, :config.cols].astype(np.uint8)
+    return _NIBBLES.take(w, axis=0).reshape(w.shape[0], -1)[:, :config.cols]
 
 
 def pack_meta(config, zeros, scales, offsets=None):
@@ -137,10 +141,20 @@ def _meta_entries(config, data):
     return _words(data, config.meta_word_bytes).reshape(-1, config.cols, config.meta_entry_bytes).astype(np.int64)
 
 
+def _meta_zeros_scales(w):
+    """``(zeros, scales)`` of META entries ``w`` (words, cols, entry bytes) int64."""
+    return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
+
+
+def _meta_offsets(w, bits=24):
+    """The int24 offset mantissas of META entries ``w`` (words, cols, entry bytes) int64, or the
+    two's complement value of their low ``bits`` <= 24 bits."""
+    return wrap(w[:, :, 3] | w[:, :, 4] << 8 | w[:, :, 5] << 16, bits)
+
+
 def unpack_meta(config, data):
     """``(zeros, scales)`` (words, cols) int64 of META words."""
-    w = _meta_entries(config, data)
-    return w[:, :, 2], w[:, :, 0] | w[:, :, 1] << 8
+    return _meta_zeros_scales(_meta_entries(config, data))
 
 
 def unpack_offsets(config, data):
@@ -149,7 +163,7 @@ def unpack_offsets(config, data):
     w = _meta_entries(config, data)
     if not config.group_offset:
         return np.zeros(w.shape[:2], np.int64)
-    return wrap(w[:, :, 3] | w[:, :, 4] << 8 | w[:, :, 5] << 16, 24)
+    return _meta_offsets(w)
 
 
 def _acc_dtype(config):
@@ -165,7 +179,7 @@ def pack_acc(config, values):
         lim = 1 << (bits - 1)
         if v.size and (v.min() < -lim or v.max() >= lim):
             raise ShapeError(f"accumulators must fit {bits} bits")
-        return v.astype("<i8").view(np.uint8).reshape(v.shape[0], v.shape[1], 8)[:, :, :eb].tobytes()
+        return _acc_bytes(v, eb)
     out = bytearray()
     for x in v.flat:
         x = int(x)
@@ -175,19 +189,78 @@ def pack_acc(config, values):
     return bytes(out)
 
 
+def _acc_bytes(v, eb):
+    """:func:`pack_acc` of accumulators ``v`` (words, cols) known to fit ``eb`` bytes (int64 for
+    ``eb`` <= 8, else integers of any type)."""
+    if v.dtype != object and eb <= 8:
+        return v.astype("<i8").view(np.uint8).reshape(v.shape[0], v.shape[1], 8)[:, :, :eb].tobytes()
+    return b"".join([int(x).to_bytes(eb, "little", signed=True) for x in v.flat])
+
+
+def _sign_extend(w):
+    """The little-endian two's complement numbers of ``w`` (..., bytes <= 8) uint8, int64 (...)."""
+    nb = w.shape[-1]
+    full = np.empty(w.shape[:-1] + (8,), np.uint8)
+    full[..., :nb] = w
+    full[..., nb:] = np.where(w[..., nb - 1:] >= 0x80, 0xFF, 0)
+    return full.view("<i8")[..., 0]
+
+
+def _acc_limbs(w):
+    """``(hi, lo)`` of ACC words ``w`` (words, cols, 9..16 bytes) uint8: each accumulator is
+    ``hi * 2**64 + lo``, ``hi`` int64 (its high bytes, signed), ``lo`` uint64 (its low 8 bytes)."""
+    return _sign_extend(w[:, :, 8:]), np.ascontiguousarray(w[:, :, :8]).view("<u8")[:, :, 0]
+
+
+def _acc_ints(w):
+    """Accumulators (words, cols) of ACC words ``w`` (words, cols, elem bytes) uint8: int64 up to
+    8 bytes, else Python ints (an object array)."""
+    eb = w.shape[2]
+    if eb <= 8:
+        return _sign_extend(w)
+    if eb <= 16:
+        hi, lo = _acc_limbs(w)
+        return hi.astype(object) * (1 << 64) + lo.astype(object)
+    out = np.empty(w.shape[:2], dtype=object)
+    for idx in np.ndindex(*w.shape[:2]):
+        out[idx] = int.from_bytes(w[idx].tobytes(), "little", signed=True)
+    return out
+
+
+def _acc_values(w, bits):
+    """``wrap(unpack_acc(...), bits)`` of ACC words ``w`` (words, cols, ``ceil(bits / 8)`` bytes)
+    uint8: the accumulators (words, cols) as int64 for ``bits`` <= 62, else as Python ints."""
+    eb = w.shape[2]
+    if eb <= 8:
+        v = _sign_extend(w)
+        return wrap(v if bits <= 62 else v.astype(object), bits)
+    if eb > 16:
+        return wrap(_acc_ints(w), bits)
+    # bits > 64: hi' = wrap(hi, bits - 64) gives hi' * 2**64 + lo = hi * 2**64 + lo mod 2**bits,
+    # within -2**(bits-1) .. 2**(bits-1) - 1: it is the wrapped accumulator
+    hi, lo = _acc_limbs(w)
+    return np.asarray(wrap(hi, bits - 64), object) * (1 << 64) + lo.astype(object)
+
+
 def unpack_acc(config, data):
     """Accumulators (words, cols) from ACC words (int64, or Python ints beyond 62 bits)."""
     eb = config.acc_elem_bytes
     w = _words(data, config.acc_word_bytes).reshape(-1, config.cols, eb)
     if _acc_dtype(config) is np.int64:
-        full = np.zeros(w.shape[:2] + (8,), np.uint8)
-        full[:, :, :eb] = w
-        full[:, :, eb:] = np.where(w[:, :, eb - 1:eb] >= 0x80, 0xFF, 0)
-        return full.view("<i8").reshape(w.shape[:2]).astype(np.int64)
-    out = np.empty(w.shape[:2], dtype=object)
-    for idx in np.ndindex(*w.shape[:2]):
-        out[idx] = int.from_bytes(w[idx].tobytes(), "little", signed=True)
-    return out
+        return _sign_extend(w).astype(np.int64)
+    v = _acc_ints(w)
+    return v if v.dtype == object else v.astype(object)
+
+
+def _exact_sum(a, b):
+    """``a + b`` of two integer arrays, exactly: int64 if both are and the sum cannot overflow,
+    else Python ints."""
+    if a.dtype != object and b.dtype != object:
+        top = (max(int(a.max(initial=0)), -int(a.min(initial=0)))
+               + max(int(b.max(initial=0)), -int(b.min(initial=0))))
+        if top < 1 << 63:
+            return a + b
+    return np.asarray(a, object) + np.asarray(b, object)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -326,11 +399,24 @@ class _Memory:
     def __init__(self, cfg, segments):
         self.cfg = cfg
         self.params = ArrayParams.from_config(cfg)
+        self._params = {}  # groups -> the ArrayParams of a GEMM of that many groups (_array)
+        self.acc_bits = cfg.acc_bits
         self.dram = np.zeros(cfg.dram_bytes, np.uint8)
         self.spads = {s.name: np.zeros((cfg.spad_words(s), cfg.word_bytes(s)), np.uint8)
                       for s in Spad if s != Spad.ACC}
         self.spads["ACC"] = np.zeros((cfg.acc_words, cfg.cols), _acc_dtype(cfg))
+        self.word_bytes = {s: cfg.word_bytes(s) for s in Spad}
+        # the low bits the array takes of the WGT and META fields (offset_bits: 0 without offsets)
+        self._masks = ((1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1,
+                       cfg.offset_bits if cfg.group_offset else 0)
+        assert cfg.offset_bits <= 24, "the offset is the low offset_bits bits of an int24 field"
+        self._act_cache = {}  # (first ACT word, K) -> _activations(), while no ACT word is written
+        self._act_writers = {}  # instruction -> whether it writes ACT
+        self.acc_elem_bytes = cfg.acc_elem_bytes
         self.stored = []  # (starts, length) of every STORE and PIM_WRITE
+        self._handlers = {Opcode.LOAD: self._load, Opcode.STORE: self._store, Opcode.GEMM: self._gemm,
+                          Opcode.VEC: self._vec_op, Opcode.VSOFT: self._vsoft_op,
+                          Opcode.VNORM: self._vnorm_op, **{op: self._pim for op in PIM_OPS}}
         self.pim = PimState(cfg)
         self.vec = VectorState(cfg)
         for i, seg in enumerate(segments):
@@ -366,128 +452,172 @@ class _Memory:
 
     def apply(self, inst):
         """Apply ``inst``; returns True if a GEMM met a non-finite FP16 activation."""
-        op = inst.op
-        if op == Opcode.LOAD:
-            self._load(inst)
-        elif op == Opcode.STORE:
-            self._store(inst)
-        elif op == Opcode.GEMM:
-            return self._gemm(inst)
-        elif op == Opcode.VEC:
-            exec_vec(self.cfg, self.spads, inst)
-        elif op == Opcode.VSOFT:
-            exec_vsoft(self.cfg, self.spads, self.vec, inst)
-        elif op == Opcode.VNORM:
-            exec_vnorm(self.cfg, self.spads, self.vec, inst)
-        elif op in PIM_OPS:
-            self._pim(inst)
+        if self._act_cache and self._writes_act(inst):
+            self._act_cache.clear()
+        handler = self._handlers.get(inst.op)
+        return handler(inst) if handler is not None else False
+
+    def _vec_op(self, inst):
+        exec_vec(self.cfg, self.spads, inst)
+        return False
+
+    def _vsoft_op(self, inst):
+        exec_vsoft(self.cfg, self.spads, self.vec, inst)
+        return False
+
+    def _vnorm_op(self, inst):
+        exec_vnorm(self.cfg, self.spads, self.vec, inst)
         return False
 
     def _pim(self, inst):
         cfg = self.cfg
         apply_pim(cfg, self.pim, self.dram, self.spads["ACT"], self.spads["ACC"],
-                  lambda v: wrap(v, cfg.acc_bits), inst)
+                  lambda v: wrap(v, self.acc_bits), inst)
         if inst.op == Opcode.PIM_WRITE:
             fp = footprint(cfg, inst)
             self.stored.append((fp.dram.starts, fp.dram.length))
+        return False
 
     def _dram_index(self, starts, length):
         return (starts[:, None] + np.arange(length, dtype=np.int64)[None, :])
 
     def _load(self, inst):
         cfg = self.cfg
-        starts, length = dma_spans(cfg, inst)
-        wb = cfg.word_bytes(inst.spad)
-        if inst.rows == 1 or inst.stride == length:
-            data = self.dram[int(starts[0]):int(starts[0]) + inst.rows * length]
+        spad, rows, addr, stride = inst.spad, inst.rows, inst.dram_addr, inst.stride
+        wb = self.word_bytes[spad]
+        length = inst.words * wb
+        if rows == 1 or stride == length:
+            data = self.dram[addr:addr + rows * length]
         else:
-            data = self.dram[self._dram_index(starts, length)]
-        n = inst.rows * inst.words
-        if inst.spad == Spad.ACC:  # the low acc_bits bits of each value (a STORE round-trips)
-            values = unpack_acc(cfg, data.reshape(n, wb))
-            self.spads["ACC"][inst.spad_addr:inst.spad_addr + n] = wrap(values, cfg.acc_bits)
-            return
-        self.spads[inst.spad.name][inst.spad_addr:inst.spad_addr + n] = data.reshape(n, wb)
+            data = self.dram[self._dram_index(dma_spans(cfg, inst)[0], length)]
+        n = rows * inst.words
+        first = inst.spad_addr
+        if spad == Spad.ACC:  # the low acc_bits bits of each value (a STORE round-trips)
+            w = data.reshape(n, cfg.cols, wb // cfg.cols)
+            self.spads["ACC"][first:first + n] = _acc_values(w, self.acc_bits)
+            return False
+        self.spads[spad.name][first:first + n] = data.reshape(n, wb)
+        return False
 
     def _store(self, inst):
         cfg = self.cfg
-        starts, length = dma_spans(cfg, inst)
-        n = inst.rows * inst.words
-        words = self.spads[inst.spad.name][inst.spad_addr:inst.spad_addr + n]
-        if inst.spad == Spad.ACC:
-            data = np.frombuffer(pack_acc(cfg, words), np.uint8)
+        spad, rows, addr, stride = inst.spad, inst.rows, inst.dram_addr, inst.stride
+        length = inst.words * self.word_bytes[spad]
+        n = rows * inst.words
+        words = self.spads[spad.name][inst.spad_addr:inst.spad_addr + n]
+        if spad == Spad.ACC:  # the scratchpad holds acc_bits values: no check
+            data = np.frombuffer(_acc_bytes(words, self.acc_elem_bytes), np.uint8)
         else:
             data = words.reshape(-1)
-        data = data.reshape(inst.rows, length)
-        if inst.rows == 1 or inst.stride == length:
-            self.dram[int(starts[0]):int(starts[0]) + inst.rows * length] = data.reshape(-1)
-        elif inst.stride > length:
+        if rows == 1 or stride == length:
+            self.dram[addr:addr + rows * length] = data
+            self.stored.append(((addr,), rows * length))  # the rows' ranges, merged
+            return False
+        starts = dma_spans(cfg, inst)[0]
+        data = data.reshape(rows, length)
+        if stride > length:
             self.dram[self._dram_index(starts, length)] = data
         else:  # rows overlap in DRAM: they are written in order, later rows win
-            for r in range(inst.rows):
+            for r in range(rows):
                 self.dram[int(starts[r]):int(starts[r]) + length] = data[r]
         self.stored.append((starts, length))
+        return False
 
     def _gemm(self, inst):
         cfg = self.cfg
         g = inst.groups
-        k = g * cfg.group
-        act = unpack_act(cfg, self.spads["ACT"][inst.act_addr:inst.act_addr + k]).T  # (rows, K)
+        group = cfg.group
+        k = g * group
+        # operands as (K, rows) and (K, cols), the scratchpads' layout; the array model takes
+        # their transposes (views)
+        a_val, nonfinite = self._activations(inst.act_addr, k)
         if inst.wsrc:
             passes = self._int8_weights(inst, k)
         else:
-            codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k]).T  # (cols, K)
-            meta = self.spads["META"][inst.meta_addr:inst.meta_addr + g]
-            zeros, scales = unpack_meta(cfg, meta)
+            codes = unpack_wgt(cfg, self.spads["WGT"][inst.wgt_addr:inst.wgt_addr + k])  # (K, cols)
+            entries = _meta_entries(cfg, self.spads["META"][inst.meta_addr:inst.meta_addr + g])
+            zeros, scales = _meta_zeros_scales(entries)
             # the array takes the low wbits / scale_bits / offset_bits bits of the 4-bit / 8-bit /
-            # 16-bit / 24-bit fields (the offset as two's complement)
-            wmask, smask = (1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1
-            offsets = wrap(unpack_offsets(cfg, meta), cfg.offset_bits).T if cfg.group_offset else None
-            passes = [(codes & wmask, zeros.T & wmask, scales.T & smask, offsets)]
-        tile, nonfinite = None, False
+            # 16-bit / 24-bit fields (the offset as two's complement; offset_bits <= 24)
+            wmask, smask, obits = self._masks
+            offsets = _meta_offsets(entries, obits).T if obits else None
+            if wmask != 0xF:
+                codes = codes & wmask
+            passes = [(codes, zeros.T & wmask, scales.T & smask, offsets)]
+        tile = None
         for codes, zeros, scales, offsets in passes:
-            qw = QuantizedWeights(
-                codes=np.ascontiguousarray(codes), zeros=np.ascontiguousarray(zeros),
-                scales=FixedScales(np.ascontiguousarray(scales), np.zeros(cfg.cols, np.int64),
-                                   cfg.scale_bits),
-                bits=cfg.wbits, group=cfg.group, symmetric=False,
-                offsets=None if offsets is None else np.ascontiguousarray(offsets))
-            part, flag = self._array(g, act, qw)
-            tile = part if tile is None else tile + part
-            nonfinite = nonfinite or flag
+            # every field is within the array's widths (masked above), so the checks of
+            # mixpe_gemm (QuantizedWeights, check_weights) cannot fail: only its arithmetic
+            wc = codes - np.repeat(zeros.T, group, axis=0)  # (K, cols) int64
+            # codes and zero points are in 0 .. 2**wbits - 1 (masked): |q - z| < 2**wbits
+            part = self._array(g, a_val, GroupedOperand(wc.T, group, self._masks[0]), scales, offsets)
+            tile = part if tile is None else _exact_sum(tile, part)
         acc = self.spads["ACC"]
         dst = slice(inst.acc_addr, inst.acc_addr + cfg.rows)
         if inst.accumulate:
             tile = acc[dst] + tile
-        acc[dst] = wrap(tile if acc.dtype == object else np.asarray(tile, np.int64), cfg.acc_bits)
+        if acc.dtype != object:
+            acc[dst] = wrap(np.asarray(tile, np.int64), self.acc_bits)
+        elif tile.dtype != object and self.acc_bits >= 64:
+            acc[dst] = tile  # int64 values fit acc_bits: wrapping keeps them (as Python ints)
+        else:
+            acc[dst] = wrap(tile, self.acc_bits)
         return nonfinite
 
+    def _activations(self, first, k):
+        """``(a_val, nonfinite)`` of ACT words ``first .. first + k - 1``: the array's activation
+        values (rows, K) (:func:`~mixpim.models.mixpe.activation_values` of :func:`unpack_act`,
+        transposed) as a :class:`~mixpim.models.mixpe.GroupedOperand`, and whether one is an FP16
+        inf/NaN. Kept until an instruction writes ACT (a projection's GEMMs read the same words,
+        one output tile after the other)."""
+        key = (first, k)
+        got = self._act_cache.get(key)
+        if got is None:
+            words = self.spads["ACT"][first:first + k]
+            if self.cfg.act_format == "int8":
+                a_val, nonfinite = words.view(np.int8).astype(np.int64).T, False
+            else:
+                a_val, nonfinite = fp16_values(words.view("<u2"))
+                a_val, nonfinite = a_val.T, bool(nonfinite.any())
+            got = self._act_cache[key] = (GroupedOperand(a_val, self.cfg.group), nonfinite)
+        return got
+
+    def _writes_act(self, inst):
+        """Whether ``inst`` writes ACT words (its footprint), memoized per instruction word."""
+        w = self._act_writers.get(inst)
+        if w is None:
+            w = self._act_writers[inst] = any(a.write and a.spad == Spad.ACT
+                                              for a in footprint(self.cfg, inst, dram=False).spads)
+        return w
+
     def _int8_weights(self, inst, k):
-        """GEMM ``wsrc``: INT8 weights from ACT lanes 0..cols-1 as two passes of 4-bit codes: high
-        nibbles + 8 (zero point 8, scale 16), then low nibbles (zero point 0, scale 1)."""
+        """GEMM ``wsrc``: INT8 weights from ACT lanes 0..cols-1 as two passes of 4-bit codes
+        (K, cols): high nibbles + 8 (zero point 8, scale 16), then low nibbles (zero point 0,
+        scale 1); zero points and scales (cols, groups)."""
         cfg = self.cfg
         lanes = unpack_act(cfg, self.spads["ACT"][inst.wgt_addr:inst.wgt_addr + k])[:, :cfg.cols]
-        w = (lanes if cfg.act_format == "int8" else fp16_bits_to_int8(lanes)).astype(np.int64).T
+        w = (lanes if cfg.act_format == "int8" else fp16_bits_to_int8(lanes)).astype(np.int64)
         g = inst.groups
         ones = np.ones((cfg.cols, g), np.int64)
         return [((w >> 4) + 8, 8 * ones, 16 * ones, None), (w & 15, 0 * ones, ones, None)]
 
-    def _array(self, g, act, qw):
-        """One pass of the array: ``(acc tile, nonfinite)``."""
-        # The hardware accumulator wraps at acc_bits; mixpe_gemm refuses to overflow, so give it
-        # the headroom of this GEMM's group count and wrap afterwards (same integers mod 2**bits).
-        params = self.params
-        headroom = max(params.acc_headroom, g.bit_length() + 1)
-        result = mixpe_gemm(replace(params, acc_headroom=headroom), np.ascontiguousarray(act), qw)
-        return result.acc, bool(result.nonfinite.any())
+    def _array(self, g, a_val, wc, scales, offsets):
+        """One pass of the array: the accumulator tile (rows, cols), int64 or Python ints."""
+        # The hardware accumulator wraps at acc_bits; the array model refuses to overflow, so give
+        # it the headroom of this GEMM's group count and wrap afterwards (same integers mod 2**bits).
+        params = self._params.get(g)
+        if params is None:
+            headroom = max(self.params.acc_headroom, g.bit_length() + 1)
+            params = self._params[g] = replace(self.params, acc_headroom=headroom)
+        return gemm_values(params, a_val, wc, scales, offsets)
 
     def outputs(self):
         """Merged DRAM ranges written by STOREs and PIM_WRITEs, as Segments with their final
         contents."""
         if not self.stored:
             return ()
-        lo = np.concatenate([s for s, _ in self.stored])
-        hi = np.concatenate([s + n for s, n in self.stored])
+        lo = np.concatenate([np.asarray(s, np.int64) for s, _ in self.stored])
+        hi = np.concatenate([np.asarray(s, np.int64) + n for s, n in self.stored])
         order = np.argsort(lo, kind="stable")
         lo, hi = lo[order], hi[order]
         out = []

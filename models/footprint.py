@@ -68,7 +68,9 @@ class Footprint(NamedTuple):
 def dma_spans(config, inst):
     """``(starts, length)``: the DRAM byte address of each row of a LOAD/STORE (int64 array, in
     transfer order) and the bytes per row."""
-    starts = inst.dram_addr + inst.stride * np.arange(inst.rows, dtype=np.int64)
+    addr, stride, rows = inst.dram_addr, inst.stride, inst.rows
+    starts = (np.arange(addr, addr + stride * rows, stride, dtype=np.int64) if stride else
+              np.full(rows, addr, np.int64))  # addr + stride * r, r = 0 .. rows - 1
     return starts, inst.words * config.word_bytes(inst.spad)
 
 
@@ -79,53 +81,53 @@ def footprint(config, inst, *, dram=True):
     does not need them, see :data:`~mixpim.models.units.DRAM_UNITS`)."""
     cfg = config
     op = inst.op
-    o = inst.operands  # one dict: cheaper than an attribute lookup per field
     if op in (Opcode.LOAD, Opcode.STORE):
         load = op == Opcode.LOAD
-        spad = o["spad"]
-        access = SpadAccess(spad, o["spad_addr"], o["rows"] * o["words"], load, spad.name)
+        spad = inst.spad
+        access = SpadAccess(spad, inst.spad_addr, inst.rows * inst.words, load, _SPAD_NAMES[spad])
         return Footprint((access,), DramAccess(*dma_spans(cfg, inst), not load) if dram else None)
     if op == Opcode.GEMM:
-        groups = o["groups"]
+        groups = inst.groups
         beats = groups * cfg.group
-        act = SpadAccess(Spad.ACT, o["act_addr"], beats, False, "ACT")
-        acc = SpadAccess(Spad.ACC, o["acc_addr"], cfg.rows, True, "ACC")
-        if o["wsrc"]:
-            return Footprint((act, SpadAccess(Spad.ACT, o["wgt_addr"], beats, False, "weight ACT"), acc))
-        return Footprint((act, SpadAccess(Spad.WGT, o["wgt_addr"], beats, False, "WGT"),
-                          SpadAccess(Spad.META, o["meta_addr"], groups, False, "META"), acc))
+        act = SpadAccess(Spad.ACT, inst.act_addr, beats, False, "ACT")
+        acc = SpadAccess(Spad.ACC, inst.acc_addr, cfg.rows, True, "ACC")
+        if inst.wsrc:
+            return Footprint((act, SpadAccess(Spad.ACT, inst.wgt_addr, beats, False, "weight ACT"), acc))
+        return Footprint((act, SpadAccess(Spad.WGT, inst.wgt_addr, beats, False, "WGT"),
+                          SpadAccess(Spad.META, inst.meta_addr, groups, False, "META"), acc))
     if op == Opcode.VEC:
-        return _vec(cfg, o)
+        return _vec(cfg, inst)
     if op == Opcode.VSOFT:
         return _vsoft(cfg, inst)
     if op == Opcode.VNORM:
-        return _vnorm(cfg, o)
+        return _vnorm(cfg, inst)
     if op in _PIM_FOOTPRINTS:
         return _PIM_FOOTPRINTS[op](cfg, inst, dram)
     return Footprint(())
 
 
 _PARTNER = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+_SPAD_NAMES = {s: s.name for s in Spad}
 
 
-def _vec(cfg, o):
-    rows, func, cols, base = o["rows"], o["func"], cfg.cols, cfg.vparam_param_base
-    out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC")]
+def _vec(cfg, inst):
+    rows, func, cols, base = inst.rows, inst.func, cfg.cols, cfg.vparam_param_base
+    out = [SpadAccess(Spad.ACC, inst.acc_addr, rows, False, "ACC")]
     if func == VecFunc.RES:
-        out.append(SpadAccess(Spad.ACC, o["res_addr"], rows, True, "residual ACC"))
+        out.append(SpadAccess(Spad.ACC, inst.res_addr, rows, True, "residual ACC"))
     else:
-        out.append(SpadAccess(Spad.ACT, o["act_addr"], rows if o["direct"] else cols, True, "ACT"))
+        out.append(SpadAccess(Spad.ACT, inst.act_addr, rows if inst.direct else cols, True, "ACT"))
     if func == VecFunc.ADD:
-        out.append(SpadAccess(Spad.ACT, o["res_addr"], cols, False, "residual ACT"))
+        out.append(SpadAccess(Spad.ACT, inst.res_addr, cols, False, "residual ACT"))
     if func in _PARTNER:
-        out.append(SpadAccess(Spad.ACC, o["res_addr"], rows, False, "partner ACC"))
-    two = func in _PARTNER or o["bias"]  # the partner's multipliers or the biases follow
-    out.append(SpadAccess(Spad.VPARAM, o["param_addr"], cols * (2 if two else 1), False, "VPARAM", base))
+        out.append(SpadAccess(Spad.ACC, inst.res_addr, rows, False, "partner ACC"))
+    two = func in _PARTNER or inst.bias  # the partner's multipliers or the biases follow
+    out.append(SpadAccess(Spad.VPARAM, inst.param_addr, cols * (2 if two else 1), False, "VPARAM", base))
     out.append(SpadAccess(Spad.VPARAM, cfg.vparam_token_base, rows, False, "token VPARAM"))
-    if func == VecFunc.GELU and not o["fmt"]:
+    if func == VecFunc.GELU and not inst.fmt:
         out.append(SpadAccess(Spad.VPARAM, 0, VPARAM_LUT_WORDS, False, "GELU table"))
     if func in (VecFunc.ROPE_LO, VecFunc.ROPE_HI):
-        out.append(SpadAccess(Spad.ACT, o["table_addr"], 2 * cols, False, "RoPE table ACT"))
+        out.append(SpadAccess(Spad.ACT, inst.table_addr, 2 * cols, False, "RoPE table ACT"))
     return Footprint(tuple(out))
 
 
@@ -142,18 +144,18 @@ def _vsoft(cfg, inst):
     return Footprint(tuple(out))
 
 
-def _vnorm(cfg, o):
-    rows, base = o["rows"], cfg.vparam_param_base
-    out = [SpadAccess(Spad.ACC, o["acc_addr"], rows, False, "ACC")]
-    if o["func"] != NormFunc.SUM and not o["rms"]:
-        out.append(SpadAccess(Spad.VPARAM, o["nparam"], 1, False, "norm VPARAM", base))
-    if o["func"] == NormFunc.NORM:
-        out.append(SpadAccess(Spad.VPARAM, o["nparam"], 2, False, "norm VPARAM", base))
-        out.append(SpadAccess(Spad.VPARAM, o["param_addr"], 2 * cfg.cols, False, "VPARAM", base))
-        if o["to_acc"]:
-            out.append(SpadAccess(Spad.ACC, o["act_addr"], rows, True, "output ACC"))
+def _vnorm(cfg, inst):
+    rows, base = inst.rows, cfg.vparam_param_base
+    out = [SpadAccess(Spad.ACC, inst.acc_addr, rows, False, "ACC")]
+    if inst.func != NormFunc.SUM and not inst.rms:
+        out.append(SpadAccess(Spad.VPARAM, inst.nparam, 1, False, "norm VPARAM", base))
+    if inst.func == NormFunc.NORM:
+        out.append(SpadAccess(Spad.VPARAM, inst.nparam, 2, False, "norm VPARAM", base))
+        out.append(SpadAccess(Spad.VPARAM, inst.param_addr, 2 * cfg.cols, False, "VPARAM", base))
+        if inst.to_acc:
+            out.append(SpadAccess(Spad.ACC, inst.act_addr, rows, True, "output ACC"))
         else:
-            out.append(SpadAccess(Spad.ACT, o["act_addr"], cfg.cols, True, "ACT"))
+            out.append(SpadAccess(Spad.ACT, inst.act_addr, cfg.cols, True, "ACT"))
     return Footprint(tuple(out))
 
 

@@ -25,6 +25,7 @@ for an (M, N, K) GEMM (tiles in row-major order of (token block, feature block),
 :func:`array_unstream` places output beats back into (M, N).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,10 @@ from .quant import QuantizedWeights, num_groups
 from .widths import (AccumulatorWidths, array_offset_max, array_psum_max, array_term_max, centered_weight_max,
                      offset_bits, signed_bits)
 
-__all__ = ["check_weights", "ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "group_sums",
+__all__ = ["check_weights", "ArrayParams", "ArrayTiming", "GemmResult", "activation_values", "fp16_values",
+           "GroupedOperand", "group_sums",
            "activation_group_sums",
-           "mixpe_gemm", "array_stream", "array_unstream", "array_timing", "output_to_float",
+           "mixpe_gemm", "gemm_values", "array_stream", "array_unstream", "array_timing", "output_to_float",
            "check_gemm_shapes", "accumulate_groups", "stream_tiles", "gemm_tiles"]
 
 
@@ -118,7 +120,7 @@ class ArrayParams(AccumulatorWidths):
         return signed_bits(array_term_max(self.group, self.act_format, self.wbits, self.scale_bits,
                                           self.group_offset))
 
-    @property
+    @functools.cached_property
     def acc_bits(self):
         return self.term_bits + self.acc_headroom
 
@@ -153,32 +155,105 @@ def activation_values(act, fmt):
     if fmt == "fp16":
         if act.dtype not in (np.float16, np.uint16):
             raise RangeError(f"FP16 activations must be float16 (or uint16 bit patterns), not {act.dtype}")
-        sig, exp, nonfinite = fp16_decode(act)
-        return sig << (exp - 1), nonfinite
+        return fp16_values(act.view(np.uint16))
     raise ValueError(f"activation format must be 'int8' or 'fp16', not {fmt!r}")
+
+
+@functools.cache
+def _fp16_tables():
+    """``a_val`` and ``nonfinite`` of every FP16 bit pattern (index = the pattern), from
+    :func:`~.numerics.fp16_decode`: ``sig << (exp - 1)``."""
+    sig, exp, nonfinite = fp16_decode(np.arange(1 << 16, dtype=np.uint16))
+    a_val, nonfinite = sig << (exp - 1), nonfinite
+    a_val.flags.writeable = nonfinite.flags.writeable = False
+    return a_val, nonfinite
+
+
+def fp16_values(bits):
+    """``(a_val, nonfinite)`` (int64, bool) of FP16 bit patterns ``bits`` (uint16, any shape): the
+    FP16 case of :func:`activation_values`, looked up in a table of all 2**16 patterns."""
+    a_val, nonfinite = _fp16_tables()
+    idx = np.asarray(bits).astype(np.intp)  # (take() with intp indices is the fastest gather)
+    return a_val.take(idx), nonfinite.take(idx)
+
+
+#: Every integer of magnitude below this is exact in float64 (53-bit significand).
+FLOAT64_EXACT = 1 << 53
+
+
+def _max_abs(x):
+    """``max |x|`` of an int64 array as a Python int (0 if empty)."""
+    return max(int(x.max(initial=0)), -int(x.min(initial=0)))
+
+
+class GroupedOperand:
+    """An integer matrix (rows, K) as the array takes it: cut into groups of ``group`` along K
+    (a last, shorter group padded with zeros), with the forms :func:`group_sums` and
+    :func:`activation_group_sums` use, each computed once (the golden executor keeps a GEMM's
+    activations for the GEMMs that read the same words).
+
+    Members
+    -------
+    values : int64 array (rows, groups, group)
+    k, group : int
+    max_abs : int
+        ``max |values|``, or the bound ``max_abs`` the caller gave (e.g. of masked fields).
+    """
+
+    def __init__(self, values, group, max_abs=None):
+        v = np.asarray(values, np.int64)
+        m, k = v.shape
+        ng = num_groups(k, group)
+        if k != ng * group:
+            padded = np.zeros((m, ng * group), np.int64)
+            padded[:, :k] = v
+            v = padded
+        self.values = v.reshape(m, ng, group)
+        self.k, self.group = k, group
+        if max_abs is not None:
+            self.max_abs = max_abs
+
+    @functools.cached_property
+    def max_abs(self):
+        return _max_abs(self.values)
+
+    @functools.cached_property
+    def sums_max_abs(self):
+        """``max |sums|``."""
+        return _max_abs(self.sums)
+
+    @functools.cached_property
+    def floats(self):
+        """The values as float64 (groups, rows, group): exact while ``max_abs`` < 2**53."""
+        return self.values.transpose(1, 0, 2).astype(np.float64)
+
+    @functools.cached_property
+    def sums(self):
+        """The group sums (rows, groups) int64."""
+        return self.values.sum(axis=2)
 
 
 def group_sums(a_val, wc, group):
     """Exact group partial sums ``I`` int64 (M, N, groups) of ``a_val`` (M, K) x ``wc`` (N, K)."""
-    m, k = a_val.shape
-    n = wc.shape[0]
-    ng = num_groups(k, group)
-    kp = ng * group
-    ap = np.zeros((m, kp), np.int64)
-    ap[:, :k] = a_val
-    wp = np.zeros((n, kp), np.int64)
-    wp[:, :k] = wc
-    # (M, G, g) x (N, G, g) -> (M, N, G); every partial sum is below 2**52, exact in int64.
-    return np.einsum("mgk,ngk->mng", ap.reshape(m, ng, group), wp.reshape(n, ng, group))
+    return _group_sums(GroupedOperand(a_val, group), GroupedOperand(wc, group))
+
+
+def _group_sums(a, w):
+    """:func:`group_sums` of two :class:`GroupedOperand`."""
+    if a.group * a.max_abs * w.max_abs < FLOAT64_EXACT:
+        # Exact in float64 (and faster, as a batched matrix product): every product and every
+        # partial sum of a group, in whatever order (or fused multiply-add) the product takes
+        # them, is an integer of magnitude at most group * max|a| * max|w| < 2**53, so every
+        # operation's exact result is representable and nothing is rounded.
+        isum = np.matmul(a.floats, w.floats.transpose(0, 2, 1))  # (G, M, g) x (G, g, N)
+        return isum.transpose(1, 2, 0).astype(np.int64)  # (G, M, N) -> (M, N, G)
+    # (M, G, g) x (N, G, g) -> (M, N, G); every partial sum is below 2**62 (BitMoD: 2**55), exact in int64.
+    return np.einsum("mgk,ngk->mng", a.values, w.values)
 
 
 def activation_group_sums(a_val, group):
     """Exact activation group sums ``A`` int64 (M, groups) of ``a_val`` (M, K), K padded with 0."""
-    m, k = a_val.shape
-    ng = num_groups(k, group)
-    ap = np.zeros((m, ng * group), np.int64)
-    ap[:, :k] = a_val
-    return ap.reshape(m, ng, group).sum(axis=2)  # FP16: below 2**48
+    return GroupedOperand(a_val, group).sums  # FP16: below 2**48
 
 
 def check_gemm_shapes(act, codes):
@@ -202,21 +277,45 @@ def accumulate_groups(params, isum, sm, nonfinite, offsets=None, asum=None):
     INT8 sums stay in int64 (far below 2**63 for every array), FP16 sums use Python ints.
     :class:`RangeError` if a partial sum over the groups would overflow ``params.acc_bits``.
     """
-    if params.act_format == "int8":
+    acc = _accumulate(params, isum, sm, offsets, asum, nonfinite.shape[1])
+    if params.act_format != "int8" and acc.dtype != object and isum.shape[2]:
+        acc = acc.astype(object)  # FP16 accumulators are Python ints
+    return GemmResult(acc, nonfinite.any(axis=1))
+
+
+def _accumulate(params, isum, sm, offsets, asum, k, asum_max=None):
+    """The sums of :func:`accumulate_groups` (``k``: K, for the message; ``asum_max``:
+    ``max |asum|`` if known): int64 where every partial sum fits int64, else Python ints; int64
+    zeros without groups."""
+    # Every partial sum over the groups is at most ``bound`` in magnitude (each term is at most
+    # max|I| * max sm + max|om| * max|A|, and there are G of them), so while bound < 2**63 the
+    # terms and their running sums are exact in int64 (INT8 always: bound < 2**62); beyond it they
+    # are taken as Python ints. The accumulator overflows only if some partial sum leaves
+    # acc_bits, which needs bound >= 2**(acc_bits - 1): only then are the partial sums checked.
+    ng = isum.shape[2]
+    sm = np.asarray(sm, np.int64)
+    bound = _max_abs(isum) * _max_abs(sm)
+    if offsets is not None:
+        offsets = np.asarray(offsets, np.int64)
+        bound += _max_abs(offsets) * (_max_abs(asum) if asum_max is None else asum_max)
+    bound *= ng
+    if bound < 1 << 63:
         term = isum * sm[None, :, :]
         if offsets is not None:
-            term = term + offsets[None, :, :] * asum[:, None, :]
+            term += offsets[None, :, :] * asum[:, None, :]
     else:
         term = isum.astype(object) * sm[None, :, :].astype(object)
         if offsets is not None:
             term = term + offsets[None, :, :].astype(object) * asum[:, None, :].astype(object)
-    partial = np.cumsum(term, axis=2)
     lim = 1 << (params.acc_bits - 1)
-    if partial.size and (partial.max() >= lim or partial.min() < -lim):
-        raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={nonfinite.shape[1]}; "
-                         f"raise acc_headroom or split K")
-    acc = partial[:, :, -1] if partial.shape[2] else np.zeros(partial.shape[:2], np.int64)
-    return GemmResult(acc, nonfinite.any(axis=1))
+    if bound >= lim:
+        partial = np.cumsum(term, axis=2)
+        if partial.size and (partial.max() >= lim or partial.min() < -lim):
+            raise RangeError(f"the accumulator ({params.acc_bits} bits) would overflow for K={k}; "
+                             f"raise acc_headroom or split K")
+    if not ng:
+        return np.zeros(term.shape[:2], np.int64)
+    return term.sum(axis=2)
 
 
 def _operands(params, act, qw):
@@ -234,11 +333,26 @@ def mixpe_gemm(params: ArrayParams, act, qw: QuantizedWeights):
     the array's widths or the accumulator would overflow.
     """
     _, a_val, nonfinite = _operands(params, act, qw)
-    isum = group_sums(a_val, qw.centered(), qw.group)
-    if qw.offsets is None:
-        return accumulate_groups(params, isum, qw.scales.mant, nonfinite)  # INT8: < 2**62
-    asum = activation_group_sums(a_val, qw.group)
-    return accumulate_groups(params, isum, qw.scales.mant, nonfinite, qw.offsets.astype(np.int64), asum)
+    offsets = None if qw.offsets is None else qw.offsets.astype(np.int64)
+    acc = gemm_values(params, a_val, qw.centered(), qw.scales.mant, offsets)
+    if params.act_format != "int8" and acc.dtype != object and a_val.shape[1]:
+        acc = acc.astype(object)  # FP16 accumulators are Python ints
+    return GemmResult(acc, nonfinite.any(axis=1))
+
+
+def gemm_values(params, a_val, wc, sm, offsets=None):
+    """The accumulators (M, N) of :func:`mixpe_gemm` (module doc) on operands that fit the array
+    (the caller's guarantee; only the accumulator is checked): ``a_val`` (M, K) from
+    :func:`activation_values` (or their :class:`GroupedOperand`), the centered weights
+    ``wc = q - z`` (N, K; or their :class:`GroupedOperand`), the scale mantissas ``sm`` and the
+    offset mantissas ``offsets`` (N, groups; None: no offset term). int64 where every partial
+    sum fits int64, else Python ints (whatever the activation format)."""
+    a = a_val if isinstance(a_val, GroupedOperand) else GroupedOperand(a_val, params.group)
+    w = wc if isinstance(wc, GroupedOperand) else GroupedOperand(wc, params.group)
+    isum = _group_sums(a, w)
+    if offsets is None:
+        return _accumulate(params, isum, sm, None, None, a.k)
+    return _accumulate(params, isum, sm, offsets, a.sums, a.k, a.sums_max_abs)
 
 
 def check_weights(params, qw, *, codes=True):

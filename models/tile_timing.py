@@ -354,6 +354,12 @@ class Dispatch(NamedTuple):
     exclusive : bool
         A PIM instruction that may not execute while a LOAD/STORE does, nor a LOAD/STORE while it
         does (:func:`~.pim_timing.pim_exclusive`).
+    wait_tokens : tuple of int
+        The token counters its waits take: ``src * len(Unit) + unit`` for each unit of ``waits``.
+    signal_tokens : tuple of (int, Unit)
+        The token counters its signals give, ``unit * len(Unit) + dst``, and ``dst``.
+    transfer : tuple or None
+        LOAD/STORE: ``(dram_addr, stride, rows, row bytes)`` of :func:`~.dram_timing.dma_cycles`.
     """
     kind: Kind
     inst: Instruction | None
@@ -363,6 +369,9 @@ class Dispatch(NamedTuple):
     duration: Duration | None = None
     fault: Fault | None = None
     exclusive: bool = False
+    wait_tokens: tuple = ()
+    signal_tokens: tuple = ()
+    transfer: tuple | None = None
 
     @staticmethod
     def of(cfg, word):
@@ -378,27 +387,31 @@ class Dispatch(NamedTuple):
         fault = check_instruction(cfg, inst)
         if fault is not None:
             return Dispatch(Kind.FAULT, inst, fault=fault)
-        duration = None
-        if inst.op == Opcode.GEMM:
+        duration = transfer = None
+        op = inst.op
+        if op == Opcode.GEMM:
             duration = gemm_cycles(cfg, inst.groups, inst.wsrc)
-        elif inst.op == Opcode.VEC:
+        elif op == Opcode.VEC:
             duration = vec_cycles(cfg, inst.rows, inst.func, inst.direct, inst.bias)
-        elif inst.op == Opcode.VSOFT:
+        elif op == Opcode.VSOFT:
             duration = vsoft_cycles(cfg, inst)
-        elif inst.op == Opcode.VNORM:
+        elif op == Opcode.VNORM:
             duration = vnorm_cycles(cfg, inst)
-        exclusive = inst.op in PIM_OPS and pim_exclusive(cfg, inst.op)
-        return Dispatch(Kind.UNIT, inst, inst.unit, unit_bits(inst.wait), unit_bits(inst.signal),
-                        duration, exclusive=exclusive)
+        elif op in (Opcode.LOAD, Opcode.STORE):
+            transfer = (inst.dram_addr, inst.stride, inst.rows, inst.words * cfg.word_bytes(inst.spad))
+        exclusive = op in PIM_OPS and pim_exclusive(cfg, op)
+        unit, nu = inst.unit, len(Unit)
+        waits, signals = unit_bits(inst.wait), unit_bits(inst.signal)
+        return Dispatch(Kind.UNIT, inst, unit, waits, signals, duration, exclusive=exclusive,
+                        wait_tokens=tuple(s * nu + unit for s in waits),
+                        signal_tokens=tuple((unit * nu + d, d) for d in signals), transfer=transfer)
 
     def memory_duration(self, cfg, dram, start):
         """Busy cycles of this LOAD/STORE or PIM instruction starting at cycle ``start`` on
         ``dram`` (a :class:`~.dram_timing.DramTiming`, which it updates)."""
-        inst = self.inst
-        if inst.op in PIM_OPS:
-            return pim_cycles(dram, start, inst)
-        return dma_cycles(dram, start, inst.dram_addr, inst.stride, inst.rows,
-                          inst.words * cfg.word_bytes(inst.spad))
+        if self.transfer is None:
+            return pim_cycles(dram, start, self.inst)
+        return dma_cycles(dram, start, *self.transfer)
 
 
 class _Raised(NamedTuple):
@@ -527,14 +540,20 @@ def simulate(config, instructions):
                 if ready > t:
                     continue
                 p = prepared[hpc]
-                if any(tok[s * nu + u] == 0 for s in p.waits):
+                waits = p.wait_tokens
+                missing = False
+                for k in waits:
+                    if not tok[k]:  # a token it waits for has not been given yet
+                        missing = True
+                        break
+                if missing:
                     continue
                 # DMA and exclusive PIM instructions never overlap; the DMA goes first in a cycle
                 if (u == DMA and excl_until > t) or (p.exclusive and free_at[DMA] > t):
                     continue
                 q.popleft()
-                for s in p.waits:
-                    tok[s * nu + u] -= 1
+                for k in waits:
+                    tok[k] -= 1
                 if p.duration is None:
                     d, tail = p.memory_duration(cfg, dram, t), 0
                 else:
@@ -556,8 +575,7 @@ def simulate(config, instructions):
         while inflight and inflight[0][0] <= t:
             _, cpc, u = heapq.heappop(inflight)
             completed = True
-            for d in prepared[cpc].signals:
-                k = u * nu + d
+            for k, d in prepared[cpc].signal_tokens:
                 tok[k] += 1
                 if tok[k] > TOKEN_MAX and error is None:
                     tok[k] = TOKEN_MAX
@@ -593,8 +611,8 @@ def simulate(config, instructions):
         for u, q in enumerate(queues):
             if q:
                 p = prepared[q[0][1]]
-                for s in p.waits:
-                    if tok[s * nu + u] == 0:
+                for k in p.wait_tokens:
+                    if tok[k] == 0:
                         break
                 else:
                     gate = excl_until if u == DMA else free_at[DMA] if p.exclusive else 0

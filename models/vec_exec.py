@@ -22,8 +22,8 @@ from .norm import NormState, norm_apply
 from .numerics import wrap
 from .softmax import SoftState, norm_words, soft_apply, soft_words
 from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gelu_fixed, glu_fixed, rope_fixed, silu_fixed
-from .vector import (fp16_bits_to_int8, int8_to_fp16_bits, round_shift, sat8, sat32, unpack_lut,
-                     unpack_vparam, vec_apply, _mul)
+from .vector import (fp16_bits_to_int8, int8_to_fp16_bits, sat8, sat32, unpack_lut, unpack_vparam,
+                     vec_apply, _requantize)
 
 __all__ = ["VectorState", "exec_vec", "exec_vsoft", "exec_vnorm"]
 
@@ -70,8 +70,7 @@ def _write_act(cfg, spads, first, tile, direct):
 
 
 def _values(acc, mult, shift, tmult, tshift):
-    v1 = sat32(round_shift(_mul(acc, mult[None, :]), shift[None, :]))
-    return round_shift(v1 * tmult[:, None], tshift[:, None])
+    return _requantize(acc, mult, shift, tmult, tshift)
 
 
 def _int32_words(words):

@@ -52,18 +52,24 @@ SHIFT_MAX = (1 << SHIFT_BITS) - 1
 LUT_ENTRIES = 256
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 _SAFE = 1 << 62  # |x| below this: int64 arithmetic (incl. + 2**62 rounding bias) cannot overflow
+#: The rounding bias of round_shift by each shift s: 2**(s-1), 0 for s = 0.
+_ROUND_BIAS = np.array([0] + [1 << (s - 1) for s in range(1, SHIFT_MAX + 1)], np.int64)
 
 
 def _ints(x):
     """``x`` as an int64 array if every value fits comfortably, else an object array of ints."""
     x = np.asarray(x)
     if x.dtype == object:
-        if x.size == 0 or max(abs(int(v)) for v in x.flat) < _SAFE:
+        if x.size == 0:
             return x.astype(np.int64)
-        return x
+        try:
+            y = x.astype(np.int64)  # (OverflowError for a Python int beyond int64)
+        except OverflowError:
+            return x
+        return y if _maxabs(y) < _SAFE else x
     if x.dtype.kind not in "iub":
         raise TypeError(f"integer array expected, not {x.dtype}")
-    return x.astype(np.int64)
+    return x.astype(np.int64, copy=False)
 
 
 def _maxabs(x):
@@ -92,8 +98,7 @@ def round_shift(x, s):
     if s.size and (s.min() < 0 or s.max() > SHIFT_MAX):
         raise RangeError(f"shifts must be in 0..{SHIFT_MAX}")
     if x.dtype != object and _maxabs(x) < _SAFE:
-        bias = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
-        return (x + bias) >> s
+        return _round_shift64(x, s)
     x, s = np.broadcast_arrays(x.astype(object), s)
     out = np.empty(x.shape, dtype=object)
     for idx, (v, k) in enumerate(zip(x.flat, s.flat)):
@@ -102,11 +107,32 @@ def round_shift(x, s):
     return _ints(out)
 
 
+def _round_shift64(x, s):
+    """:func:`round_shift` of int64 ``x`` with ``|x| < 2**62`` by shifts ``s`` in 0..63
+    (int64; not checked): ``x + 2**(s-1)`` cannot overflow."""
+    return (x + _ROUND_BIAS.take(s)) >> s
+
+
+def _requantize(acc, mult, shift, tmult, tshift):
+    """``v = round_shift(sat32(round_shift(acc * mult[j], shift[j])) * tmult[i], tshift[i])`` of
+    an ACC tile (R, C) (module doc) for column (C,) and token (R,) multipliers and shifts."""
+    a = _ints(acc)
+    mult, shift, tmult, tshift = mult[None, :], shift[None, :], tmult[:, None], tshift[:, None]
+    if (a.dtype != object and _maxabs(a) * _maxabs(mult) < _SAFE and _maxabs(tmult) <= _I32_MAX
+            and not (shift >> SHIFT_BITS).any() and not (tshift >> SHIFT_BITS).any()):
+        # the common case in int64 without the checks of each step, exactly: |acc * mult| <
+        # 2**62 and |sat32(.) * tmult| < 2**62, and the shifts are in 0..63
+        v1 = np.minimum(np.maximum(_round_shift64(a * mult, shift), _I32_MIN), _I32_MAX)
+        return _round_shift64(v1 * tmult, tshift)
+    v1 = sat32(round_shift(_mul(a, mult), shift))
+    return round_shift(v1 * tmult, tshift)  # |v1 * tmult| < 2**47: int64
+
+
 def _clamp(x, lo, hi):
     x = _ints(x)
     if x.dtype == object:
         return np.array([min(max(int(v), lo), hi) for v in x.flat], dtype=np.int64).reshape(x.shape)
-    return np.clip(x, lo, hi)
+    return np.minimum(np.maximum(x, lo), hi)  # (np.clip, without its per-call overhead)
 
 
 def sat8(x):
@@ -148,8 +174,7 @@ def vec_apply(func, acc, mult, shift, tmult, tshift, *, lut=None, residual=None,
     for name, m in (("mult", mult), ("tmult", tmult)):
         if m.size and (m.min() < -MULT_MAX - 1 or m.max() > MULT_MAX):
             raise RangeError(f"{name} must be int16 values")
-    v1 = sat32(round_shift(_mul(acc, mult[None, :]), shift[None, :]))
-    v = round_shift(v1 * tmult[:, None], tshift[:, None])  # |v1 * tmult| < 2**47: int64
+    v = _requantize(acc, mult, shift, tmult, tshift)
     if bias is not None:
         bias = _vector("bias", bias, c)
         if bias.size and (bias.min() < _I32_MIN or bias.max() > _I32_MAX):
@@ -201,8 +226,7 @@ def unpack_vparam(data):
     """``(mult, shift)`` int64 arrays from VPARAM words (bytes or uint8 array, 4 bytes a word)."""
     raw = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), "<u4")
     word = raw.astype(np.int64)
-    mult = word & 0xFFFF
-    mult = np.where(mult >= 0x8000, mult - 0x10000, mult)
+    mult = ((word & 0xFFFF) ^ 0x8000) - 0x8000  # the low 16 bits as int16
     return mult, (word >> 16) & SHIFT_MAX
 
 

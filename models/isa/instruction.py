@@ -99,21 +99,32 @@ class Instruction:
         not legal for its field, e.g. too wide (code ``BAD_FIELD``); the message names the field.
     """
 
-    __slots__ = ("_fmt", "_wait", "_signal", "_values")
+    __slots__ = ("_fmt", "_wait", "_signal", "_values", "_hash")
 
-    def __init__(self, op, *, wait=0, signal=0, **operands):
-        fmt = format_of(op)
+    def __new__(cls, op, *, wait=0, signal=0, **operands):
+        fmt = OPCODE_FORMATS.get(op) if type(op) is Opcode else None
+        if fmt is None:
+            fmt = format_of(op)
         index = fmt.operand_index
         for name in operands:
             if name not in index:
                 raise no_field_error(fmt, name)
-        wait = _check_mask(fmt, "wait", wait)
-        signal = _check_mask(fmt, "signal", signal)
-        values = tuple(_check_operand(fmt, f, operands.get(f.name, 0)) for f in fmt.operands)
-        object.__setattr__(self, "_fmt", fmt)
-        object.__setattr__(self, "_wait", wait)
-        object.__setattr__(self, "_signal", signal)
-        object.__setattr__(self, "_values", values)
+        # (no tokens, the common case, needs no check)
+        wait = _MASKS[0] if type(wait) is int and wait == 0 else _check_mask(fmt, "wait", wait)
+        signal = _MASKS[0] if type(signal) is int and signal == 0 else _check_mask(fmt, "signal", signal)
+        values = []
+        klass, checks = _format_info(fmt)
+        for f, name, lo, hi, members, allowed in checks:
+            v = operands.get(name, 0)
+            # the common legal cases of _check_operand (an int in range, an allowed member of the
+            # field's enum), which decides all others
+            if members is None:
+                if type(v) is not int or not lo <= v <= hi:
+                    v = _check_operand(fmt, f, v)
+            elif type(v) is not members or v not in allowed:
+                v = _check_operand(fmt, f, v)
+            values.append(v)
+        return _new(fmt, wait, signal, tuple(values), klass)
 
     def __setattr__(self, name, value):
         raise AttributeError("Instruction is immutable; use replace()")
@@ -151,20 +162,10 @@ class Instruction:
             raise KeyError(f"{self._fmt.mnemonic} has no operand {name!r}")
         return self._values[i]
 
-    def __getattr__(self, name):
-        i = self._fmt.operand_index.get(name) if not name.startswith("_") else None
-        if i is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return self._values[i]
-
     def with_tokens(self, wait, signal):
         """A copy with these token masks (validated; the operands are kept as they are)."""
-        new = object.__new__(Instruction)
-        object.__setattr__(new, "_fmt", self._fmt)
-        object.__setattr__(new, "_wait", _check_mask(self._fmt, "wait", wait))
-        object.__setattr__(new, "_signal", _check_mask(self._fmt, "signal", signal))
-        object.__setattr__(new, "_values", self._values)
-        return new
+        fmt = self._fmt
+        return _new(fmt, _check_mask(fmt, "wait", wait), _check_mask(fmt, "signal", signal), self._values)
 
     def replace(self, **changes):
         """A copy with ``changes`` (operands, ``wait``, ``signal``) applied and validated."""
@@ -186,7 +187,12 @@ class Instruction:
             (other._fmt.opcode, other._wait, other._signal, other._values)
 
     def __hash__(self):
-        return hash((self._fmt.opcode, self._wait, self._signal, self._values))
+        try:
+            return self._hash
+        except AttributeError:  # the first time (instructions are immutable: computed once)
+            h = hash((self._fmt.opcode, self._wait, self._signal, self._values))
+            object.__setattr__(self, "_hash", h)
+            return h
 
     def __reduce__(self):
         return decode, (self.encode(),)
@@ -205,6 +211,50 @@ class Instruction:
 
     def __repr__(self):
         return f"<Instruction {self}>"
+
+
+def _operand_property(i):
+    return property(lambda self: self._values[i])
+
+
+def _format_class(fmt):
+    """The class of ``fmt``'s instructions: :class:`Instruction` with each operand a property
+    (what makes operands readable as attributes; other names raise AttributeError)."""
+    ns = {"__slots__": (), "__module__": Instruction.__module__, "__qualname__": Instruction.__qualname__,
+          "__doc__": Instruction.__doc__}
+    for i, f in enumerate(fmt.operands):
+        assert not hasattr(Instruction, f.name), f.name
+        ns[f.name] = _operand_property(i)
+    return type(Instruction.__name__, (Instruction,), ns)
+
+
+_INFO = {}  # id(format) -> (format, _format_class(format), the fast checks of its operands)
+
+
+def _format_info(fmt):
+    """``(class, checks)`` of a :class:`Format`: the class of its instructions and what the fast
+    checks of its operands need, ``(field, name, minimum, maximum, enum type, allowed members)``
+    (no enum type for integer fields). Made once per format object (the table can change: see
+    tests/test_decoder.py)."""
+    info = _INFO.get(id(fmt))
+    if info is None or info[0] is not fmt:
+        checks = tuple((f, f.name, f.minimum, f.maximum, f.values, frozenset(f.allowed))
+                       for f in fmt.operands)
+        info = _INFO[id(fmt)] = (fmt, _format_class(fmt), checks)
+    return info[1:]
+
+
+_set = object.__setattr__
+
+
+def _new(fmt, wait, signal, values, klass=None):
+    """An instruction of checked parts."""
+    new = object.__new__(klass or _format_info(fmt)[0])
+    _set(new, "_fmt", fmt)
+    _set(new, "_wait", wait)
+    _set(new, "_signal", signal)
+    _set(new, "_values", values)
+    return new
 
 
 def _value_text(f, v):
