@@ -297,6 +297,7 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         index = root / "index" / f"{name}-{quick}.json"
         found = _indexed(root, name, index, params_json, waves, verilator)
         if found is not None:
+            component._MustUse__silence = True  # not elaborated: its build exists (Amaranth's flag)
             return found
     text = to_verilog(component, name)
     verilog_hash = content_hash(text)
