@@ -9,8 +9,8 @@ Per block ``l`` and sub-batch ``s`` a step has three parts: ``F(s, l)`` (NPU: QK
 
 where ``X + Y`` is two recorded streams merged (:func:`~.interleave.merge`), so each stage's NPU
 work overlaps the other sub-batch's attention. Every weight is streamed once per sub-batch (twice
-per step), which is what interleaving costs; it pays when attention takes as long as the
-projections (long contexts, large batches). The arithmetic of each request is that of
+per step), which is what interleaving costs; it pays only when attention outweighs that (on the
+16-row ``llm`` tile it did not, up to 16 requests of 2000 tokens: docs/results.md). The arithmetic of each request is that of
 :meth:`~.llama_decoder.LlamaCompiler.lower_step` without interleaving, bit for bit.
 """
 
