@@ -123,12 +123,8 @@ class Emitter:
         body, fences, comments = self.body, self._fences, self.comments
         self.body, self._fences, self.comments = [], {}, {}
         self.planner = TokenPlanner(self.config, strict=True)
-        for old, inst in enumerate(body):
-            if inst.op == Opcode.SYNC:
-                pc = self.planner.sync()
-                self.body.append(inst)
-            else:
-                pc = self._plan(inst, fences.get(old, ()))
+        for old, inst in enumerate(body):  # unit instructions only: emit() makes no SYNC
+            pc = self._plan(inst, fences.get(old, ()))
             if old in fences:
                 self._fences[pc] = fences[old]
             if old in comments:
