@@ -41,6 +41,7 @@ import numpy as np
 
 from mixpim.models.errors import MixpimError
 
+from .blas import one_blas_thread
 from .checkpoint import CheckpointError, load_tensors, tensor_index
 from .model_config import ModelConfig
 
@@ -201,6 +202,7 @@ class BertFloat:
         config = ModelConfig.from_hf(folder)
         return cls(bert_weights(folder, config), config)
 
+    @one_blas_thread
     def forward(self, ids, trace=None):
         """Last hidden states (T, d) float32 of one sequence of token ``ids`` (token type 0).
 

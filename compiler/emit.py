@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mixpim.models.errors import MixpimError
 from mixpim.models.footprint import SpadAccess, footprint
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad
+from mixpim.models.memo import config_memo
 from mixpim.models.program import Program
 from mixpim.models.tile_timing import simulate
 from mixpim.models.units import DRAM_UNITS
@@ -21,6 +22,8 @@ from .tokens import TokenPlanner
 __all__ = ["CompileError", "Emitter"]
 
 _DRAM_UNITS = frozenset(DRAM_UNITS)
+#: Footprint of each instruction met, per configuration (:func:`~mixpim.models.memo.config_memo`).
+_FOOTPRINTS = {}
 
 
 class CompileError(MixpimError, ValueError):
@@ -46,6 +49,7 @@ class Emitter:
 
     def __post_init__(self):
         self.planner = TokenPlanner(self.config)
+        self._footprints = config_memo(_FOOTPRINTS, self.config)
         self._fences = {}  # pc -> fence of the instructions that have one (for re-planning)
 
     @property
@@ -57,7 +61,10 @@ class Emitter:
         """Append one unit instruction with these operands; returns its pc. ``fence``: words
         ``(spad, first word, words)`` the instruction is ordered after as if it wrote them, without
         recording an access (one wait covering buffers that later instructions will write)."""
-        inst = Instruction(opcode, **fields)
+        return self.append(Instruction(opcode, **fields), fence=fence, comment=comment)
+
+    def append(self, inst, *, fence=(), comment=""):
+        """:meth:`emit` of a built unit instruction ``inst`` (without tokens)."""
         if fence:
             fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
                           for space, lo, n in fence)
@@ -70,7 +77,11 @@ class Emitter:
 
     def _plan(self, inst, fence):
         """Plan ``inst``'s tokens and append it (after the SYNCs a strict planner put first)."""
-        fp = footprint(self.config, inst, dram=inst.unit in _DRAM_UNITS)
+        known = self._footprints.get(inst)  # (format, footprint): a test may change the table
+        if known is None or known[0] is not inst.format:
+            known = self._footprints[inst] = (inst.format, footprint(self.config, inst,
+                                                                     dram=inst.unit in _DRAM_UNITS))
+        fp = known[1]
         pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
         if pc > len(self.body):
             self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))

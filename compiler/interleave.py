@@ -3,8 +3,8 @@ NPU works on one sub-batch while PIM runs the other's attention.
 
 The tile dispatches in program order into per-unit queues (``queue_depth`` deep), so two kernels
 emitted one after the other overlap only at their seam. To overlap whole kernels, their
-instructions are *recorded* (:func:`record`: the kernels emit into a :class:`Recorder` instead of
-the program's emitter) and then *merged* (:func:`merge`): a stream's instructions keep their
+instructions are *recorded* (:func:`~.record.record`: the kernels emit into a
+:class:`~.record.Recorder` instead of the program's emitter) and then *merged* (:func:`merge`): a stream's instructions keep their
 order, the two streams alternate in proportion to their lengths, and the emitter plans the tokens
 of the merged order as of any program (docs/compiler.md, "Sub-batch interleaving"). Kernels whose
 streams overlap must not share scratchpad words or DRAM workspaces, or the tokens serialize them
@@ -12,49 +12,13 @@ again: :class:`SplitSpads` gives the NPU kernels the low words of ACT and ACC an
 the words above (and VPARAM slots of its own); workspaces are named per sub-batch.
 """
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass
 
-from .emit import CompileError, Emitter
+from .emit import CompileError
 from .model_build import Slots
 from .model_kernels import Regions
 
-__all__ = ["Call", "Recorder", "record", "merge", "SplitSpads"]
-
-
-class Call(NamedTuple):
-    """One recorded :meth:`Emitter.emit`: ``opcode``, ``fence``, ``comment`` and the fields."""
-    opcode: object
-    fence: tuple
-    comment: str
-    fields: dict
-
-
-@dataclass
-class Recorder:
-    """Stands in for an :class:`~.emit.Emitter`: records the unit instructions kernels emit."""
-
-    config: object
-    calls: list = field(default_factory=list)
-
-    def emit(self, opcode, *, fence=(), comment="", **fields):
-        self.calls.append(Call(opcode, tuple(fence), comment, fields))
-        return len(self.calls) - 1  # no kernel uses the pc; the merged program has its own
-
-    load, store, gemm, vec = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec
-
-
-@contextmanager
-def record(b):
-    """Inside the block, ``b`` (:class:`~.model_build.ModelBuild`) emits into a list of
-    :class:`Call` s (yielded) instead of its program; DRAM regions are allocated as usual."""
-    real, rec = b.em, Recorder(b.cfg)
-    b.em = rec
-    try:
-        yield rec.calls
-    finally:
-        b.em = real
+__all__ = ["merge", "SplitSpads"]
 
 
 def merge(b, first, second):
@@ -67,7 +31,7 @@ def merge(b, first, second):
             c, i = first[i], i + 1
         else:
             c, j = second[j], j + 1
-        b.em.emit(c.opcode, fence=c.fence, comment=c.comment, **c.fields)
+        b.em.append(c.inst, fence=c.fence, comment=c.comment)
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from .llama_cache import cache_prompt
 from .llama_interleave import build_interleaved
 from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
-from .model_kernels import (NormParams, Regions, TileOut, epilogue, linear_acc, norm_words, pack_linear,
-                            residual_image, residual_norm, residual_units, start_program,
+from .model_kernels import (NormParams, PackedLinear, Regions, TileOut, epilogue, linear_acc, norm_words,
+                            pack_linear, residual_image, residual_norm, residual_units, start_program,
                             acc_multipliers, param_blocks)
 from .nibble_planes import PLANES, planes_of_codes
 from .prefill_attention import context_words, prefill_attention, soft_words
@@ -131,6 +131,7 @@ class LlamaCompiler:
         if not cfg.group_offset or cfg.group != 32:
             raise CompileError("Q4_1 weights need a tile with group_offset and group 32 (the llm preset)")
         self.model, self.cfg, self.mc = model, cfg, mc
+        self.linear_memo = {}  # the Linears' recorded streams by layout (model_kernels.linear_acc)
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = residual_units(ranges.residual)
@@ -141,6 +142,29 @@ class LlamaCompiler:
         e = w.source.quantized("token_embd.weight")
         self.lm_head = pack_linear(cfg, planes_of_codes(e.q.astype(np.int64) + 128, np.full(e.d.shape, 128),
                                                         e.d, cfg.group, cfg.scale_bits))
+
+    def constants(self):
+        """Every ``bytes`` image this compiler places unchanged in its programs (packed weights,
+        VPARAM and norm images), in a fixed order: a program's segments hold these very objects,
+        so a process forked from this one can name them instead of copying them
+        (:mod:`mixpim.sim.generate`)."""
+        out = []
+
+        def walk(v):
+            if type(v) is bytes:
+                out.append(v)
+            elif isinstance(v, PackedLinear):
+                walk(v.wgt)
+                walk(v.meta)
+            elif isinstance(v, tuple):
+                for x in v:
+                    walk(x)
+
+        for blk in self.blocks:
+            walk(tuple(getattr(blk, f.name) for f in dataclasses.fields(blk)))
+        walk(self.final_norm)
+        walk(self.lm_head)
+        return tuple(out)
 
     def _norm_words(self, gamma):
         mc = self.mc
@@ -262,7 +286,7 @@ class LlamaCompiler:
     def _build(self, ids, positions, n_layers, logits, tune, kv, cache_data):
         cfg, mc = self.cfg, self.mc
         m, d = len(ids), mc.hidden
-        b = ModelBuild(cfg)
+        b = ModelBuild(cfg, self.linear_memo)
         if kv is not None:
             if len(kv.caches) != n_layers:
                 raise CompileError(f"{len(kv.caches)} KV caches for {n_layers} compiled blocks")

@@ -25,6 +25,8 @@ import numpy as np
 
 from mixpim.models.errors import ShapeError
 
+from .blas import one_blas_thread
+
 __all__ = ["LlamaFloat", "KVCache", "TRACE_POINTS", "rms_norm", "silu"]
 
 #: Names passed to the ``trace`` callback, per block (``layer`` 0..L-1), then ``"final_norm"``
@@ -116,6 +118,7 @@ class LlamaFloat:
                              f"{self.config.max_positions}")
         return ids
 
+    @one_blas_thread
     def forward(self, ids, cache=None, trace=None):
         """Logits (T, vocab) float32 for token ``ids`` (T,).
 

@@ -16,11 +16,12 @@ per step), which is what interleaving costs; it pays only when attention outweig
 
 from .decode_attention import scratch_words
 from .emit import CompileError
-from .interleave import SplitSpads, merge, record
+from .interleave import SplitSpads, merge
 from .llama_kernels import rope_words
 from .model_build import ModelBuild
 from .model_kernels import linear_acc, residual_image, residual_norm, start_program
 from .nibble_planes import PLANES
+from .record import record
 
 __all__ = ["split_batch", "build_interleaved"]
 
@@ -62,7 +63,7 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
         raise CompileError("sub-batch interleaving needs at least one block")
     a = split_batch(cfg, len(ids))
     spads = SplitSpads.of(cfg, mc.hidden, scratch_words(cfg, kv.caches[0], [n + 1 for n in lengths]))
-    b = ModelBuild(cfg)
+    b = ModelBuild(cfg, lc.linear_memo)
     b.linear_config = spads.linear
     for c in kv.caches:
         c.attach(b)

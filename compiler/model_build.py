@@ -124,13 +124,16 @@ class Slots:
 
 class ModelBuild:
     """One program being built for ``config``: ``em`` (:class:`~.emit.Emitter`), ``dram``
-    (:class:`~.dram_alloc.DramAllocator`), ``segments`` (the memory image)."""
+    (:class:`~.dram_alloc.DramAllocator`), ``segments`` (the memory image). ``linear_memo``: a
+    dict a compiler keeps across its programs, in which the Linears keep their recorded
+    instruction streams by layout (:func:`~.model_kernels.linear_acc`), or None."""
 
-    def __init__(self, config):
+    def __init__(self, config, linear_memo=None):
         cfg = self.check(config)
         self.cfg = cfg
         self.em = Emitter(cfg)
         self.linear_config = cfg  # what the Linears plan their scratchpads with (interleave.py)
+        self.linear_memo = linear_memo
         self.dram = DramAllocator(cfg)
         self.segments = []
         self._zeros = None

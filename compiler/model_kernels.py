@@ -8,6 +8,7 @@ multipliers (:mod:`.prefill_attention`). Linear layers use their own ring buffer
 scratchpads; the token pass orders any overlap.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from .layout import LinearLayout
 from .linear import emit_linear
 from .model_build import Slots, int32_words
 from .operands import weight_blocks
+from .record import record
 
 __all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue",
            "residual_norm", "norm_words", "start_program", "param_blocks", "acc_multipliers",
@@ -148,8 +150,32 @@ def linear_acc(b, name, x, lin, *, out="y", tune=True):
     y = b.acc_rows(out, x.m, n)
     lay = LinearLayout(b.linear_config, x.m, n, k, mb, nb, g, 0, "", "acc", x.base, w, meta, y.base,
                        x_block_words=x.kw)
-    emit_linear(b.em, lay, tune=tune)
+    _emit_linear(b, lay, tune)
     return y
+
+
+#: Layouts a compiler's ``linear_memo`` holds before it starts again.
+LINEAR_MEMO_SIZE = 2048
+
+
+def _emit_linear(b, lay, tune):
+    """:func:`~.linear.emit_linear` into ``b``. With ``b.linear_memo`` each layout is scheduled
+    once and its recorded stream emitted again by later programs: the scheduler only emits, so
+    the instructions are a function of the layout (the tokens are planned in each program)."""
+    memo = b.linear_memo
+    if memo is None:
+        emit_linear(b.em, lay, tune=tune)
+        return
+    key = (tune, *(getattr(lay, f.name) for f in dataclasses.fields(lay)))
+    calls = memo.get(key)
+    if calls is None:
+        with record(b) as calls:
+            emit_linear(b.em, lay, tune=tune)
+        if len(memo) >= LINEAR_MEMO_SIZE:
+            memo.clear()
+        memo[key] = calls
+    for c in calls:
+        b.em.append(c.inst, fence=c.fence, comment=c.comment)
 
 
 @dataclass(frozen=True)

@@ -513,3 +513,4 @@ class Schedule:
                                    "for the plan)")
             pick = min(cands)  # by (start, unit): the streams' units differ, so emit is never compared
             pick.emit(pick.start)
+        del self.streams  # (they point back here: freed now, not by the cycle collector)

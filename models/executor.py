@@ -341,7 +341,7 @@ class Result:
 
 # -- execution ---------------------------------------------------------------------------------
 
-def execute(program, *, timing_only=False, check_races=True):
+def execute(program, *, timing_only=False, check_races=True, timing=None):
     """Run ``program`` on the golden tile.
 
     Arguments
@@ -351,6 +351,10 @@ def execute(program, *, timing_only=False, check_races=True):
         Only the cycle model: no memories are allocated (for paper-scale configurations).
     check_races : bool
         Look for conflicting accesses that tokens do not order (:attr:`Result.races`).
+    timing : TimingResult or None
+        The program's cycle model, :func:`~.tile_timing.simulate` of its configuration and
+        instructions, if already run (it needs no data: e.g. in the process that compiled the
+        program); None runs it here.
 
     Returns
     -------
@@ -366,16 +370,20 @@ def execute(program, *, timing_only=False, check_races=True):
     if not isinstance(program, Program):
         raise ProgramError(f"execute needs a Program, not {type(program).__name__}")
     return run(program.config, program.instructions, program.segments,
-               timing_only=timing_only, check_races=check_races)
+               timing_only=timing_only, check_races=check_races, timing=timing)
 
 
-def run(config, instructions, segments=(), *, timing_only=False, check_races=True):
+def run(config, instructions, segments=(), *, timing_only=False, check_races=True, timing=None):
     """:func:`execute` on parts: ``instructions`` may also hold raw 128-bit words (illegal ones
     end the run with ``ILLEGAL_OPCODE`` / ``BAD_FIELD`` when the dispatcher reaches them)."""
     if not isinstance(config, TileConfig):
         raise ProgramError(f"config must be a TileConfig, not {type(config).__name__}")
+    if timing is not None and not (isinstance(timing, TimingResult) and timing.config == config
+                                   and timing.instructions == tuple(instructions)):
+        raise ProgramError("timing must be the TimingResult of this configuration and these instructions")
     mem = None if timing_only else _Memory(config, segments)
-    timing = simulate(config, instructions)
+    if timing is None:
+        timing = simulate(config, instructions)
     nonfinite = False
     outputs, races = (), ()
     if mem is not None:

@@ -27,6 +27,7 @@ from .config import TileConfig
 from .dram_timing import DramTiming, dma_cycles
 from .errors import ConfigError
 from .footprint import footprint
+from .memo import config_memo
 from .isa import (WORD_BITS, DecodeError, ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc,
                   VecFunc, decode)
 from .mixpe import ArrayParams
@@ -421,6 +422,10 @@ class _Raised(NamedTuple):
     fault: Fault
 
 
+#: Dispatch of each Instruction met, per configuration (:func:`~.memo.config_memo`).
+_DISPATCH = {}
+
+
 def simulate(config, instructions):
     """Run the cycle model of docs/tile.md on ``instructions`` (no data).
 
@@ -465,7 +470,8 @@ def simulate(config, instructions):
     end_at = [-1] * n
     complete_at = [-1] * n
     prepared = [None] * n  # Dispatch of each pc, once the dispatcher has reached it
-    seen = {}  # Dispatch of each distinct instruction word
+    seen = {}  # Dispatch of each distinct raw word
+    known = config_memo(_DISPATCH, cfg)  # ... and of each Instruction, across runs
     executed = []
 
     queues = [deque() for _ in Unit]  # entries: (ready cycle, pc)
@@ -497,9 +503,14 @@ def simulate(config, instructions):
                 p = prepared[pc]
                 if p is None:  # a program repeats instructions (ring buffers): decide each once
                     word = insts[pc]
-                    p = seen.get(word)
-                    if p is None:
-                        p = seen[word] = Dispatch.of(cfg, word)
+                    if type(word) is int:
+                        p = seen.get(word)
+                        if p is None:
+                            p = seen[word] = Dispatch.of(cfg, word)
+                    else:
+                        p = known.get(word)
+                        if p is None or p.inst.format is not word.format:  # (a test's format table)
+                            p = known[word] = Dispatch.of(cfg, word)
                     prepared[pc] = p
                 kind = p.kind
                 if kind is UNIT:

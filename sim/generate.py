@@ -11,17 +11,24 @@ A step's instructions depend only on the requests' lengths, which grow by one ea
 second process compiles the next steps (for placeholder tokens) while this one runs the current
 step on the golden model; each compiled step then gets its tokens' embedding rows and the caches
 (:meth:`~mixpim.compiler.llama_decoder.LlamaCompiler.retarget`): the same program, bit for bit,
-as compiling it after the step before.
+as compiling it after the step before. The compile process starts before the prompts' prefills,
+and sends a step back without its weight images (~117 MB for SmolLM2): both processes hold the
+compiler's same :meth:`~mixpim.compiler.llama_decoder.LlamaCompiler.constants`, so the pickle
+names them by index (``persistent_id``).
 """
 
+import gc
+import io
 import multiprocessing
+import pickle
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..compiler.blas import one_blas_thread
 from ..compiler.calibrate import calibrate_llama
-from ..compiler.gguf_checkpoint import llama_weights, smollm2_path
+from ..compiler.gguf_checkpoint import GgufFile, llama_weights, smollm2_path
 from ..compiler.gguf_tokenizer import gguf_tokenizer
 from ..compiler.llama_cache import layer_caches
 from ..compiler.llama_decoder import CompiledLlama, LlamaCompiler
@@ -30,6 +37,8 @@ from ..compiler.model_build import ModelBuild
 from ..compiler.sample_text import CALIBRATION_TEXT
 from ..models.errors import MixpimError
 from ..models.executor import execute
+from ..models.isa import Instruction, decode
+from ..models.tile_timing import simulate
 from .report import unit_status
 
 __all__ = ["GenerateError", "Run", "Generation", "Generator"]
@@ -39,11 +48,55 @@ LOOKAHEAD = 2
 _WORKER = {}  # the compiler and caches the forked compile process inherits
 
 
+class _Pickler(pickle.Pickler):
+    """Names the compiler's constant images (``ids``: object id -> index) instead of copying
+    them, and sends instructions as their 128-bit words."""
+
+    def __init__(self, file, ids):
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.ids = ids
+        self.words = {}  # id -> persistent id of the instructions met (the program, its timing)
+
+    def persistent_id(self, obj):
+        t = type(obj)
+        if t is int:
+            return None
+        if t is bytes:
+            return self.ids.get(id(obj))
+        if not isinstance(obj, Instruction):
+            return None
+        pid = self.words.get(id(obj))
+        if pid is None:
+            pid = self.words[id(obj)] = ("i", obj.encode())
+        return pid
+
+
+class _Unpickler(pickle.Unpickler):
+    """The other end of :class:`_Pickler`; ``decoded`` (word -> :class:`Instruction`) keeps the
+    instructions of earlier steps: a step's words are nearly all those of the step before."""
+
+    def __init__(self, file, constants, decoded):
+        super().__init__(file)
+        self.constants, self.decoded = constants, decoded
+
+    def persistent_load(self, pid):
+        if type(pid) is int:
+            return self.constants[pid]
+        inst = self.decoded.get(pid[1])
+        if inst is None:
+            inst = self.decoded[pid[1]] = decode(pid[1])
+        return inst
+
+
 def _compile_step(lengths):
     """In the compile process: a plain decode step for ``lengths`` with placeholder tokens; its
-    program and where its logits are (the LM head's weights stay out of the pickle)."""
+    program, where its logits are and its cycle model (which needs no data), pickled without
+    the compiler's constants (the LM head's weights stay out of the pickle too)."""
     cl = _WORKER["compiler"].lower_step([0] * len(lengths), lengths, _WORKER["caches"])
-    return cl.program, cl.logits_at
+    timing = simulate(cl.program.config, cl.program.instructions)
+    f = io.BytesIO()
+    _Pickler(f, _WORKER["ids"]).dump((cl.program, cl.logits_at, timing))
+    return f.getvalue()
 
 
 class GenerateError(MixpimError, ValueError):
@@ -77,14 +130,26 @@ class Generator:
 
     def __init__(self, config, path=None):
         ModelBuild.check(config)
-        path = smollm2_path() if path is None else path
-        w = llama_weights(path)
-        self.model, self.tokenizer, self.config = LlamaFloat(w, w.config), gguf_tokenizer(path), config
-        ranges = calibrate_llama(self.model, [self.tokenizer.encode(CALIBRATION_TEXT).ids])
-        self.compiler = LlamaCompiler(self.model, config, ranges)
+        g = GgufFile(smollm2_path() if path is None else path)
+        w = llama_weights(g)
+        model, tokenizer = LlamaFloat(w, w.config), gguf_tokenizer(g)
+        self._setup(model, tokenizer, config, calibrate_llama(model, [tokenizer.encode(CALIBRATION_TEXT).ids]))
 
-    def _run(self, cl, kind, runs):
-        res = execute(cl.program, check_races=False)
+    @classmethod
+    def of(cls, model, tokenizer, config, ranges):
+        """A generator of a loaded ``model`` (:class:`~mixpim.compiler.llama_float.LlamaFloat`)
+        with ``tokenizer`` (``encode(text).ids``, ``decode(ids)``) and calibration ``ranges``
+        (:func:`~mixpim.compiler.calibrate.calibrate_llama`)."""
+        self = cls.__new__(cls)
+        self._setup(model, tokenizer, ModelBuild.check(config), ranges)
+        return self
+
+    def _setup(self, model, tokenizer, config, ranges):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.compiler = LlamaCompiler(model, config, ranges)
+
+    def _run(self, cl, kind, runs, timing=None):
+        res = execute(cl.program, check_races=False, timing=timing)
         if not res.ok:
             raise GenerateError(f"the tile stopped with {res.status.error.name} at pc {res.status.error_pc}")
         st = res.status
@@ -92,6 +157,7 @@ class Generator:
                         len(cl.program.instructions)))
         return res
 
+    @one_blas_thread  # (BLAS threads would only compete with the compile process)
     def generate(self, prompts, max_new_tokens, *, step_done=lambda: None):
         """Greedy continuations of the texts ``prompts`` (one batch), ``max_new_tokens`` each;
         ``step_done()`` is called after every program (progress)."""
@@ -110,25 +176,25 @@ class Generator:
                                 f"(the model's context and one prefill of {cfg.rows * cfg.cols} tokens)")
         caches = layer_caches(cfg, mc, batch=len(ids), capacity=capacity)
         out = Generation(ids, [[] for _ in ids], [])
-        data, lengths = [], []
-        for r, prompt in enumerate(ids):
-            cl = self.compiler.lower(prompt, logits="last", caches=caches, request=r, cache_data=data,
-                                     tune=False)
-            res = self._run(cl, "prefill", out.runs)
-            data = [c.segment(res.dram) for c in caches]
-            out.ids[r].append(int(np.argmax(cl.logits(res)[-1])))
-            lengths.append(len(prompt))
-            step_done()
+        data, lengths = [], [len(prompt) for prompt in ids]
         steps = max_new_tokens - 1
         pool = self._compile_pool(caches, steps)
         try:
+            # the first steps compile while the prompts prefill
             ahead = [self._submit(pool, lengths, k) for k in range(min(LOOKAHEAD, steps))]
+            for r, prompt in enumerate(ids):
+                cl = self.compiler.lower(prompt, logits="last", caches=caches, request=r, cache_data=data,
+                                         tune=False)
+                res = self._run(cl, "prefill", out.runs)
+                data = [c.segment(res.dram) for c in caches]
+                out.ids[r].append(int(np.argmax(cl.logits(res)[-1])))
+                step_done()
             for k in range(steps):
-                cl = self._compiled(ahead.pop(0), len(ids))
+                cl, timing = self._compiled(ahead.pop(0), len(ids))
                 if k + LOOKAHEAD < steps:
                     ahead.append(self._submit(pool, lengths, k + LOOKAHEAD))
                 cl = self.compiler.retarget(cl, [g[-1] for g in out.ids], data)
-                res = self._run(cl, "step", out.runs)
+                res = self._run(cl, "step", out.runs, timing)
                 data = [c.segment(res.dram) for c in caches]
                 logits = cl.logits(res)
                 for r, g in enumerate(out.ids):
@@ -143,10 +209,14 @@ class Generator:
     def _compile_pool(self, caches, steps):
         """One forked process that compiles decode steps (it inherits the compiler), or None
         when there is at most one step or no fork (the steps are then compiled here)."""
-        _WORKER.update(compiler=self.compiler, caches=caches)
+        constants = self.compiler.constants()
+        _WORKER.clear()
+        _WORKER.update(compiler=self.compiler, caches=caches, constants=constants,
+                       ids={id(b): i for i, b in enumerate(constants)}, decoded={})
         if steps < 2 or "fork" not in multiprocessing.get_all_start_methods():
             return None
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        # (gc.freeze: the collector leaves alone what the process inherits, the compiler's heap)
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze)
 
     @staticmethod
     def _submit(pool, lengths, k):
@@ -158,8 +228,9 @@ class Generator:
         return done
 
     def _compiled(self, future, m):
-        program, logits_at = future.result()
-        return CompiledLlama(program, logits_at, self.compiler.lm_head.qw, m, self.model.config.vocab)
+        program, logits_at, timing = _Unpickler(io.BytesIO(future.result()), _WORKER["constants"],
+                                                _WORKER["decoded"]).load()
+        return CompiledLlama(program, logits_at, self.compiler.lm_head.qw, m, self.model.config.vocab), timing
 
     def reference(self, prompt_ids, max_new_tokens):
         """The float32 model's greedy continuation of ``prompt_ids`` (token ids)."""

@@ -12,6 +12,7 @@ import types
 import numpy as np
 import pytest
 from helpers import TINY16, WHOLE_MODEL_IMEM
+from tiny_gguf import Letters
 
 from mixpim.compiler.emit import CompileError
 from mixpim.models.errors import ShapeError
@@ -54,16 +55,6 @@ def tiny_llama(tmp_path_factory):
     from tiny_gguf import write_tiny_llama
     path = write_tiny_llama(tmp_path_factory.mktemp("checkpoint") / "tiny.gguf", layers=2)
     return load_model(path, calibration=[IDS, [4, 8, 15, 16, 23], list(range(20))])
-
-
-class Letters:
-    """A stand-in tokenizer: the letters a..z are the ids 0..25."""
-
-    def encode(self, text):
-        return types.SimpleNamespace(ids=[ord(c) - ord("a") for c in text])
-
-    def decode(self, ids):
-        return "".join(chr(ord("a") + i) if i < 26 else "?" for i in ids)
 
 
 def test_model_demo_golden_and_rtl(tmp_path, tiny_llama):

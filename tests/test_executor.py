@@ -460,6 +460,26 @@ def test_timing_only_mode_matches_the_functional_run():
     assert simulate(cfg, prog.instructions).cycles == full.status.cycles
 
 
+def test_a_timing_computed_elsewhere_is_used_only_for_its_own_program():
+    """``execute(timing=)``: the cycle model needs no data, so it may run where the program was
+    compiled; the result is the same run. A timing of other instructions or of another
+    configuration is refused."""
+    cfg = CFG
+    act, qw = operands(cfg, 6, 7, 70, seed=1)
+    prog, _, _ = multi_tile_gemm_program(cfg, act, qw)
+    full = execute(prog)
+    t = simulate(cfg, prog.instructions)
+    given = execute(prog, timing=t)
+    assert given.status == full.status and given.timing is t
+    assert np.array_equal(given.dram, full.dram) and given.races == full.races
+    other = Program(cfg, prog.instructions[1:])
+    for bad in (simulate(cfg, other.instructions), simulate(cfg.replace(queue_depth=cfg.queue_depth + 1),
+                                                                    prog.instructions), "cycles"):
+        with pytest.raises(ProgramError, match="timing must be the TimingResult of this configuration "
+                                               "and these instructions"):
+            execute(prog, timing=bad)
+
+
 # -- word formats ------------------------------------------------------------------------------
 
 def test_word_format_round_trips():

@@ -143,6 +143,13 @@ def _generate(lc, model, cfg, prompts, steps, run=execute, interleave=False):
         # compiled ahead for placeholder tokens, then given the tokens and caches: the same program
         ahead = lc.retarget(lc.lower_step([0] * len(seqs), lengths, caches), [s[-1] for s in seqs], data)
         assert ahead.program.to_bytes() == cl.program.to_bytes()
+        if not progs[1:]:  # the Linears' streams re-emitted from the compiler's memo: the same program
+            memo, lc.linear_memo = lc.linear_memo, None
+            try:
+                assert memo and lc.lower_step([s[-1] for s in seqs], lengths, caches,
+                                              data).program.to_bytes() == cl.program.to_bytes()
+            finally:
+                lc.linear_memo = memo
         res = run(cl.program)
         assert res.ok and not res.races
         got = cl.logits(res)

@@ -109,6 +109,20 @@ def test_trace_may_replace_an_activation(model):
     assert cut.shape == ref.shape and not np.allclose(cut, ref, atol=1e-2)
 
 
+def test_forward_runs_on_one_blas_thread(model):
+    """Whatever the process's BLAS threads, the float model sums in one order (compiler/blas.py):
+    its results, and the calibration ranges taken from them, do not depend on the machine."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    inside = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        model.forward([504, 3575], trace=lambda layer, name, a: inside.append(threads()) and None)
+        assert threads() == {2}
+    assert inside and all(t == {1} for t in inside)
+
+
 def test_bad_input(model):
     with pytest.raises(ShapeError, match="49152 is out of range"):
         model.forward([1, 49152])

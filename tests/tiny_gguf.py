@@ -2,6 +2,8 @@
 projections and a Q8_0 tied embedding, as SmolLM2 ships), for tests that need whole decoder
 layers at shapes the tiny tile and its RTL can run."""
 
+import types
+
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 from gguf.quants import quantize
@@ -49,3 +51,14 @@ def write_tiny_llama(path, *, hidden=32, heads=1, kv_heads=1, ffn=64, vocab=40, 
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+class Letters:
+    """A stand-in tokenizer for the tiny checkpoints (they have none): the letters a..z are the
+    ids 0..25."""
+
+    def encode(self, text):
+        return types.SimpleNamespace(ids=[ord(c) - ord("a") for c in text])
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + i) if i < 26 else "?" for i in ids)
