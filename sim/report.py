@@ -106,7 +106,8 @@ def plot_unit_cycles(path, runs, *, timeline=None, title=None):
     for i, (label, st) in enumerate(runs.items()):
         values = [st["cycles"]] + [st["busy"][u] for u in units]
         bars = ax.barh(y + i * height - 0.4 + height / 2, values, height,
-                       color=["0.6"] + [_COLORS[u] for u in units], alpha=1.0 - 0.35 * i,
+                       color=["0.6"] + [_COLORS[u] for u in units],
+                       alpha=1.0 - 0.7 * i / max(len(runs) - 1, 2),  # 1.0 .. 0.3, any number of runs
                        edgecolor="black", linewidth=0.5, label=label)
         for bar, v in zip(bars, values):
             share = f" ({v / st['cycles']:.0%})" if st["cycles"] and bar is not bars[0] else ""

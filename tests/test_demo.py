@@ -247,3 +247,9 @@ def test_unit_status_forms():
         report.unit_status({"busy": [1]})
     with pytest.raises(report.ReportError, match="at least one run"):
         report.plot_unit_cycles("x.png", {})
+
+
+def test_unit_cycles_of_many_runs(tmp_path):
+    """A bar group per run, however many (a generation's steps)."""
+    runs = {f"step {i}": {"cycles": 100 + i, "busy": (50, 60 + i, 5, i)} for i in range(8)}
+    assert_png(report.plot_unit_cycles(tmp_path / "steps.png", runs))
