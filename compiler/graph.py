@@ -16,11 +16,14 @@ llama      attn_norm (RMS) -> q_proj, k_proj, v_proj -> rope_q, rope_k -> attent
            -> ffn_residual
 bert       q_proj, k_proj, v_proj -> attention -> o_proj -> attn_residual -> attn_norm (Layer)
            -> up_proj -> gelu -> down_proj -> ffn_residual -> ffn_norm (Layer)
+gpt        attn_norm (Layer) -> q_proj, k_proj, v_proj -> attention -> o_proj -> attn_residual
+           -> ffn_norm (Layer) -> up_proj -> gelu or relu -> down_proj -> ffn_residual
 =========  =====================================================================================
 
-Before the blocks: ``embed`` (a table lookup; BERT adds positions and its ``embed_norm``); after
-them: llama ``final_norm`` and ``lm_head`` (tied to the embedding), bert ``pool`` (mean over the
-tokens, then L2 normalisation, as sentence-transformers does).
+Before the blocks: ``embed`` (a table lookup; BERT and GPT add learned positions, BERT its
+``embed_norm``); after them: llama and gpt ``final_norm`` and ``lm_head`` (tied to the
+embedding), bert ``pool`` (mean over the tokens, then L2 normalisation, as sentence-transformers
+does).
 """
 
 from dataclasses import dataclass
@@ -30,8 +33,8 @@ from .model_config import ModelConfig, ModelError
 __all__ = ["OP_KINDS", "Op", "layer_graph", "linears"]
 
 #: Operator kinds.
-OP_KINDS = ("embed", "norm", "linear", "rope", "attention", "glu", "gelu", "residual", "lm_head",
-            "pool")
+OP_KINDS = ("embed", "norm", "linear", "rope", "attention", "glu", "gelu", "relu", "residual",
+            "lm_head", "pool")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Op:
     k : int
         Input features of a Linear (``K``) or the LM head; 0 for the others.
     bias : bool
-        A Linear with a bias (BERT).
+        A Linear with a bias (BERT, GPT).
     rms : bool
         A norm without mean and bias (RMSNorm).
     """
@@ -121,6 +124,33 @@ def _block_bert(c, i, x):
     ], p + "ffn_norm"
 
 
+def _block_gpt(c, i, x):
+    p = f"L{i}."
+    h = c.hidden
+
+    def op(name, kind, inputs, width, **kw):
+        return Op(p + name, kind, i, tuple(p + s if s != x else s for s in inputs), width, **kw)
+
+    act = "relu" if c.act == "relu" else "gelu"
+    return [
+        op("attn_norm", "norm", (x,), h),
+        op("q_proj", "linear", ("attn_norm",), h, k=h, bias=True),
+        op("k_proj", "linear", ("attn_norm",), h, k=h, bias=True),
+        op("v_proj", "linear", ("attn_norm",), h, k=h, bias=True),
+        op("attention", "attention", ("q_proj", "k_proj", "v_proj"), h),
+        op("o_proj", "linear", ("attention",), h, k=h, bias=True),
+        op("attn_residual", "residual", (x, "o_proj"), h),
+        op("ffn_norm", "norm", ("attn_residual",), h),
+        op("up_proj", "linear", ("ffn_norm",), c.ffn, k=h, bias=True),
+        op(act, act, ("up_proj",), c.ffn),
+        op("down_proj", "linear", (act,), h, k=c.ffn, bias=True),
+        op("ffn_residual", "residual", ("attn_residual", "down_proj"), h),
+    ], p + "ffn_residual"
+
+
+_BLOCKS = {"bert": _block_bert, "llama": _block_llama, "gpt": _block_gpt}
+
+
 def layer_graph(config, *, layers=None):
     """The operators of ``config`` (a :class:`ModelConfig`) in execution order (a tuple of
     :class:`Op`): the embedding, ``layers`` blocks (default all), then the head.
@@ -142,14 +172,14 @@ def layer_graph(config, *, layers=None):
     if bert:
         ops.append(Op("embed_norm", "norm", None, ("embed",), h))
         x = "embed_norm"
-    block = _block_bert if bert else _block_llama
+    block = _BLOCKS[config.family]
     for i in range(n):
         more, x = block(config, i, x)
         ops += more
     if bert:
         ops.append(Op("pool", "pool", None, (x,), h))
     else:
-        ops += [Op("final_norm", "norm", None, (x,), h, rms=True),
+        ops += [Op("final_norm", "norm", None, (x,), h, rms=config.family == "llama"),
                 Op("lm_head", "lm_head", None, ("final_norm",), config.vocab, k=h)]
     return tuple(ops)
 

@@ -9,6 +9,10 @@ BERT and LLaMA families) or from the metadata of a GGUF file (:meth:`ModelConfig
 |---|---|---|---|---|---|
 | ``bert`` | LayerNorm | after each residual add (post-norm) | learned, + token type 0 | GELU | yes |
 | ``llama`` | RMSNorm | before attention and FFN (pre-norm), and after the last block | RoPE | SwiGLU | no |
+| ``gpt`` | LayerNorm | before attention and FFN (pre-norm), and after the last block | learned | ``act`` | yes |
+
+``gpt`` covers GPT-2 / GPT-3 (``model_type`` ``gpt2``; ``act`` ``gelu_new``, the tanh GELU) and
+OPT (``model_type`` ``opt``; ``act`` ``relu``); their LM heads are tied to the token embedding.
 
 Every problem raises :class:`ModelError` naming the field.
 """
@@ -19,10 +23,12 @@ from pathlib import Path
 
 from mixpim.models.errors import MixpimError, parse_problem
 
-__all__ = ["ModelError", "ModelConfig", "FAMILIES"]
+__all__ = ["ModelError", "ModelConfig", "FAMILIES", "ACTIVATIONS"]
 
 #: Model families and their block structure (see the module docstring).
-FAMILIES = ("bert", "llama")
+FAMILIES = ("bert", "llama", "gpt")
+#: The FFN activation of each family (``gpt``: one of these, from the config).
+ACTIVATIONS = {"bert": ("gelu",), "llama": ("silu",), "gpt": ("gelu", "gelu_new", "relu")}
 
 
 class ModelError(MixpimError, ValueError):
@@ -43,8 +49,10 @@ class ModelConfig:
     norm_eps : float
         The norms' epsilon.
     rope_base : float
-        RoPE frequency base (``llama``; 0 for ``bert``). RoPE turns pairs ``(i, i + head_dim/2)``
+        RoPE frequency base (``llama``; 0 otherwise). RoPE turns pairs ``(i, i + head_dim/2)``
         of each head (the "neox" / Hugging Face order).
+    act : str
+        The FFN activation, one of :data:`ACTIVATIONS` of the family ("": the family's only one).
     """
 
     family: str
@@ -57,10 +65,17 @@ class ModelConfig:
     max_positions: int
     norm_eps: float
     rope_base: float = 0.0
+    act: str = ""
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ModelError(f"model family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        acts = ACTIVATIONS[self.family]
+        if self.act == "" and len(acts) == 1:
+            object.__setattr__(self, "act", acts[0])
+        if self.act not in acts:
+            raise ModelError(f"a {self.family} model's activation must be one of {', '.join(acts)}, "
+                             f"not {self.act!r}")
         for name in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "max_positions"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1 << 20:
@@ -95,7 +110,7 @@ class ModelConfig:
 
     @property
     def pre_norm(self):
-        return self.family == "llama"
+        return self.family != "bert"
 
     @classmethod
     def from_hf(cls, source):
@@ -150,8 +165,28 @@ class ModelConfig:
                        get("num_key_value_heads", heads), get("intermediate_size"), get("vocab_size"),
                        get("max_position_embeddings"), _float(get("rms_norm_eps"), "rms_norm_eps"),
                        _float(get("rope_theta", 10000.0), "rope_theta"))
+        if kind == "opt":
+            if not get("do_layer_norm_before", True):
+                raise ModelError(f"model config {where!r}: OPT with the norm after the blocks "
+                                 f"(do_layer_norm_before false) is not supported")
+            if get("word_embed_proj_dim", get("hidden_size")) != get("hidden_size"):
+                raise ModelError(f"model config {where!r}: OPT with an embedding projection "
+                                 f"(word_embed_proj_dim != hidden_size) is not supported")
+            if not get("enable_bias", True):
+                raise ModelError(f"model config {where!r}: OPT without biases is not supported")
+            heads = get("num_attention_heads")
+            return cls("gpt", get("num_hidden_layers"), get("hidden_size"), heads, heads, get("ffn_dim"),
+                       get("vocab_size"), get("max_position_embeddings"), 1e-5, 0.0,
+                       _act(get("activation_function"), where))
+        if kind == "gpt2":
+            h, heads = get("n_embd"), get("n_head")
+            inner = d.get("n_inner")
+            return cls("gpt", get("n_layer"), h, heads, heads, 4 * h if inner is None else inner,
+                       get("vocab_size"), get("n_positions"),
+                       _float(get("layer_norm_epsilon"), "layer_norm_epsilon"), 0.0,
+                       _act(get("activation_function"), where))
         raise ModelError(f"model config {where!r}: model_type {kind!r} is not supported "
-                         f"(supported: bert, llama)")
+                         f"(supported: bert, llama, opt, gpt2)")
 
     @classmethod
     def from_gguf(cls, metadata):
@@ -179,6 +214,13 @@ class ModelConfig:
             raise ModelError(f"partial RoPE (dimension {rope_dim} of head dimension {cfg.head_dim}) "
                              f"is not supported")
         return cfg
+
+
+def _act(v, where):
+    if v not in ACTIVATIONS["gpt"]:
+        raise ModelError(f"model config {where!r}: activation {v!r} is not supported (supported: "
+                         f"{', '.join(ACTIVATIONS['gpt'])})")
+    return v
 
 
 def _float(v, name):
