@@ -359,29 +359,15 @@ def cmd_embed(args):
     return 0 if all(e.rtl is None or e.rtl.ok for e in out) else 1
 
 
-#: Largest ``--batch-file`` read (bytes).
-BATCH_FILE_MAX = 1 << 20
-
-
 def _batch_prompts(args):
     """The prompts of ``generate``: PROMPT, or the lines of ``--batch-file`` (blank lines skipped)."""
     if (args.prompt is None) == (args.batch_file is None):
         raise CliError("give a PROMPT or --batch-file FILE (one prompt per line), not both or neither")
     if args.prompt is not None:
         return [args.prompt]
+    from .inputs import read_text_input
     path = args.batch_file
-    try:
-        with open(path, "rb") as f:
-            data = f.read(BATCH_FILE_MAX + 1)
-    except OSError as e:
-        raise CliError(f"cannot read batch file {path!r}: {e.strerror or e}") from None
-    if len(data) > BATCH_FILE_MAX:
-        raise CliError(f"batch file {path!r} is larger than {BATCH_FILE_MAX} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CliError(f"batch file {path!r} is not UTF-8 (byte {e.start})") from None
-    prompts = [line for line in text.splitlines() if line.strip()]
+    prompts = [line for line in read_text_input(path, "batch file").splitlines() if line.strip()]
     if not prompts:
         raise CliError(f"batch file {path!r} holds no prompts")
     return prompts
