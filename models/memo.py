@@ -7,10 +7,11 @@ memo of one ``store`` is a dict per configuration; it starts again when it grows
 
 __all__ = ["MEMO_ENTRIES", "MEMO_CONFIGS", "config_memo"]
 
-#: Entries of one configuration's memo before it is emptied.
-MEMO_ENTRIES = 1 << 18
+#: Entries of one configuration's memo before it is emptied (a SmolLM2 decode step has about
+#: 33,000 distinct instruction words).
+MEMO_ENTRIES = 1 << 17
 #: Configurations one store keeps before it is emptied.
-MEMO_CONFIGS = 16
+MEMO_CONFIGS = 4
 
 
 def config_memo(store, config):

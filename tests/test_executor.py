@@ -472,6 +472,8 @@ def test_a_timing_computed_elsewhere_is_used_only_for_its_own_program():
     given = execute(prog, timing=t)
     assert given.status == full.status and given.timing is t
     assert np.array_equal(given.dram, full.dram) and given.races == full.races
+    words = [i.encode() for i in prog.instructions]  # raw words: the timing holds them decoded
+    assert run(cfg, words, prog.segments, timing=simulate(cfg, words)).status == full.status
     other = Program(cfg, prog.instructions[1:])
     for bad in (simulate(cfg, other.instructions), simulate(cfg.replace(queue_depth=cfg.queue_depth + 1),
                                                                     prog.instructions), "cycles"):
