@@ -30,7 +30,7 @@ import numpy as np
 
 from .config import TileConfig
 from .errors import ShapeError
-from .isa import ErrorCode, Instruction, Opcode, Spad
+from .isa import ErrorCode, Opcode, Spad
 from .mixpe import ArrayParams, GroupedOperand, fp16_values, gemm_values
 from .numerics import wrap
 from .pim import PIM_OPS, PimState, apply_pim
@@ -378,7 +378,7 @@ def run(config, instructions, segments=(), *, timing_only=False, check_races=Tru
     end the run with ``ILLEGAL_OPCODE`` / ``BAD_FIELD`` when the dispatcher reaches them)."""
     if not isinstance(config, TileConfig):
         raise ProgramError(f"config must be a TileConfig, not {type(config).__name__}")
-    if timing is not None and not _timing_of(timing, config, instructions):
+    if timing is not None and not (isinstance(timing, TimingResult) and timing.of(config, instructions)):
         raise ProgramError("timing must be the TimingResult of this configuration and these instructions")
     mem = None if timing_only else _Memory(config, segments)
     if timing is None:
@@ -398,19 +398,6 @@ def run(config, instructions, segments=(), *, timing_only=False, check_races=Tru
                   dram=None if mem is None else mem.dram,
                   spads=None if mem is None else mem.spads,
                   outputs=outputs, races=races)
-
-
-def _timing_of(timing, config, instructions):
-    """Whether ``timing`` is :func:`simulate` of ``config`` and ``instructions`` (whose raw words
-    it holds decoded where the dispatcher reached them)."""
-    if not isinstance(timing, TimingResult) or timing.config != config:
-        return False
-    insts = tuple(instructions)
-    if timing.instructions == insts:
-        return True
-    return len(timing.instructions) == len(insts) and all(
-        a == b or type(b) is int and isinstance(a, Instruction) and a.encode() == b
-        for a, b in zip(timing.instructions, insts))
 
 
 class _Memory:

@@ -312,6 +312,16 @@ class TimingResult:
     def ok(self):
         return self.error == ErrorCode.OK
 
+    def of(self, config, instructions):
+        """Whether this is :func:`simulate` of ``config`` and ``instructions`` (whose raw words
+        it holds decoded where the dispatcher reached them)."""
+        if self.config != config:
+            return False
+        insts = tuple(instructions)
+        return self.instructions == insts or len(self.instructions) == len(insts) and all(
+            a == b or type(b) is int and isinstance(a, Instruction) and a.encode() == b
+            for a, b in zip(self.instructions, insts))
+
     def utilization(self, unit=Unit.GEMM):
         """``busy[unit] / cycles``."""
         return self.busy[unit] / self.cycles if self.cycles else 0.0
