@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from mixpim.models.errors import MixpimError
 from mixpim.models.footprint import SpadAccess, footprint
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad
-from mixpim.models.memo import config_memo
+from mixpim.models.memo import config_memo, remembered
 from mixpim.models.program import Program
 from mixpim.models.tile_timing import simulate
 from mixpim.models.units import DRAM_UNITS
@@ -77,11 +77,8 @@ class Emitter:
 
     def _plan(self, inst, fence):
         """Plan ``inst``'s tokens and append it (after the SYNCs a strict planner put first)."""
-        known = self._footprints.get(inst)  # (format, footprint): a test may change the table
-        if known is None or known[0] is not inst.format:
-            known = self._footprints[inst] = (inst.format, footprint(self.config, inst,
-                                                                     dram=inst.unit in _DRAM_UNITS))
-        fp = known[1]
+        fp = remembered(self._footprints, inst,
+                        lambda: footprint(self.config, inst, dram=inst.unit in _DRAM_UNITS))
         pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
         if pc > len(self.body):
             self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))

@@ -6,10 +6,11 @@ emitted one after the other overlap only at their seam. To overlap whole kernels
 instructions are *recorded* (:func:`~.record.record`: the kernels emit into a
 :class:`~.record.Recorder` instead of the program's emitter) and then *merged* (:func:`merge`):
 a stream's instructions keep their order, the two streams alternate in proportion to their
-lengths, and the emitter plans the tokens of the merged order as of any program (docs/compiler.md, "Sub-batch interleaving"). Kernels whose
-streams overlap must not share scratchpad words or DRAM workspaces, or the tokens serialize them
-again: :class:`SplitSpads` gives the NPU kernels the low words of ACT and ACC and decode attention
-the words above (and VPARAM slots of its own); workspaces are named per sub-batch.
+lengths, and the emitter plans the tokens of the merged order as of any program
+(docs/compiler.md, "Sub-batch interleaving"). Kernels whose streams overlap must not share
+scratchpad words or DRAM workspaces, or the tokens serialize them again: :class:`SplitSpads`
+gives the NPU kernels the low words of ACT and ACC and decode attention the words above (and
+VPARAM slots of its own); workspaces are named per sub-batch.
 """
 
 from dataclasses import dataclass

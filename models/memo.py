@@ -5,7 +5,7 @@ the step before), so the facts derived from one instruction (its dispatch facts 
 model, its footprint in the token pass) are worth keeping from one program to the next. The
 memo of one ``store`` is a dict per configuration; it starts again when it grows too large."""
 
-__all__ = ["MEMO_ENTRIES", "MEMO_CONFIGS", "config_memo"]
+__all__ = ["MEMO_ENTRIES", "MEMO_CONFIGS", "config_memo", "remembered"]
 
 #: Entries of one configuration's memo before it is emptied (a SmolLM2 decode step has about
 #: 33,000 distinct instruction words).
@@ -24,3 +24,13 @@ def config_memo(store, config):
     elif len(memo) >= MEMO_ENTRIES:
         memo.clear()
     return memo
+
+
+def remembered(memo, inst, make):
+    """``make()``, the fact of the Instruction ``inst``, kept in ``memo`` (a :func:`config_memo`)
+    with the instruction's format: equal instructions of another format object (a test may swap
+    the format table) are made again."""
+    known = memo.get(inst)
+    if known is None or known[0] is not inst.format:
+        known = memo[inst] = (inst.format, make())
+    return known[1]

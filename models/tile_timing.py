@@ -27,7 +27,7 @@ from .config import TileConfig
 from .dram_timing import DramTiming, dma_cycles
 from .errors import ConfigError
 from .footprint import footprint
-from .memo import config_memo
+from .memo import config_memo, remembered
 from .isa import (WORD_BITS, DecodeError, ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc,
                   VecFunc, decode)
 from .mixpe import ArrayParams
@@ -518,9 +518,7 @@ def simulate(config, instructions):
                         if p is None:
                             p = seen[word] = Dispatch.of(cfg, word)
                     else:
-                        p = known.get(word)
-                        if p is None or p.inst.format is not word.format:  # (a test's format table)
-                            p = known[word] = Dispatch.of(cfg, word)
+                        p = remembered(known, word, lambda: Dispatch.of(cfg, word))
                     prepared[pc] = p
                 kind = p.kind
                 if kind is UNIT:
