@@ -332,18 +332,12 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
 
     for g in range(kv_heads):
         # 1. append the new key and value of every request
-        for kind, at, src in (("k", kn, k_new), ("v", vn, v_new)):
-            b.load(Spad.ACT, at, src.addr(cfg, 0, g * hd), hd, comment=f"new {kind.upper()}, KV head {g}")
-            for mem in slots:
-                ch0 = (first + mem[0]) % nch
-                b.op("PIM_GBUF", ch=ch0, chans=len(mem), gaddr=0, act_addr=at, len=hd, lane=mem[0],
-                     comment=f"KV head {g} slot {(first + mem[0]) // nch}: new {kind.upper()}")
-                for i in mem:
-                    ch, bank, row, col = cache.where(first + i, g, kind, lengths[i])
-                    b.op("PIM_WRITE", ch=ch, chans=1, bank=bank, row=row, col=col, gaddr=0, len=hd)
+        with b.operator("kv_append"):
+            _append(b, cache, g, first, slots, kn, vn, k_new, v_new, lengths)
         for h in range(g * group, (g + 1) * group):
-            b.load(Spad.VPARAM, kp, soft_at + h * chunk * 4, chunk, comment=f"score multipliers, head {h}")
-            b.load(Spad.ACT, qa, q.addr(cfg, 0, h * hd), hd, comment=f"queries of head {h}")
+            with b.operator("attn_score"):
+                b.load(Spad.VPARAM, kp, soft_at + h * chunk * 4, chunk, comment=f"score multipliers, head {h}")
+                b.load(Spad.ACT, qa, q.addr(cfg, 0, h * hd), hd, comment=f"queries of head {h}")
             for mem, rows_s in zip(slots, srows):
                 _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p_words,
                       o_hi, o_lo, kp, vp, chunk, zeros, pim)
@@ -359,6 +353,20 @@ def decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, kv_
                 b.store_act(o, out, 0, h * hd + f * c, c, comment=f"context, head {h} block {f}")
 
 
+def _append(b, cache, g, first, slots, kn, vn, k_new, v_new, lengths):
+    """Step 1: the new key and value of every request into KV head g's cache rows."""
+    cfg, hd, nch = b.cfg, cache.head_dim, b.cfg.dram_channels
+    for kind, at, src in (("k", kn, k_new), ("v", vn, v_new)):
+        b.load(Spad.ACT, at, src.addr(cfg, 0, g * hd), hd, comment=f"new {kind.upper()}, KV head {g}")
+        for mem in slots:
+            ch0 = (first + mem[0]) % nch
+            b.op("PIM_GBUF", ch=ch0, chans=len(mem), gaddr=0, act_addr=at, len=hd, lane=mem[0],
+                 comment=f"KV head {g} slot {(first + mem[0]) // nch}: new {kind.upper()}")
+            for i in mem:
+                ch, bank, row, col = cache.where(first + i, g, kind, lengths[i])
+                b.op("PIM_WRITE", ch=ch, chans=1, bank=bank, row=row, col=col, gaddr=0, len=hd)
+
+
 def _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_lo, p_words, o_hi, o_lo,
           kp, vp, chunk, zeros, pim):
     """Steps 2-4 (module doc) of query head h for the lanes ``mem`` (requests ``first + mem``) of
@@ -369,14 +377,35 @@ def _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_l
     s, ch = divmod(first + lane, cfg.dram_channels)
     kbase, vbase = cache.first_row(s, g, "k"), cache.first_row(s, g, "v")
     # 2. scores
-    b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=qa, len=cache.head_dim, lane=lane,
-         comment=f"head {h} slot {s}: queries")
-    for rg in range(rows_s):
-        b.op("PIM_GEMV", ch=ch, chans=chans, row=kbase + rg, col=0, gaddr=0, len=cache.head_dim,
-             n=geo.per_bank, res=0, **pim, comment=f"scores, row group {rg}")
-        b.op("PIM_READ", ch=ch, chans=chans, res=0, n=geo.per_bank, acc_addr=sa + rg * geo.group // c,
-             chan_stride=s_words, word_stride=1, **pim)
+    with b.operator("attn_score"):
+        b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=qa, len=cache.head_dim, lane=lane,
+             comment=f"head {h} slot {s}: queries")
+        for rg in range(rows_s):
+            b.op("PIM_GEMV", ch=ch, chans=chans, row=kbase + rg, col=0, gaddr=0, len=cache.head_dim,
+                 n=geo.per_bank, res=0, **pim, comment=f"scores, row group {rg}")
+            b.op("PIM_READ", ch=ch, chans=chans, res=0, n=geo.per_bank, acc_addr=sa + rg * geo.group // c,
+                 chan_stride=s_words, word_stride=1, **pim)
     # 3. softmax of each request into two digit planes
+    with b.operator("softmax"):
+        _softmax(b, mem, counts, rows_s, geo, sa, s_words, p_hi, p_lo, p_words, kp, vp, chunk, zeros)
+    # 4. P V, one pass per digit
+    for pa, oa, d in ((p_hi, o_hi, "hi"), (p_lo, o_lo, "lo")):
+        for rg in range(rows_s):
+            # the first pass waits for the whole digit plane: one VEC->PIM token per plane, not
+            # one per row group (more than a token counter holds while the VEC runs ahead)
+            fence = (("ACT", pa, chans * p_words),) if rg == 0 else ()
+            b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=pa + rg * geo.group // r,
+                 len=geo.group, packed=1, act_stride=p_words, fence=fence,
+                 comment=f"P {d}, row group {rg}")
+            b.op("PIM_GEMV", ch=ch, chans=chans, row=vbase + rg, col=0, gaddr=0, len=cache.head_dim,
+                 n=geo.per_bank, res=0, bcast=1, accumulate=int(rg > 0), **pim)
+        b.op("PIM_READ", ch=ch, chans=chans, res=0, n=cache.head_dim, reduce=1, acc_addr=oa + lane,
+             chan_stride=1, word_stride=r, **pim, comment=f"head {h} slot {s}: P {d} V")
+
+
+def _softmax(b, mem, counts, rows_s, geo, sa, s_words, p_hi, p_lo, p_words, kp, vp, chunk, zeros):
+    """Step 3: the softmax of each request of ``mem`` into two digit planes."""
+    r, c = b.cfg.rows, b.cfg.cols
     used = rows_s * geo.group // r  # packed words the P V passes read
     for j, i in enumerate(mem):
         n = counts[i]
@@ -393,16 +422,3 @@ def _slot(b, cache, g, first, mem, rows_s, counts, h, qa, sa, s_words, p_hi, p_l
         if valid < used:
             for pa in (p_hi, p_lo):
                 b.load(Spad.ACT, pa + j * p_words + valid, zeros, used - valid, comment="P padding: zeros")
-    # 4. P V, one pass per digit
-    for pa, oa, d in ((p_hi, o_hi, "hi"), (p_lo, o_lo, "lo")):
-        for rg in range(rows_s):
-            # the first pass waits for the whole digit plane: one VEC->PIM token per plane, not
-            # one per row group (more than a token counter holds while the VEC runs ahead)
-            fence = (("ACT", pa, chans * p_words),) if rg == 0 else ()
-            b.op("PIM_GBUF", ch=ch, chans=chans, gaddr=0, act_addr=pa + rg * geo.group // r,
-                 len=geo.group, packed=1, act_stride=p_words, fence=fence,
-                 comment=f"P {d}, row group {rg}")
-            b.op("PIM_GEMV", ch=ch, chans=chans, row=vbase + rg, col=0, gaddr=0, len=cache.head_dim,
-                 n=geo.per_bank, res=0, bcast=1, accumulate=int(rg > 0), **pim)
-        b.op("PIM_READ", ch=ch, chans=chans, res=0, n=cache.head_dim, reduce=1, acc_addr=oa + lane,
-             chan_stride=1, word_stride=r, **pim, comment=f"head {h} slot {s}: P {d} V")

@@ -7,6 +7,7 @@ tokens order every conflict, never deadlock and never overflow). Token pairs the
 prove overflow-free are checked once on the cycle model when the program is built.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from mixpim.models.errors import MixpimError
@@ -41,11 +42,17 @@ class Emitter:
         The unit instructions emitted, without tokens (:meth:`instructions` adds them and HALT).
     comments : dict
         ``{pc: comment}`` for the listing.
+    label : str
+        The operator the next instructions belong to (performance reports; :meth:`operator`).
+    labels : list of str
+        Each body instruction's operator (a SYNC the planner inserts takes the next one's).
     """
 
     config: object
     body: list = field(default_factory=list)
     comments: dict = field(default_factory=dict)
+    label: str = ""
+    labels: list = field(default_factory=list)
 
     def __post_init__(self):
         self.planner = TokenPlanner(self.config)
@@ -63,27 +70,39 @@ class Emitter:
         recording an access (one wait covering buffers that later instructions will write)."""
         return self.append(Instruction(opcode, **fields), fence=fence, comment=comment)
 
-    def append(self, inst, *, fence=(), comment=""):
-        """:meth:`emit` of a built unit instruction ``inst`` (without tokens)."""
+    def append(self, inst, *, fence=(), comment="", label=None):
+        """:meth:`emit` of a built unit instruction ``inst`` (without tokens); ``label`` its
+        operator (default :attr:`label`)."""
         if fence:
             fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
                           for space, lo, n in fence)
-        pc = self._plan(inst, fence)
+        pc = self._plan(inst, fence, self.label if label is None else label)
         if fence:
             self._fences[pc] = fence
         if comment:
             self.comments[pc] = comment
         return pc
 
-    def _plan(self, inst, fence):
+    def _plan(self, inst, fence, label):
         """Plan ``inst``'s tokens and append it (after the SYNCs a strict planner put first)."""
         fp = remembered(self._footprints, inst,
                         lambda: footprint(self.config, inst, dram=inst.unit in _DRAM_UNITS))
         pc = self.planner.add(inst.unit, fp.spads, dram=fp.dram, fence=fence)
         if pc > len(self.body):
             self.body.extend([Instruction(Opcode.SYNC)] * (pc - len(self.body)))
+            self.labels.extend([label] * (pc - len(self.labels)))
         self.body.append(inst)
+        self.labels.append(label)
         return pc
+
+    @contextmanager
+    def operator(self, name):
+        """Inside the block, instructions belong to the operator ``name``."""
+        outer, self.label = self.label, name
+        try:
+            yield
+        finally:
+            self.label = outer
 
     # -- the four unit instructions -------------------------------------------------------------
 
@@ -128,15 +147,19 @@ class Emitter:
 
     def _replan(self):
         """Plan every token again with a strict planner (SYNCs where the static argument fails)."""
-        body, fences, comments = self.body, self._fences, self.comments
-        self.body, self._fences, self.comments = [], {}, {}
+        body, fences, comments, labels = self.body, self._fences, self.comments, self.labels
+        self.body, self._fences, self.comments, self.labels = [], {}, {}, []
         self.planner = TokenPlanner(self.config, strict=True)
         for old, inst in enumerate(body):  # unit instructions only: emit() makes no SYNC
-            pc = self._plan(inst, fences.get(old, ()))
+            pc = self._plan(inst, fences.get(old, ()), labels[old])
             if old in fences:
                 self._fences[pc] = fences[old]
             if old in comments:
                 self.comments[pc] = comments[old]
+
+    def operators(self):
+        """Each instruction's operator (:attr:`labels`), aligned with :meth:`instructions`."""
+        return tuple(self.labels) + ("",)
 
     def program(self, segments=(), symbols=None):
         self.verify_tokens()

@@ -32,7 +32,7 @@ def merge(b, first, second):
             c, i = first[i], i + 1
         else:
             c, j = second[j], j + 1
-        b.em.append(c.inst, fence=c.fence, comment=c.comment)
+        b.em.append(c.inst, fence=c.fence, comment=c.comment, label=c.label)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from mixpim.models.isa import Spad
 from .decode_attention import KVCache
 from .emit import CompileError
 
-__all__ = ["layer_caches", "cache_prompt"]
+__all__ = ["layer_caches", "block_caches", "flat_caches", "cache_prompt"]
 
 
 def layer_caches(cfg, model_config, *, batch, capacity):
@@ -27,6 +27,33 @@ def layer_caches(cfg, model_config, *, batch, capacity):
         caches.append(c)
         row = c.end_row
     return caches
+
+
+def block_caches(cfg, model_config, capacities, *, layers=None):
+    """Per block of ``model_config`` (the first ``layers``, default all) a tuple of
+    :class:`KVCache` s, one per request block of ``rows`` requests (the last may be smaller), the
+    j-th holding ``capacities[j]`` tokens per request: a decode step of more requests than the
+    array has rows (:meth:`~.llama_decoder.LlamaCompiler.lower_step`). ``capacities`` gives one
+    capacity per request, grouped here into blocks (each block takes its largest)."""
+    r = cfg.rows
+    caps = [int(c) for c in capacities]
+    sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
+    n = model_config.layers if layers is None else layers
+    out, row = [], 0
+    for _ in range(n):
+        blocks = []
+        for j, size in enumerate(sizes):
+            c = KVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads, head_dim=model_config.head_dim,
+                               capacity=max(caps[j * r:j * r + size]), base_row=row)
+            blocks.append(c)
+            row = c.end_row
+        out.append(tuple(blocks))
+    return out
+
+
+def flat_caches(caches):
+    """Every :class:`KVCache` of ``caches`` (each a cache or a tuple of them), in order."""
+    return [c for layer in caches for c in (layer if isinstance(layer, tuple) else (layer,))]
 
 
 def cache_prompt(b, reg, k, v, cache, request):

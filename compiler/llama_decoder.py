@@ -33,9 +33,9 @@ from mixpim.models.vector import pack_vparam
 from .decode_attention import decode_attention
 from .emit import CompileError
 from .gguf_checkpoint import Q4_1Weights
-from .llama_cache import cache_prompt
+from .llama_cache import cache_prompt, flat_caches
 from .llama_interleave import build_interleaved
-from .llama_kernels import RopePair, glu_epilogue, rope_epilogue, rope_words
+from .llama_kernels import RopeLayout, RopePair, glu_epilogue, rope_epilogue, rope_words
 from .model_build import ModelBuild
 from .model_kernels import (NormParams, PackedLinear, Regions, TileOut, epilogue, linear_acc, norm_words,
                             pack_linear, residual_image, residual_norm, residual_units, start_program,
@@ -97,7 +97,8 @@ class CompiledLlama:
     LM head, a tuple of them whose rows follow each other (sub-batches), or None), ``lm_head``
     (its QuantizedWeights), ``tokens``, ``vocab``; ``hidden_at``
     the residual stream after the last compiled block (:class:`~.model_build.ResTensor`) in
-    units of ``2**-res_frac``."""
+    units of ``2**-res_frac``; ``operators``: each instruction's operator (the layer graph's
+    names: ``qkv_proj`` is q, k and v; performance reports)."""
 
     program: object
     logits_at: object
@@ -106,6 +107,7 @@ class CompiledLlama:
     vocab: int
     hidden_at: object = None
     res_frac: int = 0
+    operators: tuple = ()
 
     def hidden(self, result):
         """The residual stream (tokens, hidden) float64 after the last compiled block (before
@@ -136,10 +138,12 @@ class LlamaCompiler:
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = residual_units(ranges.residual)
         w = model.weights
-        self.inv_freq = mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd)
+        self.rope = RopeLayout.of(cfg, self.hd)
+        self.inv_freq = self.rope.freqs(mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd))
         self.blocks = [self._block(i, w.blocks[i], ranges.blocks[i]) for i in range(mc.layers)]
         self.final_norm = self._norm_words(w.norm)
         e = w.source.quantized("token_embd.weight")
+        self.head_copies = PLANES  # the LM head reads the final norm's output in two planes
         self.lm_head = pack_linear(cfg, planes_of_codes(e.q.astype(np.int64) + 128, np.full(e.d.shape, 128),
                                                         e.d, cfg.group, cfg.scale_bits))
 
@@ -175,24 +179,28 @@ class LlamaCompiler:
         cfg, mc, hd = self.cfg, self.mc, self.hd
         w = self.model.weights
         group = mc.heads // mc.kv_heads
-        q4 = [w.quantized(i, n) for n in ("wq", "wk", "wv")]
-        qkv = _rows_q4_1(q4).to_quantized(cfg.scale_bits)
-        # per output feature: its pair partner within the head and its output scale
         h, kvw = mc.hidden, mc.kv_width
+        # the output rows in RoPE's order (llama_kernels.RopeLayout): queries, keys, then values
+        order = np.concatenate([self.rope.perm(h), h + self.rope.perm(kvw), np.arange(h + kvw, h + 2 * kvw)])
+        q4 = _rows_q4_1([w.quantized(i, n) for n in ("wq", "wk", "wv")])
+        qkv = Q4_1Weights(q4.d[order], q4.m[order], q4.q[order]).to_quantized(cfg.scale_bits)
+        # per output feature: its pair partner within the head and its output scale
         half = hd // 2
         idx = np.arange(h + 2 * kvw)
         within = idx % hd
-        partner = np.where(idx < h + kvw, idx - within + (within + half) % hd, idx)
+        where = np.argsort(order)  # feature -> output row
+        partner = where[np.where(idx < h + kvw, idx - within + (within + half) % hd, idx)][order]
         s_k = np.concatenate([rg.k, rg.k], axis=1).reshape(-1) / 127        # (kv_width,) per pair
         s_k = np.where(s_k > 0, s_k, 1.0)
         s_v = np.where(rg.v.reshape(-1) > 0, rg.v.reshape(-1) / 127, 1.0)
         s_kq = np.repeat(s_k.reshape(mc.kv_heads, hd), group, axis=0).reshape(-1)  # per query feature
         scale = np.concatenate([s_kq / math.sqrt(hd) * 2.0 ** FIX, 1 / s_k, 1 / s_v])
+        scale = scale[order]
         qkv_params = _blocks(cfg, *acc_multipliers(qkv, scale), partner)
         # a decode step's queries go to PIM as INT8: q * s_k in units of the head's q_scale
         q_scale = np.where(rg.q_folded > 0, rg.q_folded / 127, 1.0)
         step = scale.copy()
-        step[:h] = s_kq / np.repeat(q_scale, hd)
+        step[:h] = (s_kq / np.repeat(q_scale, hd))[order[:h]]
         step_params = _blocks(cfg, *acc_multipliers(qkv, step), partner)
         o = w.quantized(i, "wo").to_quantized(cfg.scale_bits)
         gu = _rows_q4_1([w.quantized(i, "w_gate"), w.quantized(i, "w_up")]).to_quantized(cfg.scale_bits)
@@ -225,7 +233,7 @@ class LlamaCompiler:
         caches so far (e.g. other requests' prompts, ``KVCache.segment(result.dram)``)."""
         if logits not in ("all", "last", "none"):
             raise CompileError(f"logits must be 'all', 'last' or 'none', not {logits!r}")
-        ids = self.model.check_ids(ids, 0)
+        ids = self.check_ids(ids, 0)
         n_layers = self._layers(layers)
         kv = None if caches is None else _Kv(caches, request, None)
         return self._build(ids, np.arange(len(ids)), n_layers, logits, tune, kv, cache_data)
@@ -238,16 +246,20 @@ class LlamaCompiler:
         ``cache_data``), which gain the new keys and values; the logits of every request
         (:meth:`CompiledLlama.logits`), or none (``logits="none"``, as in :meth:`lower`).
         ``interleave``: split the batch in two and overlap one sub-batch's NPU work with the
-        other's attention on PIM (:mod:`.llama_interleave`; at least 2 requests, ``logits="all"``)."""
+        other's attention on PIM (:mod:`.llama_interleave`; at least 2 requests, ``logits="all"``).
+        A batch of more than ``rows`` requests runs in request blocks of ``rows``, each with its
+        own cache: a block's ``caches`` entry is then a tuple of them (:func:`~.llama_cache.block_caches`)."""
         if logits not in ("all", "none"):
             raise CompileError(f"a decode step's logits must be 'all' or 'none', not {logits!r}")
         ids = np.asarray(ids)
         lengths = [int(n) for n in lengths]
-        if ids.ndim != 1 or len(ids) != len(lengths) or not 1 <= len(ids) <= self.cfg.rows:
-            raise CompileError(f"a decode step takes 1..{self.cfg.rows} requests, one id and one "
+        r = self.cfg.rows
+        most = r * len(caches[0]) if caches and isinstance(caches[0], tuple) else r
+        if ids.ndim != 1 or len(ids) != len(lengths) or not 1 <= len(ids) <= most:
+            raise CompileError(f"a decode step takes 1..{most} requests, one id and one "
                                f"length each (got {ids.shape} ids, {len(lengths)} lengths)")
         for i, n in zip(ids, lengths):  # each request adds one position to its own cache
-            self.model.check_ids([i], n)
+            self.check_ids([i], n)
         if interleave:
             if logits != "all":
                 raise CompileError("an interleaved decode step computes the logits (logits='all')")
@@ -256,7 +268,7 @@ class LlamaCompiler:
             if len(caches) != n_layers:
                 raise CompileError(f"{len(caches)} KV caches for {n_layers} compiled blocks")
             b, y = build_interleaved(self, ids, lengths, kv, cache_data, n_layers, tune)
-            return CompiledLlama(b.program(), y, self.lm_head.qw, len(ids), self.mc.vocab)
+            return self._compiled(b, y, len(ids), None)
         return self._build(ids, np.array(lengths), self._layers(layers), logits, tune,
                            _Kv(caches, None, lengths), cache_data)
 
@@ -267,15 +279,29 @@ class LlamaCompiler:
         are known (the host writes their embedding rows, as for any step)."""
         prog = compiled.program
         base = prog.symbols.get("embed")
-        ids = self.model.check_ids(ids, 0)
+        ids = self.check_ids(ids, 0)
         if base is None or len(ids) != compiled.tokens:
             raise CompileError(f"retarget takes a plain decode step and {compiled.tokens} ids, not "
                                f"{len(ids)}")
-        image = residual_image(self.cfg, self.model.weights.embed[ids], self.res_frac)
+        image = self.embed_image(ids)
         segs = [Segment("dram", base, image) if s.target == "dram" and s.base == base else s
                 for s in prog.segments]
         return dataclasses.replace(compiled, program=dataclasses.replace(
             prog, segments=tuple(cache_data) + tuple(segs)))
+
+    def check_ids(self, ids, start):
+        """``ids`` as an array, checked to continue ``start`` cached positions."""
+        return self.model.check_ids(ids, start)
+
+    def embed_image(self, ids):
+        """The residual stream's DRAM image of the embedding rows of ``ids``."""
+        return residual_image(self.cfg, self.model.weights.embed[ids], self.res_frac)
+
+    def _compiled(self, b, logits_at, m, res):
+        """The :class:`CompiledLlama` of the program built in ``b``."""
+        prog = b.program()
+        return CompiledLlama(prog, logits_at, None if logits_at is None else self.lm_head.qw, m,
+                             self.mc.vocab, res, self.res_frac, b.em.operators())
 
     def _layers(self, layers):
         n = len(self.blocks) if layers is None else layers
@@ -290,34 +316,38 @@ class LlamaCompiler:
         if kv is not None:
             if len(kv.caches) != n_layers:
                 raise CompileError(f"{len(kv.caches)} KV caches for {n_layers} compiled blocks")
-            for c in kv.caches:
+            for c in flat_caches(kv.caches):
                 c.attach(b)
             b.segments.extend(cache_data)
         start_program(b)
-        res = b.res("embed", m, d, residual_image(cfg, self.model.weights.embed[ids], self.res_frac))
+        res = b.res("embed", m, d, self.embed_image(ids))
         table = rope_words(cfg, positions, self.inv_freq)
         table_at = b.region("rope", len(table), cfg.act_word_bytes, table)
         norm = self._norm(b, "l0.norm1", self.blocks[0].norm1) if n_layers else None
         x = b.act("x0", m, d)
         if n_layers:
-            residual_norm(b, self.reg, res, norm, x, res)
+            with b.operator("attn_norm"):
+                residual_norm(b, self.reg, res, norm, x, res)
         for i in range(n_layers):
             last = i == n_layers - 1
             nxt = (self._norm(b, "final_norm", self.final_norm) if last
                    else self._norm(b, f"l{i + 1}.norm1", self.blocks[i + 1].norm1))
-            x, res = self._layer(b, i, x, res, table_at, nxt, PLANES if last else 1, tune, kv)
+            x, res = self._layer(b, i, x, res, table_at, nxt, self.head_copies if last else 1, tune, kv,
+                                 "final_norm" if last else "attn_norm")
         if logits == "none":
-            return CompiledLlama(b.program(), None, None, m, mc.vocab, res, self.res_frac)
+            return self._compiled(b, None, m, res)
         if not n_layers:
-            x = b.act("x_final", m, d, PLANES)
-            residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
+            x = b.act("x_final", m, d, self.head_copies)
+            with b.operator("final_norm"):
+                residual_norm(b, self.reg, res, self._norm(b, "final_norm", self.final_norm), x, res)
         if logits == "last":  # the last token block's rows of the final norm's output
             last = (m - 1) // cfg.rows
             x = dataclasses.replace(x, base=x.addr(cfg, last), m=m - last * cfg.rows)
-        y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
-        return CompiledLlama(b.program(), y, self.lm_head.qw, m, mc.vocab, res, self.res_frac)
+        with b.operator("lm_head"):
+            y = linear_acc(b, "lm_head", x, self.lm_head, out="logits", tune=tune)
+        return self._compiled(b, y, m, res)
 
-    def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv):
+    def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv, next_op):
         mc, hd, B = self.mc, self.hd, self.blocks[i]
         m, h, kvw, p = x.m, mc.hidden, mc.kv_width, f"l{i}"
         step = kv is not None and kv.lengths is not None
@@ -329,43 +359,45 @@ class LlamaCompiler:
             ctx = b.act("ctx", m, h)
             v = self._values(b, y, prm, b.direct("v", m, kvw), True)
             soft = soft_words(m)
-            prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd,
-                              kv_heads=mc.kv_heads, causal=True,
-                              soft=b.region(f"{p}.soft", len(soft), 4, soft),
-                              ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
+            with b.operator("attn_context"):
+                prefill_attention(b, self.reg, q, k, v, ctx, heads=mc.heads, head_dim=hd,
+                                  kv_heads=mc.kv_heads, causal=True,
+                                  soft=b.region(f"{p}.soft", len(soft), 4, soft),
+                                  ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
             if kv is not None:
-                cache_prompt(b, self.reg, k, self._values(b, y, prm, b.act("v_t", m, kvw), False),
-                             kv.caches[i], kv.request)
-        return self.back(b, i, ctx, res, next_norm, next_copies, tune)
+                v_t = self._values(b, y, prm, b.act("v_t", m, kvw), False)
+                with b.operator("kv_append"):
+                    cache_prompt(b, self.reg, k, v_t, kv.caches[i], kv.request)
+        return self.back(b, i, ctx, res, next_norm, next_copies, tune, next_op=next_op)
 
     def _qkv(self, b, i, x, table, step, tune, tag):
         """The QKV Linear and its RoPE epilogue: ``(y, q, k, params)``; ``q`` FP16 (prefill) or
         INT8 integers for PIM (``step``), ``k`` INT8; ``tag`` prefixes the workspaces."""
-        cfg, mc, hd, B = self.cfg, self.mc, self.hd, self.blocks[i]
+        cfg, mc, B = self.cfg, self.mc, self.blocks[i]
         c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
-        y = linear_acc(b, f"{p}.qkv", x, B.qkv, out=f"{tag}qkv.y", tune=tune)
+        with b.operator("qkv_proj"):
+            y = linear_acc(b, f"{p}.qkv", x, B.qkv, out=f"{tag}qkv.y", tune=tune)
         q, k = b.act(f"{tag}q", m, h), b.act(f"{tag}k", m, kvw)
         img = B.step_params if step else B.qkv_params
         prm = b.region(f"{p}.qkv.params", len(img), 4, img)
-        hb = hd // c // 2  # blocks per half head
         pairs = []
         for base, tensor, fmt, width in ((0, q, int(not step), h), (h // c, k, 0, kvw)):
-            for blk in range(width // c):
-                if (blk // hb) % 2:
-                    continue  # a second-half block: the partner of blk - hb
-                lo, hi = base + blk, base + blk + hb
+            for lo, hi, freq, at_lo, at_hi in self.rope.pairs(width):
+                lo, hi = base + lo, base + hi
                 pairs.append(RopePair(lo, hi, prm + lo * 2 * c * 4, prm + hi * 2 * c * 4, fmt, tensor,
-                                      blk * c, (blk + hb) * c, (blk % hb) * c))
-        rope_epilogue(b, self.reg, y, pairs, table, hd // 2)
+                                      at_lo, at_hi, freq))
+        with b.operator("rope"):
+            rope_epilogue(b, self.reg, y, pairs, table, len(self.inv_freq))
         return y, q, k, prm
 
     def _values(self, b, y, prm, tensor, direct):
         """V as INT8 per channel from the QKV accumulators: direct rows (P V) or K-major (PIM)."""
         c, mc = self.cfg.cols, self.mc
         vb = (mc.hidden + mc.kv_width) // c
-        epilogue(b, self.reg, y, [None] * vb + [
-            TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
-                    j if direct else j * c, direct=direct) for j in range(mc.kv_width // c)])
+        outs = [None] * vb + [TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
+                                      j if direct else j * c, direct=direct) for j in range(mc.kv_width // c)]
+        with b.operator("v_quant"):
+            epilogue(b, self.reg, y, outs)
         return tensor
 
     def front(self, b, i, x, table, tune, tag=""):
@@ -378,28 +410,47 @@ class LlamaCompiler:
     def attend(self, b, reg, i, q, k, v, ctx, cache, lengths, first=0):
         """A decode step's attention on PIM in block i into ``ctx`` (scratchpad regions ``reg``,
         requests ``first ..`` of ``cache``)."""
-        mc, B = self.mc, self.blocks[i]
-        decode_attention(b, reg, q, k, v, ctx, cache=cache, lengths=lengths, heads=mc.heads,
-                         kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale, v_scale=B.v_scale,
-                         name=f"l{i}.attn", first=first)
+        mc, B, cfg = self.mc, self.blocks[i], self.cfg
+        if not isinstance(cache, tuple):
+            cache, parts = (cache,), [(q, k, v, ctx, lengths, 0, first)]
+        else:  # request blocks of `rows` requests, each with its own cache
+            r = cfg.rows
+            if first % r:
+                raise CompileError(f"internal: a sub-batch of request blocks starts at {first}")
+            parts = []
+            for j in range(0, len(lengths), r):
+                n = min(r, len(lengths) - j)
+                parts.append((*(dataclasses.replace(t, base=t.addr(cfg, j // r), m=n) for t in (q, k, v, ctx)),
+                              lengths[j:j + n], (first + j) // r, 0))
+        for pq, pk, pv, pctx, plen, blk, pfirst in parts:
+            with b.operator("attn_context"):
+                decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
+                                 kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale,
+                                 v_scale=B.v_scale, name=f"l{i}.attn", first=pfirst)
 
-    def back(self, b, i, ctx, res, next_norm, next_copies, tune, tag=""):
+    def back(self, b, i, ctx, res, next_norm, next_copies, tune, tag="", next_op="attn_norm"):
         """Block i after attention: O, residual + norm, gate|up, GLU, down, residual + the next
-        norm: ``(x, res)`` of the next block."""
+        norm (the operator ``next_op``): ``(x, res)`` of the next block."""
         mc, B, p = self.mc, self.blocks[i], f"l{i}"
         m, h = ctx.m, mc.hidden
-        yo = linear_acc(b, f"{p}.o", ctx, B.o, out=f"{tag}o.y", tune=tune)
+        with b.operator("o_proj"):
+            yo = linear_acc(b, f"{p}.o", ctx, B.o, out=f"{tag}o.y", tune=tune)
         x2 = b.act(f"{tag}x2", m, h)
         r2 = b.res(f"{tag}r2", m, h)
         residual_norm(b, self.reg, res, self._norm(b, f"{p}.norm2", B.norm2), x2, r2,
-                      update=(yo, b.region(f"{p}.o.params", len(B.o_params), 4, B.o_params)))
-        yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out=f"{tag}gate_up.y", tune=tune)
+                      update=(yo, b.region(f"{p}.o.params", len(B.o_params), 4, B.o_params)),
+                      ops=("attn_residual", "ffn_norm"))
+        with b.operator("gate_up_proj"):
+            yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out=f"{tag}gate_up.y", tune=tune)
         hid = b.act(f"{tag}h", m, mc.ffn)
-        glu_epilogue(b, self.reg, yg, mc.ffn // self.cfg.cols,
-                     b.region(f"{p}.glu.params", len(B.glu_params), 4, B.glu_params), hid)
-        yd = linear_acc(b, f"{p}.down", hid, B.down, out=f"{tag}down.y", tune=tune)
+        with b.operator("glu"):
+            glu_epilogue(b, self.reg, yg, mc.ffn // self.cfg.cols,
+                         b.region(f"{p}.glu.params", len(B.glu_params), 4, B.glu_params), hid)
+        with b.operator("down_proj"):
+            yd = linear_acc(b, f"{p}.down", hid, B.down, out=f"{tag}down.y", tune=tune)
         x3 = b.act(tag + ("x3" if next_copies == 1 else "x_final"), m, h, next_copies)
         r3 = b.res(f"{tag}r3", m, h)
         residual_norm(b, self.reg, r2, next_norm, x3, r3,
-                      update=(yd, b.region(f"{p}.down.params", len(B.down_params), 4, B.down_params)))
+                      update=(yd, b.region(f"{p}.down.params", len(B.down_params), 4, B.down_params)),
+                      ops=("ffn_residual", next_op))
         return x3, r3

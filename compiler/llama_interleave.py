@@ -17,10 +17,10 @@ per step), which is what interleaving costs; it pays only when attention outweig
 from .decode_attention import scratch_words
 from .emit import CompileError
 from .interleave import SplitSpads, merge
+from .llama_cache import flat_caches
 from .llama_kernels import rope_words
 from .model_build import ModelBuild
-from .model_kernels import linear_acc, residual_image, residual_norm, start_program
-from .nibble_planes import PLANES
+from .model_kernels import linear_acc, residual_norm, start_program
 from .record import record
 
 __all__ = ["split_batch", "build_interleaved"]
@@ -31,6 +31,8 @@ def split_batch(cfg, batch):
     (``dram_channels`` requests) when that leaves the second sub-batch some requests."""
     if batch < 2:
         raise CompileError(f"sub-batch interleaving needs at least 2 requests, not {batch}")
+    if batch > cfg.rows:  # request blocks (llama_cache.block_caches): whole ones each
+        return -(-batch // cfg.rows // 2) * cfg.rows
     nch = cfg.dram_channels
     a = -(-batch // 2)
     whole = -(-a // nch) * nch
@@ -45,8 +47,7 @@ class _SubBatch:
         cfg = lc.cfg
         self.tag, self.first, self.lengths = tag, first, list(lengths)
         m = len(ids)
-        self.res = b.res(f"{tag}embed", m, lc.mc.hidden,
-                         residual_image(cfg, lc.model.weights.embed[ids], lc.res_frac))
+        self.res = b.res(f"{tag}embed", m, lc.mc.hidden, lc.embed_image(ids))
         table = rope_words(cfg, lengths, lc.inv_freq)
         self.table = b.region(f"{tag}rope", len(table), cfg.act_word_bytes, table)
         self.x = b.act(f"{tag}x0", m, lc.mc.hidden)
@@ -62,10 +63,11 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
     if n_layers < 1:
         raise CompileError("sub-batch interleaving needs at least one block")
     a = split_batch(cfg, len(ids))
-    spads = SplitSpads.of(cfg, mc.hidden, scratch_words(cfg, kv.caches[0], [n + 1 for n in lengths]))
+    caches = flat_caches(kv.caches)
+    spads = SplitSpads.of(cfg, mc.hidden, scratch_words(cfg, caches[0], [n + 1 for n in lengths]))
     b = ModelBuild(cfg, lc.linear_memo)
     b.linear_config = spads.linear
-    for c in kv.caches:
+    for c in caches:
         c.attach(b)
     b.segments.extend(cache_data)
     start_program(b)
@@ -73,7 +75,8 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
             _SubBatch(lc, b, "s1.", a, ids[a:], lengths[a:])]
     norm = lc._norm(b, "l0.norm1", lc.blocks[0].norm1)
     for s in subs:
-        residual_norm(b, lc.reg, s.res, norm, s.x, s.res)
+        with b.operator("attn_norm"):
+            residual_norm(b, lc.reg, s.res, norm, s.x, s.res)
 
     def front(s, layer):
         s.qkv = lc.front(b, layer, s.x, s.table, tune, s.tag)
@@ -86,9 +89,11 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
         last = layer == n_layers - 1
         nxt = (lc._norm(b, "final_norm", lc.final_norm) if last
                else lc._norm(b, f"l{layer + 1}.norm1", lc.blocks[layer + 1].norm1))
-        s.x, s.res = lc.back(b, layer, s.qkv[3], s.res, nxt, PLANES if last else 1, tune, s.tag)
+        s.x, s.res = lc.back(b, layer, s.qkv[3], s.res, nxt, lc.head_copies if last else 1, tune, s.tag,
+                             next_op="final_norm" if last else "attn_norm")
         if last:
-            s.logits = linear_acc(b, "lm_head", s.x, lc.lm_head, out=f"{s.tag}logits", tune=tune)
+            with b.operator("lm_head"):
+                s.logits = linear_acc(b, "lm_head", s.x, lc.lm_head, out=f"{s.tag}logits", tune=tune)
         else:
             front(s, layer + 1)
 

@@ -28,7 +28,19 @@ from mixpim.models.program import Segment
 from .dram_alloc import DramAllocator
 from .emit import CompileError, Emitter
 
-__all__ = ["ActTensor", "AccRows", "ResTensor", "DirectTensor", "Slots", "ModelBuild"]
+__all__ = ["ActTensor", "AccRows", "ResTensor", "DirectTensor", "Slots", "ModelBuild", "Blank"]
+
+
+@dataclass(frozen=True)
+class Blank:
+    """The contents of a constant region when only its size is known: a program built for timing
+    alone (the cycle model never reads data, :mod:`.llama_shapes`). ``len`` is the byte size; the
+    region is allocated like any constant but puts nothing in the memory image."""
+
+    nbytes: int
+
+    def __len__(self):
+        return self.nbytes
 
 
 @dataclass(frozen=True)
@@ -154,13 +166,15 @@ class ModelBuild:
         workspace: asking again for one of the same name and size returns the same region
         (every block reuses its temporaries; the in-order DMA is the only DRAM user, so a STORE
         after a LOAD in program order cannot overtake it). Asking again for a region of the same
-        name, size and contents returns it too (constants shared by sub-batches)."""
+        name, size and contents returns it too (constants shared by sub-batches). ``data`` a
+        :class:`Blank`: a constant of that size whose contents are not in the image."""
         key = (name, int(nbytes), word_bytes)
         if data is None and key in self._work:
             return self._work[key]
+        blank = isinstance(data, Blank)
         if data is not None and name in self._consts:
             base, old = self._consts[name]
-            if old == (key, bytes(data)):
+            if old == (key, data if blank else bytes(data)):
                 return base
         if name in self.dram.symbols:
             raise CompileError(f"internal: DRAM region {name!r} allocated twice")
@@ -168,8 +182,10 @@ class ModelBuild:
         if data is not None:
             if len(data) > nbytes:
                 raise CompileError(f"internal: {name} holds {len(data)} bytes in a {nbytes}-byte region")
-            self.segments.append(Segment("dram", base, bytes(data)))
-            self._consts[name] = (base, (key, bytes(data)))
+            if not blank:
+                data = bytes(data)
+                self.segments.append(Segment("dram", base, data))
+            self._consts[name] = (base, (key, data))
         else:
             self._work[key] = base
         return base
@@ -226,6 +242,10 @@ class ModelBuild:
         for c in range(tensor.copies):
             self.store(Spad.ACT, spad_addr, tensor.addr(self.cfg, block, feature + c * tensor.span),
                        words, comment=comment)
+
+    def operator(self, name):
+        """A context: the instructions emitted inside belong to the operator ``name``."""
+        return self.em.operator(name)
 
     def op(self, opcode, comment="", **fields):
         return self.em.emit(Opcode[opcode] if isinstance(opcode, str) else opcode, comment=comment, **fields)

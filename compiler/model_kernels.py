@@ -22,12 +22,12 @@ from mixpim.models.vector import fixed_multiplier, pack_vparam, vparam_header
 from .emit import CompileError
 from .layout import LinearLayout
 from .linear import emit_linear
-from .model_build import Slots, int32_words
+from .model_build import Blank, Slots, int32_words
 from .operands import weight_blocks
 from .record import record
 
 __all__ = ["Regions", "TileOut", "NormParams", "PackedLinear", "pack_linear", "linear_acc", "epilogue",
-           "residual_norm", "norm_words", "start_program", "param_blocks", "acc_multipliers",
+           "residual_norm", "norm_words", "blank_linear", "start_program", "param_blocks", "acc_multipliers",
            "RES_HEADROOM_BITS", "D_KEEP_BITS", "residual_units", "residual_image"]
 
 _SLOTS = 4
@@ -121,29 +121,45 @@ def start_program(b):
 @dataclass(frozen=True)
 class PackedLinear:
     """A Linear's weights (``qw``) and their DRAM images (``wgt``, ``meta`` bytes), packed once
-    per model (:func:`pack_linear`) and placed in every program that uses them."""
+    per model (:func:`pack_linear`) and placed in every program that uses them; ``shape``
+    ``(N, K)``. A Linear known only by its shape (:func:`blank_linear`) has no ``qw`` and
+    :class:`~.model_build.Blank` images."""
 
     qw: object
     wgt: bytes
     meta: bytes
+    shape: tuple
 
 
 def pack_linear(cfg, qw):
     """The :class:`PackedLinear` of ``qw`` for ``cfg``."""
     w_blocks, m_blocks = weight_blocks(cfg, qw)
-    return PackedLinear(qw, b"".join(w_blocks), b"".join(m_blocks))
+    return PackedLinear(qw, b"".join(w_blocks), b"".join(m_blocks), tuple(qw.codes.shape))
+
+
+def _linear_words(cfg, n, k):
+    """``(nb, g, kw)`` of an ``N x K`` Linear: feature blocks, groups, K words per block."""
+    g = num_groups(k, cfg.group)
+    return -(-n // cfg.cols), g, g * cfg.group
+
+
+def blank_linear(cfg, n, k):
+    """The :class:`PackedLinear` of an ``n x k`` Linear without weights (timing only)."""
+    nb, g, kw = _linear_words(cfg, n, k)
+    return PackedLinear(None, Blank(nb * kw * cfg.wgt_word_bytes), Blank(nb * g * cfg.meta_word_bytes),
+                        (n, k))
 
 
 def linear_acc(b, name, x, lin, *, out="y", tune=True):
     """``Y = X W^T`` into accumulators: a Linear layer (:func:`~.linear.emit_linear`) reading the
     :class:`ActTensor` ``x`` with the weights of ``lin`` (:class:`PackedLinear`, placed under
     ``name``); the output goes to the workspace ``out``. Returns the :class:`AccRows`."""
-    cfg, qw = b.cfg, lin.qw
-    n, k = qw.codes.shape
+    cfg = b.cfg
+    n, k = lin.shape
     if k != x.k:
         raise CompileError(f"internal: {name} has K={k}, its input {x.k} features")
-    g = num_groups(k, cfg.group)
-    kw, nb, mb = g * cfg.group, -(-n // cfg.cols), -(-x.m // cfg.rows)
+    nb, g, kw = _linear_words(cfg, n, k)
+    mb = -(-x.m // cfg.rows)
     wb, mbb = cfg.wgt_word_bytes, cfg.meta_word_bytes
     w = b.region(f"{name}.w", nb * kw * wb, wb, lin.wgt)
     meta = b.region(f"{name}.meta", nb * g * mbb, mbb, lin.meta)
@@ -254,30 +270,34 @@ def norm_words(cfg, hidden, gamma, beta, *, eps, rms, res_frac, out_frac, qshift
     return nparam, blocks(out_frac), blocks(res_frac)
 
 
-def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None):
+def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None, ops=None):
     """Per token block: LOAD the residual (:class:`ResTensor` ``res_in``) into ACC; with
     ``update`` ``(y, params)`` add the Linear output ``y`` (:class:`AccRows`; VEC RES, column
     multipliers and biases at DRAM ``params``, ``2 cols`` words per feature block); then the norm
     (:class:`NormParams`): SUM (LayerNorm), SQ, NORM into ACT (FP16) stored to ``x_out``
     (:class:`ActTensor`), and with ``norm.res`` a second NORM into the residual rows (a post-norm
-    block). The residual is stored to ``res_out`` when it changed (an update or ``norm.res``)."""
+    block). The residual is stored to ``res_out`` when it changed (an update or ``norm.res``).
+    ``ops``: the operators ``(residual add, norm)`` of the instructions (default: the caller's)."""
+    if ops is None:
+        ops = (b.em.label, b.em.label)
+    with b.operator(ops[1]):
+        _residual_norm(b, reg, res_in, norm, x_out, res_out, update, ops[0])
+
+
+def _residual_norm(b, reg, res_in, norm, x_out, res_out, update, add_op):
     cfg = b.cfg
-    r, c, accb = cfg.rows, cfg.cols, cfg.acc_word_bytes
+    r, c = cfg.rows, cfg.cols
     nb, mb = res_in.nb, -(-res_in.m // r)
     base = reg.res_base
     b.load(Spad.VPARAM, reg.nparam, norm.nparam, 2, comment="norm mean multiplier, eps")
     for i in range(mb):
         ri = min(r, res_in.m - i * r)
-        b.load(Spad.ACC, base, res_in.addr(cfg, i), nb * r, comment=f"residual block {i}")
         if update is not None:
-            y, params = update
-            for j in range(nb):
-                vp = reg.vp_slots.take()
-                b.load(Spad.VPARAM, vp, params + j * 2 * c * 4, 2 * c)
-                a = reg.acc_tiles.take()
-                b.load(Spad.ACC, a, y.addr(cfg, i * r, j), 1, rows=ri, stride=y.nb * accb)
-                b.op("VEC", func=VecFunc.RES, acc_addr=a, res_addr=base + j * r, param_addr=vp,
-                     rows=ri, bias=1, comment="residual += projection")
+            with b.operator(add_op):
+                b.load(Spad.ACC, base, res_in.addr(cfg, i), nb * r, comment=f"residual block {i}")
+                _residual_add(b, reg, update, i, ri, base, nb)
+        else:
+            b.load(Spad.ACC, base, res_in.addr(cfg, i), nb * r, comment=f"residual block {i}")
         common = dict(rows=ri, qshift=norm.qshift, rms=int(norm.rms), nparam=reg.nparam)
         passes = ([] if norm.rms else [NormFunc.SUM]) + [NormFunc.SQ]
         for func in passes:
@@ -297,4 +317,20 @@ def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None):
                          param_addr=vp, fmt=1, **common)
                     b.store_act(o, x_out, i, j * c, c)
         if update is not None or norm.res is not None:
-            b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")
+            with b.operator(add_op if norm.res is None else b.em.label):
+                b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")
+
+
+def _residual_add(b, reg, update, i, ri, base, nb):
+    """Token block i of the residual (ACC ``base``, ``nb`` feature blocks) += the Linear output
+    of ``update``."""
+    cfg = b.cfg
+    r, c = cfg.rows, cfg.cols
+    y, params = update
+    for j in range(nb):
+        vp = reg.vp_slots.take()
+        b.load(Spad.VPARAM, vp, params + j * 2 * c * 4, 2 * c)
+        a = reg.acc_tiles.take()
+        b.load(Spad.ACC, a, y.addr(cfg, i * r, j), 1, rows=ri, stride=y.nb * cfg.acc_word_bytes)
+        b.op("VEC", func=VecFunc.RES, acc_addr=a, res_addr=base + j * r, param_addr=vp,
+             rows=ri, bias=1, comment="residual += projection")

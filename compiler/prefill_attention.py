@@ -68,7 +68,8 @@ def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx, kv_he
     :func:`context_words` images (``ctx``: per query head). ``kv_heads`` (default ``heads``):
     query head h reads key/value head ``h // (heads / kv_heads)`` (grouped-query attention).
     ``causal``: query t sees keys 0 .. t only (a decoder's prompt): its softmax runs over ``t + 1``
-    scores, the rest of its probabilities are 0."""
+    scores, the rest of its probabilities are 0. Operators (:meth:`~.model_build.ModelBuild.operator`):
+    ``attn_score`` (Q K^T), ``softmax``; ``P V`` and the rest keep the caller's."""
     cfg = b.cfg
     r, c, g, ab = cfg.rows, cfg.cols, cfg.group, cfg.act_word_bytes
     m, hd = q.m, head_dim
@@ -101,25 +102,29 @@ def prefill_attention(b, reg, q, k, v, out, *, heads, head_dim, soft, ctx, kv_he
     for h in range(heads):
         kvh = h // group
         if causal or h == 0:  # a causal row leaves the lanes of later keys as an earlier head wrote them
-            b.load(Spad.ACT, pa, b.zeros(ab, pw), pw, comment="P: zeros")
+            with b.operator("softmax"):
+                b.load(Spad.ACT, pa, b.zeros(ab, pw), pw, comment="P: zeros")
         if h % group == 0:
-            b.load(Spad.ACT, ka, k.addr(cfg, 0, kvh * hd), hd, rows=nkb, stride=k.kw * ab,
-                   comment=f"K of KV head {kvh}")
+            with b.operator("attn_score"):
+                b.load(Spad.ACT, ka, k.addr(cfg, 0, kvh * hd), hd, rows=nkb, stride=k.kw * ab,
+                       comment=f"K of KV head {kvh}")
         for qi in range(mb):
             ri = min(r, m - qi * r)
             keys = min(m, (qi + 1) * r) if causal else m  # keys any query of the block sees
             kbq, mgq = -(-keys // c), -(-keys // g) * g
-            b.load(Spad.ACT, qa, q.addr(cfg, qi, h * hd), hd, comment=f"Q of head {h}, block {qi}")
-            for kb in range(kbq):
-                b.op("GEMM", act_addr=qa, wgt_addr=ka + kb * hd, meta_addr=0, acc_addr=sa + kb * r,
-                     groups=hd // g, wsrc=1, comment=f"scores, key block {kb}")
-            for t in range(ri):
-                n = qi * r + t + 1 if causal else m
-                common = dict(acc_addr=sa + t, words=-(-n // c), count=n, kparam=kp, col=1, lane=t)
-                b.op("VSOFT", func=SoftFunc.MAX, first=1, **common)
-                b.op("VSOFT", func=SoftFunc.EXP, first=1, **common)
-                b.op("VSOFT", func=SoftFunc.NORM, vparam=vp, act_addr=pa, pfmt=ProbFormat.FP16,
-                     **common)
+            with b.operator("attn_score"):
+                b.load(Spad.ACT, qa, q.addr(cfg, qi, h * hd), hd, comment=f"Q of head {h}, block {qi}")
+                for kb in range(kbq):
+                    b.op("GEMM", act_addr=qa, wgt_addr=ka + kb * hd, meta_addr=0, acc_addr=sa + kb * r,
+                         groups=hd // g, wsrc=1, comment=f"scores, key block {kb}")
+            with b.operator("softmax"):
+                for t in range(ri):
+                    n = qi * r + t + 1 if causal else m
+                    common = dict(acc_addr=sa + t, words=-(-n // c), count=n, kparam=kp, col=1, lane=t)
+                    b.op("VSOFT", func=SoftFunc.MAX, first=1, **common)
+                    b.op("VSOFT", func=SoftFunc.EXP, first=1, **common)
+                    b.op("VSOFT", func=SoftFunc.NORM, vparam=vp, act_addr=pa, pfmt=ProbFormat.FP16,
+                         **common)
             for f in range(fpb):
                 a = ca + (f % 2) * r
                 va = vslots.take()

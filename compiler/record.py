@@ -16,11 +16,12 @@ __all__ = ["Call", "Recorder", "record"]
 
 
 class Call(NamedTuple):
-    """One recorded unit instruction (no tokens), its ``fence`` and ``comment``
-    (:meth:`~.emit.Emitter.emit`)."""
+    """One recorded unit instruction (no tokens), its ``fence``, ``comment`` and operator
+    ``label`` (:meth:`~.emit.Emitter.emit`)."""
     inst: Instruction
     fence: tuple
     comment: str
+    label: str
 
 
 @dataclass
@@ -29,22 +30,23 @@ class Recorder:
 
     config: object
     calls: list = field(default_factory=list)
+    label: str = ""
 
     def emit(self, opcode, *, fence=(), comment="", **fields):
         return self.append(Instruction(opcode, **fields), fence=fence, comment=comment)
 
-    def append(self, inst, *, fence=(), comment=""):
-        self.calls.append(Call(inst, tuple(fence), comment))
+    def append(self, inst, *, fence=(), comment="", label=None):
+        self.calls.append(Call(inst, tuple(fence), comment, self.label if label is None else label))
         return len(self.calls) - 1  # no kernel uses the pc; the program has its own
 
-    load, store, gemm, vec = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec
+    load, store, gemm, vec, operator = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec, Emitter.operator
 
 
 @contextmanager
 def record(b):
     """Inside the block, ``b`` (:class:`~.model_build.ModelBuild`) emits into a list of
     :class:`Call` s (yielded) instead of its program; DRAM regions are allocated as usual."""
-    real, rec = b.em, Recorder(b.cfg)
+    real, rec = b.em, Recorder(b.cfg, label=b.em.label)
     b.em = rec
     try:
         yield rec.calls
