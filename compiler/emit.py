@@ -43,9 +43,15 @@ class Emitter:
     comments : dict
         ``{pc: comment}`` for the listing.
     label : str
-        The operator the next instructions belong to (performance reports; :meth:`operator`).
+        The operator the next instructions belong to (performance reports; :meth:`operator`):
+        ``"L{i}.name"`` inside block i (:meth:`block`), as the layer graph names operators.
     labels : list of str
         Each body instruction's operator (a SYNC the planner inserts takes the next one's).
+    scope : str
+        ``"L{i}."`` inside :meth:`block` i, else "".
+    timing : TimingResult or None
+        The cycle model's run of :meth:`instructions` when :meth:`verify_tokens` made one (and
+        kept the tokens it ran), else None.
     """
 
     config: object
@@ -53,6 +59,8 @@ class Emitter:
     comments: dict = field(default_factory=dict)
     label: str = ""
     labels: list = field(default_factory=list)
+    scope: str = ""
+    timing: object = None
 
     def __post_init__(self):
         self.planner = TokenPlanner(self.config)
@@ -97,12 +105,22 @@ class Emitter:
 
     @contextmanager
     def operator(self, name):
-        """Inside the block, instructions belong to the operator ``name``."""
-        outer, self.label = self.label, name
+        """Inside the ``with`` block, instructions belong to the operator ``name`` (of the model
+        block :meth:`block` set, if any)."""
+        outer, self.label = self.label, self.scope + name
         try:
             yield
         finally:
             self.label = outer
+
+    @contextmanager
+    def block(self, i):
+        """Inside the ``with`` block, operators are model block i's."""
+        outer, self.scope = self.scope, f"L{i}."
+        try:
+            yield
+        finally:
+            self.scope = outer
 
     # -- the four unit instructions -------------------------------------------------------------
 
@@ -143,6 +161,8 @@ class Emitter:
         t = simulate(self.config, self.instructions())
         if t.error == ErrorCode.TOKEN_OVERFLOW:
             self._replan()
+        else:
+            self.timing = t
         self.unproven.clear()
 
     def _replan(self):

@@ -29,18 +29,20 @@ def layer_caches(cfg, model_config, *, batch, capacity):
     return caches
 
 
-def block_caches(cfg, model_config, capacities, *, layers=None):
+def block_caches(cfg, model_config, capacities, *, layers=None, shared=False):
     """Per block of ``model_config`` (the first ``layers``, default all) a tuple of
     :class:`KVCache` s, one per request block of ``rows`` requests (the last may be smaller), the
     j-th holding ``capacities[j]`` tokens per request: a decode step of more requests than the
     array has rows (:meth:`~.llama_decoder.LlamaCompiler.lower_step`). ``capacities`` gives one
-    capacity per request, grouped here into blocks (each block takes its largest)."""
+    capacity per request, grouped here into blocks (each block takes its largest). ``shared``:
+    every block gets the same caches (the same bank rows): timing-only programs of models whose
+    caches do not all fit the DRAM (:mod:`mixpim.sim.perf`)."""
     r = cfg.rows
     caps = [int(c) for c in capacities]
     sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
     n = model_config.layers if layers is None else layers
     out, row = [], 0
-    for _ in range(n):
+    for _ in range(1 if shared else n):
         blocks = []
         for j, size in enumerate(sizes):
             c = KVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads, head_dim=model_config.head_dim,
@@ -48,12 +50,16 @@ def block_caches(cfg, model_config, capacities, *, layers=None):
             blocks.append(c)
             row = c.end_row
         out.append(tuple(blocks))
-    return out
+    return out * n if shared else out
 
 
 def flat_caches(caches):
-    """Every :class:`KVCache` of ``caches`` (each a cache or a tuple of them), in order."""
-    return [c for layer in caches for c in (layer if isinstance(layer, tuple) else (layer,))]
+    """Every :class:`KVCache` of ``caches`` (each a cache or a tuple of them) once, in order."""
+    out = {}
+    for layer in caches:
+        for c in layer if isinstance(layer, tuple) else (layer,):
+            out.setdefault(id(c), c)
+    return list(out.values())
 
 
 def cache_prompt(b, reg, k, v, cache, request):

@@ -98,7 +98,8 @@ class CompiledLlama:
     (its QuantizedWeights), ``tokens``, ``vocab``; ``hidden_at``
     the residual stream after the last compiled block (:class:`~.model_build.ResTensor`) in
     units of ``2**-res_frac``; ``operators``: each instruction's operator (the layer graph's
-    names: ``qkv_proj`` is q, k and v; performance reports)."""
+    names: ``qkv_proj`` is q, k and v; performance reports); ``timing``: the program's cycle
+    model run if compiling made one (:attr:`~.emit.Emitter.timing`), else None."""
 
     program: object
     logits_at: object
@@ -108,6 +109,7 @@ class CompiledLlama:
     hidden_at: object = None
     res_frac: int = 0
     operators: tuple = ()
+    timing: object = None
 
     def hidden(self, result):
         """The residual stream (tokens, hidden) float64 after the last compiled block (before
@@ -134,6 +136,8 @@ class LlamaCompiler:
             raise CompileError("Q4_1 weights need a tile with group_offset and group 32 (the llm preset)")
         self.model, self.cfg, self.mc = model, cfg, mc
         self.linear_memo = {}  # the Linears' recorded streams by layout (model_kernels.linear_acc)
+        self.dram_key = None  # DRAM placement: region by region (dram_alloc.DramAllocator)
+        self.restart_slots = False  # each block's slot rings go on from the last block's
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = residual_units(ranges.residual)
@@ -301,7 +305,7 @@ class LlamaCompiler:
         """The :class:`CompiledLlama` of the program built in ``b``."""
         prog = b.program()
         return CompiledLlama(prog, logits_at, None if logits_at is None else self.lm_head.qw, m,
-                             self.mc.vocab, res, self.res_frac, b.em.operators())
+                             self.mc.vocab, res, self.res_frac, b.em.operators(), b.em.timing)
 
     def _layers(self, layers):
         n = len(self.blocks) if layers is None else layers
@@ -312,7 +316,7 @@ class LlamaCompiler:
     def _build(self, ids, positions, n_layers, logits, tune, kv, cache_data):
         cfg, mc = self.cfg, self.mc
         m, d = len(ids), mc.hidden
-        b = ModelBuild(cfg, self.linear_memo)
+        b = ModelBuild(cfg, self.linear_memo, self.dram_key)
         if kv is not None:
             if len(kv.caches) != n_layers:
                 raise CompileError(f"{len(kv.caches)} KV caches for {n_layers} compiled blocks")
@@ -348,6 +352,17 @@ class LlamaCompiler:
         return self._compiled(b, y, m, res)
 
     def _layer(self, b, i, x, res, table, next_norm, next_copies, tune, kv, next_op):
+        with b.block(i):
+            self._restart(self.reg)
+            return self._layer_body(b, i, x, res, table, next_norm, next_copies, tune, kv, next_op)
+
+    def _restart(self, reg):
+        """With ``restart_slots``, a block's kernels take their scratchpad slots from the first
+        (timing-only programs: every block the same instructions, :mod:`.llama_shapes`)."""
+        if self.restart_slots:
+            reg.restart()
+
+    def _layer_body(self, b, i, x, res, table, next_norm, next_copies, tune, kv, next_op):
         mc, hd, B = self.mc, self.hd, self.blocks[i]
         m, h, kvw, p = x.m, mc.hidden, mc.kv_width, f"l{i}"
         step = kv is not None and kv.lengths is not None
@@ -403,14 +418,27 @@ class LlamaCompiler:
     def front(self, b, i, x, table, tune, tag=""):
         """A decode step's NPU work before attention in block i: QKV, RoPE, V: ``(q, k, v, ctx)``
         (``ctx`` the workspace attention writes)."""
+        with b.block(i):
+            self._restart(self.reg)
+            return self._front(b, i, x, table, tune, tag)
+
+    def _front(self, b, i, x, table, tune, tag):
         y, q, k, prm = self._qkv(b, i, x, table, True, tune, tag)
         ctx = b.act(f"{tag}ctx", x.m, self.mc.hidden)
         return q, k, self._values(b, y, prm, b.act(f"{tag}v_new", x.m, self.mc.kv_width), False), ctx
 
     def attend(self, b, reg, i, q, k, v, ctx, cache, lengths, first=0):
         """A decode step's attention on PIM in block i into ``ctx`` (scratchpad regions ``reg``,
-        requests ``first ..`` of ``cache``)."""
+        requests ``first ..`` of ``cache``: a :class:`~.decode_attention.KVCache`, or a tuple of
+        them, one per request block of ``rows`` requests)."""
+        with b.block(i):
+            self._restart(reg)
+            self._attend(b, reg, i, q, k, v, ctx, cache, lengths, first)
+
+    def _attend(self, b, reg, i, q, k, v, ctx, cache, lengths, first):
         mc, B, cfg = self.mc, self.blocks[i], self.cfg
+        if isinstance(cache, tuple) and len(cache) == 1:
+            cache = cache[0]
         if not isinstance(cache, tuple):
             cache, parts = (cache,), [(q, k, v, ctx, lengths, 0, first)]
         else:  # request blocks of `rows` requests, each with its own cache
@@ -431,6 +459,10 @@ class LlamaCompiler:
     def back(self, b, i, ctx, res, next_norm, next_copies, tune, tag="", next_op="attn_norm"):
         """Block i after attention: O, residual + norm, gate|up, GLU, down, residual + the next
         norm (the operator ``next_op``): ``(x, res)`` of the next block."""
+        with b.block(i):
+            return self._back(b, i, ctx, res, next_norm, next_copies, tune, tag, next_op)
+
+    def _back(self, b, i, ctx, res, next_norm, next_copies, tune, tag, next_op):
         mc, B, p = self.mc, self.blocks[i], f"l{i}"
         m, h = ctx.m, mc.hidden
         with b.operator("o_proj"):

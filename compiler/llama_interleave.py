@@ -65,7 +65,7 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
     a = split_batch(cfg, len(ids))
     caches = flat_caches(kv.caches)
     spads = SplitSpads.of(cfg, mc.hidden, scratch_words(cfg, caches[0], [n + 1 for n in lengths]))
-    b = ModelBuild(cfg, lc.linear_memo)
+    b = ModelBuild(cfg, lc.linear_memo, lc.dram_key)
     b.linear_config = spads.linear
     for c in caches:
         c.attach(b)

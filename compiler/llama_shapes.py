@@ -10,7 +10,7 @@ plain 4-bit Linear over the final norm's output (the SmolLM2 compiler's two 4-bi
 Q8_0 head are a property of that checkpoint, not of the shape).
 """
 
-from dataclasses import dataclass
+import re
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .model_config import ModelError
 
 __all__ = ["LlamaShapes"]
 
+_BLOCK = re.compile(r"l\d+\.")
 #: The residual stream's unit (``2**-RES_FRAC``) and the norms' shift in a blank program.
 RES_FRAC, QSHIFT = 16, 8
 
@@ -35,11 +36,15 @@ def _norm(cfg, hidden):
     return (Blank(8), _params(cfg, hidden), _params(cfg, hidden))
 
 
-@dataclass(frozen=True)
-class _Ids:
-    """Token ids are not looked at: only their count matters."""
-
-    vocab: int
+def block_key(name):
+    """A region's placement key (:class:`~.dram_alloc.DramAllocator`): a block's constant
+    ``l{i}.name`` is keyed ``name``, so every block's constants land in the same channels and
+    banks (a program of L blocks then times as ``T(1) + (L - 1) (T(2) - T(1))``)."""
+    m = _BLOCK.match(name)
+    if m:
+        return name[m.end():]
+    # the final norm takes the place of the next block's norm1 after the last block
+    return "norm1." + name[len("final_norm."):] if name.startswith("final_norm.") else name
 
 
 class LlamaShapes(LlamaCompiler):
@@ -54,6 +59,8 @@ class LlamaShapes(LlamaCompiler):
         cfg = ModelBuild.check(config)
         self.model, self.cfg, self.mc = None, cfg, mc
         self.linear_memo = {}
+        self.dram_key = block_key
+        self.restart_slots = True
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = RES_FRAC, QSHIFT

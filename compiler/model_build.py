@@ -138,15 +138,16 @@ class ModelBuild:
     """One program being built for ``config``: ``em`` (:class:`~.emit.Emitter`), ``dram``
     (:class:`~.dram_alloc.DramAllocator`), ``segments`` (the memory image). ``linear_memo``: a
     dict a compiler keeps across its programs, in which the Linears keep their recorded
-    instruction streams by layout (:func:`~.model_kernels.linear_acc`), or None."""
+    instruction streams by layout (:func:`~.model_kernels.linear_acc`), or None; ``dram_key``:
+    the :class:`~.dram_alloc.DramAllocator`'s ``key``."""
 
-    def __init__(self, config, linear_memo=None):
+    def __init__(self, config, linear_memo=None, dram_key=None):
         cfg = self.check(config)
         self.cfg = cfg
         self.em = Emitter(cfg)
         self.linear_config = cfg  # what the Linears plan their scratchpads with (interleave.py)
         self.linear_memo = linear_memo
-        self.dram = DramAllocator(cfg)
+        self.dram = DramAllocator(cfg, dram_key)
         self.segments = []
         self._zeros = None
         self._work = {}
@@ -246,6 +247,10 @@ class ModelBuild:
     def operator(self, name):
         """A context: the instructions emitted inside belong to the operator ``name``."""
         return self.em.operator(name)
+
+    def block(self, i):
+        """A context: the operators inside are model block i's (``"L{i}."``)."""
+        return self.em.block(i)
 
     def op(self, opcode, comment="", **fields):
         return self.em.emit(Opcode[opcode] if isinstance(opcode, str) else opcode, comment=comment, **fields)

@@ -10,6 +10,7 @@ scratchpads; the token pass orders any overlap.
 
 import dataclasses
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,11 @@ class Regions:
     nparam: int
     vp_slots: Slots
     soft_base: int
+
+    def restart(self):
+        """Every slot ring from its first slot again (the next piece takes slot 0)."""
+        for slots in (self.acc_tiles, self.act_out, self.vp_slots):
+            slots.taken = 0
 
     @classmethod
     def of(cls, cfg, hidden):
@@ -279,7 +285,8 @@ def residual_norm(b, reg, res_in, norm, x_out, res_out, *, update=None, ops=None
     block). The residual is stored to ``res_out`` when it changed (an update or ``norm.res``).
     ``ops``: the operators ``(residual add, norm)`` of the instructions (default: the caller's)."""
     if ops is None:
-        ops = (b.em.label, b.em.label)
+        _residual_norm(b, reg, res_in, norm, x_out, res_out, update, None)
+        return
     with b.operator(ops[1]):
         _residual_norm(b, reg, res_in, norm, x_out, res_out, update, ops[0])
 
@@ -293,7 +300,7 @@ def _residual_norm(b, reg, res_in, norm, x_out, res_out, update, add_op):
     for i in range(mb):
         ri = min(r, res_in.m - i * r)
         if update is not None:
-            with b.operator(add_op):
+            with b.operator(add_op) if add_op else nullcontext():
                 b.load(Spad.ACC, base, res_in.addr(cfg, i), nb * r, comment=f"residual block {i}")
                 _residual_add(b, reg, update, i, ri, base, nb)
         else:
@@ -317,7 +324,7 @@ def _residual_norm(b, reg, res_in, norm, x_out, res_out, update, add_op):
                          param_addr=vp, fmt=1, **common)
                     b.store_act(o, x_out, i, j * c, c)
         if update is not None or norm.res is not None:
-            with b.operator(add_op if norm.res is None else b.em.label):
+            with b.operator(add_op) if add_op and norm.res is None else nullcontext():
                 b.store(Spad.ACC, base, res_out.addr(cfg, i), nb * r, comment=f"residual block {i}")
 
 

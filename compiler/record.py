@@ -31,6 +31,7 @@ class Recorder:
     config: object
     calls: list = field(default_factory=list)
     label: str = ""
+    scope: str = ""
 
     def emit(self, opcode, *, fence=(), comment="", **fields):
         return self.append(Instruction(opcode, **fields), fence=fence, comment=comment)
@@ -39,14 +40,15 @@ class Recorder:
         self.calls.append(Call(inst, tuple(fence), comment, self.label if label is None else label))
         return len(self.calls) - 1  # no kernel uses the pc; the program has its own
 
-    load, store, gemm, vec, operator = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec, Emitter.operator
+    load, store, gemm, vec = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec
+    operator, block = Emitter.operator, Emitter.block
 
 
 @contextmanager
 def record(b):
     """Inside the block, ``b`` (:class:`~.model_build.ModelBuild`) emits into a list of
     :class:`Call` s (yielded) instead of its program; DRAM regions are allocated as usual."""
-    real, rec = b.em, Recorder(b.cfg, label=b.em.label)
+    real, rec = b.em, Recorder(b.cfg, label=b.em.label, scope=b.em.scope)
     b.em = rec
     try:
         yield rec.calls

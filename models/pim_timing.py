@@ -70,21 +70,25 @@ def pim_cycles(dram, start, inst):
         return PIM_SETUP_CYCLES + max(writes, beats * cfg.t_ccd_s) + cfg.t_cl
     rs = dram.pim_rows
     nb, ng = cfg.dram_banks, cfg.dram_bank_groups
-    banks = range(inst.bank, inst.bank + (1 if op == Opcode.PIM_WRITE else inst.banks))
+    row, lo = inst.row, inst.bank
+    hi = lo + (1 if op == Opcode.PIM_WRITE else inst.banks)
+    banks = range(lo, hi)
+    open_rows, t_act, t_rcd = rs.open_rows, rs.t_act, cfg.t_rcd
+    bufs = rs.buffers
+    sub = row % bufs  # the buffer of a bank that holds row (RowState.entry)
     ready = {}  # per channel: when every bank it uses has the row open
     for ch in range(inst.ch, inst.ch + inst.chans):
         r = first
         for group in range(ng):  # one G_ACT per bank group, in group order
             idxs = []
-            for b in banks:
-                if b % ng == group:
-                    idx = rs.entry(ch * nb + b, inst.row)
-                    if rs.open_rows[idx] != inst.row:
-                        idxs.append(idx)
-                    else:  # open, perhaps still opening (a PIM_ACT's)
-                        r = rs.ready(idx, r)
+            for b in range(lo + (group - lo) % ng, hi, ng):  # the group's banks, in order
+                idx = (ch * nb + b) * bufs + sub
+                if open_rows[idx] != row:
+                    idxs.append(idx)
+                elif t_act[idx] + t_rcd > r:  # open, perhaps still opening (a PIM_ACT's)
+                    r = t_act[idx] + t_rcd
             if idxs:
-                r = max(r, rs.activate_group(ch, idxs, inst.row, start) + cfg.t_rcd)
+                r = max(r, rs.activate_group(ch, idxs, row, start) + t_rcd)
         ready[ch] = r
     if op == Opcode.PIM_ACT:  # the G_ACTs are issued; the unit does not wait for them
         return PIM_SETUP_CYCLES + 1
@@ -100,7 +104,8 @@ def pim_cycles(dram, start, inst):
     # PIM_GEMV: the MAC steps of every bank in lock step
     steps = inst.n * inst.len // cfg.pim_lanes
     last = max(ready.values()) + (steps - 1) * cfg.t_ccd_l
+    t_last = rs.t_last
     for ch in ready:
         for bank in banks:
-            rs.t_last[rs.entry(ch * nb + bank, inst.row)] = last
+            t_last[(ch * nb + bank) * bufs + sub] = last
     return last + 1 - start

@@ -93,7 +93,7 @@ def _compile_step(lengths):
     program, where its logits are and its cycle model (which needs no data), pickled without
     the compiler's constants (the LM head's weights stay out of the pickle too)."""
     cl = _WORKER["compiler"].lower_step([0] * len(lengths), lengths, _WORKER["caches"])
-    timing = simulate(cl.program.config, cl.program.instructions)
+    timing = cl.timing or simulate(cl.program.config, cl.program.instructions)
     f = io.BytesIO()
     _Pickler(f, _WORKER["ids"]).dump((cl.program, cl.logits_at, timing))
     return f.getvalue()
