@@ -317,6 +317,7 @@ class LlamaCompiler:
         cfg, mc = self.cfg, self.mc
         m, d = len(ids), mc.hidden
         b = ModelBuild(cfg, self.linear_memo, self.dram_key)
+        self.reg.restart()  # a program's instructions depend on its inputs only
         if kv is not None:
             if len(kv.caches) != n_layers:
                 raise CompileError(f"{len(kv.caches)} KV caches for {n_layers} compiled blocks")

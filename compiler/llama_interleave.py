@@ -66,6 +66,7 @@ def build_interleaved(lc, ids, lengths, kv, cache_data, n_layers, tune):
     caches = flat_caches(kv.caches)
     spads = SplitSpads.of(cfg, mc.hidden, scratch_words(cfg, caches[0], [n + 1 for n in lengths]))
     b = ModelBuild(cfg, lc.linear_memo, lc.dram_key)
+    lc.reg.restart()  # a program's instructions depend on its inputs only
     b.linear_config = spads.linear
     for c in caches:
         c.attach(b)

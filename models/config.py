@@ -486,8 +486,10 @@ def _spad_name(spad):
 #: fits a mid-size FPGA (ECP5-85k: about 160 KiB of scratchpads); ``llm`` is ``fpga`` for whole
 #: LLMs: W4A16 with Q4_1's groups of 32 and their offsets (``group_offset``), and a 512 MiB DRAM
 #: (32768 rows per bank) that holds a 135M-parameter model at 4 bits and a 256-token prompt's
-#: logits; ``npu128`` is a paper-scale 128x128 NPU on one wide HBM-like channel and ``neupims`` the NeuPIMs system (128x128 NPU, HBM2
-#: with 32 channels x 32 banks, 16 MAC lanes per bank, dual row buffers), both for the timing
+#: logits; ``npu128`` is a paper-scale 128x128 NPU on one wide HBM-like channel and ``neupims``
+#: the NeuPIMs system (128x128 NPU with FP16 activations as theirs, HBM2 with 32 channels x 32
+#: banks, 16 MAC lanes per bank, dual row buffers; accumulators that hold a token block's whole
+#: residual stream up to GPT-3 175B's 12,288 features, docs/decisions.md), both for the timing
 #: model only (docs/tile.md, docs/pim.md).
 PRESETS = {
     "tiny": TileConfig(rows=4, cols=4, pe="mixpe-w4a8", wbits=4, group=32, queue_depth=4,
@@ -515,9 +517,9 @@ PRESETS = {
                          t_rp=14, t_cl=14, t_ras=34, t_faw=30, t_ccd_s=1, t_ccd_l=1),
     # HBM2 timing of the NeuPIMs simulator (docs/pim.md): tCCD_S 1 and tCCD_L 2 tCK, but a BL4
     # burst holds the data bus 2 tCK, so both column-to-column gaps are 2 here
-    "neupims": TileConfig(rows=128, cols=128, pe="mixpe-w4a8", wbits=4, group=128, queue_depth=8,
-                          act_words=16384, wgt_words=16384, meta_words=512, acc_words=1024,
-                          vparam_words=4096, dram_channels=32, dram_banks=32, dram_bank_groups=4,
+    "neupims": TileConfig(rows=128, cols=128, pe="mixpe-w4a16", wbits=4, group=128, queue_depth=8,
+                          act_words=16384, wgt_words=16384, meta_words=512, acc_words=16384,
+                          vparam_words=40960, dram_channels=32, dram_banks=32, dram_bank_groups=4,
                           dram_rows=4096, dram_row_bytes=1024, dram_bus_bytes=32, t_rcd=14,
                           t_rp=14, t_cl=14, t_ras=34, t_faw=30, t_ccd_s=2, t_ccd_l=2,
                           pim_mode="dual", pim_lanes=16, pim_gbuf_bytes=1024, pim_res_regs=128),

@@ -505,6 +505,9 @@ def build_parser():
     p.add_argument("--act", default=None, choices=("int8", "fp16"),
                    help="--ffn, --projection: activations (default int8; fp16: --projection only)")
     p.set_defaults(func=cmd_demo)
+
+    from .perf_cli import add_report_parser
+    add_report_parser(sub)
     return parser
 
 

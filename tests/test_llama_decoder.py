@@ -220,3 +220,25 @@ def test_decode_step_rtl_equals_golden(tmp_path):
     for run in runs:
         assert run.ok and run.bit_exact and run.cycle_exact, run.report()[:3000]
         assert run.rtl_status["busy"][3] > 0 and agree.min() > 0.999  # the PIM unit ran
+
+
+def test_rope_when_half_a_head_is_narrower_than_the_array(tmp_path):
+    """head_dim 32 on 32 columns: the QKV rows are permuted so that two heads' first halves share
+    a feature block and their second halves the next (llama_kernels.RopeLayout); prefill and a
+    decode step on PIM still match the float32 model."""
+    from mixpim.compiler.llama_kernels import RopeLayout
+    cfg = preset("llm").replace(rows=32, cols=32, vparam_words=4096)
+    lay = RopeLayout.of(cfg, 32)
+    assert (lay.blocks, lay.heads_per) == (1, 2)
+    assert list(lay.perm(64)) == list(range(16)) + list(range(32, 48)) + list(range(16, 32)) + list(range(48, 64))
+    assert list(RopeLayout.of(preset("llm"), 64).perm(128)) == list(range(128))  # 16 columns: as before
+    rejects(CompileError, "RoPE needs half a head (24 / 2) to be a multiple or a divisor of the array's cols (32)",
+            lambda: RopeLayout.of(cfg, 24))
+    model, ranges = _tiny(tmp_path, hidden=128, heads=4, kv_heads=2)
+    lc = LlamaCompiler(model, cfg, ranges)
+    cl = lc.lower(IDS)
+    res = execute(cl.program)
+    got, ref = cl.logits(res), model.forward(IDS)
+    assert res.ok and _cosines(got, ref).min() > 0.999 and (got.argmax(1) == ref.argmax(1)).all()
+    seqs, agree, _ = _generate(lc, model, cfg, [IDS, PROMPT2], 2)
+    assert agree.min() > 0.99

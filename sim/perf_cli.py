@@ -1,0 +1,136 @@
+"""``mixpim report``: a performance report of a model on a tile configuration (:mod:`.perf`,
+:mod:`.perf_report`), with ``--compare`` the NeuPIMs comparison's systems side by side."""
+
+import json
+import sys
+
+from ..models.errors import MixpimError
+from .perf import PerfError, Workload, analyze
+
+__all__ = ["add_report_parser", "cmd_report", "COMPARE_SYSTEMS"]
+
+#: ``--compare`` systems: how each runs a batched decode step (memory mode, schedule), or None
+#: where the kit cannot build it yet (why).
+COMPARE_SYSTEMS = {
+    "npu-only": None,
+    "blocked": ("single", "plain"),
+    "neupims": ("dual", "interleaved"),
+}
+_NPU_ONLY = ("npu-only needs decode attention on the NPU's array, which the compiler does not "
+             "build yet (decode attention runs on PIM); compare blocked,neupims")
+
+
+def add_report_parser(sub):
+    """The ``report`` subcommand of the ``mixpim`` parser's subparsers ``sub``."""
+    p = sub.add_parser("report", help="a cycle-exact performance report of a whole model (per operator: "
+                       "cycles, MACs, bytes, bound, utilization; roofline, breakdown and timeline plots)")
+    p.add_argument("model", help="a model preset (llama2-7b, smollm2-135m, ...) or a config.json path")
+    p.add_argument("--hw", default="neupims", help="a tile preset or a .json/.toml configuration "
+                   "(default neupims)")
+    p.add_argument("--mode", required=True, choices=("prefill", "decode"), help="what to time")
+    p.add_argument("--batch", type=int, help="decode: requests in the step (default 1; with --trace "
+                   "the trace's first B requests)")
+    p.add_argument("--ctx", type=int, help="decode: tokens every request has cached")
+    p.add_argument("--trace", help="decode: a CSV with a seq_len column giving each request's cached "
+                   "tokens ('sharegpt': the 512 ShareGPT-derived lengths shipped with the kit)")
+    p.add_argument("--prompt-len", type=int, help="prefill: the prompt's tokens")
+    p.add_argument("--system", choices=("plain", "interleaved"), default=None,
+                   help="decode: plain (default) or NeuPIMs' sub-batch interleaving")
+    p.add_argument("--compare", help="decode: comma-separated systems to run side by side: "
+                   + ", ".join(COMPARE_SYSTEMS))
+    p.add_argument("--clock-mhz", type=float, help="clock for latencies and tokens/s")
+    p.add_argument("-o", "--output", required=True, help="output folder (report.md, report.json, PNGs)")
+    p.add_argument("--json", action="store_true", help="also print report.json to stdout")
+    p.set_defaults(func=cmd_report)
+
+
+def _workload(args):
+    """The :class:`~.perf.Workload` the options describe, and the trace's name."""
+    from .workload import DEFAULT_TRACE, batch_lengths, load_trace
+    decode_only = {"--batch": args.batch, "--ctx": args.ctx, "--trace": args.trace,
+                   "--compare": args.compare, "--system": args.system}
+    if args.mode == "prefill":
+        given = [k for k, v in decode_only.items() if v is not None]
+        if given:
+            raise PerfError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --mode "
+                            f"decode, not prefill")
+        if args.prompt_len is None or args.prompt_len < 1:
+            raise PerfError("--mode prefill needs --prompt-len P (at least 1)")
+        return Workload("prefill", (args.prompt_len,)), None
+    if args.prompt_len is not None:
+        raise PerfError("--prompt-len applies to --mode prefill, not decode")
+    if (args.ctx is None) == (args.trace is None):
+        raise PerfError("--mode decode needs --ctx L or --trace FILE (one of them)")
+    batch = 1 if args.batch is None else args.batch
+    if batch < 1:
+        raise PerfError(f"--batch must be at least 1, not {batch}")
+    if args.ctx is not None:
+        if args.ctx < 0:
+            raise PerfError(f"--ctx must be at least 0, not {args.ctx}")
+        return Workload("decode", (args.ctx,) * batch), None
+    path = DEFAULT_TRACE if args.trace == "sharegpt" else args.trace
+    trace = load_trace(path)
+    lengths = batch_lengths(trace, batch) if args.batch is not None else trace
+    return Workload("decode", tuple(lengths)), str(args.trace)
+
+
+def _systems(args, cfg):
+    """``{name: (config, system)}`` to run: the one asked for, or those of ``--compare``."""
+    if args.compare is None:
+        return {args.system or "plain": (cfg, args.system or "plain")}
+    if args.system is not None:
+        raise PerfError("--system and --compare do not go together (--compare names the systems)")
+    names = [t.strip() for t in args.compare.split(",")]
+    bad = [n for n in names if n not in COMPARE_SYSTEMS]
+    if bad or not names or len(set(names)) != len(names):
+        raise PerfError(f"--compare takes distinct names of {', '.join(COMPARE_SYSTEMS)}, not {args.compare!r}")
+    if "npu-only" in names:
+        raise PerfError(_NPU_ONLY)
+    return {n: (cfg.in_pim_mode(COMPARE_SYSTEMS[n][0]), COMPARE_SYSTEMS[n][1]) for n in names}
+
+
+def cmd_report(args):
+    from ..compiler.model_zoo import model_config
+    from ..models.config import TileConfig
+    from .outputs import check_output_dir, write_files
+    from .perf_report import plots, render_markdown, report_dict
+    from .progress import progress
+    mc = model_config(args.model)
+    if mc.family != "llama":
+        raise PerfError(f"{args.model} is a {mc.family}-family model; reports are built for LLaMA-family "
+                        f"models (the {mc.family} compiler is not built yet)")
+    cfg = TileConfig.load(args.hw)
+    if args.clock_mhz is not None and not args.clock_mhz > 0:
+        raise PerfError(f"--clock-mhz must be positive, not {args.clock_mhz}")
+    workload, trace = _workload(args)
+    systems = _systems(args, cfg)
+    out = check_output_dir(args.output)
+    reports, results = {}, {}
+    with progress(f"timing {args.model} on {args.hw}", len(systems)) as step:
+        for name, (c, system) in systems.items():
+            try:
+                results[name] = analyze(mc, c, workload, system=system)
+            except MixpimError as e:
+                raise PerfError(f"{name}: {e}") from None
+            reports[name] = report_dict(results[name], hw=args.hw, clock_mhz=args.clock_mhz, trace=trace)
+            step()
+    main = list(systems)[-1]
+    report = dict(reports[main])
+    compare = reports if len(reports) > 1 else None
+    if compare:
+        report["compare"] = {n: {"cycles": r["cycles"], "latency": r["latency"],
+                                 "ratio": r["cycles"] / reports[main]["cycles"]} for n, r in reports.items()}
+    files = {"report.md": render_markdown(report, compare).encode(),
+             "report.json": json.dumps(report, indent=1).encode()}
+    files.update(plots(report, results[main], compare))
+    write_files(out, files)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for n, r in reports.items():
+            lat = r["latency"]
+            extra = "" if lat is None else (f", {lat['tokens_per_s']:,.1f} tokens/s" if "tokens_per_s" in lat
+                                             else f", time to first token {lat['time_to_first_token_ms']:.3f} ms")
+            print(f"{n}: {r['cycles']:,} cycles{extra}")
+        print(f"report: {out / 'report.md'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,135 @@
+"""Performance reports (sim/perf.py, sim/perf_report.py, ``mixpim report``): the scaled cycles of
+a model equal a whole-model simulation, the operation and byte counts equal counts written here
+independently, and the command's outputs and refusals."""
+
+import dataclasses
+import json
+
+import pytest
+from helpers import rejects
+
+from mixpim.compiler.model_zoo import model_config
+from mixpim.models.config import preset
+from mixpim.sim.cli import main
+from mixpim.sim.perf import PerfError, Workload, _timed, analyze
+
+SMALL = dataclasses.replace(model_config("smollm2-135m"), hidden=256, heads=4, kv_heads=2, ffn=512,
+                            vocab=384, layers=5)
+#: 128x128 (the neupims preset) with a head of 128: RoPE pairs two heads' halves per block
+WIDE = dataclasses.replace(SMALL, hidden=512)
+DECODE = Workload("decode", (5, 17, 40, 3))
+
+
+@pytest.mark.parametrize("hw, mc, workload, system", [
+    ("llm", SMALL, DECODE, "plain"),
+    ("llm", SMALL, DECODE, "interleaved"),
+    ("llm", SMALL, Workload("prefill", (40,)), "plain"),
+    ("neupims", WIDE, DECODE, "plain"),
+    ("neupims", WIDE, Workload("prefill", (40,)), "plain"),
+], ids=["llm-decode", "llm-interleaved", "llm-prefill", "neupims-decode", "neupims-prefill"])
+def test_scaled_cycles_equal_the_whole_model(hw, mc, workload, system):
+    """A 5-block model timed from a few simulated blocks and scaled equals the 5-block program on
+    the cycle model, cycle for cycle; the operators' charged cycles add up to it."""
+    cfg = preset(hw)
+    r = analyze(mc, cfg, workload, system=system)
+    whole = _timed(mc, cfg, workload, system, mc.layers)
+    assert r.blocks < mc.layers and r.layer_cycles > 0
+    assert r.cycles == whole.cycles
+    assert sum(st.cycles for st in r.total_ops().values()) == r.cycles
+    assert sum(st.cycles for st in r.layer_ops.values()) == r.layer_cycles
+    # per operator, the scaled model's busy cycles, MACs and bytes are the whole program's
+    by_name = {}
+    for label, st in whole.ops.items():
+        name = label.split(".", 1)[1] if label[0] == "L" and label[1].isdigit() else label
+        by_name.setdefault(name, []).append(st)
+    for name, st in r.total_ops().items():
+        assert st.busy == [sum(s.busy[u] for s in by_name[name]) for u in range(4)], name
+        assert st.array_macs == sum(s.array_macs for s in by_name[name])
+        assert st.bytes == {k: sum(s.bytes[k] for s in by_name[name]) for k in st.bytes}
+
+
+def test_counts_equal_an_independent_count():
+    """Llama-2-7B's shapes on the neupims tile (a decode step of 128 requests of 1,000 cached
+    tokens; one block simulated on its own): useful MACs 2 M N K / 2 per projection,
+    ``heads x head_dim x context`` per request for the scores and the context; every weight
+    streamed once at 4 bits, the group scales at 3 bytes per group and column."""
+    mc = dataclasses.replace(model_config("llama2-7b"), layers=1)
+    r = analyze(mc, preset("neupims"), Workload("decode", (1000,) * 128))
+    B, h, f, V = 128, 4096, 11008, 32000
+    assert r.useful_macs == {"qkv_proj": B * 3 * h * h, "o_proj": B * h * h, "gate_up_proj": B * 2 * f * h,
+                             "down_proj": B * h * f, "lm_head": B * V * h,
+                             "attn_score": B * 32 * 128 * 1001, "attn_context": B * 32 * 128 * 1001}
+    ops = r.layer_ops
+    for name, (n, k) in {"qkv_proj": (3 * h, h), "o_proj": (h, h), "gate_up_proj": (2 * f, h),
+                         "down_proj": (h, f)}.items():
+        assert ops[name].bytes["weights"] == n * k // 2, name
+        assert ops[name].bytes["scales"] == n * (k // 128) * 3, name  # one META entry per group
+        assert ops[name].array_macs == r.useful_macs[name]  # 128 requests fill the array's rows
+    # scores and context on PIM: whole row groups of 256 tokens (1,001 -> 1,024), the context
+    # once per probability digit
+    assert ops["attn_score"].pim_macs == B * 32 * 128 * 1024
+    assert ops["attn_context"].pim_macs == 2 * B * 32 * 128 * 1024
+    assert r.outside_ops["lm_head"].bytes["weights"] == V * h // 2
+    assert sum(st.bytes["kv_cache"] for st in ops.values()) == 0  # PIM reads the cache in the banks
+
+
+def test_refusals():
+    cfg = preset("neupims")
+    rejects(PerfError, "sub-batch interleaving is a decode schedule",
+            lambda: analyze(SMALL, cfg, Workload("prefill", (4,)), system="interleaved"))
+    rejects(PerfError, "system must be one of plain, interleaved, not 'fast'",
+            lambda: analyze(SMALL, cfg, DECODE, system="fast"))
+    rejects(PerfError, "a prefill report takes one prompt, not 2", lambda: Workload("prefill", (3, 4)))
+    rejects(PerfError, "mode must be one of prefill, decode, not 'train'", lambda: Workload("train", (3,)))
+
+
+def _report(tmp_path, *args):
+    return main(["report", *args, "-o", str(tmp_path / "out")])
+
+
+def test_report_command(tmp_path, capsys):
+    """``mixpim report`` writes report.md, report.json and the plots; --compare runs blocked and
+    NeuPIMs' interleaved schedule on the same step."""
+    mc = dataclasses.replace(SMALL, layers=4)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256,
+                                "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+                                "vocab_size": 384, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
+                                "rope_theta": 10000.0, "hidden_act": "silu"}))
+    assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "decode", "--batch", "6", "--ctx", "30",
+                   "--compare", "blocked,neupims", "--clock-mhz", "500", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["breakdown.png", "compare.png", "report.json", "report.md", "roofline.png", "timeline.png"]
+    assert set(out["compare"]) == {"blocked", "neupims"} and out["system"] == "interleaved"
+    assert out["latency"]["tokens_per_s"] == pytest.approx(6 / (out["cycles"] / 500e6))
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## How to read this report" in md and "| qkv_proj |" in md
+    r = analyze(mc, preset("llm"), Workload("decode", (30,) * 6), system="interleaved")
+    assert out["cycles"] == r.cycles
+    assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "prefill", "--prompt-len", "20") == 0
+    assert "cycles" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["smollm2-135m", "--mode", "prefill", "--prompt-len", "8", "--batch", "2"],
+     "--batch applies to --mode decode, not prefill"),
+    (["smollm2-135m", "--mode", "prefill"], "--mode prefill needs --prompt-len P (at least 1)"),
+    (["smollm2-135m", "--mode", "decode"], "--mode decode needs --ctx L or --trace FILE (one of them)"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--trace", "sharegpt"],
+     "--mode decode needs --ctx L or --trace FILE (one of them)"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--batch", "0"], "--batch must be at least 1, not 0"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "npu-only"],
+     "npu-only needs decode attention on the NPU's array"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "blocked,blocked"],
+     "--compare takes distinct names of npu-only, blocked, neupims, not 'blocked,blocked'"),
+    (["gpt3-7b", "--mode", "decode", "--ctx", "4"], "gpt3-7b is a gpt-family model; reports are built for "
+                                                   "LLaMA-family models"),
+    (["no-such-model", "--mode", "decode", "--ctx", "4"], "no model preset 'no-such-model'"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--clock-mhz", "0"], "--clock-mhz must be positive"),
+])
+def test_report_errors(tmp_path, capsys, args, message):
+    assert _report(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mixpim: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
