@@ -147,9 +147,10 @@ def main():
            "gemv": [pim_gemv(1), pim_gemv(32), pim_gemv(1, 2), pim_gemv(32, 2)],
            "dual_vs_single": dual_vs_single(), "no_pim": dual_vs_single(0)["dual"],
            "attention": [decode_attention("tiny", (5, 15, 16, 17), 2, 32),
-                         decode_attention("neupims", (300, 217, 566, 2047) * 8, 1, 128,
+                         # issue 9's stand-alone kernel (compiler/attention.py) takes INT8 activations
+                         decode_attention("neupims", (300, 217, 566, 2047) * 8, 1, 128, pe="mixpe-w4a8",
                                           act_words=65536, acc_words=65536, vparam_words=65536),
-                         decode_attention("neupims", (300, 217, 566, 2047) * 8, 1, 128,
+                         decode_attention("neupims", (300, 217, 566, 2047) * 8, 1, 128, pe="mixpe-w4a8",
                                           act_words=65536, acc_words=65536, vparam_words=65536,
                                           pim_row_buffers=2)]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

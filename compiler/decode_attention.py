@@ -78,8 +78,9 @@ _FIX = 16
 @dataclass(frozen=True)
 class KVCache:
     """The PIM placement of one layer's KV cache (module doc): ``batch`` requests (at most the
-    array's rows), ``kv_heads`` heads of ``head_dim``, up to ``capacity`` tokens per request,
-    from bank row ``base_row``. Build with :meth:`create`; the same object serves every step."""
+    array's rows), ``kv_heads`` heads of ``head_dim``, up to ``capacity`` tokens per request
+    (``slot_capacity``: per slot, if the slots differ), from bank row ``base_row``. Build with
+    :meth:`create`; the same object serves every step."""
 
     cfg: object
     batch: int
@@ -87,20 +88,28 @@ class KVCache:
     head_dim: int
     capacity: int
     base_row: int
-    rows_per: int  # bank rows of one (slot, head, kind) cache
+    rows_per: int  # bank rows of one (slot, head, kind) cache (the largest slot's)
+    slot_capacity: tuple = ()
 
     @classmethod
     def create(cls, cfg, *, batch, kv_heads, head_dim, capacity, base_row=0):
-        """The placement, or :class:`CompileError` if it does not fit ``cfg``."""
-        for name, v in (("batch", batch), ("kv_heads", kv_heads), ("capacity", capacity)):
+        """The placement, or :class:`CompileError` if it does not fit ``cfg``. ``capacity``: the
+        tokens of every request, or a sequence of them per slot (``dram_channels`` requests
+        each): a slot of short requests then takes fewer bank rows."""
+        caps = tuple(capacity) if isinstance(capacity, (tuple, list)) else ()
+        slots = -(-batch // cfg.dram_channels) if isinstance(batch, int) and batch > 0 else 0
+        if caps and len(caps) != slots:
+            raise CompileError(f"KV cache: {len(caps)} slot capacities for {slots} slots")
+        for name, v in (("batch", batch), ("kv_heads", kv_heads)) + tuple(("capacity", c) for c in caps or (capacity,)):
             if int(v) != v or v < 1:
                 raise CompileError(f"KV cache: {name} must be a positive integer, not {v!r}")
         if batch > cfg.rows:
             raise CompileError(f"KV cache: batch {batch} exceeds the array's rows ({cfg.rows}): one "
                                f"ACT lane per request")
         geo = PimGeometry(cfg, head_dim)
-        rows_per = geo.rows_for(capacity)
-        cache = cls(cfg, batch, kv_heads, head_dim, capacity, base_row, rows_per)
+        top = max(caps) if caps else capacity
+        cache = cls(cfg, batch, kv_heads, head_dim, top, base_row, geo.rows_for(top),
+                    caps if len(set(caps)) > 1 else ())
         if cache.end_row > min(cfg.dram_rows, 1 << 16):
             raise CompileError(f"KV cache: {cache.end_row - base_row} bank rows from row {base_row} "
                                f"exceed the {min(cfg.dram_rows, 1 << 16)} rows PIM reaches")
@@ -115,8 +124,25 @@ class KVCache:
     def slots(self):
         return -(-self.batch // self.cfg.dram_channels)
 
+    def capacity_of(self, i):
+        """Tokens request i can hold."""
+        return self.slot_capacity[i // self.cfg.dram_channels] if self.slot_capacity else self.capacity
+
+    @cached_property
+    def _slot_rows(self):
+        """``(first row, rows per head and kind)`` of each slot."""
+        out, row = [], self.base_row
+        for s in range(self.slots):
+            n = self.geo.rows_for(self.slot_capacity[s]) if self.slot_capacity else self.rows_per
+            out.append((row, n))
+            row += self.kv_heads * 2 * n
+        return tuple(out)
+
     @property
     def end_row(self):
+        if self.slot_capacity:
+            first, n = self._slot_rows[-1]
+            return first + self.kv_heads * 2 * n
         return self.base_row + self.slots * self.kv_heads * 2 * self.rows_per
 
     @property
@@ -135,6 +161,9 @@ class KVCache:
 
     def first_row(self, slot, head, kind):
         """First bank row of the (slot, KV head, ``"k"`` | ``"v"``) cache."""
+        if self.slot_capacity:
+            first, n = self._slot_rows[slot]
+            return first + (head * 2 + "kv".index(kind)) * n
         return self.base_row + ((slot * self.kv_heads + head) * 2 + "kv".index(kind)) * self.rows_per
 
     def where(self, i, head, kind, t):
@@ -257,9 +286,9 @@ def _check(b, reg, cache, first, lengths, heads, kv_heads, head_dim, q_scale, v_
         raise CompileError(f"decode attention: requests {first}..{first + B - 1}; the cache holds "
                            f"0..{cache.batch - 1}")
     for i, n in enumerate(lengths):
-        if int(n) != n or not 0 <= n < cache.capacity:
+        if int(n) != n or not 0 <= n < cache.capacity_of(first + i):
             raise CompileError(f"decode attention: request {i} has {n} cached tokens; the cache holds "
-                               f"{cache.capacity} per request, the new one included")
+                               f"{cache.capacity_of(first + i)} per request, the new one included")
     qs, vs = np.asarray(q_scale, np.float64), np.asarray(v_scale, np.float64)
     if qs.shape != (heads,) or not np.all(np.isfinite(qs)) or np.any(qs <= 0):
         raise CompileError(f"decode attention: q_scale must be {heads} positive finite scales")

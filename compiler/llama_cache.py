@@ -34,7 +34,8 @@ def block_caches(cfg, model_config, capacities, *, layers=None, shared=False):
     :class:`KVCache` s, one per request block of ``rows`` requests (the last may be smaller), the
     j-th holding ``capacities[j]`` tokens per request: a decode step of more requests than the
     array has rows (:meth:`~.llama_decoder.LlamaCompiler.lower_step`). ``capacities`` gives one
-    capacity per request, grouped here into blocks (each block takes its largest). ``shared``:
+    capacity per request, grouped here into PIM slots (``dram_channels`` consecutive requests;
+    each slot takes its largest). ``shared``:
     every block gets the same caches (the same bank rows): timing-only programs of models whose
     caches do not all fit the DRAM (:mod:`mixpim.sim.perf`)."""
     r = cfg.rows
@@ -45,8 +46,9 @@ def block_caches(cfg, model_config, capacities, *, layers=None, shared=False):
     for _ in range(1 if shared else n):
         blocks = []
         for j, size in enumerate(sizes):
+            mine, nch = caps[j * r:j * r + size], cfg.dram_channels
             c = KVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads, head_dim=model_config.head_dim,
-                               capacity=max(caps[j * r:j * r + size]), base_row=row)
+                               capacity=[max(mine[s:s + nch]) for s in range(0, size, nch)], base_row=row)
             blocks.append(c)
             row = c.end_row
         out.append(tuple(blocks))

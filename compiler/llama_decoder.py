@@ -138,6 +138,7 @@ class LlamaCompiler:
         self.linear_memo = {}  # the Linears' recorded streams by layout (model_kernels.linear_acc)
         self.dram_key = None  # DRAM placement: region by region (dram_alloc.DramAllocator)
         self.restart_slots = False  # each block's slot rings go on from the last block's
+        self.rms, self.bias = True, False  # RMSNorm; no projection biases
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = residual_units(ranges.residual)
@@ -223,7 +224,7 @@ class LlamaCompiler:
     def _norm(self, b, name, words):
         nparam, act, _ = words
         return NormParams(b.region(f"{name}.nparam", len(nparam), 4, nparam),
-                          b.region(f"{name}.act", len(act), 4, act), None, True, self.qshift)
+                          b.region(f"{name}.act", len(act), 4, act), None, self.rms, self.qshift)
 
     def lower(self, ids, *, layers=None, logits="all", tune=True, caches=None, request=0, cache_data=()):
         """A :class:`CompiledLlama`: the prefill of the prompt ``ids`` through the first ``layers``
@@ -410,7 +411,7 @@ class LlamaCompiler:
         """V as INT8 per channel from the QKV accumulators: direct rows (P V) or K-major (PIM)."""
         c, mc = self.cfg.cols, self.mc
         vb = (mc.hidden + mc.kv_width) // c
-        outs = [None] * vb + [TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, False, tensor,
+        outs = [None] * vb + [TileOut(prm + (vb + j) * 2 * c * 4, VecFunc.REQUANT, 0, self.bias, tensor,
                                       j if direct else j * c, direct=direct) for j in range(mc.kv_width // c)]
         with b.operator("v_quant"):
             epilogue(b, self.reg, y, outs)
@@ -463,6 +464,18 @@ class LlamaCompiler:
         with b.block(i):
             return self._back(b, i, ctx, res, next_norm, next_copies, tune, tag, next_op)
 
+    def _ffn_hidden(self, b, i, x2, tune, tag):
+        """The FFN's hidden activations (FP16 :class:`~.model_build.ActTensor`) of block i from
+        its normed input ``x2``: gate|up (one Linear), then SwiGLU."""
+        mc, B, p = self.mc, self.blocks[i], f"l{i}"
+        with b.operator("gate_up_proj"):
+            yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out=f"{tag}gate_up.y", tune=tune)
+        hid = b.act(f"{tag}h", x2.m, mc.ffn)
+        with b.operator("glu"):
+            glu_epilogue(b, self.reg, yg, mc.ffn // self.cfg.cols,
+                         b.region(f"{p}.glu.params", len(B.glu_params), 4, B.glu_params), hid)
+        return hid
+
     def _back(self, b, i, ctx, res, next_norm, next_copies, tune, tag, next_op):
         mc, B, p = self.mc, self.blocks[i], f"l{i}"
         m, h = ctx.m, mc.hidden
@@ -473,12 +486,7 @@ class LlamaCompiler:
         residual_norm(b, self.reg, res, self._norm(b, f"{p}.norm2", B.norm2), x2, r2,
                       update=(yo, b.region(f"{p}.o.params", len(B.o_params), 4, B.o_params)),
                       ops=("attn_residual", "ffn_norm"))
-        with b.operator("gate_up_proj"):
-            yg = linear_acc(b, f"{p}.gate_up", x2, B.gate_up, out=f"{tag}gate_up.y", tune=tune)
-        hid = b.act(f"{tag}h", m, mc.ffn)
-        with b.operator("glu"):
-            glu_epilogue(b, self.reg, yg, mc.ffn // self.cfg.cols,
-                         b.region(f"{p}.glu.params", len(B.glu_params), 4, B.glu_params), hid)
+        hid = self._ffn_hidden(b, i, x2, tune, tag)
         with b.operator("down_proj"):
             yd = linear_acc(b, f"{p}.down", hid, B.down, out=f"{tag}down.y", tune=tune)
         x3 = b.act(tag + ("x3" if next_copies == 1 else "x_final"), m, h, next_copies)

@@ -52,24 +52,27 @@ class LlamaShapes(LlamaCompiler):
     :class:`~.model_config.ModelConfig`) on ``config`` (an FP16 square tile) without weights:
     :meth:`lower` and :meth:`lower_step` build programs whose constants are blank."""
 
+    family = "llama"
+
     def __init__(self, model_config, config):
         mc = model_config
-        if mc.family != "llama":
-            raise ModelError(f"a LLaMA-family model is needed here, not {mc.family!r}")
+        if mc.family != self.family:
+            raise ModelError(f"a {self.family}-family model is needed here, not {mc.family!r}")
         cfg = ModelBuild.check(config)
         self.model, self.cfg, self.mc = None, cfg, mc
         self.linear_memo = {}
         self.dram_key = block_key
         self.restart_slots = True
+        self.rms, self.bias = True, False
         self.hd = mc.head_dim
         self.reg = Regions.of(cfg, mc.hidden)
         self.res_frac, self.qshift = RES_FRAC, QSHIFT
-        self.rope = RopeLayout.of(cfg, self.hd)
-        self.inv_freq = self.rope.freqs(mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd))
+        self._positions()
         h, kvw, f = mc.hidden, mc.kv_width, mc.ffn
+        up = 2 * f if mc.gated else f
         block = _Block(
             qkv=blank_linear(cfg, h + 2 * kvw, h), o=blank_linear(cfg, h, h),
-            gate_up=blank_linear(cfg, 2 * f, h), down=blank_linear(cfg, h, f),
+            gate_up=blank_linear(cfg, up, h), down=blank_linear(cfg, h, f),
             qkv_params=_params(cfg, h + 2 * kvw), o_params=_params(cfg, h), glu_params=_params(cfg, f),
             down_params=_params(cfg, h), ctx=_params(cfg, h),
             norm1=_norm(cfg, h), norm2=_norm(cfg, h), step_params=_params(cfg, h + 2 * kvw),
@@ -78,6 +81,11 @@ class LlamaShapes(LlamaCompiler):
         self.final_norm = _norm(cfg, h)
         self.head_copies = 1
         self.lm_head = blank_linear(cfg, mc.vocab, h)
+
+    def _positions(self):
+        """RoPE's layout and the table's frequencies."""
+        self.rope = RopeLayout.of(self.cfg, self.hd)
+        self.inv_freq = self.rope.freqs(self.mc.rope_base ** (-np.arange(0, self.hd, 2, dtype=np.float64) / self.hd))
 
     def check_ids(self, ids, start):
         ids = np.asarray(ids)

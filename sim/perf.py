@@ -30,6 +30,7 @@ import numpy as np
 
 from mixpim.compiler.graph import layer_graph
 from mixpim.compiler.llama_cache import block_caches
+from mixpim.compiler.gpt_shapes import GptShapes
 from mixpim.compiler.llama_shapes import LlamaShapes
 from mixpim.models.errors import MixpimError
 from mixpim.models.isa import Opcode, Spad
@@ -37,7 +38,7 @@ from mixpim.models.tile_timing import simulate
 from mixpim.models.units import Unit
 
 __all__ = ["PerfError", "Workload", "OpStats", "PerfResult", "MODES", "SYSTEMS", "BYTE_KINDS",
-           "analyze"]
+           "order_requests", "analyze"]
 
 MODES = ("prefill", "decode")
 #: Decode systems: ``plain`` (one batch, attention on PIM after the projections) and
@@ -248,8 +249,9 @@ def useful_macs(model, workload):
     graph = layer_graph(mc, layers=1)
     prefill = workload.mode == "prefill"
     tokens = workload.lengths[0] if prefill else workload.batch
-    fused = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
-             "up_proj": "gate_up_proj"}
+    fused = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj"}
+    if mc.gated:  # one Linear computes the gate and up projections
+        fused.update(gate_proj="gate_up_proj", up_proj="gate_up_proj")
     out = defaultdict(int)
     for op in graph:
         name = op.name.split(".", 1)[-1]
@@ -266,9 +268,16 @@ def useful_macs(model, workload):
     return dict(out)
 
 
+#: The timing-only compiler of each decoder family.
+_SHAPES = {"llama": LlamaShapes, "gpt": GptShapes}
+
+
 def _programs(model, config, workload, system, layers):
     """The compiled program of ``layers`` blocks (then the final norm and the LM head)."""
-    lc = LlamaShapes(model, config)
+    shapes = _SHAPES.get(model.family)
+    if shapes is None:
+        raise PerfError(f"reports time decoders (families {', '.join(_SHAPES)}), not the {model.family} family")
+    lc = shapes(model, config)
     if workload.mode == "prefill":
         ids = np.zeros(workload.lengths[0], np.int64)
         return lc.lower(ids, layers=layers, logits="last", tune=False)
@@ -348,13 +357,28 @@ def _timed(model, config, workload, system, n):
 SIMULATED_BLOCKS = (3, 6)
 
 
+def order_requests(config, lengths):
+    """The order a report runs a decode batch in: sorted by length into PIM slots of
+    ``dram_channels`` requests (a slot's KV cache rows are sized by its longest request), the
+    full slots dealt alternately to the two halves of the batch (the sub-batches of interleaving
+    get alike attention work, as NeuPIMs balances its sub-batches), a partial slot last."""
+    nch = config.dram_channels
+    srt = sorted(lengths, reverse=True)
+    slots = [srt[i:i + nch] for i in range(0, len(srt), nch)]
+    tail = slots.pop() if len(slots[-1]) < nch else []
+    return tuple(x for half in (slots[0::2], slots[1::2]) for slot in half for x in slot) + tuple(tail)
+
+
 def analyze(model, config, workload, *, system="plain"):
-    """The :class:`PerfResult` of ``workload`` on ``model`` (a LLaMA-family
-    :class:`~mixpim.compiler.model_config.ModelConfig`) and ``config`` (module doc)."""
+    """The :class:`PerfResult` of ``workload`` on ``model`` (a decoder's
+    :class:`~mixpim.compiler.model_config.ModelConfig`: LLaMA or GPT family) and ``config``
+    (module doc)."""
     if system not in SYSTEMS:
         raise PerfError(f"system must be one of {', '.join(SYSTEMS)}, not {system!r}")
     if system == "interleaved" and workload.mode != "decode":
         raise PerfError("sub-batch interleaving is a decode schedule")
+    if workload.mode == "decode":
+        workload = Workload("decode", order_requests(config, workload.lengths))
     L = model.layers
     n = min(L, SIMULATED_BLOCKS[0])
     run = _timed(model, config, workload, system, n)

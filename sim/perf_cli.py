@@ -31,8 +31,9 @@ def add_report_parser(sub):
     p.add_argument("--batch", type=int, help="decode: requests in the step (default 1; with --trace "
                    "the trace's first B requests)")
     p.add_argument("--ctx", type=int, help="decode: tokens every request has cached")
-    p.add_argument("--trace", help="decode: a CSV with a seq_len column giving each request's cached "
-                   "tokens ('sharegpt': the 512 ShareGPT-derived lengths shipped with the kit)")
+    p.add_argument("--trace", help="decode: a CSV with a seq_len column, one request per line, each "
+                   "timed at the step that decodes its last token (seq_len - 1 cached); 'sharegpt': "
+                   "the 512 ShareGPT-derived lengths shipped with the kit")
     p.add_argument("--prompt-len", type=int, help="prefill: the prompt's tokens")
     p.add_argument("--system", choices=("plain", "interleaved"), default=None,
                    help="decode: plain (default) or NeuPIMs' sub-batch interleaving")
@@ -71,7 +72,8 @@ def _workload(args):
     path = DEFAULT_TRACE if args.trace == "sharegpt" else args.trace
     trace = load_trace(path)
     lengths = batch_lengths(trace, batch) if args.batch is not None else trace
-    return Workload("decode", tuple(lengths)), str(args.trace)
+    # a request of seq_len tokens is timed at the step that decodes its last token
+    return Workload("decode", tuple(n - 1 for n in lengths)), str(args.trace)
 
 
 def _systems(args, cfg):
@@ -96,9 +98,9 @@ def cmd_report(args):
     from .perf_report import plots, render_markdown, report_dict
     from .progress import progress
     mc = model_config(args.model)
-    if mc.family != "llama":
-        raise PerfError(f"{args.model} is a {mc.family}-family model; reports are built for LLaMA-family "
-                        f"models (the {mc.family} compiler is not built yet)")
+    if mc.family not in ("llama", "gpt"):
+        raise PerfError(f"{args.model} is a {mc.family} encoder; reports time decoders (LLaMA and GPT "
+                        f"families)")
     cfg = TileConfig.load(args.hw)
     if args.clock_mhz is not None and not args.clock_mhz > 0:
         raise PerfError(f"--clock-mhz must be positive, not {args.clock_mhz}")

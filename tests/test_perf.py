@@ -123,8 +123,8 @@ def test_report_command(tmp_path, capsys):
      "npu-only needs decode attention on the NPU's array"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "blocked,blocked"],
      "--compare takes distinct names of npu-only, blocked, neupims, not 'blocked,blocked'"),
-    (["gpt3-7b", "--mode", "decode", "--ctx", "4"], "gpt3-7b is a gpt-family model; reports are built for "
-                                                   "LLaMA-family models"),
+    (["minilm-l6", "--mode", "prefill", "--prompt-len", "4"], "minilm-l6 is a bert encoder; reports time "
+                                                                 "decoders (LLaMA and GPT families)"),
     (["no-such-model", "--mode", "decode", "--ctx", "4"], "no model preset 'no-such-model'"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--clock-mhz", "0"], "--clock-mhz must be positive"),
 ])
