@@ -11,7 +11,7 @@ from helpers import rejects
 from mixpim.compiler.model_zoo import model_config
 from mixpim.models.config import preset
 from mixpim.sim.cli import main
-from mixpim.sim.perf import PerfError, Workload, _timed, analyze
+from mixpim.sim.perf import PerfError, Workload, _timed, analyze, order_requests
 
 SMALL = dataclasses.replace(model_config("smollm2-135m"), hidden=256, heads=4, kv_heads=2, ffn=512,
                             vocab=384, layers=5)
@@ -32,7 +32,7 @@ def test_scaled_cycles_equal_the_whole_model(hw, mc, workload, system):
     the cycle model, cycle for cycle; the operators' charged cycles add up to it."""
     cfg = preset(hw)
     r = analyze(mc, cfg, workload, system=system)
-    whole = _timed(mc, cfg, workload, system, mc.layers)
+    whole = _timed(mc, cfg, r.workload, system, mc.layers)  # (a decode batch in the report's order)
     assert r.blocks < mc.layers and r.layer_cycles > 0
     assert r.cycles == whole.cycles
     assert sum(st.cycles for st in r.total_ops().values()) == r.cycles
@@ -71,6 +71,14 @@ def test_counts_equal_an_independent_count():
     assert ops["attn_context"].pim_macs == 2 * B * 32 * 128 * 1024
     assert r.outside_ops["lm_head"].bytes["weights"] == V * h // 2
     assert sum(st.bytes["kv_cache"] for st in ops.values()) == 0  # PIM reads the cache in the banks
+
+
+def test_request_order():
+    """Sorted into slots of ``dram_channels`` (2 on llm), full slots dealt alternately to the
+    batch's halves, a partial slot last."""
+    assert order_requests(preset("llm"), (5, 17, 40, 3, 8, 30, 1)) == (40, 30, 5, 3, 17, 8, 1)
+    r = analyze(dataclasses.replace(SMALL, layers=1), preset("llm"), Workload("decode", (5, 40, 17, 3)))
+    assert r.workload.lengths == (40, 17, 5, 3)
 
 
 def test_refusals():
