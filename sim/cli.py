@@ -506,8 +506,9 @@ def build_parser():
                    help="--ffn, --projection: activations (default int8; fp16: --projection only)")
     p.set_defaults(func=cmd_demo)
 
-    from .perf_cli import add_report_parser
+    from .perf_cli import add_report_parser, add_sweep_parser
     add_report_parser(sub)
+    add_sweep_parser(sub)
     return parser
 
 

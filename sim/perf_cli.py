@@ -1,5 +1,6 @@
 """``mixpim report``: a performance report of a model on a tile configuration (:mod:`.perf`,
-:mod:`.perf_report`), with ``--compare`` the NeuPIMs comparison's systems side by side."""
+:mod:`.perf_report`), with ``--compare`` the NeuPIMs comparison's systems side by side; ``mixpim
+sweep``: a grid of such reports (:mod:`.sweep`)."""
 
 import json
 import sys
@@ -7,7 +8,7 @@ import sys
 from ..models.errors import MixpimError
 from .perf import PerfError, Workload, analyze
 
-__all__ = ["add_report_parser", "cmd_report", "COMPARE_SYSTEMS"]
+__all__ = ["add_report_parser", "cmd_report", "add_sweep_parser", "cmd_sweep", "COMPARE_SYSTEMS"]
 
 #: ``--compare`` systems: how each runs a batched decode step (memory mode, schedule), or None
 #: where the kit cannot build it yet (why).
@@ -136,3 +137,60 @@ def cmd_report(args):
             print(f"{n}: {r['cycles']:,} cycles{extra}")
         print(f"report: {out / 'report.md'}", file=sys.stderr)
     return 0
+
+
+def add_sweep_parser(sub):
+    """The ``sweep`` subcommand."""
+    p = sub.add_parser("sweep", help="a grid of tile configurations, models and workloads, each point a "
+                       "performance report; a table of all points and a Pareto plot (throughput vs LUTs)")
+    p.add_argument("spec", help="the grid: a .json or .toml file (see docs/results.md, 'Sweeps')")
+    p.add_argument("-o", "--output", required=True, help="output folder (points.csv, points.json, "
+                   "pareto.png, points/N.json and .md)")
+    p.add_argument("--jobs", type=int, help="local processes (default: the CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the points as Ray tasks on the cluster at "
+                   "ADDRESS ('local': a Ray instance on this machine)")
+    p.add_argument("--json", action="store_true", help="print points.json to stdout")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args):
+    from pathlib import Path
+
+    from .inputs import read_text_input
+    from .outputs import check_output_dir, write_files
+    from .perf_report import render_markdown
+    from .progress import progress
+    from .sweep import SweepError, expand, load_spec, pareto, pareto_png, pe_costs, row_of, run_points, table_csv
+    fmt = Path(args.spec).suffix.lower().lstrip(".")
+    if fmt not in ("json", "toml"):
+        raise SweepError(f"the sweep spec {args.spec!r} must be a .json or .toml file")
+    if args.jobs is not None and args.jobs < 1:
+        raise SweepError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.jobs is not None and args.ray is not None:
+        raise SweepError("--jobs and --ray do not go together (Ray schedules the points itself)")
+    spec = load_spec(read_text_input(args.spec, "sweep spec"), fmt)
+    points, models = expand(spec)
+    out = check_output_dir(args.output)
+    costs = pe_costs(p.config.pe for p in points)
+    where = "on Ray" if args.ray is not None else "locally"
+    with progress(f"sweeping {len(points)} points {where}", len(points)) as step:
+        results = run_points(points, models, jobs=args.jobs, ray_address=args.ray, done=step)
+    rows = [row_of(p, r, costs) for p, (r, _) in zip(points, results)]
+    front = pareto(rows)
+    files = {"points.csv": table_csv(rows).encode(),
+             "points.json": json.dumps({"points": rows, "pareto": front, "pe_costs": costs}, indent=1).encode(),
+             "pareto.png": pareto_png(rows)}
+    for p, (_, rep) in zip(points, results):
+        if rep is not None:
+            files[f"points/{p.index}.json"] = json.dumps(rep, indent=1).encode()
+            files[f"points/{p.index}.md"] = render_markdown(rep).encode()
+    write_files(out, files)
+    if args.json:
+        print(json.dumps({"points": rows, "pareto": front}))
+    else:
+        for r in rows:
+            what = f"{r['cycles']:,} cycles" if r["cycles"] else f"error: {r['error']}"
+            hw = "".join(f" {k}={v}" for k, v in points[r["point"]].hw)
+            print(f"point {r['point']}: {r['model']}{hw} {r['system']} batch {r['batch']}: {what}, "
+                  f"{r['luts']:,} LUTs{' (Pareto)' if r['point'] in front else ''}")
+    return 0 if all(r["cycles"] for r in rows) else 1
