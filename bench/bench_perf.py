@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mixpim.compiler.model_zoo import model_config
 from mixpim.models.config import preset
+from mixpim.models.errors import MixpimError
 from mixpim.sim.perf import Workload, analyze
 from mixpim.sim.perf_cli import COMPARE_SYSTEMS
 from mixpim.sim.workload import batch_lengths, load_trace
@@ -41,8 +42,13 @@ def comparison(name, batch):
     for system in ("blocked", "neupims"):
         mode, schedule = COMPARE_SYSTEMS[system]
         t0 = time.perf_counter()
-        r = analyze(model_config(name), preset("neupims").in_pim_mode(mode), Workload("decode", lengths),
-                    system=schedule)
+        try:
+            r = analyze(model_config(name), preset("neupims").in_pim_mode(mode), Workload("decode", lengths),
+                        system=schedule)
+        except MixpimError as e:  # e.g. the simulated blocks and caches exceed the 4 GiB DRAM
+            out["error"] = str(e)
+            print(json.dumps(out), flush=True)
+            return out
         busy = {}
         for st in r.total_ops().values():
             for u, v in zip(("DMA", "GEMM", "VEC", "PIM"), st.busy):

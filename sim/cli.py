@@ -509,6 +509,8 @@ def build_parser():
     from .perf_cli import add_report_parser, add_sweep_parser
     add_report_parser(sub)
     add_sweep_parser(sub)
+    from .fuzz import add_fuzz_parser
+    add_fuzz_parser(sub)
     return parser
 
 

@@ -26,14 +26,13 @@ import csv
 import io
 import itertools
 import json
-import os
 import tomllib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ..models.config import ConfigError, TileConfig
 from ..models.errors import MixpimError
 from .perf import SYSTEMS, Workload, analyze
+from .scaleout import map_tasks
 
 __all__ = ["SweepError", "Point", "load_spec", "expand", "pe_costs", "run_points", "MAX_POINTS",
            "table_csv", "pareto", "pareto_png"]
@@ -169,51 +168,9 @@ def _run_point(point, model):
 
 
 def run_points(points, models, *, jobs=None, ray_address=None, done=None):
-    """``[(row, report)]`` of every point: on ``jobs`` local processes (default: the CPUs), or as
-    Ray tasks on the cluster at ``ray_address`` (``"local"``: a Ray instance started here).
-    ``done()`` is called as each point finishes."""
-    args = [(p, models[p.model]) for p in points]
-    if ray_address is not None:
-        return _run_ray(args, ray_address, done)
-    jobs = jobs or os.cpu_count() or 1
-    if jobs == 1:
-        out = []
-        for a in args:
-            out.append(_run_point(*a))
-            done and done()
-        return out
-    with ProcessPoolExecutor(jobs) as pool:
-        futures = [pool.submit(_run_point, *a) for a in args]
-        out = []
-        for f in futures:
-            out.append(f.result())
-            done and done()
-        return out
-
-
-def _run_ray(args, address, done):
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("--ray needs Ray: pip install 'mixpim[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(address=None if address == "local" else address, include_dashboard=False,
-                     log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise SweepError(f"cannot connect to the Ray cluster at {address!r}: {e}") from None
-    try:
-        task = ray.remote(_run_point)
-        refs = [task.remote(*a) for a in args]
-        out = []
-        for ref in refs:
-            out.append(ray.get(ref))
-            done and done()
-        return out
-    finally:
-        if started:
-            ray.shutdown()
+    """``[(row, report)]`` of every point (:func:`~.scaleout.map_tasks`: local processes or Ray)."""
+    return map_tasks(_run_point, [(p, models[p.model]) for p in points], jobs=jobs,
+                     ray_address=ray_address, done=done)
 
 
 def row_of(point, result, costs):
