@@ -40,21 +40,14 @@ class GptShapes(LlamaShapes):
         self.rope = None  # learned positions come with the embedding rows
         self.inv_freq = np.zeros(self.hd // 2)
 
-    def _qkv(self, b, i, x, table, step, tune, tag):
-        """The QKV Linear and its epilogue: ``(y, q, k, params)``, ``q`` FP16 (prefill) or INT8 for
-        PIM (``step``), ``k`` INT8 (V is :meth:`_values`')."""
-        cfg, mc, B = self.cfg, self.mc, self.blocks[i]
-        c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
-        with b.operator("qkv_proj"):
-            y = linear_acc(b, f"{p}.qkv", x, B.qkv, out=f"{tag}qkv.y", tune=tune)
-        q, k = b.act(f"{tag}q", m, h), b.act(f"{tag}k", m, kvw)
-        img = B.step_params if step else B.qkv_params
-        prm = b.region(f"{p}.qkv.params", len(img), 4, img)
+    def _qk_epilogue(self, b, y, q, k, prm, step, table):
+        """Queries FP16 (prefill) or INT8 for PIM (``step``) and keys INT8, with their biases
+        (values: :meth:`_values`); no RoPE."""
+        c, h, kvw = self.cfg.cols, self.mc.hidden, self.mc.kv_width
         outs = [TileOut(prm + j * 2 * c * 4, VecFunc.REQUANT, int(not step), True, q, j * c) for j in range(h // c)]
         outs += [TileOut(prm + (h // c + j) * 2 * c * 4, VecFunc.REQUANT, 0, True, k, j * c) for j in range(kvw // c)]
         with b.operator("qk_quant"):
             epilogue(b, self.reg, y, outs)
-        return y, q, k, prm
 
     def _ffn_hidden(self, b, i, x2, tune, tag):
         """up Linear, then GELU (or ReLU) into FP16 hidden activations."""

@@ -388,15 +388,21 @@ class LlamaCompiler:
         return self.back(b, i, ctx, res, next_norm, next_copies, tune, next_op=next_op)
 
     def _qkv(self, b, i, x, table, step, tune, tag):
-        """The QKV Linear and its RoPE epilogue: ``(y, q, k, params)``; ``q`` FP16 (prefill) or
-        INT8 integers for PIM (``step``), ``k`` INT8; ``tag`` prefixes the workspaces."""
-        cfg, mc, B = self.cfg, self.mc, self.blocks[i]
-        c, m, h, kvw, p = cfg.cols, x.m, mc.hidden, mc.kv_width, f"l{i}"
+        """The QKV Linear and its epilogue: ``(y, q, k, params)``; ``q`` FP16 (prefill) or INT8
+        integers for PIM (``step``), ``k`` INT8; ``tag`` prefixes the workspaces."""
+        mc, B, p = self.mc, self.blocks[i], f"l{i}"
         with b.operator("qkv_proj"):
             y = linear_acc(b, f"{p}.qkv", x, B.qkv, out=f"{tag}qkv.y", tune=tune)
-        q, k = b.act(f"{tag}q", m, h), b.act(f"{tag}k", m, kvw)
+        q, k = b.act(f"{tag}q", x.m, mc.hidden), b.act(f"{tag}k", x.m, mc.kv_width)
         img = B.step_params if step else B.qkv_params
         prm = b.region(f"{p}.qkv.params", len(img), 4, img)
+        self._qk_epilogue(b, y, q, k, prm, step, table)
+        return y, q, k, prm
+
+    def _qk_epilogue(self, b, y, q, k, prm, step, table):
+        """RoPE on the queries and keys of the QKV accumulators ``y`` (column parameters at
+        ``prm``) into ``q`` and ``k``."""
+        c, h, kvw = self.cfg.cols, self.mc.hidden, self.mc.kv_width
         pairs = []
         for base, tensor, fmt, width in ((0, q, int(not step), h), (h // c, k, 0, kvw)):
             for lo, hi, freq, at_lo, at_hi in self.rope.pairs(width):
@@ -405,7 +411,6 @@ class LlamaCompiler:
                                       at_lo, at_hi, freq))
         with b.operator("rope"):
             rope_epilogue(b, self.reg, y, pairs, table, len(self.inv_freq))
-        return y, q, k, prm
 
     def _values(self, b, y, prm, tensor, direct):
         """V as INT8 per channel from the QKV accumulators: direct rows (P V) or K-major (PIM)."""
