@@ -164,6 +164,7 @@ class BertCompiler:
         w = self.model.weights
         emb = w.word[ids] + w.position[:m] + w.token_type[0]
         b = ModelBuild(cfg)
+        self.reg.restart()  # a program's instructions depend on its inputs only
         start_program(b)
         res = b.res("embed", m, d, residual_image(cfg, emb, self.cal.res_frac))
         x = b.act("x0", m, d, self.copies["qkv"])
