@@ -9,6 +9,7 @@ Plots are drawn on matplotlib Figures with the Agg canvas (no display, no global
 
 import io
 
+from ..compiler.graph import layer_graph, linears
 from ..models.units import Unit
 from .perf import BYTE_KINDS
 
@@ -76,10 +77,13 @@ def op_rows(result, ops, useful):
 
 
 def _capacity(result):
+    """What the whole model keeps in DRAM: its weights (``wbits`` codes and one META entry per
+    group and column, every Linear and the LM head) and the KV cache (INT8 keys and values)."""
     mc, cfg, wl = result.model, result.config, result.workload
-    wbytes = sum(v for k, v in _totals(result).items() if k == "weights")
+    wbytes = sum(op.width * (op.k * cfg.wbits // 8 + -(-op.k // cfg.group) * cfg.meta_entry_bytes)
+                 for op in linears(layer_graph(mc)))
     ctx = sum(wl.lengths) + wl.batch if wl.mode == "decode" else wl.lengths[0]
-    kv = 2 * mc.layers * mc.kv_width * ctx  # INT8 keys and values
+    kv = 2 * mc.layers * mc.kv_width * ctx
     return {"weights_bytes": wbytes, "kv_cache_bytes": kv, "dram_bytes": cfg.dram_bytes,
             "fits": wbytes + kv <= cfg.dram_bytes}
 

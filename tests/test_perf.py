@@ -141,3 +141,18 @@ def test_report_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("mixpim: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_capacity():
+    """The DRAM a model keeps: Llama-2-7B's 4-bit weights with a 3-byte META entry per group of 128
+    and column (its 6.74 B parameters less the embedding table, which the host keeps), and INT8
+    keys and values of every cached token."""
+    from mixpim.sim.perf_report import _capacity
+    mc = model_config("llama2-7b")
+    r = analyze(dataclasses.replace(mc, layers=1), preset("neupims"), Workload("decode", (100, 200)))
+    r = dataclasses.replace(r, model=mc)
+    cap = _capacity(r)
+    h, f, V = 4096, 11008, 32000
+    n_k = 32 * (4 * h * h + 3 * h * f) + V * h  # every Linear's N x K, and the LM head
+    assert cap["weights_bytes"] == n_k // 2 + n_k // 128 * 3
+    assert cap["kv_cache_bytes"] == 2 * 32 * h * (101 + 201) and cap["fits"]
