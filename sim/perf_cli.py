@@ -7,6 +7,7 @@ import sys
 
 from ..models.errors import MixpimError
 from .perf import PerfError, Workload, analyze
+from .scaleout import map_tasks
 
 __all__ = ["add_report_parser", "cmd_report", "add_sweep_parser", "cmd_sweep", "COMPARE_SYSTEMS"]
 
@@ -15,6 +16,7 @@ __all__ = ["add_report_parser", "cmd_report", "add_sweep_parser", "cmd_sweep", "
 COMPARE_SYSTEMS = {
     "npu-only": None,
     "blocked": ("single", "plain"),
+    "dual": ("dual", "plain"),  # dual row buffers alone, no interleaving
     "neupims": ("dual", "interleaved"),
 }
 _NPU_ONLY = ("npu-only needs decode attention on the NPU's array, which the compiler does not "
@@ -92,6 +94,14 @@ def _systems(args, cfg):
     return {n: (cfg.in_pim_mode(COMPARE_SYSTEMS[n][0]), COMPARE_SYSTEMS[n][1]) for n in names}
 
 
+def _analyze(model, config, workload, system):
+    """:func:`~.perf.analyze`, or its error's message (in a worker process)."""
+    try:
+        return analyze(model, config, workload, system=system)
+    except MixpimError as e:
+        return str(e)
+
+
 def cmd_report(args):
     from ..compiler.model_zoo import model_config
     from ..models.config import TileConfig
@@ -108,15 +118,14 @@ def cmd_report(args):
     workload, trace = _workload(args)
     systems = _systems(args, cfg)
     out = check_output_dir(args.output)
-    reports, results = {}, {}
-    with progress(f"timing {args.model} on {args.hw}", len(systems)) as step:
-        for name, (c, system) in systems.items():
-            try:
-                results[name] = analyze(mc, c, workload, system=system)
-            except MixpimError as e:
-                raise PerfError(f"{name}: {e}") from None
-            reports[name] = report_dict(results[name], hw=args.hw, clock_mhz=args.clock_mhz, trace=trace)
-            step()
+    with progress(f"timing {args.model} on {args.hw}", len(systems)) as step:  # one process a system
+        runs = map_tasks(_analyze, [(mc, c, workload, system) for c, system in systems.values()], done=step)
+    results, reports = {}, {}
+    for name, run in zip(systems, runs):
+        if isinstance(run, str):
+            raise PerfError(f"{name}: {run}" if len(systems) > 1 else run)
+        results[name] = run
+        reports[name] = report_dict(run, hw=args.hw, clock_mhz=args.clock_mhz, trace=trace)
     main = list(systems)[-1]
     report = dict(reports[main])
     compare = reports if len(reports) > 1 else None

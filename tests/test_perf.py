@@ -130,7 +130,7 @@ def test_report_command(tmp_path, capsys):
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "npu-only"],
      "npu-only needs decode attention on the NPU's array"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "blocked,blocked"],
-     "--compare takes distinct names of npu-only, blocked, neupims, not 'blocked,blocked'"),
+     "--compare takes distinct names of npu-only, blocked, dual, neupims, not 'blocked,blocked'"),
     (["minilm-l6", "--mode", "prefill", "--prompt-len", "4"], "minilm-l6 is a bert encoder; reports time "
                                                                  "decoders (LLaMA and GPT families)"),
     (["no-such-model", "--mode", "decode", "--ctx", "4"], "no model preset 'no-such-model'"),
