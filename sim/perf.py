@@ -236,7 +236,7 @@ def _split(ops, layer, rename=None):
             short = name[len(tag):]
             short = (rename or {}).get(short, short)
             mine[short] = dataclasses.replace(st, name=short)
-        elif not name.startswith("L"):
+        elif not _BLOCK_LABEL.match(name):
             outside[name] = st
     return mine, outside
 
