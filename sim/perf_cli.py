@@ -113,8 +113,8 @@ def cmd_report(args):
         raise PerfError(f"{args.model} is a {mc.family} encoder; reports time decoders (LLaMA and GPT "
                         f"families)")
     cfg = TileConfig.load(args.hw)
-    if args.clock_mhz is not None and not args.clock_mhz > 0:
-        raise PerfError(f"--clock-mhz must be positive, not {args.clock_mhz}")
+    if args.clock_mhz is not None and not 0 < args.clock_mhz < float("inf"):
+        raise PerfError(f"--clock-mhz must be positive and finite, not {args.clock_mhz}")
     workload, trace = _workload(args)
     systems = _systems(args, cfg)
     out = check_output_dir(args.output)

@@ -135,6 +135,8 @@ def test_report_command(tmp_path, capsys):
                                                                  "decoders (LLaMA and GPT families)"),
     (["no-such-model", "--mode", "decode", "--ctx", "4"], "no model preset 'no-such-model'"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--clock-mhz", "0"], "--clock-mhz must be positive"),
+    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--clock-mhz", "inf"], "--clock-mhz must be positive and "
+                                                                              "finite, not inf"),
 ])
 def test_report_errors(tmp_path, capsys, args, message):
     assert _report(tmp_path, *args) == 2
