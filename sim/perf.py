@@ -4,12 +4,14 @@ against) on timing-only programs (:class:`~mixpim.compiler.llama_shapes.LlamaSha
 compiler's instructions, blank weights), with every cycle, MAC and byte attributed to an
 operator of the layer graph.
 
-**Identical layers are simulated once.** The programs of the first block and of the first two
-blocks (each followed by the final norm and the LM head) are simulated; the model's cycles are
-``T(L) = T(1) + (L - 1) (T(2) - T(1))``: every block adds the same instructions (its weights in
-other DRAM rows of the same channels and banks), so from the second block on the tile repeats
-the same timing. ``tests/test_perf.py`` checks ``T(L)`` against a whole ``L``-block program,
-cycle for cycle; ``verify=True`` does the same check on the real shape (``T(3)``).
+**Identical blocks are simulated a few times, not L times.** One program of
+:data:`SIMULATED_BLOCKS` blocks (then the final norm and the LM head) is simulated; once the
+first block's different start has died out, every instruction of a block runs a fixed number of
+cycles (the *shift*) after its twin in the block before, checked instruction by instruction, and
+the model's cycles are ``T(n) + (L - n) shift``. A program whose blocks do not yet repeat is
+compiled again with one block more (up to the limit); scaling is refused if they never do.
+``tests/test_perf.py`` checks the scaled cycles against a whole ``L``-block program, cycle for
+cycle.
 
 **Attribution.** An instruction belongs to the operator its compiler kernel was emitting
 (:meth:`~mixpim.compiler.emit.Emitter.operator`). Cycles are charged in program order: walking
