@@ -36,15 +36,15 @@ from .gguf_checkpoint import Q4_1Weights
 from .llama_cache import cache_prompt, flat_caches
 from .llama_interleave import build_interleaved
 from .llama_kernels import RopeLayout, RopePair, glu_epilogue, rope_epilogue, rope_words
-from .model_build import ModelBuild
+from .model_build import DirectTensor, ModelBuild
 from .model_kernels import (NormParams, PackedLinear, Regions, TileOut, epilogue, linear_acc, norm_words,
                             pack_linear, residual_image, residual_norm, residual_units, start_program,
                             acc_multipliers, param_blocks)
 from .nibble_planes import PLANES, planes_of_codes
+from .npu_attention import NpuKVCache, npu_cache_prompt, npu_decode_attention
 from .prefill_attention import context_words, prefill_attention, soft_words
 
-__all__ = ["LlamaCompiler", "CompiledLlama"]
-
+__all__ = ["LlamaCompiler", "CompiledLlama", "on_npu"]
 
 
 def _rows_q4_1(mats):
@@ -79,6 +79,18 @@ class _Block:
     step_params: bytes
     q_scale: np.ndarray
     v_scale: np.ndarray
+
+
+def on_npu(cache):
+    """Whether ``cache`` (a block's, or a tuple of them) is for attention on the array."""
+    return isinstance(cache[0] if isinstance(cache, tuple) and cache else cache, NpuKVCache)
+
+
+def _rows(cfg, t, j, n):
+    """Tokens ``j .. j + n - 1`` (``j`` a multiple of ``rows``) of the tensor ``t``."""
+    if isinstance(t, DirectTensor):
+        return dataclasses.replace(t, base=t.addr(cfg, 0, j), m=n)
+    return dataclasses.replace(t, base=t.addr(cfg, j // cfg.rows), m=n)
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,9 @@ class LlamaCompiler:
         for i, n in zip(ids, lengths):  # each request adds one position to its own cache
             self.check_ids([i], n)
         if interleave:
+            if on_npu(caches[0] if caches else None):
+                raise CompileError("sub-batch interleaving overlaps attention on PIM; these caches are "
+                                   "for attention on the array")
             if logits != "all":
                 raise CompileError("an interleaved decode step computes the logits (logits='all')")
             kv = _Kv(caches, None, lengths)
@@ -369,7 +384,7 @@ class LlamaCompiler:
         m, h, kvw, p = x.m, mc.hidden, mc.kv_width, f"l{i}"
         step = kv is not None and kv.lengths is not None
         if step:
-            q, k, v, ctx = self.front(b, i, x, table, tune)
+            q, k, v, ctx = self.front(b, i, x, table, tune, npu=on_npu(kv.caches[i]))
             self.attend(b, self.reg, i, q, k, v, ctx, kv.caches[i], kv.lengths)
         else:
             y, q, k, prm = self._qkv(b, i, x, table, False, tune, "")
@@ -381,7 +396,13 @@ class LlamaCompiler:
                                   kv_heads=mc.kv_heads, causal=True,
                                   soft=b.region(f"{p}.soft", len(soft), 4, soft),
                                   ctx=b.region(f"{p}.ctx.params", len(B.ctx), 4, B.ctx))
-            if kv is not None:
+            if kv is not None and on_npu(kv.caches[i]):
+                cache, req = kv.caches[i], kv.request
+                if isinstance(cache, tuple):  # request blocks of `rows` requests
+                    cache, req = cache[req // self.cfg.rows], req % self.cfg.rows
+                with b.operator("kv_append"):
+                    npu_cache_prompt(b, self.reg, k, v, cache, req)
+            elif kv is not None:
                 v_t = self._values(b, y, prm, b.act("v_t", m, kvw), False)
                 with b.operator("kv_append"):
                     cache_prompt(b, self.reg, k, v_t, kv.caches[i], kv.request)
@@ -422,17 +443,20 @@ class LlamaCompiler:
             epilogue(b, self.reg, y, outs)
         return tensor
 
-    def front(self, b, i, x, table, tune, tag=""):
+    def front(self, b, i, x, table, tune, tag="", npu=False):
         """A decode step's NPU work before attention in block i: QKV, RoPE, V: ``(q, k, v, ctx)``
-        (``ctx`` the workspace attention writes)."""
+        (``ctx`` the workspace attention writes); ``npu``: for attention on the array (prefill
+        attention's formats: FP16 queries, V as direct rows)."""
         with b.block(i):
             self._restart(self.reg)
-            return self._front(b, i, x, table, tune, tag)
+            return self._front(b, i, x, table, tune, tag, npu)
 
-    def _front(self, b, i, x, table, tune, tag):
-        y, q, k, prm = self._qkv(b, i, x, table, True, tune, tag)
+    def _front(self, b, i, x, table, tune, tag, npu=False):
+        y, q, k, prm = self._qkv(b, i, x, table, not npu, tune, tag)
         ctx = b.act(f"{tag}ctx", x.m, self.mc.hidden)
-        return q, k, self._values(b, y, prm, b.act(f"{tag}v_new", x.m, self.mc.kv_width), False), ctx
+        kvw = self.mc.kv_width
+        v = (b.direct(f"{tag}v", x.m, kvw) if npu else b.act(f"{tag}v_new", x.m, kvw))
+        return q, k, self._values(b, y, prm, v, npu), ctx
 
     def attend(self, b, reg, i, q, k, v, ctx, cache, lengths, first=0):
         """A decode step's attention on PIM in block i into ``ctx`` (scratchpad regions ``reg``,
@@ -455,9 +479,17 @@ class LlamaCompiler:
             parts = []
             for j in range(0, len(lengths), r):
                 n = min(r, len(lengths) - j)
-                parts.append((*(dataclasses.replace(t, base=t.addr(cfg, j // r), m=n) for t in (q, k, v, ctx)),
+                parts.append((*(_rows(cfg, t, j, n) for t in (q, k, v, ctx)),
                               lengths[j:j + n], (first + j) // r, 0))
+        if on_npu(cache):
+            soft = soft_words(max(lengths) + 1)
+            soft = b.region(f"l{i}.soft", len(soft), 4, soft)
+            prm = b.region(f"l{i}.ctx.params", len(B.ctx), 4, B.ctx)
         for pq, pk, pv, pctx, plen, blk, pfirst in parts:
+            if on_npu(cache):
+                npu_decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
+                                     head_dim=self.hd, soft=soft, ctx=prm, first=pfirst)
+                continue
             with b.operator("attn_context"):
                 decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
                                  kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale,
