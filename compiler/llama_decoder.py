@@ -486,11 +486,11 @@ class LlamaCompiler:
             soft = b.region(f"l{i}.soft", len(soft), 4, soft)
             prm = b.region(f"l{i}.ctx.params", len(B.ctx), 4, B.ctx)
         for pq, pk, pv, pctx, plen, blk, pfirst in parts:
-            if on_npu(cache):
-                npu_decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
-                                     head_dim=self.hd, soft=soft, ctx=prm, first=pfirst)
-                continue
             with b.operator("attn_context"):
+                if on_npu(cache):
+                    npu_decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen,
+                                         heads=mc.heads, head_dim=self.hd, soft=soft, ctx=prm, first=pfirst)
+                    continue
                 decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
                                  kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale,
                                  v_scale=B.v_scale, name=f"l{i}.attn", first=pfirst)

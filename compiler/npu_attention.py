@@ -147,8 +147,9 @@ def npu_block_caches(cfg, model_config, capacities, *, layers=None, shared=False
     """Per block of ``model_config`` (the first ``layers``, default all) a tuple of
     :class:`NpuKVCache`, one per request block of ``rows`` requests, the j-th holding
     ``capacities[j]`` tokens per request (a block takes its largest). ``shared``: every block gets
-    the same caches; ``share_requests``: every request block too (timing-only programs whose
-    caches do not fit the DRAM, :mod:`mixpim.sim.perf`)."""
+    the same caches; ``share_requests``: every request block too, one cache of ``rows`` requests
+    of the largest capacity (timing-only programs whose caches do not fit the DRAM,
+    :mod:`mixpim.sim.perf`)."""
     r, caps = cfg.rows, [int(c) for c in capacities]
     sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
     n = model_config.layers if layers is None else layers
@@ -156,8 +157,9 @@ def npu_block_caches(cfg, model_config, capacities, *, layers=None, shared=False
     for _ in range(1 if shared else n):
         blocks, first = [], base
         for j, size in enumerate(sizes):
-            c = NpuKVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads,
-                                  head_dim=model_config.head_dim, capacity=max(caps[j * r:j * r + size]),
+            c = NpuKVCache.create(cfg, batch=r if share_requests else size, kv_heads=model_config.kv_heads,
+                                  head_dim=model_config.head_dim,
+                                  capacity=max(caps if share_requests else caps[j * r:j * r + size]),
                                   base=first if share_requests else base)
             blocks.append(c)
             base = max(base, c.end)

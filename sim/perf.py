@@ -34,6 +34,7 @@ from mixpim.compiler.graph import layer_graph
 from mixpim.compiler.llama_cache import block_caches
 from mixpim.compiler.gpt_shapes import GptShapes
 from mixpim.compiler.llama_shapes import LlamaShapes
+from mixpim.compiler.npu_attention import npu_block_caches
 from mixpim.models.errors import MixpimError
 from mixpim.models.isa import Opcode, Spad
 from mixpim.models.tile_timing import simulate
@@ -43,9 +44,11 @@ __all__ = ["PerfError", "Workload", "OpStats", "PerfResult", "MODES", "SYSTEMS",
            "order_requests", "analyze"]
 
 MODES = ("prefill", "decode")
-#: Decode systems: ``plain`` (one batch, attention on PIM after the projections) and
-#: ``interleaved`` (two sub-batches, NeuPIMs' schedule: :mod:`mixpim.compiler.llama_interleave`).
-SYSTEMS = ("plain", "interleaved")
+#: Decode systems: ``plain`` (one batch, attention on PIM after the projections),
+#: ``interleaved`` (two sub-batches, NeuPIMs' schedule: :mod:`mixpim.compiler.llama_interleave`)
+#: and ``npu`` (attention on the array, the KV cache in plain DRAM:
+#: :mod:`mixpim.compiler.npu_attention`).
+SYSTEMS = ("plain", "interleaved", "npu")
 _BLOCK_LABEL = re.compile(r"L\d+\.")
 #: Kinds of bytes a report counts (module doc of :func:`byte_kind`).
 BYTE_KINDS = ("weights", "scales", "activations", "kv_cache")
@@ -284,9 +287,23 @@ def _programs(model, config, workload, system, layers):
         ids = np.zeros(workload.lengths[0], np.int64)
         return lc.lower(ids, layers=layers, logits="last", tune=False)
     lengths = list(workload.lengths)
-    caches = block_caches(config, model, [n + 1 for n in lengths], layers=layers, shared=True)
+    if system == "npu":
+        caches = npu_caches(config, model, [n + 1 for n in lengths], layers)
+    else:
+        caches = block_caches(config, model, [n + 1 for n in lengths], layers=layers, shared=True)
     return lc.lower_step(np.zeros(len(lengths), np.int64), lengths, caches, layers=layers, logits="all",
                          interleave=system == "interleaved")
+
+
+def npu_caches(config, model, capacities, layers):
+    """The blocks' KV caches in plain DRAM for attention on the array: one set shared by every
+    block (as the PIM caches); the request blocks' own caches when they take at most half of the
+    DRAM, else one cache shared by them too (its bytes and timing per request are the same; only
+    the bank rows the requests' caches would have had differ: docs/decisions.md)."""
+    caches = npu_block_caches(config, model, capacities, layers=layers, shared=True, share_requests=True)
+    if sum(c.nbytes for c in caches[0]) <= config.dram_bytes // 2:
+        caches = npu_block_caches(config, model, capacities, layers=layers, shared=True)
+    return caches
 
 
 def _timeline(timing, operators, layer):
@@ -347,7 +364,7 @@ def _timed(model, config, workload, system, n):
     ops = _attribute(config, compiled.program, compiled.operators, timing)
     # an interleaved step's last block has no next block's front to overlap: compare the two
     # blocks before it
-    last = n - 1 if system == "plain" else n - 2
+    last = n - 2 if system == "interleaved" else n - 1
     shift = _shift(timing, compiled.operators, last - 1, last) if last > 0 else None
     return _Timed(n, timing.cycles, ops, len(compiled.program.instructions), (t1 - t0, t2 - t1),
                   max(last, 0), shift, _timeline(timing, compiled.operators, max(last, 0)))
@@ -377,8 +394,8 @@ def analyze(model, config, workload, *, system="plain"):
     (module doc)."""
     if system not in SYSTEMS:
         raise PerfError(f"system must be one of {', '.join(SYSTEMS)}, not {system!r}")
-    if system == "interleaved" and workload.mode != "decode":
-        raise PerfError("sub-batch interleaving is a decode schedule")
+    if system != "plain" and workload.mode != "decode":
+        raise PerfError(f"the {system} system is a decode schedule; a prefill runs plain")
     if workload.mode == "decode":
         workload = Workload("decode", order_requests(config, workload.lengths))
     L = model.layers

@@ -6,22 +6,18 @@ import json
 import sys
 
 from ..models.errors import MixpimError
-from .perf import PerfError, Workload, analyze
+from .perf import SYSTEMS, PerfError, Workload, analyze
 from .scaleout import map_tasks
 
 __all__ = ["add_report_parser", "cmd_report", "add_sweep_parser", "cmd_sweep", "COMPARE_SYSTEMS"]
 
-#: ``--compare`` systems: how each runs a batched decode step (memory mode, schedule), or None
-#: where the kit cannot build it yet (why).
+#: ``--compare`` systems: how each runs a batched decode step (PIM row-buffer mode, schedule).
 COMPARE_SYSTEMS = {
-    "npu-only": None,
+    "npu-only": ("single", "npu"),  # attention on the array, the KV cache in plain DRAM
     "blocked": ("single", "plain"),
     "dual": ("dual", "plain"),  # dual row buffers alone, no interleaving
     "neupims": ("dual", "interleaved"),
 }
-_NPU_ONLY = ("npu-only needs decode attention on the NPU's array, which the compiler does not "
-             "build yet (decode attention runs on PIM); compare blocked,neupims")
-
 
 def add_report_parser(sub):
     """The ``report`` subcommand of the ``mixpim`` parser's subparsers ``sub``."""
@@ -38,8 +34,9 @@ def add_report_parser(sub):
                    "timed at the step that decodes its last token (seq_len - 1 cached); 'sharegpt': "
                    "the 512 ShareGPT-derived lengths shipped with the kit")
     p.add_argument("--prompt-len", type=int, help="prefill: the prompt's tokens")
-    p.add_argument("--system", choices=("plain", "interleaved"), default=None,
-                   help="decode: plain (default) or NeuPIMs' sub-batch interleaving")
+    p.add_argument("--system", choices=SYSTEMS, default=None,
+                   help="decode: plain (default: attention on PIM), NeuPIMs' sub-batch interleaving, or npu "
+                   "(attention on the array, no PIM)")
     p.add_argument("--compare", help="decode: comma-separated systems to run side by side: "
                    + ", ".join(COMPARE_SYSTEMS))
     p.add_argument("--clock-mhz", type=float, help="clock for latencies and tokens/s")
@@ -89,8 +86,6 @@ def _systems(args, cfg):
     bad = [n for n in names if n not in COMPARE_SYSTEMS]
     if bad or not names or len(set(names)) != len(names):
         raise PerfError(f"--compare takes distinct names of {', '.join(COMPARE_SYSTEMS)}, not {args.compare!r}")
-    if "npu-only" in names:
-        raise PerfError(_NPU_ONLY)
     return {n: (cfg.in_pim_mode(COMPARE_SYSTEMS[n][0]), COMPARE_SYSTEMS[n][1]) for n in names}
 
 

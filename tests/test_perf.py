@@ -26,7 +26,8 @@ DECODE = Workload("decode", (5, 17, 40, 3))
     ("llm", SMALL, Workload("prefill", (40,)), "plain"),
     ("neupims", WIDE, DECODE, "plain"),
     ("neupims", WIDE, Workload("prefill", (40,)), "plain"),
-], ids=["llm-decode", "llm-interleaved", "llm-prefill", "neupims-decode", "neupims-prefill"])
+    ("llm", SMALL, DECODE, "npu"),
+], ids=["llm-decode", "llm-interleaved", "llm-prefill", "neupims-decode", "neupims-prefill", "llm-npu"])
 def test_scaled_cycles_equal_the_whole_model(hw, mc, workload, system):
     """A 5-block model timed from a few simulated blocks and scaled equals the 5-block program on
     the cycle model, cycle for cycle; the operators' charged cycles add up to it."""
@@ -73,6 +74,28 @@ def test_counts_equal_an_independent_count():
     assert sum(st.bytes["kv_cache"] for st in ops.values()) == 0  # PIM reads the cache in the banks
 
 
+def test_counts_of_attention_on_the_array():
+    """The npu-only system (Llama-2-7B's shapes, 16 requests of 300 cached tokens, neupims' 128x128
+    array): the KV cache streamed from DRAM in whole key blocks of 128 keys and value groups of
+    128 (FP16 words of 256 bytes), each request's new key written into its key block (read and
+    written once per KV head), its new value one word per feature block; the array issues one
+    score GEMM per key block and one ``P V`` GEMM per request and head, a full 128x128 tile each."""
+    mc = dataclasses.replace(model_config("llama2-7b"), layers=1)
+    B, n, heads, hd, ab, rc = 16, 301, 32, 128, 256, 128 * 128
+    r = analyze(mc, preset("neupims"), Workload("decode", (n - 1,) * B), system="npu")
+    ops = r.layer_ops
+    nkb, mg = -(-n // 128), -(-n // 128) * 128
+    assert ops["attn_score"].bytes["kv_cache"] == B * heads * nkb * hd * ab
+    assert ops["attn_context"].bytes["kv_cache"] == B * heads * mg * ab
+    assert ops["kv_append"].bytes["kv_cache"] == B * heads * (2 * hd + 1) * ab
+    assert ops["attn_score"].array_macs == B * heads * nkb * rc * hd
+    # P V, and one zeroing GEMM of a group per head for the collectors
+    assert ops["attn_context"].array_macs == B * heads * rc * mg + heads * rc * 128
+    assert ops["kv_append"].array_macs == heads * rc * 128  # the new keys transposed
+    assert r.useful_macs["attn_score"] == r.useful_macs["attn_context"] == B * heads * hd * n
+    assert sum(st.pim_macs for st in ops.values()) == 0
+
+
 def test_request_order():
     """Sorted into slots of ``dram_channels`` (2 on llm), full slots dealt alternately to the
     batch's halves, a partial slot last."""
@@ -83,9 +106,9 @@ def test_request_order():
 
 def test_refusals():
     cfg = preset("neupims")
-    rejects(PerfError, "sub-batch interleaving is a decode schedule",
+    rejects(PerfError, "the interleaved system is a decode schedule; a prefill runs plain",
             lambda: analyze(SMALL, cfg, Workload("prefill", (4,)), system="interleaved"))
-    rejects(PerfError, "system must be one of plain, interleaved, not 'fast'",
+    rejects(PerfError, "system must be one of plain, interleaved, npu, not 'fast'",
             lambda: analyze(SMALL, cfg, DECODE, system="fast"))
     rejects(PerfError, "a prefill report takes one prompt, not 2", lambda: Workload("prefill", (3, 4)))
     rejects(PerfError, "mode must be one of prefill, decode, not 'train'", lambda: Workload("train", (3,)))
@@ -105,11 +128,13 @@ def test_report_command(tmp_path, capsys):
                                 "vocab_size": 384, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
                                 "rope_theta": 10000.0, "hidden_act": "silu"}))
     assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "decode", "--batch", "6", "--ctx", "30",
-                   "--compare", "blocked,neupims", "--clock-mhz", "500", "--json") == 0
+                   "--compare", "npu-only,blocked,neupims", "--clock-mhz", "500", "--json") == 0
     out = json.loads(capsys.readouterr().out)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["breakdown.png", "compare.png", "report.json", "report.md", "roofline.png", "timeline.png"]
-    assert set(out["compare"]) == {"blocked", "neupims"} and out["system"] == "interleaved"
+    assert set(out["compare"]) == {"npu-only", "blocked", "neupims"} and out["system"] == "interleaved"
+    npu = analyze(mc, preset("llm"), Workload("decode", (30,) * 6), system="npu")
+    assert out["compare"]["npu-only"]["cycles"] == npu.cycles
     assert out["latency"]["tokens_per_s"] == pytest.approx(6 / (out["cycles"] / 500e6))
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## How to read this report" in md and "| qkv_proj |" in md
@@ -127,8 +152,6 @@ def test_report_command(tmp_path, capsys):
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--trace", "sharegpt"],
      "--mode decode needs --ctx L or --trace FILE (one of them)"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--batch", "0"], "--batch must be at least 1, not 0"),
-    (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "npu-only"],
-     "npu-only needs decode attention on the NPU's array"),
     (["smollm2-135m", "--mode", "decode", "--ctx", "4", "--compare", "blocked,blocked"],
      "--compare takes distinct names of npu-only, blocked, dual, neupims, not 'blocked,blocked'"),
     (["minilm-l6", "--mode", "prefill", "--prompt-len", "4"], "minilm-l6 is a bert encoder; reports time "
