@@ -39,7 +39,7 @@ from mixpim.models.vector import fixed_multiplier, pack_vparam
 from .emit import CompileError
 from .model_build import DirectTensor, Slots
 
-__all__ = ["NpuKVCache", "npu_block_caches", "npu_cache_prompt", "npu_decode_attention", "npu_constants"]
+__all__ = ["NpuKVCache", "npu_cache_bytes", "npu_block_caches", "npu_cache_prompt", "npu_decode_attention", "npu_constants"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,10 @@ class NpuKVCache:
     head_dim: int
     capacity: int
     base: int
+    shared: bool = False  # every request at the same DRAM (timing-only programs)
 
     @classmethod
-    def create(cls, cfg, *, batch, kv_heads, head_dim, capacity, base=0):
+    def create(cls, cfg, *, batch, kv_heads, head_dim, capacity, base=0, shared=False):
         for name, v in (("batch", batch), ("kv_heads", kv_heads), ("capacity", capacity)):
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise CompileError(f"KV cache: {name} must be a positive integer, not {v!r}")
@@ -68,7 +69,7 @@ class NpuKVCache:
         if capacity > cfg.rows * cfg.cols:
             raise CompileError(f"KV cache: attention on the array takes at most {cfg.rows * cfg.cols} "
                                f"tokens (a softmax row spans at most {cfg.rows} ACC words), not {capacity}")
-        c = cls(cfg, int(batch), int(kv_heads), int(head_dim), int(capacity), int(base))
+        c = cls(cfg, int(batch), int(kv_heads), int(head_dim), int(capacity), int(base), bool(shared))
         if c.end > cfg.dram_bytes:
             raise CompileError(f"KV cache needs DRAM up to 0x{c.end:x}, beyond its {cfg.dram_bytes} bytes")
         return c
@@ -92,7 +93,7 @@ class NpuKVCache:
 
     @property
     def nbytes(self):
-        return self.batch * self.request_words * self.cfg.act_word_bytes
+        return (1 if self.shared else self.batch) * self.request_words * self.cfg.act_word_bytes
 
     @property
     def end(self):
@@ -100,12 +101,13 @@ class NpuKVCache:
 
     def k_addr(self, i, kvh, kb):
         """DRAM address of request i's key block ``kb`` of KV head ``kvh`` (``head_dim`` words)."""
+        i = 0 if self.shared else i
         return self.base + (i * self.request_words + (kvh * self.key_blocks + kb) * self.head_dim) \
             * self.cfg.act_word_bytes
 
     def v_addr(self, i, fb, t=0):
         """DRAM address of request i's value word of key t in feature block ``fb``."""
-        k_words = self.kv_heads * self.key_blocks * self.head_dim
+        k_words, i = self.kv_heads * self.key_blocks * self.head_dim, 0 if self.shared else i
         return self.base + (i * self.request_words + k_words + fb * self.mpad + t) * self.cfg.act_word_bytes
 
     def attach(self, b):
@@ -143,13 +145,17 @@ class NpuKVCache:
         return k.astype(np.int8), v.astype(np.int8)
 
 
+def npu_cache_bytes(cfg, model_config, capacity):
+    """DRAM bytes of one request's :class:`NpuKVCache` of ``capacity`` tokens."""
+    return NpuKVCache(cfg, 1, model_config.kv_heads, model_config.head_dim, int(capacity), 0).nbytes
+
+
 def npu_block_caches(cfg, model_config, capacities, *, layers=None, shared=False, share_requests=False):
     """Per block of ``model_config`` (the first ``layers``, default all) a tuple of
     :class:`NpuKVCache`, one per request block of ``rows`` requests, the j-th holding
     ``capacities[j]`` tokens per request (a block takes its largest). ``shared``: every block gets
-    the same caches; ``share_requests``: every request block too, one cache of ``rows`` requests
-    of the largest capacity (timing-only programs whose caches do not fit the DRAM,
-    :mod:`mixpim.sim.perf`)."""
+    the same caches; ``share_requests``: every request the same DRAM, one request's cache of the
+    largest capacity (timing-only programs whose caches do not fit the DRAM, :mod:`mixpim.sim.perf`)."""
     r, caps = cfg.rows, [int(c) for c in capacities]
     sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
     n = model_config.layers if layers is None else layers
@@ -157,10 +163,9 @@ def npu_block_caches(cfg, model_config, capacities, *, layers=None, shared=False
     for _ in range(1 if shared else n):
         blocks, first = [], base
         for j, size in enumerate(sizes):
-            c = NpuKVCache.create(cfg, batch=r if share_requests else size, kv_heads=model_config.kv_heads,
-                                  head_dim=model_config.head_dim,
+            c = NpuKVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads, head_dim=model_config.head_dim,
                                   capacity=max(caps if share_requests else caps[j * r:j * r + size]),
-                                  base=first if share_requests else base)
+                                  base=first if share_requests else base, shared=share_requests)
             blocks.append(c)
             base = max(base, c.end)
         out.append(tuple(blocks))

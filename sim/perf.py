@@ -34,7 +34,7 @@ from mixpim.compiler.graph import layer_graph
 from mixpim.compiler.llama_cache import block_caches
 from mixpim.compiler.gpt_shapes import GptShapes
 from mixpim.compiler.llama_shapes import LlamaShapes
-from mixpim.compiler.npu_attention import npu_block_caches
+from mixpim.compiler.npu_attention import npu_block_caches, npu_cache_bytes
 from mixpim.models.errors import MixpimError
 from mixpim.models.isa import Opcode, Spad
 from mixpim.models.tile_timing import simulate
@@ -297,13 +297,14 @@ def _programs(model, config, workload, system, layers):
 
 def npu_caches(config, model, capacities, layers):
     """The blocks' KV caches in plain DRAM for attention on the array: one set shared by every
-    block (as the PIM caches); the request blocks' own caches when they take at most half of the
-    DRAM, else one cache shared by them too (its bytes and timing per request are the same; only
-    the bank rows the requests' caches would have had differ: docs/decisions.md)."""
-    caches = npu_block_caches(config, model, capacities, layers=layers, shared=True, share_requests=True)
-    if sum(c.nbytes for c in caches[0]) <= config.dram_bytes // 2:
-        caches = npu_block_caches(config, model, capacities, layers=layers, shared=True)
-    return caches
+    block (as the PIM caches); each request its own cache when they take at most half of the
+    DRAM, else all at the same DRAM (the bytes each request moves are the same; only the DRAM
+    rows their caches would have had differ: docs/decisions.md)."""
+    r = config.rows
+    need = sum(npu_cache_bytes(config, model, max(capacities[j:j + r])) * len(capacities[j:j + r])
+               for j in range(0, len(capacities), r))
+    return npu_block_caches(config, model, capacities, layers=layers, shared=True,
+                            share_requests=need > config.dram_bytes // 2)
 
 
 def _timeline(timing, operators, layer):
