@@ -12,10 +12,11 @@ per key, lanes = channels). A prompt fills it with whole words (:func:`npu_cache
 
 1. *append*: the new value is one word per feature block (a LOAD and a STORE per request); the
    new key goes into lane ``L_t % rows`` of its key block's words, which DMA cannot address: the
-   batch's keys are transposed on the array (``wsrc`` GEMM with the identity: ACC row t = key t),
-   stored, and each request's row goes back into ACC between zero words, where a ``VEC ADD`` of
-   ``rows`` rows starting ``L_t % rows`` words before it adds the key to the old block's lane and
-   writes the block's words again;
+   batch's keys are transposed on the array (``wsrc`` GEMM with the identity: ACC row t = key t)
+   and stored; when attention has loaded a request's key blocks, its row goes back into ACC
+   between zero words, where a ``VEC ADD`` of ``rows`` rows starting ``L_t % rows`` words before
+   it adds the key to the last block's lane; that block is written back (one block per request
+   and KV head: the price of a cache whose words hold ``rows`` keys) and the scores read it;
 2. per KV head, per request, per query head of the group: one score GEMM per key block (the
    queries of all the block's requests are the rows; only row t is the request's: the array runs
    at one row in ``rows``, as an NPU without PIM does), VSOFT MAX, EXP, NORM of row t (lane t of
@@ -215,16 +216,15 @@ def npu_cache_prompt(b, reg, k, v, cache, request):
 
 @dataclass(frozen=True)
 class _Layout:
-    """Scratchpad words of one call (module doc). ACT: ``zero`` (a group of zero words), then the
-    append's words (identity, new keys of a KV head, old and new key blocks, a new value) or,
-    after them, attention's (queries, K and V slots, probabilities); ACC from ``reg.res_base``:
+    """Scratchpad words of one call (module doc). ACT: ``zero`` (a group of zero words), key
+    blocks with the new key, then the append's words (identity, new keys of a KV head, a new
+    value) or in their place attention's (queries, K and V slots, probabilities); ACC from ``reg.res_base``:
     transposed keys, zeros around two request rows, collectors, ``P V`` tiles, scores."""
 
     zero: int
+    new: Slots
     eye: int
     kin: int
-    old: Slots
-    new: Slots
     vst: int
     q: int
     k: Slots
@@ -252,12 +252,13 @@ def _layout(cfg, reg, cache, group, nmax):
     gi = -(-c // g) * g
     nkb, mg = -(-nmax // c), -(-nmax // g) * g
     zero = reg.act_out.end
-    eye = zero + g
+    fpb = hd // c
+    attn = group * hd + 2 * nkb * hd + mg + 2 * fpb * mg  # the most attention takes (below)
+    new = Slots(zero + g, hd, 2 if zero + g + 2 * hd + max(attn, gi + hd + gi + cache.fblocks) <= cfg.act_words
+                else 1)
+    eye = new.end
     kin = eye + gi
-    n = 2 if kin + hd + gi + 4 * hd + cache.fblocks <= cfg.act_words else 1
-    old = Slots(kin + hd + gi, hd, n)
-    new = Slots(old.end, hd, n)
-    vst = new.end
+    vst = kin + hd + gi
     _fits("act", vst + cache.fblocks, cfg.act_words, nmax)
     q = eye
     # a request's V of one KV head stays for the group's heads if it fits, else one feature
@@ -277,7 +278,7 @@ def _layout(cfg, reg, cache, group, nmax):
     _fits("acc", s.end, cfg.acc_words, nmax)
     ip = reg.soft_base + 2 * nmax
     _fits("vparam", ip + 4 * c, cfg.vparam_words, nmax)
-    return _Layout(zero, eye, kin, old, new, vst, q, k, p, v, mg, t, z, coll, pv, s, ip, reg.soft_base)
+    return _Layout(zero, new, eye, kin, vst, q, k, p, v, mg, t, z, coll, pv, s, ip, reg.soft_base)
 
 
 def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, head_dim, soft, ctx,
@@ -327,17 +328,7 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
                      groups=gi // g, wsrc=1, comment=f"new keys transposed, block {j}")
                 b.store(Spad.ACC, a, knew.addr(cfg, 0, j), 1, rows=B, stride=knew.nb * cfg.acc_word_bytes)
         for t, pos in enumerate(lengths):
-            i, kb, lane = first + t, pos // r, pos % r
-            for kvh in range(kvh_n):
-                old, new = L.old.take(), L.new.take()
-                b.load(Spad.ACT, old, cache.k_addr(i, kvh, kb), hd, comment=f"request {i}: key block {kb}")
-                for f in range(fpb):
-                    mid = L.z + (f % 2 + 1) * r - 1
-                    b.load(Spad.ACC, mid, knew.addr(cfg, t, kvh * fpb + f), 1)
-                    b.op("VEC", func=VecFunc.ADD, acc_addr=mid - lane, act_addr=new + f * c,
-                         res_addr=old + f * c, param_addr=L.ip + 2 * c, rows=r, fmt=0,
-                         comment=f"key into lane {lane}")
-                b.store(Spad.ACT, new, cache.k_addr(i, kvh, kb), hd)
+            i = first + t
             b.load(Spad.ACT, L.vst, v_new.addr(cfg, 0, t), 1, rows=cache.fblocks, stride=v_new.mpad * ab,
                    comment=f"request {i}: new value")
             b.store(Spad.ACT, L.vst, cache.v_addr(i, 0, pos), 1, rows=cache.fblocks, stride=cache.mpad * ab)
@@ -358,6 +349,16 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
             ka = L.k.take()
             with b.operator("attn_score"):
                 b.load(Spad.ACT, ka, cache.k_addr(i, kvh, 0), nkb * hd, comment=f"request {i}: K, KV head {kvh}")
+            # the new key into its block (the last), written back; the scores read the new block
+            last, new, lane = ka + (nkb - 1) * hd, L.new.take(), (n - 1) % r
+            with b.operator("kv_append"):
+                for f in range(fpb):
+                    mid = L.z + (f % 2 + 1) * r - 1
+                    b.load(Spad.ACC, mid, knew.addr(cfg, t, kvh * fpb + f), 1)
+                    b.op("VEC", func=VecFunc.ADD, acc_addr=mid - lane, act_addr=new + f * c,
+                         res_addr=last + f * c, param_addr=L.ip + 2 * c, rows=r, fmt=0,
+                         comment=f"request {i}: key into lane {lane}")
+                b.store(Spad.ACT, new, cache.k_addr(i, kvh, nkb - 1), hd)
             resident = L.v.size >= fpb * L.pw
             if resident:
                 va = L.v.take()
@@ -369,7 +370,7 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
                 sa = L.s.take()
                 with b.operator("attn_score"):
                     for kb in range(nkb):
-                        b.op("GEMM", act_addr=L.q + hh * hd, wgt_addr=ka + kb * hd, meta_addr=0,
+                        b.op("GEMM", act_addr=L.q + hh * hd, wgt_addr=new if kb == nkb - 1 else ka + kb * hd, meta_addr=0,
                              acc_addr=sa + kb * r, groups=hd // g, wsrc=1)
                 with b.operator("softmax"):
                     common = dict(acc_addr=sa + t, words=nkb, count=n, kparam=L.kp, col=1, lane=t)

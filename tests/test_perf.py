@@ -77,8 +77,8 @@ def test_counts_equal_an_independent_count():
 def test_counts_of_attention_on_the_array():
     """The npu-only system (Llama-2-7B's shapes, 16 requests of 300 cached tokens, neupims' 128x128
     array): the KV cache streamed from DRAM in whole key blocks of 128 keys and value groups of
-    128 (FP16 words of 256 bytes), each request's new key written into its key block (read and
-    written once per KV head), its new value one word per feature block; the array issues one
+    128 (FP16 words of 256 bytes), each request's key block that gains the new key written back
+    once per KV head (it was read with the others), its new value one word per feature block; the array issues one
     score GEMM per key block and one ``P V`` GEMM per request and head, a full 128x128 tile each."""
     mc = dataclasses.replace(model_config("llama2-7b"), layers=1)
     B, n, heads, hd, ab, rc = 16, 301, 32, 128, 256, 128 * 128
@@ -87,7 +87,7 @@ def test_counts_of_attention_on_the_array():
     nkb, mg = -(-n // 128), -(-n // 128) * 128
     assert ops["attn_score"].bytes["kv_cache"] == B * heads * nkb * hd * ab
     assert ops["attn_context"].bytes["kv_cache"] == B * heads * mg * ab
-    assert ops["kv_append"].bytes["kv_cache"] == B * heads * (2 * hd + 1) * ab
+    assert ops["kv_append"].bytes["kv_cache"] == B * heads * (hd + 1) * ab
     assert ops["attn_score"].array_macs == B * heads * nkb * rc * hd
     # P V, and one zeroing GEMM of a group per head for the collectors
     assert ops["attn_context"].array_macs == B * heads * rc * mg + heads * rc * 128
