@@ -31,6 +31,10 @@ class CompileError(MixpimError, ValueError):
     """A layer does not fit the tile configuration (the message says what and why)."""
 
 
+#: Instructions up to which :meth:`Emitter._check_early` runs the cycle model on a program so far.
+EARLY_CHECK_MAX = 50_000
+
+
 @dataclass
 class Emitter:
     """Collects instructions and inserts dependency tokens (see the module doc).
@@ -64,6 +68,7 @@ class Emitter:
 
     def __post_init__(self):
         self.planner = TokenPlanner(self.config)
+        self._early = False  # the one early check (:meth:`_check_early`) was made
         self._footprints = config_memo(_FOOTPRINTS, self.config)
         self._fences = {}  # pc -> fence of the instructions that have one (for re-planning)
 
@@ -112,6 +117,8 @@ class Emitter:
             yield
         finally:
             self.label = outer
+            if not self._early and self.planner.unproven:
+                self._check_early()
 
     @contextmanager
     def block(self, i):
@@ -164,6 +171,21 @@ class Emitter:
         else:
             self.timing = t
         self.unproven.clear()
+
+    def _check_early(self):
+        """Once, at the end of the first operator with an unproven token pair, run the cycle model
+        on the program so far (when it is short): should a counter overflow before the last of
+        its instructions is dispatched, the whole program would overflow there too (nothing later
+        in program order can start before it), so plan strictly from here on (after planning the
+        instructions so far again) instead of planning everything twice. The program is the one
+        :meth:`verify_tokens` would have made."""
+        self._early = True
+        if len(self.body) > EARLY_CHECK_MAX or self.planner.strict:
+            return
+        t = simulate(self.config, self.instructions())
+        if t.error == ErrorCode.TOKEN_OVERFLOW and t.dispatched < len(self.body):
+            self._replan()
+            self.unproven.clear()
 
     def _replan(self):
         """Plan every token again with a strict planner (SYNCs where the static argument fails)."""

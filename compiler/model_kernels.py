@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixpim.models.executor import pack_acc
-from mixpim.models.isa import NormFunc, Spad, VecFunc
+from mixpim.models.isa import NormFunc, Opcode, Spad, VecFunc
 from mixpim.models.quant import num_groups
 from mixpim.models.vector import fixed_multiplier, pack_vparam, vparam_header
 
@@ -183,21 +183,41 @@ LINEAR_MEMO_SIZE = 2048
 def _emit_linear(b, lay, tune):
     """:func:`~.linear.emit_linear` into ``b``. With ``b.linear_memo`` each layout is scheduled
     once and its recorded stream emitted again by later programs: the scheduler only emits, so
-    the instructions are a function of the layout (the tokens are planned in each program)."""
+    the instructions are a function of the layout (the tokens are planned in each program).
+
+    A layout whose weights and group scales lie whole row groups (``dram_channels *
+    dram_banks`` DRAM rows) away from a scheduled one's, all else equal, is the same stream with
+    those LOADs moved: every access stays in its channel and bank, regions never share a DRAM
+    row (:class:`~.dram_alloc.DramAllocator`), so the scheduler's DRAM timing, and with it every
+    choice it makes, is the same (the blocks of a timing-only model, :mod:`.llama_shapes`)."""
     memo = b.linear_memo
     if memo is None:
         emit_linear(b.em, lay, tune=tune)
         return
-    key = (tune, *(getattr(lay, f.name) for f in dataclasses.fields(lay)))
-    calls = memo.get(key)
-    if calls is None:
+    cfg = lay.config
+    group = cfg.dram_channels * cfg.dram_banks * cfg.dram_row_bytes
+    key = (tune, *(getattr(lay, f.name) % group if f.name in ("w", "meta") else getattr(lay, f.name)
+                   for f in dataclasses.fields(lay)))
+    hit = memo.get(key)
+    if hit is None:
+        w, meta = lay.w, lay.meta
         with record(b) as calls:
             emit_linear(b.em, lay, tune=tune)
         if len(memo) >= LINEAR_MEMO_SIZE:
             memo.clear()
-        memo[key] = calls
+        memo[key] = hit = (calls, w, meta)
+    calls, w, meta = hit
+    moves = [(lo, size, new - lo) for lo, new, size in
+             ((w, lay.w, lay.nb * lay.groups * cfg.group * cfg.wgt_word_bytes),
+              (meta, lay.meta, lay.nb * lay.groups * cfg.meta_word_bytes)) if new != lo]
     for c in calls:
-        b.em.append(c.inst, fence=c.fence, comment=c.comment)
+        inst = c.inst
+        if moves and inst.op == Opcode.LOAD:
+            a = inst["dram_addr"]
+            for lo, size, d in moves:
+                if lo <= a < lo + size:
+                    inst = inst.replace(dram_addr=a + d)
+        b.em.append(inst, fence=c.fence, comment=c.comment)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Recorder:
 
     load, store, gemm, vec = Emitter.load, Emitter.store, Emitter.gemm, Emitter.vec
     operator, block = Emitter.operator, Emitter.block
+    _early = True  # no token check here: the program that emits the calls plans their tokens
 
 
 @contextmanager

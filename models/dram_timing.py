@@ -166,12 +166,17 @@ class DramTiming:
         cfg = self.cfg
         bus, cpr = cfg.dram_bus_bytes, cfg.dram_row_bytes // cfg.dram_bus_bytes
         if rows == 1 or (stride == length and addr % bus == 0 and length % bus == 0):
-            starts = (addr,)
-            length = rows * length
-        else:
-            starts = [addr + stride * r for r in range(rows)]
+            # one contiguous run: whole DRAM rows between a partial first and last
+            c0, c1 = addr // bus, (addr + rows * length - 1) // bus
+            g0, g1 = c0 // cpr, c1 // cpr
+            if g0 == g1:
+                return [g0], [c1 - c0 + 1]
+            beats = [cpr] * (g1 - g0 + 1)
+            beats[0] = (g0 + 1) * cpr - c0
+            beats[-1] = c1 - g1 * cpr + 1
+            return list(range(g0, g1 + 1)), beats
         rows_, beats = [], []
-        for a in starts:
+        for a in range(addr, addr + stride * rows, stride) if stride else [addr] * rows:
             c0 = a // bus  # the row's first and last bus beat
             c1 = (a + length - 1) // bus
             for g in range(c0 // cpr, c1 // cpr + 1):
@@ -190,11 +195,13 @@ class DramTiming:
         cfg = self.cfg
         nch, nb, ng = cfg.dram_channels, cfg.dram_banks, cfg.dram_bank_groups
         t_rcd, t_ccd_s, t_ccd_l = cfg.t_rcd, cfg.t_ccd_s, cfg.t_ccd_l
+        t_ras, t_rp, t_faw = cfg.t_ras, cfg.t_rp, cfg.t_faw
         rs = self.rows
-        open_rows, t_last = rs.open_rows, rs.t_last
-        activate, ready = rs.activate_group, rs.ready  # (one bank: activate_group of one entry)
+        open_rows, t_act, t_last, acts = rs.open_rows, rs.t_act, rs.t_last, rs.acts
         t_col, bg_col = self.t_col, self.bg_col
         prev = start + DMA_SETUP_CYCLES - 1
+        # RowState.activate of one entry and ready, inlined: this loop runs once per DRAM row a
+        # transfer touches, the cycle model's and the scheduler's hottest path
         for g, m in zip(*self._pieces(addr, stride, rows, length)):
             gc, ch = divmod(g, nch)
             r, bank = divmod(gc, nb)
@@ -202,10 +209,32 @@ class DramTiming:
             bg = bank % ng
             col = prev + 1
             if open_rows[idx] != r:
-                col = max(col, activate(ch, (idx,), r, start) + t_rcd)
-            else:  # a row a PIM_ACT opened ahead (single mode) may still be opening
-                col = ready(idx, col)
-            col = max(col, t_col[ch] + (t_ccd_l if bg_col[ch] == bg else t_ccd_s))
+                earliest = start
+                if open_rows[idx] != NO_ROW:
+                    pre = t_act[idx] + t_ras
+                    if start > pre:
+                        pre = start
+                    if t_last[idx] + 1 > pre:
+                        pre = t_last[idx] + 1
+                    if pre + t_rp > earliest:
+                        earliest = pre + t_rp
+                w = acts[ch]
+                act = earliest
+                if w[3] + 1 > act:
+                    act = w[3] + 1
+                if w[0] + t_faw > act:
+                    act = w[0] + t_faw
+                del w[0]
+                w.append(act)
+                open_rows[idx] = r
+                t_act[idx] = act
+                if act + t_rcd > col:
+                    col = act + t_rcd
+            elif t_act[idx] + t_rcd > col:  # a row a PIM_ACT opened ahead (single mode) may still be opening
+                col = t_act[idx] + t_rcd
+            tc = t_col[ch] + (t_ccd_l if bg_col[ch] == bg else t_ccd_s)
+            if tc > col:
+                col = tc
             prev = col + (m - 1) * t_ccd_l
             t_col[ch] = prev
             bg_col[ch] = bg
