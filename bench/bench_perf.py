@@ -1,8 +1,8 @@
 """Performance reports at paper scale (`mixpim report`, sim/perf.py): how long a report takes
 (the issue's target: a Llama-2-7B decode step at batch 256 and a 1,024-token prefill, each in
-under 30 s on 2 cores) and the NeuPIMs comparison (blocked NPU+PIM against dual row buffers with
-sub-batch interleaving) on GPT-3 7B/13B/30B and Llama-2-7B at batch 256 and 512 with the ShareGPT
-request lengths.
+under 30 s on 2 cores) and the NeuPIMs comparison (the NPU alone with attention on its array,
+blocked NPU+PIM, and dual row buffers with sub-batch interleaving) on GPT-3 7B/13B/30B and
+Llama-2-7B at batch 256 and 512 with the ShareGPT request lengths.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_perf.py [--quick] [--out bench/results/perf.json]
 
@@ -36,10 +36,10 @@ def timed_report(name, workload):
 
 
 def comparison(name, batch):
-    """Blocked against NeuPIMs on one decode step of the first ``batch`` ShareGPT requests."""
+    """NPU-only, blocked and NeuPIMs on one decode step of the first ``batch`` ShareGPT requests."""
     lengths = tuple(n - 1 for n in batch_lengths(load_trace(), batch))
     out = {"model": name, "batch": batch}
-    for system in ("blocked", "neupims"):
+    for system in ("npu-only", "blocked", "neupims"):
         mode, schedule = COMPARE_SYSTEMS[system]
         t0 = time.perf_counter()
         try:
@@ -55,6 +55,7 @@ def comparison(name, batch):
                 busy[u] = busy.get(u, 0) + v
         out[system] = {"cycles": r.cycles, "tokens_per_s": round(batch / (r.cycles / (CLOCK_MHZ * 1e6)), 1),
                        "busy": busy, "wall_s": round(time.perf_counter() - t0, 1)}
+    out["neupims_over_npu_only"] = round(out["npu-only"]["cycles"] / out["neupims"]["cycles"], 3)
     out["neupims_over_blocked"] = round(out["blocked"]["cycles"] / out["neupims"]["cycles"], 3)
     print(json.dumps(out), flush=True)
     return out

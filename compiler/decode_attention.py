@@ -59,6 +59,7 @@ from mixpim.models.softmax import exp_step
 from mixpim.models.vector import fixed_multiplier, pack_vparam
 
 from .attention import PimGeometry
+from .dram_alloc import DramFull
 from .emit import CompileError
 from .model_build import ActTensor
 from .model_kernels import param_blocks
@@ -111,7 +112,7 @@ class KVCache:
         cache = cls(cfg, batch, kv_heads, head_dim, top, base_row, geo.rows_for(top),
                     caps if len(set(caps)) > 1 else ())
         if cache.end_row > min(cfg.dram_rows, 1 << 16):
-            raise CompileError(f"KV cache: {cache.end_row - base_row} bank rows from row {base_row} "
+            raise DramFull(f"KV cache: {cache.end_row - base_row} bank rows from row {base_row} "
                                f"exceed the {min(cfg.dram_rows, 1 << 16)} rows PIM reaches")
         return cache
 
@@ -183,7 +184,7 @@ class KVCache:
             raise CompileError(f"KV cache at DRAM 0x{self.base:x}: the program already allocated up to "
                                f"0x{b.dram.top:x}; attach the cache first")
         if self.base + self.nbytes > self.cfg.dram_bytes:
-            raise CompileError(f"KV cache needs DRAM up to 0x{self.base + self.nbytes:x}")
+            raise DramFull(f"KV cache needs DRAM up to 0x{self.base + self.nbytes:x}")
         b.dram.top = self.base + self.nbytes
         b.dram.symbols[f"kv_cache@{self.base_row}"] = self.base
 

@@ -6,7 +6,11 @@ import math
 
 from .emit import CompileError
 
-__all__ = ["DramAllocator"]
+__all__ = ["DramAllocator", "DramFull"]
+
+
+class DramFull(CompileError):
+    """A program's regions (or KV caches) do not fit the DRAM."""
 
 
 class DramAllocator:
@@ -50,7 +54,7 @@ class DramAllocator:
         base += -base % word_bytes
         end = base + nbytes
         if end > cfg.dram_bytes:
-            raise CompileError(f"DRAM ({cfg.dram_bytes} bytes) is too small: {name} needs "
+            raise DramFull(f"DRAM ({cfg.dram_bytes} bytes) is too small: {name} needs "
                                f"{nbytes} bytes at 0x{base:x}")
         self.top = end
         self.count += 1

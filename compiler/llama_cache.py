@@ -29,26 +29,34 @@ def layer_caches(cfg, model_config, *, batch, capacity):
     return caches
 
 
-def block_caches(cfg, model_config, capacities, *, layers=None, shared=False):
+def block_caches(cfg, model_config, capacities, *, layers=None, shared=False, share_requests=False):
     """Per block of ``model_config`` (the first ``layers``, default all) a tuple of
     :class:`KVCache` s, one per request block of ``rows`` requests (the last may be smaller), the
     j-th holding ``capacities[j]`` tokens per request: a decode step of more requests than the
     array has rows (:meth:`~.llama_decoder.LlamaCompiler.lower_step`). ``capacities`` gives one
     capacity per request, grouped here into PIM slots (``dram_channels`` consecutive requests;
     each slot takes its largest). ``shared``:
-    every block gets the same caches (the same bank rows): timing-only programs of models whose
-    caches do not all fit the DRAM (:mod:`mixpim.sim.perf`)."""
-    r = cfg.rows
+    every block gets the same caches (the same bank rows); ``share_requests``: every request block
+    too, one cache of ``rows`` requests whose slot j holds the longest slot j of any block:
+    timing-only programs of models whose caches do not all fit the DRAM (:mod:`mixpim.sim.perf`)."""
+    r, nch = cfg.rows, cfg.dram_channels
     caps = [int(c) for c in capacities]
     sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
+    slot_caps = [[max(caps[j * r:j * r + size][s:s + nch]) for s in range(0, size, nch)]
+                 for j, size in enumerate(sizes)]
+    if share_requests:
+        top = [max(c[s] for c in slot_caps if s < len(c)) for s in range(len(slot_caps[0]))]
+        sizes, slot_caps = [len(top) * nch if len(sizes) > 1 else sizes[0]] * len(sizes), [top] * len(sizes)
     n = model_config.layers if layers is None else layers
     out, row = [], 0
     for _ in range(1 if shared else n):
         blocks = []
-        for j, size in enumerate(sizes):
-            mine, nch = caps[j * r:j * r + size], cfg.dram_channels
-            c = KVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads, head_dim=model_config.head_dim,
-                               capacity=[max(mine[s:s + nch]) for s in range(0, size, nch)], base_row=row)
+        for size, mine in zip(sizes, slot_caps):
+            if share_requests and blocks:
+                blocks.append(blocks[0])
+                continue
+            c = KVCache.create(cfg, batch=min(size, r), kv_heads=model_config.kv_heads,
+                               head_dim=model_config.head_dim, capacity=mine, base_row=row)
             blocks.append(c)
             row = c.end_row
         out.append(tuple(blocks))

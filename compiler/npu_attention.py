@@ -37,10 +37,11 @@ from mixpim.models.isa import ProbFormat, SoftFunc, Spad, VecFunc
 from mixpim.models.program import Segment
 from mixpim.models.vector import fixed_multiplier, pack_vparam
 
+from .dram_alloc import DramFull
 from .emit import CompileError
 from .model_build import DirectTensor, Slots
 
-__all__ = ["NpuKVCache", "npu_cache_bytes", "npu_block_caches", "npu_cache_prompt", "npu_decode_attention", "npu_constants"]
+__all__ = ["NpuKVCache", "npu_block_caches", "npu_cache_prompt", "npu_decode_attention", "npu_constants"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class NpuKVCache:
                                f"tokens (a softmax row spans at most {cfg.rows} ACC words), not {capacity}")
         c = cls(cfg, int(batch), int(kv_heads), int(head_dim), int(capacity), int(base), bool(shared))
         if c.end > cfg.dram_bytes:
-            raise CompileError(f"KV cache needs DRAM up to 0x{c.end:x}, beyond its {cfg.dram_bytes} bytes")
+            raise DramFull(f"KV cache needs DRAM up to 0x{c.end:x}, beyond its {cfg.dram_bytes} bytes")
         return c
 
     @property
@@ -144,11 +145,6 @@ class NpuKVCache:
         v = np.concatenate([words(self.v_addr(i, fb), length)[:, :c]
                             for fb in range(self.fblocks)], axis=1).reshape(length, self.kv_heads, hd)
         return k.astype(np.int8), v.astype(np.int8)
-
-
-def npu_cache_bytes(cfg, model_config, capacity):
-    """DRAM bytes of one request's :class:`NpuKVCache` of ``capacity`` tokens."""
-    return NpuKVCache(cfg, 1, model_config.kv_heads, model_config.head_dim, int(capacity), 0).nbytes
 
 
 def npu_block_caches(cfg, model_config, capacities, *, layers=None, shared=False, share_requests=False):

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mixpim.compiler.dram_alloc import DramFull
 from mixpim.compiler.graph import layer_graph
 from mixpim.compiler.llama_cache import block_caches
 from mixpim.compiler.gpt_shapes import GptShapes
 from mixpim.compiler.llama_shapes import LlamaShapes
-from mixpim.compiler.npu_attention import npu_block_caches, npu_cache_bytes
+from mixpim.compiler.npu_attention import npu_block_caches
 from mixpim.models.errors import MixpimError
 from mixpim.models.isa import Opcode, Spad
 from mixpim.models.tile_timing import simulate
@@ -287,24 +288,16 @@ def _programs(model, config, workload, system, layers):
         ids = np.zeros(workload.lengths[0], np.int64)
         return lc.lower(ids, layers=layers, logits="last", tune=False)
     lengths = list(workload.lengths)
-    if system == "npu":
-        caches = npu_caches(config, model, [n + 1 for n in lengths], layers)
-    else:
-        caches = block_caches(config, model, [n + 1 for n in lengths], layers=layers, shared=True)
-    return lc.lower_step(np.zeros(len(lengths), np.int64), lengths, caches, layers=layers, logits="all",
-                         interleave=system == "interleaved")
-
-
-def npu_caches(config, model, capacities, layers):
-    """The blocks' KV caches in plain DRAM for attention on the array: one set shared by every
-    block (as the PIM caches); each request its own cache when they take at most half of the
-    DRAM, else all at the same DRAM (the bytes each request moves are the same; only the DRAM
-    rows their caches would have had differ: docs/decisions.md)."""
-    r = config.rows
-    need = sum(npu_cache_bytes(config, model, max(capacities[j:j + r])) * len(capacities[j:j + r])
-               for j in range(0, len(capacities), r))
-    return npu_block_caches(config, model, capacities, layers=layers, shared=True,
-                            share_requests=need > config.dram_bytes // 2)
+    caps = [n + 1 for n in lengths]
+    make = npu_block_caches if system == "npu" else block_caches
+    for share in (False, True):  # docs/decisions.md, "Performance reports" 15
+        try:
+            caches = make(config, model, caps, layers=layers, shared=True, share_requests=share)
+            return lc.lower_step(np.zeros(len(lengths), np.int64), lengths, caches, layers=layers,
+                                 logits="all", interleave=system == "interleaved")
+        except DramFull:
+            if share:
+                raise
 
 
 def _timeline(timing, operators, layer):

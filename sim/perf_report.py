@@ -39,6 +39,11 @@ HOW_TO_READ = """\
 * **Intensity** = useful operations (2 per MAC) per byte over the bus; **utilization** = work /
   (busy cycles x peak) of the array, the DMA (bus) and the PIM lanes while that unit works for
   the operator.
+* **Systems** (decode): *plain* runs attention on PIM after the projections, *interleaved* splits
+  the batch in two and overlaps one half's attention on PIM with the other's projections
+  (NeuPIMs), *npu* runs attention on the NPU's array with the KV cache (FP16) in plain DRAM.
+  `--compare` names them *npu-only* (npu), *blocked* (plain, single row buffers), *dual* (plain,
+  dual row buffers) and *neupims* (interleaved, dual row buffers).
 * *other*: the dispatcher's own instructions (SYNC, HALT) and the cycles they wait.
 * With a clock, decode: *time per output token* = one step's latency, *tokens/s* = batch /
   step latency; prefill: *time to first token* = the prefill's latency.
@@ -78,12 +83,13 @@ def op_rows(result, ops, useful):
 
 def _capacity(result):
     """What the whole model keeps in DRAM: its weights (``wbits`` codes and one META entry per
-    group and column, every Linear and the LM head) and the KV cache (INT8 keys and values)."""
+    group and column, every Linear and the LM head) and the KV cache (INT8 keys and values in
+    the PIM banks; FP16 for attention on the array, the ``npu`` system)."""
     mc, cfg, wl = result.model, result.config, result.workload
     wbytes = sum(op.width * (op.k * cfg.wbits // 8 + -(-op.k // cfg.group) * cfg.meta_entry_bytes)
                  for op in linears(layer_graph(mc)))
     ctx = sum(wl.lengths) + wl.batch if wl.mode == "decode" else wl.lengths[0]
-    kv = 2 * mc.layers * mc.kv_width * ctx
+    kv = 2 * mc.layers * mc.kv_width * ctx * (2 if result.system == "npu" else 1)
     return {"weights_bytes": wbytes, "kv_cache_bytes": kv, "dram_bytes": cfg.dram_bytes,
             "fits": wbytes + kv <= cfg.dram_bytes}
 

@@ -96,6 +96,21 @@ def test_counts_of_attention_on_the_array():
     assert sum(st.pim_macs for st in ops.values()) == 0
 
 
+def test_caches_that_do_not_fit_share_the_dram():
+    """A decode batch whose KV caches take more bank rows than the DRAM has is timed with every
+    request block on the same rows (timing only); on this model, in the same cycles as with a
+    DRAM large enough for each block's own rows. On the array every request shares one region."""
+    from mixpim.compiler.dram_alloc import DramFull
+    from mixpim.compiler.llama_cache import block_caches
+    from mixpim.compiler.npu_attention import npu_block_caches
+    wl, small = Workload("decode", (1000,) * 48), preset("llm").replace(dram_rows=640)
+    with pytest.raises(DramFull):
+        block_caches(small, SMALL, [1001] * 48, layers=3, shared=True)
+    assert analyze(SMALL, small, wl).cycles == analyze(SMALL, preset("llm"), wl).cycles
+    shared = npu_block_caches(small, SMALL, [100] * 40, layers=3, shared=True, share_requests=True)
+    assert len({(c.base, c.nbytes) for c in shared[0]}) == 1 and shared[0][0].k_addr(5, 0, 0) == shared[0][0].base
+
+
 def test_request_order():
     """Sorted into slots of ``dram_channels`` (2 on llm), full slots dealt alternately to the
     batch's halves, a partial slot last."""
