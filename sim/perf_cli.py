@@ -129,6 +129,10 @@ def cmd_report(args):
                                  "ratio": r["cycles"] / reports[main]["cycles"]} for n, r in reports.items()}
     files = {"report.md": render_markdown(report, compare).encode(),
              "report.json": json.dumps(report, indent=1).encode()}
+    for name, r in reports.items():  # every compared system's own report, beside the main one
+        if compare and name != main:
+            files[f"report-{name}.md"] = render_markdown(r).encode()
+            files[f"report-{name}.json"] = json.dumps(r, indent=1).encode()
     files.update(plots(report, results[main], compare))
     write_files(out, files)
     if args.json:

@@ -146,8 +146,11 @@ def test_report_command(tmp_path, capsys):
                    "--compare", "npu-only,blocked,neupims", "--clock-mhz", "500", "--json") == 0
     out = json.loads(capsys.readouterr().out)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["breakdown.png", "compare.png", "report.json", "report.md", "roofline.png", "timeline.png"]
+    assert files == ["breakdown.png", "compare.png", "report-blocked.json", "report-blocked.md",
+                     "report-npu-only.json", "report-npu-only.md", "report.json", "report.md", "roofline.png",
+                     "timeline.png"]
     assert set(out["compare"]) == {"npu-only", "blocked", "neupims"} and out["system"] == "interleaved"
+    assert json.loads((tmp_path / "out" / "report-npu-only.json").read_text())["system"] == "npu"
     npu = analyze(mc, preset("llm"), Workload("decode", (30,) * 6), system="npu")
     assert out["compare"]["npu-only"]["cycles"] == npu.cycles
     assert out["latency"]["tokens_per_s"] == pytest.approx(6 / (out["cycles"] / 500e6))
