@@ -188,7 +188,8 @@ def render_markdown(report, compare=None):
     lines.append(f"- DRAM: weights {cap['weights_bytes']:,} B + KV cache {cap['kv_cache_bytes']:,} B "
                  f"{'fit' if cap['fits'] else 'do not fit'} in {cap['dram_bytes']:,} B"
                  + ("" if cap["fits"] else " (the timing is one tile's; a real system would shard the "
-                    "model; the simulated program holds the caches of one block)"))
+                    "model; the simulated program holds the caches of one block, or of one request block "
+                    "when even those do not fit)"))
     pk = report["peaks_per_cycle"]
     lines.append(f"- Peaks per cycle: array {pk['array_macs']:,} MACs, DMA {pk['dma_bytes']} B, "
                  f"PIM {pk['pim_macs']:,.0f} MACs")
@@ -270,7 +271,10 @@ def plots(report, result, compare=None):
         fig = _figure(6, 3.5)
         ax = fig.add_subplot()
         names = list(compare)
-        ax.bar(names, [compare[n]["cycles"] for n in names], color=[f"C{i}" for i in range(len(names))])
-        ax.set(ylabel="cycles per decode step (whole model)", title="Systems compared")
+        bars = ax.bar(names, [compare[n]["cycles"] for n in names], color=[f"C{i}" for i in range(len(names))])
+        # throughput relative to this report's system (the last named)
+        ax.bar_label(bars, [f"{report['cycles'] / compare[n]['cycles']:.2f}x" for n in names], fontsize=8)
+        ax.set(ylabel="cycles per decode step (whole model)",
+               title=f"Systems compared (labels: throughput relative to {names[-1]})")
         out["compare.png"] = _png(fig)
     return out
