@@ -9,7 +9,7 @@ A SPEC is a JSON or TOML document::
     mode = "decode"                     # or "prefill" (then prompt_len = [...])
     batch = [64, 256]                   # decode
     ctx = [512]                         # decode: cached tokens per request (or trace = "sharegpt")
-    system = ["plain", "interleaved"]   # decode schedules
+    system = ["plain", "interleaved"]   # decode schedules (or "npu": attention on the array)
     clock_mhz = 1000                    # optional: tokens/s
 
     [hw]                                # TileConfig fields, each a list of values

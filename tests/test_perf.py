@@ -160,6 +160,10 @@ def test_report_command(tmp_path, capsys):
     assert out["cycles"] == r.cycles
     assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "prefill", "--prompt-len", "20") == 0
     assert "cycles" in capsys.readouterr().out
+    assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "decode", "--batch", "6", "--ctx", "30",
+                   "--system", "npu", "--json") == 0
+    solo = json.loads(capsys.readouterr().out)
+    assert solo["system"] == "npu" and solo["cycles"] == npu.cycles
 
 
 @pytest.mark.parametrize("args, message", [

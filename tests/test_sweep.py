@@ -59,7 +59,7 @@ def test_pareto_front():
     ({"colour": "red"}, "unknown sweep keys colour"),
     ({"hw": {"wheels": [4]}}, "hw has no field wheels"),
     ({"hw": {"pim_lanes": [3]}}, "hw {'pim_lanes': 3}: "),
-    ({"system": ["fast"]}, "system must be one of plain, interleaved, not 'fast'"),
+    ({"system": ["fast"]}, "system must be one of plain, interleaved, npu, not 'fast'"),
     ({"batch": [1.5]}, "batch must be integers"),
     ({"trace": "sharegpt"}, "mode decode needs ctx = [...] or trace = FILE (one of them)"),
     ({"mode": "prefill"}, "batch applies to mode decode, not prefill"),
