@@ -140,8 +140,13 @@ def cmd_report(args):
     else:
         for n, r in reports.items():
             lat = r["latency"]
-            extra = "" if lat is None else (f", {lat['tokens_per_s']:,.1f} tokens/s" if "tokens_per_s" in lat
-                                             else f", time to first token {lat['time_to_first_token_ms']:.3f} ms")
+            if workload.mode == "decode":  # throughput: tokens/s with a clock, else per million cycles
+                extra = (f", {lat['tokens_per_s']:,.1f} tokens/s" if lat else
+                         f", {1e6 * workload.batch / r['cycles']:.3g} tokens per million cycles")
+            else:
+                extra = "" if lat is None else f", time to first token {lat['time_to_first_token_ms']:.3f} ms"
+            if compare:
+                extra += f" (throughput {reports[main]['cycles'] / r['cycles']:.2f}x {main})"
             print(f"{n}: {r['cycles']:,} cycles{extra}")
         print(f"report: {out / 'report.md'}", file=sys.stderr)
     return 0

@@ -194,11 +194,12 @@ def render_markdown(report, compare=None):
     lines.append(f"- Peaks per cycle: array {pk['array_macs']:,} MACs, DMA {pk['dma_bytes']} B, "
                  f"PIM {pk['pim_macs']:,.0f} MACs")
     if compare:
-        lines += ["", "## Systems compared", "", "| system | cycles | ratio to this |" +
-                  (" tokens/s |" if lat else ""), "|---|---|---|" + ("---|" if lat else "")]
+        lines += ["", "## Systems compared", "", "| system | cycles | cycles / this | throughput / this |" +
+                  (" tokens/s |" if lat else ""), "|---|---|---|---|" + ("---|" if lat else "")]
         for name, r in compare.items():
             tps = f" {r['latency']['tokens_per_s']:,.1f} |" if r.get("latency") else ""
-            lines.append(f"| {name} | {r['cycles']:,} | {r['cycles'] / report['cycles']:.3f} |{tps}")
+            lines.append(f"| {name} | {r['cycles']:,} | {r['cycles'] / report['cycles']:.3f} | "
+                         f"{report['cycles'] / r['cycles']:.2f}x |{tps}")
     lines += ["", "## One layer (steady state)", "", _table(report["layer"], report["cycles_per_block"] or None),
               "", "## Outside the layers (first norm, final norm, LM head)", "",
               _table(report["outside_layers"]), "", "## Whole model", "",
