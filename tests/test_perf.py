@@ -164,6 +164,12 @@ def test_report_command(tmp_path, capsys):
                    "--system", "npu", "--json") == 0
     solo = json.loads(capsys.readouterr().out)
     assert solo["system"] == "npu" and solo["cycles"] == npu.cycles
+    # without --json: each system's cycles, throughput (per million cycles without a clock) and ratio
+    assert _report(tmp_path, str(path), "--hw", "llm", "--mode", "decode", "--batch", "6", "--ctx", "30",
+                   "--compare", "npu-only,neupims") == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"npu-only: {npu.cycles:,} cycles, {6e6 / npu.cycles:.3g} tokens per million cycles "
+                     f"(throughput {r.cycles / npu.cycles:.2f}x neupims)")
 
 
 @pytest.mark.parametrize("args, message", [
