@@ -113,7 +113,7 @@ class KVCache:
                     caps if len(set(caps)) > 1 else ())
         if cache.end_row > min(cfg.dram_rows, 1 << 16):
             raise DramFull(f"KV cache: {cache.end_row - base_row} bank rows from row {base_row} "
-                               f"exceed the {min(cfg.dram_rows, 1 << 16)} rows PIM reaches")
+                           f"exceed the {min(cfg.dram_rows, 1 << 16)} rows PIM reaches")
         return cache
 
     @cached_property

@@ -55,7 +55,7 @@ class DramAllocator:
         end = base + nbytes
         if end > cfg.dram_bytes:
             raise DramFull(f"DRAM ({cfg.dram_bytes} bytes) is too small: {name} needs "
-                               f"{nbytes} bytes at 0x{base:x}")
+                           f"{nbytes} bytes at 0x{base:x}")
         self.top = end
         self.count += 1
         self.symbols[name] = base

@@ -19,6 +19,7 @@ COMPARE_SYSTEMS = {
     "neupims": ("dual", "interleaved"),
 }
 
+
 def add_report_parser(sub):
     """The ``report`` subcommand of the ``mixpim`` parser's subparsers ``sub``."""
     p = sub.add_parser("report", help="a cycle-exact performance report of a whole model (per operator: "
