@@ -482,14 +482,16 @@ class LlamaCompiler:
                 parts.append((*(_rows(cfg, t, j, n) for t in (q, k, v, ctx)),
                               lengths[j:j + n], (first + j) // r, 0))
         if on_npu(cache):
-            soft = soft_words(max(lengths) + 1)
+            soft_tokens = max(lengths) + 1
+            soft = soft_words(soft_tokens)
             soft = b.region(f"l{i}.soft", len(soft), 4, soft)
             prm = b.region(f"l{i}.ctx.params", len(B.ctx), 4, B.ctx)
         for pq, pk, pv, pctx, plen, blk, pfirst in parts:
             with b.operator("attn_context"):
                 if on_npu(cache):
                     npu_decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen,
-                                         heads=mc.heads, head_dim=self.hd, soft=soft, ctx=prm, first=pfirst)
+                                         heads=mc.heads, head_dim=self.hd, soft=soft, soft_tokens=soft_tokens,
+                                         ctx=prm, first=pfirst)
                     continue
                 decode_attention(b, reg, pq, pk, pv, pctx, cache=cache[blk], lengths=plen, heads=mc.heads,
                                  kv_heads=mc.kv_heads, head_dim=self.hd, q_scale=B.q_scale,

@@ -242,7 +242,7 @@ def _fits(spad, need, have, nmax):
                            f"{nmax} tokens (needs {need})")
 
 
-def _layout(cfg, reg, cache, group, nmax):
+def _layout(cfg, reg, cache, group, nmax, soft_tokens):
     r, c, g = cfg.rows, cfg.cols, cfg.group
     hd = cache.head_dim
     gi = -(-c // g) * g
@@ -272,19 +272,19 @@ def _layout(cfg, reg, cache, group, nmax):
     pv = Slots(coll + group * (hd // c) * r, r, 2)
     s = Slots(pv.end, nkb * r, 2 if pv.end + 2 * nkb * r <= cfg.acc_words else 1)
     _fits("acc", s.end, cfg.acc_words, nmax)
-    ip = reg.soft_base + 2 * nmax
+    ip = reg.soft_base + 2 * soft_tokens
     _fits("vparam", ip + 4 * c, cfg.vparam_words, nmax)
     return _Layout(zero, new, eye, kin, vst, q, k, p, v, mg, t, z, coll, pv, s, ip, reg.soft_base)
 
 
-def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, head_dim, soft, ctx,
-                         first=0):
+def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads, head_dim, soft, soft_tokens,
+                         ctx, first=0):
     """Emit one decode step's attention (module doc) for the requests ``first ..`` of ``cache``
     (:class:`NpuKVCache`, attached), request lane t with ``lengths[t]`` tokens cached. ``q``
     (:class:`~.model_build.ActTensor`, B x heads*head_dim, FP16 as prefill attention's), ``k_new``
     (ActTensor, INT8 as FP16) and ``v_new`` (:class:`~.model_build.DirectTensor`): the new
     token's; ``out``: the context. ``soft``, ``ctx``: DRAM addresses of
-    :func:`~.prefill_attention.soft_words` (of at least the longest count) and
+    :func:`~.prefill_attention.soft_words` of ``soft_tokens`` (at least the longest count) and
     :func:`~.prefill_attention.context_words`."""
     cfg = b.cfg
     r, c, g, ab = cfg.rows, cfg.cols, cfg.group, cfg.act_word_bytes
@@ -301,10 +301,12 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
             raise CompileError(f"a request at position {n} does not fit a KV cache of {cache.capacity}")
     group, fpb, kvw = heads // kvh_n, hd // c, kvh_n * hd
     counts = [n + 1 for n in lengths]
-    L = _layout(cfg, reg, cache, group, max(counts))
+    if not max(counts) <= soft_tokens:
+        raise CompileError(f"internal: softmax multipliers of {soft_tokens} tokens for a count of {max(counts)}")
+    L = _layout(cfg, reg, cache, group, max(counts), soft_tokens)
     eye, params = npu_constants(b)
     gi = -(-c // g) * g
-    knew = b.acc_rows("npu_attn.knew", B, kvw)
+    knew = b.acc_rows("npu_attn.knew", r, kvw)  # (every request block's: one size)
     pw = L.pw
     b.zeros(ab, max(g, pw))  # the largest first (the region is not grown later)
     zacc = b.region("npu_attn.acc_zeros", (3 * r - 1) * cfg.acc_word_bytes, cfg.acc_word_bytes,
@@ -328,10 +330,10 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
             b.load(Spad.ACT, L.vst, v_new.addr(cfg, 0, t), 1, rows=cache.fblocks, stride=v_new.mpad * ab,
                    comment=f"request {i}: new value")
             b.store(Spad.ACT, L.vst, cache.v_addr(i, 0, pos), 1, rows=cache.fblocks, stride=cache.mpad * ab)
-    b.load(Spad.VPARAM, L.kp, soft, 2 * max(counts), comment="score and probability multipliers")
+    b.load(Spad.VPARAM, L.kp, soft, 2 * soft_tokens, comment="score and probability multipliers")
     with b.operator("softmax"):
         b.load(Spad.ACT, L.p, b.zeros(ab, pw), pw, comment="P: zeros")
-    vp = L.kp + max(counts)
+    vp = L.kp + soft_tokens  # the image's probability multipliers follow its score multipliers
     for kvh in range(kvh_n):
         h0 = kvh * group
         with b.operator("attn_score"):
