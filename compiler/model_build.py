@@ -222,11 +222,12 @@ class ModelBuild:
 
     def zeros(self, spad_word_bytes, words):
         """The DRAM address of at least ``words`` zero words of ``spad_word_bytes`` (one shared,
-        explicitly zeroed region, grown on first use to the largest request)."""
+        explicitly zeroed region; a larger request later gets a larger one, ``zeros2`` ...)."""
         nbytes = spad_word_bytes * words
         if self._zeros is None or self._zeros[1] < nbytes:
             size = max(nbytes, 4096)
-            self._zeros = (self.region("zeros", size, 64, bytes(size)), size)
+            n = 1 if self._zeros is None else self._zeros[2] + 1
+            self._zeros = (self.region("zeros" if n == 1 else f"zeros{n}", size, 64, bytes(size)), size, n)
         return self._zeros[0]
 
     # -- instructions ---------------------------------------------------------------------------

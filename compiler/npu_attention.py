@@ -308,7 +308,7 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
     gi = -(-c // g) * g
     knew = b.acc_rows("npu_attn.knew", r, kvw)  # (every request block's: one size)
     pw = L.pw
-    b.zeros(ab, max(g, pw))  # the largest first (the region is not grown later)
+    b.zeros(ab, max(g, -(-soft_tokens // g) * g))  # the largest of the layer's calls first: one region
     zacc = b.region("npu_attn.acc_zeros", (3 * r - 1) * cfg.acc_word_bytes, cfg.acc_word_bytes,
                     bytes((3 * r - 1) * cfg.acc_word_bytes))
     with b.operator("kv_append"):
