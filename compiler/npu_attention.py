@@ -368,8 +368,8 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
                 sa = L.s.take()
                 with b.operator("attn_score"):
                     for kb in range(nkb):
-                        b.op("GEMM", act_addr=L.q + hh * hd, wgt_addr=new if kb == nkb - 1 else ka + kb * hd, meta_addr=0,
-                             acc_addr=sa + kb * r, groups=hd // g, wsrc=1)
+                        b.op("GEMM", act_addr=L.q + hh * hd, wgt_addr=new if kb == nkb - 1 else ka + kb * hd,
+                             meta_addr=0, acc_addr=sa + kb * r, groups=hd // g, wsrc=1)
                 with b.operator("softmax"):
                     common = dict(acc_addr=sa + t, words=nkb, count=n, kparam=L.kp, col=1, lane=t)
                     b.op("VSOFT", func=SoftFunc.MAX, first=1, **common)

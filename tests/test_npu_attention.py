@@ -98,7 +98,8 @@ def test_refusals(tmp_path):
             lambda: NpuKVCache.create(cfg, batch=1, kv_heads=2, head_dim=32, capacity=257))
     lc = LlamaCompiler(model, cfg, ranges)
     caches = npu_block_caches(cfg, model.config, [8, 8])
-    rejects(CompileError, "sub-batch interleaving overlaps attention on PIM; these caches are for attention on the array",
+    rejects(CompileError, "sub-batch interleaving overlaps attention on PIM; these caches are for attention "
+                          "on the array",
             lambda: lc.lower_step([1, 2], [3, 4], caches, interleave=True))
     rejects(CompileError, "a request at position 8 does not fit a KV cache of 8",
             lambda: lc.lower_step([1, 2], [3, 8], caches))
