@@ -44,9 +44,8 @@ def block_caches(cfg, model_config, capacities, *, layers=None, shared=False, sh
     sizes = [min(r, len(caps) - j) for j in range(0, len(caps), r)]
     slot_caps = [[max(caps[j * r:j * r + size][s:s + nch]) for s in range(0, size, nch)]
                  for j, size in enumerate(sizes)]
-    if share_requests:
-        top = [max(c[s] for c in slot_caps if s < len(c)) for s in range(len(slot_caps[0]))]
-        sizes, slot_caps = [len(top) * nch if len(sizes) > 1 else sizes[0]] * len(sizes), [top] * len(sizes)
+    if share_requests:  # one cache, the first block's size (the largest), made once below
+        slot_caps = [[max(c[s] for c in slot_caps if s < len(c)) for s in range(len(slot_caps[0]))]] * len(sizes)
     n = model_config.layers if layers is None else layers
     out, row = [], 0
     for _ in range(1 if shared else n):
@@ -55,7 +54,7 @@ def block_caches(cfg, model_config, capacities, *, layers=None, shared=False, sh
             if share_requests and blocks:
                 blocks.append(blocks[0])
                 continue
-            c = KVCache.create(cfg, batch=min(size, r), kv_heads=model_config.kv_heads,
+            c = KVCache.create(cfg, batch=size, kv_heads=model_config.kv_heads,
                                head_dim=model_config.head_dim, capacity=mine, base_row=row)
             blocks.append(c)
             row = c.end_row

@@ -259,8 +259,7 @@ def _layout(cfg, reg, cache, group, nmax, soft_tokens):
     q = eye
     # a request's V of one KV head stays for the group's heads if it fits, else one feature
     # block at a time (loaded again for each head of a group)
-    vw = next((n * mg for n in (hd // c, 1) if q + group * hd + 2 * nkb * hd + mg + 2 * n * mg <= cfg.act_words),
-              mg)
+    vw = next((n * mg for n in (fpb, 1) if q + group * hd + 2 * nkb * hd + mg + 2 * n * mg <= cfg.act_words), mg)
     slots = 2 if q + group * hd + 2 * nkb * hd + mg + 2 * vw <= cfg.act_words else 1
     k = Slots(q + group * hd, nkb * hd, slots)
     p = k.end
@@ -269,7 +268,7 @@ def _layout(cfg, reg, cache, group, nmax, soft_tokens):
     t = Slots(reg.res_base, r, 2)
     z = t.end
     coll = z + 3 * r - 1
-    pv = Slots(coll + group * (hd // c) * r, r, 2)
+    pv = Slots(coll + group * fpb * r, r, 2)
     s = Slots(pv.end, nkb * r, 2 if pv.end + 2 * nkb * r <= cfg.acc_words else 1)
     _fits("acc", s.end, cfg.acc_words, nmax)
     ip = reg.soft_base + 2 * soft_tokens
@@ -307,7 +306,7 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
     eye, params = npu_constants(b)
     gi = -(-c // g) * g
     knew = b.acc_rows("npu_attn.knew", r, kvw)  # (every request block's: one size)
-    pw = L.pw
+    pw, resident = L.pw, L.v.size >= fpb * L.pw  # resident: a request's V of a KV head in one slot
     b.zeros(ab, max(g, -(-soft_tokens // g) * g))  # the largest of the layer's calls first: one region
     zacc = b.region("npu_attn.acc_zeros", (3 * r - 1) * cfg.acc_word_bytes, cfg.acc_word_bytes,
                     bytes((3 * r - 1) * cfg.acc_word_bytes))
@@ -357,10 +356,9 @@ def npu_decode_attention(b, reg, q, k_new, v_new, out, *, cache, lengths, heads,
                          res_addr=last + f * c, param_addr=L.ip + 2 * c, rows=r, fmt=0,
                          comment=f"request {i}: key into lane {lane}")
                 b.store(Spad.ACT, new, cache.k_addr(i, kvh, nkb - 1), hd)
-            resident = L.v.size >= fpb * L.pw
             if resident:
                 va = L.v.take()
-                vs = [va + f * L.pw for f in range(fpb)]
+                vs = [va + f * pw for f in range(fpb)]
                 with b.operator("attn_context"):
                     for f in range(fpb):
                         b.load(Spad.ACT, vs[f], cache.v_addr(i, kvh * fpb + f), mg, comment=f"request {i}: V {f}")
