@@ -103,3 +103,15 @@ def test_refusals(tmp_path):
             lambda: lc.lower_step([1, 2], [3, 4], caches, interleave=True))
     rejects(CompileError, "a request at position 8 does not fit a KV cache of 8",
             lambda: lc.lower_step([1, 2], [3, 8], caches))
+
+
+def test_zero_regions_grow():
+    """``ModelBuild.zeros``: a later, larger request gets a new, larger zero region (attention on
+    the array asks for its largest first, but a program may ask again for more)."""
+    from mixpim.compiler.model_build import ModelBuild
+    b = ModelBuild(preset("llm"))
+    small = b.zeros(32, 8)
+    assert b.zeros(32, 100) == small  # within the first 4,096 bytes
+    big = b.zeros(32, 1000)
+    assert big != small and b.zeros(32, 1000) == big and set(b.dram.symbols) >= {"zeros", "zeros2"}
+    assert not any(bytes(s.data).strip(b"\0") for s in b.segments)
