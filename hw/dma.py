@@ -1,15 +1,16 @@
-"""DMA engine of the tile: executes one decoded LOAD or STORE between the DRAM model and a scratchpad.
+"""DMA engine of the tile: executes one decoded LOAD or STORE between the memory port and a scratchpad.
 
 Timing (docs/tile.md, "DRAM"): ``busy`` is high from the ``start`` cycle ``s`` to the ``done``
 cycle ``last_col + t_cl`` inclusive, where ``last_col`` is the last beat's column command: the
 duration :func:`mixpim.models.dram_timing.dma_cycles` charges. The engine is a counter machine:
 the ``start`` cycle and ``DMA_SETUP_CYCLES - 1`` more are the setup, so the first beat arrives
 exactly at ``s + DMA_SETUP_CYCLES`` (the DRAM model derives the instruction's start from that);
-then one beat request is held on the DRAM bus at a time, each next one in the cycle after the
-previous ``ready``, and the DRAM model (:mod:`.dram`) decides in which cycle each beat's column
-command (its access) happens. After the last beat's ``ready`` the engine stays busy ``t_cl``
-more cycles (the CAS latency of the last data); ``done`` pulses in the last of them. The last
-scratchpad or DRAM write happens at the clock edge that ends the last beat's ``ready`` cycle.
+then one beat request is held on the memory port (:mod:`.mem_bus`, a Wishbone block cycle) at a
+time, each next one in the cycle after the previous ``ack``, and the memory system (in
+co-simulation the DRAM model, :mod:`.dram`) decides in which cycle each beat's column command (its
+access, ``ack``) happens. After the last beat's ``ack`` the engine stays busy ``t_cl`` more cycles
+(the CAS latency of the last data); ``done`` pulses in the last of them. The last scratchpad or
+DRAM write happens at the clock edge that ends the last beat's ``ack`` cycle.
 
 Data: the scratchpad words ``spad_addr ...`` form one contiguous byte stream (each word its DRAM
 bytes, little-endian); the beats deliver (LOAD) or take (STORE) the stream's bytes in transfer
@@ -31,7 +32,7 @@ from ..models.dram_timing import DMA_SETUP_CYCLES
 from ..models.isa import OPCODE_FORMATS, Opcode, Spad
 from .common import ConfigComponent
 from .decoder import operand_layout
-from .dram import DramSignature
+from .mem_bus import MemBusSignature
 
 __all__ = ["dma_layout", "port_lanes", "word_shape", "SpadWriteSignature", "SpadReadSignature",
            "DmaEngine"]
@@ -143,8 +144,8 @@ class DmaEngine(ConfigComponent):
     i_store : In(1), 1: STORE (scratchpad -> DRAM), 0: LOAD
     i_inst : In(:func:`dma_layout`), the decoded operands
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
-    done : Out(1), the instruction's last cycle (``t_cl`` after the last beat's ``ready``)
-    dram : Out(:class:`~.dram.DramSignature`), to the DRAM model
+    done : Out(1), the instruction's last cycle (``t_cl`` after the last beat's ``ack``)
+    dram : Out(:class:`~.mem_bus.MemBusSignature`), the tile's memory port (Wishbone classic)
     w_act, w_wgt, w_meta, w_acc, w_vparam : Out(:class:`SpadWriteSignature`), one per scratchpad
         a LOAD writes (``w_`` + lower-case name; ACC values keep the low ``acc_bits`` bits)
     r_act, r_acc : Out(:class:`SpadReadSignature`), one per scratchpad a STORE reads
@@ -160,7 +161,7 @@ class DmaEngine(ConfigComponent):
             "i_inst": In(dma_layout()),
             "busy": Out(1),
             "done": Out(1),
-            "dram": Out(DramSignature(config)),
+            "dram": Out(MemBusSignature(config)),
         }
         for s in LOAD_SPADS:
             ports[f"w_{s.name.lower()}"] = Out(SpadWriteSignature(word_shape(config, s),
@@ -181,12 +182,11 @@ class DmaEngine(ConfigComponent):
         state = Signal(_State)
         store = Signal()
         spad = Signal.like(inst.spad)
-        first = Signal()
         rows_left = Signal.like(inst.rows)
         stride = Signal.like(inst.stride)
         length = Signal(32)           # bytes per transfer row
         row_addr = Signal(32)         # DRAM byte address of the current transfer row
-        beat = Signal(len(dram.addr))
+        beat = Signal(len(dram.adr))
         # cycles left in SETUP after this one; in TAIL, before ``done``
         count = Signal(range(max(DMA_SETUP_CYCLES - 1, cfg.t_cl, 1)))
 
@@ -205,11 +205,11 @@ class DmaEngine(ConfigComponent):
         last = row_last & (rows_left == 1)
         xfer = Signal()               # a beat's access happens in this cycle
         m.d.comb += [
-            dram.valid.eq(state == _State.RUN),
-            dram.addr.eq(beat),
-            dram.write.eq(store),
-            dram.first.eq(first),
-            xfer.eq(dram.valid & dram.ready),
+            dram.cyc.eq(state == _State.RUN),   # low between instructions: see mem_bus
+            dram.stb.eq(state == _State.RUN),
+            dram.adr.eq(beat),
+            dram.we.eq(store),
+            xfer.eq(dram.stb & dram.ack),
             self.busy.eq(self.start | (state != _State.IDLE)),
             self.done.eq((xfer & last) if cfg.t_cl == 0
                          else (state == _State.TAIL) & (count == 0)),
@@ -223,7 +223,6 @@ class DmaEngine(ConfigComponent):
                         count.eq(DMA_SETUP_CYCLES - 2),
                         store.eq(self.i_store),
                         spad.eq(inst.spad),
-                        first.eq(1),
                         rows_left.eq(inst.rows),
                         stride.eq(inst.stride),
                         row_addr.eq(inst.dram_addr),
@@ -242,7 +241,6 @@ class DmaEngine(ConfigComponent):
                     m.d.sync += count.eq(count - 1)
             with m.Case(_State.RUN):
                 with m.If(xfer):
-                    m.d.sync += first.eq(0)
                     with m.If(last):
                         if cfg.t_cl == 0:
                             m.d.sync += state.eq(_State.IDLE)
@@ -274,9 +272,9 @@ class DmaEngine(ConfigComponent):
         with m.Switch(spad):
             for s in STORE_SPADS:
                 with m.Case(s):
-                    m.d.comb += dram.wdata.eq(wdata[s])
+                    m.d.comb += dram.dat_w.eq(wdata[s])
         # bytes [lo, hi): (2**hi - 1) without the low lo bits
-        m.d.comb += dram.wmask.eq(((Const(1, bus + 1) << hi) - 1) & ~((Const(1, bus + 1) << lo) - 1))
+        m.d.comb += dram.sel.eq(((Const(1, bus + 1) << hi) - 1) & ~((Const(1, bus + 1) << lo) - 1))
         return m
 
     def _packer(self, m, s, port, starting, act, lo, hi):
@@ -287,7 +285,7 @@ class DmaEngine(ConfigComponent):
         buf = Signal(8 * max(1, wb - 1), name=f"ld_{name}_buf")   # fewer than wb bytes wait here
         fill = Signal(range(wb), name=f"ld_{name}_fill")
         addr = Signal(SPAD_ADDR_BITS, name=f"ld_{name}_addr")
-        rdata = self.dram.rdata
+        rdata = self.dram.dat_r
         beat_bytes = Cat(*(Mux(i < hi, rdata.word_select(i, 8), 0) for i in range(bus)))
         incoming = Signal(8 * bus, name=f"ld_{name}_in")
         m.d.comb += incoming.eq(beat_bytes >> (lo * 8))

@@ -13,14 +13,15 @@ the bank's memory (:func:`bank_word`). Every size is a power of two except ``dra
 is bit slicing: ``beat = [row | bank | channel | column beat]`` from the MSB.
 
 **Time.** ``now`` counts cycles from :data:`~.dram_rows.TIME_ORIGIN` (in the first cycle after a
-reset, which the tile applies at the start of a run: the golden model's cycle 0); every timestamp
+reset, which :class:`~.tile_system.TileSystem` applies at the start of a run: the golden model's
+cycle 0); every timestamp
 register resets to 0, "never". The bank row buffers and channel activation windows are a
 :class:`~.dram_rows.RowState`; per channel the model keeps ``t_col`` (its last column command) and
 ``bg_col`` (that command's bank group, ``bank % dram_bank_groups``).
 
-**A beat.** A requester raises ``valid`` with a beat and holds it (and the payload) until
-``ready``. In the first cycle of the request (its arrival) the model computes the beat's column
-command cycle::
+**A beat.** The requester is the tile's memory port (:mod:`.mem_bus`, Wishbone classic): it
+raises ``stb`` (within ``cyc``) with a beat and holds it (and the payload) until ``ack``. In the
+first cycle of the request (its arrival) the model computes the beat's column command cycle::
 
     col = max(arrival, activation + t_rcd,
               t_col[ch] + (t_ccd_l if bg_col[ch] == the bank's group else t_ccd_s))
@@ -29,16 +30,16 @@ where on a row miss the activation (after a precharge when another row is open) 
 :class:`~.dram_rows.RowState`'s rule with look-ahead from the instruction's ``start``, and on a
 hit it is the open row's (which a ``PIM_ACT`` may have issued ahead in ``pim_mode`` "single":
 the model's ``RowState.ready``). The model records the column command (and the activation) in
-the state in the arrival cycle, once per beat (``ready`` may come in that very cycle, and the
-next beat must see it); ``ready`` is asserted in cycle ``col``. The instruction's start is not
-on the bus: the first beat (``first``) arrives exactly ``DMA_SETUP_CYCLES`` after it (the DMA
-engine's contract), so the model latches ``start = arrival - DMA_SETUP_CYCLES`` there; every
-later beat arrives in the cycle after the previous ``ready`` (the other contract), which is the
-model's ``previous beat + 1``. Latency:
-``col - arrival`` cycles, 0 when nothing binds. The access happens in the ready cycle:
-``rdata`` is valid combinationally in that cycle (asynchronous read), a write (``wdata`` bytes
-where ``wmask`` is set) is visible from the next cycle. The CAS latency ``t_cl`` after the last
-beat is the DMA engine's to wait.
+the state in the arrival cycle, once per beat (``ack`` may come in that very cycle, and the
+next beat must see it); ``ack`` is asserted in cycle ``col``. The instruction's start is not
+on the bus: its first beat (the cycle ``cyc`` rises) arrives exactly ``DMA_SETUP_CYCLES`` after
+it (the DMA engine's contract), so the model latches ``start = arrival - DMA_SETUP_CYCLES``
+there; every later beat arrives in the cycle after the previous ``ack`` (the other contract),
+which is the model's ``previous beat + 1``. Latency: ``col - arrival`` cycles, 0 when nothing
+binds. The access happens in the ``ack`` cycle: ``dat_r`` is valid combinationally in that cycle
+(an asynchronous read: this is the simulation side of the port), a write (``dat_w`` bytes where
+``sel`` is set) is visible from the next cycle. The CAS latency ``t_cl`` after the last beat is
+the DMA engine's to wait.
 
 **PIM port.** ``pim`` (:class:`PimDramSignature`) is the PIM unit's: the banks' PIM row buffers
 as a :class:`~.dram_rows.RowState` of their own (``pim_rows``, ``pim_row_buffers`` buffers per
@@ -59,19 +60,14 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
 from ..models.dram_timing import DMA_SETUP_CYCLES, dram_location
 from .common import ConfigComponent, check_config
+from .mem_bus import MemBusSignature, beat_bits
 from .dram_rows import TIME_BITS, TIME_ORIGIN, GroupRequestSignature, RowState, time_max
 
-__all__ = ["DramSignature", "DramHostSignature", "PimDramSignature", "DramModel", "bank_word",
-           "beat_bits", "bank_depth"]
-
-
-def beat_bits(config):
-    """Width of a beat address (DRAM byte address // ``dram_bus_bytes``)."""
-    return max(1, ceil_log2(config.dram_bytes // config.dram_bus_bytes))
+__all__ = ["DramHostSignature", "PimDramSignature", "DramModel", "bank_word", "bank_depth"]
 
 
 def bank_depth(config):
@@ -85,37 +81,6 @@ def bank_word(config, beat):
     cfg = config
     ch, bank, row, col = dram_location(cfg, beat * cfg.dram_bus_bytes)
     return ch * cfg.dram_banks + bank, (row * cfg.dram_row_bytes + col) // cfg.dram_bus_bytes
-
-
-class DramSignature(wiring.Signature):
-    """The DRAM request bus, seen from the requester (the DMA engine).
-
-    Members
-    -------
-    valid : Out(1), a beat is requested (held until ``ready``)
-    ready : In(1), the beat's access happens in this cycle
-    addr : Out(:func:`beat_bits`), beat address: DRAM byte address // ``dram_bus_bytes``
-    write : Out(1), 1: write ``wdata`` under ``wmask``; 0: read
-    first : Out(1), the first beat of an instruction; it must be presented exactly
-        ``DMA_SETUP_CYCLES`` cycles after the instruction's start (the model derives the start,
-        from which activations look ahead, from it)
-    wdata : Out(8 * dram_bus_bytes), byte i of the beat in bits [8i, 8i + 8)
-    wmask : Out(dram_bus_bytes), byte write enables
-    rdata : In(8 * dram_bus_bytes), the beat's bytes in the ready cycle of a read
-    """
-
-    def __init__(self, config):
-        bus = check_config(config).dram_bus_bytes
-        super().__init__({
-            "valid": Out(1),
-            "ready": In(1),
-            "addr": Out(beat_bits(config)),
-            "write": Out(1),
-            "first": Out(1),
-            "wdata": Out(8 * bus),
-            "wmask": Out(bus),
-            "rdata": In(8 * bus),
-        })
 
 
 class DramHostSignature(wiring.Signature):
@@ -199,7 +164,7 @@ class DramModel(ConfigComponent):
 
     Members
     -------
-    bus : In(:class:`DramSignature`), the DMA's
+    bus : In(:class:`~.mem_bus.MemBusSignature`), the tile's memory port (the DMA's)
     host : In(:class:`DramHostSignature`)
     pim : In(:class:`PimDramSignature`), the PIM unit's
     now : Out(TIME_BITS), the cycle counter (``TIME_ORIGIN`` in the first cycle after reset)
@@ -238,7 +203,7 @@ class DramModel(ConfigComponent):
 
     def _members(self, config):
         assert max(config.t_rcd, config.t_ccd_l) < TIME_ORIGIN
-        return {"bus": In(DramSignature(config)), "host": In(DramHostSignature(config)),
+        return {"bus": In(MemBusSignature(config)), "host": In(DramHostSignature(config)),
                 "pim": In(PimDramSignature(config)), "now": Out(TIME_BITS)}
 
     def _decode(self, beat):
@@ -266,11 +231,15 @@ class DramModel(ConfigComponent):
         m.d.comb += [self.now.eq(now), self.pim.now.eq(now)]
 
         # -- timing of the beat on the bus --------------------------------------------------------
-        idx, ch, bank, row, word = self._decode(bus.addr)
+        idx, ch, bank, row, word = self._decode(bus.adr)
         bg = bank[:exact_log2(cfg.dram_bank_groups)]   # bank k is in group k % bank_groups
+        valid, first, cyc_q = Signal(), Signal(), Signal()
+        m.d.sync += cyc_q.eq(bus.cyc)
+        # an instruction's first beat: the cycle ``cyc`` rises (mem_bus)
+        m.d.comb += [valid.eq(bus.cyc & bus.stb), first.eq(bus.cyc & ~cyc_q)]
         start = Signal(TIME_BITS)   # the instruction's start, latched at its first beat
         m.d.comb += [req.ch.eq(ch), req.bank.eq(bank), req.row.eq(row),
-                     req.start.eq(Mux(bus.first, now - DMA_SETUP_CYCLES, start))]
+                     req.start.eq(Mux(first, now - DMA_SETUP_CYCLES, start))]
         ccd = Mux(self.bg_col[ch] == bg, cfg.t_ccd_l, cfg.t_ccd_s)
         col = Signal(TIME_BITS)     # the beat's column command cycle (valid in its arrival)
         # on a hit ``act`` is the open row's activation: a PIM_ACT's may be recent (t_rcd)
@@ -279,17 +248,17 @@ class DramModel(ConfigComponent):
         waiting = Signal()          # the beat's cycle was computed: ``ready`` at ``target``
         target = Signal(TIME_BITS)
         with m.If(waiting):
-            m.d.comb += bus.ready.eq(now == target)
-        with m.Elif(bus.valid):     # arrival: compute, record the commands in the state now
-            m.d.comb += [bus.ready.eq(col == now), req.activate.eq(~req.hit), req.access.eq(1),
+            m.d.comb += bus.ack.eq(now == target)
+        with m.Elif(valid):         # arrival: compute, record the commands in the state now
+            m.d.comb += [bus.ack.eq(col == now), req.activate.eq(~req.hit), req.access.eq(1),
                          req.t_access.eq(col)]
             m.d.sync += [self.t_col[ch].eq(col), self.bg_col[ch].eq(bg)]
-            with m.If(bus.first):
+            with m.If(first):
                 m.d.sync += start.eq(req.start)
             with m.If(col != now):
                 m.d.sync += [waiting.eq(1), target.eq(col)]
         xfer = Signal()
-        m.d.comb += xfer.eq(bus.valid & bus.ready)
+        m.d.comb += xfer.eq(valid & bus.ack)
         with m.If(xfer):
             m.d.sync += waiting.eq(0)
 
@@ -307,8 +276,8 @@ class DramModel(ConfigComponent):
             hw = mem.write_port()
             hr = mem.read_port()
             m.d.comb += [
-                rd.addr.eq(word), wr.addr.eq(word), wr.data.eq(bus.wdata),
-                wr.en.eq(Mux(xfer & bus.write & (idx == i), bus.wmask, 0)),
+                rd.addr.eq(word), wr.addr.eq(word), wr.data.eq(bus.dat_w),
+                wr.en.eq(Mux(xfer & bus.we & (idx == i), bus.sel, 0)),
                 hw.addr.eq(hword), hw.data.eq(host.wdata), hw.en.eq(host.we & (hidx == i)),
                 hr.addr.eq(hword),
             ]
@@ -319,5 +288,5 @@ class DramModel(ConfigComponent):
             m.d.comb += [prd.addr.eq(pim.addr), pim.rdata[i].eq(prd.data),
                          pwr.addr.eq(pim.addr), pwr.data.eq(pim.wdata[i // cfg.dram_banks]),
                          pwr.en.eq(Mux(pim.we[i], pim.wmask, 0))]
-        m.d.comb += [bus.rdata.eq(Array(bus_reads)[idx]), host.rdata.eq(Array(host_reads)[hsel])]
+        m.d.comb += [bus.dat_r.eq(Array(bus_reads)[idx]), host.rdata.eq(Array(host_reads)[hsel])]
         return m

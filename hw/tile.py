@@ -1,4 +1,9 @@
-"""The NPU tile: dispatcher, queues, dependency tokens, scratchpads, DMA + DRAM, GEMM, VEC, PIM.
+"""The NPU tile: dispatcher, queues, dependency tokens, scratchpads, DMA, GEMM, VEC, PIM.
+
+The synthesizable tile ends at its memory port ``bus`` (:mod:`.mem_bus`, Wishbone classic, the
+DMA's) and the PIM unit's port ``pim`` (:class:`~.dram.PimDramSignature`); the DRAM and its PIM
+banks sit behind them (in co-simulation :class:`~.tile_system.TileSystem` puts the DRAM model
+there).
 
 The architecture and every cycle rule are docs/tile.md; the golden cycle model
 (:func:`mixpim.models.tile_timing.simulate`) predicts every status register of this RTL exactly.
@@ -16,24 +21,25 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
 * **DMA and PIM exclusion** (docs/pim.md, "Row-buffer modes"): the DMA does not start while an
   exclusive PIM instruction (:func:`~mixpim.models.pim_timing.pim_exclusive`) executes; the PIM
   unit does not start an exclusive instruction while the DMA executes or starts (the DMA goes
-  first in a cycle). The PIM unit shares the DRAM model with the DMA (:mod:`.dram`: its own row
-  state in "dual" mode, the DMA's in "single").
+  first in a cycle). The PIM unit shares the DRAM with the DMA (behind ``pim``; the DRAM model,
+  :mod:`.dram`, keeps its own row state in "dual" mode, the DMA's in "single").
 * **Tokens.** ``tok[src][dst]`` (3 bits) for every ordered pair of the four units; a start takes
   one from each counter of its ``wait`` mask, a completion gives one to each of its ``signal``
   mask, checked for overflow net of same-cycle takes.
 * **Errors.** Candidates of one cycle (dispatcher at ``pc``; ``TOKEN_OVERFLOW`` at each
   completing instruction; ``DEADLOCK``; ``ARRAY_STREAM``) -> the one of the smallest pc is kept.
   No start after the error cycle; ``done`` in the first cycle with nothing executing.
-* **Scratchpads** (ACT, WGT, META, ACC, VPARAM): ``lib.memory.Memory`` with one port per
-  access path: each unit that :data:`~mixpim.models.units.SPADS` names a reader (writer) of a
-  scratchpad connects its ``r_<spad>`` (``w_<spad>``) port, and the host has one of each. They
-  are multi-ported register files in simulation; a BRAM mapping would bank them (docs/tile.md,
-  "RTL structure"). VPARAM words
-  0 .. 64 + rows - 1 (GELU table, token multipliers) are mirrored in registers for the VEC unit.
-* **Host port.** While the tile is not running, ``host_*`` reads and writes any memory (program,
-  DRAM, scratchpads) one word per cycle: ``host_rdata`` holds the word addressed in the previous
-  cycle. ``start`` begins a run: status registers, tokens, queues, units and DRAM bank state
-  are reset; memory contents are kept.
+* **Scratchpads** (ACT, WGT, META, ACC, VPARAM): block-RAM-shaped memories (:mod:`.tile_spads`,
+  :mod:`.spad_memory`: banked for the DMA's multi-word ports, replicated per reader with a live
+  value table per writer), so every unit that :data:`~mixpim.models.units.SPADS` names a reader
+  (writer) of a scratchpad reads (writes) it in any cycle through its ``r_<spad>`` (``w_<spad>``)
+  port, as docs/tile.md's timing assumes. VPARAM words 0 .. 64 + rows - 1 (GELU table, token
+  multipliers) are mirrored in registers for the VEC unit.
+* **Host port.** While the tile is not running, ``host_*`` reads and writes the program and the
+  scratchpads one word per cycle: ``host_rdata`` holds the word addressed in the previous cycle
+  (``HostSel.DRAM`` selects nothing here: the DRAM is behind ``bus``). ``start`` begins a run:
+  status registers, tokens, queues and units are reset (the memory system behind the ports resets
+  its bank state in the same cycle: ``start & ~running``); memory contents are kept.
 
 Status (valid while ``done``; counted from the first cycle after ``start``): ``cycles``, ``busy``
 per unit, ``dispatched``, ``error``, ``error_pc``, ``nonfinite``.
@@ -42,7 +48,7 @@ per unit, ``dispatched``, ``error``, ``error_pc``, ``nonfinite``.
 from dataclasses import dataclass
 from functools import reduce
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Shape, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -51,12 +57,14 @@ from ..models.config import VPARAM_LUT_WORDS
 from ..models.isa import WORD_BITS, ErrorCode, Opcode, header_fields
 from ..models.pim import PIM_OPS
 from ..models.pim_timing import pim_exclusive
-from ..models.units import MASK_BITS, QUEUED_UNITS, SPADS, TOKEN_MAX, Spad, Unit
+from ..models.units import MASK_BITS, QUEUED_UNITS, TOKEN_MAX, Spad, Unit
 from .checker import DispatchChecker
 from .common import ConfigComponent, any_of, check_config
 from .decoder import InstructionDecoder
+from .mem_bus import MemBusSignature
+from .tile_spads import HostAccess, connect_spads
 from .dma import DmaEngine, word_shape
-from .dram import DramModel
+from .dram import PimDramSignature
 from .gemm_unit import GemmUnit
 from .pim_unit import PimUnit
 from .vector import VPARAM_BITS, VectorOp, VectorUnit
@@ -146,12 +154,14 @@ class Tile(ConfigComponent):
         during the run
     host_sel : In(:class:`HostSel`); host_addr : In(32); host_we : In(1)
     host_wdata : In(:func:`host_word_bits`), host_rdata : Out(same)
-        Word ``host_addr`` of the selected memory (DRAM: ``dram_bus_bytes``-byte words; ACC:
-        ``cols`` ``acc_bits``-bit fields, LSB first; others their DRAM bytes, little-endian).
+        Word ``host_addr`` of the selected memory (ACC: ``cols`` ``acc_bits``-bit fields, LSB
+        first; others their DRAM bytes, little-endian; ``DRAM`` reads 0 and writes nothing).
         Writes are ignored while running.
     running : Out(1), a run is in progress; done : Out(1), the run ended (status valid)
     cycles, dispatched : Out(32); busy : Out(ArrayLayout(32, 4)), per :class:`Unit`
     error : Out(ErrorCode); error_pc : Out(32); nonfinite : Out(1)
+    bus : Out(:class:`~.mem_bus.MemBusSignature`), the memory port (the DMA's)
+    pim : Out(:class:`~.dram.PimDramSignature`), the PIM unit's port to the DRAM's PIM banks
 
     Raises
     ------
@@ -187,6 +197,8 @@ class Tile(ConfigComponent):
             "error": Out(ErrorCode),
             "error_pc": Out(32),
             "nonfinite": Out(1),
+            "bus": Out(MemBusSignature(config)),
+            "pim": Out(PimDramSignature(config)),
         }
 
     @property
@@ -205,71 +217,32 @@ class Tile(ConfigComponent):
 
         # -- units (reset at the start of a run) ----------------------------------------------
         units = _unit_components(cfg, pc_bits)
-        dram = DramModel(cfg)
         for u, unit in units.items():
             m.submodules[u.name.lower()] = ResetInserter(begin)(unit)
-        m.submodules.dram = ResetInserter(begin)(dram)
-        wiring.connect(m, units[Unit.DMA].dram, dram.bus)
-        wiring.connect(m, units[Unit.PIM].dram, dram.pim)
+        wiring.connect(m, units[Unit.DMA].dram, wiring.flipped(self.bus))
+        wiring.connect(m, units[Unit.PIM].dram, wiring.flipped(self.pim))
 
         # -- host port and memories -----------------------------------------------------------
         host_w = Signal()
         m.d.comb += host_w.eq(self.host_we & ~run)
         rsel = Signal(HostSel)
         m.d.sync += rsel.eq(self.host_sel)
-        host_reads = {}
 
-        def host_ports(mem, sel):
-            wp = mem.write_port()
-            rp = mem.read_port()
-            width = Shape.cast(mem.shape).width
-            m.d.comb += [
-                wp.addr.eq(self.host_addr), wp.data.eq(self.host_wdata[:width]),
-                wp.en.eq(Mux(host_w & (self.host_sel == sel), -1, 0)),
-                rp.addr.eq(self.host_addr),
-            ]
-            host_reads[sel] = rp.data
-
+        # instruction memory: the host writes it; the dispatcher's read port serves the host's
+        # reads while not running (in the start cycle it reads pc 0)
         imem = Memory(shape=WORD_BITS, depth=self._imem_words, init=[])
         m.submodules.imem = imem
-        host_ports(imem, HostSel.IMEM)
-        m.d.comb += [dram.host.addr.eq(self.host_addr), dram.host.wdata.eq(self.host_wdata),
-                     dram.host.we.eq(host_w & (self.host_sel == HostSel.DRAM))]
-        host_reads[HostSel.DRAM] = dram.host.rdata
-
-        spads = {}
-        for s in Spad:
-            spads[s] = mem = Memory(shape=word_shape(cfg, s), depth=cfg.spad_words(s), init=[])
-            m.submodules[f"spad_{s.name.lower()}"] = mem
-            host_ports(mem, _SPAD_SEL[s])
-        vparam_writes = [(self.host_addr, host_w & (self.host_sel == HostSel.VPARAM),
-                          self.host_wdata[:VPARAM_BITS])]
-
-        def write(s, port, mask=None):
-            """A write port per lane of ``port``; ``mask``: per ACT lane enables (one port)."""
-            for i in range(len(port.en)):
-                if mask is None:
-                    wp = spads[s].write_port()
-                    m.d.comb += wp.en.eq(Mux(port.en[i], -1, 0))
-                else:
-                    wp = spads[s].write_port(granularity=Shape.cast(spads[s].shape).width // cfg.rows)
-                    m.d.comb += wp.en.eq(Mux(port.en[i], mask, 0))
-                m.d.comb += [wp.addr.eq(port.addr + i), wp.data.eq(port.data[i])]
-                if s == Spad.VPARAM:
-                    vparam_writes.append((port.addr + i, port.en[i], port.data[i]))
-
-        def read(s, port):
-            for i in range(port.data.shape().length):
-                rp = spads[s].read_port()
-                m.d.comb += [rp.addr.eq(port.addr + i), rp.en.eq(port.en), port.data[i].eq(rp.data)]
-
-        for s, info in SPADS.items():
-            for u in info.writers:
-                port = getattr(units[u], f"w_{s.name.lower()}")
-                write(s, port, units[u].w_act_mask if (u, s) == (Unit.VEC, Spad.ACT) else None)
-            for u in info.readers:
-                read(s, getattr(units[u], f"r_{s.name.lower()}"))
-        read(Spad.ACT, units[Unit.GEMM].r_wact)  # GEMM wsrc: INT8 weights from ACT
+        imem_wr = imem.write_port()
+        m.d.comb += [imem_wr.addr.eq(self.host_addr), imem_wr.data.eq(self.host_wdata[:WORD_BITS]),
+                     imem_wr.en.eq(host_w & (self.host_sel == HostSel.IMEM))]
+        imem_rd = imem.read_port()
+        host = HostAccess(run, self.host_addr, self.host_wdata,
+                          {s: host_w & (self.host_sel == _SPAD_SEL[s]) for s in Spad},
+                          {s: self.host_sel == _SPAD_SEL[s] for s in Spad})
+        host_reads, spad_writes = connect_spads(m, cfg, units, host)
+        host_reads = {_SPAD_SEL[s]: v for s, v in host_reads.items()}
+        host_reads[HostSel.IMEM] = imem_rd.data
+        vparam_writes = spad_writes[Spad.VPARAM]
 
         with m.Switch(rsel):
             for sel, value in host_reads.items():
@@ -292,8 +265,7 @@ class Tile(ConfigComponent):
         # -- dispatcher -------------------------------------------------------------------------
         pc = Signal(pc_bits)
         retire = Signal()
-        imem_rd = imem.read_port()
-        m.d.comb += imem_rd.addr.eq(Mux(run, pc + retire, 0))
+        m.d.comb += imem_rd.addr.eq(Mux(run, pc + retire, Mux(self.start, 0, self.host_addr)))
         m.submodules.decoder = dec = InstructionDecoder()
         m.submodules.checker = chk = DispatchChecker(cfg)
         m.d.comb += [

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.tile import MAX_IMEM_WORDS, HostSel, Tile
+from ..hw.tile import MAX_IMEM_WORDS, HostSel
+from ..hw.tile_system import TileSystem
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
 from ..models.executor import run as golden_run
@@ -118,7 +119,7 @@ def _build(config, imem_words, build_root):
     key = (config, imem_words, None if build_root is None else str(build_root))
     b = _BUILDS.get(key)
     if b is None or not (b.build_dir / b.name).is_file():
-        b = _BUILDS[key] = cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
+        b = _BUILDS[key] = cosim.build(TileSystem(config, imem_words), tile_top(config, imem_words),
                                        params={"config": config.to_dict(), "imem_words": imem_words},
                                        build_root=build_root, params_complete=True)
     return b

@@ -17,7 +17,8 @@ from amaranth.lib.memory import Memory
 
 from mixpim.hw.dma import (LOAD_SPADS, STORE_SPADS, DmaEngine, SpadReadSignature, dma_layout,
                            port_lanes, word_shape)
-from mixpim.hw.dram import DramHostSignature, DramModel, DramSignature, bank_word
+from mixpim.hw.dram import DramHostSignature, DramModel, bank_word
+from mixpim.hw.mem_bus import MemBusSignature
 from mixpim.models.config import preset
 from mixpim.models.executor import pack_acc
 from mixpim.models.isa import Instruction, Opcode, Spad
@@ -322,7 +323,7 @@ def test_signatures():
     assert bank_word(cfg, 32 * 3 + 5) == (5, 5) and bank_word(cfg, 32 * 19) == (5, 64)
     dma = DmaEngine(cfg)
     dma._MustUse__silence = True
-    assert dma.dram.signature.members == DramSignature(cfg).members
+    assert dma.dram.signature.members == MemBusSignature(cfg).members
     assert port_lanes(cfg, Spad.WGT) == 4 and port_lanes(cfg, Spad.META) == 1
     assert isinstance(dma.r_acc.signature, SpadReadSignature)
     assert len(dma.w_act.data.as_value()) == 2 * 32

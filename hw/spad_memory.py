@@ -1,0 +1,180 @@
+"""A scratchpad memory with many ports built from block-RAM-shaped memories (1 write, 1 read port).
+
+The tile's units all reach a scratchpad in the same cycle (the timing contract of docs/tile.md:
+any unit reads or writes any word in any cycle, no bank conflicts). An FPGA block RAM has two
+ports, so a memory with ``W`` write ports and ``R`` read ports is built the way multi-ported FPGA
+memories are (LaForest and Steffan, "Efficient multi-ported memories for FPGAs", FPGA 2010):
+
+* **Banks.** Word ``a`` is in bank ``a % banks`` at index ``a // banks`` (``banks`` a power of
+  two). A port of ``lanes`` consecutive words (``lanes <= banks``; the DMA's beat carries several
+  words) touches each bank at most once per cycle, so it is one port of each bank.
+* **Replication and the live value table.** Per bank, writer ``w`` owns ``R`` copies, one per
+  reader, each with one write port (``w``'s) and one read port: ``W * R`` simple dual-port
+  memories. The live value table (LVT: ``ceil(log2 W)`` bits per word and write granule, in
+  logic) records which writer wrote each granule last; a read returns, per granule, the copy the
+  LVT names. With one writer there is no LVT and each reader has its own copy.
+
+Ports behave as ``lib.memory.Memory``'s synchronous ports: a read of address ``a`` with ``en`` in
+cycle c gives the word in cycle c + 1 as it was before the writes of cycle c (not transparent) and
+holds it while ``en`` is low; a write in cycle c is visible to reads from cycle c + 1. Two writes of
+one granule in one cycle are not defined (the tile's programs never race, docs/tile.md).
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Shape, Signal
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+from amaranth.utils import ceil_log2, exact_log2
+
+__all__ = ["SpadWritePort", "SpadReadPort", "SpadMemory"]
+
+
+@dataclass(frozen=True)
+class SpadWritePort:
+    """``lanes`` words ``addr .. addr + lanes - 1``: ``data[i]`` to word ``addr + i`` under the
+    enables ``en[i * granules:(i + 1) * granules]`` (granule ``g`` = bits ``[g * gw, (g + 1) * gw)``
+    of the word, ``gw = width / granules``)."""
+    addr: Signal
+    en: Signal
+    data: data.View
+    lanes: int
+
+
+@dataclass(frozen=True)
+class SpadReadPort:
+    """``lanes`` words ``addr .. addr + lanes - 1`` read in the cycle ``en`` is high, in ``data``
+    from the next cycle."""
+    addr: Signal
+    en: Signal
+    data: data.View
+    lanes: int
+
+
+class SpadMemory(Elaboratable):
+    """A ``depth``-word memory of ``shape`` words with any number of ports (module docstring).
+
+    Arguments
+    ---------
+    shape : shape-castable, the word (e.g. ``unsigned(32)`` or an ``ArrayLayout``)
+    depth : int, words (>= 1)
+    banks : int, a power of two >= the most lanes of any port
+    granules : int, write granules per word (dividing the word's width); 1: whole words
+    name : str, prefix of the memories' names
+
+    Raises
+    ------
+    ValueError
+        On a depth, bank or granule count out of range, or a port of more lanes than banks.
+    """
+
+    def __init__(self, shape, depth, *, banks=1, granules=1, name="spad"):
+        width = Shape.cast(shape).width
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
+            raise ValueError(f"banks must be a power of two, not {banks!r}")
+        if not isinstance(granules, int) or granules < 1 or width % granules:
+            raise ValueError(f"granules must divide the word's {width} bits, not {granules!r}")
+        self.shape, self.depth, self.banks, self.granules = shape, depth, banks, granules
+        self.width = width
+        self.name = name
+        self.writers, self.readers = [], []
+
+    def _lanes(self, lanes):
+        if not isinstance(lanes, int) or not 1 <= lanes <= self.banks:
+            raise ValueError(f"a port of {self.name} has 1..{self.banks} lanes, not {lanes!r}")
+        return lanes
+
+    def write_port(self, lanes=1):
+        """A new :class:`SpadWritePort` of ``lanes`` words."""
+        lanes = self._lanes(lanes)
+        n = len(self.writers)
+        port = SpadWritePort(Signal(range(self.depth), name=f"{self.name}_w{n}_addr"),
+                             Signal(lanes * self.granules, name=f"{self.name}_w{n}_en"),
+                             Signal(data.ArrayLayout(self.shape, lanes), name=f"{self.name}_w{n}_data"),
+                             lanes)
+        self.writers.append(port)
+        return port
+
+    def read_port(self, lanes=1):
+        """A new :class:`SpadReadPort` of ``lanes`` words."""
+        lanes = self._lanes(lanes)
+        n = len(self.readers)
+        port = SpadReadPort(Signal(range(self.depth), name=f"{self.name}_r{n}_addr"),
+                            Signal(name=f"{self.name}_r{n}_en"),
+                            Signal(data.ArrayLayout(self.shape, lanes), name=f"{self.name}_r{n}_data"),
+                            lanes)
+        self.readers.append(port)
+        return port
+
+    def elaborate(self, platform):
+        m = Module()
+        nb, G = self.banks, self.granules
+        lb = exact_log2(nb)
+        bank_depth = -(-self.depth // nb)
+        gw = self.width // G
+        nw, nr = len(self.writers), len(self.readers)
+        sel_bits = ceil_log2(nw)
+
+        def lane_of(addr, b, lanes):
+            """The lane of a port at ``addr`` that touches bank ``b`` and its index there."""
+            lane = Signal(range(nb), name=f"{self.name}_lane")
+            m.d.comb += lane.eq((b - addr[:lb]) if lb else 0)
+            index = ((addr + lane) >> lb) if lb else addr
+            return lane, index, lane < lanes
+
+        # per bank, per reader: the registered rotation of the read (which bank lane i came from)
+        rot = [Signal(range(nb), name=f"{self.name}_r{r}_rot") for r in range(nr)]
+        for r, port in enumerate(self.readers):
+            if lb:
+                with m.If(port.en):
+                    m.d.sync += rot[r].eq(port.addr[:lb])
+        bank_out = [[None] * nb for _ in range(nr)]   # [reader][bank] -> the bank's word
+        for b in range(nb):
+            writes = []   # per writer: (index, granule enables, word)
+            for w, port in enumerate(self.writers):
+                lane, index, ok = lane_of(port.addr, b, port.lanes)
+                en = Array(port.en[i * G:(i + 1) * G] for i in range(port.lanes))[lane]
+                word = Array(port.data.as_value().word_select(i, self.width)
+                             for i in range(port.lanes))[lane]
+                writes.append((index, Mux(ok, en, 0), word))
+            reads = []    # per reader: (index, en)
+            for r, port in enumerate(self.readers):
+                lane, index, _ = lane_of(port.addr, b, port.lanes)
+                reads.append((index, port.en))
+            # copies[w][r]
+            outs = [[None] * nr for _ in range(nw)]
+            for w, (windex, wen, wword) in enumerate(writes):
+                for r, (rindex, ren) in enumerate(reads):
+                    mem = Memory(shape=self.width, depth=bank_depth, init=[])
+                    m.submodules[f"{self.name}_b{b}_w{w}_r{r}"] = mem
+                    wp = mem.write_port(granularity=gw) if G > 1 else mem.write_port()
+                    rp = mem.read_port()
+                    m.d.comb += [wp.addr.eq(windex), wp.data.eq(wword), wp.en.eq(wen),
+                                 rp.addr.eq(rindex), rp.en.eq(ren)]
+                    outs[w][r] = rp.data
+            if nw == 1:
+                for r in range(nr):
+                    bank_out[r][b] = outs[0][r]
+                continue
+            lvt = Memory(shape=sel_bits * G, depth=bank_depth, init=[])
+            m.submodules[f"{self.name}_b{b}_lvt"] = lvt
+            for w, (windex, wen, _) in enumerate(writes):
+                wp = lvt.write_port(granularity=sel_bits)
+                m.d.comb += [wp.addr.eq(windex), wp.en.eq(wen),
+                             wp.data.eq(Cat([Const(w, sel_bits)] * G))]
+            for r, (rindex, ren) in enumerate(reads):
+                rp = lvt.read_port()
+                m.d.comb += [rp.addr.eq(rindex), rp.en.eq(ren)]
+                word = Signal(self.width, name=f"{self.name}_b{b}_r{r}_word")
+                for g in range(G):
+                    pick = rp.data[g * sel_bits:(g + 1) * sel_bits]
+                    m.d.comb += word[g * gw:(g + 1) * gw].eq(
+                        Array(outs[w][r][g * gw:(g + 1) * gw] for w in range(nw))[pick])
+                bank_out[r][b] = word
+        for r, port in enumerate(self.readers):
+            for i in range(port.lanes):
+                src = Array(bank_out[r])[(rot[r] + i)[:lb]] if lb else bank_out[r][0]
+                m.d.comb += port.data.as_value().word_select(i, self.width).eq(src)
+        return m
