@@ -119,17 +119,17 @@ class SpadMemory(Elaboratable):
 
         def lane_of(addr, b, lanes):
             """The lane of a port at ``addr`` that touches bank ``b`` and its index there."""
+            if not lb:
+                return 0, addr, True
             lane = Signal(range(nb), name=f"{self.name}_lane")
-            m.d.comb += lane.eq((b - addr[:lb]) if lb else 0)
-            index = ((addr + lane) >> lb) if lb else addr
-            return lane, index, lane < lanes
+            m.d.comb += lane.eq(b - addr[:lb])
+            return lane, (addr + lane) >> lb, lane < lanes
 
         # per bank, per reader: the registered rotation of the read (which bank lane i came from)
-        rot = [Signal(range(nb), name=f"{self.name}_r{r}_rot") for r in range(nr)]
-        for r, port in enumerate(self.readers):
-            if lb:
-                with m.If(port.en):
-                    m.d.sync += rot[r].eq(port.addr[:lb])
+        rot = [Signal(lb, name=f"{self.name}_r{r}_rot") for r in range(nr)] if lb else []
+        for r, port in enumerate(self.readers[:len(rot)]):
+            with m.If(port.en):
+                m.d.sync += rot[r].eq(port.addr[:lb])
         bank_out = [[None] * nb for _ in range(nr)]   # [reader][bank] -> the bank's word
         for b in range(nb):
             writes = []   # per writer: (index, granule enables, word)
@@ -138,7 +138,7 @@ class SpadMemory(Elaboratable):
                 en = Array(port.en[i * G:(i + 1) * G] for i in range(port.lanes))[lane]
                 word = Array(port.data.as_value().word_select(i, self.width)
                              for i in range(port.lanes))[lane]
-                writes.append((index, Mux(ok, en, 0), word))
+                writes.append((index, Mux(ok, en, 0) if lb else en, word))
             reads = []    # per reader: (index, en)
             for r, port in enumerate(self.readers):
                 lane, index, _ = lane_of(port.addr, b, port.lanes)

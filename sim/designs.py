@@ -151,20 +151,19 @@ def write_rtl(design: Design, out_dir, *, say=None):
 def write_tile_rtl(config, out_dir, *, imem_words=1024, say=None):
     """Write the tile of ``config`` (``<top>.v``, ``<top>.json``) into ``out_dir``; return both paths.
 
-    The DRAM behind the tile is :class:`~mixpim.hw.dram.DramModel`, a simulation model; a DRAM
-    larger than :data:`~mixpim.sim.tile_cosim.RTL_DRAM_BYTES` is cut to that size (same banks,
-    row size and timing), as the co-simulation does. An FPGA integration replaces the model by a
-    memory controller at the DMA's ``DramSignature`` port. Files are written as in :func:`write_rtl`.
+    The tile ends at its memory port ``bus`` (Wishbone classic, :mod:`mixpim.hw.mem_bus`) and
+    its PIM port; an FPGA integration puts a memory controller behind ``bus`` (co-simulation puts
+    the DRAM model there). Files are written as in :func:`write_rtl`.
     """
     from ..hw.tile import MAX_IMEM_WORDS, Tile
     from .outputs import check_outputs, write_files
-    from .tile_cosim import rtl_config, tile_top
+    from .tile_cosim import tile_top
     if not isinstance(config, TileConfig):
         raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
     if isinstance(imem_words, bool) or not isinstance(imem_words, int) \
             or not 1 <= imem_words <= MAX_IMEM_WORDS:
         raise ConfigError(f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {imem_words!r}")
-    cfg = rtl_config(config, [])
+    cfg = config
     top = tile_top(cfg, imem_words)
     check_outputs(out_dir, (f"{top}.v", f"{top}.json"))  # before the elaboration
     tile = Tile(cfg, imem_words)
