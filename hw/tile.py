@@ -1,9 +1,9 @@
 """The NPU tile: dispatcher, queues, dependency tokens, scratchpads, DMA, GEMM, VEC, PIM.
 
 The synthesizable tile ends at its memory port ``bus`` (:mod:`.mem_bus`, Wishbone classic, the
-DMA's) and the PIM unit's port ``pim`` (:class:`~.dram.PimDramSignature`); the DRAM and its PIM
-banks sit behind them (in co-simulation :class:`~.tile_system.TileSystem` puts the DRAM model
-there).
+DMA's) and its PIM port ``pim`` (:mod:`.pim_port`: PIM instructions to the PIM banks, which are
+DRAM); the DRAM and its PIM banks sit behind them (in co-simulation
+:class:`~.tile_system.TileSystem` puts the DRAM model and the banks' PIM unit there).
 
 The architecture and every cycle rule are docs/tile.md; the golden cycle model
 (:func:`mixpim.models.tile_timing.simulate`) predicts every status register of this RTL exactly.
@@ -21,8 +21,8 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
 * **DMA and PIM exclusion** (docs/pim.md, "Row-buffer modes"): the DMA does not start while an
   exclusive PIM instruction (:func:`~mixpim.models.pim_timing.pim_exclusive`) executes; the PIM
   unit does not start an exclusive instruction while the DMA executes or starts (the DMA goes
-  first in a cycle). The PIM unit shares the DRAM with the DMA (behind ``pim``; the DRAM model,
-  :mod:`.dram`, keeps its own row state in "dual" mode, the DMA's in "single").
+  first in a cycle). The PIM banks share the DRAM with the DMA (the DRAM model, :mod:`.dram`,
+  keeps their own row state in "dual" mode, the DMA's in "single").
 * **Tokens.** ``tok[src][dst]`` (3 bits) for every ordered pair of the four units; a start takes
   one from each counter of its ``wait`` mask, a completion gives one to each of its ``signal``
   mask, checked for overflow net of same-cycle takes.
@@ -64,9 +64,8 @@ from .decoder import InstructionDecoder
 from .mem_bus import MemBusSignature
 from .tile_spads import HostAccess, connect_spads
 from .dma import DmaEngine, word_shape
-from .dram import PimDramSignature
 from .gemm_unit import GemmUnit
-from .pim_unit import PimUnit
+from .pim_port import PimFrontEnd, PimPortSignature
 from .vector import VPARAM_BITS, VectorOp, VectorUnit
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
@@ -105,7 +104,7 @@ def _unit_components(config, pc_bits):
     ``inflight``, ``complete``, ``o_signal`` and ``o_pc`` and tracks its own completions.
     """
     units = {Unit.DMA: DmaEngine(config), Unit.GEMM: GemmUnit(config, pc_bits),
-             Unit.VEC: VectorUnit(config), Unit.PIM: PimUnit(config)}
+             Unit.VEC: VectorUnit(config), Unit.PIM: PimFrontEnd(config)}
     assert tuple(units) == QUEUED_UNITS
     return units
 
@@ -161,7 +160,7 @@ class Tile(ConfigComponent):
     cycles, dispatched : Out(32); busy : Out(ArrayLayout(32, 4)), per :class:`Unit`
     error : Out(ErrorCode); error_pc : Out(32); nonfinite : Out(1)
     bus : Out(:class:`~.mem_bus.MemBusSignature`), the memory port (the DMA's)
-    pim : Out(:class:`~.dram.PimDramSignature`), the PIM unit's port to the DRAM's PIM banks
+    pim : Out(:class:`~.pim_port.PimPortSignature`), PIM instructions to the PIM banks
 
     Raises
     ------
@@ -198,7 +197,7 @@ class Tile(ConfigComponent):
             "error_pc": Out(32),
             "nonfinite": Out(1),
             "bus": Out(MemBusSignature(config)),
-            "pim": Out(PimDramSignature(config)),
+            "pim": Out(PimPortSignature(config)),
         }
 
     @property
@@ -220,7 +219,7 @@ class Tile(ConfigComponent):
         for u, unit in units.items():
             m.submodules[u.name.lower()] = ResetInserter(begin)(unit)
         wiring.connect(m, units[Unit.DMA].dram, wiring.flipped(self.bus))
-        wiring.connect(m, units[Unit.PIM].dram, wiring.flipped(self.pim))
+        wiring.connect(m, units[Unit.PIM].port, wiring.flipped(self.pim))
 
         # -- host port and memories -----------------------------------------------------------
         host_w = Signal()

@@ -1,9 +1,11 @@
 """The tile with its memory system: what co-simulation runs.
 
 :class:`~.tile.Tile` is the synthesizable part; it ends at its memory port ``bus`` and its PIM
-port ``pim``. This wrapper puts the cycle-exact DRAM model (:class:`~.dram.DramModel`, with its
-PIM banks) behind both, resets the model's bank state in the cycle a run starts (``start`` while
-not running: the golden model's cycle 0 is the next one), and adds the DRAM to the host port
+port ``pim``. This wrapper puts the cycle-exact DRAM model (:class:`~.dram.DramModel`) behind
+``bus`` and the PIM banks' logic (:class:`~.pim_unit.PimUnit`: global buffers, MAC lanes, result
+registers, on the DRAM model's banks) behind ``pim``, resets both in the cycle a run starts
+(``start`` while not running: the golden model's cycle 0 is the next one), and adds the DRAM to
+the host port
 (``HostSel.DRAM``: ``dram_bus_bytes``-byte words, word ``a`` = beat address ``a``), so the
 wrapper has exactly the ports of a tile that held its DRAM inside.
 """
@@ -13,6 +15,7 @@ from amaranth.lib import wiring
 
 from .common import ConfigComponent
 from .dram import DramModel
+from .pim_unit import PimUnit
 from .tile import HostSel, Tile
 
 __all__ = ["TileSystem"]
@@ -61,10 +64,17 @@ class TileSystem(ConfigComponent):
         begin = Signal()
         m.d.comb += begin.eq(self.start & ~tile.running)
         m.submodules.tile = tile
-        dram = DramModel(self._cfg)
+        dram, banks = DramModel(self._cfg), PimUnit(self._cfg)
         m.submodules.dram = ResetInserter(begin)(dram)
+        m.submodules.pim_banks = ResetInserter(begin)(banks)
         wiring.connect(m, tile.bus, dram.bus)
-        wiring.connect(m, tile.pim, dram.pim)
+        wiring.connect(m, banks.dram, dram.pim)
+        port = tile.pim
+        m.d.comb += [banks.start.eq(port.start), banks.i_opcode.eq(port.opcode),
+                     banks.i_inst.eq(port.inst), port.busy.eq(banks.busy),
+                     port.done.eq(banks.done)]
+        wiring.connect(m, banks.r_act, port.r_act)
+        wiring.connect(m, banks.w_acc, port.w_acc)
 
         for name, member in self.signature.members.items():
             if member.flow == wiring.In:
