@@ -1,0 +1,137 @@
+"""BitMoD as a PE kind of the tile (``pe="bitmod-w4a8"`` / ``"bitmod-w4a16"``), golden side:
+
+* the GEMM cycle model: a beat every ``terms`` cycles, output rows every ``scale_bits`` cycles
+  (hand-derived numbers from docs/tile.md's rules);
+* ``wsrc`` is refused at dispatch (``BAD_FIELD``);
+* META entries carry the type selector in the zero point's byte;
+* compiled Linear layers with BitMoD-quantized weights: the golden run equals the layer computed
+  without the tile, both by :func:`~mixpim.models.bitmod_gemm.bitmod_gemm` and by a plain
+  integer numpy product of the dequantized weights (``mant * value``) and the activations;
+* the compiler refuses weights the tile cannot take.
+
+The Verilated tile is compared with the golden model in tests/test_tile_rtl.py.
+"""
+
+import numpy as np
+import pytest
+
+from mixpim.compiler.emit import CompileError
+from mixpim.compiler.linear import lower_linear
+from mixpim.compiler.operands import weight_blocks
+from mixpim.models.bitmod import quantize_bitmod, quantize_format
+from mixpim.models.config import preset
+from mixpim.models.errors import RangeError, ShapeError
+from mixpim.models.executor import execute, unpack_meta, unpack_wgt
+from mixpim.models.isa import ErrorCode, Instruction, Opcode, Unit
+from mixpim.models.quant import quantize_weights
+from mixpim.models.tile_array import array_params
+from mixpim.models.tile_timing import check_instruction, gemm_cycles, simulate
+
+TINY = preset("tiny")
+BITMOD = TINY.replace(pe="bitmod-w4a16")  # 4 x 4, group 32, 16-bit scales: 4 * 16 <= 32 * 2
+HALT = Instruction(Opcode.HALT)
+
+
+def gemm(groups=1, acc_addr=0, **kw):
+    return Instruction(Opcode.GEMM, groups=groups, acc_addr=acc_addr, **kw)
+
+
+def test_gemm_timing_is_bit_serial():
+    # T = 2 cycles per beat, S = 16 between rows, L = T + cols + 1 + S = 23. One group: D = 64,
+    # busy 1..64; the last beat is read in 63 and enters in 64; row r leaves in 64 + 23 + 16 r:
+    # the last (r = 3) in 135 = 1 + 64 - 1 + tail, tail = L + 2 - T + 3 S = 71.
+    assert tuple(gemm_cycles(BITMOD, 1)) == (64, 71)
+    r = simulate(BITMOD, [gemm(), gemm(acc_addr=4), HALT])
+    assert (int(r.start[0]), int(r.end[0]), int(r.complete[0])) == (1, 64, 135)
+    # the second GEMM's beats overlap the first one's drain: busy 65..128, done 128 + 71
+    assert (int(r.start[1]), int(r.end[1]), int(r.complete[1])) == (65, 128, 199)
+    assert (r.cycles, r.busy[Unit.GEMM]) == (201, 128)
+    # 3-bit mixture, INT8 activations, 8-bit scales, 2 x 3: L = 2 + 3 + 1 + 8 = 14, two groups
+    cfg = TINY.replace(pe="bitmod-w4a8", wbits=3, rows=2, cols=3, scale_bits=8)
+    assert tuple(gemm_cycles(cfg, 2)) == (2 * 32 * 2, 14 + 2 - 2 + 8)
+    p = array_params(cfg)
+    assert (p.cycles_per_beat, p.latency, p.row_interval) == (2, 14, 8)
+
+
+def test_wsrc_is_refused():
+    fault = check_instruction(BITMOD, gemm(wsrc=1))
+    assert fault == (ErrorCode.BAD_FIELD, "GEMM wsrc needs weights with zero points (4-bit nibble "
+                                          "passes); bitmod-w4a16 has none")
+    r = simulate(BITMOD, [gemm(wsrc=1), HALT])
+    assert (r.error, r.error_pc) == (ErrorCode.BAD_FIELD, 0)
+
+
+def test_meta_entries_hold_the_selector():
+    rng = np.random.default_rng(0)
+    qw = quantize_bitmod(rng.normal(size=(6, 70)), 4, 32, scale_bits=16)
+    wgt, meta = weight_blocks(BITMOD, qw)
+    assert len(wgt) == len(meta) == 2  # two feature blocks of 4
+    codes = np.concatenate([unpack_wgt(BITMOD, w).T for w in wgt])  # (8, 96)
+    assert (codes[:6, :70] == qw.codes).all() and not codes[6:].any() and not codes[:, 70:].any()
+    sel, mant = (np.concatenate([x.T for x in xs]) for xs in zip(*(unpack_meta(BITMOD, m) for m in meta)))
+    assert (sel[:6] == qw.selector).all() and (mant[:6] == qw.scales.mant).all()
+    assert set(np.unique(qw.selector)) > {0}  # several types chosen
+
+
+def integer_reference(cfg, act, qw):
+    """``acc`` (M, N) as Python ints: activations in the array's units (INT8 values; FP16 times
+    2**24, exact) times ``mant[n, g] * value[n, k]``, summed by numpy over object arrays."""
+    if cfg.act_format == "fp16":
+        a = np.array([[int(np.float64(x) * 2 ** 24) if np.isfinite(x) else 0 for x in row] for row in act],
+                     dtype=object)
+    else:
+        a = act.astype(np.int64).astype(object)
+    k = act.shape[1]
+    mant = np.repeat(qw.scales.mant, qw.group, axis=1)[:, :k].astype(np.int64)
+    return a.dot((mant * qw.table_values()).astype(object).T)
+
+
+@pytest.mark.parametrize("pe,wbits", [("bitmod-w4a16", 4), ("bitmod-w4a16", 3), ("bitmod-w4a8", 4),
+                                      ("bitmod-w4a8", 3)])
+@pytest.mark.parametrize("m,n,k", [(7, 10, 80), (4, 4, 32), (9, 5, 200)])
+def test_golden_linear_equals_the_layer(pe, wbits, m, n, k):
+    cfg = TINY.replace(pe=pe, wbits=wbits)
+    rng = np.random.default_rng(m * n + k)
+    qw = quantize_bitmod(rng.normal(size=(n, k)), wbits, cfg.group, scale_bits=cfg.scale_bits)
+    cl = lower_linear(cfg, (m, k), qw, seed=k)
+    res = execute(cl.program)
+    assert res.status.error == ErrorCode.OK and not res.races
+    got = np.asarray(cl.layout.output(res), dtype=object)
+    ref = integer_reference(cfg, cl.act, qw)
+    assert (got == ref).all()
+    assert (np.asarray(cl.reference(), dtype=object) == ref).all()
+    # and the real-valued layer: acc * 2**-e (* 2**-24 for FP16) = act @ dequantized weights
+    scale = 2.0 ** -24 if cfg.act_format == "fp16" else 1.0
+    y = np.ldexp(got.astype(np.float64), -qw.scales.exp[None, :]) * scale
+    y_ref = cl.act.astype(np.float64) @ qw.dequantize().T
+    assert np.allclose(y, y_ref, rtol=1e-12, atol=1e-9)
+
+
+def test_golden_linear_int8_output():
+    cfg = TINY.replace(pe="bitmod-w4a8", wbits=3)
+    rng = np.random.default_rng(5)
+    qw = quantize_bitmod(rng.normal(size=(10, 96)), 3, cfg.group, scale_bits=cfg.scale_bits)
+    cl = lower_linear(cfg, (6, 96), qw, seed=2, out="int8", x_scale=0.05)
+    res = execute(cl.program)
+    assert res.status.error == ErrorCode.OK
+    out = cl.layout.output(res)
+    assert (out == cl.reference()).all() and np.abs(out).max() > 64
+
+
+def test_compiler_refuses_weights_the_tile_cannot_take():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 64))
+    with pytest.raises(CompileError, match="weights must be BitmodWeights on a bitmod-w4a16 tile, "
+                                           "not QuantizedWeights"):
+        lower_linear(BITMOD, (4, 64), quantize_weights(w, 4, 32))
+    with pytest.raises(CompileError, match="weights must be QuantizedWeights on a mixpe-w4a8 tile, "
+                                           "not BitmodWeights"):
+        lower_linear(TINY, (4, 64), quantize_bitmod(w, 4, 32))
+    with pytest.raises(RangeError, match="the weights use FP4, which this array does not have"):
+        lower_linear(BITMOD, (4, 64), quantize_format(w, "fp4", 32))
+    with pytest.raises(RangeError, match="the weights use FP3_ER_POS"):
+        lower_linear(BITMOD, (4, 64), quantize_bitmod(w, 3, 32))  # a 4-bit tile
+    with pytest.raises(ShapeError, match="weights are quantized in groups of 64, the array uses 32"):
+        lower_linear(BITMOD, (4, 64), quantize_bitmod(w, 4, 64))
+    with pytest.raises(RangeError, match="16-bit scales do not fit the array's 8-bit scales"):
+        lower_linear(BITMOD.replace(scale_bits=8), (4, 64), quantize_bitmod(w, 4, 32, scale_bits=16))
