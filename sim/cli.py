@@ -273,7 +273,11 @@ def cmd_compile(args):
         w = rng.normal(size=(args.n, args.k))
     except MemoryError:
         raise CliError(f"not enough memory for {args.n}x{args.k} synthetic weights") from None
-    qw = quantize_weights(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    if cfg.family == "bitmod":  # the tile's BitMoD mixture
+        from ..models.bitmod import quantize_bitmod
+        qw = quantize_bitmod(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    else:
+        qw = quantize_weights(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
     compiled = lower_linear(cfg, (args.m, args.k), qw, seed=args.seed, out=args.out_format)
     prog = compiled.program
     # program and listing (same folder) as one batch: a failure replaces neither

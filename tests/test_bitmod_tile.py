@@ -107,6 +107,18 @@ def test_golden_linear_equals_the_layer(pe, wbits, m, n, k):
     assert np.allclose(y, y_ref, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("fmt,wbits", [("bitmod3", 3), ("fp4-ea-pos", 4), ("fp3-er-neg", 3)])
+def test_golden_linear_with_mixpim_quant_formats(fmt, wbits):
+    # the formats of `mixpim quant` (models.bitmod.quantize_format): the mixtures, or one of the
+    # mixture's types, which the compiler maps to its selector on the tile
+    cfg = BITMOD.replace(wbits=wbits)
+    rng = np.random.default_rng(wbits)
+    qw = quantize_format(rng.normal(size=(6, 64)), fmt, cfg.group, scale_bits=cfg.scale_bits)
+    cl = lower_linear(cfg, (5, 64), qw, seed=1)
+    got = np.asarray(cl.layout.output(execute(cl.program)), dtype=object)
+    assert (got == integer_reference(cfg, cl.act, qw)).all()
+
+
 def test_golden_linear_int8_output():
     cfg = TINY.replace(pe="bitmod-w4a8", wbits=3)
     rng = np.random.default_rng(5)
@@ -135,3 +147,22 @@ def test_compiler_refuses_weights_the_tile_cannot_take():
         lower_linear(BITMOD, (4, 64), quantize_bitmod(w, 4, 64))
     with pytest.raises(RangeError, match="16-bit scales do not fit the array's 8-bit scales"):
         lower_linear(BITMOD.replace(scale_bits=8), (4, 64), quantize_bitmod(w, 4, 32, scale_bits=16))
+
+
+def test_cli_compiles_for_a_bitmod_tile(tmp_path):
+    # `mixpim compile` draws weights in the tile's BitMoD mixture; `mixpim run` executes them
+    import subprocess
+    import sys
+    cfg = tmp_path / "bitmod.toml"
+    cfg.write_text(TINY.replace(pe="bitmod-w4a8", wbits=3).to_toml(), encoding="utf-8")
+    prog = tmp_path / "linear.mxpm"
+
+    def mixpim(*args):
+        return subprocess.run([sys.executable, "-m", "mixpim.sim.cli", *args], capture_output=True,
+                              text=True, timeout=600)
+    r = mixpim("compile", "linear", "--config", str(cfg), "--m", "5", "--n", "6", "--k", "64",
+               "-o", str(prog))
+    assert r.returncode == 0, r.stderr
+    r = mixpim("run", str(prog))
+    assert r.returncode == 0, r.stderr
+    assert "status    OK" in r.stdout and "races 0" in r.stdout
