@@ -135,6 +135,8 @@ VARIANTS = {
     # the bit-serial BitMoD array (4-bit mixture, FP16 activations): a beat every 2 cycles, rows
     # every scale_bits = 16 cycles, random type selectors in META; no wsrc (BAD_FIELD)
     "bitmod": TINY.replace(pe="bitmod-w4a16"),
+    # BitMoD's 3-bit mixture with INT8 activations on a 2 x 3 array, 8-bit scales (S = 8)
+    "bitmod3-int8": TINY.replace(pe="bitmod-w4a8", wbits=3, rows=2, cols=3, scale_bits=8),
     "odd": TINY.replace(rows=2, cols=3, group=64, act_words=512, wgt_words=512, queue_depth=1,
                         dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=1024,
                         dram_row_bytes=16, dram_bus_bytes=4, t_rcd=5, t_rp=1, t_cl=3, t_ras=12,
