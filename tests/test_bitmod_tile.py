@@ -53,6 +53,20 @@ def test_gemm_timing_is_bit_serial():
     assert (p.cycles_per_beat, p.latency, p.row_interval) == (2, 14, 8)
 
 
+@pytest.mark.parametrize("cfg", [BITMOD, TINY.replace(pe="bitmod-w4a8", wbits=3, rows=3, cols=5, group=64,
+                                                      scale_bits=8), TINY, TINY.replace(pe="baseline-w4a16")])
+def test_gemm_duration_agrees_with_the_array_cycle_models(cfg):
+    # One GEMM is one array tile fed back to back: from its first beat's transfer (start + 1)
+    # to its last row's ACC write (the completion) the arrays' own models count ``total`` cycles.
+    from mixpim.models.bitmod_gemm import bitmod_timing
+    from mixpim.models.mixpe import array_timing
+    p = array_params(cfg)
+    timing = bitmod_timing if cfg.family == "bitmod" else array_timing
+    for groups in (1, 3):
+        busy, tail = gemm_cycles(cfg, groups)
+        assert busy - 1 + tail == timing(p, cfg.rows, cfg.cols, groups * cfg.group).total
+
+
 def test_wsrc_is_refused():
     fault = check_instruction(BITMOD, gemm(wsrc=1))
     assert fault == (ErrorCode.BAD_FIELD, "GEMM wsrc needs weights with zero points (4-bit nibble "

@@ -10,6 +10,8 @@ the golden model:
 * data: the final ACC words equal :func:`mixpim.models.executor.run`'s for the same GEMMs (random
   scratchpads, random addresses, ``accumulate`` on and off, GEMMs back to back so that drains
   overlap the next GEMM's beats, accumulating into the tile the previous GEMM is draining);
+* BitMoD configurations: a beat read every ``terms`` cycles, the ACC rows written every
+  ``scale_bits`` cycles, type selectors from META (random bytes: every selector is a type);
 * ``wsrc`` GEMMs (INT8 weights from ACT, two passes of nibbles): the same, mixed with normal
   GEMMs, ``busy`` for ``2 D`` cycles, WGT and META never read, the weights read on ``r_wact``;
   and the ACC words equal the exact integer product ``a @ w.T`` (plus the old ACC).
