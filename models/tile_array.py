@@ -22,11 +22,13 @@ import functools
 
 import numpy as np
 
-from .bitmod_gemm import SEL_BITS, BitmodParams, value_table
+from .bitmod import quantize_bitmod
+from .bitmod_gemm import SEL_BITS, BitmodParams, bitmod_gemm, value_table
 from .config import TileConfig
-from .mixpe import ArrayParams
+from .mixpe import ArrayParams, mixpe_gemm
+from .quant import quantize_weights
 
-__all__ = ["array_params", "gemm_tail", "wsrc_supported", "bitmod_weight_values"]
+__all__ = ["array_params", "gemm_tail", "wsrc_supported", "bitmod_weight_values", "quantize_for", "tile_gemm"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,3 +64,19 @@ def bitmod_weight_values(params, codes, sel):
     table = value_table(params)
     return table[np.asarray(sel, np.int64) & ((1 << SEL_BITS) - 1),
                  np.asarray(codes, np.int64) & ((1 << params.wbits) - 1)]
+
+
+def quantize_for(config, w):
+    """``w`` (N, K) quantized as ``config``'s array takes it, with its ``wbits``, ``group`` and
+    ``scale_bits``: :class:`~mixpim.models.quant.QuantizedWeights` (asymmetric INT) or, on
+    BitMoD tiles, :class:`~mixpim.models.bitmod.BitmodWeights` of the tile's mixture."""
+    if config.family == "bitmod":
+        return quantize_bitmod(w, config.wbits, config.group, scale_bits=config.scale_bits)
+    return quantize_weights(w, config.wbits, config.group, scale_bits=config.scale_bits)
+
+
+def tile_gemm(config, act, qw):
+    """The golden GEMM of ``config``'s array (:func:`~mixpim.models.mixpe.mixpe_gemm` or
+    :func:`~mixpim.models.bitmod_gemm.bitmod_gemm`): a :class:`~mixpim.models.mixpe.GemmResult`."""
+    p = array_params(config)
+    return (bitmod_gemm if p.family == "bitmod" else mixpe_gemm)(p, act, qw)
