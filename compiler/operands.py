@@ -14,6 +14,8 @@ from mixpim.models.executor import pack_act, pack_meta, pack_wgt
 from mixpim.models.quant import num_groups
 from mixpim.models.tile_array import array_params
 
+from .emit import CompileError
+
 __all__ = ["act_blocks", "weight_blocks", "kw_next"]
 
 
@@ -39,6 +41,9 @@ def weight_blocks(cfg, qw):
     kw = g * cfg.group
     c = cfg.cols
     nb = -(-n // c)
+    if isinstance(qw, BitmodWeights) != (cfg.family == "bitmod"):  # else META would mean another thing
+        raise CompileError(f"{type(qw).__name__} cannot run on a {cfg.pe} tile (BitMoD tiles take "
+                           f"BitmodWeights, the others QuantizedWeights)")
     if isinstance(qw, BitmodWeights):
         # BitMoD: the zero point's byte holds the array's type selector; code 0 is the value 0
         byte2, pad = array_selectors(array_params(cfg), qw), 0

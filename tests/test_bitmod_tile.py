@@ -200,3 +200,14 @@ def test_golden_ffn_on_a_bitmod_tile():
     from mixpim.compiler.ffn import ffn_reference
     got, want = cf.dequantize(y).ravel(), np.asarray(ffn_reference(x, w1, w2), np.float64).ravel()
     assert got @ want / np.linalg.norm(got) / np.linalg.norm(want) > 0.97  # 0.9856 measured
+
+
+def test_weight_packing_refuses_the_other_format():
+    # every compiler path packs weights through weight_blocks: a model compiler that quantized
+    # to INT codes cannot silently put zero points where a BitMoD tile reads selectors
+    w = np.random.default_rng(0).normal(size=(4, 32))
+    with pytest.raises(CompileError, match=r"QuantizedWeights cannot run on a bitmod-w4a16 tile \(BitMoD "
+                                           r"tiles take BitmodWeights, the others QuantizedWeights\)"):
+        weight_blocks(BITMOD, quantize_weights(w, 4, 32))
+    with pytest.raises(CompileError, match="BitmodWeights cannot run on a mixpe-w4a8 tile"):
+        weight_blocks(TINY, quantize_bitmod(w, 4, 32))
