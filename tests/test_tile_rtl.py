@@ -160,11 +160,15 @@ def test_compiled_programs_bitmod():
     layers = [lower_linear(cfg, (m, k), quantize_bitmod(rng.standard_normal((n, k)), 4, cfg.group,
                                                         scale_bits=cfg.scale_bits), seed=m)
               for m, n, k in [(5, 8, 64), (7, 13, 70), (9, 6, 160)]]
-    runs = run_programs(cfg, [cl.program for cl in layers])
+    # and a GEMM wsrc, which a BitMoD tile refuses at dispatch (after a GEMM that runs)
+    refused = ([Instruction(Opcode.GEMM, groups=1), Instruction(Opcode.GEMM, groups=1, wsrc=1), HALT], [])
+    runs = run_programs(cfg, [cl.program for cl in layers] + [refused])
     _assert_exact(runs)
     for cl, r in zip(layers, runs):
         assert r.golden.ok and r.rtl_status["busy"][1] > 0
         assert (np.asarray(cl.layout.output(r.golden), dtype=object) == cl.reference()).all()
+    status = runs[-1].golden.status
+    assert (status.error, status.error_pc, status.busy[1]) == (ErrorCode.BAD_FIELD, 1, 64)
 
 
 def test_a_difference_is_reported(monkeypatch):
