@@ -22,9 +22,8 @@ sequencer serves them, in order; the operands still needed by the drains wait in
 ``wsrc`` (an activation x activation product; the tile guarantees a MixPE or baseline array,
 ``rows >= cols``, ``wbits`` 4, ``scale_bits >= 5``): the INT8 weight of column ``n`` and beat
 ``k`` is lane ``n`` of ACT[``wgt_addr + k``] (read on ``r_wact``; FP16 lanes go through
-``fp16_bits_to_int8``). The
-unit streams K twice as one array tile of ``2 D`` beats (``busy`` ``2 D`` cycles; WGT and META
-are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
+``fp16_bits_to_int8``). The unit streams K twice as one array tile of ``2 D`` beats (``busy``
+``2 D`` cycles; WGT and META are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
 point 8 and scale 16, beats ``D + k`` the low nibbles, code ``w & 15`` with zero point 0 and
 scale 1, both with ACT[``act_addr + k``] (and group offset 0). The array sums the ``2 groups``
 groups, so the drained row is ``sum_k a[m, k] * w[n, k]`` exactly: ``16 (w >> 4) + (w & 15) == w``. The drain and the
