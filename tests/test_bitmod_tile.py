@@ -211,3 +211,18 @@ def test_weight_packing_refuses_the_other_format():
         weight_blocks(BITMOD, quantize_weights(w, 4, 32))
     with pytest.raises(CompileError, match="BitmodWeights cannot run on a mixpe-w4a8 tile"):
         weight_blocks(TINY, quantize_bitmod(w, 4, 32))
+
+
+def test_golden_linear_on_minilm_weights():
+    # real weights (32 output features of MiniLM's layer-0 query projection, 384 inputs) in the
+    # 4-bit mixture, times real FP16 activations (5 tokens' word embeddings)
+    from mixpim.compiler.checkpoint import load_tensors, minilm_dir
+    t = load_tensors(minilm_dir(), ["encoder.layer.0.attention.self.query.weight",
+                                    "embeddings.word_embeddings.weight"])
+    w = t["encoder.layer.0.attention.self.query.weight"][:32].astype(np.float64)
+    act = t["embeddings.word_embeddings.weight"][[101, 7592, 2088, 2003, 102]].astype(np.float16)
+    qw = quantize_bitmod(w, 4, BITMOD.group, scale_bits=BITMOD.scale_bits)
+    assert len(set(qw.selector.ravel())) == 4  # every type of the mixture is chosen somewhere
+    cl = lower_linear(BITMOD, act, qw)
+    got = np.asarray(cl.layout.output(execute(cl.program)), dtype=object)
+    assert (got == integer_reference(BITMOD, act, qw)).all()

@@ -153,13 +153,20 @@ def test_random_programs_variants(name):
 
 def test_compiled_programs_bitmod():
     """Linear layers with BitMoD-quantized weights on the BitMoD tile (the ``bitmod`` variant's
-    build): accumulators of the 4-bit mixture with FP16 activations, bit- and cycle-exact, and
-    equal to the layer computed without the tile."""
+    build): accumulators of the 4-bit mixture with FP16 activations (random, and MiniLM's), bit-
+    and cycle-exact, and equal to the layer computed without the tile."""
     cfg = VARIANTS["bitmod"]
     rng = np.random.default_rng(3)
     layers = [lower_linear(cfg, (m, k), quantize_bitmod(rng.standard_normal((n, k)), 4, cfg.group,
                                                         scale_bits=cfg.scale_bits), seed=m)
               for m, n, k in [(5, 8, 64), (7, 13, 70), (9, 6, 160)]]
+    # real weights: 16 features of MiniLM's layer-0 query projection x 5 tokens' embeddings
+    from mixpim.compiler.checkpoint import load_tensors, minilm_dir
+    t = load_tensors(minilm_dir(), ["encoder.layer.0.attention.self.query.weight",
+                                    "embeddings.word_embeddings.weight"])
+    w = t["encoder.layer.0.attention.self.query.weight"][:16].astype(np.float64)
+    x = t["embeddings.word_embeddings.weight"][[101, 7592, 2088, 2003, 102]].astype(np.float16)
+    layers.append(lower_linear(cfg, x, quantize_bitmod(w, 4, cfg.group, scale_bits=cfg.scale_bits)))
     # and a GEMM wsrc, which a BitMoD tile refuses at dispatch (after a GEMM that runs)
     refused = ([Instruction(Opcode.GEMM, groups=1), Instruction(Opcode.GEMM, groups=1, wsrc=1), HALT], [])
     runs = run_programs(cfg, [cl.program for cl in layers] + [refused])
