@@ -31,9 +31,9 @@ import numpy as np
 
 from mixpim.models.errors import RangeError, ShapeError
 from mixpim.models.isa import VecFunc
-from mixpim.models.mixpe import ArrayParams, mixpe_gemm
 from mixpim.models.program import Segment
-from mixpim.models.quant import num_groups, quantize_weights
+from mixpim.models.quant import num_groups
+from mixpim.models.tile_array import quantize_for, tile_gemm
 from mixpim.models.vector import (column_multipliers, gelu, gelu_lut, pack_vparam, token_multipliers,
                                   vec_apply, vparam_header)
 
@@ -99,13 +99,12 @@ class CompiledFfn:
         return y.astype(np.float64) * self.out_scale[:, None]
 
     def reference(self):
-        """The bit-exact expected int8 output (``mixpe_gemm`` + ``vec_apply``, no tile)."""
+        """The bit-exact expected int8 output (the array's golden GEMM + ``vec_apply``, no tile)."""
         cfg = self.layouts[0].config
-        p = ArrayParams.from_config(cfg)
         e = self.extra
-        a1 = mixpe_gemm(p, self.act, self.qw1).acc
+        a1 = tile_gemm(cfg, self.act, self.qw1).acc
         g = vec_apply(VecFunc.GELU, a1, e["mult1"], e["shift1"], e["tmult1"], e["tshift1"], lut=e["lut"])
-        a2 = mixpe_gemm(p, g.astype(np.int8), self.qw2).acc
+        a2 = tile_gemm(cfg, g.astype(np.int8), self.qw2).acc
         return vec_apply(VecFunc.ADD, a2, e["mult2"], e["shift2"], e["tmult2"], e["tshift2"],
                          residual=self.res)
 
@@ -144,7 +143,8 @@ def lower_ffn(config, x, w1, w2, *, x_scale=None, out_scale=None, h_scale=None):
     x : float array (M, d)
         The activations; every scale not given is calibrated on them.
     w1, w2 : float arrays (f, d) and (d, f)
-        Quantized here with the configuration's ``wbits``, ``group`` and ``scale_bits``.
+        Quantized here with the configuration's ``wbits``, ``group`` and ``scale_bits``
+        (:func:`~mixpim.models.tile_array.quantize_for`: the BitMoD mixture on BitMoD tiles).
     x_scale : float or array (M,), optional
         Scale of layer 1's int8 input; default per token ``max |x_i| / 127``.
     out_scale : float or array (M,), optional
@@ -182,8 +182,7 @@ def lower_ffn(config, x, w1, w2, *, x_scale=None, out_scale=None, h_scale=None):
     if cfg.vparam_words < cfg.vparam_param_base + 2 * c:
         raise CompileError(f"vparam_words ({cfg.vparam_words}) cannot double-buffer the column "
                            f"multipliers ({cfg.vparam_param_base} + 2 x {c} words)")
-    qw1 = quantize_weights(w1, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
-    qw2 = quantize_weights(w2, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    qw1, qw2 = quantize_for(cfg, w1), quantize_for(cfg, w2)  # BitMoD tiles: the tile's mixture
     wq1, wq2 = qw1.dequantize(), qw2.dequantize()
 
     # -- calibration (float, on these activations) ----------------------------------------------

@@ -8,8 +8,8 @@ import numpy as np
 from mixpim.models.config import TileConfig
 from mixpim.models.executor import unpack_acc, unpack_act
 from mixpim.models.isa import VecFunc
-from mixpim.models.mixpe import ArrayParams, mixpe_gemm
 from mixpim.models.quant import QuantizedWeights
+from mixpim.models.tile_array import tile_gemm
 
 from .plan import LinearPlan
 
@@ -71,14 +71,14 @@ class CompiledLinear:
     program: object
     layout: LinearLayout
     act: np.ndarray
-    qw: QuantizedWeights
+    qw: QuantizedWeights  # or BitmodWeights (BitMoD tiles)
     extra: dict = field(default_factory=dict)
 
     def reference(self):
-        """The expected output, computed without the tile: ``mixpe_gemm`` (then the vector unit's
+        """The expected output, computed without the tile: ``mixpe_gemm`` or ``bitmod_gemm`` (then the vector unit's
         requantization for ``out="int8"``)."""
         from mixpim.models.vector import vec_apply
-        acc = mixpe_gemm(ArrayParams.from_config(self.layout.config), self.act, self.qw).acc
+        acc = tile_gemm(self.layout.config, self.act, self.qw).acc
         if self.layout.out == "acc":
             return acc
         e = self.extra

@@ -37,9 +37,12 @@ import numpy as np
 from mixpim.models.config import TileConfig
 from mixpim.models.errors import ShapeError
 from mixpim.models.isa import VecFunc
-from mixpim.models.mixpe import ArrayParams, check_weights
+from mixpim.models.bitmod import BitmodWeights
+from mixpim.models.bitmod_gemm import array_selectors
+from mixpim.models.mixpe import check_weights
 from mixpim.models.program import Segment
 from mixpim.models.quant import QuantizedWeights, num_groups
+from mixpim.models.tile_array import array_params
 from mixpim.models.vector import column_multipliers, pack_vparam, token_multipliers, vparam_header
 
 from .dram_alloc import DramAllocator
@@ -169,8 +172,10 @@ def lower_linear(config, x_or_shape, qw, *, seed=None, out="acc", x_scale=None, 
     x_or_shape : array (M, K) or tuple (M, K)
         The activations (int8, or float16 on FP16 configurations), or their shape: then random
         activations drawn with ``seed``.
-    qw : QuantizedWeights
-        (N, K), quantized with the array's group size, ``wbits`` and ``scale_bits``.
+    qw : QuantizedWeights, or BitmodWeights on BitMoD tiles
+        (N, K), quantized with the array's group size, ``wbits`` and ``scale_bits``; BitMoD
+        weights with types of the tile's mixture (``TileConfig.weight_types``, e.g.
+        :func:`~mixpim.models.bitmod.quantize_bitmod` with the tile's ``wbits``).
     out : ``"acc"`` or ``"int8"``
         Store the accumulators, or requantize through VEC REQUANT (INT8 configurations only).
     x_scale : float or array (M,)
@@ -198,12 +203,17 @@ def lower_linear(config, x_or_shape, qw, *, seed=None, out="acc", x_scale=None, 
         Operands inconsistent with each other or the array.
     """
     cfg = config
-    if not isinstance(qw, QuantizedWeights):
-        raise CompileError(f"weights must be QuantizedWeights, not {type(qw).__name__}")
+    kind = BitmodWeights if getattr(cfg, "family", None) == "bitmod" else QuantizedWeights
+    if not isinstance(qw, kind):
+        raise CompileError(f"weights must be {kind.__name__} on a {getattr(cfg, 'pe', '?')} tile, "
+                           f"not {type(qw).__name__}")
     n, k = qw.codes.shape
     _check_layer(cfg, 1, n, k, out, order)
-    params = ArrayParams.from_config(cfg)
-    check_weights(params, qw)
+    params = array_params(cfg)
+    if kind is BitmodWeights:
+        array_selectors(params, qw)  # the checks of bitmod_gemm
+    else:
+        check_weights(params, qw)
     act = _activations(cfg, x_or_shape, k, seed)
     m = act.shape[0]
     per_token = out == "int8" and np.ndim(x_scale) == 1

@@ -8,8 +8,13 @@ the next layer reads as its input.
 
 import numpy as np
 
+from mixpim.models.bitmod import BitmodWeights
+from mixpim.models.bitmod_gemm import array_selectors
 from mixpim.models.executor import pack_act, pack_meta, pack_wgt
 from mixpim.models.quant import num_groups
+from mixpim.models.tile_array import array_params
+
+from .emit import CompileError
 
 __all__ = ["act_blocks", "weight_blocks", "kw_next"]
 
@@ -24,9 +29,11 @@ def act_blocks(cfg, act, kw):
 
 
 def weight_blocks(cfg, qw):
-    """Per feature block the K-major WGT words and the META words (bytes) of ``qw``; padded
+    """Per feature block the K-major WGT words and the META words (bytes) of ``qw``
+    (:class:`~mixpim.models.quant.QuantizedWeights`, or on BitMoD tiles
+    :class:`~mixpim.models.bitmod.BitmodWeights`: the selector in the zero point's byte); padded
     features have zero codes, zero points and offsets, padded K beats the group's zero point
-    (and activation 0: :func:`act_blocks`). Group offsets (``qw.offsets``) need a configuration
+    (BitMoD: code 0) and activation 0 (:func:`act_blocks`). Group offsets (``qw.offsets``) need a configuration
     with ``group_offset`` (:func:`~mixpim.models.executor.pack_meta` refuses them otherwise);
     weights without offsets on such a configuration get offset 0."""
     n, k = qw.codes.shape
@@ -34,15 +41,23 @@ def weight_blocks(cfg, qw):
     kw = g * cfg.group
     c = cfg.cols
     nb = -(-n // c)
+    if isinstance(qw, BitmodWeights) != (cfg.family == "bitmod"):  # else META would mean another thing
+        raise CompileError(f"{type(qw).__name__} cannot run on a {cfg.pe} tile (BitMoD tiles take "
+                           f"BitmodWeights, the others QuantizedWeights)")
+    if isinstance(qw, BitmodWeights):
+        # BitMoD: the zero point's byte holds the array's type selector; code 0 is the value 0
+        byte2, pad = array_selectors(array_params(cfg), qw), 0
+    else:
+        byte2, pad = qw.zeros, qw.zeros[:, -1:]
     codes = np.zeros((nb * c, kw), np.int64)
     codes[:n, :k] = qw.codes
-    codes[:n, k:] = qw.zeros[:, -1:]
+    codes[:n, k:] = pad
     zeros = np.zeros((nb * c, g), np.int64)
-    zeros[:n] = qw.zeros
+    zeros[:n] = byte2
     scales = np.zeros((nb * c, g), np.int64)
     scales[:n] = qw.scales.mant
     offsets = None
-    if qw.offsets is not None:
+    if getattr(qw, "offsets", None) is not None:
         offsets = np.zeros((nb * c, g), np.int64)
         offsets[:n] = qw.offsets
     wgt = [pack_wgt(cfg, codes[j * c:(j + 1) * c].T) for j in range(nb)]

@@ -34,6 +34,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data
 
 from .baseline_pe import BaselinePE
+from .bitmod_array import BitmodArray
 from .group_sum import GroupSum
 from .layouts import array_input_layout, ctl_layout, result_layout
 from .mixpe_pe import MixPE, check_params
@@ -246,6 +247,9 @@ class BaselineArray(_Array):
 
 
 def make_array(params):
-    """The array of ``params.family``."""
+    """The array of ``params.family``: MixPE or baseline (``ArrayParams``), or BitMoD
+    (``BitmodParams``: :class:`~.bitmod_array.BitmodArray`, the same stream protocol)."""
+    if getattr(params, "family", None) == "bitmod":
+        return BitmodArray(params)
     check_params(params, getattr(params, "family", None))
     return {"mixpe": MixPEArray, "baseline": BaselineArray}[params.family](params)

@@ -11,27 +11,13 @@ bit-serial PE and reports it the same way, so both compute bit-identical group s
 ``params.terms`` cycles (one per signed power-of-two term).
 """
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 
-from ..models.bitmod_gemm import SEL_BITS
+from ..models.bitmod_gemm import SEL_BITS, value_table
 from .bitmod_decoder import check_params
 from .systolic import SystolicPE
 
 __all__ = ["value_table", "value_bits", "BitmodParallelPE"]
-
-
-def value_table(params):
-    """The decoder table: int64 (2**SEL_BITS, 2**wbits), the value of each (selector, code).
-
-    Built from :attr:`mixpim.models.bitmod.DType.codes` of ``params.types``; reserved codes and
-    selectors naming no type hold 0 (as :class:`~.bitmod_decoder.BitmodDecoder` gives them zero
-    terms).
-    """
-    table = np.zeros((1 << SEL_BITS, 1 << params.wbits), np.int64)
-    for s, t in enumerate(params.dtypes):
-        table[s] = [0 if v is None else v for v in t.codes]
-    return table
 
 
 def value_bits(params):

@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models.isa import ErrorCode, NormFunc, Opcode, ProbFormat, SoftFunc, Spad, VecFunc
 from ..models.pim import PIM_OPS
+from ..models.tile_array import wsrc_supported
 from .common import ConfigComponent
 from .decoder import operand_layout
 
@@ -108,7 +109,7 @@ class DispatchChecker(ConfigComponent):
         cfg = self._cfg
         g = self.i_gemm
         beats = g.groups * cfg.group
-        bad_wsrc = (cfg.rows < cfg.cols) | (cfg.wbits != 4) | (cfg.scale_bits < 5)
+        bad_wsrc = not wsrc_supported(cfg)  # a constant of the configuration
         return _first([
             (g.wsrc & (bad_wsrc | (g.meta_addr != 0)), ErrorCode.BAD_FIELD),
             (g.act_addr + beats > cfg.act_words, ErrorCode.SPAD_RANGE),

@@ -1,27 +1,29 @@
 """GEMM unit of the tile: feeds the array from the scratchpads and drains its outputs into ACC.
 
-Schedule (docs/tile.md, "Cycle model rules"; :func:`mixpim.models.tile_timing.gemm_cycles`), for
-an instruction started in cycle ``s`` with ``D = groups * group`` beats, ``L`` the array's
-latency (``ArrayParams.latency``) and ``R`` its rows:
+Schedule (docs/tile.md, "Cycle model rules"; :func:`mixpim.models.tile_timing.gemm_cycles`,
+:mod:`mixpim.models.tile_array`), for an instruction started in cycle ``s`` with ``B = groups *
+group`` beats, the array's ``T`` cycles per beat (1; BitMoD: ``terms``), latency ``L``, ``S``
+cycles between output rows (1; BitMoD: ``scale_bits``) and ``R`` rows:
 
-* beats: cycles ``s .. s+D-1`` read ACT[``act_addr + k``], WGT[``wgt_addr + k``] and
-  META[``meta_addr + k // group``] (``busy``); the words enter the array one cycle later;
-* drain: the tile's output rows leave the array in cycles ``s+D+L .. s+D+L+R-1``; row ``r`` is
-  written to ACC[``acc_addr + r``] in the cycle it leaves (with ``accumulate``, added to the old
-  word, read one cycle before: the read is scheduled from the beats' end, since the array's
+* beats: cycle ``s + k T`` reads ACT[``act_addr + k``], WGT[``wgt_addr + k``] and
+  META[``meta_addr + k // group``]; the words enter the array one cycle later (the BitMoD array
+  takes a beat every ``T`` cycles); ``busy`` for ``D = B T`` cycles;
+* drain: row ``r`` of the tile leaves the array ``L + r S`` cycles after the last beat entered
+  and is written to ACC[``acc_addr + r``] in that cycle (with ``accumulate``, added to the old
+  word, read one cycle before: the reads are scheduled from the beats' end, since the array's
   latency is fixed);
 * completion (``complete``, tokens given at its end) in the cycle of the last ACC write,
-  ``s + D - 1 + L + R``.
+  ``s + D - 1 + tail`` (``tail = L + 2 - T + (R - 1) S``; MixPE: ``L + R``).
 
 The next GEMM may start in ``s + D``: its beats overlap this one's drain. Drains never overlap
-each other (``R <= group <= D``), so one sequencer serves them, in order; the operands still
-needed by the drains wait in a small FIFO.
+each other (``(R - 1) S < group T <= D``: ``R <= group``, BitMoD ``R S <= group T``), so one
+sequencer serves them, in order; the operands still needed by the drains wait in a small FIFO.
 
-``wsrc`` (an activation x activation product; the tile guarantees ``rows >= cols``, ``wbits``
-4, ``scale_bits >= 5``): the INT8 weight of column ``n`` and beat ``k`` is lane ``n`` of
-ACT[``wgt_addr + k``] (read on ``r_wact``; FP16 lanes go through ``fp16_bits_to_int8``). The
-unit streams K twice as one array tile of ``2 D`` beats (``busy`` ``2 D`` cycles; WGT and META
-are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
+``wsrc`` (an activation x activation product; the tile guarantees a MixPE or baseline array,
+``rows >= cols``, ``wbits`` 4, ``scale_bits >= 5``): the INT8 weight of column ``n`` and beat
+``k`` is lane ``n`` of ACT[``wgt_addr + k``] (read on ``r_wact``; FP16 lanes go through
+``fp16_bits_to_int8``). The unit streams K twice as one array tile of ``2 D`` beats (``busy``
+``2 D`` cycles; WGT and META are not read): beats ``k`` = 0 .. D-1 carry the high nibbles, code ``(w >> 4) + 8`` with zero
 point 8 and scale 16, beats ``D + k`` the low nibbles, code ``w & 15`` with zero point 0 and
 scale 1, both with ACT[``act_addr + k``] (and group offset 0). The array sums the ``2 groups``
 groups, so the drained row is ``sum_k a[m, k] * w[n, k]`` exactly: ``16 (w >> 4) + (w & 15) == w``. The drain and the
@@ -29,9 +31,9 @@ completion follow the last beat as above (``D`` read as ``2 D``).
 
 Word formats (docs/tile.md, "Words in DRAM"): ACT lane i is byte i (INT8) or bytes 2i, 2i+1
 (FP16); WGT column j is nibble j; META column j is bytes Ej..Ej+E-1, ``E =
-config.meta_entry_bytes`` (scale mantissa uint16, zero point uint8, and with ``group_offset`` the
-offset mantissa int24); the array takes the low ``wbits`` / ``scale_bits`` / ``offset_bits`` bits
-(the offset as two's complement).
+config.meta_entry_bytes`` (scale mantissa uint16, zero point uint8 (BitMoD: the type selector),
+and with ``group_offset`` the offset mantissa int24); the array takes the low ``wbits`` /
+``scale_bits`` / ``offset_bits`` (BitMoD: ``SEL_BITS``) bits (the offset as two's complement).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -39,8 +41,9 @@ from amaranth.lib import data, fifo
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from ..models.bitmod_gemm import SEL_BITS
 from ..models.isa import MASK_BITS, Opcode, Spad
-from ..models.mixpe import ArrayParams
+from ..models.tile_array import array_params, gemm_tail, wsrc_supported
 from .array import make_array
 from .common import ConfigComponent
 from .decoder import operand_layout
@@ -53,12 +56,6 @@ __all__ = ["gemm_layout", "wsrc_supported", "GemmUnit"]
 def gemm_layout():
     """Operands of GEMM (from the ISA)."""
     return operand_layout(Opcode.GEMM)
-
-
-def wsrc_supported(config):
-    """The configuration can run ``wsrc`` GEMMs (a beat's weights fit one ACT word, 4-bit codes,
-    the scale 16 fits); elsewhere the dispatcher rejects them and the unit ignores the flag."""
-    return config.rows >= config.cols and config.wbits == 4 and config.scale_bits >= 5
 
 
 class GemmUnit(ConfigComponent):
@@ -91,7 +88,7 @@ class GemmUnit(ConfigComponent):
     def __init__(self, config, pc_bits=16):
         self._pc_bits = pc_bits
         super().__init__(config)
-        self._params = ArrayParams.from_config(config)
+        self._params = array_params(config)
 
     def _members(self, config):
         pc_bits = self._pc_bits
@@ -120,7 +117,8 @@ class GemmUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg, p = self._cfg, self._params
         rows, cols, group = cfg.rows, cfg.cols, cfg.group
-        lat = p.latency
+        lat, T, S = p.latency, p.cycles_per_beat, p.row_interval
+        bitmod = p.family == "bitmod"
         m = Module()
         m.submodules.array = array = make_array(p)
         m.d.comb += array.o_stream.ready.eq(1)  # ACC takes a row every cycle: never backpressure
@@ -129,29 +127,41 @@ class GemmUnit(ConfigComponent):
         wsrc_ok = wsrc_supported(cfg)
         inst = Signal(gemm_layout())
         beating = Signal()
-        k = Signal(len(inst.groups) + exact_log2(group))    # beat read this cycle (when beating)
+        k = Signal(len(inst.groups) + exact_log2(group))    # beat read next (when beating)
         lo = Signal()                                       # wsrc: the low-nibble pass
+        ph = Signal(range(max(T, 2)))                       # cycle within the beat (T > 1)
+        tailing = Signal()                                  # the last beat was read (T > 1)
         beats = inst.groups * group
         m.d.comb += [self.idle.eq(~beating), self.busy.eq(self.start | beating)]
         reading = Signal()
         kk = Signal.like(k)
         base = Signal(gemm_layout())
         wsrc = Signal()
-        m.d.comb += [reading.eq(self.start | beating),
+        m.d.comb += [reading.eq(self.start | (beating & (ph == 0) & ~tailing)),
                      kk.eq(Mux(beating, k, 0)),
                      base.eq(Mux(beating, inst, self.i_inst)),
                      wsrc.eq(base.wsrc if wsrc_ok else 0)]
         pass_end = Signal()   # the last beat of a pass
         end = Signal()        # the last beat's read
-        m.d.comb += [pass_end.eq(beating & (k == beats - 1)), end.eq(pass_end & (lo | ~wsrc))]
+        m.d.comb += [pass_end.eq(beating & reading & (k == beats - 1)), end.eq(pass_end & (lo | ~wsrc))]
         with m.If(self.start):
-            m.d.sync += [inst.eq(self.i_inst), k.eq(1), lo.eq(0), beating.eq(1)]
+            m.d.sync += [inst.eq(self.i_inst), k.eq(1), lo.eq(0), beating.eq(1), ph.eq(1 % T),
+                         tailing.eq(0)]
         with m.Elif(beating):
-            m.d.sync += k.eq(k + 1)
-            with m.If(end):
-                m.d.sync += beating.eq(0)
-            with m.Elif(pass_end):  # wsrc: K again, the low nibbles
-                m.d.sync += [k.eq(0), lo.eq(1)]
+            if T == 1:  # one beat per cycle
+                m.d.sync += k.eq(k + 1)
+                with m.If(end):
+                    m.d.sync += beating.eq(0)
+                with m.Elif(pass_end):  # wsrc: K again, the low nibbles
+                    m.d.sync += [k.eq(0), lo.eq(1)]
+            else:  # a beat every T cycles; busy until the last beat's last cycle (no wsrc)
+                m.d.sync += ph.eq(Mux(ph == T - 1, 0, ph + 1))
+                with m.If(reading):
+                    m.d.sync += k.eq(k + 1)
+                with m.If(end):
+                    m.d.sync += tailing.eq(1)
+                with m.If(tailing & (ph == T - 1)):
+                    m.d.sync += beating.eq(0)
         m.d.comb += [
             self.r_act.en.eq(reading), self.r_act.addr.eq(base.act_addr + kk),
             self.r_wgt.en.eq(reading & ~wsrc), self.r_wgt.addr.eq(base.wgt_addr + kk),
@@ -179,6 +189,10 @@ class GemmUnit(ConfigComponent):
         for j in range(cols):
             code = wgt_word[4 * j:4 * j + p.wbits]
             scale = meta_word[entry * j:entry * j + p.scale_bits]
+            if bitmod:  # byte 2 is the group's type selector
+                m.d.comb += [payload.code[j].eq(code), payload.scale[j].eq(scale),
+                             payload.sel[j].eq(meta_word[entry * j + 16:entry * j + 16 + SEL_BITS])]
+                continue
             zero = meta_word[entry * j + 16:entry * j + 16 + p.wbits]
             offset = meta_word[entry * j + 24:entry * j + 24 + p.offset_bits] if p.group_offset else None
             if wsrc_ok:
@@ -196,11 +210,11 @@ class GemmUnit(ConfigComponent):
                 m.d.comb += payload.offset[j].eq(offset)
 
         # -- GEMMs between start and completion ---------------------------------------------
-        # Starts are >= group cycles apart and a GEMM completes L + R cycles after its beats.
+        # Starts are >= group * T cycles apart and a GEMM completes `tail` cycles after its beats.
         pend_layout = data.StructLayout({"acc_addr": len(inst.acc_addr), "accumulate": 1,
                                          "signal": MASK_BITS, "pc": len(self.i_pc)})
         m.submodules.pending = pending = fifo.SyncFIFO(width=pend_layout.size,
-                                                       depth=(lat + rows) // group + 2)
+                                                       depth=gemm_tail(p) // (group * T) + 2)
         head = data.View(pend_layout, pending.r_data)
         m.d.comb += [
             pending.w_en.eq(self.start),
@@ -218,17 +232,21 @@ class GemmUnit(ConfigComponent):
             nxt = Signal(name=f"end_d{i}")
             m.d.sync += nxt.eq(go)
             go = nxt
+        # rows every S cycles: `sub` counts the cycles between them (always 0 when S = 1)
         draining = Signal()
         row = Signal(range(max(rows, 2)))
+        sub = Signal(range(max(S, 2)))
         with m.If(go):
-            m.d.sync += [draining.eq(rows > 1), row.eq(1)]
+            m.d.sync += [draining.eq(rows > 1), row.eq(1), sub.eq(1 % S)]
         with m.Elif(draining):
-            m.d.sync += row.eq(row + 1)
-            with m.If(row == rows - 1):
-                m.d.sync += draining.eq(0)
+            m.d.sync += sub.eq(Mux(sub == S - 1, 0, sub + 1))
+            with m.If(sub == 0):
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == rows - 1):
+                    m.d.sync += draining.eq(0)
         rd = Signal()
         rd_row = Signal.like(row)
-        m.d.comb += [rd.eq(go | draining), rd_row.eq(Mux(go, 0, row))]
+        m.d.comb += [rd.eq(go | (draining & (sub == 0))), rd_row.eq(Mux(go, 0, row))]
         m.d.comb += [self.r_acc.en.eq(rd & head.accumulate),
                      self.r_acc.addr.eq(head.acc_addr + rd_row)]
         wr = Signal()

@@ -17,7 +17,7 @@ from .errors import ConfigError, RangeError
 
 __all__ = [
     "DType", "DTYPES", "dtype", "MIXTURES", "FORMATS", "ASYM_FORMATS",
-    "terms", "booth_digits", "cycles_per_slice", "code_terms", "code_table_markdown",
+    "terms", "booth_digits", "cycles_per_slice", "code_terms", "term_sum_max", "code_table_markdown",
 ]
 
 _FP3_MAG = (0, 1, 2, 4)
@@ -256,6 +256,20 @@ def code_terms(t):
                 raise AssertionError(f"{t.name} value {v} needs {len(tt)} terms")
             out.append(tuple(tt) + ((0, 0),) * (n - len(tt)))
     return tuple(out)
+
+
+def term_sum_max(types):
+    """Largest ``|partial sum of a weight's terms|`` over every code of ``types`` (the terms in
+    the order the PE adds them): bounds the PE's intermediate sums, and is at least the largest
+    ``|value|`` (Booth digits of INT-b can pass beyond the weight on the way)."""
+    top = 0
+    for t in types:
+        for tt in code_terms(t):
+            run = 0
+            for sign, shift in tt or ():
+                run += sign << shift
+                top = max(top, abs(run))
+    return top
 
 
 def code_table_markdown(bits):

@@ -53,14 +53,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .bitmod import BitmodWeights
-from .bitmod_dtypes import MIXTURES, code_terms, cycles_per_slice, dtype
+from .bitmod_dtypes import MIXTURES, code_terms, cycles_per_slice, dtype, term_sum_max
 from .config import GROUP_SIZES, check_int
 from .errors import ConfigError, RangeError
 from .mixpe import (accumulate_groups, activation_values, array_unstream, check_gemm_shapes, check_weights,
                     gemm_tiles, group_sums, output_to_float, stream_tiles)
-from .widths import AccumulatorWidths, signed_bits
+from .widths import AccumulatorWidths, bitmod_psum_max, signed_bits
 
-__all__ = ["SEL_BITS", "BitmodParams", "BitmodTiming", "term_table", "bitmod_gemm", "bitmod_stream",
+__all__ = ["SEL_BITS", "BitmodParams", "BitmodTiming", "term_table", "value_table", "array_selectors", "bitmod_gemm", "bitmod_stream",
            "bitmod_timing", "array_unstream", "output_to_float"]
 
 #: Width of the per-group type selector in the array's input beats (up to 4 types per array).
@@ -186,9 +186,7 @@ class BitmodParams(AccumulatorWidths):
 
     @property
     def term_sum_max(self):
-        slots, _ = term_table(self)
-        vals = slots[..., 0] * (1 - 2 * slots[..., 1]) << slots[..., 2]  # +-2**shift, 0 if not valid
-        return int(np.abs(np.cumsum(vals, axis=2)).max())
+        return term_sum_max(self.types)
 
     @property
     def prod_bits(self):
@@ -197,11 +195,15 @@ class BitmodParams(AccumulatorWidths):
     @property
     def psum_max(self):
         # earlier weights of the group at full value, the current one part way through its terms
-        return self.group * self.act_val_max * self.term_sum_max
+        return bitmod_psum_max(self.group, self.act_format, self.types)
 
     @property
     def row_interval(self):
         return self.scale_bits
+
+    @property
+    def cycles_per_beat(self):
+        return self.terms
 
     @property
     def latency(self):
@@ -250,6 +252,16 @@ def _term_table(types, wbits):
     return _TABLES[key]
 
 
+def value_table(params):
+    """The value of each (selector, code): int64 (2**SEL_BITS, 2**wbits), from
+    :attr:`~mixpim.models.bitmod.DType.codes` of ``params.types``; reserved codes and selectors
+    naming no type hold 0 (the decoder gives them zero terms)."""
+    table = np.zeros((1 << SEL_BITS, 1 << params.wbits), np.int64)
+    for s, t in enumerate(params.dtypes):
+        table[s] = [0 if v is None else v for v in t.codes]
+    return table
+
+
 def _selector_map(params, qw):
     """Array selector of each of ``qw``'s candidate types; :class:`RangeError` if one is missing."""
     out = []
@@ -272,6 +284,15 @@ def _check_operands(params, act, qw):
     if params.act_format == "fp16" and act.dtype != np.float16:
         raise TypeError(f"FP16 activations must be a float16 array, not {act.dtype}")
     return act, sel_map
+
+
+def array_selectors(params: BitmodParams, qw: BitmodWeights):
+    """The array's selector of every group of ``qw``: int64 (N, groups), what a tile's META entry
+    holds in its selector byte. Raises as :func:`bitmod_gemm` does for weights the array cannot
+    take (group size, scale width, a type the array lacks)."""
+    _check_operands(params, np.zeros((1, qw.codes.shape[1]), np.float16 if params.act_format == "fp16"
+                                     else np.int8), qw)
+    return _selector_map(params, qw)[qw.selector]
 
 
 def bitmod_gemm(params: BitmodParams, act, qw: BitmodWeights):

@@ -14,7 +14,8 @@ LOAD or STORE moves per word, and the alignment of its DRAM addresses) is derive
 ``WGT``    ``cols`` 4-bit weight codes, two per byte, column ``j`` in byte ``j // 2``,
            low nibble for even ``j``; ``ceil(cols / 2)`` bytes
 ``META``   ``cols`` entries of ``meta_entry_bytes``: scale mantissa (uint16 LE), zero point
-           (uint8), and with ``group_offset`` the offset mantissa (int24 LE); 3 or 6 bytes
+           (uint8; the type selector on BitMoD tiles), and with ``group_offset`` the offset
+           mantissa (int24 LE); 3 or 6 bytes
 ``ACC``    ``cols`` accumulators, each two's complement in ``ceil(acc_bits / 8)`` bytes LE
 ``VPARAM`` 4 bytes, one column's (or token's) fixed-point multiplier, or 4 GELU table entries
 =========  ===========================================================================
@@ -28,14 +29,17 @@ from dataclasses import dataclass
 from .errors import ConfigError, parse_problem
 from .isa import Opcode, reach
 from .units import Spad
-from .widths import array_acc_bits, offset_bits
+from .bitmod_dtypes import MIXTURES, cycles_per_slice
+from .widths import acc_bits as _acc_bits, array_acc_bits, bitmod_psum_max, offset_bits
 
 __all__ = ["PE_KINDS", "GROUP_SIZES", "PIM_MODES", "SPAD_NAMES", "VPARAM_WORD_BYTES", "VPARAM_LUT_WORDS",
-           "META_ENTRY_BYTES", "META_OFFSET_BYTES", "TileConfig", "PRESETS", "preset"]
+           "META_ENTRY_BYTES", "META_BYTE2", "META_OFFSET_BYTES", "TileConfig", "PRESETS", "preset"]
 
 #: Processing-element kinds the array can be built from. ``mixpe-*`` are the shift-and-add PEs,
-#: ``baseline-*`` the conventional dequantize-then-multiply PEs they are compared against.
-PE_KINDS = ("mixpe-w4a8", "mixpe-w4a16", "baseline-w4a8", "baseline-w4a16")
+#: ``baseline-*`` the conventional dequantize-then-multiply PEs they are compared against,
+#: ``bitmod-*`` the bit-serial BitMoD PEs (docs/bitmod.md; weights of the BitMoD mixture of
+#: ``wbits`` 3 or 4, no zero points).
+PE_KINDS = ("mixpe-w4a8", "mixpe-w4a16", "baseline-w4a8", "baseline-w4a16", "bitmod-w4a8", "bitmod-w4a16")
 
 #: Weight quantization group sizes (elements of K sharing one scale and zero point).
 GROUP_SIZES = (32, 64, 128)
@@ -52,8 +56,13 @@ SPAD_NAMES = tuple(s.name for s in Spad)
 VPARAM_WORD_BYTES = 4
 #: VPARAM words 0..63 hold the 256-entry GELU table, four int8 entries per word.
 VPARAM_LUT_WORDS = 256 // VPARAM_WORD_BYTES
-#: Bytes of one column's META entry: scale mantissa (uint16) and zero point (uint8).
+#: Bytes of one column's META entry: scale mantissa (uint16) and zero point (uint8); on BitMoD
+#: tiles the zero point's byte holds the group's type selector instead (:data:`META_BYTE2`).
 META_ENTRY_BYTES = 3
+#: What byte 2 of a META entry holds, per array family: MixPE and the baseline a zero point (the
+#: array takes its low ``wbits`` bits), BitMoD the type selector (its low
+#: :data:`~mixpim.models.bitmod_gemm.SEL_BITS` bits index the mixture ``MIXTURES[wbits]``).
+META_BYTE2 = {"mixpe": "zero", "baseline": "zero", "bitmod": "sel"}
 #: Bytes a group offset adds to a META entry (with ``group_offset``): a two's complement int24,
 #: which holds every offset mantissa (``offset_bits`` = ``scale_bits`` + 8 <= 24).
 META_OFFSET_BYTES = 3
@@ -96,8 +105,13 @@ class TileConfig:
         bus carries one group result per cycle; see docs/mixpe.md).
     pe : str
         One of :data:`PE_KINDS`. The ``a8``/``a16`` suffix selects INT8 or FP16 activations.
+        A ``bitmod-*`` tile needs ``wbits`` 3 or 4 (its weights are the BitMoD mixture of that
+        width), no ``group_offset``, and ``rows * scale_bits <= group * terms`` (:attr:`terms`
+        cycles per beat; each column's bit-serial dequantizer spends ``scale_bits`` cycles per
+        row of a group, docs/bitmod.md).
     wbits : int
-        Widest weight code the PEs accept, 2..4. Narrower codes run on the same hardware.
+        Widest weight code the PEs accept, 2..4. Narrower codes run on the same hardware
+        (MixPE and baseline; a BitMoD tile's types have exactly ``wbits`` bits).
     group : int
         Weight quantization group size along K, one of :data:`GROUP_SIZES`.
     scale_bits : int
@@ -217,6 +231,8 @@ class TileConfig:
         if self.rows > self.group:
             raise ConfigError(f"rows ({self.rows}) must not exceed group ({self.group}): a column "
                               f"of the array delivers one group result per cycle")
+        if self.family == "bitmod":
+            self._check_bitmod()
         check_int("queue_depth", self.queue_depth, 1, 64)
         for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
             check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
@@ -269,6 +285,20 @@ class TileConfig:
                               f"{self.dram_bytes} must not exceed 2**32 bytes (the reach of "
                               f"dram_addr)")
 
+    def _check_bitmod(self):
+        if self.wbits not in MIXTURES:
+            raise ConfigError(f"wbits must be 3 or 4 on a {self.pe} tile (the BitMoD mixtures), "
+                              f"not {self.wbits}")
+        if self.group_offset:
+            raise ConfigError(f"group_offset must be false on a {self.pe} tile: BitMoD weights "
+                              f"have no group offsets")
+        if self.rows * self.scale_bits > self.group * self.terms:
+            raise ConfigError(
+                f"rows * scale_bits ({self.rows} * {self.scale_bits} = {self.rows * self.scale_bits}) "
+                f"must not exceed group * terms ({self.group} * {self.terms} = "
+                f"{self.group * self.terms}) on a {self.pe} tile: each column's bit-serial "
+                f"dequantizer spends scale_bits cycles on each row of a group")
+
     @property
     def act_format(self):
         """Activation format of the PE kind: ``"int8"`` or ``"fp16"``."""
@@ -276,15 +306,32 @@ class TileConfig:
 
     @property
     def family(self):
-        """``"mixpe"`` or ``"baseline"``."""
+        """``"mixpe"``, ``"baseline"`` or ``"bitmod"``."""
         return self.pe.split("-")[0]
+
+    @property
+    def weight_types(self):
+        """BitMoD tiles: the names of the types a group selects from, in selector order (the
+        mixture ``MIXTURES[wbits]``); other tiles: None (unsigned codes with zero points)."""
+        return MIXTURES[self.wbits] if self.family == "bitmod" else None
+
+    @property
+    def terms(self):
+        """Array cycles per beat: 1, or on BitMoD tiles the bit-serial PE's cycles per weight
+        (:func:`~mixpim.models.bitmod_dtypes.cycles_per_slice`, 2 for both mixtures)."""
+        types = self.weight_types
+        return 1 if types is None else max(cycles_per_slice(t) for t in types)
 
     # -- derived sizes -------------------------------------------------------------------------
 
     @property
     def acc_bits(self):
         """Width of one accumulator (two's complement): :func:`~mixpim.models.widths.array_acc_bits`,
-        as :class:`~mixpim.models.mixpe.ArrayParams` derives it."""
+        as :class:`~mixpim.models.mixpe.ArrayParams` derives it (BitMoD: from
+        :func:`~mixpim.models.widths.bitmod_psum_max`, as ``BitmodParams``)."""
+        if self.family == "bitmod":
+            return _acc_bits(bitmod_psum_max(self.group, self.act_format, self.weight_types), self.scale_bits,
+                            self.acc_headroom)
         return array_acc_bits(self.group, self.act_format, self.wbits, self.scale_bits, self.acc_headroom,
                               self.group_offset)
 

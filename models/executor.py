@@ -7,11 +7,11 @@ each as one vectorized numpy step on DRAM (a byte array) and the scratchpads:
 
 * LOAD / STORE move bytes between DRAM rows and scratchpad words (word formats:
   :mod:`~mixpim.models.config`);
-* GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points, scale
-  mantissas (and, with ``group_offset``, offset mantissas) and calls the arithmetic of
-  :func:`~mixpim.models.mixpe.mixpe_gemm` (:func:`~mixpim.models.mixpe.gemm_values`), so one tile
-  is computed exactly as the array computes it; the accumulators wrap at ``acc_bits`` like the
-  hardware's registers;
+* GEMM decodes its ACT/WGT/META words into activations, weight codes, zero points (BitMoD:
+  type selectors, giving the weight values), scale mantissas (and, with ``group_offset``, offset
+  mantissas) and calls the arithmetic of :func:`~mixpim.models.mixpe.mixpe_gemm` and
+  :func:`~mixpim.models.bitmod_gemm.bitmod_gemm` (:func:`~mixpim.models.mixpe.gemm_values`), so
+  one tile is computed exactly as the array computes it; accumulators wrap at ``acc_bits``;
 * VEC, VSOFT and VNORM are :mod:`~mixpim.models.vec_exec` (the vector unit's numerics and
   where it reads and writes);
 * the PIM instructions call :func:`~mixpim.models.pim.apply_pim` (the global buffers and result
@@ -31,11 +31,12 @@ import numpy as np
 from .config import TileConfig
 from .errors import ShapeError
 from .isa import ErrorCode, Opcode, Spad
-from .mixpe import ArrayParams, GroupedOperand, fp16_values, gemm_values
+from .mixpe import GroupedOperand, fp16_values, gemm_values
 from .numerics import wrap
 from .pim import PIM_OPS, PimState, apply_pim
 from .program import Program, ProgramError, Segment
 from .footprint import dma_spans, footprint
+from .tile_array import array_params, bitmod_weight_values
 from .tile_timing import TimingResult, simulate
 from .vec_exec import VectorState, exec_vec, exec_vnorm, exec_vsoft
 from .vector import fp16_bits_to_int8
@@ -405,8 +406,8 @@ class _Memory:
 
     def __init__(self, cfg, segments):
         self.cfg = cfg
-        self.params = ArrayParams.from_config(cfg)
-        self._params = {}  # groups -> the ArrayParams of a GEMM of that many groups (_array)
+        self.params = array_params(cfg)
+        self._params = {}  # groups -> the params of a GEMM of that many groups (_array)
         self.acc_bits = cfg.acc_bits
         self.dram = np.zeros(cfg.dram_bytes, np.uint8)
         self.spads = {s.name: np.zeros((cfg.spad_words(s), cfg.word_bytes(s)), np.uint8)
@@ -417,6 +418,8 @@ class _Memory:
         self._masks = ((1 << cfg.wbits) - 1, (1 << cfg.scale_bits) - 1,
                        cfg.offset_bits if cfg.group_offset else 0)
         assert cfg.offset_bits <= 24, "the offset is the low offset_bits bits of an int24 field"
+        # largest |weight value| the array multiplies by: |q - z| < 2**wbits, or BitMoD's values
+        self._wmax = self.params.value_max if cfg.family == "bitmod" else self._masks[0]
         self._act_cache = {}  # (first ACT word, K) -> _activations(), while no ACT word is written
         self._act_writers = {}  # instruction -> whether it writes ACT
         self.acc_elem_bytes = cfg.acc_elem_bytes
@@ -548,7 +551,9 @@ class _Memory:
             # 16-bit / 24-bit fields (the offset as two's complement; offset_bits <= 24)
             wmask, smask, obits = self._masks
             offsets = _meta_offsets(entries, obits).T if obits else None
-            if wmask != 0xF:
+            if self.params.family == "bitmod":  # byte 2 is the type selector; values replace q - z
+                codes, zeros = bitmod_weight_values(self.params, codes, np.repeat(zeros, group, 0)), zeros & 0
+            elif wmask != 0xF:
                 codes = codes & wmask
             passes = [(codes, zeros.T & wmask, scales.T & smask, offsets)]
         tile = None
@@ -557,7 +562,7 @@ class _Memory:
             # mixpe_gemm (QuantizedWeights, check_weights) cannot fail: only its arithmetic
             wc = codes - np.repeat(zeros.T, group, axis=0)  # (K, cols) int64
             # codes and zero points are in 0 .. 2**wbits - 1 (masked): |q - z| < 2**wbits
-            part = self._array(g, a_val, GroupedOperand(wc.T, group, self._masks[0]), scales, offsets)
+            part = self._array(g, a_val, GroupedOperand(wc.T, group, self._wmax), scales, offsets)
             tile = part if tile is None else _exact_sum(tile, part)
         acc = self.spads["ACC"]
         dst = slice(inst.acc_addr, inst.acc_addr + cfg.rows)

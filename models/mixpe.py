@@ -124,6 +124,11 @@ class ArrayParams(AccumulatorWidths):
     def acc_bits(self):
         return self.term_bits + self.acc_headroom
 
+    #: Cycles per input beat and between a tile's output rows (the BitMoD array's ``terms`` and
+    #: ``scale_bits``; here one beat and one row per cycle).
+    cycles_per_beat = 1
+    row_interval = 1
+
     @property
     def latency(self):
         # MixPE: input reg, row/column skew (i + j), PE group register, column bus register,

@@ -30,7 +30,7 @@ from .footprint import footprint
 from .memo import config_memo, remembered
 from .isa import (WORD_BITS, DecodeError, ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc,
                   VecFunc, decode)
-from .mixpe import ArrayParams
+from .tile_array import array_params, gemm_tail
 from .pim import PIM_OPS, pim_problem
 from .pim_timing import pim_cycles, pim_exclusive
 from .program import ProgramError
@@ -177,6 +177,8 @@ def _vnorm_problem(cfg, inst):
 def _gemm_problem(cfg, inst):
     if not inst.wsrc:
         return None
+    if cfg.family == "bitmod":
+        return f"GEMM wsrc needs weights with zero points (4-bit nibble passes); {cfg.pe} has none"
     if cfg.rows < cfg.cols:
         return f"GEMM wsrc needs rows >= cols (an ACT word holds a beat's weights), not {cfg.rows}x{cfg.cols}"
     if cfg.wbits != 4 or cfg.scale_bits < 5:
@@ -207,15 +209,12 @@ class Duration(NamedTuple):
 
 
 def gemm_cycles(config, groups, wsrc=False):
-    """:class:`Duration` of a GEMM of ``groups`` groups: busy for ``groups * group`` beat cycles
-    (twice that with ``wsrc``: the high, then the low nibbles of the INT8 weights); the tail is
-    the array's latency plus ``rows`` (the drain, then the ACC write)."""
-    return Duration((2 if wsrc else 1) * groups * config.group, _gemm_tail(config))
-
-
-@functools.lru_cache(maxsize=64)
-def _gemm_tail(config):
-    return ArrayParams.from_config(config).latency + config.rows
+    """:class:`Duration` of a GEMM of ``groups`` groups: busy for ``groups * group`` beats of
+    ``cycles_per_beat`` cycles (1; ``terms`` on BitMoD tiles), twice that with ``wsrc`` (the high,
+    then the low nibbles of the INT8 weights); the tail is the drain to the last ACC write
+    (:func:`~mixpim.models.tile_array.gemm_tail`: MixPE and baseline ``latency + rows``)."""
+    p = array_params(config)
+    return Duration((2 if wsrc else 1) * groups * config.group * p.cycles_per_beat, gemm_tail(p))
 
 
 def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False, bias=False):

@@ -99,7 +99,8 @@ SPADS = {s.spad: s for s in (
     SpadInfo(Spad.ACT, (Unit.DMA, Unit.GEMM, Unit.VEC, Unit.PIM), (Unit.DMA, Unit.VEC),
              "activations, one array beat per word (K-major)"),
     SpadInfo(Spad.WGT, (Unit.GEMM,), (Unit.DMA,), "weight codes, one array beat per word"),
-    SpadInfo(Spad.META, (Unit.GEMM,), (Unit.DMA,), "per-group zero points and scale mantissas (and offset mantissas with group_offset)"),
+    SpadInfo(Spad.META, (Unit.GEMM,), (Unit.DMA,), "per-group zero points (BitMoD tiles: type "
+             "selectors) and scale mantissas (and offset mantissas with group_offset)"),
     SpadInfo(Spad.ACC, (Unit.DMA, Unit.GEMM, Unit.VEC), (Unit.DMA, Unit.GEMM, Unit.VEC, Unit.PIM),
              "accumulators, one token row per word"),
     SpadInfo(Spad.VPARAM, (Unit.VEC,), (Unit.DMA,), "per-column vector-unit parameters"),

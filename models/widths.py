@@ -26,11 +26,12 @@ This module imports nothing from the array models, so the configuration can deri
 ``acc_bits`` without importing them.
 """
 
+from .bitmod_dtypes import term_sum_max
 from .numerics import FP16_SHIFT_MAX, FP16_SIG_MAX
 
 __all__ = ["signed_bits", "act_bits", "act_val_max", "scaled_bits", "acc_bits", "centered_weight_max",
            "array_psum_max", "array_acc_bits", "AccumulatorWidths", "GROUP_OFFSET_EXTRA_BITS",
-           "offset_bits", "array_offset_max", "array_term_max"]
+           "offset_bits", "array_offset_max", "array_term_max", "bitmod_psum_max"]
 
 #: Bits of a group-offset mantissa above the scale mantissa's: an offset of up to ``2**7`` times
 #: the row's largest scale fits at the row's exponent (SmolLM2's Q4_1 minima reach 14.6 times).
@@ -70,6 +71,12 @@ def centered_weight_max(wbits):
 def array_psum_max(group, act, wbits):
     """Largest ``|I|`` of the MixPE and baseline arrays: ``group * act_val_max * (2**wbits - 1)``."""
     return group * act_val_max(act) * centered_weight_max(wbits)
+
+
+def bitmod_psum_max(group, act, types):
+    """Largest ``|I|`` of the BitMoD array with the weight ``types``: ``group * act_val_max`` times
+    the largest partial sum of one weight's terms (:func:`~.bitmod_dtypes.term_sum_max`)."""
+    return group * act_val_max(act) * term_sum_max(types)
 
 
 def offset_bits(scale_bits):

@@ -246,7 +246,7 @@ def cmd_compile(args):
     from ..compiler import lower_linear
     from ..models.config import TileConfig
     from ..models.program import listing
-    from ..models.quant import quantize_weights
+    from ..models.tile_array import quantize_for
     from .outputs import check_output_file, write_files
     for name in ("m", "n", "k"):
         _at_least(f"--{name}", getattr(args, name), 1)
@@ -273,7 +273,7 @@ def cmd_compile(args):
         w = rng.normal(size=(args.n, args.k))
     except MemoryError:
         raise CliError(f"not enough memory for {args.n}x{args.k} synthetic weights") from None
-    qw = quantize_weights(w, cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    qw = quantize_for(cfg, w)  # BitMoD tiles: the tile's mixture
     compiled = lower_linear(cfg, (args.m, args.k), qw, seed=args.seed, out=args.out_format)
     prog = compiled.program
     # program and listing (same folder) as one batch: a failure replaces neither

@@ -19,6 +19,7 @@ from ..models.bitmod_gemm import BitmodParams, default_types
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
 from ..models.mixpe import ArrayParams
+from ..models.tile_array import array_params
 from .verilog import to_verilog
 
 __all__ = ["DESIGNS", "Design", "make_design", "design_for", "write_rtl", "write_tile_rtl", "LINT_WAIVER"]
@@ -111,7 +112,9 @@ def design_for(config, kind="array"):
     if isinstance(config, BitmodParams):
         p = replace(config, rows=1, cols=1) if kind == "pe" else config
         return Design(f"bitmod-{kind}", p, p)
-    p = ArrayParams.from_config(config)
+    p = array_params(config)
+    if isinstance(p, BitmodParams):  # a BitMoD tile's array
+        return design_for(p, kind)
     return Design(f"{p.family}-{kind}", config, p)
 
 
@@ -171,7 +174,7 @@ def write_tile_rtl(config, out_dir, *, imem_words=1024, say=None):
     files = {verilog: LINT_WAIVER + to_verilog(tile, top),
              f"{top}.json": json.dumps({"design": "tile", "top": top, "config": cfg.to_dict(),
                                         "requested_config": config.to_dict(), "imem_words": imem_words,
-                                        "array_latency": ArrayParams.from_config(cfg).latency,
+                                        "array_latency": array_params(cfg).latency,
                                         "verilog": verilog}, indent=2) + "\n"}
     paths = write_files(out_dir, files, say=say)
     verilog, manifest = paths.values()

@@ -83,6 +83,7 @@ import numpy as np
 from ..models.config import VPARAM_LUT_WORDS
 from ..models.footprint import footprint
 from ..models.isa import NormFunc, Opcode, ProbFormat, SoftFunc, Spad, VecFunc
+from ..models.tile_array import wsrc_supported
 
 __all__ = ["VecGen", "vec_features", "vec_feature_set", "T8", "T16"]
 
@@ -142,7 +143,7 @@ def vec_feature_set(config):
 
 def wsrc_legal(config):
     """Whether GEMM ``wsrc`` 1 is legal on ``config`` (models/tile_timing.py ``_gemm_problem``)."""
-    return config.rows >= config.cols and config.wbits == 4 and config.scale_bits >= 5
+    return wsrc_supported(config)
 
 
 def _pack(mult, shift):

@@ -31,6 +31,8 @@ CONFIGS = {
     # scratchpads and DRAM
     "fp16-cols3": TINY.replace(pe="mixpe-w4a16", cols=3, act_words=128, wgt_words=64,
                                meta_words=16, acc_words=32, dram_rows=64),
+    # BitMoD: no wsrc (BAD_FIELD), wider accumulators
+    "bitmod": TINY.replace(pe="bitmod-w4a16", wbits=3),
 }
 OPERANDS_LO = 24  # first operand bit of every format (the header is common)
 VIEWS = {"i_dma": Opcode.LOAD, "i_gemm": Opcode.GEMM, "i_vec": Opcode.VEC, "i_vsoft": Opcode.VSOFT,
@@ -364,8 +366,8 @@ def gemm_edges(cfg):
                        ("meta_addr", cfg.meta_words - g), ("acc_addr", cfg.acc_words - cfg.rows)):
         cases += [(inst(**{name: last}), ok), (inst(**{name: last + 1}), spad_range),
                   (inst(**{name: 0xFFFF}), spad_range)]
-    # wsrc: INT8 weights from ACT (rows >= cols, wbits 4, scale_bits >= 5), no META
-    able = cfg.rows >= cfg.cols and cfg.wbits == 4 and cfg.scale_bits >= 5
+    # wsrc: INT8 weights from ACT (not BitMoD, rows >= cols, wbits 4, scale_bits >= 5), no META
+    able = cfg.family != "bitmod" and cfg.rows >= cfg.cols and cfg.wbits == 4 and cfg.scale_bits >= 5
     cases += [(inst(wsrc=1), ok if able else bad_field),
               (inst(wsrc=1, meta_addr=1), bad_field),
               (inst(wsrc=1, meta_addr=0xFFFF), bad_field),                   # checked first

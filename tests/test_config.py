@@ -82,7 +82,8 @@ def test_bool_false_rejected_even_where_0_would_be_out_of_range_anyway():
 
 @pytest.mark.parametrize("bad", ["mixpe", "MIXPE-W4A8", "bitmod", "", None, 4])
 def test_pe_rejected(bad):
-    msg = f"pe must be one of mixpe-w4a8, mixpe-w4a16, baseline-w4a8, baseline-w4a16, not {bad!r}"
+    msg = (f"pe must be one of mixpe-w4a8, mixpe-w4a16, baseline-w4a8, baseline-w4a16, bitmod-w4a8, "
+           f"bitmod-w4a16, not {bad!r}")
     with pytest.raises(ConfigError, match=exact(msg)):
         TileConfig(pe=bad)
 
@@ -143,7 +144,8 @@ def test_defaults_and_derived_properties():
                                         4, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
                                         2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
-                "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline")}
+                "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline"),
+                "bitmod-w4a8": ("int8", "bitmod"), "bitmod-w4a16": ("fp16", "bitmod")}
     assert set(expected) == set(PE_KINDS)
     for pe, (act, family) in expected.items():
         c = TileConfig(pe=pe)
@@ -171,8 +173,9 @@ def test_group_offset_fields_and_serialization():
     assert (off.meta_entry_bytes, off.meta_word_bytes, off.word_bytes("META")) == (6, 42, 42)
     assert (plain.acc_bits, off.acc_bits, off.offset_bits) == (45, 49, 24)
     assert TileConfig(scale_bits=8, group_offset=True).offset_bits == 16
-    for pe in PE_KINDS:  # every PE kind has the offset term
-        assert TileConfig(pe=pe, group_offset=True).group_offset
+    for pe in PE_KINDS:  # every PE kind but BitMoD has the offset term
+        if not pe.startswith("bitmod"):
+            assert TileConfig(pe=pe, group_offset=True).group_offset
 
 
 def test_frozen_and_replace_validates():
@@ -255,11 +258,14 @@ def tile_configs(draw):
     bus_bits = draw(st.integers(0, min(8, row_bytes.bit_length() - 1)))
     t_ccd_s = draw(st.integers(1, 255))
     mode = draw(st.sampled_from(PIM_MODES))
+    pe, scale_bits = draw(st.sampled_from(PE_KINDS)), draw(st.integers(4, 16))
+    bitmod = pe.startswith("bitmod")  # 3- or 4-bit mixtures, no offsets, rows * scale_bits <= 2 group
+    rows = min(rows, 2 * group // scale_bits) if bitmod else rows
     return TileConfig(
         rows=rows, cols=cols,
-        pe=draw(st.sampled_from(PE_KINDS)), wbits=draw(st.integers(2, 4)), group=group,
-        scale_bits=draw(st.integers(4, 16)), acc_headroom=draw(st.integers(1, 24)),
-        group_offset=draw(st.booleans()),
+        pe=pe, wbits=draw(st.integers(3 if bitmod else 2, 4)), group=group,
+        scale_bits=scale_bits, acc_headroom=draw(st.integers(1, 24)),
+        group_offset=False if bitmod else draw(st.booleans()),
         queue_depth=draw(st.integers(1, 64)), act_words=draw(st.integers(group, 65536)),
         wgt_words=draw(st.integers(group, 65536)), meta_words=draw(st.integers(1, 65536)),
         acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
@@ -430,6 +436,34 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError, match=exact(
             "pim_row_buffers (2) must be 1 in pim_mode 'single': PIM shares the banks' one row buffer")):
         TileConfig(pim_mode="single", pim_row_buffers=2)
+
+
+def test_bitmod_tiles():
+    from mixpim.models.bitmod_gemm import BitmodParams
+    from mixpim.models.tile_array import array_params
+    for pe, act in (("bitmod-w4a8", "int8"), ("bitmod-w4a16", "fp16")):
+        for wbits in (3, 4):
+            cfg = TileConfig(pe=pe, wbits=wbits, group=64, scale_bits=8, rows=16)  # 16 * 8 = 64 * 2
+            assert (cfg.family, cfg.act_format, cfg.terms) == ("bitmod", act, 2)
+            assert cfg.weight_types == BitmodParams(wbits=wbits).types
+            p = array_params(cfg)
+            assert isinstance(p, BitmodParams) and p.act_format == act and p.types == cfg.weight_types
+            assert cfg.acc_bits == p.acc_bits and cfg.meta_entry_bytes == 3
+    assert TileConfig().weight_types is None and TileConfig().terms == 1
+    assert TileConfig(pe="bitmod-w4a16").acc_bits == 78  # FP16 x bitmod4, group 32, 16-bit scales
+    with pytest.raises(ConfigError, match=exact(
+            "wbits must be 3 or 4 on a bitmod-w4a8 tile (the BitMoD mixtures), not 2")):
+        TileConfig(pe="bitmod-w4a8", wbits=2)
+    with pytest.raises(ConfigError, match=exact(
+            "group_offset must be false on a bitmod-w4a16 tile: BitMoD weights have no group offsets")):
+        TileConfig(pe="bitmod-w4a16", group_offset=True)
+    with pytest.raises(ConfigError, match=exact(
+            "rows * scale_bits (5 * 16 = 80) must not exceed group * terms (32 * 2 = 64) on a "
+            "bitmod-w4a16 tile: each column's bit-serial dequantizer spends scale_bits cycles on "
+            "each row of a group")):
+        TileConfig(pe="bitmod-w4a16", rows=5)
+    assert TileConfig(pe="bitmod-w4a16", rows=8, scale_bits=8).rows == 8
+    assert PRESETS["tiny"].replace(pe="bitmod-w4a16").terms == 2  # the RTL test tile
 
 
 def test_defaults_accept_every_array():

@@ -10,6 +10,8 @@ the golden model:
 * data: the final ACC words equal :func:`mixpim.models.executor.run`'s for the same GEMMs (random
   scratchpads, random addresses, ``accumulate`` on and off, GEMMs back to back so that drains
   overlap the next GEMM's beats, accumulating into the tile the previous GEMM is draining);
+* BitMoD configurations: a beat read every ``terms`` cycles, the ACC rows written every
+  ``scale_bits`` cycles, type selectors from META (random bytes: every selector is a type);
 * ``wsrc`` GEMMs (INT8 weights from ACT, two passes of nibbles): the same, mixed with normal
   GEMMs, ``busy`` for ``2 D`` cycles, WGT and META never read, the weights read on ``r_wact``;
   and the ACC words equal the exact integer product ``a @ w.T`` (plus the old ACC).
@@ -29,6 +31,7 @@ from mixpim.models.isa import Instruction, Opcode, Spad
 from mixpim.models.mixpe import activation_values
 from mixpim.models.vector import fp16_bits_to_int8
 from mixpim.models.program import Segment
+from mixpim.models.tile_array import array_params
 from mixpim.models.tile_timing import gemm_cycles
 from helpers import golden_run, rejects, run, to_signed
 
@@ -41,6 +44,9 @@ CONFIGS = {
     # group offsets: 6-byte META entries (random int24 offsets), zero offsets for wsrc
     "tiny-fp16-offset": TINY.replace(pe="mixpe-w4a16", group_offset=True),
     "offset-2x3": TINY.replace(rows=2, cols=3, group_offset=True),
+    # BitMoD: a beat every 2 cycles, rows every scale_bits cycles; random selectors and codes
+    "bitmod-fp16": TINY.replace(pe="bitmod-w4a16"),
+    "bitmod3-int8-2x3": TINY.replace(pe="bitmod-w4a8", wbits=3, rows=2, cols=3, scale_bits=5),
 }
 READS = (Spad.ACT, Spad.WGT, Spad.META, Spad.ACC)
 
@@ -222,12 +228,16 @@ def check(cfg, insts, seed=0, gaps=None):
     want_complete = [(s + d - 1 + tail, p, signals[p])
                      for p, (s, (d, tail)) in enumerate(zip(starts, durations))]
     assert trace["complete"] == want_complete
-    # the R ACC rows: written in the R cycles ending with the completion, in row order
-    want_writes = [(c - cfg.rows + 1 + r, inst.acc_addr + r)
+    # the R ACC rows: written every S cycles (1; BitMoD: scale_bits), the last one in the
+    # completion cycle, in row order
+    p = array_params(cfg)
+    S, T = p.row_interval, p.cycles_per_beat
+    want_writes = [(c - (cfg.rows - 1 - r) * S, inst.acc_addr + r)
                    for (c, _, _), inst in zip(want_complete, insts) for r in range(cfg.rows)]
     assert trace["writes"] == want_writes
-    # the read ports: ACT in every beat, then the weights from ACT (wsrc) or WGT and META
-    beat_of = {s + c: inst for s, (d, _), inst in zip(starts, durations, insts) for c in range(d)}
+    # the read ports: ACT in every beat (its first cycle), then the weights from ACT (wsrc) or
+    # WGT and META
+    beat_of = {s + c: inst for s, (d, _), inst in zip(starts, durations, insts) for c in range(0, d, T)}
     want_reads = [(c in beat_of, c in beat_of and beat_of[c].wsrc == 1,
                    c in beat_of and not beat_of[c].wsrc, c in beat_of and not beat_of[c].wsrc)
                   for c in range(len(trace["reads"]))]

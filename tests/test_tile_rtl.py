@@ -15,7 +15,9 @@ import pytest
 from helpers import TINY_SINGLE, rejects
 
 from mixpim.compiler import compile_linear, lower_ffn
+from mixpim.compiler.linear import lower_linear
 from mixpim.hw.tile import MAX_IMEM_WORDS, Tile
+from mixpim.models.bitmod import quantize_bitmod
 from mixpim.models.config import preset
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask, VecFunc
 from mixpim.models.program import ProgramError, Segment
@@ -130,6 +132,11 @@ VARIANTS = {
     "single-baseline": TINY_SINGLE,
     # 2 channels of 4 banks in 2 groups, short rows on a narrow bus: rows open often, so t_faw
     # binds in every program and t_ras in some (the cycle model says so), t_ccd_l in every one
+    # the bit-serial BitMoD array (4-bit mixture, FP16 activations): a beat every 2 cycles, rows
+    # every scale_bits = 16 cycles, random type selectors in META; no wsrc (BAD_FIELD)
+    "bitmod": TINY.replace(pe="bitmod-w4a16"),
+    # BitMoD's 3-bit mixture with INT8 activations on a 2 x 3 array, 8-bit scales (S = 8)
+    "bitmod3-int8": TINY.replace(pe="bitmod-w4a8", wbits=3, rows=2, cols=3, scale_bits=8),
     "odd": TINY.replace(rows=2, cols=3, group=64, act_words=512, wgt_words=512, queue_depth=1,
                         dram_channels=2, dram_banks=4, dram_bank_groups=2, dram_rows=1024,
                         dram_row_bytes=16, dram_bus_bytes=4, t_rcd=5, t_rp=1, t_cl=3, t_ras=12,
@@ -142,6 +149,33 @@ def test_random_programs_variants(name):
     cfg = VARIANTS[name]
     runs = run_programs(cfg, [_as_item(p) for p in _random_batch(cfg, 25, 1000)])
     _assert_exact(runs)
+
+
+def test_compiled_programs_bitmod():
+    """Linear layers with BitMoD-quantized weights on the BitMoD tile (the ``bitmod`` variant's
+    build): accumulators of the 4-bit mixture with FP16 activations (random, and MiniLM's), bit-
+    and cycle-exact, and equal to the layer computed without the tile."""
+    cfg = VARIANTS["bitmod"]
+    rng = np.random.default_rng(3)
+    layers = [lower_linear(cfg, (m, k), quantize_bitmod(rng.standard_normal((n, k)), 4, cfg.group,
+                                                        scale_bits=cfg.scale_bits), seed=m)
+              for m, n, k in [(5, 8, 64), (7, 13, 70), (9, 6, 160)]]
+    # real weights: 16 features of MiniLM's layer-0 query projection x 5 tokens' embeddings
+    from mixpim.compiler.checkpoint import load_tensors, minilm_dir
+    t = load_tensors(minilm_dir(), ["encoder.layer.0.attention.self.query.weight",
+                                    "embeddings.word_embeddings.weight"])
+    w = t["encoder.layer.0.attention.self.query.weight"][:16].astype(np.float64)
+    x = t["embeddings.word_embeddings.weight"][[101, 7592, 2088, 2003, 102]].astype(np.float16)
+    layers.append(lower_linear(cfg, x, quantize_bitmod(w, 4, cfg.group, scale_bits=cfg.scale_bits)))
+    # and a GEMM wsrc, which a BitMoD tile refuses at dispatch (after a GEMM that runs)
+    refused = ([Instruction(Opcode.GEMM, groups=1), Instruction(Opcode.GEMM, groups=1, wsrc=1), HALT], [])
+    runs = run_programs(cfg, [cl.program for cl in layers] + [refused])
+    _assert_exact(runs)
+    for cl, r in zip(layers, runs):
+        assert r.golden.ok and r.rtl_status["busy"][1] > 0
+        assert (np.asarray(cl.layout.output(r.golden), dtype=object) == cl.reference()).all()
+    status = runs[-1].golden.status
+    assert (status.error, status.error_pc, status.busy[1]) == (ErrorCode.BAD_FIELD, 1, 64)
 
 
 def test_a_difference_is_reported(monkeypatch):

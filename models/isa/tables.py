@@ -396,7 +396,7 @@ _FORMAT_LIST = (
         Field("accumulate", 100, 1, "1: add to the old ACC contents, 0: overwrite them",
               kind="flag"),
         Field("wsrc", 101, 1, "1: INT8 weights from ACT words wgt_addr .. (lanes 0 .. cols-1; "
-              "an activation x activation product), no META (meta_addr 0)", kind="flag"),
+              "an activation x activation product), no META (meta_addr 0); not on BitMoD tiles", kind="flag"),
     ), "stream one rows x cols output tile through the array into ACC"),
     Format(Opcode.VEC, Unit.VEC, (
         Field("func", 24, 4, "function applied per element", kind="enum", allowed=tuple(VecFunc)),
