@@ -17,6 +17,10 @@ Environment variables:
     MIXPIM_WAVES=1: build with tracing and write ``dump.vcd`` in each run directory (kept).
     MIXPIM_COSIM_TIMEOUT: seconds a single simulator run may take (default 900).
     MIXPIM_KEEP_RUNS=1: keep run directories of passing runs too.
+
+A design with a C++ ``main`` (``build(..., main=path)``, e.g. ``tb/tile_main.cpp``) is built
+without cocotb and VPI, with :data:`NATIVE_ARGS` / :data:`NATIVE_MAKE_ARGS`, and runs through
+:func:`run_main`: no Python per cycle (the tile's driver is one hundred times faster than cocotb).
 """
 
 from __future__ import annotations
@@ -47,7 +51,10 @@ __all__ = [
     "run",
     "default_build_root",
     "BUILD_ARGS",
+    "NATIVE_ARGS",
+    "NATIVE_MAKE_ARGS",
     "TB_DIR",
+    "run_main",
 ]
 
 #: The project's cocotb testbenches (``array_tb``, ``pe_tb``, ``tile_tb``): pass as ``test_dir``.
@@ -68,6 +75,15 @@ BUILD_ARGS: tuple[str, ...] = (
 #: Extra ``make`` variables of the C++ build: Verilator's "slow" code (constructors, initial
 #: values; half the C++ of a tile) unoptimised.
 _MAKE_ARGS: tuple[str, ...] = ("OPT_SLOW=-O0",)
+
+#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X values to zeros
+#: (Amaranth gives every register and memory an initial value, so nothing reads an X), no
+#: timing-control support (the main drives the clock).
+NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "fast", "--no-timing")
+
+#: ``make`` variables of such a build: the per-cycle code at -O2 for this machine's CPU (the build
+#: key includes the CPU), the constructors and initial values (half the C++, run once) unoptimised.
+NATIVE_MAKE_ARGS: tuple[str, ...] = ("OPT_FAST=-O2 -march=native", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2")
 
 _TIMESCALE = ("1ns", "1ps")
 _COMPLETE = ".complete"
@@ -254,7 +270,8 @@ def _design_sources() -> str:
 _SOURCES = None
 
 
-def build(component, name: str, *, params: dict, build_root=None, params_complete=False) -> Build:
+def build(component, name: str, *, params: dict, build_root=None, params_complete=False,
+          main=None) -> Build:
     """Generate Verilog for *component* and Verilate it, reusing a cached build when possible.
 
     Arguments:
@@ -266,6 +283,8 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         params_complete: *params* determine the design (with the sources of ``mixpim.hw`` and
             ``mixpim.models``): a build made from the same params, sources and options is found
             through an index without generating the Verilog (minutes for a large tile).
+        main: path of a C++ ``main`` (including ``Vtop.h``): build a standalone simulator for
+            :func:`run_main` (no cocotb, no VPI; :data:`NATIVE_ARGS`) instead of a cocotb one.
 
     Raises:
         ToolchainError: no usable Verilator.
@@ -277,17 +296,7 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
     params_json = json.dumps(params, default=_jsonable, sort_keys=True)
     verilator = find_verilator()
     waves = _env_flag("MIXPIM_WAVES")
-    import cocotb
-
-    options = {
-        "build_args": list(BUILD_ARGS),
-        "make_args": list(_MAKE_ARGS),
-        "public": "top ports",
-        "waves": waves,
-        "timescale": list(_TIMESCALE),
-        "verilator": verilator.version_str,
-        "cocotb": cocotb.__version__,
-    }
+    options = _options(verilator, waves, main)
     root = Path(build_root).resolve() if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
     index = None
@@ -322,16 +331,8 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
             shutil.rmtree(build_dir)  # a partial build of an interrupted run
         build_dir.mkdir(parents=True)
         verilog_path.write_text(text)
-        log = build_dir / "build.log"
-        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
         started = time.monotonic()
-        try:
-            runner.build(sources=[verilog_path], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
-                         log_file=log)
-        except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
-            raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
-                                  f"{_tail(log)}") from None
+        verilate(verilator, name, build_dir, verilog_path, waves=waves, main=main)
         manifest = {
             "name": name,
             "hash": key,
@@ -347,6 +348,66 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         return Build(cached=False, **result)
     finally:
         lock.release()
+
+
+def _options(verilator, waves, main):
+    """What a build depends on besides the Verilog (the build key hashes both)."""
+    if main is None:
+        import cocotb
+        return {"build_args": list(BUILD_ARGS), "make_args": list(_MAKE_ARGS),
+                "public": "top ports", "waves": waves, "timescale": list(_TIMESCALE),
+                "verilator": verilator.version_str, "cocotb": cocotb.__version__}
+    return {"build_args": list(BUILD_ARGS + NATIVE_ARGS), "make_args": list(NATIVE_MAKE_ARGS),
+            "main": Path(main).name, "main_hash": content_hash(Path(main).read_text()),
+            "waves": waves, "verilator": verilator.version_str, "cpu": _cpu()}
+
+
+def _cpu():
+    """The CPU model and flags (``-march=native`` code runs on this CPU only)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+        return platform.machine()
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags")]
+    return content_hash("\n".join(sorted(set(keep))))
+
+
+def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
+    """Verilate ``verilog`` (top module ``name``) into the simulator ``build_dir/name``: with
+    cocotb's runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
+    ``make -j`` over both cores). The log goes to ``build_dir/build.log``.
+
+    Raises:
+        CosimBuildError: Verilator or the C++ build failed.
+    """
+    build_dir, log = Path(build_dir), Path(build_dir) / "build.log"
+    if main is None:
+        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
+        call = lambda: runner.build(sources=[verilog], hdl_toplevel=name, build_dir=build_dir,  # noqa: E731
+                                    build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
+                                    log_file=log)
+    else:
+        cmds = [[str(verilator.executable), "--cc", "--exe", "-Mdir", str(build_dir), "--top-module",
+                 name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
+                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(verilog)],
+                ["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
+                 *NATIVE_MAKE_ARGS]]
+
+        def call():
+            env = verilator_env(verilator)
+            with open(log, "w") as out:
+                for cmd in cmds:
+                    try:
+                        subprocess.run(cmd, cwd=build_dir, env=env, stdout=out, check=True,
+                                       stderr=subprocess.STDOUT, timeout=_BUILD_LOCK_TIMEOUT)
+                    except subprocess.TimeoutExpired as exc:
+                        raise _CommandTimeout(cmd, _BUILD_LOCK_TIMEOUT) from exc
+    try:
+        call()
+    except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
+        raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
+                              f"{_tail(log)}") from None
 
 
 def _indexed(root, name, index, params_json, waves, verilator):
@@ -463,3 +524,41 @@ def run(build: Build, test_module: str, *, test_dir, testcase=None, extra_env=No
     raise CosimFailure(f"{build.name}/{test_module}: {'; '.join(what)}\n"
                        f"run directory: {run_dir}\n--- sim.log (tail) ---\n{tail}",
                        failed=failed, run_dir=run_dir, log_tail=tail)
+
+
+def run_main(build: Build, args=(), *, timeout: float | None = None) -> None:
+    """Run the standalone simulator of *build* (made with ``build(..., main=...)``) with *args*.
+
+    It runs in a fresh directory ``<build_dir>/runs/main-XXXX`` (its working directory, where a
+    waves build writes ``dump.vcd``) with its output in ``sim.log``; the directory is removed after
+    a zero exit (unless waves or ``MIXPIM_KEEP_RUNS=1``) and kept otherwise.
+
+    Raises:
+        CosimFailure: the simulator exited non-zero, crashed or timed out (``timeout``: as
+            :func:`run`).
+    """
+    exe = build.build_dir / build.name
+    if not exe.is_file():
+        raise CosimError(f"The simulator {exe} is missing (was the build directory removed?): "
+                         f"call build() again")
+    if timeout is None:
+        timeout = float(os.environ.get("MIXPIM_COSIM_TIMEOUT", _DEFAULT_RUN_TIMEOUT))
+    runs = build.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="main-", dir=runs))
+    log = run_dir / "sim.log"
+    cmd = [str(exe), *map(str, args)]
+    with open(log, "w") as out:
+        try:
+            code = subprocess.run(cmd, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False).returncode
+            problem = None if code == 0 else f"simulator exited with code {code}"
+        except subprocess.TimeoutExpired:
+            problem = f"timed out: {exe.name} did not finish within {timeout:g} s"
+    if problem is None:
+        if not (build.waves or _env_flag("MIXPIM_KEEP_RUNS")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    tail = _tail(log)
+    raise CosimFailure(f"{build.name}: {problem}\nrun directory: {run_dir}\n"
+                       f"--- sim.log (tail) ---\n{tail}", run_dir=run_dir, log_tail=tail)

@@ -1,0 +1,130 @@
+"""Speed of the tile's RTL co-simulation, before and after the native driver, in one run.
+
+    .venv/bin/python bench/bench_cosim.py [--out bench/results/cosim.json] [--skip-build]
+
+"Before" is the original way, still selectable: ``run_programs(..., driver="cocotb")`` (the
+cocotb driver ``sim/tb/tile_tb.py`` over VPI, a cocotb ``Clock``, one Python ``await`` per host
+word, Verilator flags :data:`mixpim.sim.cosim.BUILD_ARGS` and ``OPT_SLOW=-O0`` with Verilator's
+default ``-Os``). "After" is the default ``driver="native"`` (``sim/tb/tile_main.cpp`` on
+:class:`~mixpim.sim.tile_harness.TileHarness`, flags :data:`~mixpim.sim.cosim.NATIVE_ARGS` /
+:data:`~mixpim.sim.cosim.NATIVE_MAKE_ARGS`). Both runs of a program must be bit- and cycle-exact
+against the golden model (the bench fails otherwise).
+
+Figures:
+  * cycles/s: golden cycles of a compiled Linear / ``sim_seconds`` (the run from ``start`` to
+    ``done``, without loading and reading back), on ``tiny`` (4x4) and ``fpga`` (16x16); also the
+    whole ``run_programs`` wall time (golden model, loading, reading back, comparing; builds cached).
+  * build seconds of the 8x8 tile (``fpga`` with an 8x8 array): Verilator and the C++ compiler in
+    a clean build directory (the Verilog is generated beforehand, not timed), both ways.
+
+Builds of the runs come from the build cache (``$MIXPIM_BUILD_DIR``); a missing one is built first.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mixpim.compiler.linear import lower_linear
+from mixpim.hw.tile import Tile
+from mixpim.models.config import preset
+from mixpim.models.isa import Instruction, Opcode
+from mixpim.models.quant import quantize_weights
+from mixpim.sim import cosim
+from mixpim.sim.tile_cosim import NATIVE_MAIN, imem_words_for, rtl_config, run_programs, tile_top
+from mixpim.sim.tile_harness import TileHarness
+from mixpim.sim.toolchain import find_verilator
+from mixpim.sim.verilog import to_verilog
+
+#: (preset, M, N, K) of the speed runs: compiled Linear layers, int8 outputs.
+RUNS = [("tiny", 64, 64, 512), ("fpga", 64, 64, 512)]
+DRIVERS = ("cocotb", "native")
+HALT = Instruction(Opcode.HALT)
+#: The 8x8 tile of the build-time figure.
+BUILD_ARRAY = 8
+
+
+def _program(name, m, n, k):
+    cfg = preset(name)
+    rng = np.random.default_rng(m + n + k)
+    qw = quantize_weights(rng.normal(size=(n, k)), cfg.wbits, cfg.group, scale_bits=cfg.scale_bits)
+    return cfg, lower_linear(cfg, (m, k), qw, seed=1, out="int8", x_scale=1.0 / 64).program
+
+
+def speed(name, m, n, k):
+    cfg, prog = _program(name, m, n, k)
+    rows = {}
+    for driver in DRIVERS:
+        # A one-instruction program first: the build (if missing) and the Verilog index, untimed.
+        run_programs(cfg, [([HALT], [])], driver=driver, imem_words=imem_words_for(len(prog.instructions)))
+        t0 = time.monotonic()
+        [run] = run_programs(cfg, [prog], driver=driver)
+        wall = time.monotonic() - t0
+        cycles = run.golden.status.cycles
+        rows[driver] = {"cycles": cycles, "sim_seconds": round(run.sim_seconds, 4),
+                        "cycles_per_s": round(cycles / run.sim_seconds),
+                        "run_programs_seconds": round(wall, 2), "words_compared": run.words_compared,
+                        "exact": run.ok}
+        print(f"{name} {m}x{n}x{k} {driver:7s}: {cycles} cycles in {run.sim_seconds:.3f} s = "
+              f"{cycles / run.sim_seconds:,.0f} cycles/s; run_programs {wall:.1f} s; "
+              f"{run.words_compared} words compared; exact {run.ok}", flush=True)
+    rows["speedup"] = round(rows["native"]["cycles_per_s"] / rows["cocotb"]["cycles_per_s"], 1)
+    return {"preset": name, "M": m, "N": n, "K": k, "rows": cfg.rows, "cols": cfg.cols, **rows}
+
+
+def build_time():
+    cfg = rtl_config(preset("fpga").replace(rows=BUILD_ARRAY, cols=BUILD_ARRAY), [])
+    imem = imem_words_for(1)
+    name = tile_top(cfg, imem)
+    verilator = find_verilator()
+    out = {"config": f"fpga {BUILD_ARRAY}x{BUILD_ARRAY}", "imem_words": imem}
+    with tempfile.TemporaryDirectory(prefix="bench_cosim-") as tmp:
+        for driver in DRIVERS:
+            tile = Tile(cfg, imem)
+            top = TileHarness(tile) if driver == "native" else tile
+            t0 = time.monotonic()
+            text = to_verilog(top, name)
+            gen = time.monotonic() - t0
+            build_dir = Path(tmp) / driver
+            build_dir.mkdir()
+            verilog = build_dir / f"{name}.v"
+            verilog.write_text(text)
+            t0 = time.monotonic()
+            cosim.verilate(verilator, name, build_dir, verilog,
+                           main=NATIVE_MAIN if driver == "native" else None)
+            seconds = time.monotonic() - t0
+            out[driver] = {"build_seconds": round(seconds, 1), "verilog_seconds": round(gen, 1),
+                           "verilog_mb": round(len(text) / 1e6, 1)}
+            print(f"8x8 build {driver:7s}: {seconds:.1f} s (Verilog: {len(text) / 1e6:.1f} MB "
+                  f"generated in {gen:.1f} s, not counted)", flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench/results/cosim.json")
+    ap.add_argument("--skip-build", action="store_true", help="skip the 8x8 build-time figure")
+    args = ap.parse_args()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "load_at_start": load},
+              "command": " ".join(["bench/bench_cosim.py"] + sys.argv[1:])}
+    result["speed"] = [speed(*r) for r in RUNS]
+    if not args.skip_build:
+        result["build_8x8"] = build_time()
+    result["machine"]["load_at_end"] = os.getloadavg()[0] if load is not None else None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0 if all(r[d]["exact"] for r in result["speed"] for d in DRIVERS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
