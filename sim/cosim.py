@@ -20,7 +20,7 @@ Environment variables:
 
 A design with a C++ ``main`` (``build(..., main=path)``, e.g. ``tb/tile_main.cpp``) is built
 without cocotb and VPI, with :data:`NATIVE_ARGS` / :data:`NATIVE_MAKE_ARGS`, and runs through
-:func:`run_main`: no Python per cycle (the tile's driver is one hundred times faster than cocotb).
+:func:`run_main`: no Python and no VPI call per cycle.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ __all__ = [
     "NATIVE_MAKE_ARGS",
     "TB_DIR",
     "run_main",
+    "verilate",
 ]
 
 #: The project's cocotb testbenches (``array_tb``, ``pe_tb``, ``tile_tb``): pass as ``test_dir``.
@@ -76,9 +77,9 @@ BUILD_ARGS: tuple[str, ...] = (
 #: values; half the C++ of a tile) unoptimised.
 _MAKE_ARGS: tuple[str, ...] = ("OPT_SLOW=-O0",)
 
-#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X values to zeros
-#: (Amaranth gives every register and memory an initial value, so nothing reads an X), no
-#: timing-control support (the main drives the clock).
+#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X assignments and
+#: initial Xs as cheap as possible (Amaranth gives every register and memory an initial value, so
+#: no X is ever read), no timing-control support (the main drives the clock).
 NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "fast", "--no-timing")
 
 #: ``make`` variables of such a build: the per-cycle code at -O2 for this machine's CPU (the build
@@ -376,7 +377,7 @@ def _cpu():
 def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
     """Verilate ``verilog`` (top module ``name``) into the simulator ``build_dir/name``: with
     cocotb's runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
-    ``make -j`` over both cores). The log goes to ``build_dir/build.log``.
+    ``make -j`` over all cores). The log goes to ``build_dir/build.log``.
 
     Raises:
         CosimBuildError: Verilator or the C++ build failed.
