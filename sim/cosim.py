@@ -29,6 +29,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,6 +57,7 @@ __all__ = [
     "TB_DIR",
     "run_main",
     "verilate",
+    "drop_zero_inits",
 ]
 
 #: The project's cocotb testbenches (``array_tb``, ``pe_tb``, ``tile_tb``): pass as ``test_dir``.
@@ -77,10 +79,11 @@ BUILD_ARGS: tuple[str, ...] = (
 #: values; half the C++ of a tile) unoptimised.
 _MAKE_ARGS: tuple[str, ...] = ("OPT_SLOW=-O0",)
 
-#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X assignments and
-#: initial Xs as cheap as possible (Amaranth gives every register and memory an initial value, so
-#: no X is ever read), no timing-control support (the main drives the clock).
-NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "fast", "--no-timing")
+#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X assignments as
+#: cheap as possible (Amaranth gives every register and memory an initial value, so no X is ever
+#: read), variables without an initial value start at zero (the memories' zero words, which
+#: :func:`verilate` drops from the Verilog), no timing-control support (the main drives the clock).
+NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "0", "--no-timing")
 
 #: ``make`` variables of such a build: the per-cycle code at -O2 for this machine's CPU (the build
 #: key includes the CPU), the constructors and initial values (half the C++, run once) unoptimised.
@@ -389,9 +392,14 @@ def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
                                     build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
                                     log_file=log)
     else:
+        # Amaranth initialises every memory word in an initial block: tens of thousands of zero
+        # words for a tile's DRAM model and scratchpads, parsed and compiled for nothing when
+        # Verilator starts every variable at zero (--x-initial 0).
+        lean = build_dir / f"{name}.sim.v"
+        lean.write_text(drop_zero_inits(Path(verilog).read_text()))
         cmds = [[str(verilator.executable), "--cc", "--exe", "-Mdir", str(build_dir), "--top-module",
                  name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
-                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(verilog)],
+                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(lean)],
                 ["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
                  *NATIVE_MAKE_ARGS]]
 
@@ -409,6 +417,25 @@ def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
     except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
         raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
                               f"{_tail(log)}") from None
+
+
+_ZERO_WORD = re.compile(r"\s+\S+ ?\[\d+\] = \d+'[hdb]0+;")
+
+
+def drop_zero_inits(text):
+    """``text`` (Amaranth's Verilog) without the all-zero assignments of its ``initial`` blocks
+    (``mem[12] = 32'd0;``): the same design where variables start at zero (``--x-initial 0``)."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if inside:
+            if line.strip() == "end":
+                inside = False
+            elif _ZERO_WORD.fullmatch(line.rstrip("\n")):
+                continue
+        elif line.strip() == "initial begin":
+            inside = True
+        out.append(line)
+    return "".join(out)
 
 
 def _indexed(root, name, index, params_json, waves, verilator):

@@ -101,3 +101,11 @@ def test_native_hang_is_reported(tmp_path):
     with pytest.raises(cosim.CosimFailure, match="exited with code 3") as info:
         cosim.run_main(build, [case, tmp_path / "result"])
     assert "no done after 3 cycles" in info.value.log_tail
+
+
+def test_drop_zero_inits():
+    text = ("  reg [7:0] mem [0:2];\n  initial begin\n    mem[0] = 8'h00;\n    mem[1] = 8'h2a;\n"
+            "    mem[2] = 8'd0;\n  end\n  always @* begin\n    \\$1 [0] = 1'h0;\n  end\n")
+    assert cosim.drop_zero_inits(text) == (
+        "  reg [7:0] mem [0:2];\n  initial begin\n    mem[1] = 8'h2a;\n  end\n"
+        "  always @* begin\n    \\$1 [0] = 1'h0;\n  end\n")
