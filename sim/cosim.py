@@ -275,7 +275,7 @@ _SOURCES = None
 
 
 def build(component, name: str, *, params: dict, build_root=None, params_complete=False,
-          main=None) -> Build:
+          main=None, wrapper=None) -> Build:
     """Generate Verilog for *component* and Verilate it, reusing a cached build when possible.
 
     Arguments:
@@ -289,6 +289,12 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
             through an index without generating the Verilog (minutes for a large tile).
         main: path of a C++ ``main`` (including ``Vtop.h``): build a standalone simulator for
             :func:`run_main` (no cocotb, no VPI; :data:`NATIVE_ARGS`) instead of a cocotb one.
+        wrapper: with ``main``, ``wrapper(component, name)`` gives ``(top, text)``: the Verilog
+            ``text`` of a module ``top`` around module ``name``, the simulator's top level.
+
+    With ``params_complete``, the component's Verilog is also kept under ``verilog/`` in the
+    build root (a link to a build's copy): a build of the same design with other options (cocotb
+    or native, waves or not) does not generate it again.
 
     Raises:
         ToolchainError: no usable Verilator.
@@ -300,21 +306,31 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
     params_json = json.dumps(params, default=_jsonable, sort_keys=True)
     verilator = find_verilator()
     waves = _env_flag("MIXPIM_WAVES")
+    top, wrap = wrapper(component, name) if main is not None and wrapper else (name, "")
     options = _options(verilator, waves, main)
+    if wrap:
+        options["wrapper"] = content_hash(wrap)
     root = Path(build_root).resolve() if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
-    index = None
+    index = shared = None
     if params_complete:
+        design = content_hash("\0".join([name, params_json, _design_sources()]))
+        shared = root / "verilog" / f"{name}-{design}.v"
         quick = content_hash("\0".join([name, params_json, json.dumps(options, sort_keys=True),
                                          _design_sources()]))
         index = root / "index" / f"{name}-{quick}.json"
         found = _indexed(root, name, index, params_json, waves, verilator)
         if found is not None:
             component._MustUse__silence = True  # not elaborated: its build exists (Amaranth's flag)
+            _share(found.verilog, shared)
             return found
-    text = to_verilog(component, name)
+    if shared is not None and shared.is_file():
+        text = shared.read_text()
+        component._MustUse__silence = True  # not elaborated: its Verilog exists
+    else:
+        text = to_verilog(component, name)
     verilog_hash = content_hash(text)
-    key = content_hash(text + "\0" + json.dumps(options, sort_keys=True))
+    key = content_hash(text + "\0" + wrap + "\0" + json.dumps(options, sort_keys=True))
     build_dir = root / f"{name}-{key}"
     verilog_path = build_dir / f"{name}.v"
     result = dict(name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
@@ -335,8 +351,14 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
             shutil.rmtree(build_dir)  # a partial build of an interrupted run
         build_dir.mkdir(parents=True)
         verilog_path.write_text(text)
+        extra = []
+        if wrap:
+            extra.append(build_dir / f"{top}.v")
+            extra[0].write_text(wrap)
         started = time.monotonic()
-        verilate(verilator, name, build_dir, verilog_path, waves=waves, main=main)
+        verilate(verilator, name, build_dir, verilog_path, waves=waves, main=main, top=top,
+                 extra=extra)
+        _share(verilog_path, shared)
         manifest = {
             "name": name,
             "hash": key,
@@ -377,10 +399,24 @@ def _cpu():
     return content_hash("\n".join(sorted(set(keep))))
 
 
-def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
-    """Verilate ``verilog`` (top module ``name``) into the simulator ``build_dir/name``: with
-    cocotb's runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
-    ``make -j`` over all cores). The log goes to ``build_dir/build.log``.
+def _share(verilog, shared):
+    """Keep ``verilog`` (a build's copy of a design's Verilog) as ``shared`` (a hard link)."""
+    if shared is None or shared.is_file() or not Path(verilog).is_file():
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    tmp = shared.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        os.link(verilog, tmp)
+    except OSError:
+        shutil.copyfile(verilog, tmp)
+    os.replace(tmp, shared)
+
+
+def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None, top=None, extra=()):
+    """Verilate ``verilog`` (module ``name``) into the simulator ``build_dir/name``: with cocotb's
+    runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
+    ``make -j`` over all cores; ``extra``: more Verilog files, ``top``: the top module, default
+    ``name``). The log goes to ``build_dir/build.log``.
 
     Raises:
         CosimBuildError: Verilator or the C++ build failed.
@@ -398,8 +434,9 @@ def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None):
         lean = build_dir / f"{name}.sim.v"
         lean.write_text(drop_zero_inits(Path(verilog).read_text()))
         cmds = [[str(verilator.executable), "--cc", "--exe", "-Mdir", str(build_dir), "--top-module",
-                 name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
-                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(lean)],
+                 top or name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
+                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(lean),
+                 *map(str, extra)],
                 ["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
                  *NATIVE_MAKE_ARGS]]
 

@@ -25,8 +25,7 @@ from ..models.isa import DecodeError, ErrorCode, Instruction, Opcode, Spad, Unit
 from ..models.program import Program, ProgramError
 from . import cosim
 from .cosim import TB_DIR
-from . import tile_harness
-from .tile_harness import TileHarness
+from .tile_harness import harness_top, harness_verilog
 
 __all__ = ["TileRun", "RTL_MAX_PES", "RTL_MAX_SPAD_BYTES", "rtl_size_problem", "tile_top", "imem_words_for",
            "rtl_config", "run_programs", "run_tile"]
@@ -113,7 +112,7 @@ def tile_top(config, imem_words):
 
 
 #: How the tile is driven: ``"native"`` (:data:`NATIVE_MAIN`, a C++ main, on the tile behind
-#: registered inputs, :class:`~.tile_harness.TileHarness`: no Python per cycle) or ``"cocotb"``
+#: registered inputs, :func:`~.tile_harness.harness_verilog`: no Python per cycle) or ``"cocotb"``
 #: (``tb/tile_tb.py`` over VPI on the bare tile, the original driver, ten times slower).
 DRIVERS = ("native", "cocotb")
 #: The native driver: the cocotb driver's cycle-by-cycle protocol in C++.
@@ -127,17 +126,17 @@ def _build(config, imem_words, build_root, driver="native"):
     key = (config, imem_words, None if build_root is None else str(build_root), driver)
     b = _BUILDS.get(key)
     if b is None or not (b.build_dir / b.name).is_file():
-        tile = Tile(config, imem_words)
         native = driver == "native"
-        params = {"config": config.to_dict(), "imem_words": imem_words}
-        if native:  # the harness is part of the design: its source is part of the build index key
-            params["harness"] = cosim.content_hash(Path(tile_harness.__file__).read_text())
-        b = _BUILDS[key] = cosim.build(TileHarness(tile) if native else tile,
-                                       tile_top(config, imem_words), params=params,
+        b = _BUILDS[key] = cosim.build(Tile(config, imem_words), tile_top(config, imem_words),
+                                       params={"config": config.to_dict(), "imem_words": imem_words},
                                        build_root=build_root, params_complete=True,
-                                       main=NATIVE_MAIN if native else None)
-        tile._MustUse__silence = True  # elaborated inside the harness, or its build was found
+                                       main=NATIVE_MAIN if native else None,
+                                       wrapper=_harness if native else None)
     return b
+
+
+def _harness(tile, name):
+    return harness_top(name), harness_verilog(tile, name)
 
 
 # -- memory images: per host memory, (words, bytes) uint8 (ACC: (words, cols) integers) ----------

@@ -6,53 +6,51 @@ port and reset reach every memory port and register, that was a third of the run
 per cycle. Behind registers the tile's inputs are internal signals, evaluated only when they
 change. The driver (``tb/tile_main.cpp``) sets each input one edge earlier, so the tile sees
 every value in the same cycle as with the cocotb driver on the bare tile.
+
+The harness is a few lines of Verilog around the tile's own module (Amaranth's Verilog of the
+tile, unchanged): the tile's Verilog, minutes to generate for a large array, is the cocotb
+build's.
 """
 
-from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetInserter, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Shape
+from amaranth.lib.wiring import In
 
 from ..hw.tile import Tile
 
-__all__ = ["TileHarness"]
+__all__ = ["harness_top", "harness_verilog"]
 
 
-class TileHarness(wiring.Component):
-    """A :class:`~mixpim.hw.tile.Tile` with registered inputs (simulation only).
+def harness_top(name):
+    """Module name of the harness of the tile module ``name``."""
+    return f"{name}_harness"
 
-    Ports: the tile's, with the same names, widths and formats, plus ``clk`` and ``rst`` (In(1)):
-    the clock and the tile's synchronous reset. Every input, ``rst`` included,
-    reaches the tile one cycle later (registered, 1 cycle); outputs are the tile's (0 cycles). The
-    registers start at the tile's idle inputs: ``rst`` 1, everything else 0.
+
+def harness_verilog(tile, name):
+    """Verilog of module :func:`harness_top` (``name``): the tile module ``name`` (Amaranth's
+    Verilog of ``tile``) with registered inputs (simulation only).
+
+    Ports: the tile's, with the same names and widths, and ``clk``, ``rst``. Every input, ``rst``
+    included, reaches the tile one cycle later (registered, 1 cycle); outputs are the tile's
+    (0 cycles). The registers start at the tile's idle inputs: ``rst`` 1, everything else 0.
 
     Raises:
         TypeError: ``tile`` is not a :class:`~mixpim.hw.tile.Tile`.
     """
-
-    def __init__(self, tile):
-        if not isinstance(tile, Tile):
-            raise TypeError(f"tile must be a Tile, not {type(tile).__name__}")
-        self._tile = tile
-        members = {"clk": In(1), "rst": In(1)}
-        for name, member in tile.signature.members.items():
-            members[name] = (In if member.flow == In else Out)(member.shape)
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        m = Module()
-        # No reset of its own: the input registers are plain pipeline stages, and the only reset
-        # is the registered one the tile gets.
-        m.domains.sync = ClockDomain("sync", reset_less=True)
-        m.d.comb += ClockSignal("sync").eq(self.clk)
-        rst = Signal(init=1, name="rst_q")
-        m.d.sync += rst.eq(self.rst)
-        m.submodules.tile = ResetInserter(rst)(self._tile)
-        for name, member in self._tile.signature.members.items():
-            outer, inner = getattr(self, name), getattr(self._tile, name)
-            if member.flow == In:
-                reg = Signal(member.shape, name=f"{name}_q")
-                m.d.sync += reg.eq(outer)
-                m.d.comb += inner.eq(reg)
-            else:
-                m.d.comb += outer.eq(inner)
-        return m
+    if not isinstance(tile, Tile):
+        raise TypeError(f"tile must be a Tile, not {type(tile).__name__}")
+    ports = [(p, m.flow == In, Shape.cast(m.shape).width) for p, m in tile.signature.members.items()]
+    names = ", ".join(["clk", "rst"] + [p for p, _, _ in ports])
+    decl, regs, moves = ["  input clk;", "  input rst;"], ["  reg rst_q = 1'd1;"], ["    rst_q <= rst;"]
+    conns = [".clk(clk)", ".rst(rst_q)"]
+    for p, is_in, width in ports:
+        bits = f"[{width - 1}:0] " if width > 1 else ""
+        decl.append(f"  {'input' if is_in else 'output'} {bits}{p};")
+        if is_in:
+            regs.append(f"  reg {bits}{p}_q = {width}'d0;")
+            moves.append(f"    {p}_q <= {p};")
+            conns.append(f".{p}({p}_q)")
+        else:
+            conns.append(f".{p}({p})")
+    return "\n".join([f"module {harness_top(name)}({names});", *decl, *regs,
+                      "  always @(posedge clk) begin", *moves, "  end",
+                      f"  {name} tile ({', '.join(conns)});", "endmodule", ""])

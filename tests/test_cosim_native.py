@@ -1,19 +1,18 @@
 """Native (C++ main) co-simulation: cosim.build(main=...) / run_main, the tile's native driver
-(sim/tb/tile_main.cpp on sim/tile_harness.py) and its case and result files."""
+(sim/tb/tile_main.cpp on the harness of sim/tile_harness.py) and its case and result files."""
 
 from pathlib import Path
 
 import pytest
-from helpers import rejects
 from test_cosim_infra import Counter
 
-from mixpim.hw.tile import HostSel
+from mixpim.hw.tile import HostSel, Tile
 from mixpim.models.config import preset
 from mixpim.models.isa import Instruction, Opcode, Spad
 from mixpim.models.program import Segment
 from mixpim.sim import cosim, tile_cosim
 from mixpim.sim.tile_cosim import native_case, native_result, run_programs
-from mixpim.sim.tile_harness import TileHarness
+from mixpim.sim.tile_harness import harness_top, harness_verilog
 
 COUNTER_MAIN = Path(__file__).parent / "cocotb" / "counter_main.cpp"
 TINY = preset("tiny")
@@ -46,8 +45,18 @@ def test_native_and_cocotb_builds_differ(counter_main):
     assert cocotb_build.hash != counter_main.hash
 
 
-def test_harness_rejects_a_non_tile():
-    rejects(TypeError, "tile must be a Tile, not str", lambda: TileHarness("tiny"))
+def test_harness():
+    with pytest.raises(TypeError, match="tile must be a Tile, not str"):
+        harness_verilog("tiny", "t")
+    tile = Tile(TINY, 1024)
+    text = harness_verilog(tile, "t")
+    tile._MustUse__silence = True  # only its signature was used
+    assert text.startswith(f"module {harness_top('t')}(clk, rst, start, length, host_sel,")
+    for line in ("  input [2:0] host_sel;", "  output [127:0] busy;", "  reg rst_q = 1'd1;",
+                 "  reg [16:0] length_q = 17'd0;", "    host_we_q <= host_we;"):
+        assert line in text.splitlines()
+    assert "  t tile (.clk(clk), .rst(rst_q), .start(start_q), .length(length_q)," in text
+    assert ".busy(busy)" in text and ".host_rdata(host_rdata)" in text
 
 
 def test_case_and_result_files():
