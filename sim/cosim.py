@@ -17,6 +17,10 @@ Environment variables:
     MIXPIM_WAVES=1: build with tracing and write ``dump.vcd`` in each run directory (kept).
     MIXPIM_COSIM_TIMEOUT: seconds a single simulator run may take (default 900).
     MIXPIM_KEEP_RUNS=1: keep run directories of passing runs too.
+
+A design with a C++ ``main`` (``build(..., main=path)``, e.g. ``tb/tile_main.cpp``) is built
+without cocotb and VPI, with :data:`NATIVE_ARGS` / :data:`NATIVE_MAKE_ARGS`, and runs through
+:func:`run_main`: no Python and no VPI call per cycle.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,7 +52,12 @@ __all__ = [
     "run",
     "default_build_root",
     "BUILD_ARGS",
+    "NATIVE_ARGS",
+    "NATIVE_MAKE_ARGS",
     "TB_DIR",
+    "run_main",
+    "verilate",
+    "drop_zero_inits",
 ]
 
 #: The project's cocotb testbenches (``array_tb``, ``pe_tb``, ``tile_tb``): pass as ``test_dir``.
@@ -68,6 +78,16 @@ BUILD_ARGS: tuple[str, ...] = (
 #: Extra ``make`` variables of the C++ build: Verilator's "slow" code (constructors, initial
 #: values; half the C++ of a tile) unoptimised.
 _MAKE_ARGS: tuple[str, ...] = ("OPT_SLOW=-O0",)
+
+#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X assignments as
+#: cheap as possible (Amaranth gives every register and memory an initial value, so no X is ever
+#: read), variables without an initial value start at zero (the memories' zero words, which
+#: :func:`verilate` drops from the Verilog), no timing-control support (the main drives the clock).
+NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "0", "--no-timing")
+
+#: ``make`` variables of such a build: the per-cycle code at -O2 for this machine's CPU (the build
+#: key includes the CPU), the constructors and initial values (half the C++, run once) unoptimised.
+NATIVE_MAKE_ARGS: tuple[str, ...] = ("OPT_FAST=-O2 -march=native", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2")
 
 _TIMESCALE = ("1ns", "1ps")
 _COMPLETE = ".complete"
@@ -254,7 +274,8 @@ def _design_sources() -> str:
 _SOURCES = None
 
 
-def build(component, name: str, *, params: dict, build_root=None, params_complete=False) -> Build:
+def build(component, name: str, *, params: dict, build_root=None, params_complete=False,
+          main=None, wrapper=None) -> Build:
     """Generate Verilog for *component* and Verilate it, reusing a cached build when possible.
 
     Arguments:
@@ -266,6 +287,14 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         params_complete: *params* determine the design (with the sources of ``mixpim.hw`` and
             ``mixpim.models``): a build made from the same params, sources and options is found
             through an index without generating the Verilog (minutes for a large tile).
+        main: path of a C++ ``main`` (including ``Vtop.h``): build a standalone simulator for
+            :func:`run_main` (no cocotb, no VPI; :data:`NATIVE_ARGS`) instead of a cocotb one.
+        wrapper: with ``main``, ``wrapper(component, name)`` gives ``(top, text)``: the Verilog
+            ``text`` of a module ``top`` around module ``name``, the simulator's top level.
+
+    With ``params_complete``, the component's Verilog is also kept under ``verilog/`` in the
+    build root (a link to a build's copy): a build of the same design with other options (cocotb
+    or native, waves or not) does not generate it again.
 
     Raises:
         ToolchainError: no usable Verilator.
@@ -277,31 +306,31 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
     params_json = json.dumps(params, default=_jsonable, sort_keys=True)
     verilator = find_verilator()
     waves = _env_flag("MIXPIM_WAVES")
-    import cocotb
-
-    options = {
-        "build_args": list(BUILD_ARGS),
-        "make_args": list(_MAKE_ARGS),
-        "public": "top ports",
-        "waves": waves,
-        "timescale": list(_TIMESCALE),
-        "verilator": verilator.version_str,
-        "cocotb": cocotb.__version__,
-    }
+    top, wrap = wrapper(component, name) if main is not None and wrapper else (name, "")
+    options = _options(verilator, waves, main)
+    if wrap:
+        options["wrapper"] = content_hash(wrap)
     root = Path(build_root).resolve() if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
-    index = None
+    index = shared = None
     if params_complete:
+        design = content_hash("\0".join([name, params_json, _design_sources()]))
+        shared = root / "verilog" / f"{name}-{design}.v"
         quick = content_hash("\0".join([name, params_json, json.dumps(options, sort_keys=True),
                                          _design_sources()]))
         index = root / "index" / f"{name}-{quick}.json"
         found = _indexed(root, name, index, params_json, waves, verilator)
         if found is not None:
             component._MustUse__silence = True  # not elaborated: its build exists (Amaranth's flag)
+            _share(found.verilog, shared)
             return found
-    text = to_verilog(component, name)
+    if shared is not None and shared.is_file():
+        text = shared.read_text()
+        component._MustUse__silence = True  # not elaborated: its Verilog exists
+    else:
+        text = to_verilog(component, name)
     verilog_hash = content_hash(text)
-    key = content_hash(text + "\0" + json.dumps(options, sort_keys=True))
+    key = content_hash(text + "\0" + wrap + "\0" + json.dumps(options, sort_keys=True))
     build_dir = root / f"{name}-{key}"
     verilog_path = build_dir / f"{name}.v"
     result = dict(name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
@@ -322,16 +351,14 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
             shutil.rmtree(build_dir)  # a partial build of an interrupted run
         build_dir.mkdir(parents=True)
         verilog_path.write_text(text)
-        log = build_dir / "build.log"
-        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
+        extra = []
+        if wrap:
+            extra.append(build_dir / f"{top}.v")
+            extra[0].write_text(wrap)
         started = time.monotonic()
-        try:
-            runner.build(sources=[verilog_path], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
-                         log_file=log)
-        except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
-            raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
-                                  f"{_tail(log)}") from None
+        verilate(verilator, name, build_dir, verilog_path, waves=waves, main=main, top=top,
+                 extra=extra)
+        _share(verilog_path, shared)
         manifest = {
             "name": name,
             "hash": key,
@@ -347,6 +374,105 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         return Build(cached=False, **result)
     finally:
         lock.release()
+
+
+def _options(verilator, waves, main):
+    """What a build depends on besides the Verilog (the build key hashes both)."""
+    if main is None:
+        import cocotb
+        return {"build_args": list(BUILD_ARGS), "make_args": list(_MAKE_ARGS),
+                "public": "top ports", "waves": waves, "timescale": list(_TIMESCALE),
+                "verilator": verilator.version_str, "cocotb": cocotb.__version__}
+    return {"build_args": list(BUILD_ARGS + NATIVE_ARGS), "make_args": list(NATIVE_MAKE_ARGS),
+            "main": Path(main).name, "main_hash": content_hash(Path(main).read_text()),
+            "waves": waves, "verilator": verilator.version_str, "cpu": _cpu()}
+
+
+def _cpu():
+    """The CPU model and flags (``-march=native`` code runs on this CPU only)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+        return platform.machine()
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags")]
+    return content_hash("\n".join(sorted(set(keep))))
+
+
+def _share(verilog, shared):
+    """Keep ``verilog`` (a build's copy of a design's Verilog) as ``shared`` (a hard link)."""
+    if shared is None or shared.is_file() or not Path(verilog).is_file():
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    tmp = shared.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        os.link(verilog, tmp)
+    except OSError:
+        shutil.copyfile(verilog, tmp)
+    os.replace(tmp, shared)
+
+
+def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None, top=None, extra=()):
+    """Verilate ``verilog`` (module ``name``) into the simulator ``build_dir/name``: with cocotb's
+    runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
+    ``make -j`` over all cores; ``extra``: more Verilog files, ``top``: the top module, default
+    ``name``). The log goes to ``build_dir/build.log``.
+
+    Raises:
+        CosimBuildError: Verilator or the C++ build failed.
+    """
+    build_dir, log = Path(build_dir), Path(build_dir) / "build.log"
+    if main is None:
+        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
+        call = lambda: runner.build(sources=[verilog], hdl_toplevel=name, build_dir=build_dir,  # noqa: E731
+                                    build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
+                                    log_file=log)
+    else:
+        # Amaranth initialises every memory word in an initial block: tens of thousands of zero
+        # words for a tile's DRAM model and scratchpads, parsed and compiled for nothing when
+        # Verilator starts every variable at zero (--x-initial 0).
+        lean = build_dir / f"{name}.sim.v"
+        lean.write_text(drop_zero_inits(Path(verilog).read_text()))
+        cmds = [[str(verilator.executable), "--cc", "--exe", "-Mdir", str(build_dir), "--top-module",
+                 top or name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
+                 *(["--trace"] if waves else []), str(Path(main).resolve()), str(lean),
+                 *map(str, extra)],
+                ["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
+                 *NATIVE_MAKE_ARGS]]
+
+        def call():
+            env = verilator_env(verilator)
+            with open(log, "w") as out:
+                for cmd in cmds:
+                    try:
+                        subprocess.run(cmd, cwd=build_dir, env=env, stdout=out, check=True,
+                                       stderr=subprocess.STDOUT, timeout=_BUILD_LOCK_TIMEOUT)
+                    except subprocess.TimeoutExpired as exc:
+                        raise _CommandTimeout(cmd, _BUILD_LOCK_TIMEOUT) from exc
+    try:
+        call()
+    except (subprocess.CalledProcessError, _CommandTimeout, SystemExit) as exc:
+        raise CosimBuildError(f"Verilator build of {name} in {build_dir} failed ({exc}):\n"
+                              f"{_tail(log)}") from None
+
+
+_ZERO_WORD = re.compile(r"\s+\S+ ?\[\d+\] = \d+'[hdb]0+;")
+
+
+def drop_zero_inits(text):
+    """``text`` (Amaranth's Verilog) without the all-zero assignments of its ``initial`` blocks
+    (``mem[12] = 32'd0;``): the same design where variables start at zero (``--x-initial 0``)."""
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if inside:
+            if line.strip() == "end":
+                inside = False
+            elif _ZERO_WORD.fullmatch(line.rstrip("\n")):
+                continue
+        elif line.strip() == "initial begin":
+            inside = True
+        out.append(line)
+    return "".join(out)
 
 
 def _indexed(root, name, index, params_json, waves, verilator):
@@ -463,3 +589,41 @@ def run(build: Build, test_module: str, *, test_dir, testcase=None, extra_env=No
     raise CosimFailure(f"{build.name}/{test_module}: {'; '.join(what)}\n"
                        f"run directory: {run_dir}\n--- sim.log (tail) ---\n{tail}",
                        failed=failed, run_dir=run_dir, log_tail=tail)
+
+
+def run_main(build: Build, args=(), *, timeout: float | None = None) -> None:
+    """Run the standalone simulator of *build* (made with ``build(..., main=...)``) with *args*.
+
+    It runs in a fresh directory ``<build_dir>/runs/main-XXXX`` (its working directory, where a
+    waves build writes ``dump.vcd``) with its output in ``sim.log``; the directory is removed after
+    a zero exit (unless waves or ``MIXPIM_KEEP_RUNS=1``) and kept otherwise.
+
+    Raises:
+        CosimFailure: the simulator exited non-zero, crashed or timed out (``timeout``: as
+            :func:`run`).
+    """
+    exe = build.build_dir / build.name
+    if not exe.is_file():
+        raise CosimError(f"The simulator {exe} is missing (was the build directory removed?): "
+                         f"call build() again")
+    if timeout is None:
+        timeout = float(os.environ.get("MIXPIM_COSIM_TIMEOUT", _DEFAULT_RUN_TIMEOUT))
+    runs = build.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="main-", dir=runs))
+    log = run_dir / "sim.log"
+    cmd = [str(exe), *map(str, args)]
+    with open(log, "w") as out:
+        try:
+            code = subprocess.run(cmd, cwd=run_dir, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False).returncode
+            problem = None if code == 0 else f"simulator exited with code {code}"
+        except subprocess.TimeoutExpired:
+            problem = f"timed out: {exe.name} did not finish within {timeout:g} s"
+    if problem is None:
+        if not (build.waves or _env_flag("MIXPIM_KEEP_RUNS")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    tail = _tail(log)
+    raise CosimFailure(f"{build.name}: {problem}\nrun directory: {run_dir}\n"
+                       f"--- sim.log (tail) ---\n{tail}", run_dir=run_dir, log_tail=tail)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.tile import MAX_IMEM_WORDS, HostSel
+from ..hw.tile import COUNTER_BITS, MAX_IMEM_WORDS, HostSel
 from ..hw.tile_system import TileSystem
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
@@ -26,6 +26,7 @@ from ..models.isa import DecodeError, ErrorCode, Instruction, Opcode, Spad, Unit
 from ..models.program import Program, ProgramError
 from . import cosim
 from .cosim import TB_DIR
+from .tile_harness import harness_top, harness_verilog
 
 __all__ = ["TileRun", "RTL_MAX_PES", "RTL_MAX_SPAD_BYTES", "rtl_size_problem", "tile_top", "imem_words_for",
            "rtl_config", "run_programs", "run_tile"]
@@ -111,18 +112,33 @@ def tile_top(config, imem_words):
     return f"tile_r{config.rows}c{config.cols}_{config.pe.replace('-', '_')}_i{imem_words}_{key}"
 
 
+#: How the tile is driven: ``"cocotb"`` (``tb/tile_tb.py`` over VPI, the regression's driver) or
+#: ``"native"`` (:data:`NATIVE_MAIN`, a C++ main, on the tile behind registered inputs,
+#: :func:`~.tile_harness.harness_verilog`: no Python per cycle, about ten times faster; opt-in,
+#: docs/decisions.md "FPGA-ready tile" 5).
+DRIVERS = ("cocotb", "native")
+#: The native driver: the cocotb driver's cycle-by-cycle protocol in C++.
+NATIVE_MAIN = TB_DIR / "tile_main.cpp"
+
 _BUILDS = {}
 
 
-def _build(config, imem_words, build_root):
+def _build(config, imem_words, build_root, driver="cocotb"):
     # Generating the tile's Verilog (to find the cached build) takes seconds: once per process.
-    key = (config, imem_words, None if build_root is None else str(build_root))
+    key = (config, imem_words, None if build_root is None else str(build_root), driver)
     b = _BUILDS.get(key)
     if b is None or not (b.build_dir / b.name).is_file():
+        native = driver == "native"
         b = _BUILDS[key] = cosim.build(TileSystem(config, imem_words), tile_top(config, imem_words),
                                        params={"config": config.to_dict(), "imem_words": imem_words},
-                                       build_root=build_root, params_complete=True)
+                                       build_root=build_root, params_complete=True,
+                                       main=NATIVE_MAIN if native else None,
+                                       wrapper=_harness if native else None)
     return b
+
+
+def _harness(tile, name):
+    return harness_top(name), harness_verilog(tile, name)
 
 
 # -- memory images: per host memory, (words, bytes) uint8 (ACC: (words, cols) integers) ----------
@@ -199,7 +215,8 @@ def _prepare(cfg, item):
     return tuple(instructions), tuple(segments)
 
 
-def run_programs(config, programs, *, full_check=None, build_root=None, workdir=None, imem_words=None):
+def run_programs(config, programs, *, full_check=None, build_root=None, workdir=None, imem_words=None,
+                 driver="cocotb"):
     """Run ``programs`` (Programs of ``config``, or ``(instructions, segments)`` pairs) on the RTL
     tile and the golden model; returns one :class:`TileRun` per program.
 
@@ -211,11 +228,16 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     scratchpads hold at most :data:`FULL_CHECK_WORDS` words); otherwise only the DRAM words the
     STOREs wrote (and whatever the status says).
 
+    ``driver``: ``"cocotb"`` (default) or ``"native"`` (:data:`DRIVERS`); both drive the same
+    cycles and compare the same words.
+
     Raises
     ------
     ConfigError
         If ``config`` is not a TileConfig, is beyond the RTL size limit (:func:`rtl_size_problem`)
         or a program is for another configuration.
+    ValueError
+        If ``driver`` is not one of :data:`DRIVERS`.
     ProgramError
         If a program is malformed (as :func:`mixpim.models.executor.run` raises) or too long.
     cosim.CosimFailure
@@ -223,6 +245,8 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
     """
     if not isinstance(config, TileConfig):
         raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
+    if driver not in DRIVERS:
+        raise ValueError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
     problem = rtl_size_problem(config)
     if problem:
         raise ConfigError(f"this configuration's tile RTL is too large to simulate: {problem}; "
@@ -270,14 +294,50 @@ def run_programs(config, programs, *, full_check=None, build_root=None, workdir=
         goldens.append(golden)
         prev, prev_imem = final, words
 
-    build = _build(cfg, imem, build_root)
+    build = _build(cfg, imem, build_root, driver)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        case_path, result_path = Path(tmp) / "case.json", Path(tmp) / "result.json"
-        case_path.write_text(json.dumps({"units": len(Unit), "programs": cases}))
-        cosim.run(build, "tile_tb", test_dir=TB_DIR,
-                  extra_env={"MIXPIM_CASE": case_path, "MIXPIM_RESULT": result_path})
-        measured = json.loads(result_path.read_text())["programs"]
+        case_path, result_path = Path(tmp) / "case", Path(tmp) / "result"
+        if driver == "native":
+            case_path.write_text(native_case(cases))
+            cosim.run_main(build, [case_path, result_path])
+            measured = native_result(result_path.read_text(), cases)
+        else:
+            case_path.write_text(json.dumps({"units": len(Unit), "programs": cases}))
+            cosim.run(build, "tile_tb", test_dir=TB_DIR,
+                      extra_env={"MIXPIM_CASE": case_path, "MIXPIM_RESULT": result_path})
+            measured = json.loads(result_path.read_text())["programs"]
     return [_compare(cfg, g, m, e) for g, m, e in zip(goldens, measured, expects)]
+
+
+def native_case(cases):
+    """The case file of :data:`NATIVE_MAIN` for the cocotb driver's ``programs`` list."""
+    lines = [f"mixpim-tile-case 1 {len(cases)}"]
+    for c in cases:
+        lines.append(f"P {c['length']} {c['max_cycles']} {len(c['writes'])} {len(c['reads'])}")
+        lines += [f"{sel} {addr} {word}" for sel, addr, word in c["writes"]]
+        lines += [f"{sel} {addr}" for sel, addr in c["reads"]]
+    return "\n".join(lines) + "\n"
+
+
+def native_result(text, cases):
+    """The cocotb driver's per-program result dicts from :data:`NATIVE_MAIN`'s result file."""
+    lines, out, at = text.split("\n"), [], 0
+    mask = (1 << COUNTER_BITS) - 1
+    for c in cases:
+        n = len(c["reads"])
+        fields = lines[at].split() if at < len(lines) else []
+        if len(fields) != 8 or fields[0] != "P" or len(lines) < at + 1 + n:
+            raise cosim.CosimError(f"malformed result of the native tile driver at line {at + 1}: "
+                                   f"{lines[at] if at < len(lines) else ''!r}")
+        cycles, busy, dispatched, error, error_pc, nonfinite, seconds = fields[1:]
+        busy = int(busy, 16)
+        out.append({"cycles": int(cycles, 16), "dispatched": int(dispatched, 16),
+                    "busy": [(busy >> (COUNTER_BITS * u)) & mask for u in range(len(Unit))],
+                    "error": int(error, 16), "error_pc": int(error_pc, 16),
+                    "nonfinite": int(nonfinite, 16), "sim_seconds": float(seconds),
+                    "reads": lines[at + 1:at + 1 + n]})
+        at += 1 + n
+    return out
 
 
 def _compare(cfg, golden, measured, expect):
