@@ -216,7 +216,7 @@ def regmap(config, imem_words):
     c = config
     err_bits = max(ErrorCode).bit_length()
     regs = [
-        _const("MAGIC", 0x000, "reads 0x5450584D (\"MXPT\"): a mixpim tile is here", MAGIC),
+        _const("MAGIC", 0x000, f"reads {MAGIC:#010x} (\"MXPT\"): a mixpim tile is here", MAGIC),
         _const("VERSION", 0x004, "register map version", fields=(
             ("minor", 0, 16, VERSION[1], "compatible additions", None),
             ("major", 16, 16, VERSION[0], "incompatible changes", None))),

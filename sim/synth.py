@@ -10,7 +10,11 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
   flip-flop cells; ``luts`` = ``$lut`` cells, ``ffs`` = ``$_*DFF*`` cells, no DSPs or block RAMs:
   multipliers and memories become LUTs and flip-flops). ``target="ecp5"`` runs ``synth_ecp5``
   (``luts`` = ``LUT4``, ``ffs`` = ``TRELLIS_FF``, ``dsp_cells`` = ``MULT18X18D`` + ``ALU54B`` ...,
-  ``brams`` = ``DP16KD``).
+  ``brams`` = ``DP16KD``, ``lutram_cells`` = ``TRELLIS_DPR16X4``). ``target="xilinx"`` runs
+  ``synth_xilinx -family xc7 -flatten`` (7-series: ``luts`` = ``LUT1`` .. ``LUT6``, ``ffs`` =
+  ``FDRE``/``FDSE``/``FDCE``/``FDPE``, ``dsp_cells`` = ``DSP48E1``, ``brams`` = ``RAMB18E1`` +
+  ``RAMB36E1`` cells, ``lutram_cells`` = ``RAM32M``, ``RAM64M``, ``RAM*X1S/D``); resources only,
+  there is no open place and route for it here.
 
 ``fmax=True`` (ECP5 only) also places and routes the design on an LFE5U-85F (CABGA381) with
 nextpnr-ecp5 and reads the achieved clock frequency. Unregistered ports have no timed paths, and a
@@ -46,13 +50,18 @@ from .verilog import content_hash, to_verilog
 
 __all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
 
-TARGETS = ("generic", "ecp5")
+TARGETS = ("generic", "ecp5", "xilinx")
 
 _TOOL_TIMEOUT = 1800.0  # the first call also compiles the WebAssembly
 _LOG_TAIL_LINES = 40
 _ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
+_ECP5_LUTRAM = ("TRELLIS_DPR16X4",)
+_XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+_XILINX_DSP = ("DSP48E1",)
+_XILINX_BRAM = ("RAMB18E1", "RAMB36E1")
+_XILINX_LUTRAM_RE = re.compile(r"^RAM(32|64|128|256)(M|X1[SD])")
 #: Files :func:`synthesize` writes into its work directory (``NAME`` is the module name).
 WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "coarse.json",
                  "stat.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out", "report.json")
@@ -77,6 +86,7 @@ class SynthReport:
         luts: 4-input LUTs after mapping.
         ffs: flip-flops after mapping.
         brams: block RAMs after mapping (always 0 for ``generic``).
+        lutram_cells: distributed-RAM cells after mapping (always 0 for ``generic``).
         fmax_mhz: lowest achieved clock frequency after place and route (``None`` unless ``fmax``).
         fmax_by_clock: achieved MHz per clock net.
         verilog_hash: content hash of the synthesized Verilog.
@@ -98,6 +108,7 @@ class SynthReport:
     verilog_hash: str
     seconds: float
     workdir: Path | None
+    lutram_cells: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -190,6 +201,8 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> 
     ]
     if target == "generic":
         lines += [f"synth -top {name} -flatten -lut 4", "tee -q -o stat.json stat -json"]
+    elif target == "xilinx":
+        lines += [f"synth_xilinx -family xc7 -flatten -top {name}", "tee -q -o stat.json stat -json"]
     else:
         lines += [f"synth_ecp5 -top {name} -json net.json", "tee -q -o stat.json stat -json"]
     if harness is not None:
@@ -209,7 +222,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     Arguments:
         component: an Amaranth elaboratable (a ``wiring.Component`` when ``fmax`` is set).
         name: the top-level module name.
-        target: ``"generic"`` (4-LUTs + flip-flops) or ``"ecp5"`` (Lattice ECP5 cells).
+        target: ``"generic"`` (4-LUTs + flip-flops), ``"ecp5"`` (Lattice ECP5 cells) or
+            ``"xilinx"`` (Xilinx 7-series cells).
         workdir: where to keep scripts, logs and netlists; default: a temporary directory that is
             removed after a successful call.
         fmax: also place and route with nextpnr-ecp5 and report the achieved Fmax (ECP5 only).
@@ -260,14 +274,22 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     coarse = _cell_counts(wd / "coarse.json", name)
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
+    lutram = 0
     if target == "generic":
         luts = cells.get("$lut", 0)
         dsp = brams = 0
+    elif target == "xilinx":
+        luts = sum(cells.get(f"LUT{i}", 0) for i in range(1, 7))
+        dsp = sum(cells.get(t, 0) for t in _XILINX_DSP)
+        brams = sum(cells.get(t, 0) for t in _XILINX_BRAM)
+        lutram = sum(n for t, n in cells.items() if _XILINX_LUTRAM_RE.match(t))
     else:
         luts = cells.get("LUT4", 0)
         dsp = sum(cells.get(t, 0) for t in _ECP5_DSP)
         brams = sum(cells.get(t, 0) for t in _ECP5_BRAM)
-    ffs = cells.get("TRELLIS_FF", 0) + sum(n for t, n in cells.items() if _FF_RE.match(t))
+        lutram = sum(cells.get(t, 0) for t in _ECP5_LUTRAM)
+    ffs = cells.get("TRELLIS_FF", 0) + sum(cells.get(t, 0) for t in _XILINX_FF) \
+        + sum(n for t, n in cells.items() if _FF_RE.match(t))
 
     fmax_by_clock: dict[str, float] = {}
     if fmax:
@@ -293,7 +315,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         dsp_cells=dsp, luts=luts, ffs=ffs, brams=brams,
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
-        seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd)
+        seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
+        lutram_cells=lutram)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

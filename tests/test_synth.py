@@ -73,8 +73,8 @@ def test_ecp5_maps_product_to_dsp(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="target must be one of generic, ecp5, not 'xilinx'"):
-        synthesize(never_elaborated(Multiplier()), "m", target="xilinx")
+    with pytest.raises(ValueError, match="target must be one of generic, ecp5, xilinx, not 'gowin'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="gowin")
     with pytest.raises(ValueError, match="fmax=True needs target='ecp5'"):
         synthesize(never_elaborated(Multiplier()), "m", target="generic", fmax=True)
 
