@@ -72,6 +72,16 @@ def test_ecp5_maps_product_to_dsp(tmp_path):
     assert report.dsp_cells == report.cells["MULT18X18D"] == 1
 
 
+def test_xilinx_resources(tmp_path):
+    report = synthesize(Multiplier(), "mul8", target="xilinx", workdir=tmp_path)
+    assert report.mul_cells == 1
+    assert report.dsp_cells == report.cells["DSP48E1"] == 1
+    shift_add = synthesize(ShiftAddMultiplier(), "shift_add8", target="xilinx")
+    assert shift_add.dsp_cells == 0 and shift_add.ffs == shift_add.cells["FDRE"] == 16
+    assert shift_add.luts == sum(n for t, n in shift_add.cells.items() if t.startswith("LUT")) > 0
+    assert shift_add.brams == 0 and shift_add.fmax_mhz is None
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="target must be one of generic, ecp5, xilinx, not 'gowin'"):
         synthesize(never_elaborated(Multiplier()), "m", target="gowin")
