@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..models.config import PRESETS
+from ..models.isa.tables import DOCS
 from ..models.regmap import MAGIC, VERSION, Access, regmap
 
 __all__ = ["markdown", "c_header", "DOC_PRESET", "DOC_IMEM_WORDS", "doc_path"]
@@ -31,6 +32,10 @@ def _enums(rm):
             if f.enum is not None:
                 seen.setdefault(f.enum, f"{r.name}.{f.name}")
     return seen
+
+
+def _cap(text):
+    return text[:1].upper() + text[1:]
 
 
 def _bits(f):
@@ -82,18 +87,20 @@ def markdown(rm, config_name):
                      f"{_value(r)} | {r.doc} |")
     lines += ["", "## Registers", ""]
     for r in rm.registers:
-        lines += [f"### {r.name}", "", f"Offset `{r.offset:#05x}`, {_ACCESS[r.access]}. {r.doc}.", "",
+        lines += [f"### {r.name}", "", f"Offset `{r.offset:#05x}`; {_ACCESS[r.access]}. {_cap(r.doc)}.", "",
                   "| bits | field | description |", "|---|---|---|"]
         for f in r.fields:
             extra = f" Values: {_snake(f.enum.__name__)} (below)." if f.enum is not None else ""
             port = f" Tile port `{f.port}{'' if f.index is None else f'[{f.index}]'}`." if f.port else ""
             const = f" Reads `{f.value}`." if f.value is not None else ""
-            lines.append(f"| {_bits(f)} | `{f.name}` | {f.doc}.{const}{port}{extra} |")
+            lines.append(f"| {_bits(f)} | `{f.name}` | {_cap(f.doc)}.{const}{port}{extra} |")
         lines.append("")
     lines += ["## Values", ""]
     for e, where in _enums(rm).items():
-        lines += [f"### {_snake(e.__name__)}", "", f"Field `{where}`.", "", "| value | name |", "|---|---|"]
-        lines += [f"| {int(v)} | `{v.name}` |" for v in e]
+        docs = DOCS.get(e, {})
+        lines += [f"### {_snake(e.__name__)}", "", f"Field `{where}`.", "", "| value | name | meaning |",
+                  "|---|---|---|"]
+        lines += [f"| {int(v)} | `{v.name}` | {docs.get(v, '')} |" for v in e]
         lines.append("")
     return "\n".join(lines)
 
