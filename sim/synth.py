@@ -131,7 +131,16 @@ def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: floa
     if result.returncode != 0:
         tail = _tail(log) if log.is_file() else _tail(workdir / f"{log.stem}.out")
         raise SynthError(f"{what} failed with exit code {result.returncode} "
-                         f"(work directory {workdir}):\n{tail}")
+                         f"(work directory {workdir}){_crash_hint(workdir / f'{log.stem}.out')}:\n{tail}")
+
+
+def _crash_hint(out: Path) -> str:
+    """Why a YoWASP tool died without an error of its own: an uncaught C++ exception in the
+    WebAssembly build is nearly always an allocation beyond its 4 GiB address space."""
+    if "thrown Wasm exception" in _tail(out, _LOG_TAIL_LINES):
+        return (": it aborted with an uncaught exception, most likely out of memory (the "
+                "WebAssembly build has at most 4 GiB; the design is too large for it)")
+    return ""
 
 
 def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:

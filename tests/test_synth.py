@@ -93,3 +93,11 @@ def test_yosys_error_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "_yosys_script", lambda *args: "no_such_command\n")
     with pytest.raises(SynthError, match="No such command"):
         synthesize(Multiplier(), "mul8", workdir=tmp_path)
+
+
+def test_wasm_crash_is_named(tmp_path):
+    out = tmp_path / "yosys.out"
+    out.write_text("Traceback ...\nCaused by:\n    thrown Wasm exception\n")
+    assert "most likely out of memory" in synth._crash_hint(out)
+    out.write_text("ERROR: Module `x' not found\n")
+    assert synth._crash_hint(out) == ""
