@@ -3,9 +3,6 @@ scratchpads through the memory window, start, poll, and compare the status regis
 scratchpads read back with the golden model."""
 
 import numpy as np
-import pytest
-from amaranth.hdl import Module
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 import mixpim.hw.tile_csr as tile_csr
