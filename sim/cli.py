@@ -163,7 +163,8 @@ def cmd_synth(args):
         cfg, imem, name = _tile_args(args)
         cfg = tile_rtl_config(cfg)
         top, config, make = tiletop_name(cfg, imem), cfg, lambda: TileTop(cfg, imem)
-        extra = {"config_name": name, "imem_words": imem}
+        # classic ABC maps the tile's LUTs: ABC9 dies on it in the WebAssembly Yosys
+        extra = {"config_name": name, "imem_words": imem, "lut_mapper": "abc"}
     else:
         _not_tile(args)
         design = _design(args)
@@ -177,7 +178,8 @@ def cmd_synth(args):
     if not args.json:
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
-    rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir)
+    rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
+                     abc9=extra.get("lut_mapper") != "abc")
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
                "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,

@@ -199,7 +199,27 @@ class _TimingHarness(wiring.Component):
         return m
 
 
-def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> str:
+def _vendor_synth(target: str, top: str, abc9: bool, json_out: str | None) -> list[str]:
+    """The technology-mapping commands of ``target`` for module ``top``. Without ``abc9`` the
+    LUT mapping step (``map_luts``) runs classic ABC instead of ABC9: the vendor script up to
+    that label, ABC with the script's LUT sizes, the script's own LUT techmap, then the rest."""
+    json_opt = f" -json {json_out}" if json_out else ""
+    if target == "xilinx":
+        head = f"synth_xilinx -family xc7 -flatten -top {top}"
+        if abc9:
+            return [head + json_opt]
+        return [f"{head} -run :map_luts", "opt_expr -mux_undef -noclkinv",
+                "abc -luts 2:2,3,6:5,10,20", "clean", "xilinx_srl -fixed -minlen 3",
+                "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+                "xilinx_dffopt", "opt_lut_ins -tech xilinx", f"{head} -run finalize:{json_opt}"]
+    head = f"synth_ecp5 -top {top}"
+    if abc9:
+        return [head + json_opt]
+    return [f"{head} -run :map_luts", "techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress",
+            "clean", f"{head} -run map_cells:{json_opt}"]
+
+
+def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc9: bool = True) -> str:
     lines = [
         f"read_verilog {verilog}",
         f"hierarchy -check -top {name}",
@@ -209,23 +229,19 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> 
         "design -load rtl",
     ]
     if target == "generic":
-        lines += [f"synth -top {name} -flatten -lut 4", "tee -q -o stat.json stat -json"]
-    elif target == "xilinx":
-        lines += [f"synth_xilinx -family xc7 -flatten -top {name}", "tee -q -o stat.json stat -json"]
+        lines += [f"synth -top {name} -flatten -lut 4"]
     else:
-        lines += [f"synth_ecp5 -top {name} -json net.json", "tee -q -o stat.json stat -json"]
+        lines += _vendor_synth(target, name, abc9, "net.json" if target == "ecp5" else None)
+    lines += ["tee -q -o stat.json stat -json"]
     if harness is not None:
-        lines += [
-            "design -reset",
-            f"read_verilog {harness}",
-            f"synth_ecp5 -top {name}_fmax -json net_fmax.json",
-        ]
+        lines += ["design -reset", f"read_verilog {harness}",
+                  *_vendor_synth("ecp5", f"{name}_fmax", abc9, "net_fmax.json")]
     return "\n".join(lines) + "\n"
 
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
-               timeout: float = _TOOL_TIMEOUT) -> SynthReport:
+               timeout: float = _TOOL_TIMEOUT, abc9: bool = True) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
     Arguments:
@@ -239,6 +255,9 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
         timeout: seconds each tool run may take before it is stopped (``SynthError``).
         seed: nextpnr placement seed (reports are reproducible for a given seed).
+        abc9: map LUTs with ABC9 (the vendor scripts' default); False runs classic ABC in that
+            step (ECP5, Xilinx), which the whole tile needs: ABC9's XAIGER2 step dies in the
+            WebAssembly Yosys on it (docs/decisions.md).
 
     Raises:
         ValueError: bad *target*, or *fmax* with a target other than ``"ecp5"``.
@@ -269,7 +288,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     if fmax:
         harness = f"{name}_fmax.v"
         atomic_write(wd / harness, to_verilog(_TimingHarness(component), f"{name}_fmax"), what="Verilog")
-    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness), what="Yosys script")
+    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness, abc9), what="Yosys script")
 
     yosys = yosys_command()
     for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):

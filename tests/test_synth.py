@@ -82,6 +82,16 @@ def test_xilinx_resources(tmp_path):
     assert shift_add.brams == 0 and shift_add.fmax_mhz is None
 
 
+@pytest.mark.parametrize("target, ff", [("ecp5", "TRELLIS_FF"), ("xilinx", "FDRE")])
+def test_classic_abc_lut_mapping(tmp_path, target, ff):
+    """``abc9=False`` (the tile's flow) maps the same design to the same flip-flops and DSPs."""
+    report = synthesize(ShiftAddMultiplier(), "shift_add8", target=target, abc9=False, workdir=tmp_path)
+    assert "abc -lut" in (tmp_path / "synth.ys").read_text()
+    assert "abc9" not in (tmp_path / "synth.ys").read_text()
+    assert report.ffs == report.cells[ff] == 16 and report.luts > 0 and report.dsp_cells == 0
+    assert synthesize(Multiplier(), "mul8", target=target, abc9=False).dsp_cells == 1
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="target must be one of generic, ecp5, xilinx, not 'gowin'"):
         synthesize(never_elaborated(Multiplier()), "m", target="gowin")
