@@ -120,54 +120,79 @@ def _design(args):
     return make_design(kind, **given, types=None if types is None else tuple(types))
 
 
+def _tile_args(args):
+    """``(config, imem_words, config name)`` of ``mixpim rtl tile`` / ``mixpim synth tile``."""
+    from ..hw.tile import MAX_IMEM_WORDS
+    from ..models.config import TileConfig
+    _reject(args, _DESIGN_FIELDS, "the tile takes its array from --config")
+    imem = 1024 if args.imem_words is None else args.imem_words
+    if not 1 <= imem <= MAX_IMEM_WORDS:
+        raise CliError(f"--imem-words must be in 1..{MAX_IMEM_WORDS}, not {imem}")
+    name = "tiny" if args.config is None else args.config
+    cfg = TileConfig.load(name)
+    check_rtl_size(cfg, f"configuration {name}",
+                   "larger configurations (such as npu128) are for the golden/timing model only")
+    return cfg, imem, name
+
+
+def _not_tile(args):
+    _reject(args, ("config", "imem_words"), f"{args.design} is not the tile (--config and "
+            f"--imem-words are for the tile design)")
+
+
 def cmd_rtl(args):
-    from .designs import write_rtl, write_tile_rtl
+    from .designs import write_rtl
     if args.design == "tile":
-        from ..hw.tile import MAX_IMEM_WORDS
-        from ..models.config import TileConfig
-        _reject(args, _DESIGN_FIELDS, "the tile takes its array from --config")
-        imem = 1024 if args.imem_words is None else args.imem_words
-        if not 1 <= imem <= MAX_IMEM_WORDS:
-            raise CliError(f"--imem-words must be in 1..{MAX_IMEM_WORDS}, not {imem}")
-        cfg = TileConfig.load("tiny" if args.config is None else args.config)
-        check_rtl_size(cfg, f"configuration {args.config or 'tiny'}",
-                       "larger configurations (such as npu128) are for the golden/timing model only")
-        verilog, manifest = write_tile_rtl(cfg, args.output, imem_words=imem, say=_say)
-    else:
-        _reject(args, ("config", "imem_words"), f"{args.design} is not the tile (--config and "
-                f"--imem-words are for `mixpim rtl tile`)")
-        design = _design(args)
-        verilog, manifest = write_rtl(design, args.output, say=_say)
+        from .tile_rtl import write_tile_rtl
+        cfg, imem, name = _tile_args(args)
+        paths = write_tile_rtl(cfg, args.output, imem_words=imem, config_name=name, say=_say)
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        return
+    _not_tile(args)
+    design = _design(args)
+    verilog, manifest = write_rtl(design, args.output, say=_say)
     print(f"wrote {verilog} and {manifest}")
 
 
 def cmd_synth(args):
     from .outputs import check_output_dir, existing_outputs
     from .synth import WORKDIR_FILES, synthesize
-    design = _design(args)
+    if args.design == "tile":
+        from ..hw.tile_csr import TileTop
+        from .tile_rtl import tile_rtl_config, tiletop_name
+        cfg, imem, name = _tile_args(args)
+        cfg = tile_rtl_config(cfg)
+        top, config, make = tiletop_name(cfg, imem), cfg, lambda: TileTop(cfg, imem)
+        # classic ABC maps the tile's LUTs: ABC9 dies on it in the WebAssembly Yosys
+        extra = {"config_name": name, "imem_words": imem, "lut_mapper": "abc"}
+    else:
+        _not_tile(args)
+        design = _design(args)
+        top, config, make, extra = design.top, design.config, design.component, {}
     if args.workdir is not None:
         check_output_dir(args.workdir, "work directory")
-        names = [n.replace("NAME", design.top) for n in WORKDIR_FILES]
+        names = [n.replace("NAME", top) for n in WORKDIR_FILES]
         replaced = existing_outputs(args.workdir, names)
         if replaced:
             _say(f"mixpim: replacing {', '.join(replaced)} in {args.workdir}")
     if not args.json:
-        print(f"synthesizing {design.top} for {args.target} (the first Yosys run compiles its "
+        print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
-    rep = synthesize(design.component(), design.top, target=args.target, fmax=args.fmax,
-                     workdir=args.workdir)
-    summary = {"design": args.design, "top": design.top, "target": args.target,
-               "config": design.config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
-               "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "fmax_mhz": rep.fmax_mhz,
-               "cells": rep.cells, "coarse_cells": rep.coarse_cells}
+    rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
+                     abc9=extra.get("lut_mapper") != "abc")
+    summary = {"design": args.design, "top": top, "target": args.target, **extra,
+               "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
+               "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,
+               "fmax_mhz": rep.fmax_mhz, "seconds": rep.seconds, "cells": rep.cells,
+               "coarse_cells": rep.coarse_cells}
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{design.top} on {args.target}:")
-    for key in ("luts", "ffs", "dsp_cells", "mul_cells", "brams"):
-        print(f"  {key:10s} {summary[key]}")
+    print(f"{top} on {args.target} ({rep.seconds:.0f} s):")
+    for key in ("luts", "ffs", "dsp_cells", "mul_cells", "brams", "lutram_cells"):
+        print(f"  {key:12s} {summary[key]}")
     if rep.fmax_mhz is not None:
-        print(f"  fmax       {rep.fmax_mhz:.1f} MHz")
+        print(f"  fmax         {rep.fmax_mhz:.1f} MHz")
 
 
 def cmd_demo(args):
@@ -410,23 +435,32 @@ def _model_options(p, backend_help, config_needs, json_what):
     p.add_argument("--json", action="store_true", help=f"print {json_what} as JSON")
 
 
+def _tile_options(p):
+    p.add_argument("--config", help="tile only: a preset (tiny, fpga; npu128 is too large for RTL) or a "
+                   ".json/.toml file (default tiny)")
+    p.add_argument("--imem-words", type=int, help="tile only: instruction memory depth (default 1024)")
+
+
 def build_parser():
     parser = _Parser(prog="mixpim", description="LLM-accelerator co-design kit: RTL, "
                                      "golden model, co-simulation, synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("rtl", help="write Verilog and a manifest of a design (a PE, an array, or the tile)")
+    p = sub.add_parser("rtl", help="write Verilog and a manifest of a design (a PE, an array, or the "
+                       "tile behind its register bus, with registers.md and tile_regs.h)")
     _design_options(p, extra=("tile",))
-    p.add_argument("--config", help="tile only: a preset (tiny, fpga; npu128 is too large for RTL) or a "
-                   ".json/.toml file (default tiny)")
-    p.add_argument("--imem-words", type=int, help="tile only: instruction memory depth (default 1024)")
+    _tile_options(p)
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
+    from .synth import TARGETS
     p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
-    _design_options(p)
-    p.add_argument("--target", default="generic", choices=("generic", "ecp5"))
-    p.add_argument("--fmax", action="store_true", help="also place and route (ECP5) and report Fmax")
+    _design_options(p, extra=("tile",))
+    _tile_options(p)
+    p.add_argument("--target", default="generic", choices=TARGETS,
+                   help="generic 4-LUTs, Lattice ECP5, or Xilinx 7-series (default generic)")
+    p.add_argument("--fmax", action="store_true", help="also place and route (ECP5: LFE5U-85F) and "
+                   "report Fmax")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_synth)
@@ -527,7 +561,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "fmax", False) and args.target != "ecp5":
-        parser.error("--fmax needs --target ecp5")
+        parser.error(f"--fmax needs --target ecp5 (the only target with place and route; "
+                     f"{args.target} reports resources only)")
     try:
         return args.func(args) or 0
     except (MixpimError, ToolchainError, SynthError) as e:

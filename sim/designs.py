@@ -22,7 +22,7 @@ from ..models.mixpe import ArrayParams
 from ..models.tile_array import array_params
 from .verilog import to_verilog
 
-__all__ = ["DESIGNS", "Design", "make_design", "design_for", "write_rtl", "write_tile_rtl", "LINT_WAIVER"]
+__all__ = ["DESIGNS", "Design", "make_design", "design_for", "write_rtl", "LINT_WAIVER"]
 
 #: design name -> (PE family, component class)
 DESIGNS = {
@@ -147,35 +147,5 @@ def write_rtl(design: Design, out_dir, *, say=None):
     from .outputs import check_outputs, write_files
     check_outputs(out_dir, (f"{design.top}.v", f"{design.top}.json"))  # before the elaboration
     paths = write_files(out_dir, rtl_files(design), say=say)
-    verilog, manifest = paths.values()
-    return verilog, manifest
-
-
-def write_tile_rtl(config, out_dir, *, imem_words=1024, say=None):
-    """Write the tile of ``config`` (``<top>.v``, ``<top>.json``) into ``out_dir``; return both paths.
-
-    The tile ends at its memory port ``bus`` (Wishbone classic, :mod:`mixpim.hw.mem_bus`) and
-    its PIM port; an FPGA integration puts a memory controller behind ``bus`` (co-simulation puts
-    the DRAM model there). Files are written as in :func:`write_rtl`.
-    """
-    from ..hw.tile import MAX_IMEM_WORDS, Tile
-    from .outputs import check_outputs, write_files
-    from .tile_cosim import tile_top
-    if not isinstance(config, TileConfig):
-        raise ConfigError(f"config must be a TileConfig, not {type(config).__name__}")
-    if isinstance(imem_words, bool) or not isinstance(imem_words, int) \
-            or not 1 <= imem_words <= MAX_IMEM_WORDS:
-        raise ConfigError(f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {imem_words!r}")
-    cfg = config
-    top = tile_top(cfg, imem_words)
-    check_outputs(out_dir, (f"{top}.v", f"{top}.json"))  # before the elaboration
-    tile = Tile(cfg, imem_words)
-    verilog = f"{top}.v"
-    files = {verilog: LINT_WAIVER + to_verilog(tile, top),
-             f"{top}.json": json.dumps({"design": "tile", "top": top, "config": cfg.to_dict(),
-                                        "requested_config": config.to_dict(), "imem_words": imem_words,
-                                        "array_latency": array_params(cfg).latency,
-                                        "verilog": verilog}, indent=2) + "\n"}
-    paths = write_files(out_dir, files, say=say)
     verilog, manifest = paths.values()
     return verilog, manifest

@@ -10,7 +10,11 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
   flip-flop cells; ``luts`` = ``$lut`` cells, ``ffs`` = ``$_*DFF*`` cells, no DSPs or block RAMs:
   multipliers and memories become LUTs and flip-flops). ``target="ecp5"`` runs ``synth_ecp5``
   (``luts`` = ``LUT4``, ``ffs`` = ``TRELLIS_FF``, ``dsp_cells`` = ``MULT18X18D`` + ``ALU54B`` ...,
-  ``brams`` = ``DP16KD``).
+  ``brams`` = ``DP16KD``, ``lutram_cells`` = ``TRELLIS_DPR16X4``). ``target="xilinx"`` runs
+  ``synth_xilinx -family xc7 -flatten`` (7-series: ``luts`` = ``LUT1`` .. ``LUT6``, ``ffs`` =
+  ``FDRE``/``FDSE``/``FDCE``/``FDPE``, ``dsp_cells`` = ``DSP48E1``, ``brams`` = ``RAMB18E1`` +
+  ``RAMB36E1`` cells, ``lutram_cells`` = ``RAM32M``, ``RAM64M``, ``RAM*X1S/D``); resources only,
+  there is no open place and route for it here.
 
 ``fmax=True`` (ECP5 only) also places and routes the design on an LFE5U-85F (CABGA381) with
 nextpnr-ecp5 and reads the achieved clock frequency. Unregistered ports have no timed paths, and a
@@ -46,13 +50,18 @@ from .verilog import content_hash, to_verilog
 
 __all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
 
-TARGETS = ("generic", "ecp5")
+TARGETS = ("generic", "ecp5", "xilinx")
 
 _TOOL_TIMEOUT = 1800.0  # the first call also compiles the WebAssembly
 _LOG_TAIL_LINES = 40
 _ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
+_ECP5_LUTRAM = ("TRELLIS_DPR16X4",)
+_XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+_XILINX_DSP = ("DSP48E1",)
+_XILINX_BRAM = ("RAMB18E1", "RAMB36E1")
+_XILINX_LUTRAM_RE = re.compile(r"^RAM(32|64|128|256)(M|X1[SD])")
 #: Files :func:`synthesize` writes into its work directory (``NAME`` is the module name).
 WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "coarse.json",
                  "stat.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out", "report.json")
@@ -77,6 +86,7 @@ class SynthReport:
         luts: 4-input LUTs after mapping.
         ffs: flip-flops after mapping.
         brams: block RAMs after mapping (always 0 for ``generic``).
+        lutram_cells: distributed-RAM cells after mapping (always 0 for ``generic``).
         fmax_mhz: lowest achieved clock frequency after place and route (``None`` unless ``fmax``).
         fmax_by_clock: achieved MHz per clock net.
         verilog_hash: content hash of the synthesized Verilog.
@@ -98,6 +108,7 @@ class SynthReport:
     verilog_hash: str
     seconds: float
     workdir: Path | None
+    lutram_cells: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,7 +131,16 @@ def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: floa
     if result.returncode != 0:
         tail = _tail(log) if log.is_file() else _tail(workdir / f"{log.stem}.out")
         raise SynthError(f"{what} failed with exit code {result.returncode} "
-                         f"(work directory {workdir}):\n{tail}")
+                         f"(work directory {workdir}){_crash_hint(workdir / f'{log.stem}.out')}:\n{tail}")
+
+
+def _crash_hint(out: Path) -> str:
+    """Why a YoWASP tool died without an error of its own: an uncaught C++ exception in the
+    WebAssembly build is nearly always an allocation beyond its 4 GiB address space."""
+    if "thrown Wasm exception" in _tail(out, _LOG_TAIL_LINES):
+        return (": it aborted with an uncaught exception, most likely out of memory (the "
+                "WebAssembly build has at most 4 GiB; the design is too large for it)")
+    return ""
 
 
 def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:
@@ -179,7 +199,27 @@ class _TimingHarness(wiring.Component):
         return m
 
 
-def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> str:
+def _vendor_synth(target: str, top: str, abc9: bool, json_out: str | None) -> list[str]:
+    """The technology-mapping commands of ``target`` for module ``top``. Without ``abc9`` the
+    LUT mapping step (``map_luts``) runs classic ABC instead of ABC9: the vendor script up to
+    that label, ABC with the script's LUT sizes, the script's own LUT techmap, then the rest."""
+    json_opt = f" -json {json_out}" if json_out else ""
+    if target == "xilinx":
+        head = f"synth_xilinx -family xc7 -flatten -top {top}"
+        if abc9:
+            return [head + json_opt]
+        return [f"{head} -run :map_luts", "opt_expr -mux_undef -noclkinv",
+                "abc -luts 2:2,3,6:5,10,20", "clean", "xilinx_srl -fixed -minlen 3",
+                "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+                "xilinx_dffopt", "opt_lut_ins -tech xilinx", f"{head} -run finalize:{json_opt}"]
+    head = f"synth_ecp5 -top {top}"
+    if abc9:
+        return [head + json_opt]
+    return [f"{head} -run :map_luts", "techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress",
+            "clean", f"{head} -run map_cells:{json_opt}"]
+
+
+def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc9: bool = True) -> str:
     lines = [
         f"read_verilog {verilog}",
         f"hierarchy -check -top {name}",
@@ -189,33 +229,35 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None) -> 
         "design -load rtl",
     ]
     if target == "generic":
-        lines += [f"synth -top {name} -flatten -lut 4", "tee -q -o stat.json stat -json"]
+        lines += [f"synth -top {name} -flatten -lut 4"]
     else:
-        lines += [f"synth_ecp5 -top {name} -json net.json", "tee -q -o stat.json stat -json"]
+        lines += _vendor_synth(target, name, abc9, "net.json" if target == "ecp5" else None)
+    lines += ["tee -q -o stat.json stat -json"]
     if harness is not None:
-        lines += [
-            "design -reset",
-            f"read_verilog {harness}",
-            f"synth_ecp5 -top {name}_fmax -json net_fmax.json",
-        ]
+        lines += ["design -reset", f"read_verilog {harness}",
+                  *_vendor_synth("ecp5", f"{name}_fmax", abc9, "net_fmax.json")]
     return "\n".join(lines) + "\n"
 
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
-               timeout: float = _TOOL_TIMEOUT) -> SynthReport:
+               timeout: float = _TOOL_TIMEOUT, abc9: bool = True) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
     Arguments:
         component: an Amaranth elaboratable (a ``wiring.Component`` when ``fmax`` is set).
         name: the top-level module name.
-        target: ``"generic"`` (4-LUTs + flip-flops) or ``"ecp5"`` (Lattice ECP5 cells).
+        target: ``"generic"`` (4-LUTs + flip-flops), ``"ecp5"`` (Lattice ECP5 cells) or
+            ``"xilinx"`` (Xilinx 7-series cells).
         workdir: where to keep scripts, logs and netlists; default: a temporary directory that is
             removed after a successful call.
         fmax: also place and route with nextpnr-ecp5 and report the achieved Fmax (ECP5 only).
         fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
         timeout: seconds each tool run may take before it is stopped (``SynthError``).
         seed: nextpnr placement seed (reports are reproducible for a given seed).
+        abc9: map LUTs with ABC9 (the vendor scripts' default); False runs classic ABC in that
+            step (ECP5, Xilinx), which the whole tile needs: ABC9's XAIGER2 step dies in the
+            WebAssembly Yosys on it (docs/decisions.md).
 
     Raises:
         ValueError: bad *target*, or *fmax* with a target other than ``"ecp5"``.
@@ -246,7 +288,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     if fmax:
         harness = f"{name}_fmax.v"
         atomic_write(wd / harness, to_verilog(_TimingHarness(component), f"{name}_fmax"), what="Verilog")
-    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness), what="Yosys script")
+    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness, abc9), what="Yosys script")
 
     yosys = yosys_command()
     for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):
@@ -260,14 +302,22 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     coarse = _cell_counts(wd / "coarse.json", name)
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
+    lutram = 0
     if target == "generic":
         luts = cells.get("$lut", 0)
         dsp = brams = 0
+    elif target == "xilinx":
+        luts = sum(cells.get(f"LUT{i}", 0) for i in range(1, 7))
+        dsp = sum(cells.get(t, 0) for t in _XILINX_DSP)
+        brams = sum(cells.get(t, 0) for t in _XILINX_BRAM)
+        lutram = sum(n for t, n in cells.items() if _XILINX_LUTRAM_RE.match(t))
     else:
         luts = cells.get("LUT4", 0)
         dsp = sum(cells.get(t, 0) for t in _ECP5_DSP)
         brams = sum(cells.get(t, 0) for t in _ECP5_BRAM)
-    ffs = cells.get("TRELLIS_FF", 0) + sum(n for t, n in cells.items() if _FF_RE.match(t))
+        lutram = sum(cells.get(t, 0) for t in _ECP5_LUTRAM)
+    ffs = cells.get("TRELLIS_FF", 0) + sum(cells.get(t, 0) for t in _XILINX_FF) \
+        + sum(n for t, n in cells.items() if _FF_RE.match(t))
 
     fmax_by_clock: dict[str, float] = {}
     if fmax:
@@ -293,7 +343,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         dsp_cells=dsp, luts=luts, ffs=ffs, brams=brams,
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
-        seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd)
+        seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
+        lutram_cells=lutram)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

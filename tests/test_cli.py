@@ -21,13 +21,47 @@ def _mixpim(*args):
     ("baseline-array", ["--rows", "4", "--cols", "2", "--wbits", "3"]),
     ("mixpe-pe", ["--act", "fp16"]),
     ("baseline-pe", []),
-    ("tile", ["--config", "tiny", "--imem-words", "64"]),
 ])
 def test_rtl_output_passes_verilator_lint(tmp_path, design, opts):
     assert main(["rtl", design, *opts, "-o", str(tmp_path)]) == 0
     (verilog,) = tmp_path.glob("*.v")
     manifest = json.loads(verilog.with_suffix(".json").read_text())
     assert manifest["design"] == design and manifest["top"] == verilog.stem
+    v = find_verilator()
+    lint = subprocess.run([str(v.executable), "--lint-only", str(verilog)], capture_output=True, text=True,
+                          env=verilator_env(v), timeout=300)
+    assert lint.returncode == 0, lint.stderr[-3000:]
+
+
+def test_rtl_tile_files(tmp_path):
+    """`mixpim rtl tile`: TileTop's Verilog (lint-clean), the register documents of its
+    configuration, and a manifest whose hashes and ports describe the files written."""
+    from mixpim.hw.tile_csr import TileTop
+    from mixpim.models.config import preset
+    from mixpim.models.regmap import regmap
+    from mixpim.sim.regmap_doc import c_header, markdown
+    from mixpim.sim.verilog import content_hash
+    (tmp_path / "notes.txt").write_text("kept")
+    assert main(["rtl", "tile", "--config", "tiny", "--imem-words", "64", "-o", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (verilog,) = tmp_path.glob("*.v")
+    assert manifest["design"] == "tile" and manifest["top"] == verilog.stem and manifest["imem_words"] == 64
+    assert verilog.stem.startswith("tiletop_r4c4_") and (tmp_path / "notes.txt").read_text() == "kept"
+    rm = regmap(preset("tiny"), 64)
+    assert (tmp_path / "registers.md").read_text() == markdown(rm, "tiny") + "\n"
+    assert (tmp_path / "tile_regs.h").read_text() == c_header(rm, "tiny")
+    for name, digest in manifest["hashes"].items():
+        assert content_hash((tmp_path / name).read_text()) == digest, name
+    assert set(manifest["hashes"]) == {verilog.name, "registers.md", "tile_regs.h"}
+    ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
+    assert ports["csr__adr"] == ("input", rm.addr_bits) and ports["csr__dat_r"] == ("output", 32)
+    top = TileTop(preset("tiny"), 64)
+    for part in (top, top.tile, top._csr):   # built for its signature, never elaborated
+        part._MustUse__silence = True
+    assert len(ports) == 2 + len(list(top.signature.flatten(top)))
+    text = verilog.read_text()
+    assert all(f"{d} {'' if w == 1 else f'[{w - 1}:0] '}{n};" in text for n, (d, w) in ports.items())
+    assert manifest["register_map"]["size_bytes"] == rm.size
     v = find_verilator()
     lint = subprocess.run([str(v.executable), "--lint-only", str(verilog)], capture_output=True, text=True,
                           env=verilator_env(v), timeout=300)

@@ -61,6 +61,8 @@ def _inputs(d):
     Program(preset("npu128"), [Instruction(Opcode.HALT)]).save(d / "npu128.mxpm")
     (d / "demo-out" / "report.md").mkdir(parents=True)  # an output file's name taken by a folder
     (d / "rtl-out" / "mixpe_pe_w4_int8_g32_s16_h12.v").mkdir(parents=True)
+    (d / "tile-out" / "registers.md").mkdir(parents=True)   # one of `rtl tile`'s files taken ...
+    (d / "tile-out" / "manifest.json").write_bytes(PRECIOUS)  # ... so an earlier one must survive
     rng = np.random.default_rng(0)
     save_file({"l.0.dense.weight": rng.normal(size=(8, 64)).astype(np.float32),
                "l.0.LayerNorm.weight": np.ones(64, np.float32),  # a norm scale: not a Linear weight
@@ -164,6 +166,18 @@ CASES = [
     ("array-config", ["rtl", "mixpe-array", "--config", "fpga", "-o", "new"], ["--config", "tile"]),
     ("array-imem", ["rtl", "mixpe-array", "--imem-words", "64", "-o", "new"], ["--imem-words", "tile"]),
     ("tile-wbits", ["rtl", "tile", "--wbits", "3", "-o", "new"], ["--wbits", "--config"]),
+    ("rtl-tile-output-taken", ["rtl", "tile", "-o", "tile-out"], ["registers.md", "tile-out"]),
+    ("rtl-tile-o-under-file", ["rtl", "tile", "-o", "file/sub"], ["file"]),
+    ("synth-tile-unknown-config", ["synth", "tile", "--config", "nosuch", "--target", "ecp5"],
+     ["nosuch", "presets"]),
+    ("synth-tile-bad-target", ["synth", "tile", "--target", "gowin"], ["--target", "gowin"]),
+    ("synth-tile-fmax-xilinx", ["synth", "tile", "--target", "xilinx", "--fmax"], ["--fmax", "ecp5", "xilinx"]),
+    ("synth-tile-fmax-generic", ["synth", "tile", "--fmax"], ["--fmax", "ecp5"]),
+    ("synth-tile-rows", ["synth", "tile", "--rows", "2", "--target", "ecp5"], ["--rows", "--config"]),
+    ("synth-tile-npu128", ["synth", "tile", "--config", "npu128", "--target", "ecp5"], ["128x128", "RTL"]),
+    ("synth-tile-imem-0", ["synth", "tile", "--imem-words", "0"], ["--imem-words", "0"]),
+    ("synth-array-config", ["synth", "mixpe-array", "--config", "tiny"], ["--config", "tile"]),
+    ("synth-tile-workdir-file", ["synth", "tile", "--workdir", "file"], ["file"]),
     ("types-not-bitmod", ["rtl", "mixpe-array", "--types", "INT4", "-o", "new"], ["--types", "mixpe-array"]),
     ("types-empty", ["rtl", "bitmod-pe", "--types", "", "-o", "new"], ["--types", "empty"]),
     ("types-empty-item", ["rtl", "bitmod-pe", "--types", "int4,,fp4", "-o", "new"], ["--types", "empty"]),

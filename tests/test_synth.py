@@ -72,9 +72,29 @@ def test_ecp5_maps_product_to_dsp(tmp_path):
     assert report.dsp_cells == report.cells["MULT18X18D"] == 1
 
 
+def test_xilinx_resources(tmp_path):
+    report = synthesize(Multiplier(), "mul8", target="xilinx", workdir=tmp_path)
+    assert report.mul_cells == 1
+    assert report.dsp_cells == report.cells["DSP48E1"] == 1
+    shift_add = synthesize(ShiftAddMultiplier(), "shift_add8", target="xilinx")
+    assert shift_add.dsp_cells == 0 and shift_add.ffs == shift_add.cells["FDRE"] == 16
+    assert shift_add.luts == sum(n for t, n in shift_add.cells.items() if t.startswith("LUT")) > 0
+    assert shift_add.brams == 0 and shift_add.fmax_mhz is None
+
+
+@pytest.mark.parametrize("target, ff", [("ecp5", "TRELLIS_FF"), ("xilinx", "FDRE")])
+def test_classic_abc_lut_mapping(tmp_path, target, ff):
+    """``abc9=False`` (the tile's flow) maps the same design to the same flip-flops and DSPs."""
+    report = synthesize(ShiftAddMultiplier(), "shift_add8", target=target, abc9=False, workdir=tmp_path)
+    assert "abc -lut" in (tmp_path / "synth.ys").read_text()
+    assert "abc9" not in (tmp_path / "synth.ys").read_text()
+    assert report.ffs == report.cells[ff] == 16 and report.luts > 0 and report.dsp_cells == 0
+    assert synthesize(Multiplier(), "mul8", target=target, abc9=False).dsp_cells == 1
+
+
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="target must be one of generic, ecp5, not 'xilinx'"):
-        synthesize(never_elaborated(Multiplier()), "m", target="xilinx")
+    with pytest.raises(ValueError, match="target must be one of generic, ecp5, xilinx, not 'gowin'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="gowin")
     with pytest.raises(ValueError, match="fmax=True needs target='ecp5'"):
         synthesize(never_elaborated(Multiplier()), "m", target="generic", fmax=True)
 
@@ -83,3 +103,11 @@ def test_yosys_error_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "_yosys_script", lambda *args: "no_such_command\n")
     with pytest.raises(SynthError, match="No such command"):
         synthesize(Multiplier(), "mul8", workdir=tmp_path)
+
+
+def test_wasm_crash_is_named(tmp_path):
+    out = tmp_path / "yosys.out"
+    out.write_text("Traceback ...\nCaused by:\n    thrown Wasm exception\n")
+    assert "most likely out of memory" in synth._crash_hint(out)
+    out.write_text("ERROR: Module `x' not found\n")
+    assert synth._crash_hint(out) == ""
