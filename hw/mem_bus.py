@@ -22,10 +22,9 @@ Widths: ``adr`` is a beat address (DRAM byte address // ``dram_bus_bytes``, :fun
 one bit per byte (granularity 8).
 """
 
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from . import wishbone
 from .common import check_config
 
 __all__ = ["beat_bits", "MemBusSignature"]
@@ -36,8 +35,9 @@ def beat_bits(config):
     return max(1, ceil_log2(config.dram_bytes // config.dram_bus_bytes))
 
 
-class MemBusSignature(wiring.Signature):
-    """The memory port, seen from the master (module docstring).
+class MemBusSignature(wishbone.Signature):
+    """The memory port, seen from the master (module docstring): a :class:`~.wishbone.Signature`
+    of :func:`beat_bits` address bits, ``8 * dram_bus_bytes`` data bits and byte granularity.
 
     Members
     -------
@@ -47,19 +47,10 @@ class MemBusSignature(wiring.Signature):
     adr : Out(:func:`beat_bits`), beat address
     dat_w : Out(8 * dram_bus_bytes)
     sel : Out(dram_bus_bytes), byte enables of a write
-    ack : In(1), the beat completes in this cycle
+    ack : In(1), the beat completes in this cycle (it may come in the request's first cycle)
     dat_r : In(8 * dram_bus_bytes), a read beat's bytes in its ``ack`` cycle
     """
 
     def __init__(self, config):
         bus = check_config(config).dram_bus_bytes
-        super().__init__({
-            "cyc": Out(1),
-            "stb": Out(1),
-            "we": Out(1),
-            "adr": Out(beat_bits(config)),
-            "dat_w": Out(8 * bus),
-            "sel": Out(bus),
-            "ack": In(1),
-            "dat_r": In(8 * bus),
-        })
+        super().__init__(addr_width=beat_bits(config), data_width=8 * bus, granularity=8)

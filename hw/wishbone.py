@@ -3,14 +3,18 @@
 Seen from the initiator: ``cyc``, ``stb``, ``we``, ``adr`` (a *word* address), ``dat_w``, ``sel``
 (one enable per ``granularity`` bits) are outputs, ``dat_r`` and ``ack`` inputs. A target takes
 ``In(Signature(...))``. Classic cycles: the initiator holds ``cyc``, ``stb`` and the request until
-the target raises ``ack`` for one cycle (a registered ``ack``: at the earliest one cycle after the
-request appears); ``dat_r`` is valid with ``ack``.
+the target raises ``ack`` for one cycle (as early as the request's first cycle; the CSR bridge's
+``ack`` is registered, one cycle after the request at the earliest); ``dat_r`` is valid with
+``ack``.
 """
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Signature"]
+__all__ = ["Signature", "DATA_WIDTHS"]
+
+#: Allowed ``data_width`` values.
+DATA_WIDTHS = tuple(8 << i for i in range(9))
 
 
 class Signature(wiring.Signature):
@@ -21,7 +25,7 @@ class Signature(wiring.Signature):
     addr_width : int
         Width of ``adr`` (word address), 0..64.
     data_width : int
-        8, 16, 32 or 64.
+        A power of two, 8..2048 (B4 names 8..64; the tile's memory port is a DRAM beat wide).
     granularity : int
         Bits per ``sel`` bit: 8, 16, 32 or 64, at most ``data_width``.
 
@@ -43,8 +47,8 @@ class Signature(wiring.Signature):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
         if not 0 <= addr_width <= 64:
             raise ValueError(f"addr_width must be in 0..64, not {addr_width}")
-        if data_width not in (8, 16, 32, 64):
-            raise ValueError(f"data_width must be one of 8, 16, 32, 64, not {data_width}")
+        if data_width not in DATA_WIDTHS:
+            raise ValueError(f"data_width must be a power of two in 8..2048, not {data_width}")
         if granularity not in (8, 16, 32, 64) or granularity > data_width:
             raise ValueError(f"granularity must be one of 8, 16, 32, 64 and at most data_width "
                              f"({data_width}), not {granularity}")

@@ -77,7 +77,7 @@ def test_case_and_result_files():
 
 
 def test_unknown_driver():
-    with pytest.raises(ValueError, match="driver must be one of native, cocotb, not 'vpi'"):
+    with pytest.raises(ValueError, match="driver must be one of cocotb, native, not 'vpi'"):
         run_programs(TINY, [([HALT], [])], driver="vpi")
 
 
@@ -102,7 +102,7 @@ def test_both_drivers_agree():
 
 def test_native_hang_is_reported(tmp_path):
     # max_cycles too small for the program: the driver must fail, not report a status.
-    build = tile_cosim._build(TINY, 1024, None)
+    build = tile_cosim._build(TINY, 1024, None, "native")
     insts, _ = _program()  # the LOAD alone waits for DRAM longer than 3 cycles
     writes = [[HostSel.IMEM.value, pc, format(i.encode(), "x")] for pc, i in enumerate(insts)]
     case = tmp_path / "case"
