@@ -11,12 +11,10 @@ port adds no cycle: the timing is :func:`mixpim.models.pim_timing.pim_cycles`'.
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
-from ..models.isa import Spad
 from .common import ConfigComponent, check_config
-from .dma import SpadReadSignature, SpadWriteSignature, word_shape
-from .pim_unit import pim_layout
+from .pim_unit import pim_unit_members
 
 __all__ = ["PimPortSignature", "PimFrontEnd"]
 
@@ -36,16 +34,11 @@ class PimPortSignature(wiring.Signature):
     """
 
     def __init__(self, config):
-        cfg = check_config(config)
-        super().__init__({
-            "start": Out(1),
-            "opcode": Out(8),
-            "inst": Out(pim_layout()),
-            "busy": In(1),
-            "done": In(1),
-            "r_act": In(SpadReadSignature(word_shape(cfg, Spad.ACT), 1)),
-            "w_acc": In(SpadWriteSignature(word_shape(cfg, Spad.ACC), 1)),
-        })
+        unit = pim_unit_members(check_config(config))   # the unit's members, seen from outside
+        super().__init__({"start": unit["start"].flip(), "opcode": unit["i_opcode"].flip(),
+                          "inst": unit["i_inst"].flip(), "busy": unit["busy"].flip(),
+                          "done": unit["done"].flip(), "r_act": unit["r_act"].flip(),
+                          "w_acc": unit["w_acc"].flip()})
 
 
 class PimFrontEnd(ConfigComponent):
@@ -57,16 +50,7 @@ class PimFrontEnd(ConfigComponent):
     """
 
     def _members(self, config):
-        return {
-            "start": In(1),
-            "i_opcode": In(8),
-            "i_inst": In(pim_layout()),
-            "busy": Out(1),
-            "done": Out(1),
-            "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
-            "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
-            "port": Out(PimPortSignature(config)),
-        }
+        return {**pim_unit_members(config), "port": Out(PimPortSignature(config))}
 
     def elaborate(self, platform):
         m = Module()

@@ -57,7 +57,7 @@ from .dram_rows import TIME_BITS, time_max
 from .pim_gbuf import GlobalBuffers
 from .vec_fixed import fp16_to_int8
 
-__all__ = ["pim_layout", "PimUnit"]
+__all__ = ["pim_layout", "pim_unit_members", "PimUnit"]
 
 # the formats share the channel fields (one channel mask for every instruction) and the setup
 # cycle in which the row state is asked leaves one before the first access
@@ -73,6 +73,19 @@ assert PIM_SETUP_CYCLES >= 2
 def pim_layout():
     """Operands of the PIM instructions: a union of their formats, member ``pim_gbuf`` etc."""
     return data.UnionLayout({op.name.lower(): operand_layout(op) for op in PIM_OPS})
+
+
+def pim_unit_members(config):
+    """The PIM unit's members the tile drives and reads (docstring of :class:`PimUnit`)."""
+    return {
+        "start": In(1),
+        "i_opcode": In(8),
+        "i_inst": In(pim_layout()),
+        "busy": Out(1),
+        "done": Out(1),
+        "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
+        "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
+    }
 
 
 def _min(a, b):
@@ -107,16 +120,7 @@ class PimUnit(ConfigComponent):
                      for r in range(config.pim_res_regs)] for q in range(n)]
 
     def _members(self, config):
-        return {
-            "start": In(1),
-            "i_opcode": In(8),
-            "i_inst": In(pim_layout()),
-            "busy": Out(1),
-            "done": Out(1),
-            "r_act": Out(SpadReadSignature(word_shape(config, Spad.ACT), 1)),
-            "w_acc": Out(SpadWriteSignature(word_shape(config, Spad.ACC), 1)),
-            "dram": Out(PimDramSignature(config)),
-        }
+        return {**pim_unit_members(config), "dram": Out(PimDramSignature(config))}
 
     def elaborate(self, platform):
         cfg = self._cfg
