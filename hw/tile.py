@@ -61,11 +61,11 @@ from ..models.units import MASK_BITS, QUEUED_UNITS, TOKEN_MAX, Spad, Unit
 from .checker import DispatchChecker
 from .common import ConfigComponent, any_of, check_config
 from .decoder import InstructionDecoder
-from .mem_bus import MemBusSignature
-from .tile_spads import HostAccess, connect_spads
 from .dma import DmaEngine, word_shape
 from .gemm_unit import GemmUnit
+from .mem_bus import MemBusSignature
 from .pim_port import PimFrontEnd, PimPortSignature
+from .tile_spads import HostAccess, connect_spads
 from .vector import VPARAM_BITS, VectorOp, VectorUnit
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
