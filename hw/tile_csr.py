@@ -192,6 +192,8 @@ class TileTop(ConfigComponent):
         check_config(config)
         self._csr = TileCsr(config, imem_words)
         self._tile = Tile(config, imem_words)
+        # elaborated with this top: no warnings of their own when only the top is unused
+        self._csr._MustUse__silence = self._tile._MustUse__silence = True
         super().__init__(config)
 
     def _members(self, config):
