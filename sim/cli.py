@@ -159,9 +159,8 @@ def cmd_synth(args):
     from .synth import WORKDIR_FILES, synthesize
     if args.design == "tile":
         from ..hw.tile_csr import TileTop
-        from .tile_rtl import tile_rtl_config, tiletop_name
+        from .tile_rtl import tiletop_name
         cfg, imem, name = _tile_args(args)
-        cfg = tile_rtl_config(cfg)
         top, config, make = tiletop_name(cfg, imem), cfg, lambda: TileTop(cfg, imem)
         # classic ABC maps the tile's LUTs: ABC9 dies on it in the WebAssembly Yosys
         extra = {"config_name": name, "imem_words": imem, "lut_mapper": "abc"}

@@ -17,12 +17,12 @@ from ..hw.tile import MAX_IMEM_WORDS
 from ..hw.tile_csr import TileTop
 from ..models.config import TileConfig
 from ..models.errors import ConfigError
-from ..models.mixpe import ArrayParams
+from ..models.tile_array import array_params
 from ..models.regmap import VERSION, regmap
 from .regmap_doc import c_header, markdown
 from .verilog import content_hash, to_verilog
 
-__all__ = ["tile_rtl_config", "tiletop_name", "tile_rtl_files", "write_tile_rtl", "TILE_FILES"]
+__all__ = ["tiletop_name", "tile_rtl_files", "write_tile_rtl", "TILE_FILES"]
 
 #: Files ``mixpim rtl tile`` writes besides ``<top>.v``.
 TILE_FILES = ("registers.md", "tile_regs.h", "manifest.json")
@@ -36,14 +36,8 @@ def _check(config, imem_words):
         raise ConfigError(f"imem_words must be an integer in 1..{MAX_IMEM_WORDS}, not {imem_words!r}")
 
 
-def tile_rtl_config(config):
-    """The configuration TileTop is generated for: ``config`` itself (the DRAM is behind the
-    memory port, so its size only sets the port's address width)."""
-    return config
-
-
 def tiletop_name(config, imem_words):
-    """Verilog module name of the TileTop of ``config`` (already cut by :func:`tile_rtl_config`)."""
+    """Verilog module name of the TileTop of ``config``."""
     from .tile_cosim import tile_top
     return "tiletop" + tile_top(config, imem_words)[len("tile"):]
 
@@ -69,18 +63,17 @@ def tile_rtl_files(config, imem_words=1024, config_name=None):
     """``{file name: text}`` of the TileTop of ``config`` (nothing written); ``config_name`` names
     the configuration in the documents (default ``custom``)."""
     _check(config, imem_words)
-    cfg = tile_rtl_config(config)
     name = config_name or "custom"
-    top = tiletop_name(cfg, imem_words)
+    top = tiletop_name(config, imem_words)
     from .designs import LINT_WAIVER
-    component = TileTop(cfg, imem_words)
-    rm = regmap(cfg, imem_words)
+    component = TileTop(config, imem_words)
+    rm = regmap(config, imem_words)
     files = {f"{top}.v": LINT_WAIVER + to_verilog(component, top),
              "registers.md": markdown(rm, name) + "\n", "tile_regs.h": c_header(rm, name)}
     manifest = {
         "design": "tile", "top": top, "verilog": f"{top}.v", "config_name": name,
-        "config": cfg.to_dict(), "requested_config": config.to_dict(), "imem_words": imem_words,
-        "array_latency": ArrayParams.from_config(cfg).latency,
+        "config": config.to_dict(), "imem_words": imem_words,
+        "array_latency": array_params(config).latency,
         "register_map": {"version": f"{VERSION[0]}.{VERSION[1]}", "bus": "wishbone-b4-classic",
                          "data_bits": 32, "addr_bits": rm.addr_bits, "size_bytes": rm.size,
                          "config_id": rm["CONFIG_ID"].value},
@@ -100,6 +93,6 @@ def write_tile_rtl(config, out_dir, *, imem_words=1024, config_name=None, say=No
     returns the paths by file name."""
     from .outputs import check_outputs, write_files
     _check(config, imem_words)
-    top = tiletop_name(tile_rtl_config(config), imem_words)
+    top = tiletop_name(config, imem_words)
     check_outputs(out_dir, (f"{top}.v", *TILE_FILES))  # before the elaboration
     return write_files(out_dir, tile_rtl_files(config, imem_words, config_name), say=say)
