@@ -1,60 +1,53 @@
-"""Speed of the tile's RTL co-simulation, before and after the native driver, in one run.
+"""Speed of the tile's RTL co-simulation (cocotb + Verilator), before and after, in one run.
 
-    .venv/bin/python bench/bench_cosim.py [--out bench/results/cosim.json] [--skip-build]
+    .venv/bin/python bench/bench_cosim.py [--before REV] [--out bench/results/cosim.json]
+                                          [--skip-16] [--skip-build] [--native]
 
-"Before" is the original way, still selectable: ``run_programs(..., driver="cocotb")`` (the
-cocotb driver ``sim/tb/tile_tb.py`` over VPI, a cocotb ``Clock``, one Python ``await`` per host
-word, Verilator flags :data:`mixpim.sim.cosim.BUILD_ARGS` and ``OPT_SLOW=-O0`` with Verilator's
-default ``-Os``). "After" is ``driver="native"`` (``sim/tb/tile_main.cpp`` on
-:func:`~mixpim.sim.tile_harness.harness_verilog`, flags :data:`~mixpim.sim.cosim.NATIVE_ARGS` /
-:data:`~mixpim.sim.cosim.NATIVE_MAKE_ARGS`). Both runs of a program must be bit- and cycle-exact
-against the golden model (the bench fails otherwise).
+"Before" is the code of revision ``REV`` (default :data:`BEFORE`, the last revision with the old
+co-simulation: a bare tile, a Python wake-up every cycle, cocotb's default build), checked out
+into a temporary git worktree; "after" is this checkout. Each side runs in its own process (the
+same measuring code, :func:`measure`, on that side's ``mixpim``) with its own build cache, so
+both are measured on the same machine in the same run. Every program must be bit- and
+cycle-exact against the golden model on both sides (the bench fails otherwise).
 
-Figures:
-  * cycles/s: golden cycles of a compiled Linear / ``sim_seconds`` (the run from ``start`` to
-    ``done``, without loading and reading back), on ``tiny`` (4x4) and ``fpga`` cut to 8x8 (and
-    the 16x16 ``fpga`` itself with ``--fpga16``); also the
-    whole ``run_programs`` wall time (golden model, loading, reading back, comparing; builds cached).
-  * build seconds of the 8x8 tile (``fpga`` with an 8x8 array): Verilator and the C++ compiler in
-    a clean build directory (the Verilog, the cached build's, is not part of the time), both ways.
-
-Builds of the runs come from the build cache (``$MIXPIM_BUILD_DIR``); a missing one is built first.
+Figures per side:
+  * cycles/s: golden cycles of a compiled 64x64x512 Linear / ``sim_seconds`` (the run from
+    ``start`` to ``done``, without loading and reading back), on ``tiny`` (4x4), ``fpga`` cut to
+    8x8 and the 16x16 ``fpga`` preset (``--skip-16`` leaves it out); also the whole
+    ``run_programs`` wall time (golden model, loading, reading back, comparing; builds cached);
+  * build seconds of the 8x8 tile: the cocotb build (Verilator and the C++ compiler) in a clean
+    build root that holds only the tile's Verilog (its generation is not part of the time);
+  * with ``--native``, "after" also runs the native C++ driver (``driver="native"``).
 """
 
 import argparse
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from mixpim.compiler.linear import lower_linear
-from mixpim.hw.tile_system import TileSystem
-from mixpim.models.config import preset
-from mixpim.models.isa import Instruction, Opcode
-from mixpim.models.quant import quantize_weights
-from mixpim.sim import cosim, tile_cosim
-from mixpim.sim.tile_cosim import NATIVE_MAIN, imem_words_for, rtl_config, run_programs, tile_top
-from mixpim.sim.tile_harness import harness_top, harness_verilog
-from mixpim.sim.toolchain import find_verilator
-
+#: The revision "before" is measured on: main before the co-simulation changes of issue 12.
+BEFORE = "0b7863f"
 #: (preset, array, M, N, K) of the speed runs: compiled Linear layers, int8 outputs; ``array``:
 #: the preset's array cut to that many rows and columns (None: the preset's own).
 RUNS = [("tiny", None, 64, 64, 512), ("fpga", 8, 64, 64, 512)]
-#: With ``--fpga16``: the 16x16 ``fpga`` tile itself (its Verilog alone took more than 30 minutes
-#: and 15 GB to generate on the 2-core, 23 GB development machine; stopped).
 RUN_16 = ("fpga", None, 64, 64, 512)
-DRIVERS = ("cocotb", "native")
-HALT = Instruction(Opcode.HALT)
-#: The 8x8 tile of the build-time figure.
+#: The tile of the build-time figure: ``fpga`` cut to 8x8.
 BUILD_ARRAY = 8
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _program(name, array, m, n, k):
+    import numpy as np
+
+    from mixpim.compiler.linear import lower_linear
+    from mixpim.models.config import preset
+    from mixpim.models.quant import quantize_weights
     cfg = preset(name)
     if array is not None:
         cfg = cfg.replace(rows=array, cols=array)
@@ -63,81 +56,139 @@ def _program(name, array, m, n, k):
     return cfg, lower_linear(cfg, (m, k), qw, seed=1, out="int8", x_scale=1.0 / 64).program
 
 
-def speed(name, array, m, n, k):
-    cfg, prog = _program(name, array, m, n, k)
+def speed(run, driver):
+    from mixpim.models.isa import Instruction, Opcode
+    from mixpim.sim.tile_cosim import imem_words_for, run_programs
+    cfg, prog = _program(*run)
     imem = imem_words_for(len(prog.instructions))
-    rows = {}
-    for driver in DRIVERS:
-        # A one-instruction program first: the build (if missing) and the Verilog index, untimed.
-        run_programs(cfg, [([HALT], [])], driver=driver, imem_words=imem)
-        t0 = time.monotonic()
-        [run] = run_programs(cfg, [prog], driver=driver)
-        wall = time.monotonic() - t0
-        cycles = run.golden.status.cycles
-        rows[driver] = {"cycles": cycles, "sim_seconds": round(run.sim_seconds, 4),
-                        "cycles_per_s": round(cycles / run.sim_seconds),
-                        "run_programs_seconds": round(wall, 2), "words_compared": run.words_compared,
-                        "exact": run.ok}
-        print(f"{name} {cfg.rows}x{cfg.cols} {m}x{n}x{k} {driver:7s}: {cycles} cycles in {run.sim_seconds:.3f} s = "
-              f"{cycles / run.sim_seconds:,.0f} cycles/s; run_programs {wall:.1f} s; "
-              f"{run.words_compared} words compared; exact {run.ok}", flush=True)
-    rows["speedup"] = round(rows["native"]["cycles_per_s"] / rows["cocotb"]["cycles_per_s"], 1)
-    return {"preset": name, "M": m, "N": n, "K": k, "rows": cfg.rows, "cols": cfg.cols, **rows}
+    t0 = time.monotonic()
+    # A one-instruction program first: the build (if missing) and the Verilog index, untimed.
+    run_programs(cfg, [([Instruction(Opcode.HALT)], [])], driver=driver, imem_words=imem)
+    prepare = time.monotonic() - t0
+    t0 = time.monotonic()
+    [r] = run_programs(cfg, [prog], driver=driver)
+    wall = time.monotonic() - t0
+    cycles = r.golden.status.cycles
+    row = {"preset": run[0], "rows": cfg.rows, "cols": cfg.cols, "M": run[2], "N": run[3],
+           "K": run[4], "driver": driver, "cycles": cycles, "sim_seconds": round(r.sim_seconds, 4),
+           "cycles_per_s": round(cycles / r.sim_seconds), "run_programs_seconds": round(wall, 2),
+           "words_compared": r.words_compared, "exact": r.ok,
+           "generate_and_build_seconds": round(prepare, 1)}
+    print(f"  {run[0]} {cfg.rows}x{cfg.cols} {driver}: {cycles} cycles in {r.sim_seconds:.3f} s = "
+          f"{row['cycles_per_s']:,} cycles/s; run_programs {wall:.1f} s; exact {r.ok} "
+          f"(generate + build {prepare:.0f} s)", file=sys.stderr, flush=True)
+    return row
 
 
 def build_time(array=BUILD_ARRAY):
-    """Clean builds of the ``array`` x ``array`` tile of :data:`RUNS` (after its speed run, so its
-    Verilog is in the build cache)."""
-    name_, _, m, n, k = next(r for r in RUNS if r[1] == array)
-    cfg, prog = _program(name_, array, m, n, k)
+    """A clean cocotb build of the ``array`` x ``array`` tile of :data:`RUNS` (after its speed
+    run: its Verilog is in the build cache, and is all the clean build root gets)."""
+    from mixpim.sim import cosim, tile_cosim
+    from mixpim.sim.tile_cosim import imem_words_for, rtl_config
+    run = next(r for r in RUNS if r[1] == array)
+    cfg, prog = _program(*run)
     cfg = rtl_config(cfg, [(prog.instructions, prog.segments)])
     imem = imem_words_for(len(prog.instructions))
-    name = tile_top(cfg, imem)
-    verilator = find_verilator()
-    out = {"config": f"{name_} {array}x{array}", "imem_words": imem}
-    built = tile_cosim._build(cfg, imem, None, "cocotb")  # cached: the speed run's
-    text = built.verilog.read_text()
-    tile = TileSystem(cfg, imem)  # for the harness's ports only
-    tile._MustUse__silence = True
-    out["verilog_mb"] = round(len(text) / 1e6, 1)
     with tempfile.TemporaryDirectory(prefix="bench_cosim-") as tmp:
-        for driver in DRIVERS:
-            build_dir = Path(tmp) / driver
-            build_dir.mkdir()
-            verilog = build_dir / f"{name}.v"
-            verilog.write_text(text)
-            kw = {}
-            if driver == "native":
-                harness = build_dir / f"{harness_top(name)}.v"
-                harness.write_text(harness_verilog(tile, name))
-                kw = dict(main=NATIVE_MAIN, top=harness_top(name), extra=[harness])
-            t0 = time.monotonic()
-            cosim.verilate(verilator, name, build_dir, verilog, **kw)
-            seconds = time.monotonic() - t0
-            out[driver] = {"build_seconds": round(seconds, 1)}
-            print(f"8x8 build {driver:7s}: {seconds:.1f} s (clean build directory)", flush=True)
+        shutil.copytree(cosim.default_build_root() / "verilog", Path(tmp) / "verilog")
+        t0 = time.monotonic()
+        built = tile_cosim._build(cfg, imem, tmp, "cocotb")
+        seconds = time.monotonic() - t0
+    assert not built.cached
+    print(f"  {array}x{array} clean cocotb build: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return {"config": f"{run[0]} {array}x{array}", "imem_words": imem, "build_seconds": round(seconds, 1)}
+
+
+def measure(runs, drivers, skip_build):
+    """One side's figures (run in that side's process)."""
+    import mixpim.sim
+    out = {"mixpim": str(Path(mixpim.sim.__file__).resolve().parent.parent), "speed": []}
+    for run in runs:
+        out["speed"] += [speed(run, d) for d in drivers]
+    if not skip_build:
+        out["build"] = build_time()
     return out
+
+
+def _side(label, pythonpath, args):
+    """Run :func:`measure` in a child process with ``pythonpath`` first; its JSON result."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+        env["MIXPIM_BUILD_DIR"] = str(Path(pythonpath).parent / "build" / "sim")
+    cmd = [sys.executable, __file__, "--child", "--runs", json.dumps(args["runs"]),
+           "--drivers", ",".join(args["drivers"])] + (["--skip-build"] if args["skip_build"] else [])
+    print(f"{label}:", file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout)
+
+
+def _worktree(rev, tmp):
+    """A worktree of ``rev`` under ``tmp`` and a directory that makes it importable as
+    ``mixpim`` (the package maps its subpackages from the repository's top-level folders)."""
+    tree = Path(tmp) / "before"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
+                   check=True)
+    shim = Path(tmp) / "shim"
+    (shim / "mixpim").mkdir(parents=True)
+    shutil.copy(tree / "src" / "mixpim" / "__init__.py", shim / "mixpim" / "__init__.py")
+    for sub in ("models", "hw", "compiler", "sim"):
+        (shim / "mixpim" / sub).symlink_to(tree / sub)
+    return tree, shim
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", default=BEFORE, help=f"revision of 'before' (default {BEFORE})")
     ap.add_argument("--out", default="bench/results/cosim.json")
     ap.add_argument("--skip-build", action="store_true", help="skip the 8x8 build-time figure")
-    ap.add_argument("--fpga16", action="store_true", help="also the 16x16 fpga tile (hours, 15+ GB)")
+    ap.add_argument("--skip-16", action="store_true", help="skip the 16x16 fpga tile")
+    ap.add_argument("--native", action="store_true", help="'after' also with the native driver")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--runs", help=argparse.SUPPRESS)
+    ap.add_argument("--drivers", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if args.child:
+        print(json.dumps(measure([tuple(r) for r in json.loads(args.runs)], args.drivers.split(","),
+                                 args.skip_build)))
+        return 0
+
+    runs = RUNS + ([] if args.skip_16 else [RUN_16])
+    load = os.getloadavg()[0]
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                           "load_at_start": load},
-              "command": " ".join(["bench/bench_cosim.py"] + sys.argv[1:])}
-    result["speed"] = [speed(*r) for r in RUNS + ([RUN_16] if args.fpga16 else [])]
+              "command": " ".join(["bench/bench_cosim.py"] + sys.argv[1:]), "before_rev": args.before}
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip()
+    result["after_rev"] = rev + (" (with uncommitted changes)" if subprocess.run(
+        ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode else "")
+    with tempfile.TemporaryDirectory(prefix="bench_cosim-") as tmp:
+        tree, shim = _worktree(args.before, tmp)
+        try:
+            result["before"] = _side(f"before ({args.before})", shim,
+                                     {"runs": runs, "drivers": ["cocotb"], "skip_build": args.skip_build})
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)])
+    result["after"] = _side(f"after ({result['after_rev']})", None,
+                            {"runs": runs, "drivers": ["cocotb"] + (["native"] if args.native else []),
+                             "skip_build": args.skip_build})
+    result["machine"]["load_at_end"] = os.getloadavg()[0]
+    result["speedup"] = [
+        {"tile": f"{b['preset']} {b['rows']}x{b['cols']}", "before": b["cycles_per_s"],
+         "after": a["cycles_per_s"], "x": round(a["cycles_per_s"] / b["cycles_per_s"], 1)}
+        for b, a in zip(result["before"]["speed"],
+                        [r for r in result["after"]["speed"] if r["driver"] == "cocotb"])]
+    for s in result["speedup"]:
+        print(f"{s['tile']}: {s['before']:,} -> {s['after']:,} cycles/s ({s['x']}x)")
     if not args.skip_build:
-        result["build_8x8"] = build_time()
-    result["machine"]["load_at_end"] = os.getloadavg()[0] if load is not None else None
+        print(f"8x8 build: {result['before']['build']['build_seconds']} s -> "
+              f"{result['after']['build']['build_seconds']} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
-    return 0 if all(r[d]["exact"] for r in result["speed"] for d in DRIVERS) else 1
+    rows = result["before"]["speed"] + result["after"]["speed"]
+    return 0 if all(r["exact"] for r in rows) else 1
 
 
 if __name__ == "__main__":

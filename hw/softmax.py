@@ -46,8 +46,6 @@ saturated at +-65504 (one :func:`~.vec_fixed.fp16_from_fixed` per lane serves bo
 VPARAM lanes past the value ``count - 1`` (and ACC values past it) are read and ignored.
 """
 
-from functools import reduce
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum
 from amaranth.lib.wiring import In, Out
@@ -112,8 +110,22 @@ def _exp(rmax, v):
     return table.word_select(d[:EXP_FRAC_BITS], _E_BITS) >> d[EXP_FRAC_BITS:]
 
 
-def _max(values):
-    return reduce(lambda a, b: Mux(a > b, a, b), values)
+def _max(m, values, name):
+    """The largest of ``values`` (signed, ``SOFT_REG_BITS``): a balanced tree of comparisons, each
+    result a signal (as one expression, every level would repeat its operands: 2**n nodes)."""
+    level, depth = list(values), 0
+    while len(level) > 1:
+        pairs = [level[k:k + 2] for k in range(0, len(level), 2)]
+        level = []
+        for k, pair in enumerate(pairs):
+            if len(pair) == 1:
+                level.append(pair[0])
+                continue
+            top = Signal(signed(SOFT_REG_BITS), name=f"{name}_{depth}_{k}")
+            m.d.comb += top.eq(Mux(pair[0] > pair[1], pair[0], pair[1]))
+            level.append(top)
+        depth += 1
+    return level[0]
 
 
 def _clamp(x, lo, hi):
@@ -248,10 +260,11 @@ class SoftmaxUnit(ConfigComponent):
         m.d.sync += e.eq(Cat(e_now))
         buf = Signal(rows * cols * _E_BITS)  # e of value t at entry t
         func = inst.func
+        lo = -(1 << (SOFT_REG_BITS - 1))  # neutral for the lanes past count
+        new_max = _max(m, [rmax] + [Mux(v_mask[j], v[j], lo) for j in range(cols)], "max")
         with m.If(v_valid):
             with m.If(func == SoftFunc.MAX):
-                lo = -(1 << (SOFT_REG_BITS - 1))  # neutral for the lanes past count
-                m.d.sync += rmax.eq(_max([rmax] + [Mux(v_mask[j], v[j], lo) for j in range(cols)]))
+                m.d.sync += rmax.eq(new_max)
             with m.If(func == SoftFunc.NORM):
                 m.d.sync += buf.word_select(v_w, cols * _E_BITS).eq(Cat(e_now))
 

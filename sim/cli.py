@@ -184,6 +184,9 @@ def cmd_synth(args):
                "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,
                "fmax_mhz": rep.fmax_mhz, "seconds": rep.seconds, "cells": rep.cells,
                "coarse_cells": rep.coarse_cells}
+    if args.fmax:
+        summary.update(device="LFE5U-85F", fits=rep.fits,
+                       utilisation={k: {"used": u, "available": a} for k, (u, a) in rep.utilisation.items()})
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -192,6 +195,8 @@ def cmd_synth(args):
         print(f"  {key:12s} {summary[key]}")
     if rep.fmax_mhz is not None:
         print(f"  fmax         {rep.fmax_mhz:.1f} MHz")
+    if rep.fits is False:
+        print(f"  does not fit the LFE5U-85F (no Fmax): {', '.join(rep.over())}")
 
 
 def cmd_demo(args):

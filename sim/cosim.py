@@ -18,9 +18,10 @@ Environment variables:
     MIXPIM_COSIM_TIMEOUT: seconds a single simulator run may take (default 900).
     MIXPIM_KEEP_RUNS=1: keep run directories of passing runs too.
 
-A design with a C++ ``main`` (``build(..., main=path)``, e.g. ``tb/tile_main.cpp``) is built
-without cocotb and VPI, with :data:`NATIVE_ARGS` / :data:`NATIVE_MAKE_ARGS`, and runs through
-:func:`run_main`: no Python and no VPI call per cycle.
+Every build uses :data:`SIM_ARGS` and :data:`MAKE_ARGS` (cheap X handling, zero-initialised
+variables, the per-cycle C++ at -O2 for this machine's CPU). A design with a C++ ``main``
+(``build(..., main=path)``, e.g. ``tb/tile_main.cpp``) is built without cocotb and VPI
+(:data:`NATIVE_ARGS`) and runs through :func:`run_main`: no Python and no VPI call per cycle.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ __all__ = [
     "run",
     "default_build_root",
     "BUILD_ARGS",
+    "SIM_ARGS",
     "NATIVE_ARGS",
-    "NATIVE_MAKE_ARGS",
+    "MAKE_ARGS",
     "TB_DIR",
     "run_main",
     "verilate",
@@ -75,19 +77,20 @@ BUILD_ARGS: tuple[str, ...] = (
     "-Wno-PINCONNECTEMPTY",
 )
 
-#: Extra ``make`` variables of the C++ build: Verilator's "slow" code (constructors, initial
-#: values; half the C++ of a tile) unoptimised.
-_MAKE_ARGS: tuple[str, ...] = ("OPT_SLOW=-O0",)
 
-#: Verilator flags of a build with a C++ ``main`` (besides :data:`BUILD_ARGS`): X assignments as
-#: cheap as possible (Amaranth gives every register and memory an initial value, so no X is ever
-#: read), variables without an initial value start at zero (the memories' zero words, which
-#: :func:`verilate` drops from the Verilog), no timing-control support (the main drives the clock).
-NATIVE_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "0", "--no-timing")
+#: Verilator flags of every build (besides :data:`BUILD_ARGS`): X assignments as cheap as possible
+#: (Amaranth gives every register and memory an initial value, so no X is ever read), variables
+#: without an initial value start at zero (the memories' zero words, which :func:`verilate` drops
+#: from the Verilog: parsed and compiled for nothing otherwise).
+SIM_ARGS: tuple[str, ...] = ("--x-assign", "fast", "--x-initial", "0")
 
-#: ``make`` variables of such a build: the per-cycle code at -O2 for this machine's CPU (the build
+#: Verilator flags of a build with a C++ ``main``: no timing-control support (the main drives the
+#: clock).
+NATIVE_ARGS: tuple[str, ...] = ("--no-timing",)
+
+#: ``make`` variables of every build: the per-cycle code at -O2 for this machine's CPU (the build
 #: key includes the CPU), the constructors and initial values (half the C++, run once) unoptimised.
-NATIVE_MAKE_ARGS: tuple[str, ...] = ("OPT_FAST=-O2 -march=native", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2")
+MAKE_ARGS: tuple[str, ...] = ("OPT_FAST=-O2 -march=native", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2")
 
 _TIMESCALE = ("1ns", "1ps")
 _COMPLETE = ".complete"
@@ -134,6 +137,7 @@ class Build:
         waves: whether the simulator was built with tracing.
         cached: True if an existing build was reused, False if this call built it.
         verilator: the Verilator used.
+        top: the simulator's top-level module when it is a wrapper around ``name`` (else None).
     """
 
     name: str
@@ -145,6 +149,12 @@ class Build:
     waves: bool
     cached: bool
     verilator: Verilator
+    top: str | None = None
+
+    @property
+    def top_module(self) -> str:
+        """The simulator's top-level module: the wrapper's, else the design's."""
+        return self.top or self.name
 
 
 def default_build_root() -> Path:
@@ -186,7 +196,9 @@ def _runner_class():
     Adaptations: the Verilator from :mod:`.toolchain` (PATH/VERILATOR_ROOT in the child environment,
     nothing changed in ``os.environ``); extra ``PYTHONPATH`` entries and caller-supplied variables
     that win over ``os.environ``; tracing decided by us, not by a stray ``WAVES`` variable; a
-    timeout on every command; a non-zero simulator exit reported like cocotb expects.
+    timeout on every command; a non-zero simulator exit reported like cocotb expects; only the
+    top level public; :data:`MAKE_ARGS`; the simulator named ``exe_name`` (the design), whatever
+    the top-level module.
     """
     global _RUNNER_CLASS
     if _RUNNER_CLASS is not None:
@@ -197,13 +209,15 @@ def _runner_class():
 
     class MixpimVerilatorRunner(base):
         def __init__(self, verilator: Verilator, *, waves: bool, timeout: float | None,
-                     pythonpath=(), overrides=None):
+                     exe_name: str, public_depth=True, pythonpath=(), overrides=None):
             super().__init__()
             self._verilator = verilator
             self._mixpim_waves = waves
             self._timeout = timeout
             self._pythonpath = [str(p) for p in pythonpath]
             self._overrides = dict(overrides or {})
+            self._exe_name = exe_name
+            self._public_depth = public_depth
 
         def _simulator_in_path_build_only(self) -> None:
             self.executable = str(self._verilator.executable)
@@ -222,13 +236,17 @@ def _runner_class():
             # Only the top level's ports are driven and read, so only they are public: every
             # signal public (cocotb's default) costs a third of the build and of the run time.
             i = verilate.index("--public-flat-rw")
-            verilate[i:i + 1] = ["--public-depth", "1"]
-            # Constructors and initial values: run once, not worth optimising the C++ for.
-            return [verilate, make + list(_MAKE_ARGS)]
+            verilate[i:i + 1] = ["--public-depth", "1"] if self._public_depth else []
+            # The simulator is named after the design, whatever module is the top level.
+            i = verilate.index("-o")
+            verilate[i + 1] = self._exe_name
+            return [verilate, make + list(MAKE_ARGS)]
 
         def _test_command(self):
             self.waves = self._mixpim_waves
-            return super()._test_command()
+            [cmd] = super()._test_command()
+            exe = str(self.build_dir / self.sim_hdl_toplevel)
+            return [[str(self.build_dir / self._exe_name) if arg == exe else arg for arg in cmd]]
 
         def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
             for cmd in cmds:
@@ -289,8 +307,8 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
             through an index without generating the Verilog (minutes for a large tile).
         main: path of a C++ ``main`` (including ``Vtop.h``): build a standalone simulator for
             :func:`run_main` (no cocotb, no VPI; :data:`NATIVE_ARGS`) instead of a cocotb one.
-        wrapper: with ``main``, ``wrapper(component, name)`` gives ``(top, text)``: the Verilog
-            ``text`` of a module ``top`` around module ``name``, the simulator's top level.
+        wrapper: ``wrapper(component, name)`` gives ``(top, text)``: the Verilog ``text`` of a
+            module ``top`` around module ``name``, the simulator's top level (the cocotb ``dut``).
 
     With ``params_complete``, the component's Verilog is also kept under ``verilog/`` in the
     build root (a link to a build's copy): a build of the same design with other options (cocotb
@@ -306,10 +324,12 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
     params_json = json.dumps(params, default=_jsonable, sort_keys=True)
     verilator = find_verilator()
     waves = _env_flag("MIXPIM_WAVES")
-    top, wrap = wrapper(component, name) if main is not None and wrapper else (name, "")
+    top, wrap = wrapper(component, name) if wrapper else (name, "")
     options = _options(verilator, waves, main)
     if wrap:
         options["wrapper"] = content_hash(wrap)
+        if main is None:
+            options["public"] = "wrapper ports"
     root = Path(build_root).resolve() if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
     index = shared = None
@@ -319,7 +339,7 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         quick = content_hash("\0".join([name, params_json, json.dumps(options, sort_keys=True),
                                          _design_sources()]))
         index = root / "index" / f"{name}-{quick}.json"
-        found = _indexed(root, name, index, params_json, waves, verilator)
+        found = _indexed(root, name, index, params_json, waves, verilator, top if wrap else None)
         if found is not None:
             component._MustUse__silence = True  # not elaborated: its build exists (Amaranth's flag)
             _share(found.verilog, shared)
@@ -335,7 +355,7 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
     verilog_path = build_dir / f"{name}.v"
     result = dict(name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
                   verilog=verilog_path, params=json.loads(params_json), waves=waves,
-                  verilator=verilator)
+                  verilator=verilator, top=top if wrap else None)
 
     lock = FileLock(str(root / f"{name}-{key}.lock"), timeout=_BUILD_LOCK_TIMEOUT)
     try:
@@ -378,14 +398,14 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
 
 def _options(verilator, waves, main):
     """What a build depends on besides the Verilog (the build key hashes both)."""
+    common = {"make_args": list(MAKE_ARGS), "waves": waves, "verilator": verilator.version_str,
+              "cpu": _cpu()}
     if main is None:
         import cocotb
-        return {"build_args": list(BUILD_ARGS), "make_args": list(_MAKE_ARGS),
-                "public": "top ports", "waves": waves, "timescale": list(_TIMESCALE),
-                "verilator": verilator.version_str, "cocotb": cocotb.__version__}
-    return {"build_args": list(BUILD_ARGS + NATIVE_ARGS), "make_args": list(NATIVE_MAKE_ARGS),
-            "main": Path(main).name, "main_hash": content_hash(Path(main).read_text()),
-            "waves": waves, "verilator": verilator.version_str, "cpu": _cpu()}
+        return {"build_args": list(BUILD_ARGS + SIM_ARGS), "public": "top ports",
+                "timescale": list(_TIMESCALE), "cocotb": cocotb.__version__, **common}
+    return {"build_args": list(BUILD_ARGS + SIM_ARGS + NATIVE_ARGS), "main": Path(main).name,
+            "main_hash": content_hash(Path(main).read_text()), **common}
 
 
 def _cpu():
@@ -414,31 +434,34 @@ def _share(verilog, shared):
 
 def verilate(verilator, name, build_dir, verilog, *, waves=False, main=None, top=None, extra=()):
     """Verilate ``verilog`` (module ``name``) into the simulator ``build_dir/name``: with cocotb's
-    runner (:data:`BUILD_ARGS`), or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`,
-    ``make -j`` over all cores; ``extra``: more Verilog files, ``top``: the top module, default
-    ``name``). The log goes to ``build_dir/build.log``.
+    runner, or, given a C++ ``main``, standalone (:data:`NATIVE_ARGS`, ``make -j`` over all
+    cores); ``extra``: more Verilog files, ``top``: the top module, default ``name``. The log goes
+    to ``build_dir/build.log``.
 
     Raises:
         CosimBuildError: Verilator or the C++ build failed.
     """
     build_dir, log = Path(build_dir), Path(build_dir) / "build.log"
+    # Amaranth initialises every memory word in an initial block: tens of thousands of zero words
+    # for a tile's DRAM model and scratchpads, parsed and compiled for nothing when Verilator
+    # starts every variable at zero (--x-initial 0).
+    lean = build_dir / f"{name}.sim.v"
+    lean.write_text(drop_zero_inits(Path(verilog).read_text()))
     if main is None:
-        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT)
-        call = lambda: runner.build(sources=[verilog], hdl_toplevel=name, build_dir=build_dir,  # noqa: E731
-                                    build_args=list(BUILD_ARGS), timescale=_TIMESCALE, waves=waves,
-                                    log_file=log)
+        # A wrapper marks its own ports public: its registers behind them must not be (Verilator
+        # re-evaluates everything behind a public signal whenever it may have been written).
+        runner = _runner_class()(verilator, waves=waves, timeout=_BUILD_LOCK_TIMEOUT, exe_name=name,
+                                 public_depth=not extra)
+        call = lambda: runner.build(sources=[lean, *extra], hdl_toplevel=top or name,  # noqa: E731
+                                    build_dir=build_dir, build_args=list(BUILD_ARGS + SIM_ARGS),
+                                    timescale=_TIMESCALE, waves=waves, log_file=log)
     else:
-        # Amaranth initialises every memory word in an initial block: tens of thousands of zero
-        # words for a tile's DRAM model and scratchpads, parsed and compiled for nothing when
-        # Verilator starts every variable at zero (--x-initial 0).
-        lean = build_dir / f"{name}.sim.v"
-        lean.write_text(drop_zero_inits(Path(verilog).read_text()))
         cmds = [[str(verilator.executable), "--cc", "--exe", "-Mdir", str(build_dir), "--top-module",
-                 top or name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *NATIVE_ARGS,
+                 top or name, "--prefix", "Vtop", "-o", name, *BUILD_ARGS, *SIM_ARGS, *NATIVE_ARGS,
                  *(["--trace"] if waves else []), str(Path(main).resolve()), str(lean),
                  *map(str, extra)],
                 ["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
-                 *NATIVE_MAKE_ARGS]]
+                 *MAKE_ARGS]]
 
         def call():
             env = verilator_env(verilator)
@@ -475,7 +498,7 @@ def drop_zero_inits(text):
     return "".join(out)
 
 
-def _indexed(root, name, index, params_json, waves, verilator):
+def _indexed(root, name, index, params_json, waves, verilator, top):
     """The complete build the index file ``index`` names, or None."""
     try:
         rec = json.loads(index.read_text())
@@ -487,7 +510,7 @@ def _indexed(root, name, index, params_json, waves, verilator):
         return None
     return Build(cached=True, name=name, hash=key, verilog_hash=verilog_hash, build_dir=build_dir,
                  verilog=build_dir / f"{name}.v", params=json.loads(params_json), waves=waves,
-                 verilator=verilator)
+                 verilator=verilator, top=top)
 
 
 def _write_index(index, key, verilog_hash):
@@ -547,11 +570,11 @@ def run(build: Build, test_module: str, *, test_dir, testcase=None, extra_env=No
     results = run_dir / "results.xml"
     log = run_dir / "sim.log"
     runner = _runner_class()(build.verilator, waves=build.waves, timeout=timeout,
-                             pythonpath=[test_dir], overrides=env)
+                             pythonpath=[test_dir], overrides=env, exe_name=build.name)
 
     problem = None
     try:
-        runner.test(test_module=test_module, hdl_toplevel=build.name, hdl_toplevel_lang="verilog",
+        runner.test(test_module=test_module, hdl_toplevel=build.top_module, hdl_toplevel_lang="verilog",
                     build_dir=build.build_dir,
                     test_dir=run_dir, results_xml=str(results), testcase=testcase, seed=seed,
                     waves=build.waves, timescale=_TIMESCALE, log_file=log)

@@ -17,7 +17,9 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
   there is no open place and route for it here.
 
 ``fmax=True`` (ECP5 only) also places and routes the design on an LFE5U-85F (CABGA381) with
-nextpnr-ecp5 and reads the achieved clock frequency. Unregistered ports have no timed paths, and a
+nextpnr-ecp5 and reads the achieved clock frequency, and nextpnr's device utilisation (cells used
+and available per kind, ``utilisation``). A design that needs more of a kind than the device has
+is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it). Unregistered ports have no timed paths, and a
 wide design would not fit the package's pins, so the design is wrapped in a timing harness for this
 step: every input is fed from a scan chain and every output is captured into a shift register, so
 each port is registered and the harness needs only ``clk``, ``rst``, ``scan_in``, ``capture`` and
@@ -92,6 +94,9 @@ class SynthReport:
         verilog_hash: content hash of the synthesized Verilog.
         seconds: wall-clock time of the whole call.
         workdir: the directory with the scripts, logs and netlists (``None`` if it was temporary).
+        utilisation: with ``fmax``, nextpnr's ``{cell kind: (used, available)}`` on the device
+            (the timing harness included), else empty.
+        fits: with ``fmax``, whether every kind fits the device (else None).
     """
 
     name: str
@@ -109,6 +114,14 @@ class SynthReport:
     seconds: float
     workdir: Path | None
     lutram_cells: int = 0
+    utilisation: dict = field(default_factory=dict, hash=False)
+    fits: bool | None = None
+
+    def over(self) -> list[str]:
+        """The cell kinds the design needs more of than the device has, as ``"KIND used/available
+        (P%)"``."""
+        return [f"{k} {u:,}/{a:,} ({100 * u / a:.0f}%)" for k, (u, a) in self.utilisation.items()
+                if u > a]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,6 +167,24 @@ def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:
             raise SynthError(f"{stat_path} has no statistics for module {top!r}")
         cells = module.get("num_cells_by_type", {})
     return {str(k): int(v) for k, v in sorted(cells.items())}
+
+
+_UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%$")
+
+
+def _utilisation(log: Path) -> dict[str, tuple[int, int]]:
+    """nextpnr's "Device utilisation" table in ``log``: ``{kind: (used, available)}`` for the
+    kinds the design uses."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        match = _UTIL_RE.match(line.rstrip())
+        if match and int(match[2]):
+            out.setdefault(match[1], (int(match[2]), int(match[3])))
+    return out
 
 
 class _TimingHarness(wiring.Component):
@@ -320,12 +351,22 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         + sum(n for t, n in cells.items() if _FF_RE.match(t))
 
     fmax_by_clock: dict[str, float] = {}
+    utilisation, fits = {}, None
     if fmax:
         nextpnr = nextpnr_ecp5_command()
-        _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
-                   "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
-                   "--report", "report.json", "-l", "nextpnr.log"],
-                  wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
+        try:
+            _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
+                       "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
+                       "--report", "report.json", "-l", "nextpnr.log"],
+                      wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
+        except SynthError:
+            utilisation = _utilisation(wd / "nextpnr.log")
+            if not any(u > a for u, a in utilisation.values()):
+                raise
+            fits = False  # too large: nextpnr cannot place it
+        else:
+            utilisation, fits = _utilisation(wd / "nextpnr.log"), True
+    if fits:
         try:
             report = json.loads((wd / "report.json").read_text())
         except (OSError, ValueError) as exc:
@@ -344,7 +385,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
         seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
-        lutram_cells=lutram)
+        lutram_cells=lutram, utilisation=utilisation, fits=fits)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

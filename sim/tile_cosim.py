@@ -132,8 +132,7 @@ def _build(config, imem_words, build_root, driver="cocotb"):
         b = _BUILDS[key] = cosim.build(TileSystem(config, imem_words), tile_top(config, imem_words),
                                        params={"config": config.to_dict(), "imem_words": imem_words},
                                        build_root=build_root, params_complete=True,
-                                       main=NATIVE_MAIN if native else None,
-                                       wrapper=_harness if native else None)
+                                       main=NATIVE_MAIN if native else None, wrapper=_harness)
     return b
 
 

@@ -41,11 +41,15 @@ def harness_verilog(tile, name):
         raise TypeError(f"tile must be a TileSystem, not {type(tile).__name__}")
     ports = [(p, m.flow == In, Shape.cast(m.shape).width) for p, m in tile.signature.members.items()]
     names = ", ".join(["clk", "rst"] + [p for p, _, _ in ports])
-    decl, regs, moves = ["  input clk;", "  input rst;"], ["  reg rst_q = 1'd1;"], ["    rst_q <= rst;"]
+    # The ports, and only they, are visible to cocotb (VPI): a public register would make
+    # Verilator re-evaluate everything behind it at every eval().
+    rw, rd = "/*verilator public_flat_rw*/", "/*verilator public_flat_rd*/"
+    decl = [f"  input clk {rw};", f"  input rst {rw};"]
+    regs, moves = ["  reg rst_q = 1'd1;"], ["    rst_q <= rst;"]
     conns = [".clk(clk)", ".rst(rst_q)"]
     for p, is_in, width in ports:
         bits = f"[{width - 1}:0] " if width > 1 else ""
-        decl.append(f"  {'input' if is_in else 'output'} {bits}{p};")
+        decl.append(f"  {'input' if is_in else 'output'} {bits}{p} {rw if is_in else rd};")
         if is_in:
             regs.append(f"  reg {bits}{p}_q = {width}'d0;")
             moves.append(f"    {p}_q <= {p};")

@@ -53,7 +53,9 @@ def test_harness():
     text = harness_verilog(tile, "t")
     tile._MustUse__silence = True  # only its signature was used
     assert text.startswith(f"module {harness_top('t')}(clk, rst, start, length, host_sel,")
-    for line in ("  input [2:0] host_sel;", "  output [127:0] busy;", "  reg rst_q = 1'd1;",
+    # the ports, and only they, public to VPI (cocotb's dut)
+    for line in ("  input [2:0] host_sel /*verilator public_flat_rw*/;",
+                 "  output [127:0] busy /*verilator public_flat_rd*/;", "  reg rst_q = 1'd1;",
                  "  reg [16:0] length_q = 17'd0;", "    host_we_q <= host_we;"):
         assert line in text.splitlines()
     assert "  t tile (.clk(clk), .rst(rst_q), .start(start_q), .length(length_q)," in text

@@ -63,7 +63,36 @@ def test_ecp5_resources_and_fmax(tmp_path):
     assert set(report.fmax_by_clock) == {"clk"}
     assert 20 < report.fmax_mhz < 1000
     assert (tmp_path / "report.json").is_file() and report.workdir == tmp_path.resolve()
+    assert report.fits is True and report.over() == []
+    used, available = report.utilisation["TRELLIS_FF"]
+    assert used > report.ffs and available == 83640  # the harness's scan chains are placed too
     json.dumps(report.to_dict())
+
+
+class ManyMultipliers(wiring.Component):
+    """200 different registered products: more than the LFE5U-85F's 156 multiplier blocks."""
+
+    a: In(8)
+    b: In(8)
+    p: Out(17)
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = 0
+        for k in range(200):
+            acc = acc ^ (self.a * (self.b + k))
+        m.d.sync += self.p.eq(acc)
+        return m
+
+
+def test_ecp5_design_too_large(tmp_path):
+    """A design the device cannot hold is a result: fits False, no Fmax, what is over."""
+    report = synthesize(ManyMultipliers(), "many_mul", target="ecp5", workdir=tmp_path, fmax=True,
+                        abc9=False)
+    assert report.dsp_cells == 200
+    assert report.fits is False and report.fmax_mhz is None and report.fmax_by_clock == {}
+    assert report.utilisation["MULT18X18D"] == (200, 156)
+    assert report.over() == ["MULT18X18D 200/156 (128%)"]
 
 
 def test_ecp5_maps_product_to_dsp(tmp_path):

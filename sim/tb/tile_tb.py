@@ -1,5 +1,11 @@
 """cocotb driver of the tile: load, run and read back a batch of programs through the host port.
 
+The ``dut`` is the tile behind registered inputs (:func:`mixpim.sim.tile_harness.harness_verilog`):
+whatever the driver sets after an edge reaches the tile one edge later, so the tile sees the
+driver's inputs one cycle late, all alike, and a host read's word is out two edges after its
+address. Python wakes per host word and once per program run (``done`` or the cycle limit, a
+timer), never per cycle: the clock is cocotb's C++ (GPI) clock.
+
 The case (JSON, ``$MIXPIM_CASE``) gives the number of ``units`` (of the ``busy`` status vector)
 and lists programs; for each: ``writes`` ([sel, addr, hex]: memory
 words to set before the run, program included), ``length``, ``max_cycles`` and ``reads``
@@ -14,7 +20,7 @@ import os
 import time
 
 import cocotb
-from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 
 from common import save_result, start
 
@@ -29,16 +35,18 @@ async def host_write(dut, writes):
 
 
 async def host_read(dut, reads):
-    """Pipelined: the address of read i goes out in one cycle, its word is back in the next."""
+    """Pipelined: the address of read i goes out in one cycle, the harness registers it at the
+    next edge, the tile's word is out after the one after (so each edge brings one word)."""
     out = []
     if reads:
         dut.host_sel.value, dut.host_addr.value = reads[0]
-    for i in range(len(reads)):
+    for i in range(len(reads) + 1):
         await RisingEdge(dut.clk)
         if i + 1 < len(reads):
             dut.host_sel.value, dut.host_addr.value = reads[i + 1]
         await ReadOnly()
-        out.append(format(_u(dut.host_rdata), "x"))
+        if i:
+            out.append(format(_u(dut.host_rdata), "x"))
     await RisingEdge(dut.clk)  # leave the read-only phase
     return out
 
@@ -73,7 +81,7 @@ async def tile_runs_programs(dut):
         await RisingEdge(dut.clk)
         dut.start.value = 0
         began = time.perf_counter()
-        await First(RisingEdge(dut.done), ClockCycles(dut.clk, prog["max_cycles"]))
+        await First(RisingEdge(dut.done), Timer(10 * prog["max_cycles"], unit="ns"))
         seconds = time.perf_counter() - began
         await ReadOnly()
         assert dut.done.value, (f"program {len(results)}: no done after {prog['max_cycles']} cycles "
