@@ -178,12 +178,14 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     abc9=extra.get("lut_mapper") != "abc")
+                     abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
                "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,
                "fmax_mhz": rep.fmax_mhz, "seconds": rep.seconds, "cells": rep.cells,
                "coarse_cells": rep.coarse_cells}
+    if args.by_module:
+        summary["by_module"] = rep.by_module
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits,
                        utilisation={k: {"used": u, "available": a} for k, (u, a) in rep.utilisation.items()})
@@ -197,6 +199,23 @@ def cmd_synth(args):
         print(f"  fmax         {rep.fmax_mhz:.1f} MHz")
     if rep.fits is False:
         print(f"  does not fit the LFE5U-85F (no Fmax): {', '.join(rep.over())}")
+    if args.by_module:
+        _print_modules(rep.by_module)
+
+
+#: ``mixpim synth --by-module`` prints modules down to this depth below the top (JSON: all).
+_MODULE_DEPTH = 3
+
+
+def _print_modules(by_module):
+    """The per-module table of ``mixpim synth --by-module``: the top and its modules down to
+    :data:`_MODULE_DEPTH`, each with its submodules' resources included."""
+    keys = ("luts", "ffs", "dsp_cells", "brams", "lutram_cells")
+    print(f"  {'module (submodules included)':40s}" + "".join(f"{k:>13s}" for k in keys))
+    for path, res in by_module.items():
+        if path.count(".") < _MODULE_DEPTH:
+            label = "(top)" if not path else "  " * (path.count(".") + 1) + path.rsplit(".", 1)[-1]
+            print(f"  {label:40s}" + "".join(f"{res[k]:>13,}" for k in keys))
 
 
 def cmd_demo(args):
@@ -465,6 +484,8 @@ def build_parser():
                    help="generic 4-LUTs, Lattice ECP5, or Xilinx 7-series (default generic)")
     p.add_argument("--fmax", action="store_true", help="also place and route (ECP5: LFE5U-85F) and "
                    "report Fmax")
+    p.add_argument("--by-module", action="store_true", help="also map without flattening and "
+                   "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_synth)
@@ -567,6 +588,9 @@ def main(argv=None):
     if getattr(args, "fmax", False) and args.target != "ecp5":
         parser.error(f"--fmax needs --target ecp5 (the only target with place and route; "
                      f"{args.target} reports resources only)")
+    if getattr(args, "by_module", False) and args.target == "generic":
+        parser.error("--by-module needs --target ecp5 or xilinx (Yosys' generic LUT mapping "
+                     "fails on an unflattened design)")
     try:
         return args.func(args) or 0
     except (MixpimError, ToolchainError, SynthError) as e:

@@ -66,7 +66,8 @@ _XILINX_BRAM = ("RAMB18E1", "RAMB36E1")
 _XILINX_LUTRAM_RE = re.compile(r"^RAM(32|64|128|256)(M|X1[SD])")
 #: Files :func:`synthesize` writes into its work directory (``NAME`` is the module name).
 WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "coarse.json",
-                 "stat.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out", "report.json")
+                 "stat.json", "modules.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out",
+                 "report.json")
 _FF_RE = re.compile(r"^\$_(S?DFF|DFFE|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
 
 
@@ -97,6 +98,11 @@ class SynthReport:
         utilisation: with ``fmax``, nextpnr's ``{cell kind: (used, available)}`` on the device
             (the timing harness included), else empty.
         fits: with ``fmax``, whether every kind fits the device (else None).
+        by_module: with ``by_module``, ``{path: {luts, ffs, dsp_cells, brams, lutram_cells}}``
+            of every module (submodules included) mapped without flattening (classic ABC), the
+            path relative to the top (``""``; ``"tile.vec"``); else empty. Without flattening
+            Yosys cannot optimise across module boundaries, so the top's sum differs a little
+            from ``luts``.
     """
 
     name: str
@@ -116,6 +122,7 @@ class SynthReport:
     lutram_cells: int = 0
     utilisation: dict = field(default_factory=dict, hash=False)
     fits: bool | None = None
+    by_module: dict = field(default_factory=dict, hash=False)
 
     def over(self) -> list[str]:
         """The cell kinds the design needs more of than the device has, as ``"KIND used/available
@@ -154,6 +161,42 @@ def _crash_hint(out: Path) -> str:
         return (": it aborted with an uncaught exception, most likely out of memory (the "
                 "WebAssembly build has at most 4 GiB; the design is too large for it)")
     return ""
+
+
+def _resources(target: str, cells: dict[str, int]) -> dict[str, int]:
+    """LUTs, flip-flops, DSPs, block RAMs and LUT-RAM cells of ``target`` among ``cells``."""
+    if target == "generic":
+        luts, dsp, brams, lutram = cells.get("$lut", 0), 0, 0, 0
+    elif target == "xilinx":
+        luts = sum(cells.get(f"LUT{i}", 0) for i in range(1, 7))
+        dsp = sum(cells.get(t, 0) for t in _XILINX_DSP)
+        brams = sum(cells.get(t, 0) for t in _XILINX_BRAM)
+        lutram = sum(n for t, n in cells.items() if _XILINX_LUTRAM_RE.match(t))
+    else:
+        luts = cells.get("LUT4", 0)
+        dsp = sum(cells.get(t, 0) for t in _ECP5_DSP)
+        brams = sum(cells.get(t, 0) for t in _ECP5_BRAM)
+        lutram = sum(cells.get(t, 0) for t in _ECP5_LUTRAM)
+    ffs = cells.get("TRELLIS_FF", 0) + sum(cells.get(t, 0) for t in _XILINX_FF) \
+        + sum(n for t, n in cells.items() if _FF_RE.match(t))
+    return {"luts": luts, "ffs": ffs, "dsp_cells": dsp, "brams": brams, "lutram_cells": lutram}
+
+
+def _by_module(target: str, stat_path: Path, top: str) -> dict[str, dict[str, int]]:
+    """Resources of each module of the unflattened netlist, its submodules included, keyed by
+    its path below ``top`` (Amaranth names modules ``top.sub.subsub``; ``""`` is the top)."""
+    try:
+        modules = json.loads(stat_path.read_text())["modules"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SynthError(f"Yosys wrote no readable {stat_path.name} ({exc})") from None
+    own = {}
+    for module, data in modules.items():
+        path = module.lstrip("\\")
+        if path == top or path.startswith(top + "."):
+            own[path[len(top) + 1:]] = _resources(target, data.get("num_cells_by_type", {}))
+    return {path: {k: sum(r[k] for p, r in own.items() if p == path or not path
+                          or p.startswith(path + ".")) for k in res}
+            for path, res in sorted(own.items())}
 
 
 def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:
@@ -230,27 +273,30 @@ class _TimingHarness(wiring.Component):
         return m
 
 
-def _vendor_synth(target: str, top: str, abc9: bool, json_out: str | None) -> list[str]:
+def _vendor_synth(target: str, top: str, abc9: bool, json_out: str | None,
+                  flatten: bool = True) -> list[str]:
     """The technology-mapping commands of ``target`` for module ``top``. Without ``abc9`` the
     LUT mapping step (``map_luts``) runs classic ABC instead of ABC9: the vendor script up to
-    that label, ABC with the script's LUT sizes, the script's own LUT techmap, then the rest."""
+    that label, ABC with the script's LUT sizes, the script's own LUT techmap, then the rest.
+    Without ``flatten`` every module is mapped on its own (for per-module counts)."""
     json_opt = f" -json {json_out}" if json_out else ""
     if target == "xilinx":
-        head = f"synth_xilinx -family xc7 -flatten -top {top}"
+        head = f"synth_xilinx -family xc7 {'-flatten' if flatten else ''} -top {top}"
         if abc9:
             return [head + json_opt]
         return [f"{head} -run :map_luts", "opt_expr -mux_undef -noclkinv",
                 "abc -luts 2:2,3,6:5,10,20", "clean", "xilinx_srl -fixed -minlen 3",
                 "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
                 "xilinx_dffopt", "opt_lut_ins -tech xilinx", f"{head} -run finalize:{json_opt}"]
-    head = f"synth_ecp5 -top {top}"
+    head = f"synth_ecp5 {'' if flatten else '-noflatten '}-top {top}"
     if abc9:
         return [head + json_opt]
     return [f"{head} -run :map_luts", "techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress",
             "clean", f"{head} -run map_cells:{json_opt}"]
 
 
-def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc9: bool = True) -> str:
+def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc9: bool = True,
+                  by_module: bool = False) -> str:
     lines = [
         f"read_verilog {verilog}",
         f"hierarchy -check -top {name}",
@@ -264,6 +310,10 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
     else:
         lines += _vendor_synth(target, name, abc9, "net.json" if target == "ecp5" else None)
     lines += ["tee -q -o stat.json stat -json"]
+    if by_module:
+        # classic ABC: ABC9 dies on unflattened designs in the WebAssembly Yosys 0.70
+        lines += ["design -load rtl", *_vendor_synth(target, name, False, None, flatten=False),
+                  "tee -q -o modules.json stat -json"]
     if harness is not None:
         lines += ["design -reset", f"read_verilog {harness}",
                   *_vendor_synth("ecp5", f"{name}_fmax", abc9, "net_fmax.json")]
@@ -272,7 +322,7 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
-               timeout: float = _TOOL_TIMEOUT, abc9: bool = True) -> SynthReport:
+               timeout: float = _TOOL_TIMEOUT, abc9: bool = True, by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
     Arguments:
@@ -289,6 +339,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         abc9: map LUTs with ABC9 (the vendor scripts' default); False runs classic ABC in that
             step (ECP5, Xilinx), which the whole tile needs: ABC9's XAIGER2 step dies in the
             WebAssembly Yosys on it (docs/decisions.md).
+        by_module: also map the design without flattening and report every module's resources
+            (``SynthReport.by_module``; a second mapping run).
 
     Raises:
         ValueError: bad *target*, or *fmax* with a target other than ``"ecp5"``.
@@ -299,6 +351,9 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if fmax and target != "ecp5":
         raise ValueError(f"fmax=True needs target='ecp5', not {target!r}")
+    if by_module and target == "generic":
+        # generic `synth -lut` on an unflattened design dies in Yosys 0.70's ABC reintegration
+        raise ValueError("by_module=True needs target='ecp5' or 'xilinx', not 'generic'")
     started = time.monotonic()
     temporary = workdir is None
     if not temporary:
@@ -319,10 +374,11 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     if fmax:
         harness = f"{name}_fmax.v"
         atomic_write(wd / harness, to_verilog(_TimingHarness(component), f"{name}_fmax"), what="Verilog")
-    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness, abc9), what="Yosys script")
+    atomic_write(wd / "synth.ys", _yosys_script(name, target, f"{name}.v", harness, abc9, by_module),
+                 what="Yosys script")
 
     yosys = yosys_command()
-    for stale in ("coarse.json", "stat.json", "net.json", "net_fmax.json", "report.json"):
+    for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json", "report.json"):
         (wd / stale).unlink(missing_ok=True)
     _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys", timeout)
     for produced in ("coarse.json", "stat.json"):
@@ -333,22 +389,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     coarse = _cell_counts(wd / "coarse.json", name)
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
-    lutram = 0
-    if target == "generic":
-        luts = cells.get("$lut", 0)
-        dsp = brams = 0
-    elif target == "xilinx":
-        luts = sum(cells.get(f"LUT{i}", 0) for i in range(1, 7))
-        dsp = sum(cells.get(t, 0) for t in _XILINX_DSP)
-        brams = sum(cells.get(t, 0) for t in _XILINX_BRAM)
-        lutram = sum(n for t, n in cells.items() if _XILINX_LUTRAM_RE.match(t))
-    else:
-        luts = cells.get("LUT4", 0)
-        dsp = sum(cells.get(t, 0) for t in _ECP5_DSP)
-        brams = sum(cells.get(t, 0) for t in _ECP5_BRAM)
-        lutram = sum(cells.get(t, 0) for t in _ECP5_LUTRAM)
-    ffs = cells.get("TRELLIS_FF", 0) + sum(cells.get(t, 0) for t in _XILINX_FF) \
-        + sum(n for t, n in cells.items() if _FF_RE.match(t))
+    res = _resources(target, cells)
+    by_module = _by_module(target, wd / "modules.json", name) if by_module else {}
 
     fmax_by_clock: dict[str, float] = {}
     utilisation, fits = {}, None
@@ -381,11 +423,11 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
 
     result = SynthReport(
         name=name, target=target, cells=cells, coarse_cells=coarse, mul_cells=mul_cells,
-        dsp_cells=dsp, luts=luts, ffs=ffs, brams=brams,
+        dsp_cells=res["dsp_cells"], luts=res["luts"], ffs=res["ffs"], brams=res["brams"],
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
         seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
-        lutram_cells=lutram, utilisation=utilisation, fits=fits)
+        lutram_cells=res["lutram_cells"], utilisation=utilisation, fits=fits, by_module=by_module)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

@@ -83,6 +83,7 @@ def test_bad_input_is_one_line(args, message):
 
 
 @pytest.mark.parametrize("args", [["rtl", "nosuch-design", "-o", "x"], ["synth", "mixpe-pe", "--fmax"],
+                                  ["synth", "mixpe-pe", "--by-module"],
                                   ["rtl", "mixpe-pe"], ["rtl", "mixpe-pe", "--act", "bf16", "-o", "x"]])
 def test_bad_options_are_argparse_errors(args):
     r = _mixpim(*args)
@@ -103,6 +104,16 @@ def test_synth_counts_multipliers(design, multipliers):
     rep = json.loads(r.stdout)
     assert rep["mul_cells"] == multipliers
     assert rep["luts"] > 0 and rep["ffs"] > 0
+
+
+def test_synth_by_module():
+    r = _mixpim("synth", "mixpe-array", "--rows", "2", "--cols", "2", "--target", "ecp5", "--by-module")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any("module (submodules included)" in ln for ln in lines)
+    top = next(ln for ln in lines if ln.strip().startswith("(top)")).split()
+    assert int(top[1].replace(",", "")) > 0  # the top's LUTs, its modules included
+    assert any(ln.strip().startswith("core ") for ln in lines)
 
 
 def test_quant_on_minilm_json():

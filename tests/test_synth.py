@@ -95,6 +95,36 @@ def test_ecp5_design_too_large(tmp_path):
     assert report.over() == ["MULT18X18D 200/156 (128%)"]
 
 
+class Pair(wiring.Component):
+    """A Multiplier and a ShiftAddMultiplier side by side, as submodules."""
+
+    a: In(8)
+    b: In(8)
+    p: Out(16)
+    q: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mul = mul = Multiplier()
+        m.submodules.sa = sa = ShiftAddMultiplier()
+        m.d.comb += [mul.a.eq(self.a), mul.b.eq(self.b), sa.a.eq(self.a), sa.b.eq(self.b),
+                     self.p.eq(mul.p), self.q.eq(sa.p)]
+        return m
+
+
+def test_by_module(tmp_path):
+    report = synthesize(Pair(), "pair", target="ecp5", workdir=tmp_path, by_module=True)
+    assert set(report.by_module) == {"", "mul", "sa"}
+    mul, sa, top = report.by_module["mul"], report.by_module["sa"], report.by_module[""]
+    assert mul["dsp_cells"] == 1 and sa["dsp_cells"] == 0 and sa["luts"] > 0
+    assert mul["ffs"] == sa["ffs"] == 16
+    assert top == {k: mul[k] + sa[k] for k in top}  # the top's own cells: none
+    assert (tmp_path / "modules.json").is_file()
+    assert synthesize(Multiplier(), "mul8", target="generic").by_module == {}
+    with pytest.raises(ValueError, match="by_module=True needs target='ecp5' or 'xilinx'"):
+        synthesize(never_elaborated(Multiplier()), "m", by_module=True)
+
+
 def test_ecp5_maps_product_to_dsp(tmp_path):
     report = synthesize(Multiplier(), "mul8", target="ecp5", workdir=tmp_path)
     assert report.mul_cells == 1
