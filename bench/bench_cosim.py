@@ -1,14 +1,16 @@
 """Speed of the tile's RTL co-simulation (cocotb + Verilator), before and after, in one run.
 
     .venv/bin/python bench/bench_cosim.py [--before REV] [--out bench/results/cosim.json]
-                                          [--skip-16] [--skip-build] [--native]
+                                          [--skip-16] [--skip-build] [--native] [--limit MIN]
 
 "Before" is the code of revision ``REV`` (default :data:`BEFORE`, the last revision with the old
 co-simulation: a bare tile, a Python wake-up every cycle, cocotb's default build), checked out
-into a temporary git worktree; "after" is this checkout. Each side runs in its own process (the
-same measuring code, :func:`measure`, on that side's ``mixpim``) with its own build cache, so
-both are measured on the same machine in the same run. Every program must be bit- and
-cycle-exact against the golden model on both sides (the bench fails otherwise).
+into a temporary git worktree; "after" is this checkout. Each figure is taken in its own process
+(the same measuring code, :func:`measure`, on that side's ``mixpim``; "before" with its own
+build cache, ``build/bench-before``), so both sides are measured on the same machine in the same
+run. A process that runs longer than ``--limit`` minutes (default 25: Verilog generation, build
+and run) is stopped and recorded as such. Every program must be bit- and cycle-exact against
+the golden model on both sides (the bench fails otherwise).
 
 Figures per side:
   * cycles/s: golden cycles of a compiled 64x64x512 Linear / ``sim_seconds`` (the run from
@@ -99,28 +101,33 @@ def build_time(array=BUILD_ARRAY):
     return {"config": f"{run[0]} {array}x{array}", "imem_words": imem, "build_seconds": round(seconds, 1)}
 
 
-def measure(runs, drivers, skip_build):
-    """One side's figures (run in that side's process)."""
+def measure(task):
+    """One figure (in that side's process): ``["speed", run, driver]`` or ``["build"]``."""
     import mixpim.sim
-    out = {"mixpim": str(Path(mixpim.sim.__file__).resolve().parent.parent), "speed": []}
-    for run in runs:
-        out["speed"] += [speed(run, d) for d in drivers]
-    if not skip_build:
-        out["build"] = build_time()
-    return out
+    out = speed(tuple(task[1]), task[2]) if task[0] == "speed" else build_time()
+    return {**out, "mixpim": str(Path(mixpim.sim.__file__).resolve().parent.parent)}
 
 
-def _side(label, pythonpath, args):
-    """Run :func:`measure` in a child process with ``pythonpath`` first; its JSON result."""
+def _side(label, pythonpath, tasks, limit):
+    """Each of ``tasks`` (:func:`measure`) in a child process with ``pythonpath`` first (None:
+    this checkout), stopped after ``limit`` seconds; their results (a stopped one:
+    ``{"task", "stopped_after_s"}``)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-        env["MIXPIM_BUILD_DIR"] = str(Path(pythonpath).parent / "build" / "sim")
-    cmd = [sys.executable, __file__, "--child", "--runs", json.dumps(args["runs"]),
-           "--drivers", ",".join(args["drivers"])] + (["--skip-build"] if args["skip_build"] else [])
+        env["MIXPIM_BUILD_DIR"] = str(ROOT / "build" / "bench-before" / "sim")
     print(f"{label}:", file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(done.stdout)
+    out = []
+    for task in tasks:
+        cmd = [sys.executable, __file__, "--child", json.dumps(task)]
+        try:
+            done = subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE,
+                                  text=True, timeout=limit)
+            out.append(json.loads(done.stdout))
+        except subprocess.TimeoutExpired:
+            print(f"  {task}: stopped after {limit / 60:g} minutes", file=sys.stderr, flush=True)
+            out.append({"task": task, "stopped_after_s": limit})
+    return out
 
 
 def _worktree(rev, tmp):
@@ -144,13 +151,11 @@ def main():
     ap.add_argument("--skip-build", action="store_true", help="skip the 8x8 build-time figure")
     ap.add_argument("--skip-16", action="store_true", help="skip the 16x16 fpga tile")
     ap.add_argument("--native", action="store_true", help="'after' also with the native driver")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--runs", help=argparse.SUPPRESS)
-    ap.add_argument("--drivers", help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=float, default=25.0, help="minutes per figure (default 25)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure([tuple(r) for r in json.loads(args.runs)], args.drivers.split(","),
-                                 args.skip_build)))
+        print(json.dumps(measure(json.loads(args.child))))
         return 0
 
     runs = RUNS + ([] if args.skip_16 else [RUN_16])
@@ -162,32 +167,35 @@ def main():
                          stdout=subprocess.PIPE, text=True).stdout.strip()
     result["after_rev"] = rev + (" (with uncommitted changes)" if subprocess.run(
         ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode else "")
+    limit = args.limit * 60
+    build = [] if args.skip_build else [["build"]]
+    after = [["speed", r, d] for r in runs for d in ["cocotb"] + (["native"] if args.native else [])]
+    result["after"] = _side(f"after ({result['after_rev']})", None, after + build, limit)
     with tempfile.TemporaryDirectory(prefix="bench_cosim-") as tmp:
         tree, shim = _worktree(args.before, tmp)
         try:
             result["before"] = _side(f"before ({args.before})", shim,
-                                     {"runs": runs, "drivers": ["cocotb"], "skip_build": args.skip_build})
+                                     [["speed", r, "cocotb"] for r in runs] + build, limit)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)])
-    result["after"] = _side(f"after ({result['after_rev']})", None,
-                            {"runs": runs, "drivers": ["cocotb"] + (["native"] if args.native else []),
-                             "skip_build": args.skip_build})
     result["machine"]["load_at_end"] = os.getloadavg()[0]
-    result["speedup"] = [
-        {"tile": f"{b['preset']} {b['rows']}x{b['cols']}", "before": b["cycles_per_s"],
-         "after": a["cycles_per_s"], "x": round(a["cycles_per_s"] / b["cycles_per_s"], 1)}
-        for b, a in zip(result["before"]["speed"],
-                        [r for r in result["after"]["speed"] if r["driver"] == "cocotb"])]
-    for s in result["speedup"]:
-        print(f"{s['tile']}: {s['before']:,} -> {s['after']:,} cycles/s ({s['x']}x)")
-    if not args.skip_build:
-        print(f"8x8 build: {result['before']['build']['build_seconds']} s -> "
-              f"{result['after']['build']['build_seconds']} s")
+    before = [r for r in result["before"] if "task" not in r or r["task"][0] == "speed"]
+    after = [r for r in result["after"] if r.get("driver", "cocotb") == "cocotb"
+             and ("task" not in r or r["task"][0] == "speed")]
+    for b, a in zip(before, after):
+        tile = "?" if "preset" not in a else f"{a['preset']} {a['rows']}x{a['cols']}"
+        print(f"{tile}: " + " -> ".join(
+            f"{r['cycles_per_s']:,} cycles/s" if "cycles_per_s" in r else
+            f"stopped after {r['stopped_after_s'] / 60:g} min" for r in (b, a)))
+    for label in ("before", "after"):
+        for r in result[label]:
+            if "build_seconds" in r:
+                print(f"{label}: {r['config']} clean cocotb build {r['build_seconds']} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
-    rows = result["before"]["speed"] + result["after"]["speed"]
+    rows = [r for r in result["before"] + result["after"] if "exact" in r]
     return 0 if all(r["exact"] for r in rows) else 1
 
 

@@ -112,10 +112,10 @@ def tile_top(config, imem_words):
     return f"tile_r{config.rows}c{config.cols}_{config.pe.replace('-', '_')}_i{imem_words}_{key}"
 
 
-#: How the tile is driven: ``"cocotb"`` (``tb/tile_tb.py`` over VPI, the regression's driver) or
-#: ``"native"`` (:data:`NATIVE_MAIN`, a C++ main, on the tile behind registered inputs,
-#: :func:`~.tile_harness.harness_verilog`: no Python per cycle, about ten times faster; opt-in,
-#: docs/decisions.md "FPGA-ready tile" 5).
+#: How the tile is driven, both on the tile behind registered inputs
+#: (:func:`~.tile_harness.harness_verilog`) and without Python per cycle: ``"cocotb"``
+#: (``tb/tile_tb.py`` over VPI, the regression's driver) or ``"native"`` (:data:`NATIVE_MAIN`, a
+#: C++ main; opt-in, docs/decisions.md "FPGA-ready tile" 5).
 DRIVERS = ("cocotb", "native")
 #: The native driver: the cocotb driver's cycle-by-cycle protocol in C++.
 NATIVE_MAIN = TB_DIR / "tile_main.cpp"

@@ -1,11 +1,12 @@
-"""The tile behind one register stage on every input: the top level of the native co-simulation.
+"""The tile behind one register stage on every input: the top level of the tile's co-simulation.
 
 Verilator evaluates everything that depends combinationally on a top-level input on every
 ``eval()`` call (its "input combinational" region), whatever changed: for the tile, whose host
 port and reset reach every memory port and register, that was a third of the run time, paid twice
 per cycle. Behind registers the tile's inputs are internal signals, evaluated only when they
-change. The driver (``tb/tile_main.cpp``) sets each input one edge earlier, so the tile sees
-every value in the same cycle as with the cocotb driver on the bare tile.
+change. The tile sees every input one cycle after the driver set it (both drivers,
+``tb/tile_tb.py`` and ``tb/tile_main.cpp``, account for it); only the wrapper's ports are public
+to VPI, so that Verilator can treat its registers as internal.
 
 The harness is a few lines of Verilog around the tile's own module (Amaranth's Verilog of the
 tile, unchanged): the tile's Verilog, minutes to generate for a large array, is the cocotb

@@ -5,8 +5,8 @@
 // CASE (text, written by mixpim.sim.tile_cosim): "mixpim-tile-case 1", the number of programs,
 // then per program "P length max_cycles n_writes n_reads", n_writes lines "sel addr hex" and
 // n_reads lines "sel addr". RESULT gets per program "P cycles busy_hex dispatched error error_pc
-// nonfinite sim_seconds" and n_reads lines of hex words. The tile sees the cocotb driver's
-// (sim/tb/tile_tb.py) inputs cycle for cycle, so every status register counts the same: reset for
+// nonfinite sim_seconds" and n_reads lines of hex words. The tile sees the input sequence of the
+// cocotb driver (sim/tb/tile_tb.py), so every status register counts the same: reset for
 // two edges; per program one host write per edge, a one-cycle start pulse, edges until done rises
 // (at most max_cycles: more is a hang, exit 3), status sampled then, one edge, pipelined reads
 // (address out before edge i, word sampled after it, the next address already applied), one edge.
