@@ -358,10 +358,15 @@ class PimUnit(ConfigComponent):
             m.d.sync += [walking.eq(self.i_opcode == Opcode.PIM_READ), j.eq(0), ch.eq(i_rd.ch),
                          base.eq(i_rd.acc_addr), addr.eq(i_rd.acc_addr), b0.eq(0), r0.eq(0)]
         pos = [(b0, r0)]
-        for _ in range(cols):   # value k + 1 follows value k: the next register, or bank
+        for k in range(cols):   # value k + 1 follows value k: the next register, or bank
             b, r = pos[-1]
             wrap = ~rd.reduce & (r + 1 == rd.n)
-            pos.append(((b + wrap)[:len(b0)], Mux(wrap, 0, r + 1)[:len(r0)]))
+            # signals, not expressions: each position is used twice by the next, so expressions
+            # would double at every value (2**cols nodes)
+            b_next = Signal.like(b0, name=f"pos_b_{k + 1}")
+            r_next = Signal.like(r0, name=f"pos_r_{k + 1}")
+            m.d.comb += [b_next.eq((b + wrap)[:len(b0)]), r_next.eq(Mux(wrap, 0, r + 1)[:len(r0)])]
+            pos.append((b_next, r_next))
 
         def valid(b, r):
             return Mux(rd.reduce, r < rd.n, b < rd.banks)

@@ -77,7 +77,6 @@ BUILD_ARGS: tuple[str, ...] = (
     "-Wno-PINCONNECTEMPTY",
 )
 
-
 #: Verilator flags of every build (besides :data:`BUILD_ARGS`): X assignments as cheap as possible
 #: (Amaranth gives every register and memory an initial value, so no X is ever read), variables
 #: without an initial value start at zero (the memories' zero words, which :func:`verilate` drops
@@ -308,7 +307,9 @@ def build(component, name: str, *, params: dict, build_root=None, params_complet
         main: path of a C++ ``main`` (including ``Vtop.h``): build a standalone simulator for
             :func:`run_main` (no cocotb, no VPI; :data:`NATIVE_ARGS`) instead of a cocotb one.
         wrapper: ``wrapper(component, name)`` gives ``(top, text)``: the Verilog ``text`` of a
-            module ``top`` around module ``name``, the simulator's top level (the cocotb ``dut``).
+            module ``top`` around module ``name``, the simulator's top level (the cocotb ``dut``:
+            in a cocotb build only what the wrapper marks public, e.g. its ports with
+            ``/*verilator public_flat_rw*/``, is visible).
 
     With ``params_complete``, the component's Verilog is also kept under ``verilog/`` in the
     build root (a link to a build's copy): a build of the same design with other options (cocotb
