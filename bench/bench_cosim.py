@@ -98,7 +98,8 @@ def build_time(array=BUILD_ARRAY):
         seconds = time.monotonic() - t0
     assert not built.cached
     print(f"  {array}x{array} clean cocotb build: {seconds:.1f} s", file=sys.stderr, flush=True)
-    return {"config": f"{run[0]} {array}x{array}", "imem_words": imem, "build_seconds": round(seconds, 1)}
+    return {"config": f"{run[0]} {array}x{array}", "imem_words": imem,
+            "build_seconds": round(seconds, 1)}
 
 
 def measure(task):

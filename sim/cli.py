@@ -188,7 +188,8 @@ def cmd_synth(args):
         summary["by_module"] = rep.by_module
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits,
-                       utilisation={k: {"used": u, "available": a} for k, (u, a) in rep.utilisation.items()})
+                       utilisation={k: {"used": u, "available": a}
+                                    for k, (u, a) in rep.utilisation.items()})
     if args.json:
         print(json.dumps(summary, indent=2))
         return

