@@ -23,30 +23,37 @@ the last.
 * reads, ``c`` in ``0 .. R-1`` (``R`` = ``r``, ``2r`` for pair and RES): ACC[``acc_addr + c``]
   into the operand buffer, then ACC[``res_addr + c - r``] into the partner buffer (the partner or
   residual rows), both ``rows x cols`` (the transposition);
-* column slots, ``c = R + k`` for ``k`` in ``0 .. K-1`` (``K`` = ``cols``, ``2 cols`` for
-  two): slot ``k`` reads VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``] (column
-  ``j = k``); for two, slot ``2j`` reads column ``j``'s own multiplier and slot ``2j + 1``
-  VPARAM[``param_addr + cols + j``], the partner's multiplier or the bias (ADD reads its residual
-  word in both slots), and ROPE reads ACT[``table_addr + k``] (the cosines, then the sines);
+* column slots, ``c = R + k`` for ``k`` in ``0 .. K-1`` (``K`` = ``cols * P``, twice that for
+  two; ``P`` = ``vec_passes``, each a pass over ``L`` = ``vec_lanes`` = ``rows / P`` token lanes,
+  lane ``l`` of pass ``p`` being token ``p * L + l``), in the order column ``j``, pass ``p``, and
+  for two the column's first then second slot: a slot of column ``j`` reads
+  VPARAM[``param_addr + j``] and, for ADD, ACT[``res_addr + j``]; for two, the first slot of a
+  pass reads column ``j``'s own multiplier and the second VPARAM[``param_addr + cols + j``], the
+  partner's multiplier or the bias (ADD reads its residual word in both), and ROPE reads
+  ACT[``table_addr + 2j``] in the first and ACT[``table_addr + 2j + 1``] in the second (the
+  cosines, then the sines);
 * stage 1 (``c + 1``): ``sat32(round_shift(x * mult, shift))`` of the slot's operand (a pair's
-  partner's in slot ``2j + 1``; unused in that slot with bias) for all ``rows`` lanes (``rows``
+  partner's in the second slot; unused there with bias) for the pass's ``L`` lanes (``L``
   multipliers of ``acc_bits`` x 16 bits); the residual / cosine / sine lane or the RES residual
   is latched;
-* stage 2 (``c + 2``): ``v`` (``rows`` multipliers of 32 x 16 bits), the gate (one ROM read a
-  lane) and the function (``rows`` multipliers of 32 x 33 bits, shared by the gate product, the
-  SwiGLU product and both RoPE products); slot ``2j`` of a pair keeps ``silu(v)`` or ``v * c``
-  for slot ``2j + 1``; with bias, slot ``2j`` keeps ``v + bias`` (its bias word arrives for slot
-  ``2j + 1``'s stage 1 in the same cycle), and slot ``2j + 1`` applies the function to it;
+* stage 2 (``c + 2``): ``v`` (``L`` multipliers of 32 x 16 bits), the gate (one ROM read a
+  lane) and the function (``L`` multipliers of 32 x 33 bits, shared by the gate product, the
+  SwiGLU product and both RoPE products); the first slot of a pair keeps ``silu(v)`` or ``v * c``
+  for the second (the next cycle); with bias, the first slot keeps ``v + bias`` (its bias word
+  arrives for the second slot's stage 1 in the same cycle), and the second applies the function
+  to it;
 * stage 3 (``c + 3``): the output lanes are encoded (``sat8``, FP16); transposed (``W`` = 0):
-  write ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``); ``direct``
-  and RES: keep the column in the partner buffer;
+  the last pass writes ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``;
+  the earlier passes' lanes wait in registers); ``direct`` and RES: keep the lanes in the
+  partner buffer;
 * writes (``direct`` and RES, ``W`` = ``r``), ``c = R + K + 3 + i``: ACT[``act_addr + i``] with
   lane ``j`` = column ``j`` (0 for lanes ``j >= cols``), or ACC[``res_addr + i``].
 
 Every residual word is read before the word of the same address is written (an ADD or a RES in
 place is exact) and every direct or RES write follows all reads. Only a transposed ROPE whose
 output words overlap its table words is not in-place safe: output word ``act_addr + j`` is
-written in cycle ``R + 2j + 4``, table word ``table_addr + k`` read in cycle ``R + k``.
+written in cycle ``R + (2j + 2) P + 2``, table word ``table_addr + 2j + h`` read first in cycle
+``R + 2jP + h``.
 
 The GELU table (VPARAM words 0..63) and the token multipliers (words 64..64+rows-1) are inputs
 (docs/tile.md, Decision 5: the tile holds them in registers that DMA writes to those addresses
@@ -56,6 +63,7 @@ update); they must be stable while ``busy``.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..models.isa import Opcode, Spad, VecFunc
 from ..models.tile_timing import VEC_FILL_CYCLES
@@ -160,6 +168,8 @@ class ElementwiseUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg = self._cfg
         rows, cols, acc_bits = cfg.rows, cfg.cols, cfg.acc_bits
+        passes, nl = cfg.vec_passes, cfg.vec_lanes  # lane l of pass p is token p * nl + l
+        lp = exact_log2(passes)
         fp16 = cfg.act_format == "fp16"  # fmt 1, the gates and the pair functions exist only here
         lane_bits = 16 if fp16 else 8
         acc_word = word_shape(cfg, Spad.ACC)
@@ -167,7 +177,7 @@ class ElementwiseUnit(ConfigComponent):
 
         state = Signal(_State)
         inst = Signal(vec_layout())
-        t = Signal(range(3 * rows + 2 * cols + VEC_FILL_CYCLES))  # cycles since start (0 idle)
+        t = Signal(range(3 * rows + 2 * cols * passes + VEC_FILL_CYCLES))  # since start (0 idle)
 
         res = _flag(m, inst, (VecFunc.RES,), "res")
         add = _flag(m, inst, (VecFunc.ADD,), "add")
@@ -182,14 +192,14 @@ class ElementwiseUnit(ConfigComponent):
         wr = Signal()  # rows written after the tile (direct, RES)
         two = Signal()  # two VPARAM words per column: the partner's multiplier or the bias
         n_reads = Signal(range(2 * rows + 1))
-        slots_end = Signal(range(2 * rows + 2 * cols + 1))
-        wr_start = Signal(range(2 * rows + 2 * cols + VEC_FILL_CYCLES + 1))
+        slots_end = Signal(range(2 * rows + 2 * cols * passes + 1))
+        wr_start = Signal(range(2 * rows + 2 * cols * passes + VEC_FILL_CYCLES + 1))
         last = Signal.like(t)
         m.d.comb += [
             wr.eq(res | inst.direct),
             two.eq(pair | inst.bias),
             n_reads.eq(Mux(pair | res, inst.rows << 1, inst.rows)),
-            slots_end.eq(n_reads + Mux(two, 2 * cols, cols)),
+            slots_end.eq(n_reads + Mux(two, 2 * cols * passes, cols * passes)),
             wr_start.eq(slots_end + VEC_FILL_CYCLES),
             last.eq(Mux(wr, wr_start + inst.rows, wr_start) - 1),
         ]
@@ -226,48 +236,59 @@ class ElementwiseUnit(ConfigComponent):
         with m.Else():
             m.d.sync += acc_valid.eq(0)
 
-        # column slots in cycles R .. R+K-1
+        # column slots in cycles R .. R+K-1, in the order column, pass, half (the two slots of a
+        # column's pass are adjacent: the first one's stage 2 hands its lanes to the second's)
         rd = Signal()
-        k = Signal(range(2 * cols))  # slot of the read issued this cycle
+        k = Signal(range(2 * cols * passes))  # slot of the read issued this cycle
+        q = Signal(range(cols * passes))  # its column and pass
         j = Signal(range(cols))  # its column
+        p = Signal(range(passes))  # its pass over the token lanes
         h = Signal()  # the second slot of a column (the partner's multiplier or the bias)
         m.d.comb += [
             rd.eq((state == _State.RUN) & (t >= n_reads) & (t < slots_end)),
             k.eq(t - n_reads),
-            j.eq(Mux(two, k >> 1, k)),
+            q.eq(Mux(two, k >> 1, k)),
+            j.eq(q >> lp),
+            p.eq(q[:lp]),
             h.eq(two & k[0]),
             self.r_vparam.en.eq(rd),
             self.r_vparam.addr.eq(inst.param_addr + j + Mux(h, cols, 0)),
             self.r_act.en.eq(rd & (add | rope)),
-            self.r_act.addr.eq(Mux(rope, inst.table_addr, inst.res_addr) + Mux(rope, k, j)),
+            self.r_act.addr.eq(Mux(rope, inst.table_addr + Cat(h, j), inst.res_addr + j)),
         ]
         s1_j, s2_j, s3_j = (Signal.like(j, name=f"s{n}_j") for n in (1, 2, 3))
+        s1_p, s2_p, s3_p = (Signal.like(p, name=f"s{n}_p") for n in (1, 2, 3))
         s1_h, s2_h, s3_h = (Signal(name=f"s{n}_h") for n in (1, 2, 3))
         s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid") for n in (1, 2, 3))
-        m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_h.eq(h),
-                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_h.eq(s1_h),
-                     s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_h.eq(s2_h)]
+        m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_p.eq(p), s1_h.eq(h),
+                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_p.eq(s1_p), s2_h.eq(s1_h),
+                     s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_p.eq(s2_p), s3_h.eq(s2_h)]
         s3_out = Signal()  # stage 3 holds a column's outputs (not the first slot of two)
         m.d.comb += s3_out.eq(s3_valid & (~two | s3_h))
 
+        def token(pass_, lane):
+            """The token lane ``lane`` of pass ``pass_`` (a Signal) works on."""
+            return lane if passes == 1 else pass_ * nl + lane
+
         # stage 1: v1 = sat32(round_shift(x * mult, shift)) per lane; the side operand
         param = data.View(vparam_layout(), self.r_vparam.data[0])
-        v1 = Signal(data.ArrayLayout(signed(32), rows))
-        side = Signal(data.ArrayLayout(signed(_SIDE_BITS), rows))
-        for i in range(rows):
+        v1 = Signal(data.ArrayLayout(signed(32), nl))
+        side = Signal(data.ArrayLayout(signed(_SIDE_BITS), nl))
+        for i in range(nl):
+            tok = token(s1_p, i)
             a = Signal(signed(acc_bits), name=f"a_{i}")
             b = Signal(signed(acc_bits), name=f"b_{i}")
             p1 = Signal(signed(acc_bits + MULT_BITS), name=f"p1_{i}")
             r1 = Signal(signed(acc_bits + MULT_BITS), name=f"r1_{i}")
             m.d.comb += [
-                a.eq(acc_buf[i][s1_j]),
-                b.eq(part_buf[i][s1_j]),
+                a.eq(acc_buf[tok][s1_j]),
+                b.eq(part_buf[tok][s1_j]),
                 p1.eq((Mux(s1_h, b, a) if fp16 else a) * param.mult),
                 r1.eq(round_shift(p1, param.shift)),
             ]
             m.d.sync += v1[i].eq(saturate(r1, 32))
 
-            lane = self.r_act.data[0][i * lane_bits:(i + 1) * lane_bits]
+            lane = Value.cast(self.r_act.data[0]).word_select(tok, lane_bits)
             if fp16:  # ADD: the FP16 residual in 2**-16 units, or its int8 (fmt 0)
                 fx = fixed_from_fp16(m, lane, name=f"fx_{i}")
                 fx8 = Signal(signed(8), name=f"fx8_{i}")
@@ -281,14 +302,14 @@ class ElementwiseUnit(ConfigComponent):
 
         # stage 2: v = round_shift(v1 * tmult, tshift); the function; slot 2j of two is kept
         # (bias: v + the bias word, which stage 1 of slot 2j + 1 has in this cycle)
-        y = Signal(data.ArrayLayout(signed(_V_BITS), rows))
-        hold = Signal(data.ArrayLayout(signed(_V_BITS + 1), rows))
+        y = Signal(data.ArrayLayout(signed(_V_BITS), nl))
+        hold = Signal(data.ArrayLayout(signed(_V_BITS + 1), nl))
         beta = Signal(signed(32))
         m.d.comb += beta.eq(Value.cast(self.r_vparam.data[0]).as_signed())
         if fp16:
             m.submodules.gate_rom = rom = gate_rom()
-        for i in range(rows):
-            tp = self.i_tparam[i]
+        for i in range(nl):
+            tp = self.i_tparam[token(s2_p, i)]
             p2 = Signal(signed(32 + MULT_BITS), name=f"p2_{i}")
             v = Signal(signed(_V_BITS), name=f"v_{i}")
             vb = Signal(signed(_V_BITS + 1), name=f"vb_{i}")  # v + bias, kept for slot 2j + 1
@@ -342,10 +363,10 @@ class ElementwiseUnit(ConfigComponent):
                         m.d.comb += out.eq(_round_const(rsum, 14))
             m.d.sync += y[i].eq(out)
 
-        # stage 3: output lanes; a transposed column goes to ACT, direct / RES ones wait in
-        # part_buf
+        # stage 3: output lanes; a transposed column goes to ACT once its last pass is here (the
+        # earlier passes' lanes wait in out_buf), direct / RES ones wait in part_buf
         lanes = []
-        for i in range(rows):
+        for i in range(nl):
             yi = Value.cast(y[i])
             s8 = Signal(signed(8), name=f"s8_{i}")
             m.d.comb += s8.eq(saturate(yi, 8))
@@ -356,12 +377,21 @@ class ElementwiseUnit(ConfigComponent):
             else:
                 lane = s8
             lanes.append(lane)
+        outs = [Mux(res, Value.cast(y[i]), lanes[i]) for i in range(nl)]
+        out_buf = [Signal.like(lanes[i % nl], name=f"out_{i}") for i in range(rows - nl)]
+        for i in range(rows):
+            pass_, lane = divmod(i, nl)
+            this_pass = s3_p == pass_
             with m.If(acc_valid & acc_part & (acc_row == i)):
                 m.d.sync += part_buf[i].eq(self.r_acc.data[0])
-            with m.Elif(s3_out & wr):
-                m.d.sync += part_buf[i][s3_j].eq(Mux(res, yi, lane))
+            with m.Elif(s3_out & wr & this_pass):
+                m.d.sync += part_buf[i][s3_j].eq(outs[lane])
             with m.If(acc_valid & ~acc_part & (acc_row == i)):
                 m.d.sync += acc_buf[i].eq(self.r_acc.data[0])
+            if i < rows - nl:
+                with m.If(s3_out & ~wr & this_pass):
+                    m.d.sync += out_buf[i].eq(lanes[lane])
+        col_out = s3_out & ~wr & (s3_p == passes - 1)
 
         # writes: row i of part_buf in cycles R+K+3+i
         wrow = Signal(range(rows))
@@ -372,10 +402,11 @@ class ElementwiseUnit(ConfigComponent):
             in_wr.eq((state == _State.RUN) & wr & (t >= wr_start)),
             row.eq(part_buf[wrow]),
         ]
-        col_word = Cat(*(Mux(i < inst.rows, lanes[i], 0) for i in range(rows)))
+        col_lanes = out_buf + lanes  # the column's rows lanes, the last pass's from stage 3
+        col_word = Cat(*(Mux(i < inst.rows, col_lanes[i], 0) for i in range(rows)))
         row_word = Cat(*(Value.cast(row[c])[:lane_bits] for c in range(cols)))
         m.d.comb += [
-            self.w_act.en.eq((s3_out & ~wr) | (in_wr & ~res)),
+            self.w_act.en.eq(col_out | (in_wr & ~res)),
             self.w_act.addr.eq(inst.act_addr + Mux(in_wr, wrow, s3_j)),
             self.w_act.data[0].eq(Mux(in_wr, row_word, col_word)),
             self.w_acc.en.eq(in_wr & res),

@@ -83,6 +83,11 @@ MAX_BANKS = reach(Opcode.PIM_GEMV, "bank") + 1
 MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
 
+#: Fields serialized only when they differ from these values (they came after configurations
+#: were first written to files).
+_OPTIONAL_FIELDS = {"group_offset": False, "vec_passes": 1}
+
+
 def check_int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
@@ -126,6 +131,12 @@ class TileConfig:
         only when True, so configurations without it read and write as before.
     queue_depth : int
         Instructions each unit queue holds, 1..64 (docs/tile.md, "Units").
+    vec_passes : int
+        Passes the VEC datapath makes over a column's ``rows`` tokens, a power of two that
+        divides ``rows``: it has :attr:`vec_lanes` = ``rows / vec_passes`` lanes, and each
+        column slot of a VEC takes ``vec_passes`` cycles
+        (:func:`~mixpim.models.tile_timing.vec_cycles`). Default 1 (a lane per token); more
+        passes trade VEC cycles for logic on FPGAs. Serialized only when not 1.
     act_words, wgt_words, meta_words, acc_words, vparam_words : int
         Scratchpad depths in words, 1..65536 (the reach of a 16-bit scratchpad address).
         ``act_words`` and ``wgt_words`` hold at least one group (a GEMM streams whole groups),
@@ -192,6 +203,7 @@ class TileConfig:
     acc_headroom: int = 12
     group_offset: bool = False
     queue_depth: int = 4
+    vec_passes: int = 1
     act_words: int = 4096
     wgt_words: int = 4096
     meta_words: int = 256
@@ -234,6 +246,7 @@ class TileConfig:
         if self.family == "bitmod":
             self._check_bitmod()
         check_int("queue_depth", self.queue_depth, 1, 64)
+        _check_pow2("vec_passes", self.vec_passes, 1, MAX_DIM)
         for name in ("act_words", "wgt_words", "meta_words", "acc_words", "vparam_words"):
             check_int(name, getattr(self, name), 1, MAX_SPAD_WORDS)
         _check_pow2("dram_channels", self.dram_channels, 1, MAX_CHANNELS)
@@ -257,6 +270,9 @@ class TileConfig:
             if getattr(self, name) < self.group:
                 raise ConfigError(f"{name} ({getattr(self, name)}) must hold at least one group "
                                   f"({self.group} words): a GEMM streams whole groups")
+        if self.rows % self.vec_passes:
+            raise ConfigError(f"vec_passes ({self.vec_passes}) must divide rows ({self.rows}): "
+                              f"each pass covers rows / vec_passes token lanes")
         if self.acc_words < self.rows:
             raise ConfigError(f"acc_words ({self.acc_words}) must hold at least one output tile "
                               f"(rows = {self.rows} words)")
@@ -321,6 +337,11 @@ class TileConfig:
         (:func:`~mixpim.models.bitmod_dtypes.cycles_per_slice`, 2 for both mixtures)."""
         types = self.weight_types
         return 1 if types is None else max(cycles_per_slice(t) for t in types)
+
+    @property
+    def vec_lanes(self):
+        """Lanes of the VEC datapath: ``rows / vec_passes`` tokens per cycle."""
+        return self.rows // self.vec_passes
 
     # -- derived sizes -------------------------------------------------------------------------
 
@@ -416,11 +437,13 @@ class TileConfig:
     # -- serialization --------------------------------------------------------------------------
 
     def to_dict(self):
-        """The fields by name, in declaration order; ``group_offset`` only when True (so every
-        configuration without it serializes, and program files hash, as before it existed)."""
+        """The fields by name, in declaration order; ``group_offset`` only when True and
+        ``vec_passes`` only when not 1 (so every configuration without them serializes, and
+        program files hash, as before they existed)."""
         d = dataclasses.asdict(self)
-        if not self.group_offset:
-            del d["group_offset"]
+        for name, default in _OPTIONAL_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod

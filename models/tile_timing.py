@@ -41,7 +41,7 @@ __all__ = ["VEC_FILL_CYCLES", "Fault", "Duration", "check_instruction", "gemm_cy
            "vsoft_cycles", "vnorm_cycles",
            "TimingResult", "simulate"]
 
-#: VEC duration is rows + cols + VEC_FILL_CYCLES.
+#: Pipeline fill of the vector datapaths: a VEC is busy reads + column slots + writes + this.
 VEC_FILL_CYCLES = 3
 
 
@@ -220,14 +220,14 @@ def gemm_cycles(config, groups, wsrc=False):
 def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False, bias=False):
     """:class:`Duration` of a VEC over ``rows`` ACC words, no tail: busy ``reads + columns + writes
     + 3`` cycles, with ``reads`` = ``rows`` (``2 rows`` for GLU, ROPE and RES: the partner or
-    residual rows too), ``columns`` = ``cols`` (``2 cols`` for GLU and ROPE, and with ``bias``:
-    two parameter words per column, the multiplier then the partner's multiplier or the bias)
-    and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the whole tile is
+    residual rows too), ``columns`` = ``cols * vec_passes`` (twice that for GLU and ROPE, and with
+    ``bias``: two parameter words per column, the multiplier then the partner's multiplier or
+    the bias; each column slot takes one cycle per pass over the token lanes) and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the whole tile is
     computed; else the columns are written as they are computed)."""
     func = VecFunc(func)
     pair = func in _PARTNER_FUNCS
     reads = rows * (2 if pair or func == VecFunc.RES else 1)
-    columns = config.cols * (2 if pair or bias else 1)
+    columns = config.cols * (2 if pair or bias else 1) * config.vec_passes
     writes = rows if (direct or func == VecFunc.RES) else 0
     return Duration(reads + columns + writes + VEC_FILL_CYCLES, 0)
 

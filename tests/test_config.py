@@ -14,9 +14,9 @@ from helpers import exact
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
           "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, pe, pim_gbuf_bytes, "
           "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
-          "t_cl, t_faw, t_ras, t_rcd, t_rp, vparam_words, wbits, wgt_words")
-# tiny, queue_depth .. pim_res_regs
-TILE_DEFAULTS = (4, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 2,
+          "t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, vparam_words, wbits, wgt_words")
+# tiny, queue_depth .. pim_res_regs (vec_passes 1 after queue_depth)
+TILE_DEFAULTS = (4, 1, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 2,
                  4, 256, 32)
 
 
@@ -104,6 +104,28 @@ def test_group_rejects_floats_like_every_other_integer_field():
             pytest.fail("a float group size (32.0) was accepted; it must be rejected with a ConfigError")
 
 
+@pytest.mark.parametrize("bad", [0, 3, 512, True, 2.0, "2"])
+def test_vec_passes_rejected(bad):
+    with pytest.raises(ConfigError, match=exact(f"vec_passes must be a power of two in 1..256, not {bad!r}")):
+        TileConfig(vec_passes=bad)
+
+
+def test_vec_passes_divide_rows():
+    assert TileConfig(rows=8, vec_passes=8).vec_lanes == 1
+    assert TileConfig(rows=6, group=32, vec_passes=2).vec_lanes == 3
+    assert TileConfig().vec_lanes == 4
+    with pytest.raises(ConfigError, match=exact("vec_passes (4) must divide rows (6): each pass covers "
+                                                "rows / vec_passes token lanes")):
+        TileConfig(rows=6, vec_passes=4)
+
+
+def test_vec_passes_serialized_only_when_not_1():
+    assert "vec_passes" not in TileConfig().to_dict()
+    cfg = TileConfig(vec_passes=2)
+    assert cfg.to_dict()["vec_passes"] == 2
+    assert TileConfig.from_json(cfg.to_json()) == cfg and TileConfig.from_toml(cfg.to_toml()) == cfg
+
+
 def test_group_sizes():
     assert GROUP_SIZES == (32, 64, 128)
     for g in GROUP_SIZES:
@@ -141,7 +163,7 @@ def test_config_error_is_a_value_error_and_a_mixpim_error():
 def test_defaults_and_derived_properties():
     cfg = TileConfig()
     assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12, False,
-                                        4, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
+                                        4, 1, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
                                         2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline"),
@@ -266,7 +288,9 @@ def tile_configs(draw):
         pe=pe, wbits=draw(st.integers(3 if bitmod else 2, 4)), group=group,
         scale_bits=scale_bits, acc_headroom=draw(st.integers(1, 24)),
         group_offset=False if bitmod else draw(st.booleans()),
-        queue_depth=draw(st.integers(1, 64)), act_words=draw(st.integers(group, 65536)),
+        queue_depth=draw(st.integers(1, 64)),
+        vec_passes=1 << draw(st.integers(0, (rows & -rows).bit_length() - 1)),  # divides rows
+        act_words=draw(st.integers(group, 65536)),
         wgt_words=draw(st.integers(group, 65536)), meta_words=draw(st.integers(1, 65536)),
         acc_words=draw(st.integers(rows, 65536)), vparam_words=draw(st.integers(64 + rows + cols, 65536)),
         dram_channels=channels, dram_banks=banks, dram_bank_groups=banks >> draw(st.integers(0, 6)) or 1,

@@ -125,8 +125,8 @@ def test_random_programs_tiny():
 
 VARIANTS = {
     # FP16 activations with group offsets (Q4_1's exact form: 6-byte META entries, the array's
-    # activation group sums and offset term)
-    "w4a16": TINY.replace(pe="mixpe-w4a16", group_offset=True),
+    # activation group sums and offset term), and a VEC datapath of 2 lanes (2 passes a column)
+    "w4a16": TINY.replace(pe="mixpe-w4a16", group_offset=True, vec_passes=2),
     # the blocked NPU+PIM baseline (one row buffer per bank, DMA and PIM exclude each other) on
     # the dequantize-then-multiply PE
     "single-baseline": TINY_SINGLE,

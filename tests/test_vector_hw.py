@@ -36,6 +36,10 @@ CONFIGS = {
     "fp16-cols3": FP16.replace(cols=3),
     "fp16-cols5": FP16.replace(cols=5),  # rows < cols: no direct
     "rows8": TINY.replace(rows=8),
+    # fewer lanes than tokens: each column slot takes vec_passes cycles
+    "rows8-p2": TINY.replace(rows=8, vec_passes=2),
+    "fp16-p4": FP16.replace(vec_passes=4),
+    "fp16-cols5-p2": FP16.replace(cols=5, vec_passes=2),
 }
 PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
 ROPE = (VecFunc.ROPE_LO, VecFunc.ROPE_HI)
@@ -368,7 +372,7 @@ def test_random_sequences(name, seed):
     check(cfg, insts, random_spads(cfg, rng), seed=seed)
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-fp16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "fp16-p4"])
 def test_edge_values(name):
     """Identity multipliers, so v = sat32(acc) runs through every edge of V_SPECIAL: gate range
     ends, FP16 ties, saturation of FP16, int32 and int8; then halving multipliers (round_shift
