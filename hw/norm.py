@@ -9,7 +9,9 @@ restarts its pass's register (SUM: ``s1``, SQ: ``s2``) of the tokens the instruc
 their update cycle.
 
 Schedule (cycle ``c`` counted from the ``start`` cycle; ``r`` = the instruction's ``rows``, ``C``
-= ``cols``; ``x`` = ``sat32`` of an ACC value):
+= ``cols``; ``P`` = ``vec_passes``, the passes the N, Y and W stages make over a column's tokens
+with their ``L`` = ``vec_lanes`` = ``rows / P`` lanes, lane ``l`` of pass ``p`` being token ``p *
+L + l``; ``x`` = ``sat32`` of an ACC value):
 
 * ``c`` in ``0 .. r-1``: read ACC[``acc_addr + c``] (token ``c``); ``c = 0``: VPARAM[``nparam``]
   (``hm``, ``hs``; SQ without ``rms`` and NORM), ``c = 1``: VPARAM[``nparam + 1``] (``eps``,
@@ -22,27 +24,30 @@ Schedule (cycle ``c`` counted from the ``start`` cycle; ``r`` = the instruction'
   768 x 20-bit ``RSQRT_TABLE`` ROM);
 * C, ``c + 3``: SQ: ``s2[c] += d * d ..`` (``C`` 24 x 24-bit squarers). SUM and SQ end at
   ``c = r + 2``;
-* NORM, per column ``j`` in ``0 .. C-1``: read VPARAM[``param_addr + j``] (``gm``, ``gs``) at
-  ``r + 1 + 2j`` and VPARAM[``param_addr + C + j``] (``beta``) at ``r + 2 + 2j``;
-  N, ``r + 2 + 2j``: ``n = round_shift(d * r, e/2 + 4)`` of column ``j``, all ``rows`` lanes
-  (24 x 20-bit multipliers); Y, ``r + 3 + 2j``: ``y = round_shift(n * gm, gs) + beta`` (43 x
-  16-bit multipliers); W, ``r + 4 + 2j``: write ACT[``act_addr + j``], lane ``i`` = token ``i``
-  (0 for ``i >= r``): ``sat8(y)`` on ``w_act`` (``fmt`` 0) or ``fp16_from_fixed(y)`` on
-  ``w_act_fp16`` (``fmt`` 1); with ``to_acc``, ``sat32(y)`` replaces column ``j`` of the buffer
-  (whose ``d`` the N stage read two cycles before) instead. Without ``to_acc`` the last write
-  is ``done`` (``c = r + 2C + 2``);
-* NORM with ``to_acc``, ``c`` in ``r + 2C + 3 .. 2r + 2C + 2``: write ACC[``act_addr + i``] =
-  row ``i`` of the buffer (``i = c - r - 2C - 3``; after every read, so in place is exact); the
+* NORM, per column ``j`` in ``0 .. C-1`` and pass ``p`` in ``0 .. P-1``, slot ``s = j P + p``:
+  read VPARAM[``param_addr + j``] (``gm``, ``gs``) at ``r + 1 + 2s`` and VPARAM[``param_addr + C
+  + j``] (``beta``) at ``r + 2 + 2s``; N, ``r + 2 + 2s``: ``n = round_shift(d * r, e/2 + 4)`` of
+  column ``j``, the pass's ``L`` lanes (24 x 20-bit multipliers); Y, ``r + 3 + 2s``: ``y =
+  round_shift(n * gm, gs) + beta`` (43 x 16-bit multipliers); W, ``r + 4 + 2s``: the last pass
+  writes ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for ``i >= r``; the earlier passes'
+  ``rows - L`` lanes wait in registers, encoded: 8 bits, 16 on FP16 tiles): ``sat8(y)`` on
+  ``w_act`` (``fmt`` 0) or ``fp16_from_fixed(y)`` on ``w_act_fp16`` (``fmt`` 1); with
+  ``to_acc``, ``sat32(y)`` replaces column ``j`` of the pass's rows of the buffer (whose ``d`` the
+  N stage read two cycles before) instead. Without ``to_acc`` the last write is ``done`` (``c = r
+  + 2CP + 2``);
+* NORM with ``to_acc``, ``c`` in ``r + 2CP + 3 .. 2r + 2CP + 2``: write ACC[``act_addr + i``] =
+  row ``i`` of the buffer (``i = c - r - 2CP - 3``; after every read, so in place is exact); the
   last write is ``done``.
 
 Widths: ``|d * r| <= 2**42`` whatever the registers hold, so ``n`` is kept whole (43 bits), not
 the ~21 bits of a ``d`` that was itself squared into ``s2``: any legal program is bit-exact.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..models.isa import NormFunc, Opcode, Spad
 from ..models.norm import D_BITS, RSQRT_LO, RSQRT_TABLE
@@ -147,6 +152,8 @@ class NormUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
+        passes = cfg.vec_passes
+        lp = exact_log2(passes)
         m = Module()
 
         s1 = Signal(data.ArrayLayout(signed(S1_BITS), rows))
@@ -155,7 +162,8 @@ class NormUnit(ConfigComponent):
 
         # -- control: t counts the cycles since start (0 when idle)
         running = Signal()
-        t = Signal(range(2 * rows + 2 * cols + VEC_FILL_CYCLES))
+        slots = cols * passes                # column phase: a slot per column and pass
+        t = Signal(range(2 * rows + 2 * slots + VEC_FILL_CYCLES))
         go = Signal()
         m.d.comb += [go.eq(self.start & ~running), self.busy.eq(self.start | running)]
         inst = Signal(norm_layout())
@@ -170,7 +178,7 @@ class NormUnit(ConfigComponent):
         m.d.comb += [t1.eq(running & (t == 1)), t2.eq(running & (t == 2))]
         r = inst.rows
         last = Signal.like(t)
-        m.d.comb += last.eq(Mux(is_norm, r + (2 * cols + VEC_FILL_CYCLES - 1) + Mux(to_acc, r, 0),
+        m.d.comb += last.eq(Mux(is_norm, r + (2 * slots + VEC_FILL_CYCLES - 1) + Mux(to_acc, r, 0),
                                 r + (VEC_FILL_CYCLES - 1)))
         with m.If(go):
             m.d.sync += [inst.eq(self.i_inst), running.eq(1), t.eq(1)]
@@ -184,15 +192,15 @@ class NormUnit(ConfigComponent):
         rd = Signal()
         m.d.comb += [rd.eq(go | (running & (t < r))),
                      self.r_acc.en.eq(rd), self.r_acc.addr.eq(acc_addr + t)]
-        u = Signal(range(2 * cols))          # parameter word of the column phase
-        col_rd = Signal()
+        u = Signal(range(2 * slots))         # parameter word of the column phase: u[0] beta,
+        col_rd = Signal()                    # u[1:] the slot, column u[1 + lp:], pass u[1:1 + lp]
         m.d.comb += [u.eq(t - r - 1),
-                     col_rd.eq(running & is_norm & (t > r) & (t <= r + 2 * cols))]
+                     col_rd.eq(running & is_norm & (t > r) & (t <= r + 2 * slots))]
         want_hm = self.i_inst.func == NormFunc.NORM
         want_hm |= (self.i_inst.func == NormFunc.SQ) & ~self.i_inst.rms
         m.d.comb += [
             self.r_vparam.en.eq((go & want_hm) | (t1 & is_norm) | col_rd),
-            self.r_vparam.addr.eq(Mux(col_rd, inst.param_addr + Mux(u[0], cols, 0) + u[1:],
+            self.r_vparam.addr.eq(Mux(col_rd, inst.param_addr + Mux(u[0], cols, 0) + u[1 + lp:],
                                       nparam + t)),
         ]
         vp_word = self.r_vparam.data[0]
@@ -247,56 +255,13 @@ class NormUnit(ConfigComponent):
             sq = sum((d_c[j] * d_c[j] for j in range(cols)), base)
             m.d.sync += s2[c_tok].eq(sq[:S2_BITS])
 
-        # -- N: n of one column; the gamma word arrives
-        n_valid, n_col = Signal(), Signal(range(cols))
-        m.d.sync += [n_valid.eq(col_rd & ~u[0]), n_col.eq(u[1:])]
-        gm = Signal(vparam_layout())
-        n = Signal(data.ArrayLayout(signed(_N_BITS), rows))
-        with m.If(n_valid):
-            m.d.sync += gm.eq(vp_word)
-            for i in range(rows):
-                dr = Signal(signed(D_BITS + _R_BITS + 1), name=f"dr_{i}")
-                m.d.comb += dr.eq(buf[i][n_col][:D_BITS].as_signed() * tok_r[i])
-                m.d.sync += n[i].eq(round_shift(dr, tok_sh[i]))
-
-        # -- Y: y of the column; the beta word arrives
-        y_valid, y_col = Signal(), Signal.like(n_col)
-        m.d.sync += [y_valid.eq(n_valid), y_col.eq(n_col)]
-        y = Signal(data.ArrayLayout(signed(_Y_BITS), rows))
-        with m.If(y_valid):
-            for i in range(rows):
-                ng = Signal(signed(_N_BITS + MULT_BITS), name=f"ng_{i}")
-                m.d.comb += ng.eq(n[i] * gm.mult)
-                m.d.sync += y[i].eq(round_shift(ng, gm.shift) + vp_word.as_signed())
-
-        # -- W: one ACT word per column (or the column into the buffer, for to_acc)
-        w_valid, w_col = Signal(), Signal.like(n_col)
-        m.d.sync += [w_valid.eq(y_valid), w_col.eq(y_col)]
-        live = [i < r for i in range(rows)]
-        y32 = [Signal(signed(_X_BITS), name=f"y32_{i}") for i in range(rows)]
-        m.d.comb += [y32[i].eq(saturate(y[i], _X_BITS)) for i in range(rows)]
-        with m.If(w_valid & to_acc):
-            m.d.sync += [buf[i][w_col].eq(y32[i]) for i in range(rows)]
-        m.d.comb += [
-            self.w_act.en.eq(w_valid & ~inst.to_acc & ~inst.fmt),
-            self.w_act.addr.eq(inst.act_addr + w_col),
-        ]
-        m.d.comb += [self.w_act.data[0][i].eq(Mux(live[i], saturate(y[i], 8), 0))
-                     for i in range(rows)]
-        if cfg.act_format == "fp16":
-            lanes = [fp16_from_fixed(m, y[i], name=f"fp16_{i}") for i in range(rows)]
-            m.d.comb += [
-                self.w_act_fp16.en.eq(w_valid & inst.fmt),
-                self.w_act_fp16.addr.eq(inst.act_addr + w_col),
-            ]
-            m.d.comb += [self.w_act_fp16.data[0][i].eq(Mux(live[i], lanes[i], 0))
-                         for i in range(rows)]
+        self._column_phase(m, inst, to_acc, col_rd, u, vp_word, buf, tok_r, tok_sh)
 
         # -- to_acc: the buffer's rows into ACC, after every read
         row = Signal(range(rows))
         acc_wr = Signal()
-        m.d.comb += [row.eq(t - (r + 2 * cols + VEC_FILL_CYCLES)),
-                     acc_wr.eq(running & to_acc & (t >= r + 2 * cols + VEC_FILL_CYCLES))]
+        m.d.comb += [row.eq(t - (r + 2 * slots + VEC_FILL_CYCLES)),
+                     acc_wr.eq(running & to_acc & (t >= r + 2 * slots + VEC_FILL_CYCLES))]
         m.d.comb += [
             self.w_acc.en.eq(acc_wr),
             self.w_acc.addr.eq(inst.act_addr + row),
@@ -304,3 +269,88 @@ class NormUnit(ConfigComponent):
         m.d.comb += [self.w_acc.data[0][j].eq(buf[row][j]) for j in range(cols)]
         return m
 
+    def _column_phase(self, m, inst, to_acc, col_rd, u, vp_word, buf, tok_r, tok_sh):
+        """NORM's N, Y and W stages (the schedule above): a slot per column and pass, in the
+        order column, pass, over ``vec_lanes`` token lanes. ``u`` is the column phase's VPARAM
+        word (``u[0]``: beta) while ``col_rd``."""
+        cfg = self._cfg
+        rows, cols = cfg.rows, cfg.cols
+        passes, nl = cfg.vec_passes, cfg.vec_lanes   # lane l of pass p is token p * nl + l
+        lp = exact_log2(passes)
+
+        def stage(name):
+            """A stage's valid, column and pass registers (no pass register for one pass)."""
+            return (Signal(name=f"{name}_valid"), Signal(range(cols), name=f"{name}_col"),
+                    Signal(range(passes), name=f"{name}_pass") if passes > 1 else None)
+
+        def follow(dst, src):
+            return [a.eq(b) for a, b in zip(dst, src) if a is not None]
+
+        def of_lane(per_token, pass_, lane):
+            """The element of ``per_token`` of the token ``lane`` of the pass in a stage works
+            on: a mux over the pass (no multiplier for ``pass_ * nl``)."""
+            if pass_ is None:
+                return per_token[lane]
+            return Array(per_token[p * nl + lane] for p in range(passes))[pass_]
+
+        def in_pass(cond, pass_, i):
+            """``cond``, and token ``i`` is a lane of the pass in a stage."""
+            return cond if pass_ is None else cond & (pass_ == i // nl)
+
+        # -- N: n of one column, the pass's lanes; the gamma word arrives
+        n_stage = n_valid, n_col, n_pass = stage("n")
+        m.d.sync += follow(n_stage, (col_rd & ~u[0], u[1 + lp:], u[1:1 + lp]))
+        gm = Signal(vparam_layout())
+        n = Signal(data.ArrayLayout(signed(_N_BITS), nl))
+        with m.If(n_valid):
+            m.d.sync += gm.eq(vp_word)
+            for i in range(nl):
+                d_i = of_lane(buf, n_pass, i)[n_col][:D_BITS].as_signed()
+                dr = Signal(signed(D_BITS + _R_BITS + 1), name=f"dr_{i}")
+                m.d.comb += dr.eq(d_i * of_lane(tok_r, n_pass, i))
+                m.d.sync += n[i].eq(round_shift(dr, of_lane(tok_sh, n_pass, i)))
+
+        # -- Y: y of the lanes; the beta word arrives
+        y_stage = y_valid, _, _ = stage("y")
+        m.d.sync += follow(y_stage, n_stage)
+        y = Signal(data.ArrayLayout(signed(_Y_BITS), nl))
+        with m.If(y_valid):
+            for i in range(nl):
+                ng = Signal(signed(_N_BITS + MULT_BITS), name=f"ng_{i}")
+                m.d.comb += ng.eq(n[i] * gm.mult)
+                m.d.sync += y[i].eq(round_shift(ng, gm.shift) + vp_word.as_signed())
+
+        # -- W: the ACT word of a column, by its last pass; with to_acc, each pass's lanes into
+        # the buffer's column instead
+        w_stage = w_valid, w_col, w_pass = stage("w")
+        m.d.sync += follow(w_stage, y_stage)
+        w_last = w_valid if w_pass is None else w_valid & (w_pass == passes - 1)
+        y32 = [Signal(signed(_X_BITS), name=f"y32_{i}") for i in range(nl)]
+        m.d.comb += [y32[i].eq(saturate(y[i], _X_BITS)) for i in range(nl)]
+        for i in range(rows):
+            with m.If(in_pass(w_valid & to_acc, w_pass, i)):
+                m.d.sync += buf[i][w_col].eq(y32[i % nl])
+        fp16 = cfg.act_format == "fp16"
+        s8 = [saturate(y[i], 8) for i in range(nl)]
+        f16 = [fp16_from_fixed(m, y[i], name=f"fp16_{i}") for i in range(nl)] if fp16 else []
+        # the earlier passes' lanes wait for the last, encoded as the instruction writes them
+        held = [Signal(16 if fp16 else 8, name=f"held_{i}") for i in range(rows - nl)]
+        for i, reg in enumerate(held):
+            enc = Mux(inst.fmt, f16[i % nl], s8[i % nl]) if fp16 else s8[i % nl]
+            with m.If(in_pass(w_valid, w_pass, i)):
+                m.d.sync += reg.eq(enc)
+        live = [i < inst.rows for i in range(rows)]
+        lanes8 = [reg[:8] for reg in held] + s8
+        m.d.comb += [
+            self.w_act.en.eq(w_last & ~inst.to_acc & ~inst.fmt),
+            self.w_act.addr.eq(inst.act_addr + w_col),
+        ]
+        m.d.comb += [self.w_act.data[0][i].eq(Mux(live[i], lanes8[i], 0)) for i in range(rows)]
+        if fp16:
+            lanes16 = held + f16
+            m.d.comb += [
+                self.w_act_fp16.en.eq(w_last & inst.fmt),
+                self.w_act_fp16.addr.eq(inst.act_addr + w_col),
+            ]
+            m.d.comb += [self.w_act_fp16.data[0][i].eq(Mux(live[i], lanes16[i], 0))
+                         for i in range(rows)]

@@ -10,7 +10,7 @@ run begins). ``first`` restarts its pass's register in the start cycle (MAX: ``r
 EXP: ``rsum = 0``; NORM ignores it).
 
 Schedule (cycle ``c`` counted from the ``start`` cycle; ``P`` = ``SOFT_DIV_CYCLES`` for NORM, else
-0; ``w`` = ``c - P``; ``W`` the ACT words NORM writes: ``ceil(count / rows)`` packed,
+0; ``w`` = ``c - P``; ``W`` the write cycles of NORM: ``ceil(count / rows) * vec_passes`` packed,
 ``words * cols`` with ``col``):
 
 * NORM, ``c`` in ``0 .. P-1``: ``R = N // rsum`` by restoring division, one quotient bit per
@@ -26,16 +26,20 @@ Schedule (cycle ``c`` counted from the ``start`` cycle; ``P`` = ``SOFT_DIV_CYCLE
   (``rows * cols`` x 16 bits: value ``t`` at entry ``t``);
 * ``c + 3``: EXP: ``rsum += e ..`` (the word's values below ``count``). MAX and EXP end here
   (``done`` at ``c = words + 2``);
-* NORM, ``c`` in ``P+words+2 .. P+words+1+W``: write ``x`` (from 0) reads VPARAM[``vparam +
-  k*rows ..``] (``rows`` V multipliers) and computes ``q = round_shift(e * R, 9)`` of values
-  ``k*rows ..`` (``rows`` multipliers of 16 x 32 bits), ``k`` = ``x`` packed, ``x // rows`` with
-  ``col`` (each group of ``rows`` writes reuses one word of ``e``);
-* ``c + 1``: the value ``round_shift(q * vmult, vshift)`` of each lane (``rows`` multipliers of
+* NORM, ``c`` in ``P+words+2 .. P+words+1+W``: one pass over ``L`` = ``vec_lanes`` = ``rows /
+  vec_passes`` lanes per cycle, lane ``l`` of pass ``p`` of word ``k`` being value ``k*rows +
+  p*L + l``: read VPARAM[``vparam + k*rows + p*L ..``] (``L`` V multipliers) and compute ``q =
+  round_shift(e * R, 9)`` of those values (``L`` multipliers of 16 x 32 bits). Packed, word
+  ``k`` takes the ``vec_passes`` cycles ``k * vec_passes + p``; with ``col``, write ``x`` (from
+  0, one a cycle) computes only the pass holding value ``x`` (``k`` = ``x // rows``, ``p`` =
+  ``x % rows // L``);
+* ``c + 1``: the value ``round_shift(q * vmult, vshift)`` of each lane (``L`` multipliers of
   38 x 16 bits) in ``pfmt`` (``sat8``; the 14-bit ``clip(.., 0, 16383)``'s high or low 7 bits;
-  FP16 ``fp16_from_fixed``), 0 from value ``count`` on; then the ACT write: packed, word
-  ``act_addr + k`` with lane ``i`` = value ``k*rows + i`` (every lane enabled); ``col``, word
-  ``act_addr + x`` with value ``x`` (lane ``x % rows`` of the ``rows`` computed) in lane ``lane``
-  only (``w_act_mask``). The last write is ``done``.
+  FP16 ``fp16_from_fixed``), 0 from value ``count`` on; then packed, the last pass writes word
+  ``act_addr + k`` with lane ``i`` = value ``k*rows + i`` (every lane enabled; the earlier
+  passes' lanes wait in registers); ``col``, every write: word ``act_addr + x`` with value ``x``
+  (lane ``x % L`` of the pass) in lane ``lane`` only (``w_act_mask``). The last write is
+  ``done``.
 
 Output lanes (``w_act``): int8 on INT8 configurations; on FP16 configurations the unit writes the
 ACT words' 16-bit lanes itself: FP16 bit patterns, the INT8, HI and LO values converted exactly
@@ -49,6 +53,7 @@ VPARAM lanes past the value ``count - 1`` (and ACC values past it) are read and 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..models.isa import Opcode, ProbFormat, SoftFunc, Spad
 from ..models.softmax import (D_MAX, DIGITS_MAX, DIVIDEND, EXP_FRAC_BITS, EXP_ONE, EXP_TABLE,
@@ -84,8 +89,9 @@ def soft_layout():
 
 
 def soft_vparam_lanes(config):
-    """VPARAM words read per cycle: ``cols`` score multipliers, or ``rows`` V multipliers."""
-    return max(config.rows, config.cols)
+    """VPARAM words read per cycle: ``cols`` score multipliers, or the ``vec_lanes`` V
+    multipliers of a NORM write pass."""
+    return max(config.vec_lanes, config.cols)
 
 
 def soft_act_layout(config):
@@ -171,6 +177,8 @@ class SoftmaxUnit(ConfigComponent):
     def elaborate(self, platform):
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
+        passes, nl = cfg.vec_passes, cfg.vec_lanes  # NORM writes: lane l of pass p is p * nl + l
+        lp = exact_log2(passes)
         fp16 = cfg.act_format == "fp16"
         m = Module()
 
@@ -272,40 +280,45 @@ class SoftmaxUnit(ConfigComponent):
         with m.If(e_valid & (func == SoftFunc.EXP)):
             m.d.sync += rsum.eq(sum((Mux(e_mask[j], e[j], 0) for j in range(cols)), rsum))
 
-        # -- NORM writes: from the cycle after the last e, q of one word of rows values per
-        # cycle (col: the same word rows times, one value x = kbase + sel written each) ...
+        # -- NORM writes: from the cycle after the last e, q of one pass (nl values of a word of e)
+        # per cycle; packed, a word's passes one after another, by column the pass holding value
+        # x = pbase + sel (each pass of a word reused for nl writes) ...
         writing = Signal()
-        k = Signal(range(cols + 1))                        # word of e (its values: kbase ..)
-        kbase = Signal(range(rows * cols + rows + 1))
-        sel = Signal(range(rows))                          # col: the value's lane in that word
+        kp = Signal(range(cols * passes + 1))              # pass of e (word kp >> lp, pass kp[:lp])
+        pbase = Signal(range(rows * cols + rows + 1))      # its first value (kp * nl)
+        sel = Signal(range(nl))                            # col: the value's lane in the pass
         x = Signal(range(rows * cols + 1))                 # col: the value (and ACT word) written
         with m.If(v_valid & v_last & (func == SoftFunc.NORM)):
             m.d.sync += writing.eq(1)
-        q = Signal(data.ArrayLayout(unsigned(_Q_BITS), rows))
-        q_valid, q_last, q_mask = Signal(), Signal(), Signal(rows)
-        q_off, q_sel = Signal(len(x)), Signal.like(sel)
-        wr_last = Mux(inst.col, x + 1 == inst.words * cols, kbase + rows >= inst.count)
+        q = Signal(data.ArrayLayout(unsigned(_Q_BITS), nl))
+        q_valid, q_last, q_mask = Signal(), Signal(), Signal(nl)
+        q_off, q_sel, q_pass = Signal(len(x)), Signal.like(sel), Signal(range(passes))
+        word_end = pbase + nl >= inst.count  # the last pass of the word holding value count - 1
+        if passes > 1:
+            word_end &= kp[:lp] == passes - 1
+        wr_last = Mux(inst.col, x + 1 == inst.words * cols, word_end)
         m.d.sync += [q_valid.eq(writing), q_last.eq(writing & wr_last),
-                     q_off.eq(Mux(inst.col, x, k)), q_sel.eq(sel),
-                     q_mask.eq(Cat(kbase + i < inst.count for i in range(rows)))]
-        entries = buf.word_select(k, rows * _E_BITS)
-        for i in range(rows):
+                     q_off.eq(Mux(inst.col, x, kp[lp:])), q_sel.eq(sel), q_pass.eq(kp[:lp]),
+                     q_mask.eq(Cat(pbase + i < inst.count for i in range(nl)))]
+        entries = buf.word_select(kp, nl * _E_BITS)
+        for i in range(nl):
             er = entries[i * _E_BITS:(i + 1) * _E_BITS] * quo
             m.d.sync += q[i].eq((er + (1 << (NORM_SHIFT - 1))) >> NORM_SHIFT)
-        m.d.comb += self.r_vparam.addr.eq(Mux(writing, inst.vparam + kbase, cur.kparam + t0))
-        next_word = ~inst.col | (sel == rows - 1)
+        m.d.comb += self.r_vparam.addr.eq(Mux(writing, inst.vparam + pbase, cur.kparam + t0))
+        next_pass = ~inst.col | (sel == nl - 1)
         with m.If(writing):
-            m.d.sync += [x.eq(x + 1), sel.eq(Mux(next_word, 0, sel + 1))]
-            with m.If(next_word):
-                m.d.sync += [k.eq(k + 1), kbase.eq(kbase + rows)]
+            m.d.sync += [x.eq(x + 1), sel.eq(Mux(next_pass, 0, sel + 1))]
+            with m.If(next_pass):
+                m.d.sync += [kp.eq(kp + 1), pbase.eq(pbase + nl)]
             m.d.comb += self.r_vparam.en.eq(1)
             with m.If(wr_last):
-                m.d.sync += [writing.eq(0), k.eq(0), kbase.eq(0), sel.eq(0), x.eq(0)]
+                m.d.sync += [writing.eq(0), kp.eq(0), pbase.eq(0), sel.eq(0), x.eq(0)]
 
-        # ... and its write the cycle after (with the V multipliers read with q)
+        # ... and its lanes the cycle after (with the V multipliers read with q): packed, the last
+        # pass writes the word (the earlier passes' lanes wait in out_buf)
         pfmt = inst.pfmt
         lanes = []
-        for i in range(rows):
+        for i in range(nl):
             vm = data.View(vparam_layout(), self.r_vparam.data[i])
             p = Signal(signed(_Q_BITS + 1 + len(vm.mult)), name=f"p_{i}")
             m.d.comb += p.eq(round_shift(q[i] * vm.mult, vm.shift))
@@ -326,21 +339,28 @@ class SoftmaxUnit(ConfigComponent):
             lane = Signal.like(y, name=f"lane_{i}")
             m.d.comb += lane.eq(Mux(q_mask[i], y, 0))
             lanes.append(lane)
+        out_buf = [Signal.like(lanes[i % nl], name=f"out_{i}") for i in range(rows - nl)]
+        for i in range(rows - nl):
+            with m.If(q_valid & ~inst.col & (q_pass == i // nl)):
+                m.d.sync += out_buf[i].eq(lanes[i % nl])
         out = Signal(soft_act_layout(cfg))
         with m.If(inst.col):
-            # value x = kbase + sel: lane sel of the computed word, into lane `lane`
+            # value x = pbase + sel: lane sel of the computed pass, into lane `lane`
             pick = Signal.like(lanes[0])
             with m.Switch(q_sel):
-                for i in range(rows):
+                for i in range(nl):
                     with m.Case(i):
                         m.d.comb += pick.eq(lanes[i])
             m.d.comb += [out[j].eq(pick) for j in range(rows)]
             m.d.comb += self.w_act_mask.eq(Cat(inst.lane == j for j in range(rows)))
         with m.Else():
-            m.d.comb += [out[i].eq(lanes[i]) for i in range(rows)]
+            m.d.comb += [out[i].eq(lane) for i, lane in enumerate(out_buf + lanes)]
             m.d.comb += self.w_act_mask.eq((1 << rows) - 1)
+        wr_en = q_valid
+        if passes > 1:
+            wr_en &= inst.col | (q_pass == passes - 1)
         m.d.comb += [
-            self.w_act.en.eq(q_valid),
+            self.w_act.en.eq(wr_en),
             self.w_act.addr.eq(inst.act_addr + q_off),
             self.w_act.data[0].eq(out),
         ]

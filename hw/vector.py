@@ -268,7 +268,11 @@ class ElementwiseUnit(ConfigComponent):
 
         def token(pass_, lane):
             """The token lane ``lane`` of pass ``pass_`` (a Signal) works on."""
-            return lane if passes == 1 else pass_ * nl + lane
+            if passes == 1:
+                return lane
+            if nl & (nl - 1) == 0:   # a power of two: wires, no adder
+                return Cat(Const(lane, exact_log2(nl)), pass_)
+            return pass_ * nl + lane
 
         # stage 1: v1 = sat32(round_shift(x * mult, shift)) per lane; the side operand
         param = data.View(vparam_layout(), self.r_vparam.data[0])

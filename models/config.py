@@ -132,11 +132,13 @@ class TileConfig:
     queue_depth : int
         Instructions each unit queue holds, 1..64 (docs/tile.md, "Units").
     vec_passes : int
-        Passes the VEC datapath makes over a column's ``rows`` tokens, a power of two that
-        divides ``rows``: it has :attr:`vec_lanes` = ``rows / vec_passes`` lanes, and each
-        column slot of a VEC takes ``vec_passes`` cycles
-        (:func:`~mixpim.models.tile_timing.vec_cycles`). Default 1 (a lane per token); more
-        passes trade VEC cycles for logic on FPGAs. Serialized only when not 1.
+        Passes the vector unit's per-token datapaths make over a column's ``rows`` tokens, a
+        power of two that divides ``rows``: they have :attr:`vec_lanes` = ``rows / vec_passes``
+        lanes, and each column slot of a VEC, each column of a VNORM NORM and each packed word a
+        VSOFT NORM writes takes ``vec_passes`` times the cycles
+        (:func:`~mixpim.models.tile_timing.vec_cycles`, ``vnorm_cycles``, ``vsoft_cycles``).
+        Default 1 (a lane per token); more passes trade vector-unit cycles for logic on FPGAs.
+        Serialized only when not 1.
     act_words, wgt_words, meta_words, acc_words, vparam_words : int
         Scratchpad depths in words, 1..65536 (the reach of a 16-bit scratchpad address).
         ``act_words`` and ``wgt_words`` hold at least one group (a GEMM streams whole groups),

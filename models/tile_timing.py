@@ -234,19 +234,22 @@ def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False, bias=False):
 
 def vnorm_cycles(config, inst):
     """:class:`Duration` of a VNORM, no tail: SUM and SQ ``rows + 3`` (one ACC word per cycle);
-    NORM ``rows + 2 cols + 3`` (two parameter words per column), ``+ rows`` with ``to_acc``."""
+    NORM ``rows + 2 cols vec_passes + 3`` (two parameter words per column and pass over the
+    ``vec_lanes`` token lanes), ``+ rows`` with ``to_acc``."""
     if inst.func != NormFunc.NORM:
         return Duration(inst.rows + VEC_FILL_CYCLES, 0)
-    return Duration(inst.rows + 2 * config.cols + (inst.rows if inst.to_acc else 0) + VEC_FILL_CYCLES, 0)
+    columns = 2 * config.cols * config.vec_passes
+    return Duration(inst.rows + columns + (inst.rows if inst.to_acc else 0) + VEC_FILL_CYCLES, 0)
 
 
 def vsoft_cycles(config, inst):
     """:class:`Duration` of a VSOFT: ``words + 3`` (one ACC word per cycle, pipeline fill); NORM
-    adds the division (``SOFT_DIV_CYCLES``, first) and the ACT words it writes after the reads
-    (packed: ``ceil(count / rows)``; by column: ``words * cols``, one lane each)."""
+    adds the division (``SOFT_DIV_CYCLES``, first) and a cycle per ACT word it writes and pass
+    over the ``vec_lanes`` lanes of that word after the reads (packed: ``ceil(count / rows) *
+    vec_passes``; by column: ``words * cols``, one lane each, so one pass)."""
     d = inst.words + VEC_FILL_CYCLES
     if inst.func == SoftFunc.NORM:
-        d += SOFT_DIV_CYCLES + norm_writes(config, inst)
+        d += SOFT_DIV_CYCLES + norm_writes(config, inst) * (1 if inst.col else config.vec_passes)
     return Duration(d, 0)
 
 

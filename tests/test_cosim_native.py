@@ -95,7 +95,7 @@ def test_both_drivers_agree():
     # The same programs through the native driver and the original cocotb one: equal to the
     # golden model, so equal to each other, status and words.
     items = [_program(), ([HALT], [])]
-    native = run_programs(TINY, items)
+    native = run_programs(TINY, items, driver="native")
     old = run_programs(TINY, items, driver="cocotb")
     for a, b in zip(native, old):
         assert a.ok and b.ok, a.report() + b.report()

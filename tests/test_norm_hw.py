@@ -26,7 +26,13 @@ from mixpim.models.vector import sat8, sat32
 from helpers import drive_unit, run
 
 TINY = preset("tiny")
-CONFIGS = {"tiny": TINY, "tiny-fp16": TINY.replace(pe="mixpe-w4a16")}
+CONFIGS = {
+    "tiny": TINY,
+    "tiny-fp16": TINY.replace(pe="mixpe-w4a16"),
+    # fewer N / Y / W lanes than tokens: each NORM column takes vec_passes slots
+    "rows8-p2": TINY.replace(rows=8, vec_passes=2),
+    "tiny-fp16-p4": TINY.replace(pe="mixpe-w4a16", vec_passes=4),
+}
 I32 = 1 << 31
 
 

@@ -2,10 +2,11 @@
 model: VSOFT sequences (whole rows split over several instructions, counts that are not multiples
 of ``cols``, random passes from the reset state, every probability format, packed and by-column
 NORMs) on a :class:`~mixpim.hw.softmax.SoftmaxUnit` wired to ACC / ACT / VPARAM memories (the ACT
-write port with one enable per lane, as ``w_act_mask`` needs), on INT8 and FP16 configurations.
-After every instruction ``rmax`` / ``rsum`` equal :func:`mixpim.models.softmax.soft_apply`'s; the
-final ACT words equal :func:`mixpim.models.executor.run`'s; the cycles ``busy`` is high equal the
-executor's timing and :func:`mixpim.models.tile_timing.vsoft_cycles`."""
+write port with one enable per lane, as ``w_act_mask`` needs), on INT8 and FP16 configurations,
+some with NORM writes in ``vec_passes`` passes. After every instruction ``rmax`` / ``rsum`` equal
+:func:`mixpim.models.softmax.soft_apply`'s; the final ACT words equal
+:func:`mixpim.models.executor.run`'s; the cycles ``busy`` is high equal the executor's timing and
+:func:`mixpim.models.tile_timing.vsoft_cycles`."""
 
 import random
 
@@ -31,6 +32,10 @@ CONFIGS = {
     "rows2-cols3": TINY.replace(rows=2, cols=3),         # ACT words shorter than ACC words
     "rows4-cols3": TINY.replace(cols=3),
     "rows5-cols2-fp16": TINY.replace(rows=5, cols=2, pe="mixpe-w4a16"),  # ACT words longer
+    # NORM writes in vec_passes passes over rows / vec_passes lanes
+    "rows8-p2": TINY.replace(rows=8, vec_passes=2),
+    "fp16-p4": TINY.replace(pe="mixpe-w4a16", vec_passes=4),  # one lane
+    "rows6-cols3-p2": TINY.replace(rows=6, cols=3, vec_passes=2),  # 3 lanes
 }
 
 
@@ -317,7 +322,7 @@ def test_random_passes(name, seed):
     check(cfg, insts, seed)
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "rows5-cols2-fp16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "rows5-cols2-fp16", "rows8-p2"])
 def test_col_lanes(name):
     """Attention by column: one query per lane, its scores in column ``lane`` of a run of GEMM
     output tiles (ACC words ``rows`` apart); the queries' NORMs write one after another into
@@ -403,7 +408,7 @@ def test_reset():
     run(m, bench)
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-fp16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-fp16", "fp16-p4"])
 def test_extremes(name):
     """rsum = 1, so R = 127 << 24 (INT8) or 2**31 (the others, the largest): q of the row's
     maximum is up to 2**37, its product with a V multiplier 53 bits (FP16 values saturate at
