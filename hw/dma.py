@@ -23,6 +23,8 @@ Scratchpad ports are multi-word: one beat can carry up to ``ceil(bus_bytes / wor
 :func:`port_lanes` lanes of consecutive words (1 lane when a word is at least a bus beat).
 """
 
+import math
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
@@ -111,6 +113,21 @@ class _State(enum.Enum, shape=2):
     SETUP = 1   # the cycles after ``start`` before the first beat
     RUN = 2     # beats on the DRAM bus
     TAIL = 3    # the CAS latency after the last beat
+
+
+def align_bytes(config, spad):
+    """``g``: every byte offset a LOAD or STORE of ``spad`` shifts by (where a transfer row starts
+    or ends in a beat, how many bytes wait in a packer) is a multiple of ``g = gcd(word bytes,
+    dram_bus_bytes)``, a power of two: rows start at word multiples (the dispatcher checks
+    ``dram_addr`` and ``stride``) and beats at bus multiples. So the shifters move ``g``-byte
+    units, not bytes."""
+    return math.gcd(config.word_bytes(spad), config.dram_bus_bytes)
+
+
+def _shift(amount, g):
+    """The bit shift of ``amount`` bytes, a count known to be a multiple of ``g``: its low bits
+    are constant zero, so a shifter by it has no stages for them."""
+    return Cat(Const(0, 3 + exact_log2(g)), amount[exact_log2(g):])
 
 
 def _bytes_of(config, spad, word):
@@ -281,6 +298,7 @@ class DmaEngine(ConfigComponent):
         """LOAD: append each beat's bytes to a buffer, write out the whole words."""
         cfg = self._cfg
         bus, wb, lanes = cfg.dram_bus_bytes, cfg.word_bytes(s), port_lanes(cfg, s)
+        g = align_bytes(cfg, s)
         name = s.name.lower()
         buf = Signal(8 * max(1, wb - 1), name=f"ld_{name}_buf")   # fewer than wb bytes wait here
         fill = Signal(range(wb), name=f"ld_{name}_fill")
@@ -288,11 +306,11 @@ class DmaEngine(ConfigComponent):
         rdata = self.dram.dat_r
         beat_bytes = Cat(*(Mux(i < hi, rdata.word_select(i, 8), 0) for i in range(bus)))
         incoming = Signal(8 * bus, name=f"ld_{name}_in")
-        m.d.comb += incoming.eq(beat_bytes >> (lo * 8))
+        m.d.comb += incoming.eq(beat_bytes >> _shift(lo, g))
         new = Signal(8 * (wb - 1 + bus), name=f"ld_{name}_new")
         total = Signal(range(wb + bus), name=f"ld_{name}_total")
         m.d.comb += [
-            new.eq(buf | (incoming << (fill * 8))),
+            new.eq(buf | (incoming << _shift(fill, g))),
             total.eq(fill + hi - lo),
         ]
         k = Signal(range(lanes + 1), name=f"ld_{name}_k")   # whole words completed by this beat
@@ -315,6 +333,7 @@ class DmaEngine(ConfigComponent):
         """STORE: prefetch words into a buffer, hand each beat its bytes."""
         cfg = self._cfg
         bus, wb, lanes = cfg.dram_bus_bytes, cfg.word_bytes(s), port_lanes(cfg, s)
+        g = align_bytes(cfg, s)
         name = s.name.lower()
         span = lanes * wb             # bytes of one read (>= bus)
         cap = 3 * span                # buffer bytes: never underruns (see below)
@@ -327,7 +346,7 @@ class DmaEngine(ConfigComponent):
         avail = Signal(8 * cap, name=f"st_{name}_avail")
         avail_n = Signal(range(cap + 1), name=f"st_{name}_avail_n")
         m.d.comb += [
-            avail.eq(Mux(inflight, buf | (read << (fill * 8)), buf)),
+            avail.eq(Mux(inflight, buf | (read << _shift(fill, g)), buf)),
             avail_n.eq(fill + Mux(inflight, span, 0)),
         ]
         # A read is issued while the buffer has room for it even if no beat drains it. Then
@@ -345,9 +364,9 @@ class DmaEngine(ConfigComponent):
                          left.eq(self.i_inst.rows * self.i_inst.words), inflight.eq(0)]
         with m.Else():
             with m.If(act):
-                m.d.sync += [buf.eq(avail >> (n * 8)), fill.eq(avail_n - n)]
+                m.d.sync += [buf.eq(avail >> _shift(n, g)), fill.eq(avail_n - n)]
             with m.Else():
                 m.d.sync += [buf.eq(avail), fill.eq(avail_n)]
             with m.If(en):
                 m.d.sync += [addr.eq(addr + lanes), left.eq(Mux(left > lanes, left - lanes, 0))]
-        return (avail << (lo * 8))[:8 * bus]
+        return (avail << _shift(lo, g))[:8 * bus]
