@@ -5,27 +5,31 @@ address, the same address in every channel: a ``PIM_GBUF`` writes up to an ACT w
 lanes (one INT8 byte each; an FP16 tile's lanes are converted before they get here), a
 ``PIM_WRITE`` reads up to a bus word's, a dot ``PIM_GEMV`` ``pim_lanes`` of them (``pim_lanes
 <= dram_bus_bytes``); and as one byte per bank (``e_addr[b]``, the same in every channel): a
-bcast ``PIM_GEMV`` broadcasts its own element to each bank. So each buffer is ``A`` byte lanes,
-lane ``b`` holding the bytes at addresses
-``b (mod A)``, ``pim_gbuf_bytes / A`` of them: an access at ``addr`` reaches byte ``k`` in lane
-``(addr + k) % A``, entry ``(addr + k) // A``, i.e. every lane once, and rotates the lanes by
-``addr % A``. An access past the buffer's end wraps to its start (the dispatch checks keep legal
-instructions inside).
+bcast ``PIM_GEMV`` broadcasts its own element to each bank. An access past the buffer's end
+wraps to its start (the dispatch checks keep legal instructions inside).
 
-The bytes are flip-flops, zero after reset: the tile resets the PIM unit at a run's start and the
-golden model's buffers start at zero (:class:`mixpim.models.pim.PimState`).
+Each buffer is one :class:`~amaranth.lib.memory.Memory` of bytes with ``A`` write ports and
+``A + dram_banks`` combinational read ports (this is the simulation side of the tile: the banks
+are DRAM, never synthesized). Memories are Verilog arrays, which Verilator indexes directly; a
+buffer of flip-flops read through multiplexers was most of the tile's Verilog and of its
+simulated cycles (docs/decisions.md, "FPGA-ready tile"). The buffers read as zero after reset
+(the tile resets the PIM unit at a run's start and the golden model's buffers start at zero,
+:class:`mixpim.models.pim.PimState`): a memory cannot be cleared at once, so each byte has a
+valid bit, a flip-flop cleared by reset and set by a write of the byte, and a byte whose bit is
+clear reads 0 (:func:`valid_read`).
 
 Read: combinational (latency 0). Write: at the clock edge.
 """
 
-from amaranth.hdl import Array, Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from .common import ConfigComponent
 
-__all__ = ["gbuf_access_bytes", "GlobalBuffers"]
+__all__ = ["gbuf_access_bytes", "valid_read", "GlobalBuffers"]
 
 
 def gbuf_access_bytes(config):
@@ -34,6 +38,15 @@ def gbuf_access_bytes(config):
     INT8) or a bus word's (a ``PIM_WRITE`` chunk), at most the buffer."""
     most = max(config.rows, config.dram_bus_bytes)
     return min(1 << ceil_log2(most), config.pim_gbuf_bytes)
+
+
+def valid_read(m, memory, valid, addr):
+    """A new combinational read port of ``memory`` at ``addr`` (cut to the port's address
+    width): its data where bit ``addr`` of ``valid`` (one bit per entry) is set, else 0."""
+    port = memory.read_port(domain="comb")
+    addr = addr[:len(port.addr)]
+    m.d.comb += port.addr.eq(addr)
+    return Mux(valid.bit_select(addr, 1), port.data, 0)
 
 
 class GlobalBuffers(ConfigComponent):
@@ -73,36 +86,25 @@ class GlobalBuffers(ConfigComponent):
 
     def elaborate(self, platform):
         cfg = self._cfg
-        a = gbuf_access_bytes(cfg)
-        la = exact_log2(a)
-        depth = cfg.pim_gbuf_bytes // a
+        a, size = gbuf_access_bytes(cfg), cfg.pim_gbuf_bytes
+        ls = exact_log2(size)
         m = Module()
-
-        def entries(addr):
-            """Per lane: the entry an access from ``addr`` reaches, and the lane rotation."""
-            off = addr[:la]
-            # lane b is one entry further when off > b (never for the last lane: no constant
-            # comparison, which Verilator's lint flags)
-            return [(addr[la:] + (off > b))[:exact_log2(depth)] if b < a - 1 else
-                    addr[la:][:exact_log2(depth)] for b in range(a)], off
-
-        r_entry, r_off = entries(self.r_addr)
-        w_entry, w_off = entries(self.w_addr)
+        # byte k of an access is at address + k, wrapping at the end (distinct bytes: A <= size)
+        r_addr = [(self.r_addr + k)[:ls] for k in range(a)]
+        w_addr = [(self.w_addr + k)[:ls] for k in range(a)]
+        w_first = Signal(a)                                    # the bytes written
+        m.d.comb += w_first.eq(Cat(*(k < self.w_len for k in range(a))))
+        w_set = w_first << self.w_addr                         # their valid bits, then the wrap
         for ch in range(cfg.dram_channels):
-            store = [[Signal(8, name=f"gbuf_{ch}_{b}_{e}") for e in range(depth)]
-                     for b in range(a)]
-            lanes = [Array(entries_) for entries_ in store]
-            # one byte per bank: address e * A + b is lane b, entry e
-            flat = Array(store[x % a][x // a] for x in range(cfg.pim_gbuf_bytes))
+            mem = m.submodules[f"gbuf_{ch}"] = Memory(shape=8, depth=size, init=[])
+            valid = Signal(size, name=f"gbuf_valid_{ch}")
+            m.d.comb += self.r_data[ch].eq(Cat(*(valid_read(m, mem, valid, x) for x in r_addr)))
             for b in range(cfg.dram_banks):
-                m.d.comb += self.e_data[ch][b].eq(flat[self.e_addr[b]])
-            # read: lane (off + k) % A is byte k
-            raw = Cat(*(lanes[b][r_entry[b]] for b in range(a)))
-            m.d.comb += self.r_data[ch].eq(Cat(raw, raw).bit_select(r_off * 8, 8 * a))
-            # write: lane b takes byte (b - off) % A of the data, if it is one of the first w_len
-            wd = self.w_data[ch]
-            for b in range(a):
-                k = (b - w_off)[:la]
-                with m.If(self.w_en[ch] & (k < self.w_len)):
-                    m.d.sync += lanes[b][w_entry[b]].eq(wd.word_select(k, 8))
+                m.d.comb += self.e_data[ch][b].eq(valid_read(m, mem, valid, self.e_addr[b]))
+            for k in range(a):
+                port = mem.write_port()
+                m.d.comb += [port.addr.eq(w_addr[k]), port.en.eq(self.w_en[ch] & w_first[k]),
+                             port.data.eq(self.w_data[ch].word_select(k, 8))]
+            with m.If(self.w_en[ch]):
+                m.d.sync += valid.eq(valid | w_set[:size] | w_set[size:])
         return m

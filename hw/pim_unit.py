@@ -38,13 +38,21 @@ Semantics are :func:`mixpim.models.pim.apply_pim`'s, durations
   activation.
 
 The result registers (``channels x banks x pim_res_regs``, 32 bits, wrapping) and the global
-buffers are flip-flops, zero after reset: the tile resets the unit at a run's start.
+buffers are zero after reset: the tile resets the unit at a run's start. This is the simulation
+side of the tile (the banks are DRAM, never synthesized), so both are held in
+:class:`~amaranth.lib.memory.Memory` objects with combinational read ports, which Verilator
+indexes directly, and a valid bit per entry, a flip-flop cleared by reset: an entry whose bit is
+clear reads 0 (:func:`~.pim_gbuf.valid_read`). Each bank's registers are one memory, with one
+read and one write port per MAC lane (a GEMV step updates registers ``tgt .. tgt + pim_lanes -
+1``; a dot step only the first) and ``cols`` read ports for PIM_READ (register ``res + r`` of
+each value of the word; the bank and the channel are chosen, or summed, after the read).
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data
+from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from ..models.isa import Opcode, Spad
 from ..models.pim import PIM_ACC_BITS, PIM_OPS
@@ -54,7 +62,7 @@ from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .dram import PimDramSignature
 from .dram_rows import TIME_BITS, time_max
-from .pim_gbuf import GlobalBuffers
+from .pim_gbuf import GlobalBuffers, valid_read
 from .vec_fixed import fp16_to_int8
 
 __all__ = ["pim_layout", "pim_unit_members", "PimUnit"]
@@ -92,6 +100,14 @@ def _min(a, b):
     return Mux(a < b, a, b)
 
 
+def _named(m, value, name):
+    """``value`` as a Signal: an expression used in many places is copied into the Verilog at
+    each use (thousands of copies of ``op == ...`` and the masks), a Signal is computed once."""
+    sig = Signal(value.shape(), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
 class PimUnit(ConfigComponent):
     """Executes one PIM instruction at a time (module docstring).
 
@@ -109,15 +125,25 @@ class PimUnit(ConfigComponent):
     r_act : Out(:class:`~.dma.SpadReadSignature`), 1 ACT word (PIM_GBUF)
     w_acc : Out(:class:`~.dma.SpadWriteSignature`), 1 ACC word (PIM_READ)
     dram : Out(:class:`~.dram.PimDramSignature`), the banks, their PIM row state and ``now``
-    res : list (``ch * dram_banks + bank``) of lists of Signals, the result registers (for
-        testbenches)
+
+    The result registers of bank ``bank`` of channel ``ch`` (``q = ch * dram_banks + bank``) are
+    one :class:`~amaranth.lib.memory.Memory` (``res_data[q]``, ``pim_res_regs`` entries) and a
+    valid bit per register (``res_valid[q]``, one Signal): a register reads 0 unless its bit is
+    set (module docstring). Testbenches read them with :meth:`res_values`.
     """
 
     def __init__(self, config):
         super().__init__(config)
-        n = config.dram_channels * config.dram_banks
-        self.res = [[Signal(signed(PIM_ACC_BITS), name=f"res_{q}_{r}")
-                     for r in range(config.pim_res_regs)] for q in range(n)]
+        n, regs = config.dram_channels * config.dram_banks, config.pim_res_regs
+        self.res_data = [MemoryData(shape=signed(PIM_ACC_BITS), depth=regs, init=[])
+                         for _ in range(n)]
+        self.res_valid = [Signal(regs, name=f"res_valid_{q}") for q in range(n)]
+
+    def res_values(self, ctx):
+        """In a testbench (``ctx``): every result register's value, a list of
+        ``pim_res_regs`` ints per ``ch * dram_banks + bank``."""
+        return [[ctx.get(d[r]) if ctx.get(v) >> r & 1 else 0 for r in range(d.depth)]
+                for d, v in zip(self.res_data, self.res_valid)]
 
     def _members(self, config):
         return {**pim_unit_members(config), "dram": Out(PimDramSignature(config))}
@@ -126,6 +152,10 @@ class PimUnit(ConfigComponent):
         cfg = self._cfg
         m = Module()
         m.submodules.gbuf = gbuf = GlobalBuffers(cfg)
+        # the result registers: read and written by the GEMV steps and PIM_READ
+        res = [Memory(d) for d in self.res_data]
+        for q, mem in enumerate(res):
+            m.submodules[f"res_{q}"] = mem
         now = self.dram.now
 
         op = Signal(8)
@@ -145,16 +175,17 @@ class PimUnit(ConfigComponent):
             m.d.sync += [op.eq(self.i_opcode), inst.eq(self.i_inst), running.eq(1),
                          ending.eq(0), t0.eq(now)]
 
-        is_op = {o: op == o for o in PIM_OPS}
+        is_op = {o: _named(m, op == o, f"is_{o.name.lower()}") for o in PIM_OPS}
         nb = cfg.dram_banks
         any_view = inst.pim_gemv   # ch / chans are common (asserted above)
-        chan_mask = Cat(*[(c >= any_view.ch) & (c < any_view.ch + any_view.chans)
-                          for c in range(cfg.dram_channels)])
+        chan_mask = _named(m, Cat(*[(c >= any_view.ch) & (c < any_view.ch + any_view.chans)
+                                    for c in range(cfg.dram_channels)]), "chan_mask")
         lo = Mux(is_op[Opcode.PIM_WRITE], inst.pim_write.bank, inst.pim_gemv.bank)  # or ACT's
         count = Mux(is_op[Opcode.PIM_WRITE], 1,
                     Mux(is_op[Opcode.PIM_GEMV] | is_op[Opcode.PIM_ACT], inst.pim_gemv.banks,
                         inst.pim_read.banks))
-        bank_mask = Cat(*[(b >= lo) & (b < lo + count) for b in range(nb)])
+        bank_mask = _named(m, Cat(*[(b >= lo) & (b < lo + count) for b in range(nb)]),
+                           "bank_mask")
 
         def finish_walk():
             """The walk's last item is now: done ``t_cl`` cycles after the port bound
@@ -163,9 +194,9 @@ class PimUnit(ConfigComponent):
                                                          now + 1 + cfg.t_cl))]
 
         self._rows_and_steps(m, inst, is_op, first, t0, now, chan_mask, bank_mask, gbuf,
-                             ending, t_end, starting)
+                             ending, t_end, starting, res)
         self._gbuf_walk(m, inst, is_op, starting, chan_mask, gbuf, finish_walk)
-        self._read_walk(m, inst, starting, finish_walk)
+        self._read_walk(m, inst, starting, finish_walk, res)
         return m
 
     def _bus_bound(self, inst, is_op, t0):
@@ -182,7 +213,7 @@ class PimUnit(ConfigComponent):
     # -- PIM_WRITE and PIM_GEMV ----------------------------------------------------------------
 
     def _rows_and_steps(self, m, inst, is_op, first, t0, now, chan_mask, bank_mask, gbuf,
-                        ending, t_end, starting):
+                        ending, t_end, starting, res):
         cfg = self._cfg
         nch, nb = cfg.dram_channels, cfg.dram_banks
         bus, lanes = cfg.dram_bus_bytes, cfg.pim_lanes
@@ -253,20 +284,22 @@ class PimUnit(ConfigComponent):
             m.d.comb += dram.wdata[c].eq((gbuf.r_data[c] << (off * 8))[:8 * bus])
             for b in range(nb):
                 m.d.comb += dram.we[c * nb + b].eq(step & write & chan_mask[c] & (b == wr.bank))
-        self._macs(m, gv, step & gemv, chan_mask, bank_mask, gbuf, vec, pos, o[ll:lb])
+        self._macs(m, gv, _named(m, step & gemv, "mac_step"), chan_mask, bank_mask, gbuf, vec,
+                   pos, o[ll:lb], res)
 
-    def _macs(self, m, gv, step, chan_mask, bank_mask, gbuf, vec, pos, sub):
+    def _macs(self, m, gv, step, chan_mask, bank_mask, gbuf, vec, pos, sub, res):
         """One GEMV step in every bank: ``pim_lanes`` products, added into the registers."""
         cfg = self._cfg
-        nb, lanes = cfg.dram_banks, cfg.pim_lanes
-        ll = exact_log2(lanes)
+        nb, lanes, regs = cfg.dram_banks, cfg.pim_lanes, cfg.pim_res_regs
         # the registers a step updates: dot ``res + vec``; bcast ``res + pos + k``, k < lanes
-        tgt = gv.res + Mux(gv.bcast, pos, vec)
+        # (inside the registers: the dispatch checks)
+        tgt = [_named(m, gv.res + Mux(gv.bcast, pos, vec) + k, f"tgt_{k}") for k in range(lanes)]
+        updated = _named(m, (Mux(gv.bcast, (1 << lanes) - 1, 1) << tgt[0][:ceil_log2(regs)])
+                         [:regs], "updated")
         # bcast: bank ``bank + k``'s element of row vector ``vec`` is ``gaddr + k * n + vec``
         for b in range(nb):
             m.d.comb += gbuf.e_addr[b].eq(gv.gaddr + vec + (b - gv.bank) * gv.n)
-        span = Mux(gv.bcast, lanes, 1)
-        overwrite = ~gv.accumulate & Mux(gv.bcast, vec == 0, pos == 0)
+        overwrite = _named(m, ~gv.accumulate & Mux(gv.bcast, vec == 0, pos == 0), "overwrite")
         for c in range(cfg.dram_channels):
             g = gbuf.r_data[c]
             g_elem = [g.word_select(k, 8).as_signed() for k in range(lanes)]
@@ -278,19 +311,18 @@ class PimUnit(ConfigComponent):
                 prod = [chunk.word_select(k, 8).as_signed() * Mux(gv.bcast, g_own, g_elem[k])
                         for k in range(lanes)]
                 dot = sum(prod)
-                regs = Array(self.res[q])
-                new = []
+                en = step & chan_mask[c] & bank_mask[b]
+                # register tgt + k: a read port and a write port (k > 0: bcast only)
                 for k in range(lanes):
                     add = Mux(gv.bcast, prod[k], dot) if k == 0 else prod[k]
-                    old = Mux(overwrite, 0, regs[tgt + k])
+                    old = Mux(overwrite, 0, valid_read(m, res[q], self.res_valid[q], tgt[k]))
                     v = Signal(signed(PIM_ACC_BITS), name=f"mac_{q}_{k}")
                     m.d.comb += v.eq(old + add)     # wraps at 32 bits
-                    new.append(v)
-                new = Array(new)
-                with m.If(step & chan_mask[c] & bank_mask[b]):
-                    for r, reg in enumerate(self.res[q]):
-                        with m.If((tgt <= r) & (tgt + span > r)):
-                            m.d.sync += reg.eq(new[(r - tgt)[:ll]] if ll else new[0])
+                    port = res[q].write_port()
+                    m.d.comb += [port.addr.eq(tgt[k][:len(port.addr)]), port.data.eq(v),
+                                 port.en.eq(en & (gv.bcast if k else 1))]
+                with m.If(en):
+                    m.d.sync += self.res_valid[q].eq(self.res_valid[q] | updated)
 
     # -- PIM_GBUF ------------------------------------------------------------------------------
 
@@ -341,7 +373,7 @@ class PimUnit(ConfigComponent):
 
     # -- PIM_READ ------------------------------------------------------------------------------
 
-    def _read_walk(self, m, inst, starting, finish_walk):
+    def _read_walk(self, m, inst, starting, finish_walk, res):
         cfg = self._cfg
         nch, nb, cols = cfg.dram_channels, cfg.dram_banks, cfg.cols
         rd, i_rd = inst.pim_read, self.i_inst.pim_read
@@ -371,14 +403,15 @@ class PimUnit(ConfigComponent):
         def valid(b, r):
             return Mux(rd.reduce, r < rd.n, b < rd.banks)
 
-        regs = Array(Array(row) for row in self.res)
         lch, lbk = exact_log2(nch), exact_log2(nb)
-        chan_regs = [Array(Array(self.res[c * nb + bb]) for c in range(nch)) for bb in range(nb)]
         for k in range(cols):
             b, r = pos[k]
-            reg = rd.res + r
-            one = regs[Cat((rd.bank + b)[:lbk], ch[:lch])][reg]
-            total = sum(Mux((bb >= rd.bank) & (bb < rd.bank + rd.banks), chan_regs[bb][ch][reg], 0)
+            # register res + r of every bank of every channel: a read port each
+            at = _named(m, rd.res + r, f"read_reg_{k}")
+            reg = [valid_read(m, mem, valid, at) for mem, valid in zip(res, self.res_valid)]
+            one = Array(reg)[Cat((rd.bank + b)[:lbk], ch[:lch])]
+            total = sum(Mux((bb >= rd.bank) & (bb < rd.bank + rd.banks),
+                            Array(reg[c * nb + bb] for c in range(nch))[ch], 0)
                         for bb in range(nb))
             v = Signal(signed(PIM_ACC_BITS), name=f"read_{k}")
             m.d.comb += v.eq(Mux(valid(b, r), Mux(rd.reduce, total, one), 0))  # wraps at 32

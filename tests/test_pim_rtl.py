@@ -190,7 +190,7 @@ def rtl_run(cfg, insts, dram_image, act_ints, gaps):
                  for i, w in (bank_word(cfg, b) for b in range(cfg.dram_bytes // bus))]
         final["dram"] = b"".join(w.to_bytes(bus, "little") for w in words)
         final["acc"] = [ctx.get(top.acc.data[i]) for i in range(cfg.acc_words)]
-        final["res"] = np.array([[ctx.get(r) for r in q] for q in unit.res]).reshape(
+        final["res"] = np.array(unit.res_values(ctx)).reshape(
             cfg.dram_channels, cfg.dram_banks, cfg.pim_res_regs)
         rows = top.dram.pim_rows
         final["open_rows"] = [ctx.get(rows.open_row[i]) if ctx.get(rows.open_valid[i]) else -1
