@@ -286,19 +286,21 @@ class SoftmaxUnit(ConfigComponent):
         writing = Signal()
         kp = Signal(range(cols * passes + 1))              # pass of e (word kp >> lp, pass kp[:lp])
         pbase = Signal(range(rows * cols + rows + 1))      # its first value (kp * nl)
-        sel = Signal(range(nl))                            # col: the value's lane in the pass
+        sel = Signal(range(max(nl, 2)))                    # col: the value's lane in the pass
         x = Signal(range(rows * cols + 1))                 # col: the value (and ACT word) written
         with m.If(v_valid & v_last & (func == SoftFunc.NORM)):
             m.d.sync += writing.eq(1)
         q = Signal(data.ArrayLayout(unsigned(_Q_BITS), nl))
         q_valid, q_last, q_mask = Signal(), Signal(), Signal(nl)
-        q_off, q_sel, q_pass = Signal(len(x)), Signal.like(sel), Signal(range(passes))
+        q_off, q_sel = Signal(len(x)), Signal.like(sel)
+        q_pass = Signal(range(passes)) if passes > 1 else None  # (no zero-width signal)
         word_end = pbase + nl >= inst.count  # the last pass of the word holding value count - 1
         if passes > 1:
             word_end &= kp[:lp] == passes - 1
+            m.d.sync += q_pass.eq(kp[:lp])
         wr_last = Mux(inst.col, x + 1 == inst.words * cols, word_end)
         m.d.sync += [q_valid.eq(writing), q_last.eq(writing & wr_last),
-                     q_off.eq(Mux(inst.col, x, kp[lp:])), q_sel.eq(sel), q_pass.eq(kp[:lp]),
+                     q_off.eq(Mux(inst.col, x, kp[lp:])), q_sel.eq(sel),
                      q_mask.eq(Cat(pbase + i < inst.count for i in range(nl)))]
         entries = buf.word_select(kp, nl * _E_BITS)
         for i in range(nl):

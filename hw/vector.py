@@ -242,14 +242,14 @@ class ElementwiseUnit(ConfigComponent):
         k = Signal(range(2 * cols * passes))  # slot of the read issued this cycle
         q = Signal(range(cols * passes))  # its column and pass
         j = Signal(range(cols))  # its column
-        p = Signal(range(passes))  # its pass over the token lanes
+        multi = passes > 1   # else no pass signals (zero-width ones trip Verilator's lint)
+        p = Signal(range(passes)) if multi else None  # its pass over the token lanes
         h = Signal()  # the second slot of a column (the partner's multiplier or the bias)
         m.d.comb += [
             rd.eq((state == _State.RUN) & (t >= n_reads) & (t < slots_end)),
             k.eq(t - n_reads),
             q.eq(Mux(two, k >> 1, k)),
             j.eq(q >> lp),
-            p.eq(q[:lp]),
             h.eq(two & k[0]),
             self.r_vparam.en.eq(rd),
             self.r_vparam.addr.eq(inst.param_addr + j + Mux(h, cols, 0)),
@@ -257,12 +257,16 @@ class ElementwiseUnit(ConfigComponent):
             self.r_act.addr.eq(Mux(rope, inst.table_addr + Cat(h, j), inst.res_addr + j)),
         ]
         s1_j, s2_j, s3_j = (Signal.like(j, name=f"s{n}_j") for n in (1, 2, 3))
-        s1_p, s2_p, s3_p = (Signal.like(p, name=f"s{n}_p") for n in (1, 2, 3))
+        s1_p, s2_p, s3_p = ((Signal.like(p, name=f"s{n}_p") for n in (1, 2, 3)) if multi
+                            else (None, None, None))
         s1_h, s2_h, s3_h = (Signal(name=f"s{n}_h") for n in (1, 2, 3))
         s1_valid, s2_valid, s3_valid = (Signal(name=f"s{n}_valid") for n in (1, 2, 3))
-        m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_p.eq(p), s1_h.eq(h),
-                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_p.eq(s1_p), s2_h.eq(s1_h),
-                     s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_p.eq(s2_p), s3_h.eq(s2_h)]
+        m.d.sync += [s1_valid.eq(rd), s1_j.eq(j), s1_h.eq(h),
+                     s2_valid.eq(s1_valid), s2_j.eq(s1_j), s2_h.eq(s1_h),
+                     s3_valid.eq(s2_valid), s3_j.eq(s2_j), s3_h.eq(s2_h)]
+        if multi:
+            m.d.comb += p.eq(q[:lp])
+            m.d.sync += [s1_p.eq(p), s2_p.eq(s1_p), s3_p.eq(s2_p)]
         s3_out = Signal()  # stage 3 holds a column's outputs (not the first slot of two)
         m.d.comb += s3_out.eq(s3_valid & (~two | s3_h))
 
@@ -385,7 +389,7 @@ class ElementwiseUnit(ConfigComponent):
         out_buf = [Signal.like(lanes[i % nl], name=f"out_{i}") for i in range(rows - nl)]
         for i in range(rows):
             pass_, lane = divmod(i, nl)
-            this_pass = s3_p == pass_
+            this_pass = s3_p == pass_ if multi else 1
             with m.If(acc_valid & acc_part & (acc_row == i)):
                 m.d.sync += part_buf[i].eq(self.r_acc.data[0])
             with m.Elif(s3_out & wr & this_pass):
@@ -395,7 +399,7 @@ class ElementwiseUnit(ConfigComponent):
             if i < rows - nl:
                 with m.If(s3_out & ~wr & this_pass):
                     m.d.sync += out_buf[i].eq(lanes[lane])
-        col_out = s3_out & ~wr & (s3_p == passes - 1)
+        col_out = s3_out & ~wr & ((s3_p == passes - 1) if multi else 1)
 
         # writes: row i of part_buf in cycles R+K+3+i
         wrow = Signal(range(rows))

@@ -40,6 +40,7 @@ CONFIGS = {
     "rows8-p2": TINY.replace(rows=8, vec_passes=2),
     "fp16-p4": FP16.replace(vec_passes=4),
     "fp16-cols5-p2": FP16.replace(cols=5, vec_passes=2),
+    "rows6-cols3-p2": TINY.replace(rows=6, cols=3, vec_passes=2),  # 3 lanes: not a power of two
 }
 PAIR = (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
 ROPE = (VecFunc.ROPE_LO, VecFunc.ROPE_HI)
