@@ -342,7 +342,8 @@ class TileConfig:
 
     @property
     def vec_lanes(self):
-        """Lanes of the VEC datapath: ``rows / vec_passes`` tokens per cycle."""
+        """Lanes of the vector unit's per-token datapaths: ``rows / vec_passes`` tokens a
+        cycle."""
         return self.rows // self.vec_passes
 
     # -- derived sizes -------------------------------------------------------------------------

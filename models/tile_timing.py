@@ -222,8 +222,9 @@ def vec_cycles(config, rows, func=VecFunc.REQUANT, direct=False, bias=False):
     + 3`` cycles, with ``reads`` = ``rows`` (``2 rows`` for GLU, ROPE and RES: the partner or
     residual rows too), ``columns`` = ``cols * vec_passes`` (twice that for GLU and ROPE, and with
     ``bias``: two parameter words per column, the multiplier then the partner's multiplier or
-    the bias; each column slot takes one cycle per pass over the token lanes) and ``writes`` = ``rows`` for RES and ``direct`` (rows are written after the whole tile is
-    computed; else the columns are written as they are computed)."""
+    the bias; each column slot takes one cycle per pass over the token lanes) and ``writes`` =
+    ``rows`` for RES and ``direct`` (rows are written after the whole tile is computed; else the
+    columns are written as they are computed)."""
     func = VecFunc(func)
     pair = func in _PARTNER_FUNCS
     reads = rows * (2 if pair or func == VecFunc.RES else 1)
