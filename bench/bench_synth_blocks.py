@@ -15,18 +15,58 @@ import argparse
 import json
 import sys
 
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
 from mixpim.hw.checker import DispatchChecker
 from mixpim.hw.dma import DmaEngine
 from mixpim.hw.gemm_unit import GemmUnit
 from mixpim.hw.norm import NormUnit
 from mixpim.hw.softmax import SoftmaxUnit
+from mixpim.hw.tile import _unit_components
+from mixpim.hw.tile_spads import connect_spad, spad_ports
 from mixpim.hw.vector import ElementwiseUnit, VectorUnit
 from mixpim.models.config import TileConfig
+from mixpim.models.units import Spad
 from mixpim.sim.synth import TARGETS, synthesize
+
+
+
+class SpadBlock(wiring.Component):
+    """Scratchpad ``spad`` of the tile alone: the ports its units have on it (no host port),
+    each a port of this component (``w<k>``, ``w<k>_mask`` for a writer with a lane mask,
+    ``r<k>``)."""
+
+    def __init__(self, config, spad):
+        self._cfg, self._spad = config, spad
+        units = _unit_components(config, 17)   # for their ports' shapes only
+        for unit in units.values():
+            unit._MustUse__silence = True
+        writers, readers = spad_ports(units)[spad]
+        members = {}
+        for k, (_, port, mask) in enumerate(writers):
+            members[f"w{k}"] = In(port.signature)
+            if mask is not None:
+                members[f"w{k}_mask"] = In(len(mask))
+        members.update({f"r{k}": In(port.signature) for k, port in enumerate(readers)})
+        self._masks = [mask is not None for _, _, mask in writers]
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        writers = [(None, getattr(self, f"w{k}"), getattr(self, f"w{k}_mask") if masked else None)
+                   for k, masked in enumerate(self._masks)]
+        readers = [getattr(self, f"r{k}") for k in range(len(self.signature.members) - len(writers)
+                                                          - sum(self._masks))]
+        connect_spad(m, self._cfg, self._spad, writers, readers)
+        return m
+
 
 #: name -> the block's component for a configuration
 BLOCKS = {"dma": DmaEngine, "vector": VectorUnit, "vec": ElementwiseUnit, "norm": NormUnit,
-          "soft": SoftmaxUnit, "checker": DispatchChecker, "gemm": GemmUnit}
+          "soft": SoftmaxUnit, "checker": DispatchChecker, "gemm": GemmUnit,
+          **{f"spad_{s.name.lower()}": (lambda cfg, s=s: SpadBlock(cfg, s)) for s in Spad}}
 FIELDS = ("luts", "ffs", "dsp_cells", "brams", "lutram_cells", "seconds")
 
 

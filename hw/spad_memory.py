@@ -10,9 +10,13 @@ memories are (LaForest and Steffan, "Efficient multi-ported memories for FPGAs",
   words) touches each bank at most once per cycle, so it is one port of each bank.
 * **Replication and the live value table.** Per bank, writer ``w`` owns ``R`` copies, one per
   reader, each with one write port (``w``'s) and one read port: ``W * R`` simple dual-port
-  memories. The live value table (LVT: ``ceil(log2 W)`` bits per word and write granule, in
-  logic) records which writer wrote each granule last; a read returns, per granule, the copy the
-  LVT names. With one writer there is no LVT and each reader has its own copy.
+  memories. The live value table (LVT: ``ceil(log2 W)`` bits per word and write granule)
+  records which writer wrote each granule last; a read returns, per granule, the copy the LVT
+  names. With one writer there is no LVT and each reader has its own copy. The LVT is XOR-based
+  (LaForest et al.'s XOR memory, FPGA 2012, applied to the LVT, as in Abdelhadi and Lemieux's
+  I-LVT, FPGA 2014): one table per writer, each with one write port and asynchronous reads, which an FPGA holds in LUT RAM (a
+  table of flip-flops with ``W`` write ports costs ``depth``:1 read multiplexers per reader and
+  a write decoder per bit: 24k ECP5 LUTs for the 8x8 tile's ACT, 5k with the XOR tables).
 
 Ports behave as ``lib.memory.Memory``'s synchronous ports: a read of address ``a`` with ``en`` in
 cycle c gives the word in cycle c + 1 as it was before the writes of cycle c (not transparent) and
@@ -20,9 +24,11 @@ holds it while ``en`` is low; a write in cycle c is visible to reads from cycle 
 one granule in one cycle are not defined (the tile's programs never race, docs/tile.md).
 """
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Shape, Signal
+from amaranth.hdl import Array, Elaboratable, Module, Mux, Shape, Signal
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2, exact_log2
@@ -115,7 +121,6 @@ class SpadMemory(Elaboratable):
         bank_depth = -(-self.depth // nb)
         gw = self.width // G
         nw, nr = len(self.writers), len(self.readers)
-        sel_bits = ceil_log2(nw)
 
         def lane_of(addr, b, lanes):
             """The lane of a port at ``addr`` that touches bank ``b`` and its index there."""
@@ -158,23 +163,55 @@ class SpadMemory(Elaboratable):
                 for r in range(nr):
                     bank_out[r][b] = outs[0][r]
                 continue
-            lvt = Memory(shape=sel_bits * G, depth=bank_depth, init=[])
-            m.submodules[f"{self.name}_b{b}_lvt"] = lvt
-            for w, (windex, wen, _) in enumerate(writes):
-                wp = lvt.write_port(granularity=sel_bits)
-                m.d.comb += [wp.addr.eq(windex), wp.en.eq(wen),
-                             wp.data.eq(Cat([Const(w, sel_bits)] * G))]
-            for r, (rindex, ren) in enumerate(reads):
-                rp = lvt.read_port()
-                m.d.comb += [rp.addr.eq(rindex), rp.en.eq(ren)]
+            bank_out_r = self._live_value_table(m, b, bank_depth, writes, reads)
+            for r in range(nr):
                 word = Signal(self.width, name=f"{self.name}_b{b}_r{r}_word")
                 for g in range(G):
-                    pick = rp.data[g * sel_bits:(g + 1) * sel_bits]
                     m.d.comb += word[g * gw:(g + 1) * gw].eq(
-                        Array(outs[w][r][g * gw:(g + 1) * gw] for w in range(nw))[pick])
+                        Array(outs[w][r][g * gw:(g + 1) * gw] for w in range(nw))[bank_out_r[r][g]])
                 bank_out[r][b] = word
         for r, port in enumerate(self.readers):
             for i in range(port.lanes):
                 src = Array(bank_out[r])[(rot[r] + i)[:lb]] if lb else bank_out[r][0]
                 m.d.comb += port.data.as_value().word_select(i, self.width).eq(src)
         return m
+
+    def _live_value_table(self, m, b, depth, writes, reads):
+        """Bank ``b``'s live value table: per reader, per granule, the writer of the word read
+        in the previous cycle (``ceil(log2 W)`` bits, valid when the read's data is).
+
+        XOR-based (module docstring): writer ``w`` owns a table ``T_w`` whose XOR with the
+        others' at a granule is the granule's last writer; writing granule ``g`` of word ``a``,
+        ``w`` stores ``w ^ XOR of T_v[a][g], v != w`` (its other granules keep their value).
+        Every table has one write port and an asynchronous read port per consumer (the writers,
+        which read all tables at their write address in the cycle they write; the readers,
+        which register what they read), so it maps to LUT RAM.
+        """
+        nw, G = len(writes), self.granules
+        sb = ceil_log2(nw)
+        lw = sb * G
+        addrs = [windex for windex, _, _ in writes] + [rindex for rindex, _ in reads]
+        tables = [[Memory(shape=lw, depth=depth, init=[]) for _ in addrs] for _ in range(nw)]
+        seen = [[None] * len(addrs) for _ in range(nw)]   # [table][consumer] -> word at its address
+        for v in range(nw):
+            for c, addr in enumerate(addrs):
+                m.submodules[f"{self.name}_b{b}_t{v}_c{c}"] = tables[v][c]
+                rp = tables[v][c].read_port(domain="comb")
+                m.d.comb += rp.addr.eq(addr)
+                seen[v][c] = rp.data
+        for w, (windex, wen, _) in enumerate(writes):
+            new = Signal(lw, name=f"{self.name}_b{b}_t{w}_new")
+            others = reduce(operator.xor, (seen[v][w] for v in range(nw) if v != w))
+            for g in range(G):
+                part = slice(g * sb, (g + 1) * sb)
+                m.d.comb += new[part].eq(Mux(wen[g], others[part] ^ w, seen[w][w][part]))
+            for table in tables[w]:
+                wp = table.write_port()
+                m.d.comb += [wp.addr.eq(windex), wp.data.eq(new), wp.en.eq(wen.any())]
+        live = []
+        for r, (_, ren) in enumerate(reads):
+            word = Signal(lw, name=f"{self.name}_b{b}_r{r}_live")
+            with m.If(ren):
+                m.d.sync += word.eq(reduce(operator.xor, (seen[v][nw + r] for v in range(nw))))
+            live.append([word[g * sb:(g + 1) * sb] for g in range(G)])
+        return live

@@ -17,7 +17,7 @@ from ..models.units import SPADS, Spad, Unit
 from .dma import word_shape
 from .spad_memory import SpadMemory
 
-__all__ = ["HostAccess", "spad_ports", "connect_spads"]
+__all__ = ["HostAccess", "spad_ports", "connect_spads", "connect_spad"]
 
 
 @dataclass(frozen=True)
@@ -56,34 +56,47 @@ def connect_spads(m, cfg, units, host):
     """
     host_reads, writes = {}, {}
     for s, (writers, readers) in spad_ports(units).items():
-        lanes = max([len(p.en) for _, p, _ in writers] + [p.data.shape().length for p in readers])
-        granules = cfg.rows if s == Spad.ACT else 1
-        mem = SpadMemory(word_shape(cfg, s), cfg.spad_words(s), banks=1 << ceil_log2(lanes),
-                         granules=granules, name=f"spad_{s.name.lower()}")
-        m.submodules[f"spad_{s.name.lower()}"] = mem
-        width, full = mem.width, (1 << granules) - 1
-        writes[s] = [(host.addr, host.write[s], host.wdata[:width])]
-        for k, (_, port, mask) in enumerate(writers):
-            n = len(port.en)
-            wp = mem.write_port(n)
-            en = Cat(Mux(port.en[i], full if mask is None else mask, 0) for i in range(n))
-            words = [Value.cast(port.data[i]) for i in range(n)]
-            addr = port.addr
-            if k == 0:   # the host's while not running
-                en = Mux(host.run, en, Mux(host.write[s], full, 0))
-                words[0] = Mux(host.run, words[0], host.wdata[:width])
-                addr = Mux(host.run, addr, host.addr)
-            m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
-            m.d.comb += [wp.data.as_value().word_select(i, width).eq(w) for i, w in enumerate(words)]
-            writes[s] += [(port.addr + i, port.en[i], words[i]) for i in range(n)]
-        for k, port in enumerate(readers):
-            n = port.data.shape().length
-            rp = mem.read_port(n)
-            addr, en = port.addr, port.en
-            if k == 0:   # the host's while not running
-                addr, en = Mux(host.run, addr, host.addr), Mux(host.run, en, host.read[s])
-                host_reads[s] = rp.data.as_value().word_select(0, width)
-            m.d.comb += [rp.addr.eq(addr), rp.en.eq(en)]
-            m.d.comb += [port.data[i].eq(rp.data[i]) for i in range(n)]
+        host_reads[s], writes[s] = connect_spad(m, cfg, s, writers, readers, host)
     assert Shape.cast(word_shape(cfg, Spad.ACT)).width % cfg.rows == 0
     return host_reads, writes
+
+
+def connect_spad(m, cfg, s, writers, readers, host=None):
+    """Build scratchpad ``s`` (submodule ``spad_<name>``) with a port per writer (``(unit, port,
+    lane mask or None)``) and reader of :func:`spad_ports`; ``host`` (a :class:`HostAccess`, or
+    None: no host) takes the first writer's and reader's ports while not running.
+
+    Returns ``(host_read, writes)`` of :func:`connect_spads` for this scratchpad (``host_read``
+    None without a host).
+    """
+    lanes = max([len(p.en) for _, p, _ in writers] + [p.data.shape().length for p in readers])
+    granules = cfg.rows if s == Spad.ACT else 1
+    mem = SpadMemory(word_shape(cfg, s), cfg.spad_words(s), banks=1 << ceil_log2(lanes),
+                     granules=granules, name=f"spad_{s.name.lower()}")
+    m.submodules[f"spad_{s.name.lower()}"] = mem
+    width, full = mem.width, (1 << granules) - 1
+    host_read = None
+    writes = [] if host is None else [(host.addr, host.write[s], host.wdata[:width])]
+    for k, (_, port, mask) in enumerate(writers):
+        n = len(port.en)
+        wp = mem.write_port(n)
+        en = Cat(Mux(port.en[i], full if mask is None else mask, 0) for i in range(n))
+        words = [Value.cast(port.data[i]) for i in range(n)]
+        addr = port.addr
+        if k == 0 and host is not None:   # the host's while not running
+            en = Mux(host.run, en, Mux(host.write[s], full, 0))
+            words[0] = Mux(host.run, words[0], host.wdata[:width])
+            addr = Mux(host.run, addr, host.addr)
+        m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
+        m.d.comb += [wp.data.as_value().word_select(i, width).eq(w) for i, w in enumerate(words)]
+        writes += [(port.addr + i, port.en[i], words[i]) for i in range(n)]
+    for k, port in enumerate(readers):
+        n = port.data.shape().length
+        rp = mem.read_port(n)
+        addr, en = port.addr, port.en
+        if k == 0 and host is not None:   # the host's while not running
+            addr, en = Mux(host.run, addr, host.addr), Mux(host.run, en, host.read[s])
+            host_read = rp.data.as_value().word_select(0, width)
+        m.d.comb += [rp.addr.eq(addr), rp.en.eq(en)]
+        m.d.comb += [port.data[i].eq(rp.data[i]) for i in range(n)]
+    return host_read, writes

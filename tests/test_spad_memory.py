@@ -43,16 +43,18 @@ def test_matches_a_plain_memory(banks, granules, writer_lanes, reader_lanes):
     async def bench(ctx):
         held = [[0] * p.lanes for p in rports]
         for cycle in range(400):
-            # writes to distinct words (the tile never writes one granule twice in a cycle)
+            # writes to distinct granules (the tile never writes one granule twice in a
+            # cycle); two writers may write other granules of one word
             used, writes = set(), []
             for p in wports:
                 addr = rng.randrange(depth - p.lanes + 1)
                 words = [rng.randrange(1 << WIDTH) for _ in range(p.lanes)]
                 ens = [rng.randrange(1 << granules) if rng.random() < 0.7 else 0
                        for _ in range(p.lanes)]
-                if used & set(range(addr, addr + p.lanes)):
-                    ens = [0] * p.lanes
-                used |= {addr + i for i, e in enumerate(ens) if e}
+                ens = [e & ~sum(1 << g for g in range(granules) if (addr + i, g) in used)
+                       for i, e in enumerate(ens)]
+                used |= {(addr + i, g) for i, e in enumerate(ens) for g in range(granules)
+                         if e >> g & 1}
                 writes.append((addr, words, ens))
                 ctx.set(p.addr, addr)
                 ctx.set(p.en, sum(e << (i * granules) for i, e in enumerate(ens)))
