@@ -1,7 +1,7 @@
 """Speed of the tile's RTL co-simulation (cocotb + Verilator), before and after, in one run.
 
     .venv/bin/python bench/bench_cosim.py [--before REV] [--out bench/results/cosim.json]
-                                          [--skip-16] [--skip-build] [--native] [--limit MIN]
+                                          [--skip-16] [--skip-build] [--limit MIN]
 
 "Before" is the code of revision ``REV`` (default :data:`BEFORE`, the last revision with the old
 co-simulation: a bare tile, a Python wake-up every cycle, cocotb's default build), checked out
@@ -20,7 +20,8 @@ Figures per side:
     back, comparing; builds cached);
   * build seconds of the 8x8 tile: the cocotb build (Verilator and the C++ compiler) in a clean
     build root that holds only the tile's Verilog (its generation is not part of the time);
-  * with ``--native``, "after" also runs the native C++ driver (``driver="native"``).
+  * "after" runs each program with both drivers: cocotb (the regression's) and the native C++
+    driver (``driver="native"``: the same cycle-by-cycle protocol without VPI; the same checks).
 """
 
 import argparse
@@ -142,11 +143,11 @@ def _side(label, pythonpath, tasks, limit):
     return out
 
 
-def _speeds(side):
-    """The cocotb speed figures of one side's results, measured or stopped (not the build
-    figure, not the native driver's)."""
+def _speeds(side, driver="cocotb"):
+    """The speed figures of ``driver`` in one side's results, measured or stopped (not the
+    build figure)."""
     return [r for r in side if r.get("task", ["speed"])[0] == "speed" and "build_seconds" not in r
-            and r.get("driver", "cocotb") == "cocotb"]
+            and r.get("driver", r.get("task", [None, None, "cocotb"])[-1]) == driver]
 
 
 def _worktree(rev, tmp):
@@ -169,7 +170,6 @@ def main():
     ap.add_argument("--out", default="bench/results/cosim.json")
     ap.add_argument("--skip-build", action="store_true", help="skip the 8x8 build-time figure")
     ap.add_argument("--skip-16", action="store_true", help="skip the 16x16 fpga tile")
-    ap.add_argument("--native", action="store_true", help="'after' also with the native driver")
     ap.add_argument("--limit", type=float, default=25.0, help="minutes per figure (default 25)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -188,7 +188,7 @@ def main():
         ["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode else "")
     limit = args.limit * 60
     build = [] if args.skip_build else [["build"]]
-    after = [["speed", r, d] for r in runs for d in ["cocotb"] + (["native"] if args.native else [])]
+    after = [["speed", r, d] for r in runs for d in ("cocotb", "native")]
     result["after"] = _side(f"after ({result['after_rev']})", None, after + build, limit)
     with tempfile.TemporaryDirectory(prefix="bench_cosim-") as tmp:
         tree, shim = _worktree(args.before, tmp)
@@ -201,12 +201,14 @@ def main():
     out = Path(args.out)   # first: the figures are kept whatever the summary does
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    def fig(r):
+        return f"{r['cycles_per_s']:,} cycles/s" if "cycles_per_s" in r else \
+            f"stopped after {r['stopped_after_s'] / 60:g} min"
+
     before, after = _speeds(result["before"]), _speeds(result["after"])
-    for b, a in zip(before, after):
+    for b, a, n in zip(before, after, _speeds(result["after"], "native")):
         tile = "?" if "preset" not in a else f"{a['preset']} {a['rows']}x{a['cols']}"
-        print(f"{tile}: " + " -> ".join(
-            f"{r['cycles_per_s']:,} cycles/s" if "cycles_per_s" in r else
-            f"stopped after {r['stopped_after_s'] / 60:g} min" for r in (b, a)))
+        print(f"{tile}: cocotb {fig(b)} -> {fig(a)}; native {fig(n)}")
     for label in ("before", "after"):
         for r in result[label]:
             if "build_seconds" in r:

@@ -34,7 +34,8 @@ The architecture and every cycle rule are docs/tile.md; the golden cycle model
   value table per writer), so every unit that :data:`~mixpim.models.units.SPADS` names a reader
   (writer) of a scratchpad reads (writes) it in any cycle through its ``r_<spad>`` (``w_<spad>``)
   port, as docs/tile.md's timing assumes. VPARAM words 0 .. 64 + rows - 1 (GELU table, token
-  multipliers) are mirrored in registers for the VEC unit.
+  multipliers) are mirrored in LUT-RAM-shaped memories (:mod:`.vparam_mirror`) that the VEC
+  lanes look up combinationally.
 * **Host port.** While the tile is not running, ``host_*`` reads and writes the program and the
   scratchpads one word per cycle: ``host_rdata`` holds the word addressed in the previous cycle
   (``HostSel.DRAM`` selects nothing here: the DRAM is behind ``bus``). ``start`` begins a run:
@@ -53,7 +54,6 @@ from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..models.config import VPARAM_LUT_WORDS
 from ..models.isa import WORD_BITS, ErrorCode, Opcode, header_fields
 from ..models.pim import PIM_OPS
 from ..models.pim_timing import pim_exclusive
@@ -67,6 +67,7 @@ from .mem_bus import MemBusSignature
 from .pim_port import PimFrontEnd, PimPortSignature
 from .tile_spads import HostAccess, connect_spads
 from .vector import VPARAM_BITS, VectorOp, VectorUnit
+from .vparam_mirror import VParamMirror
 
 __all__ = ["HostSel", "host_word_bits", "Tile", "MAX_IMEM_WORDS"]
 
@@ -238,28 +239,25 @@ class Tile(ConfigComponent):
         host = HostAccess(run, self.host_addr, self.host_wdata,
                           {s: host_w & (self.host_sel == _SPAD_SEL[s]) for s in Spad},
                           {s: self.host_sel == _SPAD_SEL[s] for s in Spad})
-        host_reads, spad_writes = connect_spads(m, cfg, units, host)
+        host_reads = connect_spads(m, cfg, units, host)
         host_reads = {_SPAD_SEL[s]: v for s, v in host_reads.items()}
         host_reads[HostSel.IMEM] = imem_rd.data
-        vparam_writes = spad_writes[Spad.VPARAM]
 
         with m.Switch(rsel):
             for sel, value in host_reads.items():
                 with m.Case(sel):
                     m.d.comb += self.host_rdata.eq(value)
 
-        # VPARAM words 0 .. 64 + rows - 1 mirrored in registers (the VEC unit reads all lanes)
-        mirror = [Signal(VPARAM_BITS, name=f"vparam_reg{w}") for w in range(VPARAM_LUT_WORDS + cfg.rows)]
-        for addr, en, value in vparam_writes:
-            with m.If(en):
-                with m.Switch(addr):
-                    for w, reg in enumerate(mirror):
-                        with m.Case(w):
-                            m.d.sync += reg.eq(value)
+        # VPARAM words 0 .. 64 + rows - 1 mirrored for the VEC lanes' lookups; written as the
+        # scratchpad is: by the DMA, by the host (on the DMA's port) while not running
+        m.submodules.vparam_mirror = mirror = VParamMirror(cfg)
+        dma_w = units[Unit.DMA].w_vparam
         m.d.comb += [
-            units[Unit.VEC].i_lut.eq(Cat(*mirror[:VPARAM_LUT_WORDS])),
-            units[Unit.VEC].i_tparam.eq(Cat(*mirror[VPARAM_LUT_WORDS:])),
+            mirror.w.addr.eq(Mux(run, dma_w.addr, self.host_addr)),
+            mirror.w.en.eq(Mux(run, dma_w.en, host.write[Spad.VPARAM])),
+            mirror.w.data.eq(Mux(run, dma_w.data.as_value(), self.host_wdata[:VPARAM_BITS])),
         ]
+        wiring.connect(m, units[Unit.VEC].lookup, mirror.lookup)
 
         # -- dispatcher -------------------------------------------------------------------------
         pc = Signal(pc_bits)

@@ -50,15 +50,12 @@ def spad_ports(units):
 def connect_spads(m, cfg, units, host):
     """Build the scratchpads (submodules ``spad_<name>``) and connect ``units`` and ``host``.
 
-    Returns ``(host_reads, writes)``: per scratchpad the word the host read in the previous
-    cycle, and per scratchpad the list of ``(addr, en, word)`` of every word written in a cycle
-    (for registers that mirror a scratchpad's words).
+    Returns per scratchpad the word the host read in the previous cycle.
     """
-    host_reads, writes = {}, {}
-    for s, (writers, readers) in spad_ports(units).items():
-        host_reads[s], writes[s] = connect_spad(m, cfg, s, writers, readers, host)
+    host_reads = {s: connect_spad(m, cfg, s, writers, readers, host)
+                  for s, (writers, readers) in spad_ports(units).items()}
     assert Shape.cast(word_shape(cfg, Spad.ACT)).width % cfg.rows == 0
-    return host_reads, writes
+    return host_reads
 
 
 def connect_spad(m, cfg, s, writers, readers, host=None):
@@ -66,8 +63,7 @@ def connect_spad(m, cfg, s, writers, readers, host=None):
     lane mask or None)``) and reader of :func:`spad_ports`; ``host`` (a :class:`HostAccess`, or
     None: no host) takes the first writer's and reader's ports while not running.
 
-    Returns ``(host_read, writes)`` of :func:`connect_spads` for this scratchpad (``host_read``
-    None without a host).
+    Returns the word the host read in the previous cycle (None without a host).
     """
     lanes = max([len(p.en) for _, p, _ in writers] + [p.data.shape().length for p in readers])
     granules = cfg.rows if s == Spad.ACT else 1
@@ -76,7 +72,6 @@ def connect_spad(m, cfg, s, writers, readers, host=None):
     m.submodules[f"spad_{s.name.lower()}"] = mem
     width, full = mem.width, (1 << granules) - 1
     host_read = None
-    writes = [] if host is None else [(host.addr, host.write[s], host.wdata[:width])]
     for k, (_, port, mask) in enumerate(writers):
         n = len(port.en)
         wp = mem.write_port(n)
@@ -89,7 +84,6 @@ def connect_spad(m, cfg, s, writers, readers, host=None):
             addr = Mux(host.run, addr, host.addr)
         m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
         m.d.comb += [wp.data.as_value().word_select(i, width).eq(w) for i, w in enumerate(words)]
-        writes += [(port.addr + i, port.en[i], words[i]) for i in range(n)]
     for k, port in enumerate(readers):
         n = port.data.shape().length
         rp = mem.read_port(n)
@@ -99,4 +93,4 @@ def connect_spad(m, cfg, s, writers, readers, host=None):
             host_read = rp.data.as_value().word_select(0, width)
         m.d.comb += [rp.addr.eq(addr), rp.en.eq(en)]
         m.d.comb += [port.data[i].eq(rp.data[i]) for i in range(n)]
-    return host_read, writes
+    return host_read

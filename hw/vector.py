@@ -55,9 +55,11 @@ output words overlap its table words is not in-place safe: output word ``act_add
 written in cycle ``R + (2j + 2) P + 2``, table word ``table_addr + 2j + h`` read first in cycle
 ``R + 2jP + h``.
 
-The GELU table (VPARAM words 0..63) and the token multipliers (words 64..64+rows-1) are inputs
-(docs/tile.md, Decision 5: the tile holds them in registers that DMA writes to those addresses
-update); they must be stable while ``busy``.
+The GELU table (VPARAM words 0..63) and the token multipliers (words 64..64+rows-1) are looked
+up through ``lookup`` (:class:`~.vparam_mirror.VParamLookupSignature`, combinational: the tile's
+:class:`~.vparam_mirror.VParamMirror`, which the DMA's writes to those words update; docs/tile.md,
+Decision 5): in stage 2, each lane its token's multiplier and the GELU entry of ``sat8(v)``; they
+must be stable while ``busy``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
@@ -67,7 +69,7 @@ from amaranth.utils import exact_log2
 
 from ..models.isa import Opcode, Spad, VecFunc
 from ..models.tile_timing import VEC_FILL_CYCLES
-from ..models.vector import LUT_ENTRIES, MULT_BITS
+from ..models.vector import MULT_BITS
 from .common import ConfigComponent, any_of
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
@@ -75,6 +77,7 @@ from .norm import NormUnit, norm_layout
 from .softmax import SOFT_REG_BITS, SoftmaxUnit, soft_layout, soft_vparam_lanes
 from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gate, gate_rom
 from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
+from .vparam_mirror import VParamLookupSignature
 
 __all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "VectorOp",
            "ElementwiseUnit", "VectorUnit"]
@@ -136,9 +139,9 @@ class ElementwiseUnit(ConfigComponent):
     -------
     start : In(1), take ``i_inst`` and start (only while ``busy`` is low)
     i_inst : In(:func:`vec_layout`), the decoded operands (must pass ``check_instruction``)
-    i_lut : In(ArrayLayout(signed(8), 256)), the GELU table (VPARAM words 0..63)
-    i_tparam : In(ArrayLayout(:func:`vparam_layout`, rows)), the token multipliers of the lanes
-        (VPARAM words 64..64+rows-1)
+    lookup : Out(:class:`~.vparam_mirror.VParamLookupSignature`) of ``rows`` tokens and
+        ``vec_lanes`` lanes: per lane (stage 2) its token's multiplier (VPARAM word 64 + token)
+        and the GELU table entry of ``sat8(v)``, combinational
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
     done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 lane of ``cols`` accumulators
@@ -154,8 +157,7 @@ class ElementwiseUnit(ConfigComponent):
         return {
             "start": In(1),
             "i_inst": In(vec_layout()),
-            "i_lut": In(data.ArrayLayout(signed(8), LUT_ENTRIES)),
-            "i_tparam": In(data.ArrayLayout(vparam_layout(), config.rows)),
+            "lookup": Out(VParamLookupSignature(config.rows, config.vec_lanes)),
             "busy": Out(1),
             "done": Out(1),
             "r_acc": Out(SpadReadSignature(word_shape(config, Spad.ACC), 1)),
@@ -317,7 +319,8 @@ class ElementwiseUnit(ConfigComponent):
         if fp16:
             m.submodules.gate_rom = rom = gate_rom()
         for i in range(nl):
-            tp = self.i_tparam[token(s2_p, i)]
+            m.d.comb += self.lookup.tparam_addr[i].eq(token(s2_p, i))
+            tp = self.lookup.tparam_data[i]
             p2 = Signal(signed(32 + MULT_BITS), name=f"p2_{i}")
             v = Signal(signed(_V_BITS), name=f"v_{i}")
             vb = Signal(signed(_V_BITS + 1), name=f"vb_{i}")  # v + bias, kept for slot 2j + 1
@@ -330,7 +333,8 @@ class ElementwiseUnit(ConfigComponent):
                 ve.eq(Mux(inst.bias, hold[i], v)),
                 vsum.eq(ve + side[i]),
             ]
-            lut = self.i_lut.as_value().word_select(saturate(ve, 8).as_unsigned(), 8).as_signed()
+            m.d.comb += self.lookup.lut_addr[i].eq(saturate(ve, 8).as_unsigned())
+            lut = self.lookup.lut_data[i]
             out = Signal(signed(_V_BITS), name=f"y_{i}")
             if fp16:
                 vs = Signal(signed(32), name=f"vs_{i}")
@@ -440,9 +444,9 @@ class VectorUnit(ConfigComponent):
     i_op : In(:class:`VectorOp`), the datapath the instruction runs on
     i_inst : In(:func:`vector_inst_layout`), the decoded operands (must pass
         ``check_instruction``)
-    i_lut : In(ArrayLayout(signed(8), 256)), the GELU table (VPARAM words 0..63)
-    i_tparam : In(ArrayLayout(:func:`vparam_layout`, rows)), the token multipliers of the lanes
-        (VPARAM words 64..64+rows-1)
+    lookup : Out(:class:`~.vparam_mirror.VParamLookupSignature`) of ``rows`` tokens and
+        ``vec_lanes`` lanes: per lane (stage 2) its token's multiplier (VPARAM word 64 + token)
+        and the GELU table entry of ``sat8(v)``, combinational
     busy : Out(1), high from the ``start`` cycle to the ``done`` cycle inclusive
     done : Out(1), the instruction's last cycle
     r_acc : Out(:class:`~.dma.SpadReadSignature`), 1 word of ``cols`` accumulators
@@ -463,8 +467,7 @@ class VectorUnit(ConfigComponent):
             "start": In(1),
             "i_op": In(VectorOp),
             "i_inst": In(vector_inst_layout()),
-            "i_lut": In(data.ArrayLayout(signed(8), LUT_ENTRIES)),
-            "i_tparam": In(data.ArrayLayout(vparam_layout(), config.rows)),
+            "lookup": Out(VParamLookupSignature(config.rows, config.vec_lanes)),
             "busy": Out(1),
             "done": Out(1),
             "r_acc": Out(SpadReadSignature(word_shape(config, Spad.ACC), 1)),
@@ -488,12 +491,12 @@ class VectorUnit(ConfigComponent):
             vec.start.eq(self.start & (self.i_op == VectorOp.VEC)), vec.i_inst.eq(self.i_inst.vec),
             soft.start.eq(self.start & (self.i_op == VectorOp.VSOFT)), soft.i_inst.eq(self.i_inst.soft),
             norm.start.eq(self.start & (self.i_op == VectorOp.VNORM)), norm.i_inst.eq(self.i_inst.norm),
-            vec.i_lut.eq(self.i_lut), vec.i_tparam.eq(self.i_tparam),
             self.busy.eq(vec.busy | soft.busy | norm.busy),
             self.done.eq(vec.done | soft.done | norm.done),
             self.o_rmax.eq(soft.o_rmax), self.o_rsum.eq(soft.o_rsum),
         ]
         wiring.connect(m, wiring.flipped(self.r_act), vec.r_act)
+        wiring.connect(m, wiring.flipped(self.lookup), vec.lookup)
 
         # one datapath is busy at a time: the others' port enables are low
         for port, users in ((self.r_acc, (vec.r_acc, soft.r_acc, norm.r_acc)),

@@ -23,8 +23,8 @@ from mixpim.models.isa import Instruction, Opcode, Spad, VecFunc
 from mixpim.models.tile_timing import check_instruction, vec_cycles
 from mixpim.models.vec_fixed import (fixed_from_fp16, fp16_from_fixed, gelu_fixed, glu_fixed,
                                      rope_fixed, silu_fixed)
-from mixpim.models.vector import (fp16_bits_to_int8, int8_to_fp16_bits, round_shift, sat8, sat32,
-                                  vec_apply)
+from mixpim.models.vector import (LUT_ENTRIES, fp16_bits_to_int8, int8_to_fp16_bits, round_shift,
+                                  sat8, sat32, vec_apply)
 from helpers import drive_unit, never_elaborated, rejects, run, to_signed
 
 TINY = preset("tiny")
@@ -170,14 +170,21 @@ def golden_vec(cfg, sp, inst):
 class Top(Elaboratable):
     """The vector unit wired to an ACC, an ACT and a VPARAM memory (one read port per lane, as
     in the tile; write ports for ACT and ACC), initialized from ``images`` ({Spad: word ints},
-    ACC words as ``cols`` ``acc_bits``-bit fields; :meth:`Spads.images`)."""
+    ACC words as ``cols`` ``acc_bits``-bit fields; :meth:`Spads.images`), and its lookups to a
+    model of the tile's VPARAM mirror: the GELU table (256 bytes of VPARAM words 0..63) and the
+    token multipliers (words 64..64+rows-1), read combinationally."""
 
     def __init__(self, cfg, images):
         self.cfg = cfg
         self.vec = VectorUnit(cfg)
         self.acc = Memory(shape=cfg.cols * cfg.acc_bits, depth=cfg.acc_words, init=images[Spad.ACC])
         self.act = Memory(shape=8 * cfg.act_word_bytes, depth=cfg.act_words, init=images[Spad.ACT])
-        self.vparam = Memory(shape=32, depth=cfg.vparam_words, init=images[Spad.VPARAM])
+        vparam = images[Spad.VPARAM]
+        self.vparam = Memory(shape=32, depth=cfg.vparam_words, init=vparam)
+        self.lut = Memory(shape=8, depth=LUT_ENTRIES,
+                          init=[(vparam[e // 4] >> (8 * (e % 4))) & 0xFF for e in range(LUT_ENTRIES)])
+        base = cfg.vparam_token_base
+        self.tparam = Memory(shape=32, depth=cfg.rows, init=vparam[base:base + cfg.rows])
 
     def elaborate(self, platform):
         m = Module()
@@ -185,6 +192,14 @@ class Top(Elaboratable):
         m.submodules.acc = self.acc
         m.submodules.act = self.act
         m.submodules.vparam = self.vparam
+        m.submodules.lut = self.lut
+        m.submodules.tparam = self.tparam
+        look = vec.lookup
+        for i in range(self.cfg.vec_lanes):
+            for mem, addr, out in ((self.lut, look.lut_addr[i], look.lut_data[i]),
+                                   (self.tparam, look.tparam_addr[i], look.tparam_data[i])):
+                rp = mem.read_port(domain="comb")
+                m.d.comb += [rp.addr.eq(addr), out.eq(rp.data)]
         for mem, port in ((self.acc, vec.r_acc), (self.act, vec.r_act), (self.vparam, vec.r_vparam)):
             for i in range(len(port.data)):
                 rp = mem.read_port()
@@ -200,13 +215,9 @@ def run_rtl(cfg, insts, sp, gaps):
     top = Top(cfg, sp.images(cfg))
     vec = top.vec
     layout = vec_layout()
-    tparam = sp.vparam[cfg.vparam_token_base:cfg.vparam_token_base + cfg.rows]
     measured, final = [], {}
 
     async def bench(ctx):
-        ctx.set(vec.i_lut.as_value(), sum(w << (32 * i) for i, w in enumerate(sp.vparam[:VPARAM_LUT_WORDS])))
-        ctx.set(vec.i_tparam.as_value(), sum(w << (32 * i) for i, w in enumerate(tparam)))
-
         def issue(inst):
             ctx.set(vec.i_op, VectorOp.VEC)
             ctx.set(vec.i_inst.vec, layout.const({name: int(inst[name]) for name in layout.members}))
