@@ -18,8 +18,10 @@ import pytest
 from mixpim.hw.checker import DispatchChecker
 from mixpim.hw.decoder import operand_layout
 from mixpim.models.config import preset
-from mixpim.models.isa import ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, VecFunc, format_of
+from mixpim.models.isa import (ErrorCode, Instruction, NormFunc, Opcode, ProbFormat, SoftFunc, Spad,
+                               VecFunc, format_of)
 from mixpim.models.pim import PIM_OPS
+from mixpim.models.tile_array import wsrc_supported
 from mixpim.models.tile_timing import check_instruction
 from helpers import rejects, run
 
@@ -301,6 +303,225 @@ def test_random_instructions(name):
                     for code in (ErrorCode.OK, ErrorCode.PIM_RANGE)}
     assert not {(op, ErrorCode.BAD_FIELD) for op in PIM_OPS} & seen
     assert sum(c == ErrorCode.OK for c in codes) > len(codes) // 5
+
+
+# -- products and wide fields at their limits ----------------------------------------------------
+# The checker clips sums and products to the width of the bound they are compared with, drops the
+# low zero bits of aligned DRAM addresses and strides, and narrows fields the checks before have
+# bounded. Each instruction here puts one quantity (chosen at random) just below, at or just above
+# its limit, the others inside theirs: products with factors from 1 to the fields' maxima (one
+# factor 0, or 1, where the other is wide), fields at powers of two and at their extremes.
+
+def near(rng, op, name, *targets):
+    """A legal value of ``name``: one of ``targets`` plus or minus one (mostly) or up to 16, the
+    field's minimum or maximum, a power of two (or one less), or anything in its range."""
+    f = _field(op, name)
+    r = rng.random()
+    if r < 0.6:
+        v = rng.choice(targets) + rng.choice((-1, 0, 1, rng.randint(-16, 16)))
+    elif r < 0.75:
+        v = rng.choice((f.minimum, f.maximum))
+    elif r < 0.9:
+        v = (1 << rng.randint(0, f.maximum.bit_length())) - rng.randint(0, 1)
+    else:
+        v = rng.randint(f.minimum, f.maximum)
+    return min(max(v, f.minimum), f.maximum)
+
+
+def factors(rng, room, most_x, most_y):
+    """``(x, y)``, both at least 1, with ``x * y`` around ``room``: ``x`` anything up to
+    ``most_x``, ``y`` the most that fits (or one more), or either at its maximum."""
+    room = max(room, 1)
+    x = rng.choice((1, 2, 3, room, rng.randint(1, room), rng.randint(1, most_x), most_x))
+    x = min(max(x, 1), most_x)
+    y = rng.choice((room // x, room // x + 1, room // x + 1, most_y, 1))
+    return x, min(max(y, 1), most_y)
+
+
+def wide_dma(cfg, rng):
+    """``rows * words`` around the scratchpad room after ``spad_addr``; ``dram_addr`` and
+    ``stride`` multiples of the word size's power-of-two or odd factor only; the DRAM end around
+    ``dram_bytes``, with strides up to the field's maximum."""
+    op = rng.choice((Opcode.LOAD, Opcode.STORE))
+    spad = rng.choice(_field(op, "spad").allowed)
+    depth, wb = cfg.spad_words(spad), cfg.word_bytes(spad)
+    max_rows, max_words = _field(op, "rows").maximum, _field(op, "words").maximum
+    max_stride, max_addr = _field(op, "stride").maximum, _field(op, "dram_addr").maximum
+    edge = rng.choice(("fill", "align", "end", "end"))
+    spad_addr, rows, words, stride, dram_addr = 0, 1, 1, 0, 0
+    if edge == "fill":
+        spad_addr = near(rng, op, "spad_addr", 0, depth - 1, depth)
+        rows, words = factors(rng, depth - spad_addr, max_rows, max_words)
+        if rng.random() < 0.5:
+            words, rows = factors(rng, depth - spad_addr, max_words, max_rows)
+    elif edge == "align":
+        # multiples of the power-of-two or the odd factor of the word size only, mostly inside
+        # DRAM (else its end decides), at times anywhere in the field
+        odd = wb >> ((wb & -wb).bit_length() - 1)
+        spans = (rng.choice((max_addr, cfg.dram_bytes // 2, cfg.dram_bytes // 2)),
+                 rng.choice((max_stride, wb * 64)))
+        dram_addr, stride = (rng.choice((1, wb & -wb, odd, wb)) * rng.randint(0, most // wb)
+                             + rng.choice((0, 0, 0, 1)) for most in spans)
+        rows = rng.randint(1, 4)
+    else:  # the scratchpad words fit, both alignments hold
+        rows, words = factors(rng, depth, min(depth, max_rows), min(depth, max_words))
+        rows, words = (rows, words) if rows * words <= depth else (rows, depth // rows)
+        k = rng.choice((0, 1, words, rng.randint(0, max_stride // wb), max_stride // wb,
+                        cfg.dram_bytes // wb // max(rows - 1, 1)))
+        stride = min(k, max_stride // wb) * wb
+        # the last start that fits
+        last = cfg.dram_bytes // wb * wb - (rows - 1) * stride - words * wb
+        dram_addr = rng.choice((last + wb * rng.choice((-1, 0, 1)), cfg.dram_bytes // wb * wb,
+                                max_addr // wb * wb, rng.randint(0, max_addr // wb) * wb))
+        dram_addr = min(max(dram_addr, 0), max_addr // wb * wb)
+    return Instruction(op, spad=spad, spad_addr=spad_addr, dram_addr=min(dram_addr, max_addr),
+                       words=words, rows=rows, stride=min(stride, max_stride))
+
+
+def wide_gemm(cfg, rng):
+    """``groups * group`` around the room after one of the addresses, or one address around
+    its scratchpad's end (or the field's)."""
+    op = Opcode.GEMM
+    wsrc = int(rng.random() < 0.3 and wsrc_supported(cfg))
+    edge = rng.choice(("act_addr", "wgt_addr", "meta_addr", "acc_addr", "groups"))
+    room = min(cfg.act_words, cfg.act_words if wsrc else cfg.wgt_words)
+    kw = dict(act_addr=0, wgt_addr=0, meta_addr=0, acc_addr=0, groups=1)
+    if edge == "groups":
+        kw["act_addr" if rng.random() < 0.5 else "wgt_addr"] = addr = rng.randint(0, room)
+        kw["groups"] = near(rng, op, "groups", (room - addr) // cfg.group)
+    elif edge != "meta_addr" or not wsrc:
+        depth = {"act_addr": cfg.act_words, "wgt_addr": room, "meta_addr": cfg.meta_words,
+                 "acc_addr": cfg.acc_words}[edge]
+        kw["groups"] = groups = rng.randint(1, max(1, min(room // cfg.group, cfg.meta_words)))
+        used = {"meta_addr": groups, "acc_addr": cfg.rows}.get(edge, groups * cfg.group)
+        kw[edge] = near(rng, op, edge, depth - used)
+    return Instruction(op, wsrc=wsrc, **kw)
+
+
+def wide_vec(cfg, rng):
+    """One scratchpad range around its end, or the residual (ADD) or table (ROPE) words
+    around the output's, the addresses anywhere in the 16-bit field (a difference of either
+    sign)."""
+    op = Opcode.VEC
+    c, fp16 = cfg.cols, cfg.act_format == "fp16"
+    edge = rng.choice(("acc_addr", "act_addr", "res_addr", "param_addr", "table_addr", "add",
+                       "rope") if fp16 else ("acc_addr", "act_addr", "res_addr", "param_addr",
+                                               "add"))
+    func = {"add": VecFunc.ADD, "rope": rng.choice((VecFunc.ROPE_LO, VecFunc.ROPE_HI)),
+            "table_addr": VecFunc.ROPE_LO,
+            "res_addr": rng.choice((VecFunc.RES, VecFunc.ADD, VecFunc.GLU) if fp16 else
+                                   (VecFunc.RES, VecFunc.ADD))}.get(edge, VecFunc.REQUANT)
+    rows = rng.randint(1, cfg.rows)
+    fmt = int(fp16 and func != VecFunc.RES)
+    pair = func in (VecFunc.GLU, VecFunc.ROPE_LO, VecFunc.ROPE_HI)
+    kw = dict(acc_addr=0, act_addr=0, res_addr=4 * c if func == VecFunc.ADD else 0,
+              param_addr=cfg.vparam_param_base, table_addr=4 * c)
+    if edge in ("add", "rope"):
+        kw["act_addr"] = act = rng.choice((0, 1, 2 * c, rng.randint(0, 0xFFFF), 0xFFFF - 1, 0xFFFF))
+        offsets = (-c - 1, -c, -c + 1, -1, 0, 1, c - 1, c, c + 1) if edge == "add" else \
+            (-2 * c - 1, -2 * c, -2 * c + 1, -1, 0, 1, c - 1, c, c + 1)
+        other = min(max(act + rng.choice(offsets), 0), 0xFFFF)
+        kw["res_addr" if edge == "add" else "table_addr"] = other
+    elif edge == "param_addr":
+        kw[edge] = near(rng, op, edge, cfg.vparam_param_base,
+                        cfg.vparam_words - (2 * c if pair else c))
+    else:
+        depth = {"acc_addr": cfg.acc_words, "act_addr": cfg.act_words, "table_addr": cfg.act_words,
+                 "res_addr": cfg.act_words if func == VecFunc.ADD else cfg.acc_words}[edge]
+        used = {"acc_addr": rows, "table_addr": 2 * c, "act_addr": c,
+                "res_addr": c if func == VecFunc.ADD else rows}[edge]
+        kw[edge] = near(rng, op, edge, depth - used)
+    return Instruction(op, func=func, rows=rows, fmt=fmt, **kw)
+
+
+def wide_vsoft(cfg, rng):
+    """``count`` around ``words * cols``, or the ACC, VPARAM or ACT words around their ends."""
+    op = Opcode.VSOFT
+    r, c = cfg.rows, cfg.cols
+    edge = rng.choice(("count", "acc_addr", "kparam", "vparam", "act_addr"))
+    words, col = rng.randint(1, r), rng.randint(0, 1)
+    count = near(rng, op, "count", words * c) if edge == "count" else rng.randint(1, words * c)
+    reach = (words - 1) * r + 1 if col else words
+    written = words * c if col else -(-count // r)
+    kw = dict(acc_addr=0, kparam=cfg.vparam_param_base, vparam=cfg.vparam_param_base, act_addr=0)
+    if edge != "count":
+        top = {"acc_addr": cfg.acc_words - reach, "act_addr": cfg.act_words - written}
+        kw[edge] = near(rng, op, edge, top.get(edge, cfg.vparam_words - count),
+                        cfg.vparam_param_base)
+    return Instruction(op, func=SoftFunc.NORM if edge in ("vparam", "act_addr") else
+                       rng.choice(list(SoftFunc)), words=words, count=count, col=col, **kw)
+
+
+def wide_pim(cfg, rng):
+    """PIM_GEMV's ``n * len`` around the row bytes after ``col`` (``n`` and ``len`` up to their
+    maxima), ``banks * n`` around the buffer; PIM_READ's last ACC word and PIM_GBUF's last ACT
+    word around the scratchpad's end, strides up to the field's maximum (with one channel, or
+    one word, the stride multiplies 0)."""
+    op = rng.choice((Opcode.PIM_GBUF, Opcode.PIM_GEMV, Opcode.PIM_GEMV, Opcode.PIM_READ))
+    nch, nb, lanes = cfg.dram_channels, cfg.dram_banks, cfg.pim_lanes
+    gbuf, row_bytes, regs = cfg.pim_gbuf_bytes, cfg.dram_row_bytes, cfg.pim_res_regs
+    chans = rng.choice((1, nch, rng.randint(1, nch)))
+    kw = {"chans": chans, "ch": rng.randint(0, nch - chans)}
+    if op == Opcode.PIM_GBUF:
+        packed = rng.randint(0, 1)
+        length = rng.randint(1, gbuf) if rng.random() < 0.7 else gbuf
+        words = -(-length // cfg.rows) if packed else length
+        stride = near(rng, op, "act_stride", 0, words, (cfg.act_words - words) // max(chans - 1, 1))
+        last = cfg.act_words - words - (chans - 1) * stride
+        kw.update(packed=packed, len=length, act_stride=stride, gaddr=rng.randint(0, gbuf - length),
+                  lane=rng.randint(0, cfg.rows - chans) if chans <= cfg.rows else 0,
+                  act_addr=near(rng, op, "act_addr", last if last >= 0 else rng.randint(0, 0xFFFF)))
+        if chans > cfg.rows:
+            kw["packed"] = 1
+    elif op == Opcode.PIM_GEMV:
+        banks, bcast = rng.randint(1, nb), rng.randint(0, 1)
+        max_n, max_len = _field(op, "n").maximum, _field(op, "len").maximum // lanes * lanes
+        col = lanes * rng.choice((0, rng.randint(0, row_bytes // lanes), row_bytes // lanes - 1))
+        edge = rng.choice(("row", "row", "elems", "regs"))
+        if edge == "row":
+            n, len_ = factors(rng, (row_bytes - col) // lanes, max_n, max_len // lanes)
+            n, length = (n, len_ * lanes) if rng.random() < 0.5 else (len_, n * lanes)
+            n, length = min(n, max_n), min(length, max_len)
+        else:
+            col = 0
+            n, len_ = factors(rng, row_bytes // lanes, row_bytes // lanes, row_bytes // lanes)
+            n, length = (n, len_ * lanes) if n * len_ <= row_bytes // lanes else (1, lanes)
+        elems, nres = (banks * n, length) if bcast else (length, n)
+        gaddr = near(rng, op, "gaddr", gbuf - elems) if edge == "elems" else 0
+        kw.update(banks=banks, bcast=bcast, len=length, n=n, col=col,
+                  bank=rng.randint(0, nb - banks), row=rng.randint(0, cfg.dram_rows - 1),
+                  gaddr=gaddr if bcast else gaddr // lanes * lanes,
+                  res=near(rng, op, "res", regs - nres) if edge == "regs" else 0)
+    else:
+        banks, reduce_ = rng.randint(1, nb), rng.randint(0, 1)
+        n = rng.choice((1, regs, rng.randint(1, regs)))
+        words = -(-((n if reduce_ else banks * n)) // cfg.cols)
+        ws = near(rng, op, "word_stride", 0, 1, 2, (cfg.acc_words - 1) // max(words - 1, 1))
+        cs = near(rng, op, "chan_stride", 0, words, (cfg.acc_words - 1) // max(chans - 1, 1))
+        last = cfg.acc_words - 1 - (chans - 1) * cs - (words - 1) * ws
+        kw.update(banks=banks, n=n, res=rng.randint(0, regs - n), reduce=reduce_, word_stride=ws,
+                  chan_stride=cs, bank=rng.randint(0, nb - banks),
+                  acc_addr=near(rng, op, "acc_addr", last if last >= 0 else rng.randint(0, 0xFFFF)))
+    return Instruction(op, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_products_and_wide_fields(name):
+    cfg = CONFIGS[name]
+    rng = random.Random(7 * len(name))
+    gens = (wide_dma, wide_gemm, wide_vec, wide_vsoft, wide_pim)
+    insts = [gen(cfg, rng) for _ in range(300) for gen in gens]
+    codes = check(cfg, insts)
+    # every range check is reached, and passed
+    seen = {(inst.op if inst.op != Opcode.STORE else Opcode.LOAD, code)
+            for inst, code in zip(insts, codes)}
+    assert seen >= {(Opcode.LOAD, code) for code in (ErrorCode.OK, ErrorCode.SPAD_RANGE,
+                                                      ErrorCode.DRAM_RANGE)}
+    assert seen >= {(op, code) for op in (Opcode.GEMM, Opcode.VEC, Opcode.VSOFT, Opcode.PIM_GBUF,
+                                          Opcode.PIM_READ)
+                    for code in (ErrorCode.OK, ErrorCode.SPAD_RANGE)}
+    assert seen >= {(Opcode.PIM_GEMV, ErrorCode.OK), (Opcode.PIM_GEMV, ErrorCode.PIM_RANGE)}
+    assert (Opcode.VEC, ErrorCode.BAD_FIELD) in seen
 
 
 # -- directed edge cases -------------------------------------------------------------------------
@@ -643,11 +864,57 @@ def pim_edges(cfg):
     return cases
 
 
+def wide_edges(cfg):
+    """Products with one factor at the field's maximum and the other 1 (or the product 0: one
+    channel, one word), and sums that carry into the bits the checker compares with constants."""
+    ok, spad_range, dram_range = ErrorCode.OK, ErrorCode.SPAD_RANGE, ErrorCode.DRAM_RANGE
+    nch, regs, acc, act = cfg.dram_channels, cfg.pim_res_regs, cfg.acc_words, cfg.act_words
+    wb, depth = cfg.word_bytes(Spad.ACT), cfg.act_words
+    top = cfg.dram_bytes // wb * wb
+
+    def load(**kw):
+        return Instruction(Opcode.LOAD, **{"spad": Spad.ACT, "words": 1, "rows": 1, **kw})
+
+    def rd(**kw):
+        return Instruction(Opcode.PIM_READ, **{"chans": 1, "banks": 1, "n": 1, **kw})
+
+    def gb(**kw):
+        return Instruction(Opcode.PIM_GBUF, **{"chans": 1, "len": 1, **kw})
+
+    max_stride = 0xFFFFFF // wb * wb
+    return [
+        (load(rows=min(depth, 4095)), ok),
+        (load(rows=min(depth + 1, 4095)), spad_range if depth < 4095 else ok),
+        (load(rows=4095, words=0xFFFF), spad_range),
+        (load(words=depth), ok), (load(words=depth + 1), spad_range),
+        (load(words=0xFFFF, spad_addr=0xFFFF), spad_range),
+        (load(stride=max_stride, dram_addr=top - wb), ok),                 # rows 1: no stride
+        (load(rows=2, stride=max_stride, dram_addr=0), ok if max_stride + wb <= top else dram_range),
+        (load(rows=2, stride=max_stride, dram_addr=max(top - wb - max_stride, 0)),
+         ok if max_stride + wb <= top else dram_range),
+        (load(rows=2, stride=max_stride, dram_addr=max(top - max_stride, 0)), dram_range),
+        (load(dram_addr=top), dram_range), (load(dram_addr=0xFFFFFFFF // wb * wb), dram_range),
+        (load(words=2, dram_addr=top - wb), dram_range),                   # the last word carries
+        # one channel, one word: the strides multiply 0
+        (rd(chan_stride=0xFFFF, word_stride=0xFFFF, acc_addr=acc - 1), ok),
+        (rd(chans=nch, chan_stride=0xFFFF, acc_addr=0), spad_range if nch > 1 else ok),
+        (rd(n=regs, reduce=1, word_stride=0xFFFF, acc_addr=acc - 1),
+         ok if regs <= cfg.cols else spad_range),
+        (gb(act_stride=0xFFFF, act_addr=act - 1), ok),
+        (gb(chans=nch, act_stride=0xFFFF), spad_range if nch > 1 else ok),
+        # an address past the end with a count that carries
+        (Instruction(Opcode.VEC, func=VecFunc.REQUANT, rows=cfg.rows, acc_addr=acc + 1,
+                     param_addr=cfg.vparam_param_base), spad_range),
+        (Instruction(Opcode.VNORM, func=NormFunc.SUM, rows=cfg.rows, acc_addr=acc + cfg.rows - 1),
+         spad_range),
+    ]
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_edge_cases(name):
     cfg = CONFIGS[name]
     cases = (dma_edges(cfg) + gemm_edges(cfg) + vec_edges(cfg) + vsoft_edges(cfg) + vnorm_edges(cfg)
-             + pim_edges(cfg))
+             + pim_edges(cfg) + wide_edges(cfg))
     insts = [inst for inst, _ in cases]
     # the expectations written above are the golden model's ...
     assert [golden_code(cfg, i) for i in insts] == [code for _, code in cases]
