@@ -32,7 +32,6 @@ from mixpim.models.units import Spad
 from mixpim.sim.synth import TARGETS, synthesize
 
 
-
 class SpadBlock(wiring.Component):
     """Scratchpad ``spad`` of the tile alone: the ports its units have on it (no host port),
     each a port of this component (``w<k>``, ``w<k>_mask`` for a writer with a lane mask,
@@ -51,14 +50,14 @@ class SpadBlock(wiring.Component):
                 members[f"w{k}_mask"] = In(len(mask))
         members.update({f"r{k}": In(port.signature) for k, port in enumerate(readers)})
         self._masks = [mask is not None for _, _, mask in writers]
+        self._readers = len(readers)
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         writers = [(None, getattr(self, f"w{k}"), getattr(self, f"w{k}_mask") if masked else None)
                    for k, masked in enumerate(self._masks)]
-        readers = [getattr(self, f"r{k}") for k in range(len(self.signature.members) - len(writers)
-                                                          - sum(self._masks))]
+        readers = [getattr(self, f"r{k}") for k in range(self._readers)]
         connect_spad(m, self._cfg, self._spad, writers, readers)
         return m
 

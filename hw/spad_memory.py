@@ -14,9 +14,10 @@ memories are (LaForest and Steffan, "Efficient multi-ported memories for FPGAs",
   records which writer wrote each granule last; a read returns, per granule, the copy the LVT
   names. With one writer there is no LVT and each reader has its own copy. The LVT is XOR-based
   (LaForest et al.'s XOR memory, FPGA 2012, applied to the LVT, as in Abdelhadi and Lemieux's
-  I-LVT, FPGA 2014): one table per writer, each with one write port and asynchronous reads, which an FPGA holds in LUT RAM (a
-  table of flip-flops with ``W`` write ports costs ``depth``:1 read multiplexers per reader and
-  a write decoder per bit: 24k ECP5 LUTs for the 8x8 tile's ACT, 5k with the XOR tables).
+  I-LVT, FPGA 2014): one table per writer, each with one write port and asynchronous reads,
+  which an FPGA holds in LUT RAM (a table of flip-flops with ``W`` write ports costs
+  ``depth``:1 read multiplexers per reader and a write decoder per bit: 24k ECP5 LUTs for the
+  8x8 tile's ACT, 5k with the XOR tables).
 
 Ports behave as ``lib.memory.Memory``'s synchronous ports: a read of address ``a`` with ``en`` in
 cycle c gives the word in cycle c + 1 as it was before the writes of cycle c (not transparent) and
