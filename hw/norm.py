@@ -19,7 +19,7 @@ L + l``; ``x`` = ``sat32`` of an ACC value):
 * A, ``c + 1``: ``x`` of the word's ``C`` values; ``mu = sat32(round_shift(s1[c] * hm, hs))`` (0
   with ``rms``; one 48 x 16-bit multiplier);
 * B, ``c + 2``: ``d = sat24(round_shift(x - mu, qshift))`` per value; SUM: ``s1[c] += x ..``;
-  NORM: ``d`` into row ``c`` of the tile buffer (``rows x C`` x 32 bits) and ``(r, e) =
+  NORM: ``d`` into row ``c`` of the tile buffer (``rows x C`` x 24 bits) and ``(r, e) =
   rsqrt(s2[c] + eps)`` into the token's registers (a 65-bit sum, a leading-one detector, the
   768 x 20-bit ``RSQRT_TABLE`` ROM);
 * C, ``c + 3``: SQ: ``s2[c] += d * d ..`` (``C`` 24 x 24-bit squarers). SUM and SQ end at
@@ -32,11 +32,11 @@ L + l``; ``x`` = ``sat32`` of an ACC value):
   writes ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for ``i >= r``; the earlier passes'
   ``rows - L`` lanes wait in registers, encoded: 8 bits, 16 on FP16 tiles): ``sat8(y)`` on
   ``w_act`` (``fmt`` 0) or ``fp16_from_fixed(y)`` on ``w_act_fp16`` (``fmt`` 1); with
-  ``to_acc``, ``sat32(y)`` replaces column ``j`` of the pass's rows of the buffer (whose ``d`` the
-  N stage read two cycles before) instead. Without ``to_acc`` the last write is ``done`` (``c = r
+  ``to_acc``, ``sat32(y)`` goes into column ``j`` of the pass's rows of the output buffer
+  (``rows x C`` x 32 bits) instead. Without ``to_acc`` the last write is ``done`` (``c = r
   + 2CP + 2``);
 * NORM with ``to_acc``, ``c`` in ``r + 2CP + 3 .. 2r + 2CP + 2``: write ACC[``act_addr + i``] =
-  row ``i`` of the buffer (``i = c - r - 2CP - 3``; after every read, so in place is exact); the
+  row ``i`` of the output buffer (``i = c - r - 2CP - 3``; after every read, so in place is exact); the
   last write is ``done``.
 
 Widths: ``|d * r| <= 2**42`` whatever the registers hold, so ``n`` is kept whole (43 bits), not
@@ -242,7 +242,10 @@ class NormUnit(ConfigComponent):
         rsq_r, rsq_sh = rsqrt(m, big_d)
         tok_r = Signal(data.ArrayLayout(_R_BITS, rows))
         tok_sh = Signal(data.ArrayLayout(_SH_BITS, rows))
-        buf = Signal(data.ArrayLayout(data.ArrayLayout(signed(_X_BITS), cols), rows))
+        # written by rows only; the column phase's to_acc results go to their own buffer, so no
+        # flip-flop has two write sources (a LUT per bit on an FPGA)
+        buf = Signal(data.ArrayLayout(data.ArrayLayout(signed(D_BITS), cols), rows))
+        ybuf = Signal(data.ArrayLayout(data.ArrayLayout(signed(_X_BITS), cols), rows))
         with m.If(b_valid & is_norm):
             m.d.sync += [tok_r[b_tok].eq(rsq_r), tok_sh[b_tok].eq(rsq_sh)]
             m.d.sync += [buf[b_tok][j].eq(d[j]) for j in range(cols)]
@@ -255,9 +258,9 @@ class NormUnit(ConfigComponent):
             sq = sum((d_c[j] * d_c[j] for j in range(cols)), base)
             m.d.sync += s2[c_tok].eq(sq[:S2_BITS])
 
-        self._column_phase(m, inst, to_acc, col_rd, u, vp_word, buf, tok_r, tok_sh)
+        self._column_phase(m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh)
 
-        # -- to_acc: the buffer's rows into ACC, after every read
+        # -- to_acc: the output buffer's rows into ACC, after every read
         row = Signal(range(rows))
         acc_wr = Signal()
         m.d.comb += [row.eq(t - (r + 2 * slots + VEC_FILL_CYCLES)),
@@ -266,10 +269,10 @@ class NormUnit(ConfigComponent):
             self.w_acc.en.eq(acc_wr),
             self.w_acc.addr.eq(inst.act_addr + row),
         ]
-        m.d.comb += [self.w_acc.data[0][j].eq(buf[row][j]) for j in range(cols)]
+        m.d.comb += [self.w_acc.data[0][j].eq(ybuf[row][j]) for j in range(cols)]
         return m
 
-    def _column_phase(self, m, inst, to_acc, col_rd, u, vp_word, buf, tok_r, tok_sh):
+    def _column_phase(self, m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh):
         """NORM's N, Y and W stages (the schedule above): a slot per column and pass, in the
         order column, pass, over ``vec_lanes`` token lanes. ``u`` is the column phase's VPARAM
         word (``u[0]``: beta) while ``col_rd``."""
@@ -305,7 +308,7 @@ class NormUnit(ConfigComponent):
         with m.If(n_valid):
             m.d.sync += gm.eq(vp_word)
             for i in range(nl):
-                d_i = of_lane(buf, n_pass, i)[n_col][:D_BITS].as_signed()
+                d_i = of_lane(buf, n_pass, i)[n_col]
                 dr = Signal(signed(D_BITS + _R_BITS + 1), name=f"dr_{i}")
                 m.d.comb += dr.eq(d_i * of_lane(tok_r, n_pass, i))
                 m.d.sync += n[i].eq(round_shift(dr, of_lane(tok_sh, n_pass, i)))
@@ -321,7 +324,7 @@ class NormUnit(ConfigComponent):
                 m.d.sync += y[i].eq(round_shift(ng, gm.shift) + vp_word.as_signed())
 
         # -- W: the ACT word of a column, by its last pass; with to_acc, each pass's lanes into
-        # the buffer's column instead
+        # the output buffer's column instead
         w_stage = w_valid, w_col, w_pass = stage("w")
         m.d.sync += follow(w_stage, y_stage)
         w_last = w_valid if w_pass is None else w_valid & (w_pass == passes - 1)
@@ -329,7 +332,7 @@ class NormUnit(ConfigComponent):
         m.d.comb += [y32[i].eq(saturate(y[i], _X_BITS)) for i in range(nl)]
         for i in range(rows):
             with m.If(in_pass(w_valid & to_acc, w_pass, i)):
-                m.d.sync += buf[i][w_col].eq(y32[i % nl])
+                m.d.sync += ybuf[i][w_col].eq(y32[i % nl])
         fp16 = cfg.act_format == "fp16"
         s8 = [saturate(y[i], 8) for i in range(nl)]
         f16 = [fp16_from_fixed(m, y[i], name=f"fp16_{i}") for i in range(nl)] if fp16 else []

@@ -45,7 +45,7 @@ the last.
 * stage 3 (``c + 3``): the output lanes are encoded (``sat8``, FP16); transposed (``W`` = 0):
   the last pass writes ACT[``act_addr + j``], lane ``i`` = token ``i`` (0 for lanes ``i >= r``;
   the earlier passes' lanes wait in registers); ``direct`` and RES: keep the lanes in the
-  partner buffer;
+  output buffer (``rows x cols`` x 32 bits; RES values are ``sat32``);
 * writes (``direct`` and RES, ``W`` = ``r``), ``c = R + K + 3 + i``: ACT[``act_addr + i``] with
   lane ``j`` = column ``j`` (0 for lanes ``j >= cols``), or ACC[``res_addr + i``].
 
@@ -219,7 +219,10 @@ class ElementwiseUnit(ConfigComponent):
         # reads: ACC rows in cycles 0 .. r-1 (cycle 0 from i_inst), partner / residual rows in
         # r .. 2r-1; captured one cycle later
         acc_buf = Signal(data.ArrayLayout(acc_word, rows))
-        part_buf = Signal(data.ArrayLayout(acc_word, rows))  # partner rows, then outputs to write
+        part_buf = Signal(data.ArrayLayout(acc_word, rows))  # partner / residual rows
+        # direct and RES outputs (RES: sat32), apart from part_buf so that no flip-flop has two
+        # write sources (a LUT per bit on an FPGA)
+        out_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(32), cols), rows))
         acc_row = Signal(range(rows))
         acc_part = Signal()
         acc_valid = Signal()
@@ -376,7 +379,7 @@ class ElementwiseUnit(ConfigComponent):
             m.d.sync += y[i].eq(out)
 
         # stage 3: output lanes; a transposed column goes to ACT once its last pass is here (the
-        # earlier passes' lanes wait in out_buf), direct / RES ones wait in part_buf
+        # earlier passes' lanes wait in out_buf), direct / RES ones wait in out_rows
         lanes = []
         for i in range(nl):
             yi = Value.cast(y[i])
@@ -396,8 +399,8 @@ class ElementwiseUnit(ConfigComponent):
             this_pass = s3_p == pass_ if multi else 1
             with m.If(acc_valid & acc_part & (acc_row == i)):
                 m.d.sync += part_buf[i].eq(self.r_acc.data[0])
-            with m.Elif(s3_out & wr & this_pass):
-                m.d.sync += part_buf[i][s3_j].eq(outs[lane])
+            with m.If(s3_out & wr & this_pass):
+                m.d.sync += out_rows[i][s3_j].eq(outs[lane])
             with m.If(acc_valid & ~acc_part & (acc_row == i)):
                 m.d.sync += acc_buf[i].eq(self.r_acc.data[0])
             if i < rows - nl:
@@ -405,14 +408,14 @@ class ElementwiseUnit(ConfigComponent):
                     m.d.sync += out_buf[i].eq(lanes[lane])
         col_out = s3_out & ~wr & ((s3_p == passes - 1) if multi else 1)
 
-        # writes: row i of part_buf in cycles R+K+3+i
+        # writes: row i of out_rows in cycles R+K+3+i
         wrow = Signal(range(rows))
         in_wr = Signal()
         row = Signal(acc_word)
         m.d.comb += [
             wrow.eq(t - wr_start),
             in_wr.eq((state == _State.RUN) & wr & (t >= wr_start)),
-            row.eq(part_buf[wrow]),
+            *(row[c].eq(out_rows[wrow][c]) for c in range(cols)),
         ]
         col_lanes = out_buf + lanes  # the column's rows lanes, the last pass's from stage 3
         col_word = Cat(*(Mux(i < inst.rows, col_lanes[i], 0) for i in range(rows)))
