@@ -20,10 +20,12 @@ L + l``; ``x`` = ``sat32`` of an ACC value):
   with ``rms``; one 48 x 16-bit multiplier);
 * B, ``c + 2``: ``d = sat24(round_shift(x - mu, qshift))`` per value; SUM: ``s1[c] += x ..``;
   NORM: ``d`` into row ``c`` of the tile buffer (``rows x C`` x 24 bits) and ``(r, e) =
-  rsqrt(s2[c] + eps)`` into the token's registers (a 65-bit sum, a leading-one detector, the
-  768 x 20-bit ``RSQRT_TABLE`` ROM);
-* C, ``c + 3``: SQ: ``s2[c] += d * d ..`` (``C`` 24 x 24-bit squarers). SUM and SQ end at
-  ``c = r + 2``;
+  rsqrt(s2[c] + eps)`` (a 65-bit sum, a leading-one detector, the 768 x 20-bit
+  ``RSQRT_TABLE`` ROM, read into a register: block RAM on an FPGA), ``e`` into the token's
+  register;
+* C, ``c + 3``: SQ: ``s2[c] += d * d ..`` (``C`` 24 x 24-bit squarers); NORM: ``r`` into the
+  token's register (an N stage in this cycle takes it from the ROM's register). SUM and SQ end
+  at ``c = r + 2``;
 * NORM, per column ``j`` in ``0 .. C-1`` and pass ``p`` in ``0 .. P-1``, slot ``s = j P + p``:
   read VPARAM[``param_addr + j``] (``gm``, ``gs``) at ``r + 1 + 2s`` and VPARAM[``param_addr + C
   + j``] (``beta``) at ``r + 2 + 2s``; N, ``r + 2 + 2s``: ``n = round_shift(d * r, e/2 + 4)`` of
@@ -247,18 +249,25 @@ class NormUnit(ConfigComponent):
         buf = Signal(data.ArrayLayout(data.ArrayLayout(signed(D_BITS), cols), rows))
         ybuf = Signal(data.ArrayLayout(data.ArrayLayout(signed(_X_BITS), cols), rows))
         with m.If(b_valid & is_norm):
-            m.d.sync += [tok_r[b_tok].eq(rsq_r), tok_sh[b_tok].eq(rsq_sh)]
+            m.d.sync += tok_sh[b_tok].eq(rsq_sh)
             m.d.sync += [buf[b_tok][j].eq(d[j]) for j in range(cols)]
 
-        # -- C: SQ accumulates d * d
+        # -- C: SQ accumulates d * d; NORM's r into the token's register from the ROM's registered
+        # read (so an FPGA holds the ROM in block RAM; the N stage takes the last token's r from
+        # that register, the cycle its own register is written)
         c_valid, c_tok = Signal(), Signal.like(a_tok)
         m.d.sync += [c_valid.eq(b_valid), c_tok.eq(b_tok)]
+        rsq_q = Signal(_R_BITS)
+        m.d.sync += rsq_q.eq(rsq_r)
+        with m.If(c_valid & is_norm):
+            m.d.sync += tok_r[c_tok].eq(rsq_q)
         with m.If(c_valid & is_sq):
             base = Mux(inst.first, 0, s2[c_tok])
             sq = sum((d_c[j] * d_c[j] for j in range(cols)), base)
             m.d.sync += s2[c_tok].eq(sq[:S2_BITS])
 
-        self._column_phase(m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh)
+        self._column_phase(m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh,
+                           (c_valid, c_tok, rsq_q))
 
         # -- to_acc: the output buffer's rows into ACC, after every read
         row = Signal(range(rows))
@@ -272,10 +281,13 @@ class NormUnit(ConfigComponent):
         m.d.comb += [self.w_acc.data[0][j].eq(ybuf[row][j]) for j in range(cols)]
         return m
 
-    def _column_phase(self, m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh):
+    def _column_phase(self, m, inst, to_acc, col_rd, u, vp_word, buf, ybuf, tok_r, tok_sh,
+                      r_fwd):
         """NORM's N, Y and W stages (the schedule above): a slot per column and pass, in the
         order column, pass, over ``vec_lanes`` token lanes. ``u`` is the column phase's VPARAM
-        word (``u[0]``: beta) while ``col_rd``."""
+        word (``u[0]``: beta) while ``col_rd``; ``r_fwd`` = ``(valid, token, r)``: the ``r`` the
+        C stage writes into ``tok_r`` this cycle."""
+        fwd_valid, fwd_tok, fwd_r = r_fwd
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
         passes, nl = cfg.vec_passes, cfg.vec_lanes   # lane l of pass p is token p * nl + l
@@ -310,7 +322,8 @@ class NormUnit(ConfigComponent):
             for i in range(nl):
                 d_i = of_lane(buf, n_pass, i)[n_col]
                 dr = Signal(signed(D_BITS + _R_BITS + 1), name=f"dr_{i}")
-                m.d.comb += dr.eq(d_i * of_lane(tok_r, n_pass, i))
+                fwd = fwd_valid & (fwd_tok == (i if n_pass is None else n_pass * nl + i))
+                m.d.comb += dr.eq(d_i * Mux(fwd, fwd_r, of_lane(tok_r, n_pass, i)))
                 m.d.sync += n[i].eq(round_shift(dr, of_lane(tok_sh, n_pass, i)))
 
         # -- Y: y of the lanes; the beta word arrives
