@@ -59,7 +59,7 @@ from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .vec_fixed import fp16_from_fixed
-from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
+from .vector_common import VPARAM_BITS, round_shift, sat_round_shift, saturate, vparam_layout
 
 __all__ = ["S1_BITS", "S2_BITS", "norm_layout", "rsqrt", "NormUnit"]
 
@@ -224,7 +224,7 @@ class NormUnit(ConfigComponent):
         mu = Signal(signed(_X_BITS))
         s2_b = Signal(S2_BITS)            # s2 of the token in B
         m.d.sync += [x[j].eq(saturate(self.r_acc.data[0][j], _X_BITS)) for j in range(cols)]
-        m.d.sync += [mu.eq(Mux(inst.rms, 0, saturate(round_shift(prod, hm.shift), _X_BITS))),
+        m.d.sync += [mu.eq(Mux(inst.rms, 0, sat_round_shift(m, prod, hm.shift, _X_BITS, "mu_r"))),
                      s2_b.eq(s2[a_tok])]
 
         # -- B: d per value; SUM accumulates; NORM fills the buffer and the token's (r, e)
@@ -232,7 +232,7 @@ class NormUnit(ConfigComponent):
         m.d.sync += [b_valid.eq(a_valid), b_tok.eq(a_tok)]
         d = Signal(data.ArrayLayout(signed(D_BITS), cols))
         for j in range(cols):
-            m.d.comb += d[j].eq(saturate(round_shift(x[j] - mu, inst.qshift), D_BITS))
+            m.d.comb += d[j].eq(sat_round_shift(m, x[j] - mu, inst.qshift, D_BITS, f"d_{j}"))
         d_c = Signal.like(d)              # d of the token in C
         m.d.sync += d_c.eq(d)
         with m.If(b_valid & is_sum):

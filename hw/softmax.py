@@ -63,7 +63,7 @@ from .common import ConfigComponent
 from .decoder import operand_layout
 from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .vec_fixed import fp16_from_fixed
-from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
+from .vector_common import VPARAM_BITS, round_shift, sat_round_shift, saturate, vparam_layout
 
 __all__ = ["SOFT_REG_BITS", "soft_layout", "soft_vparam_lanes", "soft_act_layout", "SoftmaxUnit"]
 
@@ -256,8 +256,8 @@ class SoftmaxUnit(ConfigComponent):
         m.d.sync += [v_valid.eq(rd_valid), v_last.eq(rd_last), v_w.eq(rd_w), v_mask.eq(rd_mask)]
         for j in range(cols):
             km = data.View(vparam_layout(), self.r_vparam.data[j])
-            m.d.sync += v[j].eq(saturate(round_shift(self.r_acc.data[0][j] * km.mult, km.shift),
-                                         SOFT_REG_BITS))
+            m.d.sync += v[j].eq(sat_round_shift(m, self.r_acc.data[0][j] * km.mult, km.shift,
+                                                SOFT_REG_BITS, f"v_{j}"))
 
         # -- c + 2: MAX updates rmax; EXP/NORM: e per value (NORM: into the row buffer)
         e = Signal(data.ArrayLayout(unsigned(_E_BITS), cols))

@@ -76,7 +76,7 @@ from .dma import SpadReadSignature, SpadWriteSignature, word_shape
 from .norm import NormUnit, norm_layout
 from .softmax import SOFT_REG_BITS, SoftmaxUnit, soft_layout, soft_vparam_lanes
 from .vec_fixed import fixed_from_fp16, fp16_from_fixed, gate, gate_rom
-from .vector_common import VPARAM_BITS, round_shift, saturate, vparam_layout
+from .vector_common import VPARAM_BITS, round_shift, sat_round_shift, saturate, vparam_layout
 from .vparam_mirror import VParamLookupSignature
 
 __all__ = ["VPARAM_BITS", "vec_layout", "vparam_layout", "vector_inst_layout", "VectorOp",
@@ -292,14 +292,12 @@ class ElementwiseUnit(ConfigComponent):
             a = Signal(signed(acc_bits), name=f"a_{i}")
             b = Signal(signed(acc_bits), name=f"b_{i}")
             p1 = Signal(signed(acc_bits + MULT_BITS), name=f"p1_{i}")
-            r1 = Signal(signed(acc_bits + MULT_BITS), name=f"r1_{i}")
             m.d.comb += [
                 a.eq(acc_buf[tok][s1_j]),
                 b.eq(part_buf[tok][s1_j]),
                 p1.eq((Mux(s1_h, b, a) if fp16 else a) * param.mult),
-                r1.eq(round_shift(p1, param.shift)),
             ]
-            m.d.sync += v1[i].eq(saturate(r1, 32))
+            m.d.sync += v1[i].eq(sat_round_shift(m, p1, param.shift, 32, f"r1_{i}"))
 
             lane = Value.cast(self.r_act.data[0]).word_select(tok, lane_bits)
             if fp16:  # ADD: the FP16 residual in 2**-16 units, or its int8 (fmt 0)
