@@ -2,7 +2,8 @@
 manifest, and its synthesis.
 
 The files of :func:`tile_rtl_files` are ``<top>.v`` (:class:`~mixpim.hw.tile_csr.TileTop`),
-``registers.md`` and ``tile_regs.h`` (:mod:`.regmap_doc`) and ``manifest.json``: the
+``registers.md`` and ``tile_regs.h`` (:mod:`.regmap_doc`), the example ULX3S board files of
+:mod:`.board` (a top level around ``<top>``, its pins, a build script) and ``manifest.json``: the
 configuration, the content hash of every file, every port with its direction and width (as named
 in the Verilog), the register map's size and the tool versions.
 """
@@ -19,13 +20,14 @@ from ..models.config import TileConfig
 from ..models.errors import ConfigError
 from ..models.tile_array import array_params
 from ..models.regmap import VERSION, regmap
+from .board import BOARD_FILES, board_files
 from .regmap_doc import c_header, markdown
 from .verilog import content_hash, to_verilog
 
 __all__ = ["tiletop_name", "tile_rtl_files", "write_tile_rtl", "TILE_FILES"]
 
 #: Files ``mixpim rtl tile`` writes besides ``<top>.v``.
-TILE_FILES = ("registers.md", "tile_regs.h", "manifest.json")
+TILE_FILES = ("registers.md", "tile_regs.h", *BOARD_FILES, "manifest.json")
 
 
 def _check(config, imem_words):
@@ -69,7 +71,8 @@ def tile_rtl_files(config, imem_words=1024, config_name=None):
     component = TileTop(config, imem_words)
     rm = regmap(config, imem_words)
     files = {f"{top}.v": LINT_WAIVER + to_verilog(component, top),
-             "registers.md": markdown(rm, name) + "\n", "tile_regs.h": c_header(rm, name)}
+             "registers.md": markdown(rm, name) + "\n", "tile_regs.h": c_header(rm, name),
+             **board_files(config, top, imem_words)}
     manifest = {
         "design": "tile", "top": top, "verilog": f"{top}.v", "config_name": name,
         "config": config.to_dict(), "imem_words": imem_words,

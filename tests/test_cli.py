@@ -44,7 +44,7 @@ def test_rtl_tile_files(tmp_path):
     (tmp_path / "notes.txt").write_text("kept")
     assert main(["rtl", "tile", "--config", "tiny", "--imem-words", "64", "-o", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    (verilog,) = tmp_path.glob("*.v")
+    (verilog,) = tmp_path.glob("tiletop_*.v")
     assert manifest["design"] == "tile" and manifest["top"] == verilog.stem and manifest["imem_words"] == 64
     assert verilog.stem.startswith("tiletop_r4c4_") and (tmp_path / "notes.txt").read_text() == "kept"
     rm = regmap(preset("tiny"), 64)
@@ -52,7 +52,8 @@ def test_rtl_tile_files(tmp_path):
     assert (tmp_path / "tile_regs.h").read_text() == c_header(rm, "tiny")
     for name, digest in manifest["hashes"].items():
         assert content_hash((tmp_path / name).read_text()) == digest, name
-    assert set(manifest["hashes"]) == {verilog.name, "registers.md", "tile_regs.h"}
+    assert set(manifest["hashes"]) == {verilog.name, "registers.md", "tile_regs.h", "board_ulx3s.v",
+                                       "ulx3s.lpf", "build_ulx3s.sh"}
     ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
     assert ports["csr__adr"] == ("input", rm.addr_bits) and ports["csr__dat_r"] == ("output", 32)
     top = TileTop(preset("tiny"), 64)
