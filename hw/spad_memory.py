@@ -68,6 +68,9 @@ class SpadMemory(Elaboratable):
     banks : int, a power of two >= the most lanes of any port
     granules : int, write granules per word (dividing the word's width); 1: whole words
     name : str, prefix of the memories' names
+    block_ram : bool, mark the data copies ``ram_style = "block"`` (Yosys maps them to block RAM
+        even where its cost model prefers LUT RAM: on an ECP5, LUT RAM costs about eight logic
+        cells per 64 bits, and logic runs out before block RAM does)
 
     Raises
     ------
@@ -75,7 +78,7 @@ class SpadMemory(Elaboratable):
         On a depth, bank or granule count out of range, or a port of more lanes than banks.
     """
 
-    def __init__(self, shape, depth, *, banks=1, granules=1, name="spad"):
+    def __init__(self, shape, depth, *, banks=1, granules=1, name="spad", block_ram=False):
         width = Shape.cast(shape).width
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive integer, not {depth!r}")
@@ -86,6 +89,7 @@ class SpadMemory(Elaboratable):
         self.shape, self.depth, self.banks, self.granules = shape, depth, banks, granules
         self.width = width
         self.name = name
+        self._attrs = {"ram_style": "block"} if block_ram else {}
         self.writers, self.readers = [], []
 
     def _lanes(self, lanes):
@@ -153,7 +157,7 @@ class SpadMemory(Elaboratable):
             outs = [[None] * nr for _ in range(nw)]
             for w, (windex, wen, wword) in enumerate(writes):
                 for r, (rindex, ren) in enumerate(reads):
-                    mem = Memory(shape=self.width, depth=bank_depth, init=[])
+                    mem = Memory(shape=self.width, depth=bank_depth, init=[], attrs=self._attrs)
                     m.submodules[f"{self.name}_b{b}_w{w}_r{r}"] = mem
                     wp = mem.write_port(granularity=gw) if G > 1 else mem.write_port()
                     rp = mem.read_port()
