@@ -38,8 +38,8 @@ L + l``; ``x`` = ``sat32`` of an ACC value):
   (``rows x C`` x 32 bits) instead. Without ``to_acc`` the last write is ``done`` (``c = r
   + 2CP + 2``);
 * NORM with ``to_acc``, ``c`` in ``r + 2CP + 3 .. 2r + 2CP + 2``: write ACC[``act_addr + i``] =
-  row ``i`` of the output buffer (``i = c - r - 2CP - 3``; after every read, so in place is exact); the
-  last write is ``done``.
+  row ``i`` of the output buffer (``i = c - r - 2CP - 3``; after every read, so in place is
+  exact); the last write is ``done``.
 
 Widths: ``|d * r| <= 2**42`` whatever the registers hold, so ``n`` is kept whole (43 bits), not
 the ~21 bits of a ``d`` that was itself squared into ``s2``: any legal program is bit-exact.

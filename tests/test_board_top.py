@@ -113,8 +113,8 @@ def test_board_files(tmp_path):
     (tile,) = [p for p in tmp_path.glob("tiletop_*.v")]
     script = (tmp_path / "build_ulx3s.sh").read_text()
     assert f"read_verilog {tile.name} board_ulx3s.v;" in script and "yowasp-ecppack" in script
-    check = subprocess.run([*yosys_command(), "-q", "-p",
-                            f"read_verilog -lib +/lattice/cells_bb_ecp5.v; read_verilog {tile.name} "
-                            f"board_ulx3s.v; hierarchy -check -top board_ulx3s"],
+    hierarchy = (f"read_verilog -lib +/lattice/cells_bb_ecp5.v; read_verilog {tile.name} "
+                 "board_ulx3s.v; hierarchy -check -top board_ulx3s")
+    check = subprocess.run([*yosys_command(), "-q", "-p", hierarchy],
                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
