@@ -7,7 +7,7 @@ host port has no port of its own: while the tile is not running, it takes the fi
 the first reader's port of each scratchpad (the units are idle then), so the host costs no
 memory copy. ACT is written in ``rows`` granules (the VEC unit's one-lane VSOFT writes). VPARAM's
 banks are shallow (a bank per lane of the VSOFT unit's reads), so Yosys would hold them in LUT
-RAM; they are marked for block RAM (docs/results.md: 770 fewer logic cells on the 8x8 tile).
+RAM; they are marked for block RAM (docs/results.md: 762 fewer logic cells on the 8x8 tile).
 """
 
 from dataclasses import dataclass
