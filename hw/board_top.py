@@ -118,10 +118,8 @@ class BoardTop(wiring.Component):
         m.submodules.bridge = bridge = UartBridge(len(tile.csr.adr))
         wiring.connect(m, rx.data, bridge.rx)
         wiring.connect(m, bridge.tx, tx.data)
+        wiring.connect(m, bridge.bus, tile.csr)
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
-        for name in ("cyc", "stb", "we", "adr", "dat_w", "sel"):
-            m.d.comb += getattr(tile.csr, name).eq(getattr(bridge.bus, name))
-        m.d.comb += [bridge.bus.dat_r.eq(tile.csr.dat_r), bridge.bus.ack.eq(tile.csr.ack)]
 
         # the memory port: block RAM, a beat's ack in the cycle after its request
         bus = tile.bus

@@ -25,13 +25,17 @@ def uart_divisor(clk_hz, baud):
     return clk_hz // baud
 
 
+def _check_divisor(divisor):
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
+        raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
+    return divisor
+
+
 class UartTx(wiring.Component):
     """Transmitter. ``data`` : In(stream.Signature(8)), ``tx`` : Out(1) (idle high)."""
 
     def __init__(self, divisor):
-        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
-        self._divisor = divisor
+        self._divisor = _check_divisor(divisor)
         super().__init__({"data": In(stream.Signature(8)), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -57,9 +61,7 @@ class UartRx(wiring.Component):
     """Receiver. ``rx`` : In(1, init 1), ``data`` : Out(stream.Signature(8))."""
 
     def __init__(self, divisor):
-        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
-        self._divisor = divisor
+        self._divisor = _check_divisor(divisor)
         super().__init__({"rx": In(1, init=1), "data": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
