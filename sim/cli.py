@@ -9,6 +9,7 @@ earlier output (docs/decisions.md, "CLI errors and outputs").
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -157,6 +158,8 @@ def cmd_rtl(args):
 def cmd_synth(args):
     from .outputs import check_output_dir, existing_outputs
     from .synth import WORKDIR_FILES, synthesize
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise CliError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     if args.design == "tile":
         from ..hw.tile_csr import TileTop
         from .tile_rtl import tiletop_name
@@ -178,7 +181,8 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
+                     timeout=args.timeout, abc9=extra.get("lut_mapper") != "abc",
+                     by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
                "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,
@@ -477,7 +481,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
-    from .synth import TARGETS
+    from .synth import TARGETS, TOOL_TIMEOUT
     p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
     _design_options(p, extra=("tile",))
     _tile_options(p)
@@ -488,6 +492,9 @@ def build_parser():
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
+    p.add_argument("--timeout", type=float, default=TOOL_TIMEOUT, metavar="SECONDS",
+                   help=f"seconds each tool run (Yosys, nextpnr) may take (default {TOOL_TIMEOUT:g}; "
+                   "an 8x8 tile's place and route takes hours)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_synth)
 

@@ -55,7 +55,8 @@ __all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
 
 TARGETS = ("generic", "ecp5", "xilinx")
 
-_TOOL_TIMEOUT = 1800.0  # the first call also compiles the WebAssembly
+#: Seconds each tool run may take by default (the first call also compiles the WebAssembly).
+TOOL_TIMEOUT = 1800.0
 _LOG_TAIL_LINES = 40
 _ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
@@ -141,7 +142,7 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return log_tail(path, lines)
 
 
-def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: float = _TOOL_TIMEOUT) -> None:
+def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: float = TOOL_TIMEOUT) -> None:
     with open(workdir / f"{log.stem}.out", "w") as out:
         try:
             result = subprocess.run(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
@@ -323,7 +324,7 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
-               timeout: float = _TOOL_TIMEOUT, abc9: bool = True,
+               timeout: float = TOOL_TIMEOUT, abc9: bool = True,
                by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
