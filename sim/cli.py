@@ -193,7 +193,8 @@ def cmd_synth(args):
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits,
                        utilisation={k: {"used": u, "available": a}
-                                    for k, (u, a) in rep.utilisation.items()})
+                                    for k, (u, a) in rep.utilisation.items()},
+                       global_resets=rep.global_resets)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -204,6 +205,8 @@ def cmd_synth(args):
         print(f"  fmax         {rep.fmax_mhz:.1f} MHz")
     if rep.fits is False:
         print(f"  does not fit the LFE5U-85F (no Fmax): {', '.join(rep.over())}")
+    for net, ffs in rep.global_resets.items():
+        print(f"  global reset {net} ({ffs} flip-flops)")
     if args.by_module:
         _print_modules(rep.by_module)
 

@@ -20,6 +20,8 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
 nextpnr-ecp5 and reads the achieved clock frequency, and nextpnr's device utilisation (cells used
 and available per kind, ``utilisation``). A design that needs more of a kind than the device has
 is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it).
+Before nextpnr runs, the reset nets with the most flip-flops go on global networks
+(:mod:`.ecp5_globals`; ``global_resets``).
 Unregistered ports have no timed paths, and a
 wide design would not fit the package's pins, so the design is wrapped in a timing harness for this
 step: every input is fed from a scan chain and every output is captured into a shift register, so
@@ -48,6 +50,7 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .ecp5_globals import promote_file
 from .toolchain import log_tail, nextpnr_ecp5_command, yosys_command
 from .verilog import content_hash, to_verilog
 
@@ -100,6 +103,8 @@ class SynthReport:
         utilisation: with ``fmax``, nextpnr's ``{cell kind: (used, available)}`` on the device
             (the timing harness included), else empty.
         fits: with ``fmax``, whether every kind fits the device (else None).
+        global_resets: with ``fmax``, ``{net: flip-flops}`` of the reset nets put on a global
+            network before place and route (:mod:`.ecp5_globals`), else empty.
         by_module: with ``by_module``, ``{path: {luts, ffs, dsp_cells, brams, lutram_cells}}``
             of every module (submodules included) mapped without flattening (classic ABC), the
             path relative to the top (``""``; ``"tile.vec"``); else empty. Without flattening
@@ -125,6 +130,7 @@ class SynthReport:
     utilisation: dict = field(default_factory=dict, hash=False)
     fits: bool | None = None
     by_module: dict = field(default_factory=dict, hash=False)
+    global_resets: dict = field(default_factory=dict, hash=False)
 
     def over(self) -> list[str]:
         """The cell kinds the design needs more of than the device has, as ``"KIND used/available
@@ -398,8 +404,14 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     by_module = _by_module(target, wd / "modules.json", name) if by_module else {}
 
     fmax_by_clock: dict[str, float] = {}
-    utilisation, fits = {}, None
+    utilisation, fits, global_resets = {}, None, {}
     if fmax:
+        try:
+            promoted = promote_file(wd / "net_fmax.json")
+        except (OSError, ValueError, KeyError) as exc:
+            raise SynthError(f"cannot put the resets of {wd / 'net_fmax.json'} on globals: {exc}\n"
+                             f"{_tail(wd / 'yosys.log')}") from None
+        global_resets = {net.name: net.fanout for net in promoted}
         nextpnr = nextpnr_ecp5_command()
         try:
             _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
@@ -432,7 +444,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
         seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
-        lutram_cells=res["lutram_cells"], utilisation=utilisation, fits=fits, by_module=by_module)
+        lutram_cells=res["lutram_cells"], utilisation=utilisation, fits=fits, by_module=by_module,
+        global_resets=global_resets)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,6 +64,7 @@ def test_ecp5_resources_and_fmax(tmp_path):
     assert 20 < report.fmax_mhz < 1000
     assert (tmp_path / "report.json").is_file() and report.workdir == tmp_path.resolve()
     assert report.fits is True and report.over() == []
+    assert report.global_resets == {}   # no reset net large enough for a global
     used, available = report.utilisation["TRELLIS_FF"]
     assert used > report.ffs and available == 83640  # the harness's scan chains are placed too
     json.dumps(report.to_dict())
@@ -93,6 +94,35 @@ def test_ecp5_design_too_large(tmp_path):
     assert report.fits is False and report.fmax_mhz is None and report.fmax_by_clock == {}
     assert report.utilisation["MULT18X18D"] == (200, 156)
     assert report.over() == ["MULT18X18D 200/156 (128%)"]
+
+
+class ClearedShiftRegister(wiring.Component):
+    """1,024 flip-flops that ``clear`` resets in one cycle, as the tile's START resets its units."""
+
+    clear: In(1)
+    d: In(1)
+    q: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = Signal(1024)
+        with m.If(self.clear):
+            m.d.sync += bits.eq(0)
+        with m.Else():
+            m.d.sync += bits.eq(Cat(self.d, bits[:-1]))
+        m.d.comb += self.q.eq(bits[-1])
+        return m
+
+
+def test_ecp5_reset_on_a_global(tmp_path):
+    """The reset of 1,024 flip-flops reaches nextpnr through a DCCA, which it routes on a global
+    network (decision 15 of docs/decisions.md); small designs keep their resets in the fabric."""
+    report = synthesize(ClearedShiftRegister(), "cleared", target="ecp5", workdir=tmp_path,
+                        fmax=True, abc9=False)
+    ((net, ffs),) = report.global_resets.items()
+    assert ffs >= 1024 and report.fits is True and report.fmax_mhz > 20
+    assert report.utilisation["DCCA"][0] == 2       # the clock's and the reset's
+    assert "using global" in (tmp_path / "nextpnr.log").read_text()
 
 
 class Pair(wiring.Component):
