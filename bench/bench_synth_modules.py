@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mixpim.hw.tile_csr import TileTop
 from mixpim.models.config import TileConfig
-from mixpim.sim.synth import modules_from_stat, vendor_synth, to_verilog, yosys_command
+from mixpim.sim.synth import modules_from_stat, to_verilog, vendor_synth, yosys_command
 
 NAME = "tiletop"
 
