@@ -3,9 +3,9 @@
 nextpnr-ecp5 promotes clocks to the global networks and routes every other net through the
 fabric; unlike Lattice Diamond it does not promote resets. The tile restarts every unit and
 queue at START (``begin`` in :class:`~mixpim.hw.tile.Tile`): that one net drives the LSR
-(set/reset) pin of 8,738 flip-flops of the ``tiny`` tile and 25,786 of the 8x8 one. Routed through
-the fabric it costs nextpnr's router more on every rip-up than the rest of the design, and the
-tile does not finish routing (docs/decisions.md, decision 15). :func:`promote_resets` drives such
+(set/reset) pin of 8,738 flip-flops of the ``tiny`` tile and 25,786 of the 8x8 one. With that
+net in the fabric nextpnr's router slowed to a crawl whenever it ripped it up, and the tile did
+not finish routing (docs/decisions.md, decision 15). :func:`promote_resets` drives such
 nets through a DCCA (the ECP5 global clock buffer, enable tied high); nextpnr routes a DCCA's
 output on one of the globals 0-7, which reach the LSR pins of every logic tile. The logic is
 unchanged: the netlist gains one buffer per promoted net, so the simulated and the routed design
@@ -47,6 +47,14 @@ def _top(netlist: dict) -> dict:
     return tops[0]
 
 
+def _lsr(cell: dict) -> int | None:
+    """The net driving ``cell``'s LSR pin if it is a flip-flop reset by a net (not a constant)."""
+    if cell["type"] != "TRELLIS_FF":
+        return None
+    bit = cell["connections"].get("LSR", ["0"])[0]
+    return bit if isinstance(bit, int) else None
+
+
 def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
                    max_nets: int = MAX_NETS) -> list[PromotedNet]:
     """Insert a DCCA in each of the (at most ``max_nets``) nets that drive the LSR pins of
@@ -60,9 +68,8 @@ def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
     top = _top(netlist)
     cells = top["cells"]
     buffered = {c["connections"]["CLKO"][0] for c in cells.values() if c["type"] == "DCCA"}
-    fanout = Counter(c["connections"]["LSR"][0] for c in cells.values()
-                     if c["type"] == "TRELLIS_FF" and isinstance(c["connections"].get("LSR", ["0"])[0], int)
-                     and c["connections"]["LSR"][0] not in buffered)
+    fanout = Counter(bit for bit in map(_lsr, cells.values())
+                     if bit is not None and bit not in buffered)
     names: dict[int, str] = {}
     for name, net in sorted(top["netnames"].items(), key=lambda kv: len(kv[0]), reverse=True):
         for bit in net["bits"]:
@@ -84,7 +91,7 @@ def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
             "connections": {"CLKI": [bit], "CE": ["1"], "CLKO": [next_bit]}}
         top["netnames"][f"$mixpim_glb${name}"] = {"hide_name": 0, "bits": [next_bit], "attributes": {}}
         for cell in cells.values():
-            if cell["type"] == "TRELLIS_FF" and cell["connections"].get("LSR") == [bit]:
+            if _lsr(cell) == bit:
                 cell["connections"]["LSR"] = [next_bit]
         promoted.append(PromotedNet(name, count))
         next_bit += 1

@@ -69,7 +69,8 @@ def test_file_round_trip_and_errors(tmp_path, capsys):
     assert promote_file(path) == [PromotedNet("rst0", 1200)]
     assert main([str(path)]) == 0   # promoting again buffers the DCCA's own net: a no-op
     assert "rst" not in capsys.readouterr().out
-    assert sum(c["type"] == "DCCA" for c in json.loads(path.read_text())["modules"]["top"]["cells"].values()) == 1
+    cells = json.loads(path.read_text())["modules"]["top"]["cells"].values()
+    assert sum(c["type"] == "DCCA" for c in cells) == 1
 
     path.write_text("{not json")
     assert main([str(path)]) == 2
