@@ -80,7 +80,7 @@ def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
             *(n["bits"] for n in top["netnames"].values()),
             *(p["bits"] for p in top.get("ports", {}).values())]
     next_bit = 1 + max((b for bits in used for b in bits if isinstance(b, int)), default=1)
-    promoted = []
+    promoted, global_bit = [], {}
     for bit, count in fanout.most_common(max_nets):
         if count < min_fanout:
             break
@@ -90,11 +90,12 @@ def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
             "port_directions": {"CLKI": "input", "CE": "input", "CLKO": "output"},
             "connections": {"CLKI": [bit], "CE": ["1"], "CLKO": [next_bit]}}
         top["netnames"][f"$mixpim_glb${name}"] = {"hide_name": 0, "bits": [next_bit], "attributes": {}}
-        for cell in cells.values():
-            if _lsr(cell) == bit:
-                cell["connections"]["LSR"] = [next_bit]
+        global_bit[bit] = next_bit
         promoted.append(PromotedNet(name, count))
         next_bit += 1
+    for cell in cells.values():   # one pass moves every promoted net's LSR pins to its DCCA
+        if _lsr(cell) in global_bit:
+            cell["connections"]["LSR"] = [global_bit[_lsr(cell)]]
     return promoted
 
 

@@ -284,7 +284,7 @@ class _TimingHarness(wiring.Component):
 
 
 def vendor_synth(target: str, top: str, abc9: bool, json_out: str | None,
-                  flatten: bool = True) -> list[str]:
+                 flatten: bool = True) -> list[str]:
     """The technology-mapping commands of ``target`` for module ``top``. Without ``abc9`` the
     LUT mapping step (``map_luts``) runs classic ABC instead of ABC9: the vendor script up to
     that label, ABC with the script's LUT sizes, the script's own LUT techmap, then the rest.

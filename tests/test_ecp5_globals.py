@@ -67,7 +67,7 @@ def test_file_round_trip_and_errors(tmp_path, capsys):
     path = tmp_path / "net.json"
     path.write_text(json.dumps(_netlist([1200, 4])))
     assert promote_file(path) == [PromotedNet("rst0", 1200)]
-    assert main([str(path)]) == 0   # promoting again buffers the DCCA's own net: a no-op
+    assert main([str(path)]) == 0   # a second pass leaves the net a DCCA drives alone
     assert "rst" not in capsys.readouterr().out
     cells = json.loads(path.read_text())["modules"]["top"]["cells"].values()
     assert sum(c["type"] == "DCCA" for c in cells) == 1
