@@ -157,9 +157,12 @@ def cmd_rtl(args):
 
 def cmd_synth(args):
     from .outputs import check_output_dir, existing_outputs
-    from .synth import WORKDIR_FILES, synthesize
+    from .synth import FMAX_TARGET_MHZ, WORKDIR_FILES, synthesize
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise CliError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if args.freq is not None and not (math.isfinite(args.freq) and args.freq > 0):
+        raise CliError(f"--freq must be a positive number of MHz, not {args.freq:g}")
+    freq = FMAX_TARGET_MHZ if args.freq is None else args.freq
     if args.design == "tile":
         from ..hw.tile_csr import TileTop
         from .tile_rtl import tiletop_name
@@ -181,17 +184,17 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     timeout=args.timeout, abc9=extra.get("lut_mapper") != "abc",
-                     by_module=args.by_module)
+                     fmax_target_mhz=freq, timeout=args.timeout,
+                     abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
                "luts": rep.luts, "ffs": rep.ffs, "brams": rep.brams, "lutram_cells": rep.lutram_cells,
                "fmax_mhz": rep.fmax_mhz, "seconds": rep.seconds, "cells": rep.cells,
-               "coarse_cells": rep.coarse_cells}
+               "coarse_cells": rep.coarse_cells, "flattened": rep.flattened}
     if args.by_module:
         summary["by_module"] = rep.by_module
     if args.fmax:
-        summary.update(device="LFE5U-85F", fits=rep.fits,
+        summary.update(device="LFE5U-85F", fits=rep.fits, target_mhz=freq,
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
                        global_resets=rep.global_resets)
@@ -202,7 +205,9 @@ def cmd_synth(args):
     for key in ("luts", "ffs", "dsp_cells", "mul_cells", "brams", "lutram_cells"):
         print(f"  {key:12s} {summary[key]}")
     if rep.fmax_mhz is not None:
-        print(f"  fmax         {rep.fmax_mhz:.1f} MHz")
+        print(f"  fmax         {rep.fmax_mhz:.1f} MHz (target {freq:g} MHz)")
+    if not rep.flattened:
+        print("  mapped module by module: flattening needs more than the WebAssembly Yosys' 4 GiB")
     if rep.fits is False:
         print(f"  does not fit the LFE5U-85F (no Fmax): {', '.join(rep.over())}")
     for net, ffs in rep.global_resets.items():
@@ -484,7 +489,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
-    from .synth import TARGETS, TOOL_TIMEOUT
+    from .synth import FMAX_TARGET_MHZ, TARGETS, TOOL_TIMEOUT
     p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
     _design_options(p, extra=("tile",))
     _tile_options(p)
@@ -492,6 +497,9 @@ def build_parser():
                    help="generic 4-LUTs, Lattice ECP5, or Xilinx 7-series (default generic)")
     p.add_argument("--fmax", action="store_true", help="also place and route (ECP5: LFE5U-85F) and "
                    "report Fmax")
+    p.add_argument("--freq", type=float, metavar="MHZ", help="the clock frequency nextpnr aims for "
+                   f"with --fmax (default {FMAX_TARGET_MHZ:g}; a target near the design's Fmax "
+                   "weighs timing less against routing congestion)")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
@@ -599,6 +607,8 @@ def main(argv=None):
     if getattr(args, "fmax", False) and args.target != "ecp5":
         parser.error(f"--fmax needs --target ecp5 (the only target with place and route; "
                      f"{args.target} reports resources only)")
+    if getattr(args, "freq", None) is not None and not args.fmax:
+        parser.error("--freq needs --fmax (it is the place-and-route target frequency)")
     if getattr(args, "by_module", False) and args.target == "generic":
         parser.error("--by-module needs --target ecp5 or xilinx (Yosys' generic LUT mapping "
                      "fails on an unflattened design)")

@@ -20,6 +20,8 @@ One Yosys run reads the Verilog from :mod:`.verilog` and reports two views of th
 nextpnr-ecp5 and reads the achieved clock frequency, and nextpnr's device utilisation (cells used
 and available per kind, ``utilisation``). A design that needs more of a kind than the device has
 is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it).
+A design too large to flatten within the WebAssembly Yosys' 4 GiB (the 16x16 tile) is mapped
+module by module instead (``flattened`` False) and compared with the device's cell counts.
 Before nextpnr runs, the reset nets with the most flip-flops go on global networks
 (:mod:`.ecp5_globals`; ``global_resets``).
 Unregistered ports have no timed paths, and a
@@ -38,6 +40,7 @@ machine compiles its WebAssembly (40-70 s); later calls reuse a cache in ``~/.ca
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -64,6 +67,11 @@ TOOL_TIMEOUT = 1800.0
 _LOG_TAIL_LINES = 40
 #: nextpnr-ecp5's device options: the LFE5U-85F in the CABGA381 package (the ULX3S's).
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: the clock frequency (MHz) nextpnr aims for unless told otherwise.
+FMAX_TARGET_MHZ = 100.0
+#: The LFE5U-85F's cells of the kinds nextpnr's "Device utilisation" table lists, for a design
+#: too large to flatten (nextpnr-ecp5 0.x prints these totals).
+ECP5_85F_CELLS = {"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156}
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
 _ECP5_LUTRAM = ("TRELLIS_DPR16X4",)
@@ -112,6 +120,11 @@ class SynthReport:
             path relative to the top (``""``; ``"tile.vec"``); else empty. Without flattening
             Yosys cannot optimise across module boundaries, so the top's sum differs a little
             from ``luts``.
+        flattened: False when flattening needed more memory than the WebAssembly Yosys has
+            (4 GiB): the counts are then the hierarchy's totals mapped module by module (classic
+            ABC), and with ``fmax`` nothing is placed: ``utilisation`` is the demand from those
+            counts (``TRELLIS_COMB`` a lower bound) and ``fits`` False, or a ``SynthError`` if
+            it would fit.
     """
 
     name: str
@@ -133,6 +146,7 @@ class SynthReport:
     fits: bool | None = None
     by_module: dict = field(default_factory=dict, hash=False)
     global_resets: dict = field(default_factory=dict, hash=False)
+    flattened: bool = True
 
     def over(self) -> list[str]:
         """The cell kinds the design needs more of than the device has, as ``"KIND used/available
@@ -164,10 +178,14 @@ def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: floa
                          f"(work directory {workdir}){_crash_hint(workdir / f'{log.stem}.out')}:\n{tail}")
 
 
-def _crash_hint(out: Path) -> str:
-    """Why a YoWASP tool died without an error of its own: an uncaught C++ exception in the
+def _out_of_memory(out: Path) -> bool:
+    """Whether a YoWASP tool died without an error of its own: an uncaught C++ exception in the
     WebAssembly build is nearly always an allocation beyond its 4 GiB address space."""
-    if "thrown Wasm exception" in _tail(out, _LOG_TAIL_LINES):
+    return "thrown Wasm exception" in _tail(out, _LOG_TAIL_LINES)
+
+
+def _crash_hint(out: Path) -> str:
+    if _out_of_memory(out):
         return (": it aborted with an uncaught exception, most likely out of memory (the "
                 "WebAssembly build has at most 4 GiB; the design is too large for it)")
     return ""
@@ -330,8 +348,28 @@ def _yosys_script(name: str, target: str, verilog: str, harness: str | None, abc
     return "\n".join(lines) + "\n"
 
 
+def _modules_script(name: str, target: str, verilog: str) -> str:
+    """Map module by module, for a design whose flattening needs more memory than the
+    WebAssembly Yosys has: coarse counts, then the vendor mapping without flattening (classic
+    ABC). ``stat.json`` then holds every module and the hierarchy's totals."""
+    read = [f"read_verilog {verilog}", f"hierarchy -check -top {name}"]
+    lines = [*read, f"synth -top {name} -noalumacc -run :fine", "tee -q -o coarse.json stat -json",
+             "design -reset", *read, *vendor_synth(target, name, False, None, flatten=False),
+             "tee -q -o stat.json stat -json"]
+    return "\n".join(lines) + "\n"
+
+
+def _ecp5_demand(cells: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """``{kind: (needed, available)}`` on the LFE5U-85F from mapped cell counts; ``TRELLIS_COMB``
+    is a lower bound (a LUT4 each, two per CCU2C carry cell; packing and LUT-RAM add more)."""
+    needed = {"TRELLIS_COMB": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0),
+              "TRELLIS_FF": cells.get("TRELLIS_FF", 0), "DP16KD": cells.get("DP16KD", 0),
+              "MULT18X18D": cells.get("MULT18X18D", 0)}
+    return {k: (n, ECP5_85F_CELLS[k]) for k, n in needed.items() if n}
+
+
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
-               fmax: bool = False, fmax_target_mhz: float = 100.0, seed: int = 1,
+               fmax: bool = False, fmax_target_mhz: float = FMAX_TARGET_MHZ, seed: int = 1,
                timeout: float = TOOL_TIMEOUT, abc9: bool = True,
                by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
@@ -363,6 +401,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if fmax and target != "ecp5":
         raise ValueError(f"fmax=True needs target='ecp5', not {target!r}")
+    if not (math.isfinite(fmax_target_mhz) and fmax_target_mhz > 0):
+        raise ValueError(f"fmax_target_mhz must be a positive number, not {fmax_target_mhz!r}")
     if by_module and target == "generic":
         # generic `synth -lut` on an unflattened design dies in Yosys 0.70's ABC reintegration
         raise ValueError("by_module=True needs target='ecp5' or 'xilinx', not 'generic'")
@@ -393,7 +433,18 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json",
                   "report.json"):
         (wd / stale).unlink(missing_ok=True)
-    _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys", timeout)
+    flattened = True
+    try:
+        _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
+                  timeout)
+    except SynthError:
+        if target == "generic" or not _out_of_memory(wd / "yosys.out"):
+            raise
+        # too large to flatten in 4 GiB: count module by module (nextpnr could not hold it either)
+        flattened = False
+        atomic_write(wd / "synth.ys", _modules_script(name, target, f"{name}.v"), what="Yosys script")
+        _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
+                  timeout)
     for produced in ("coarse.json", "stat.json"):
         if not (wd / produced).is_file():
             raise SynthError(f"Yosys wrote no {produced} (work directory {wd}):\n"
@@ -403,11 +454,21 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
     res = _resources(target, cells)
-    by_module = modules_from_stat(target, wd / "modules.json", name) if by_module else {}
+    if by_module:
+        by_module = modules_from_stat(target, wd / ("modules.json" if flattened else "stat.json"),
+                                      name)
+    else:
+        by_module = {}
 
     fmax_by_clock: dict[str, float] = {}
     utilisation, fits, global_resets = {}, None, {}
-    if fmax:
+    if fmax and not flattened:
+        utilisation, fits = _ecp5_demand(cells), False
+        if not any(u > a for u, a in utilisation.values()):
+            raise SynthError(f"Yosys ran out of memory flattening {name}, whose module-by-module "
+                             f"counts would fit the LFE5U-85F; place and route needs the flat "
+                             f"netlist (work directory {wd})")
+    elif fmax:
         try:
             promoted = promote_file(wd / "net_fmax.json")
         except (OSError, ValueError, KeyError) as exc:
@@ -447,7 +508,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
         seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
         lutram_cells=res["lutram_cells"], utilisation=utilisation, fits=fits, by_module=by_module,
-        global_resets=global_resets)
+        global_resets=global_resets, flattened=flattened)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

@@ -56,7 +56,8 @@ def test_generic_counts_multipliers():
 
 def test_ecp5_resources_and_fmax(tmp_path):
     report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
-                        fmax=True)
+                        fmax=True, fmax_target_mhz=50)
+    assert "at 50.00 MHz)" in (tmp_path / "nextpnr.log").read_text()  # the target reached nextpnr
     assert report.mul_cells == 0 and report.dsp_cells == 0
     assert report.ffs == report.cells["TRELLIS_FF"] == 16
     assert report.luts == report.cells["LUT4"] > 0
@@ -94,6 +95,25 @@ def test_ecp5_design_too_large(tmp_path):
     assert report.fits is False and report.fmax_mhz is None and report.fmax_by_clock == {}
     assert report.utilisation["MULT18X18D"] == (200, 156)
     assert report.over() == ["MULT18X18D 200/156 (128%)"]
+
+
+def test_too_large_to_flatten(tmp_path, monkeypatch):
+    """When flattening runs out of the WebAssembly Yosys' memory (forced here: the flat script
+    fails and the crash reads as out of memory), the design is mapped module by module and its
+    counts are compared with the device: a result, not an error."""
+    monkeypatch.setattr(synth, "_yosys_script", lambda *args: "no_such_command\n")
+    monkeypatch.setattr(synth, "_out_of_memory", lambda out: True)
+    report = synthesize(ManyMultipliers(), "many_mul", target="ecp5", workdir=tmp_path, fmax=True,
+                        by_module=True)
+    assert report.flattened is False and report.fits is False and report.fmax_mhz is None
+    assert report.dsp_cells == 200 and report.mul_cells == 200 and report.luts > 0
+    assert report.utilisation["MULT18X18D"] == (200, 156)
+    assert report.utilisation["TRELLIS_COMB"][0] >= report.luts
+    assert report.by_module[""]["dsp_cells"] == 200
+    assert not (tmp_path / "nextpnr.log").exists()
+    with pytest.raises(SynthError, match="would fit the LFE5U-85F; place and route needs"):
+        synthesize(Multiplier(), "mul8", target="ecp5", workdir=tmp_path, fmax=True)
+    assert synthesize(Multiplier(), "mul8", target="ecp5").flattened is False  # counts only
 
 
 class ClearedShiftRegister(wiring.Component):
@@ -186,6 +206,8 @@ def test_bad_arguments():
         synthesize(never_elaborated(Multiplier()), "m", target="gowin")
     with pytest.raises(ValueError, match="fmax=True needs target='ecp5'"):
         synthesize(never_elaborated(Multiplier()), "m", target="generic", fmax=True)
+    with pytest.raises(ValueError, match="fmax_target_mhz must be a positive number, not 0"):
+        synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, fmax_target_mhz=0)
 
 
 def test_yosys_error_is_reported(tmp_path, monkeypatch):
