@@ -597,6 +597,15 @@ def _one_line(error):
     return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
+def _tool_error(error):
+    """A Yosys or nextpnr failure on one line: what failed (its message's first line, which names
+    the work directory holding the whole log), then the log's last ``ERROR`` line, else its last
+    line."""
+    first, *tail = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    errors = [line for line in tail if line.startswith("ERROR")]
+    return " ".join([first, *(errors or tail)[-1:]])
+
+
 def main(argv=None):
     from .cosim import CosimError
     from .synth import SynthError
@@ -614,7 +623,10 @@ def main(argv=None):
                      "fails on an unflattened design)")
     try:
         return args.func(args) or 0
-    except (MixpimError, ToolchainError, SynthError) as e:
+    except SynthError as e:
+        print(f"mixpim: error: {_tool_error(e)}", file=sys.stderr)
+        return 2
+    except (MixpimError, ToolchainError) as e:
         print(f"mixpim: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except CosimError as e:

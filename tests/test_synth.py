@@ -216,6 +216,16 @@ def test_yosys_error_is_reported(tmp_path, monkeypatch):
         synthesize(Multiplier(), "mul8", workdir=tmp_path)
 
 
+def test_tool_error_is_one_line(tmp_path, monkeypatch, capsys):
+    """The CLI prints a tool failure as one line naming the log's own error, not its tail."""
+    from mixpim.sim.cli import main
+    monkeypatch.setattr(synth, "_yosys_script", lambda *args: "no_such_command\n")
+    assert main(["synth", "mixpe-pe", "--json", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mixpim: error: Yosys failed")
+    assert "No such command" in err and "; " not in err
+
+
 def test_wasm_crash_is_named(tmp_path):
     out = tmp_path / "yosys.out"
     out.write_text("Traceback ...\nCaused by:\n    thrown Wasm exception\n")
