@@ -69,8 +69,8 @@ _LOG_TAIL_LINES = 40
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 #: the clock frequency (MHz) nextpnr aims for unless told otherwise.
 FMAX_TARGET_MHZ = 100.0
-#: The LFE5U-85F's cells of the kinds nextpnr's "Device utilisation" table lists, for a design
-#: too large to flatten (nextpnr-ecp5 0.x prints these totals).
+#: The LFE5U-85F's cells of four kinds, as nextpnr-ecp5's "Device utilisation" table gives them
+#: for ``--85k``; a design too large to flatten is compared with these.
 ECP5_85F_CELLS = {"TRELLIS_COMB": 83640, "TRELLIS_FF": 83640, "DP16KD": 208, "MULT18X18D": 156}
 _ECP5_DSP = ("MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B")
 _ECP5_BRAM = ("DP16KD", "PDPW16KD")
