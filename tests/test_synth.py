@@ -95,6 +95,8 @@ def test_ecp5_design_too_large(tmp_path):
     assert report.fits is False and report.fmax_mhz is None and report.fmax_by_clock == {}
     assert report.utilisation["MULT18X18D"] == (200, 156)
     assert report.over() == ["MULT18X18D 200/156 (128%)"]
+    for kind, (_used, available) in report.utilisation.items():  # the device table, from nextpnr
+        assert synth.ECP5_85F_CELLS.get(kind, available) == available, kind
 
 
 def test_too_large_to_flatten(tmp_path, monkeypatch):
