@@ -184,7 +184,7 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     fmax_target_mhz=freq, timeout=args.timeout,
+                     fmax_target_mhz=freq, timing_driven=not args.no_tmdriv, timeout=args.timeout,
                      abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
@@ -195,6 +195,7 @@ def cmd_synth(args):
         summary["by_module"] = rep.by_module
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits, target_mhz=freq,
+                       timing_driven=not args.no_tmdriv,
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
                        global_resets=rep.global_resets)
@@ -500,6 +501,8 @@ def build_parser():
     p.add_argument("--freq", type=float, metavar="MHZ", help="the clock frequency nextpnr aims for "
                    f"with --fmax (default {FMAX_TARGET_MHZ:g}; a target near the design's Fmax "
                    "weighs timing less against routing congestion)")
+    p.add_argument("--no-tmdriv", action="store_true", help="with --fmax, place for wirelength "
+                   "alone (nextpnr's --no-tmdriv): a nearly full device routes sooner")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
@@ -618,6 +621,8 @@ def main(argv=None):
                      f"{args.target} reports resources only)")
     if getattr(args, "freq", None) is not None and not args.fmax:
         parser.error("--freq needs --fmax (it is the place-and-route target frequency)")
+    if getattr(args, "no_tmdriv", False) and not args.fmax:
+        parser.error("--no-tmdriv needs --fmax (it is a placement option)")
     if getattr(args, "by_module", False) and args.target == "generic":
         parser.error("--by-module needs --target ecp5 or xilinx (Yosys' generic LUT mapping "
                      "fails on an unflattened design)")

@@ -370,7 +370,7 @@ def _ecp5_demand(cells: dict[str, int]) -> dict[str, tuple[int, int]]:
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = FMAX_TARGET_MHZ, seed: int = 1,
-               timeout: float = TOOL_TIMEOUT, abc9: bool = True,
+               timing_driven: bool = True, timeout: float = TOOL_TIMEOUT, abc9: bool = True,
                by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
@@ -383,6 +383,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             removed after a successful call.
         fmax: also place and route with nextpnr-ecp5 and report the achieved Fmax (ECP5 only).
         fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
+        timing_driven: False places for wirelength alone (nextpnr's ``--no-tmdriv``), which
+            leaves a nearly full device less congested for the router.
         timeout: seconds each tool run may take before it is stopped (``SynthError``).
         seed: nextpnr placement seed (reports are reproducible for a given seed).
         abc9: map LUTs with ABC9 (the vendor scripts' default); False runs classic ABC in that
@@ -479,6 +481,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         try:
             _run_tool([*nextpnr, *ECP5_DEVICE, "--json", "net_fmax.json",
                        "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
+                       *(() if timing_driven else ("--no-tmdriv",)),
                        "--report", "report.json", "-l", "nextpnr.log"],
                       wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
         except SynthError:

@@ -182,6 +182,7 @@ CASES = [
     ("synth-timeout-nan", ["synth", "mixpe-pe", "--timeout", "nan"], ["--timeout", "nan"]),
     ("synth-timeout-inf", ["synth", "mixpe-pe", "--timeout", "inf"], ["--timeout", "inf"]),
     ("synth-timeout-word", ["synth", "mixpe-pe", "--timeout", "long"], ["--timeout", "long"]),
+    ("synth-no-tmdriv-no-fmax", ["synth", "tile", "--target", "ecp5", "--no-tmdriv"], ["--no-tmdriv", "--fmax"]),
     ("synth-freq-no-fmax", ["synth", "tile", "--target", "ecp5", "--freq", "12"], ["--freq", "--fmax"]),
     ("synth-freq-0", ["synth", "mixpe-pe", "--target", "ecp5", "--fmax", "--freq", "0"], ["--freq", "positive"]),
     ("synth-freq-nan", ["synth", "mixpe-pe", "--target", "ecp5", "--fmax", "--freq", "nan"], ["--freq", "nan"]),

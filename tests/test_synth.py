@@ -1,6 +1,7 @@
 """Yosys resource reports and ECP5 place-and-route Fmax."""
 
 import json
+import re
 
 import pytest
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -57,7 +58,8 @@ def test_generic_counts_multipliers():
 def test_ecp5_resources_and_fmax(tmp_path):
     report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
                         fmax=True, fmax_target_mhz=50)
-    assert "at 50.00 MHz)" in (tmp_path / "nextpnr.log").read_text()  # the target reached nextpnr
+    log = (tmp_path / "nextpnr.log").read_text()
+    assert "at 50.00 MHz)" in log and "timing cost" in log  # the target reached nextpnr
     assert report.mul_cells == 0 and report.dsp_cells == 0
     assert report.ffs == report.cells["TRELLIS_FF"] == 16
     assert report.luts == report.cells["LUT4"] > 0
@@ -85,6 +87,14 @@ class ManyMultipliers(wiring.Component):
             acc = acc ^ (self.a * (self.b + k))
         m.d.sync += self.p.eq(acc)
         return m
+
+
+def test_ecp5_placement_for_wirelength(tmp_path):
+    """timing_driven=False reaches nextpnr as --no-tmdriv: its annealer then weighs no timing."""
+    report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
+                        fmax=True, timing_driven=False)
+    costs = re.findall(r"timing cost = (\d+)", (tmp_path / "nextpnr.log").read_text())
+    assert costs and set(costs) == {"0"} and report.fmax_mhz > 20
 
 
 def test_ecp5_design_too_large(tmp_path):
