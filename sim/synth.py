@@ -230,7 +230,10 @@ def modules_from_stat(target: str, stat_path: Path, top: str) -> dict[str, dict[
 def _cell_counts(stat_path: Path, top: str) -> dict[str, int]:
     data = json.loads(stat_path.read_text())
     if "design" in data and "num_cells_by_type" in data["design"]:
-        cells = data["design"]["num_cells_by_type"]
+        # a hierarchy's totals also list the top's submodule instances: those are not cells
+        modules = {m.lstrip("\\") for m in data.get("modules", {})}
+        cells = {t: n for t, n in data["design"]["num_cells_by_type"].items()
+                 if t.lstrip("\\") not in modules}
     else:
         modules = data.get("modules", {})
         module = modules.get(f"\\{top}") or modules.get(top)

@@ -125,7 +125,9 @@ def test_too_large_to_flatten(tmp_path, monkeypatch):
     assert not (tmp_path / "nextpnr.log").exists()
     with pytest.raises(SynthError, match="would fit the LFE5U-85F; place and route needs"):
         synthesize(Multiplier(), "mul8", target="ecp5", workdir=tmp_path, fmax=True)
-    assert synthesize(Multiplier(), "mul8", target="ecp5").flattened is False  # counts only
+    pair = synthesize(Pair(), "pair", target="ecp5", by_module=True)    # counts only
+    assert pair.flattened is False and pair.luts == pair.by_module[""]["luts"] > 0
+    assert not any(kind.startswith("pair") for kind in pair.cells)   # no submodule instances
 
 
 class ClearedShiftRegister(wiring.Component):
