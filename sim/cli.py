@@ -198,7 +198,7 @@ def cmd_synth(args):
                        timing_driven=not args.no_tmdriv,
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
-                       global_nets=rep.global_nets)
+                       global_resets=rep.global_resets)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -211,8 +211,8 @@ def cmd_synth(args):
         print("  mapped module by module: flattening needs more than the WebAssembly Yosys' 4 GiB")
     if rep.fits is False:
         print(f"  does not fit the LFE5U-85F (no Fmax): {', '.join(rep.over())}")
-    for net, pins in rep.global_nets.items():
-        print(f"  global net   {net} ({pins} pins)")
+    for net, ffs in rep.global_resets.items():
+        print(f"  global reset {net} ({ffs} flip-flops)")
     if args.by_module:
         _print_modules(rep.by_module)
 

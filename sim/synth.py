@@ -22,8 +22,8 @@ and available per kind, ``utilisation``). A design that needs more of a kind tha
 is a result, not an error: ``fits`` is False, ``fmax_mhz`` None (nextpnr cannot place it).
 A design too large to flatten within the WebAssembly Yosys' 4 GiB (the 16x16 tile) is mapped
 module by module instead (``flattened`` False) and compared with the device's cell counts.
-Before nextpnr runs, the nets with the most reset, clock-enable and LUT-input loads go on global
-networks (:mod:`.ecp5_globals`; ``global_nets``).
+Before nextpnr runs, the reset nets with the most flip-flops go on global networks
+(:mod:`.ecp5_globals`; ``global_resets``).
 Unregistered ports have no timed paths, and a
 wide design would not fit the package's pins, so the design is wrapped in a timing harness for this
 step: every input is fed from a scan chain and every output is captured into a shift register, so
@@ -113,7 +113,7 @@ class SynthReport:
         utilisation: with ``fmax``, nextpnr's ``{cell kind: (used, available)}`` on the device
             (the timing harness included), else empty.
         fits: with ``fmax``, whether every kind fits the device (else None).
-        global_nets: with ``fmax``, ``{net: pins}`` of the nets put on a global
+        global_resets: with ``fmax``, ``{net: flip-flops}`` of the reset nets put on a global
             network before place and route (:mod:`.ecp5_globals`), else empty.
         by_module: with ``by_module``, ``{path: {luts, ffs, dsp_cells, brams, lutram_cells}}``
             of every module (submodules included) mapped without flattening (classic ABC), the
@@ -145,7 +145,7 @@ class SynthReport:
     utilisation: dict = field(default_factory=dict, hash=False)
     fits: bool | None = None
     by_module: dict = field(default_factory=dict, hash=False)
-    global_nets: dict = field(default_factory=dict, hash=False)
+    global_resets: dict = field(default_factory=dict, hash=False)
     flattened: bool = True
 
     def over(self) -> list[str]:
@@ -466,7 +466,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         by_module = {}
 
     fmax_by_clock: dict[str, float] = {}
-    utilisation, fits, global_nets = {}, None, {}
+    utilisation, fits, global_resets = {}, None, {}
     if fmax and not flattened:
         utilisation, fits = _ecp5_demand(cells), False
         if not any(u > a for u, a in utilisation.values()):
@@ -477,9 +477,9 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         try:
             promoted = promote_file(wd / "net_fmax.json")
         except (OSError, ValueError, KeyError) as exc:
-            raise SynthError(f"cannot put the nets of {wd / 'net_fmax.json'} on globals: {exc}\n"
+            raise SynthError(f"cannot put the resets of {wd / 'net_fmax.json'} on globals: {exc}\n"
                              f"{_tail(wd / 'yosys.log')}") from None
-        global_nets = {net.name: net.fanout for net in promoted}
+        global_resets = {net.name: net.fanout for net in promoted}
         nextpnr = nextpnr_ecp5_command()
         try:
             _run_tool([*nextpnr, *ECP5_DEVICE, "--json", "net_fmax.json",
@@ -514,7 +514,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_by_clock=fmax_by_clock, verilog_hash=content_hash(text),
         seconds=round(time.monotonic() - started, 2), workdir=None if temporary else wd,
         lutram_cells=res["lutram_cells"], utilisation=utilisation, fits=fits, by_module=by_module,
-        global_nets=global_nets, flattened=flattened)
+        global_resets=global_resets, flattened=flattened)
     if temporary:
         shutil.rmtree(wd, ignore_errors=True)
     return result

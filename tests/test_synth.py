@@ -67,7 +67,7 @@ def test_ecp5_resources_and_fmax(tmp_path):
     assert 20 < report.fmax_mhz < 1000
     assert (tmp_path / "report.json").is_file() and report.workdir == tmp_path.resolve()
     assert report.fits is True and report.over() == []
-    assert report.global_nets == {}   # no net large enough for a global
+    assert report.global_resets == {}   # no reset net large enough for a global
     used, available = report.utilisation["TRELLIS_FF"]
     assert used > report.ffs and available == 83640  # the harness's scan chains are placed too
     json.dumps(report.to_dict())
@@ -153,44 +153,10 @@ def test_ecp5_reset_on_a_global(tmp_path):
     network (decision 15 of docs/decisions.md); small designs keep their resets in the fabric."""
     report = synthesize(ClearedShiftRegister(), "cleared", target="ecp5", workdir=tmp_path,
                         fmax=True, abc9=False)
-    ((net, ffs),) = report.global_nets.items()
+    ((net, ffs),) = report.global_resets.items()
     assert ffs >= 1024 and report.fits is True and report.fmax_mhz > 20
     assert report.utilisation["DCCA"][0] == 2       # the clock's and the reset's
     assert "using global" in (tmp_path / "nextpnr.log").read_text()
-
-
-class EnabledSelects(wiring.Component):
-    """1,280 flip-flops under one registered enable, each fed by a LUT that a registered select
-    steers: a clock-enable net and a LUT-input net of more than 1,000 pins each."""
-
-    en: In(1)
-    sel: In(1)
-    d: In(8)
-    q: Out(8)
-
-    def elaborate(self, platform):
-        m = Module()
-        en, sel = Signal(), Signal()
-        m.d.sync += [en.eq(self.en), sel.eq(self.sel)]
-        prev = self.d
-        for i in range(160):
-            r = Signal(8, name=f"r{i}")
-            with m.If(en):
-                m.d.sync += r.eq(prev ^ (sel.replicate(8) & prev.rotate_left(1)))
-            prev = r
-        m.d.comb += self.q.eq(prev)
-        return m
-
-
-def test_ecp5_enable_and_select_on_globals(tmp_path):
-    """Clock-enable and LUT-input nets of over 1,000 pins go on globals too, and route."""
-    report = synthesize(EnabledSelects(), "selects", target="ecp5", workdir=tmp_path, fmax=True,
-                        abc9=False)
-    assert len(report.global_nets) == 3       # the reset, the enable and the select
-    assert all(pins >= 1000 for pins in report.global_nets.values())
-    assert report.utilisation["DCCA"][0] == 4 and report.fits is True and report.fmax_mhz > 20
-    log = (tmp_path / "nextpnr.log").read_text()
-    assert all(f"$mixpim_glb${net} using global" in log for net in report.global_nets)
 
 
 class Pair(wiring.Component):
