@@ -498,11 +498,11 @@ def build_parser():
                    help="generic 4-LUTs, Lattice ECP5, or Xilinx 7-series (default generic)")
     p.add_argument("--fmax", action="store_true", help="also place and route (ECP5: LFE5U-85F) and "
                    "report Fmax")
-    p.add_argument("--freq", type=float, metavar="MHZ", help="the clock frequency nextpnr aims for "
-                   f"with --fmax (default {FMAX_TARGET_MHZ:g}; a target near the design's Fmax "
-                   "weighs timing less against routing congestion)")
+    p.add_argument("--freq", type=float, metavar="MHZ", help="with --fmax, the clock frequency "
+                   f"nextpnr aims for and checks (default {FMAX_TARGET_MHZ:g})")
     p.add_argument("--no-tmdriv", action="store_true", help="with --fmax, place for wirelength "
-                   "alone (nextpnr's --no-tmdriv): a nearly full device routes sooner")
+                   "alone (nextpnr's --no-tmdriv): less to route on a nearly full device, for a "
+                   "lower Fmax")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")

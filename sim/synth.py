@@ -445,7 +445,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     except SynthError:
         if target == "generic" or not _out_of_memory(wd / "yosys.out"):
             raise
-        # too large to flatten in 4 GiB: count module by module (nextpnr could not hold it either)
+        # too large to flatten in 4 GiB: count module by module instead
         flattened = False
         atomic_write(wd / "synth.ys", _modules_script(name, target, f"{name}.v"), what="Yosys script")
         _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
