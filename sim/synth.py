@@ -80,9 +80,9 @@ _XILINX_DSP = ("DSP48E1",)
 _XILINX_BRAM = ("RAMB18E1", "RAMB36E1")
 _XILINX_LUTRAM_RE = re.compile(r"^RAM(32|64|128|256)(M|X1[SD])")
 #: Files :func:`synthesize` writes into its work directory (``NAME`` is the module name).
-WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "coarse.json",
-                 "stat.json", "modules.json", "net.json", "net_fmax.json", "nextpnr.log", "nextpnr.out",
-                 "report.json")
+WORKDIR_FILES = ("NAME.v", "NAME_fmax.v", "synth.ys", "yosys.log", "yosys.out", "yosys_flat.log",
+                 "coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json",
+                 "nextpnr.log", "nextpnr.out", "report.json")
 _FF_RE = re.compile(r"^\$_(S?DFF|DFFE|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
 
 
@@ -436,7 +436,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
 
     yosys = yosys_command()
     for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json",
-                  "report.json"):
+                  "report.json", "yosys_flat.log"):
         (wd / stale).unlink(missing_ok=True)
     flattened = True
     try:
@@ -447,6 +447,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             raise
         # too large to flatten in 4 GiB: count module by module instead
         flattened = False
+        if (wd / "yosys.log").is_file():   # kept: why it fell back
+            (wd / "yosys.log").replace(wd / "yosys_flat.log")
         atomic_write(wd / "synth.ys", _modules_script(name, target, f"{name}.v"), what="Yosys script")
         _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
                   timeout)

@@ -123,6 +123,7 @@ def test_too_large_to_flatten(tmp_path, monkeypatch):
     assert report.utilisation["TRELLIS_COMB"][0] >= report.luts
     assert report.by_module[""]["dsp_cells"] == 200
     assert not (tmp_path / "nextpnr.log").exists()
+    assert "No such command" in (tmp_path / "yosys_flat.log").read_text()   # the flat run's log
     with pytest.raises(SynthError, match="would fit the LFE5U-85F; place and route needs"):
         synthesize(Multiplier(), "mul8", target="ecp5", workdir=tmp_path, fmax=True)
     pair = synthesize(Pair(), "pair", target="ecp5", by_module=True)    # counts only
