@@ -94,8 +94,9 @@ def promote_resets(netlist: dict, min_fanout: int = MIN_FANOUT,
         promoted.append(PromotedNet(name, count))
         next_bit += 1
     for cell in cells.values():   # one pass moves every promoted net's LSR pins to its DCCA
-        if _lsr(cell) in global_bit:
-            cell["connections"]["LSR"] = [global_bit[_lsr(cell)]]
+        bit = _lsr(cell)
+        if bit in global_bit:
+            cell["connections"]["LSR"] = [global_bit[bit]]
     return promoted
 
 

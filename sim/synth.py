@@ -438,10 +438,13 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     for stale in ("coarse.json", "stat.json", "modules.json", "net.json", "net_fmax.json",
                   "report.json", "yosys_flat.log"):
         (wd / stale).unlink(missing_ok=True)
-    flattened = True
-    try:
+    def run_yosys():
         _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
                   timeout)
+
+    flattened = True
+    try:
+        run_yosys()
     except SynthError:
         if target == "generic" or not _out_of_memory(wd / "yosys.out"):
             raise
@@ -450,8 +453,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         if (wd / "yosys.log").is_file():   # kept: why it fell back
             (wd / "yosys.log").replace(wd / "yosys_flat.log")
         atomic_write(wd / "synth.ys", _modules_script(name, target, f"{name}.v"), what="Yosys script")
-        _run_tool([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], wd, wd / "yosys.log", "Yosys",
-                  timeout)
+        run_yosys()
     for produced in ("coarse.json", "stat.json"):
         if not (wd / produced).is_file():
             raise SynthError(f"Yosys wrote no {produced} (work directory {wd}):\n"
@@ -461,11 +463,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
     cells = _cell_counts(wd / "stat.json", name)
     mul_cells = sum(coarse.get(t, 0) for t in ("$mul", "$macc", "$macc_v2"))
     res = _resources(target, cells)
-    if by_module:
-        by_module = modules_from_stat(target, wd / ("modules.json" if flattened else "stat.json"),
-                                      name)
-    else:
-        by_module = {}
+    modules_json = wd / ("modules.json" if flattened else "stat.json")
+    by_module = modules_from_stat(target, modules_json, name) if by_module else {}
 
     fmax_by_clock: dict[str, float] = {}
     utilisation, fits, global_resets = {}, None, {}
