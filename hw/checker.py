@@ -7,6 +7,9 @@ failing check of the instruction's opcode gives the code; decode errors (``ILLEG
 dispatcher, so every field here is at least its format's minimum (``rows``, ``words``, ``chans``,
 ``banks``, ``n``, ``len``, ``count``, ``groups`` at least 1).
 
+VSOFT and VNORM on a tile without that datapath are ``ILLEGAL_OPCODE``
+(:meth:`~mixpim.models.config.TileConfig.missing_datapath`), before their other checks.
+
 The PIM checks are :func:`mixpim.models.pim.pim_problem`'s (``PIM_RANGE``), then the scratchpad
 words of the footprint (:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
 reaches furthest; all channels share the first one's when ``act_stride`` is 0), a PIM_READ's ACC
@@ -282,8 +285,8 @@ class DispatchChecker(ConfigComponent):
     i_dma : In(operand layout of LOAD/STORE); i_gemm : In(GEMM's); i_vec : In(VEC's);
     i_vsoft, i_pim_gbuf, i_pim_write, i_pim_gemv, i_pim_read, i_pim_act : In(their formats')
         The instruction's operand bits seen through each format (the decoder's views).
-    o_error : Out(ErrorCode), ``OK``, ``BAD_FIELD``, ``SPAD_RANGE``, ``DRAM_RANGE`` or
-        ``PIM_RANGE`` (``OK`` for other opcodes)
+    o_error : Out(ErrorCode), ``OK``, ``ILLEGAL_OPCODE`` (a missing datapath), ``BAD_FIELD``,
+        ``SPAD_RANGE``, ``DRAM_RANGE`` or ``PIM_RANGE`` (``OK`` for other opcodes)
     """
 
     def _members(self, config):
@@ -304,6 +307,9 @@ class DispatchChecker(ConfigComponent):
         dma = self._dma(m, ar)
         codes = {Opcode.GEMM: self._gemm(ar), Opcode.VEC: self._vec(ar),
                  Opcode.VSOFT: self._vsoft(ar), Opcode.VNORM: self._vnorm(ar), **self._pim(ar)}
+        for op in codes:  # a datapath the tile does not have
+            if self._cfg.missing_datapath(op) is not None:
+                codes[op] = ErrorCode.ILLEGAL_OPCODE
         with m.Switch(self.i_opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 m.d.comb += self.o_error.eq(dma)

@@ -89,9 +89,10 @@ def soft_layout():
 
 
 def soft_vparam_lanes(config):
-    """VPARAM words read per cycle: ``cols`` score multipliers, or the ``vec_lanes`` V
-    multipliers of a NORM write pass."""
-    return max(config.vec_lanes, config.cols)
+    """VPARAM words the vector unit reads per cycle: ``cols`` score multipliers, or the
+    ``vec_lanes`` V multipliers of a NORM write pass; 1 on a tile without the softmax datapath
+    (VEC and VNORM read one word)."""
+    return max(config.vec_lanes, config.cols) if config.softmax_unit else 1
 
 
 def soft_act_layout(config):

@@ -433,7 +433,9 @@ class VectorUnit(ConfigComponent):
     """The tile's VEC unit: one VEC (:class:`ElementwiseUnit`), one VSOFT
     (:class:`~.softmax.SoftmaxUnit`) or one VNORM (:class:`~.norm.NormUnit`) at a time, with their
     timings (:func:`~mixpim.models.tile_timing.vec_cycles`, ``vsoft_cycles``, ``vnorm_cycles``);
-    the softmax and norm registers persist between instructions until the unit is reset.
+    the softmax and norm registers persist between instructions until the unit is reset. A tile
+    without ``softmax_unit`` or ``norm_unit`` has no such datapath (``o_rmax`` and ``o_rsum`` are
+    0 without the softmax one): the dispatch checker never lets its opcode start.
 
     Arguments
     ---------
@@ -486,49 +488,60 @@ class VectorUnit(ConfigComponent):
         fp16 = cfg.act_format == "fp16"
         m = Module()
         m.submodules.vec = vec = ElementwiseUnit(cfg)
-        m.submodules.soft = soft = SoftmaxUnit(cfg)
-        m.submodules.norm = norm = NormUnit(cfg)
-        m.d.comb += [
-            vec.start.eq(self.start & (self.i_op == VectorOp.VEC)), vec.i_inst.eq(self.i_inst.vec),
-            soft.start.eq(self.start & (self.i_op == VectorOp.VSOFT)), soft.i_inst.eq(self.i_inst.soft),
-            norm.start.eq(self.start & (self.i_op == VectorOp.VNORM)), norm.i_inst.eq(self.i_inst.norm),
-            self.busy.eq(vec.busy | soft.busy | norm.busy),
-            self.done.eq(vec.done | soft.done | norm.done),
-            self.o_rmax.eq(soft.o_rmax), self.o_rsum.eq(soft.o_rsum),
-        ]
+        paths = {VectorOp.VEC: (vec, self.i_inst.vec)}
+        # a datapath the configuration leaves out is not built: the dispatch checker makes its
+        # opcode ILLEGAL_OPCODE, so it is never started
+        soft = norm = None
+        if cfg.softmax_unit:
+            m.submodules.soft = soft = SoftmaxUnit(cfg)
+            paths[VectorOp.VSOFT] = (soft, self.i_inst.soft)
+            m.d.comb += [self.o_rmax.eq(soft.o_rmax), self.o_rsum.eq(soft.o_rsum)]
+        if cfg.norm_unit:
+            m.submodules.norm = norm = NormUnit(cfg)
+            paths[VectorOp.VNORM] = (norm, self.i_inst.norm)
+        units = [u for u, _ in paths.values()]
+        for op, (unit, inst) in paths.items():
+            m.d.comb += [unit.start.eq(self.start & (self.i_op == op)), unit.i_inst.eq(inst)]
+        m.d.comb += [self.busy.eq(any_of(u.busy for u in units)),
+                     self.done.eq(any_of(u.done for u in units))]
         wiring.connect(m, wiring.flipped(self.r_act), vec.r_act)
         wiring.connect(m, wiring.flipped(self.lookup), vec.lookup)
 
         # one datapath is busy at a time: the others' port enables are low
-        for port, users in ((self.r_acc, (vec.r_acc, soft.r_acc, norm.r_acc)),
-                            (self.r_vparam, (vec.r_vparam, soft.r_vparam, norm.r_vparam))):
+        for port, users in ((self.r_acc, [u.r_acc for u in units]),
+                            (self.r_vparam, [u.r_vparam for u in units])):
             m.d.comb += [port.en.eq(any_of(u.en for u in users)), port.addr.eq(_pick(users, "addr"))]
             for u in users:
                 if len(u.data) == len(port.data):
                     m.d.comb += u.data.eq(port.data)
                 else:
                     m.d.comb += u.data[0].eq(port.data[0])
-        m.d.comb += [self.w_acc.en.eq(vec.w_acc.en | norm.w_acc.en),
-                     self.w_acc.addr.eq(_pick((vec.w_acc, norm.w_acc), "addr")),
-                     self.w_acc.data[0].eq(Mux(norm.w_acc.en, Value.cast(norm.w_acc.data[0]),
-                                               Value.cast(vec.w_acc.data[0])))]
+        acc_writers = [vec.w_acc] + ([norm.w_acc] if norm is not None else [])
+        acc_word = Value.cast(vec.w_acc.data[0])
+        for w in acc_writers[1:]:
+            acc_word = Mux(w.en, Value.cast(w.data[0]), acc_word)
+        m.d.comb += [self.w_acc.en.eq(any_of(w.en for w in acc_writers)),
+                     self.w_acc.addr.eq(_pick(acc_writers, "addr")),
+                     self.w_acc.data[0].eq(acc_word)]
 
-        norm_en, norm_addr, norm_word = norm.w_act.en, norm.w_act.addr, Value.cast(norm.w_act.data[0])
-        if fp16:  # int8 results as their FP16 patterns; fmt 1 values come ready-made on the FP16 port
-            lanes = norm.w_act.data[0]
-            int8s = Cat(*(fp16_from_fixed(m, lanes[i], 0, name=f"norm_fp16_{i}") for i in range(cfg.rows)))
-            norm_word = Mux(norm.w_act_fp16.en, Value.cast(norm.w_act_fp16.data[0]), int8s)
-            norm_en = norm_en | norm.w_act_fp16.en
-            norm_addr = Mux(norm.w_act_fp16.en, norm.w_act_fp16.addr, norm_addr)
-        writers = ((vec.w_act.en, vec.w_act.addr, Value.cast(vec.w_act.data[0])),
-                   (soft.w_act.en, soft.w_act.addr, Value.cast(soft.w_act.data[0])),  # encoded
-                   (norm_en, norm_addr, norm_word))
+        writers = [(vec.w_act.en, vec.w_act.addr, Value.cast(vec.w_act.data[0]))]
+        if soft is not None:
+            writers.append((soft.w_act.en, soft.w_act.addr, Value.cast(soft.w_act.data[0])))  # encoded
+        if norm is not None:
+            norm_en, norm_addr, norm_word = norm.w_act.en, norm.w_act.addr, Value.cast(norm.w_act.data[0])
+            if fp16:  # int8 results as their FP16 patterns; fmt 1 values come ready-made on the FP16 port
+                lanes = norm.w_act.data[0]
+                int8s = Cat(*(fp16_from_fixed(m, lanes[i], 0, name=f"norm_fp16_{i}") for i in range(cfg.rows)))
+                norm_word = Mux(norm.w_act_fp16.en, Value.cast(norm.w_act_fp16.data[0]), int8s)
+                norm_en = norm_en | norm.w_act_fp16.en
+                norm_addr = Mux(norm.w_act_fp16.en, norm.w_act_fp16.addr, norm_addr)
+            writers.append((norm_en, norm_addr, norm_word))
         addr, word = writers[0][1], writers[0][2]
         for en, a, w in writers[1:]:
             addr, word = Mux(en, a, addr), Mux(en, w, word)
+        mask = Mux(soft.w_act.en, soft.w_act_mask, -1) if soft is not None else -1
         m.d.comb += [self.w_act.en.eq(any_of(en for en, _, _ in writers)), self.w_act.addr.eq(addr),
-                     self.w_act.data[0].eq(word),
-                     self.w_act_mask.eq(Mux(soft.w_act.en, soft.w_act_mask, -1))]
+                     self.w_act.data[0].eq(word), self.w_act_mask.eq(mask)]
         return m
 
 

@@ -85,7 +85,7 @@ MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
 #: Fields serialized only when they differ from these values (they came after configurations
 #: were first written to files).
-_OPTIONAL_FIELDS = {"group_offset": False, "vec_passes": 1}
+_OPTIONAL_FIELDS = {"group_offset": False, "vec_passes": 1, "softmax_unit": True, "norm_unit": True}
 
 
 def check_int(name, value, lo, hi):
@@ -139,6 +139,13 @@ class TileConfig:
         (:func:`~mixpim.models.tile_timing.vec_cycles`, ``vnorm_cycles``, ``vsoft_cycles``).
         Default 1 (a lane per token); more passes trade vector-unit cycles for logic on FPGAs.
         Serialized only when not 1.
+    softmax_unit, norm_unit : bool
+        Whether the vector unit has its softmax (VSOFT) and norm (VNORM) datapaths. Without one,
+        its opcode is illegal on the tile (``ILLEGAL_OPCODE`` at dispatch,
+        :func:`~mixpim.models.tile_timing.check_instruction`) and the compiler refuses programs
+        that need it: an FPGA trades them for logic (without the softmax datapath the VPARAM
+        scratchpad needs no ``cols``-word read port either). Default True; serialized only when
+        False.
     act_words, wgt_words, meta_words, acc_words, vparam_words : int
         Scratchpad depths in words, 1..65536 (the reach of a 16-bit scratchpad address).
         ``act_words`` and ``wgt_words`` hold at least one group (a GEMM streams whole groups),
@@ -206,6 +213,8 @@ class TileConfig:
     group_offset: bool = False
     queue_depth: int = 4
     vec_passes: int = 1
+    softmax_unit: bool = True
+    norm_unit: bool = True
     act_words: int = 4096
     wgt_words: int = 4096
     meta_words: int = 256
@@ -240,8 +249,9 @@ class TileConfig:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
         check_int("scale_bits", self.scale_bits, 4, 16)
         check_int("acc_headroom", self.acc_headroom, 1, 24)
-        if not isinstance(self.group_offset, bool):
-            raise ConfigError(f"group_offset must be true or false, not {self.group_offset!r}")
+        for name in ("group_offset", "softmax_unit", "norm_unit"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.rows > self.group:
             raise ConfigError(f"rows ({self.rows}) must not exceed group ({self.group}): a column "
                               f"of the array delivers one group result per cycle")
@@ -427,6 +437,15 @@ class TileConfig:
         """DRAM size in bytes."""
         return self.dram_channels * self.dram_banks * self.dram_rows * self.dram_row_bytes
 
+    def missing_datapath(self, op):
+        """Why this tile cannot run opcode ``op`` (a VSOFT without ``softmax_unit``, a VNORM
+        without ``norm_unit``), or None."""
+        for opcode, name, what in ((Opcode.VSOFT, "softmax_unit", "softmax"),
+                                   (Opcode.VNORM, "norm_unit", "norm")):
+            if op == opcode and not getattr(self, name):
+                return f"{op.name} needs the vector unit's {what} datapath; this tile has {name} = false"
+        return None
+
     def in_pim_mode(self, mode):
         """This tile with PIM row-buffer mode ``mode`` ("dual" or "single"; single mode has no
         PIM row buffers of its own, so ``pim_row_buffers`` becomes 1)."""
@@ -440,9 +459,10 @@ class TileConfig:
     # -- serialization --------------------------------------------------------------------------
 
     def to_dict(self):
-        """The fields by name, in declaration order; ``group_offset`` only when True and
-        ``vec_passes`` only when not 1 (so every configuration without them serializes, and
-        program files hash, as before they existed)."""
+        """The fields by name, in declaration order; ``group_offset`` only when True,
+        ``vec_passes`` only when not 1, ``softmax_unit`` and ``norm_unit`` only when False (so
+        every configuration without them serializes, and program files hash, as before they
+        existed)."""
         d = dataclasses.asdict(self)
         for name, default in _OPTIONAL_FIELDS.items():
             if d[name] == default:

@@ -62,6 +62,8 @@ def check_instruction(config, inst):
 
     Order of the checks (the first failing one is reported):
 
+    * VSOFT and VNORM on a tile without that datapath (``ILLEGAL_OPCODE``,
+      :meth:`~.config.TileConfig.missing_datapath`);
     * VEC, VNORM, VSOFT, GEMM: the unit checks (``BAD_FIELD``: ``rows`` / ``words`` beyond
       the array, formats and modes the configuration does not have);
     * PIM instructions: :func:`~.pim.pim_problem` (channels, banks, rows, columns, buffer bytes,
@@ -76,6 +78,9 @@ def check_instruction(config, inst):
     """
     cfg = config
     op = inst.op
+    missing = cfg.missing_datapath(op)
+    if missing is not None:
+        return Fault(ErrorCode.ILLEGAL_OPCODE, missing)
     if op in _UNIT_FAULTS:
         problem = _UNIT_FAULTS[op](cfg, inst)
         if problem is not None:

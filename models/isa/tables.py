@@ -134,7 +134,8 @@ DOCS = {Unit: {u: info.doc for u, info in UNITS.items()},
     NormFunc.NORM: "y = d / sqrt(s2 + eps) * gamma + beta",
 }, ErrorCode: {
     ErrorCode.OK: "no error",
-    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x45-0x4f)",
+    ErrorCode.ILLEGAL_OPCODE: "opcode not in the table (incl. the reserved PIM opcodes 0x45-0x4f), "
+                              "or a VSOFT / VNORM on a tile without that datapath",
     ErrorCode.BAD_FIELD: "reserved or unused bits set; a field outside its legal values (`spad`, "
                          "`func`, a zero count); an own-unit token bit; a token mask on NOP, SYNC "
                          "or HALT",
