@@ -85,7 +85,11 @@ class Emitter:
 
     def append(self, inst, *, fence=(), comment="", label=None):
         """:meth:`emit` of a built unit instruction ``inst`` (without tokens); ``label`` its
-        operator (default :attr:`label`)."""
+        operator (default :attr:`label`). :class:`CompileError` if the tile lacks the
+        instruction's datapath (:meth:`~mixpim.models.config.TileConfig.missing_datapath`)."""
+        missing = self.config.missing_datapath(inst.op)
+        if missing is not None:
+            raise CompileError(f"{self.label or 'the program'}: {missing}")
         if fence:
             fence = tuple(SpadAccess(Spad[space] if isinstance(space, str) else Spad(space), lo, n, True, "fence")
                           for space, lo, n in fence)

@@ -36,7 +36,7 @@ __all__ = ["MAGIC", "VERSION", "REG_BITS", "REG_BYTES", "Access", "Window", "PeK
 #: ``MAGIC`` register: "MXPT" in little-endian bytes.
 MAGIC = int.from_bytes(b"MXPT", "little")
 #: (major, minor) of this register map; a driver refuses another major.
-VERSION = (1, 0)
+VERSION = (1, 1)
 REG_BITS = 32
 REG_BYTES = REG_BITS // 8
 
@@ -233,7 +233,11 @@ def regmap(config, imem_words):
         _const("NUMERICS", 0x014, "datapath widths and options", fields=(
             ("acc_bits", 0, 8, c.acc_bits, "accumulator bits", None),
             ("queue_depth", 8, 8, c.queue_depth, "instructions per unit queue", None),
-            ("group_offset", 16, 1, int(c.group_offset), "per-group weight offsets", None))),
+            ("group_offset", 16, 1, int(c.group_offset), "per-group weight offsets", None),
+            ("softmax_unit", 17, 1, int(c.softmax_unit), "VSOFT datapath (else VSOFT is "
+             "ILLEGAL_OPCODE)", None),
+            ("norm_unit", 18, 1, int(c.norm_unit), "VNORM datapath (else VNORM is ILLEGAL_OPCODE)",
+             None))),
         _const("WIN_DATA_WORDS", 0x018, "staging registers WIN_DATA0.. (32 bits each)", data_words(c)),
     ]
     for w in Window:

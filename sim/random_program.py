@@ -40,7 +40,8 @@ it):
 
 ================  =========================================================================
 ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` (a reserved opcode of the
-                  PIM group, 0x45..0x4f), ``other``
+                  PIM group, 0x45..0x4f), ``other``; on a tile without the softmax or norm
+                  datapath, ``datapath``: a VSOFT or VNORM
 BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
                   NOP/SYNC/HALT, bad ``spad``, ``func`` beyond the VEC / VSOFT / VNORM table,
                   ``zero_count`` (a count of any unit's instruction; raw words); legal encodings
@@ -129,7 +130,7 @@ class RandomProgram:
     seed : int
     instructions : tuple of Instruction or int
         Instruction ``pc`` is ``instructions[pc]``; an int is a raw 128-bit word that does not
-        decode (ILLEGAL_OPCODE and most BAD_FIELD programs; a :class:`Program` cannot hold it).
+        decode (most ILLEGAL_OPCODE and BAD_FIELD programs; a :class:`Program` cannot hold it).
     segments : tuple of Segment
         DRAM contents (the scratchpads start as zeros).
     expected_error : ErrorCode

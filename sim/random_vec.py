@@ -175,8 +175,8 @@ class VecGen:
         self.W = self.G - (cfg.scale_bits - 1) - math.log2(6.5) + (4.5 if self.fp16 else math.log2(74))
         self.can_vec = cfg.act_words >= c and room >= c
         self.can_bias = room >= 2 * c
-        self.can_soft = room > 0
-        self.can_norm = self.can_vec and room >= 2 * c + 2
+        self.can_soft = cfg.softmax_unit and room > 0
+        self.can_norm = cfg.norm_unit and self.can_vec and room >= 2 * c + 2
         self.can_wsrc = wsrc_legal(cfg)
         self.can_direct = r >= c
         funcs = [f for f in VecFunc if (self.fp16 or f not in _FP16_FUNCS)

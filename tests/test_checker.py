@@ -922,6 +922,18 @@ def test_edge_cases(name):
     check(cfg, insts)
 
 
+@pytest.mark.parametrize("missing", ["softmax_unit", "norm_unit"])
+def test_a_missing_datapath_is_an_illegal_opcode(missing):
+    # before any of its field checks; the other vector opcodes check as before
+    cfg = TINY.replace(**{missing: False})
+    rng = random.Random(7)
+    insts = [gen(cfg, rng) for _ in range(40) for gen in (random_vec, random_vsoft, random_vnorm)]
+    codes = check(cfg, insts)
+    gone = Opcode.VSOFT if missing == "softmax_unit" else Opcode.VNORM
+    assert {c for i, c in zip(insts, codes) if i.op == gone} == {ErrorCode.ILLEGAL_OPCODE}
+    assert {c for i, c in zip(insts, codes) if i.op != gone} >= {ErrorCode.OK, ErrorCode.BAD_FIELD}
+
+
 def test_other_opcodes_are_ok_whatever_the_operand_bits():
     """NOP / SYNC / HALT report OK even when the operand views carry out-of-range values."""
     cfg = TINY

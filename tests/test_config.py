@@ -12,12 +12,13 @@ from mixpim.models.errors import ConfigError, MixpimError
 from helpers import exact
 
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
-          "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, pe, pim_gbuf_bytes, "
-          "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
+          "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, norm_unit, pe, pim_gbuf_bytes, "
+          "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, softmax_unit, "
+          "t_ccd_l, t_ccd_s, "
           "t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, vparam_words, wbits, wgt_words")
-# tiny, queue_depth .. pim_res_regs (vec_passes 1 after queue_depth)
-TILE_DEFAULTS = (4, 1, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2, "dual", 2,
-                 4, 256, 32)
+# tiny, queue_depth .. pim_res_regs (vec_passes 1, softmax_unit and norm_unit after queue_depth)
+TILE_DEFAULTS = (4, 1, True, True, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2,
+                 "dual", 2, 4, 256, 32)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -163,8 +164,8 @@ def test_config_error_is_a_value_error_and_a_mixpim_error():
 def test_defaults_and_derived_properties():
     cfg = TileConfig()
     assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12, False,
-                                        4, 1, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024, 1024, 8, 3, 3,
-                                        2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
+                                        4, 1, True, True, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024,
+                                        1024, 8, 3, 3, 2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline"),
                 "bitmod-w4a8": ("int8", "bitmod"), "bitmod-w4a16": ("fp16", "bitmod")}
@@ -180,6 +181,28 @@ def test_group_offset_rejected(bad):
         TileConfig(group_offset=bad)
     with pytest.raises(ConfigError, match=exact(f"group_offset must be true or false, not {bad!r}")):
         TileConfig.from_json(json.dumps({"group_offset": bad}))
+
+
+@pytest.mark.parametrize("name", ["softmax_unit", "norm_unit"])
+def test_datapath_flags(name):
+    for bad in (0, "false", None):
+        with pytest.raises(ConfigError, match=exact(f"{name} must be true or false, not {bad!r}")):
+            TileConfig(**{name: bad})
+    assert name not in TileConfig().to_dict()
+    cfg = TileConfig(**{name: False})
+    assert f"{name} = false\n" in cfg.to_toml() and cfg.to_dict()[name] is False
+    assert TileConfig.from_toml(cfg.to_toml()) == cfg and TileConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_missing_datapath():
+    from mixpim.models.isa import Opcode
+    full, bare = TileConfig(), TileConfig(softmax_unit=False, norm_unit=False)
+    assert all(full.missing_datapath(op) is None for op in Opcode)
+    assert [op for op in Opcode if bare.missing_datapath(op)] == [Opcode.VSOFT, Opcode.VNORM]
+    assert bare.missing_datapath(Opcode.VSOFT) == ("VSOFT needs the vector unit's softmax datapath; "
+                                                   "this tile has softmax_unit = false")
+    assert TileConfig(norm_unit=False).missing_datapath(Opcode.VNORM) == (
+        "VNORM needs the vector unit's norm datapath; this tile has norm_unit = false")
 
 
 def test_group_offset_fields_and_serialization():

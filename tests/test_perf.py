@@ -196,6 +196,18 @@ def test_report_errors(tmp_path, capsys, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name, unit", [("norm_unit", "VNORM needs the vector unit's norm datapath"),
+                                        ("softmax_unit", "VSOFT needs the vector unit's softmax datapath")])
+def test_report_on_a_tile_without_a_datapath(tmp_path, capsys, name, unit):
+    hw = tmp_path / "hw.toml"
+    hw.write_text(preset("llm").replace(**{name: False}).to_toml())
+    args = ["--hw", str(hw), "--mode", "prefill", "--prompt-len", "8"]
+    assert _report(tmp_path, "smollm2-135m", *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mixpim: error: ") and unit in err and err.count("\n") == 1
+    assert f"this tile has {name} = false" in err and not (tmp_path / "out").exists()
+
+
 def test_capacity():
     """The DRAM a model keeps: Llama-2-7B's 4-bit weights with a 3-byte META entry per group of 128
     and column (its 6.74 B parameters less the embedding table, which the host keeps), and INT8

@@ -151,6 +151,21 @@ def test_random_programs_variants(name):
     _assert_exact(runs)
 
 
+def test_a_tile_without_softmax_and_norm():
+    """The vector unit without its softmax and norm datapaths: random programs, and VSOFT / VNORM
+    programs that halt with ``ILLEGAL_OPCODE`` at their pc, RTL == golden."""
+    from mixpim.sim.random_program import random_program
+    cfg = TINY.replace(softmax_unit=False, norm_unit=False)
+    progs = _random_batch(cfg, 20, 2000)
+    illegal = [random_program(cfg, seed, error_rate=1.0, errors=[ErrorCode.ILLEGAL_OPCODE])
+               for seed in range(3000, 3040)]
+    progs += [p for p in illegal if p.variant == "ILLEGAL_OPCODE:datapath"][:6]
+    assert {p.instructions[p.expected_pc].op for p in progs[20:]} == {Opcode.VSOFT, Opcode.VNORM}
+    runs = run_programs(cfg, [_as_item(p) for p in progs])
+    _assert_exact(runs)
+    assert [r.golden.status.error for r in runs] == [p.expected_error for p in progs]
+
+
 def test_compiled_programs_bitmod():
     """Linear layers with BitMoD-quantized weights on the BitMoD tile (the ``bitmod`` variant's
     build): accumulators of the 4-bit mixture with FP16 activations (random, and MiniLM's), bit-
