@@ -403,9 +403,10 @@ def test_crafted_bodies_with_valid_checksums():
         (body(config='{"rowz": 4}'),
          "invalid configuration in program file: unknown configuration field(s) rowz; known fields "
          "are acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
-         "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, pe, pim_gbuf_bytes, pim_lanes, "
-         "pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, t_ccd_l, t_ccd_s, "
-         "t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, vparam_words, wbits, wgt_words"),
+         "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, norm_unit, pe, "
+         "pim_gbuf_bytes, pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, "
+         "scale_bits, softmax_unit, t_ccd_l, t_ccd_s, t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, "
+         "vparam_words, wbits, wgt_words"),
         (body(config='[1]'),
          "invalid configuration in program file: a tile configuration must be a table of fields, not list"),
         (body(words=(0x02, 0x45)),
