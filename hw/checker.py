@@ -305,11 +305,11 @@ class DispatchChecker(ConfigComponent):
         m = Module()
         ar = _Arith(m)
         dma = self._dma(m, ar)
-        codes = {Opcode.GEMM: self._gemm(ar), Opcode.VEC: self._vec(ar),
-                 Opcode.VSOFT: self._vsoft(ar), Opcode.VNORM: self._vnorm(ar), **self._pim(ar)}
-        for op in codes:  # a datapath the tile does not have
-            if self._cfg.missing_datapath(op) is not None:
-                codes[op] = ErrorCode.ILLEGAL_OPCODE
+        codes = {Opcode.GEMM: self._gemm(ar), Opcode.VEC: self._vec(ar)}
+        for op, build in ((Opcode.VSOFT, self._vsoft), (Opcode.VNORM, self._vnorm)):
+            # a datapath the tile does not have: the opcode is illegal, its checks not built
+            codes[op] = ErrorCode.ILLEGAL_OPCODE if self._cfg.missing_datapath(op) else build(ar)
+        codes.update(self._pim(ar))
         with m.Switch(self.i_opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 m.d.comb += self.o_error.eq(dma)

@@ -517,12 +517,9 @@ class VectorUnit(ConfigComponent):
                 else:
                     m.d.comb += u.data[0].eq(port.data[0])
         acc_writers = [vec.w_acc] + ([norm.w_acc] if norm is not None else [])
-        acc_word = Value.cast(vec.w_acc.data[0])
-        for w in acc_writers[1:]:
-            acc_word = Mux(w.en, Value.cast(w.data[0]), acc_word)
         m.d.comb += [self.w_acc.en.eq(any_of(w.en for w in acc_writers)),
                      self.w_acc.addr.eq(_pick(acc_writers, "addr")),
-                     self.w_acc.data[0].eq(acc_word)]
+                     self.w_acc.data.eq(_pick(acc_writers, "data"))]  # one word: the same bits
 
         writers = [(vec.w_act.en, vec.w_act.addr, Value.cast(vec.w_act.data[0]))]
         if soft is not None:
