@@ -14,6 +14,9 @@ cycles between output rows (1; BitMoD: ``scale_bits``) and ``R`` rows:
   latency is fixed);
 * completion (``complete``, tokens given at its end) in the cycle of the last ACC write,
   ``s + D - 1 + tail`` (``tail = L + 2 - T + (R - 1) S``; MixPE: ``L + R``).
+  With ``R == group`` (MixPE and baseline arrays) the next GEMM's first ACC read can be in the
+  cycle of this one's last ACC write; that write is forwarded to it (an ACC word of flip-flops;
+  not built otherwise).
 
 The next GEMM may start in ``s + D``: its beats overlap this one's drain. Drains never overlap
 each other (``(R - 1) S < group T <= D``: ``R <= group``, BitMoD ``R S <= group T``), so one
@@ -215,7 +218,6 @@ class GemmUnit(ConfigComponent):
                                          "signal": MASK_BITS, "pc": len(self.i_pc)})
         m.submodules.pending = pending = fifo.SyncFIFO(width=pend_layout.size,
                                                        depth=gemm_tail(p) // (group * T) + 2)
-        head = data.View(pend_layout, pending.r_data)
         m.d.comb += [
             pending.w_en.eq(self.start),
             pending.w_data.eq(Cat(self.i_inst.acc_addr, self.i_inst.accumulate, self.i_signal,
@@ -247,23 +249,41 @@ class GemmUnit(ConfigComponent):
         rd = Signal()
         rd_row = Signal.like(row)
         m.d.comb += [rd.eq(go | (draining & (sub == 0))), rd_row.eq(Mux(go, 0, row))]
-        m.d.comb += [self.r_acc.en.eq(rd & head.accumulate),
-                     self.r_acc.addr.eq(head.acc_addr + rd_row)]
+        # the drain's GEMM leaves the FIFO at ``go`` (its first read); its reads use ``cur``, its
+        # writes, a cycle later, ``wr_op``: with R == group the next GEMM's first read is in the
+        # cycle of this one's last write
+        rd_op = Signal(pend_layout)
+        cur = Signal(pend_layout)
+        wr_op = Signal(pend_layout)
+        m.d.comb += [pending.r_en.eq(go), cur.eq(Mux(go, pending.r_data, rd_op))]
+        with m.If(go):
+            m.d.sync += rd_op.eq(pending.r_data)
+        m.d.comb += [self.r_acc.en.eq(rd & cur.accumulate),
+                     self.r_acc.addr.eq(cur.acc_addr + rd_row)]
         wr = Signal()
         wr_row = Signal.like(row)
-        m.d.sync += [wr.eq(rd), wr_row.eq(rd_row)]
+        m.d.sync += [wr.eq(rd), wr_row.eq(rd_row), wr_op.eq(cur)]
         out = array.o_stream.payload
         old = self.r_acc.data[0]
+        if group * T <= (rows - 1) * S + 1:
+            # R == group: a read returns the word before its cycle's write, so the last row's
+            # write is forwarded to the next GEMM's first read of it (an accumulation into the
+            # row just written sees it, as the instructions' order says)
+            fwd = Signal()
+            fwd_word = Signal(word_shape(cfg, Spad.ACC))
+            m.d.sync += [fwd.eq(self.w_acc.en & self.r_acc.en & (self.w_acc.addr == self.r_acc.addr)),
+                         fwd_word.eq(self.w_acc.data[0])]
+            old = Signal(word_shape(cfg, Spad.ACC))
+            m.d.comb += old.eq(Mux(fwd, fwd_word, self.r_acc.data[0]))
         m.d.comb += [
             self.w_acc.en.eq(wr),
-            self.w_acc.addr.eq(head.acc_addr + wr_row),
+            self.w_acc.addr.eq(wr_op.acc_addr + wr_row),
             self.complete.eq(wr & (wr_row == rows - 1)),
-            pending.r_en.eq(self.complete),
-            self.o_signal.eq(head.signal),
-            self.o_pc.eq(head.pc),
+            self.o_signal.eq(wr_op.signal),
+            self.o_pc.eq(wr_op.pc),
         ]
         for j in range(cols):
-            m.d.comb += self.w_acc.data[0][j].eq(out[j] + Mux(head.accumulate, old[j], 0))
+            m.d.comb += self.w_acc.data[0][j].eq(out[j] + Mux(wr_op.accumulate, old[j], 0))
 
         m.d.comb += [
             self.nonfinite.eq(array.o_nonfinite),

@@ -166,6 +166,24 @@ def test_a_tile_without_softmax_and_norm():
     assert [r.golden.status.error for r in runs] == [p.expected_error for p in progs]
 
 
+def test_accumulating_into_the_row_just_written():
+    """``rows == group``: the next GEMM's first ACC read falls in the cycle of the previous one's
+    last ACC write (the GEMM unit forwards it, and takes the next GEMM's operands for that read);
+    an accumulation into that row sees the write, as the golden executor's order says. Random
+    programs on the same tile."""
+    cfg = TINY.replace(rows=32, cols=2, group=32, acc_words=64)
+    rng = np.random.default_rng(5)
+    segs = [Segment(s.name, 0, rng.integers(0, 256, n * cfg.word_bytes(s), np.uint8).tobytes(),
+                    cfg.word_bytes(s)) for s, n in ((Spad.ACT, 32), (Spad.WGT, 32), (Spad.META, 1))]
+    gemm = dict(groups=1, act_addr=0, wgt_addr=0, meta_addr=0)
+    directed = [Instruction(Opcode.GEMM, acc_addr=0, accumulate=0, **gemm),
+                Instruction(Opcode.GEMM, acc_addr=cfg.rows - 1, accumulate=1, **gemm), HALT]
+    runs = run_programs(cfg, [(directed, segs)] + [_as_item(p) for p in _random_batch(cfg, 10, 4000)])
+    _assert_exact(runs)
+    timing = runs[0].golden.timing
+    assert runs[0].golden.ok and timing.start[1] - timing.start[0] == cfg.group  # back to back
+
+
 def test_compiled_programs_bitmod():
     """Linear layers with BitMoD-quantized weights on the BitMoD tile (the ``bitmod`` variant's
     build): accumulators of the 4-bit mixture with FP16 activations (random, and MiniLM's), bit-
