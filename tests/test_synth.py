@@ -97,6 +97,15 @@ def test_ecp5_placement_for_wirelength(tmp_path):
     assert costs and set(costs) == {"0"} and report.fmax_mhz > 20
 
 
+def test_ecp5_placer_and_router(tmp_path):
+    """placer and router reach nextpnr as --placer and --router."""
+    report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
+                        fmax=True, placer="static", router="router2")
+    log = (tmp_path / "nextpnr.log").read_text()
+    assert "Running Static placer" in log and "HeAP" not in log
+    assert "Running router2" in log and report.fmax_mhz > 20
+
+
 def test_ecp5_design_too_large(tmp_path):
     """A design the device cannot hold is a result: fits False, no Fmax, what is over."""
     report = synthesize(ManyMultipliers(), "many_mul", target="ecp5", workdir=tmp_path, fmax=True,
@@ -223,6 +232,10 @@ def test_bad_arguments():
         synthesize(never_elaborated(Multiplier()), "m", target="generic", fmax=True)
     with pytest.raises(ValueError, match="fmax_target_mhz must be a positive number, not 0"):
         synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, fmax_target_mhz=0)
+    with pytest.raises(ValueError, match="placer must be one of heap, static, not 'sa'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, placer="sa")
+    with pytest.raises(ValueError, match="router must be one of router1, router2, not 'r3'"):
+        synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, router="r3")
 
 
 def test_yosys_error_is_reported(tmp_path, monkeypatch):
