@@ -157,12 +157,14 @@ def cmd_rtl(args):
 
 def cmd_synth(args):
     from .outputs import check_output_dir, existing_outputs
-    from .synth import FMAX_TARGET_MHZ, WORKDIR_FILES, synthesize
+    from .synth import FMAX_TARGET_MHZ, MAX_SEED, WORKDIR_FILES, synthesize
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise CliError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     if args.freq is not None and not (math.isfinite(args.freq) and args.freq > 0):
         raise CliError(f"--freq must be a positive number of MHz, not {args.freq:g}")
     freq = FMAX_TARGET_MHZ if args.freq is None else args.freq
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise CliError(f"--seed must be from 0 to {MAX_SEED} (nextpnr's seed), not {args.seed}")
     if args.design == "tile":
         from ..hw.tile_csr import TileTop
         from .tile_rtl import tiletop_name
@@ -186,7 +188,7 @@ def cmd_synth(args):
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
                      fmax_target_mhz=freq, timing_driven=not args.no_tmdriv,
                      placer=args.placer or "heap", router=args.router or "router1",
-                     timeout=args.timeout,
+                     seed=1 if args.seed is None else args.seed, timeout=args.timeout,
                      abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
@@ -198,7 +200,7 @@ def cmd_synth(args):
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits, target_mhz=freq,
                        timing_driven=not args.no_tmdriv, placer=args.placer or "heap",
-                       router=args.router or "router1",
+                       router=args.router or "router1", seed=1 if args.seed is None else args.seed,
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
                        global_resets=rep.global_resets)
@@ -510,6 +512,8 @@ def build_parser():
                    "heap; static spreads a large design over the whole die)")
     p.add_argument("--router", choices=ROUTERS, help="with --fmax, nextpnr's router (default "
                    "router1)")
+    p.add_argument("--seed", type=int, metavar="N", help="with --fmax, nextpnr's placement "
+                   "seed (default 1; a seed gives the same placement every time)")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")
@@ -630,7 +634,7 @@ def main(argv=None):
         parser.error("--freq needs --fmax (it is the place-and-route target frequency)")
     if getattr(args, "no_tmdriv", False) and not args.fmax:
         parser.error("--no-tmdriv needs --fmax (it is a placement option)")
-    for option in ("placer", "router"):
+    for option in ("placer", "router", "seed"):
         if getattr(args, option, None) is not None and not args.fmax:
             parser.error(f"--{option} needs --fmax (it is a place-and-route option)")
     if getattr(args, "by_module", False) and args.target == "generic":

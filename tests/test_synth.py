@@ -97,13 +97,23 @@ def test_ecp5_placement_for_wirelength(tmp_path):
     assert costs and set(costs) == {"0"} and report.fmax_mhz > 20
 
 
-def test_ecp5_placer_and_router(tmp_path):
-    """placer and router reach nextpnr as --placer and --router."""
-    report = synthesize(ShiftAddMultiplier(), "shift_add8", target="ecp5", workdir=tmp_path,
-                        fmax=True, placer="static", router="router2")
+def test_ecp5_placer_router_and_seed(tmp_path, monkeypatch, capsys):
+    """--placer, --router and --seed of `mixpim synth` reach nextpnr's command line."""
+    from mixpim.sim.cli import main
+    commands, run_tool = [], synth._run_tool
+    def record(cmd, *args):
+        commands.append(cmd)
+        return run_tool(cmd, *args)
+    monkeypatch.setattr(synth, "_run_tool", record)
+    assert main(["synth", "mixpe-pe", "--target", "ecp5", "--fmax", "--placer", "static",
+                 "--router", "router2", "--seed", "7", "--json", "--workdir", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["placer"], summary["router"], summary["seed"]) == ("static", "router2", 7)
+    nextpnr = " ".join(commands[-1])
+    assert "--placer static" in nextpnr and "--router router2" in nextpnr and "--seed 7" in nextpnr
     log = (tmp_path / "nextpnr.log").read_text()
     assert "Running Static placer" in log and "HeAP" not in log
-    assert "Running router2" in log and report.fmax_mhz > 20
+    assert "Running router2" in log and summary["fmax_mhz"] > 20
 
 
 def test_ecp5_design_too_large(tmp_path):
@@ -236,6 +246,8 @@ def test_bad_arguments():
         synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, placer="sa")
     with pytest.raises(ValueError, match="router must be one of router1, router2, not 'r3'"):
         synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, router="r3")
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 2147483647, not -1"):
+        synthesize(never_elaborated(Multiplier()), "m", target="ecp5", fmax=True, seed=-1)
 
 
 def test_yosys_error_is_reported(tmp_path, monkeypatch):
