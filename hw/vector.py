@@ -62,8 +62,9 @@ Decision 5): in stage 2, each lane its token's multiplier and the GELU entry of 
 must be stable while ``busy``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -121,6 +122,43 @@ def _flag(m, inst, funcs, name):
     s = Signal(name=name)
     m.d.comb += s.eq(Cat(*(inst.func == int(f) for f in funcs)).any())
     return s
+
+
+def _lut_ram(m, name, shape, depth, waddr, wen, wdata, raddr):
+    """A ``depth``-word memory of ``shape`` with a synchronous write (``wdata`` to ``waddr`` in
+    the cycle ``wen`` is high, visible from the next) and an asynchronous read of ``raddr``:
+    LUT RAM on an FPGA. Returns the word read."""
+    mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
+    m.submodules[name] = mem
+    wp, rp = mem.write_port(), mem.read_port(domain="comb")
+    m.d.comb += [wp.addr.eq(waddr), wp.en.eq(wen), wp.data.eq(wdata), rp.addr.eq(raddr)]
+    return rp.data
+
+
+def _by_row(rows, nl, row, passes=None):
+    """The pass (``passes`` given) or the lane (else) of token row ``row`` (a Signal):
+    token ``p * nl + l`` is lane ``l`` of pass ``p``."""
+    if passes is None:
+        return Array(Const(i % nl, range(nl)) for i in range(rows))[row]
+    return Array(Const(i // nl, range(passes)) for i in range(rows))[row]
+
+
+def _lane_rows(m, name, shape, rows, nl, row, en, word, pass_):
+    """``rows`` words of ``shape`` written a row at a time (``word`` to row ``row`` in the cycle
+    ``en`` is high, visible from the next) and read by token lane, combinationally: returns, per
+    lane ``l``, the word of token ``pass_ * nl + l``. With one pass: flip-flops. With more, lane
+    ``l``'s rows (tokens ``p * nl + l``) are a ``passes``-deep LUT RAM: no ``rows``:1
+    multiplexer, whose select would reach every bit of the buffer (on the 8x8 tile of
+    ``bench/fpga8_narrow.toml`` the nets the router fought over most, docs/results.md)."""
+    passes = rows // nl
+    if passes == 1:
+        buf = Signal(data.ArrayLayout(shape, rows), name=name)
+        for i in range(rows):
+            with m.If(en & (row == i)):
+                m.d.sync += buf[i].eq(word)
+        return [buf[lane] for lane in range(nl)]
+    return [_lut_ram(m, f"{name}_{lane}", shape, passes, _by_row(rows, nl, row, passes),
+                     en & (_by_row(rows, nl, row) == lane), word, pass_) for lane in range(nl)]
 
 
 def _round_const(x, s):
@@ -218,11 +256,6 @@ class ElementwiseUnit(ConfigComponent):
 
         # reads: ACC rows in cycles 0 .. r-1 (cycle 0 from i_inst), partner / residual rows in
         # r .. 2r-1; captured one cycle later
-        acc_buf = Signal(data.ArrayLayout(acc_word, rows))
-        part_buf = Signal(data.ArrayLayout(acc_word, rows))  # partner / residual rows
-        # direct and RES outputs (RES: sat32), apart from part_buf so that no flip-flop has two
-        # write sources (a LUT per bit on an FPGA)
-        out_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(32), cols), rows))
         acc_row = Signal(range(rows))
         acc_part = Signal()
         acc_valid = Signal()
@@ -283,18 +316,24 @@ class ElementwiseUnit(ConfigComponent):
                 return Cat(Const(lane, exact_log2(nl)), pass_)
             return pass_ * nl + lane
 
+        # the operand and partner / residual buffers: a lane's words of its pass's token
+        acc_buf, part_buf = (
+            _lane_rows(m, name, acc_word, rows, nl, acc_row, acc_valid & (acc_part == part),
+                       self.r_acc.data[0], s1_p)
+            for name, part in (("acc_buf", 0), ("part_buf", 1)))
+
         # stage 1: v1 = sat32(round_shift(x * mult, shift)) per lane; the side operand
         param = data.View(vparam_layout(), self.r_vparam.data[0])
         v1 = Signal(data.ArrayLayout(signed(32), nl))
         side = Signal(data.ArrayLayout(signed(_SIDE_BITS), nl))
         for i in range(nl):
-            tok = token(s1_p, i)
+            tok = token(s1_p, i)   # acc_buf[i] / part_buf[i]'s token
             a = Signal(signed(acc_bits), name=f"a_{i}")
             b = Signal(signed(acc_bits), name=f"b_{i}")
             p1 = Signal(signed(acc_bits + MULT_BITS), name=f"p1_{i}")
             m.d.comb += [
-                a.eq(acc_buf[tok][s1_j]),
-                b.eq(part_buf[tok][s1_j]),
+                a.eq(acc_buf[i][s1_j]),
+                b.eq(part_buf[i][s1_j]),
                 p1.eq((Mux(s1_h, b, a) if fp16 else a) * param.mult),
             ]
             m.d.sync += v1[i].eq(sat_round_shift(m, p1, param.shift, 32, f"r1_{i}"))
@@ -377,7 +416,9 @@ class ElementwiseUnit(ConfigComponent):
             m.d.sync += y[i].eq(out)
 
         # stage 3: output lanes; a transposed column goes to ACT once its last pass is here (the
-        # earlier passes' lanes wait in out_buf), direct / RES ones wait in out_rows
+        # earlier passes' lanes wait in out_buf), direct / RES ones wait in out_rows (rows x
+        # cols x 32 bits, RES values sat32; apart from the partner buffer, so that no flip-flop
+        # has two write sources, a LUT per bit on an FPGA)
         lanes = []
         for i in range(nl):
             yi = Value.cast(y[i])
@@ -392,28 +433,33 @@ class ElementwiseUnit(ConfigComponent):
             lanes.append(lane)
         outs = [Mux(res, Value.cast(y[i]), lanes[i]) for i in range(nl)]
         out_buf = [Signal.like(lanes[i % nl], name=f"out_{i}") for i in range(rows - nl)]
+        wrow = Signal(range(rows))   # the row written (below)
+        row = Signal(acc_word)       # out_rows[wrow]
+        if multi:   # out_rows as LUT RAMs, one a column and lane, a word a pass
+            for c in range(cols):
+                words = [_lut_ram(m, f"out_rows_{c}_{lane}", signed(32), passes, s3_p,
+                                  s3_out & wr & (s3_j == c), outs[lane],
+                                  _by_row(rows, nl, wrow, passes)) for lane in range(nl)]
+                m.d.comb += row[c].eq(Array(words)[_by_row(rows, nl, wrow)] if nl > 1 else words[0])
+        else:
+            out_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(32), cols), rows))
+            for i in range(rows):
+                with m.If(s3_out & wr):
+                    m.d.sync += out_rows[i][s3_j].eq(outs[i])
+            m.d.comb += [row[c].eq(out_rows[wrow][c]) for c in range(cols)]
         for i in range(rows):
             pass_, lane = divmod(i, nl)
             this_pass = s3_p == pass_ if multi else 1
-            with m.If(acc_valid & acc_part & (acc_row == i)):
-                m.d.sync += part_buf[i].eq(self.r_acc.data[0])
-            with m.If(s3_out & wr & this_pass):
-                m.d.sync += out_rows[i][s3_j].eq(outs[lane])
-            with m.If(acc_valid & ~acc_part & (acc_row == i)):
-                m.d.sync += acc_buf[i].eq(self.r_acc.data[0])
             if i < rows - nl:
                 with m.If(s3_out & ~wr & this_pass):
                     m.d.sync += out_buf[i].eq(lanes[lane])
         col_out = s3_out & ~wr & ((s3_p == passes - 1) if multi else 1)
 
         # writes: row i of out_rows in cycles R+K+3+i
-        wrow = Signal(range(rows))
         in_wr = Signal()
-        row = Signal(acc_word)
         m.d.comb += [
             wrow.eq(t - wr_start),
             in_wr.eq((state == _State.RUN) & wr & (t >= wr_start)),
-            *(row[c].eq(out_rows[wrow][c]) for c in range(cols)),
         ]
         col_lanes = out_buf + lanes  # the column's rows lanes, the last pass's from stage 3
         col_word = Cat(*(Mux(i < inst.rows, col_lanes[i], 0) for i in range(rows)))
