@@ -38,6 +38,7 @@ CONFIGS = {
     "rows8": TINY.replace(rows=8),
     # fewer lanes than tokens: each column slot takes vec_passes cycles
     "rows8-p2": TINY.replace(rows=8, vec_passes=2),
+    "rows8-p8": TINY.replace(rows=8, vec_passes=8),  # 1 lane, as the 8x8 FPGA tiles
     "fp16-p4": FP16.replace(vec_passes=4),
     "fp16-cols5-p2": FP16.replace(cols=5, vec_passes=2),
     "rows6-cols3-p2": TINY.replace(rows=6, cols=3, vec_passes=2),  # 3 lanes: not a power of two
