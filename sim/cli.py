@@ -634,8 +634,8 @@ def main(argv=None):
         parser.error("--freq needs --fmax (it is the place-and-route target frequency)")
     if getattr(args, "no_tmdriv", False) and not args.fmax:
         parser.error("--no-tmdriv needs --fmax (it is a placement option)")
-    for option in ("placer", "router", "seed"):
-        if getattr(args, option, None) is not None and not args.fmax:
+    for option in ("placer", "router", "seed"):   # synth's (compile has a --seed of its own)
+        if getattr(args, option, None) is not None and not getattr(args, "fmax", True):
             parser.error(f"--{option} needs --fmax (it is a place-and-route option)")
     if getattr(args, "by_module", False) and args.target == "generic":
         parser.error("--by-module needs --target ecp5 or xilinx (Yosys' generic LUT mapping "
