@@ -157,7 +157,8 @@ def cmd_rtl(args):
 
 def cmd_synth(args):
     from .outputs import check_output_dir, existing_outputs
-    from .synth import FMAX_TARGET_MHZ, MAX_SEED, WORKDIR_FILES, synthesize
+    from .synth import (DEFAULT_SEED, FMAX_TARGET_MHZ, MAX_SEED, PLACERS, ROUTERS, WORKDIR_FILES,
+                        synthesize)
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise CliError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     if args.freq is not None and not (math.isfinite(args.freq) and args.freq > 0):
@@ -165,6 +166,8 @@ def cmd_synth(args):
     freq = FMAX_TARGET_MHZ if args.freq is None else args.freq
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise CliError(f"--seed must be from 0 to {MAX_SEED} (nextpnr's seed), not {args.seed}")
+    pnr = {"placer": args.placer or PLACERS[0], "router": args.router or ROUTERS[0],
+           "seed": DEFAULT_SEED if args.seed is None else args.seed}
     if args.design == "tile":
         from ..hw.tile_csr import TileTop
         from .tile_rtl import tiletop_name
@@ -186,9 +189,8 @@ def cmd_synth(args):
         print(f"synthesizing {top} for {args.target} (the first Yosys run compiles its "
               f"WebAssembly, about a minute) ...", file=sys.stderr)
     rep = synthesize(make(), top, target=args.target, fmax=args.fmax, workdir=args.workdir,
-                     fmax_target_mhz=freq, timing_driven=not args.no_tmdriv,
-                     placer=args.placer or "heap", router=args.router or "router1",
-                     seed=1 if args.seed is None else args.seed, timeout=args.timeout,
+                     fmax_target_mhz=freq, timing_driven=not args.no_tmdriv, **pnr,
+                     timeout=args.timeout,
                      abc9=extra.get("lut_mapper") != "abc", by_module=args.by_module)
     summary = {"design": args.design, "top": top, "target": args.target, **extra,
                "config": config.to_dict(), "mul_cells": rep.mul_cells, "dsp_cells": rep.dsp_cells,
@@ -199,8 +201,7 @@ def cmd_synth(args):
         summary["by_module"] = rep.by_module
     if args.fmax:
         summary.update(device="LFE5U-85F", fits=rep.fits, target_mhz=freq,
-                       timing_driven=not args.no_tmdriv, placer=args.placer or "heap",
-                       router=args.router or "router1", seed=1 if args.seed is None else args.seed,
+                       timing_driven=not args.no_tmdriv, **pnr,
                        utilisation={k: {"used": u, "available": a}
                                     for k, (u, a) in rep.utilisation.items()},
                        global_resets=rep.global_resets)
@@ -495,7 +496,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_rtl)
 
-    from .synth import FMAX_TARGET_MHZ, PLACERS, ROUTERS, TARGETS, TOOL_TIMEOUT
+    from .synth import DEFAULT_SEED, FMAX_TARGET_MHZ, PLACERS, ROUTERS, TARGETS, TOOL_TIMEOUT
     p = sub.add_parser("synth", help="synthesize a design with Yosys and report its cells")
     _design_options(p, extra=("tile",))
     _tile_options(p)
@@ -509,11 +510,11 @@ def build_parser():
                    "alone (nextpnr's --no-tmdriv): less to route on a nearly full device, for a "
                    "lower Fmax")
     p.add_argument("--placer", choices=PLACERS, help="with --fmax, nextpnr's placer (default "
-                   "heap; static spreads a large design over the whole die)")
+                   f"{PLACERS[0]}; static spreads a large design over the whole die)")
     p.add_argument("--router", choices=ROUTERS, help="with --fmax, nextpnr's router (default "
-                   "router1)")
+                   f"{ROUTERS[0]})")
     p.add_argument("--seed", type=int, metavar="N", help="with --fmax, nextpnr's placement "
-                   "seed (default 1; a seed gives the same placement every time)")
+                   f"seed (default {DEFAULT_SEED}; a seed gives the same placement every time)")
     p.add_argument("--by-module", action="store_true", help="also map without flattening and "
                    "report each module's resources (a second mapping run)")
     p.add_argument("--workdir", help="keep Yosys scripts, logs and netlists here")

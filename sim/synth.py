@@ -57,8 +57,8 @@ from .ecp5_globals import promote_file
 from .toolchain import log_tail, nextpnr_ecp5_command, yosys_command
 from .verilog import content_hash, to_verilog
 
-__all__ = ["ECP5_DEVICE", "PLACERS", "ROUTERS", "SynthError", "SynthReport", "TARGETS", "modules_from_stat", "synthesize",
-           "vendor_synth"]
+__all__ = ["ECP5_DEVICE", "DEFAULT_SEED", "MAX_SEED", "PLACERS", "ROUTERS", "SynthError",
+           "SynthReport", "TARGETS", "modules_from_stat", "synthesize", "vendor_synth"]
 
 TARGETS = ("generic", "ecp5", "xilinx")
 
@@ -67,13 +67,13 @@ TOOL_TIMEOUT = 1800.0
 _LOG_TAIL_LINES = 40
 #: nextpnr-ecp5's device options: the LFE5U-85F in the CABGA381 package (the ULX3S's).
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
-#: nextpnr-ecp5's placers (``--placer``): HeAP, its default analytic placer, and the
+#: nextpnr-ecp5's placers (``--placer``), its default first: HeAP, an analytic placer, and the
 #: electrostatic placer, which spreads a large design over the whole die (docs/decisions.md).
 PLACERS = ("heap", "static")
-#: nextpnr-ecp5's routers (``--router``).
+#: nextpnr-ecp5's routers (``--router``), its default first.
 ROUTERS = ("router1", "router2")
-#: the largest placement seed nextpnr takes (its ``--seed`` is a C ``int``).
-MAX_SEED = 2 ** 31 - 1
+#: nextpnr's placement seed unless told otherwise, and the largest it takes (a C ``int``).
+DEFAULT_SEED, MAX_SEED = 1, 2 ** 31 - 1
 #: the clock frequency (MHz) nextpnr aims for unless told otherwise.
 FMAX_TARGET_MHZ = 100.0
 #: The LFE5U-85F's cells of four kinds, as nextpnr-ecp5's "Device utilisation" table gives them
@@ -379,8 +379,9 @@ def _ecp5_demand(cells: dict[str, int]) -> dict[str, tuple[int, int]]:
 
 
 def synthesize(component, name: str, *, target: str = "generic", workdir=None,
-               fmax: bool = False, fmax_target_mhz: float = FMAX_TARGET_MHZ, seed: int = 1,
-               timing_driven: bool = True, placer: str = "heap", router: str = "router1",
+               fmax: bool = False, fmax_target_mhz: float = FMAX_TARGET_MHZ,
+               seed: int = DEFAULT_SEED, timing_driven: bool = True, placer: str = PLACERS[0],
+               router: str = ROUTERS[0],
                timeout: float = TOOL_TIMEOUT, abc9: bool = True,
                by_module: bool = False) -> SynthReport:
     """Synthesize *component* with Yosys and report its resources (see the module docstring).
