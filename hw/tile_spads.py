@@ -82,8 +82,10 @@ def connect_spad(m, cfg, s, writers, readers, host=None):
         addr = port.addr
         if k == 0 and host is not None:   # the host's while not running
             en = Mux(host.run, en, Mux(host.write[s], full, 0))
-            words[0] = Mux(host.run, words[0], host.wdata[:width])
-            addr = Mux(host.run, addr, host.addr)
+            # word and address by the host's write (0 while running), not by ``run``: the same
+            # ports, and no select reaching every scratchpad's write data across the die
+            words[0] = Mux(host.write[s], host.wdata[:width], words[0])
+            addr = Mux(host.write[s], host.addr, addr)
         m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
         m.d.comb += [wp.data.as_value().word_select(i, width).eq(w) for i, w in enumerate(words)]
     for k, port in enumerate(readers):
