@@ -135,12 +135,11 @@ def _lut_ram(m, name, shape, depth, waddr, wen, wdata, raddr):
     return rp.data
 
 
-def _by_row(rows, nl, row, passes=None):
-    """The pass (``passes`` given) or the lane (else) of token row ``row`` (a Signal):
-    token ``p * nl + l`` is lane ``l`` of pass ``p``."""
-    if passes is None:
-        return Array(Const(i % nl, range(nl)) for i in range(rows))[row]
-    return Array(Const(i // nl, range(passes)) for i in range(rows))[row]
+def _pass_lane(rows, nl, row):
+    """The pass and the lane of token row ``row`` (a Signal): token ``p * nl + l`` is lane ``l``
+    of pass ``p``."""
+    return (Array(Const(i // nl, range(rows // nl)) for i in range(rows))[row],
+            Array(Const(i % nl, range(nl)) for i in range(rows))[row])
 
 
 def _lane_rows(m, name, shape, rows, nl, row, en, word, pass_):
@@ -157,8 +156,9 @@ def _lane_rows(m, name, shape, rows, nl, row, en, word, pass_):
             with m.If(en & (row == i)):
                 m.d.sync += buf[i].eq(word)
         return [buf[lane] for lane in range(nl)]
-    return [_lut_ram(m, f"{name}_{lane}", shape, passes, _by_row(rows, nl, row, passes),
-                     en & (_by_row(rows, nl, row) == lane), word, pass_) for lane in range(nl)]
+    wpass, wlane = _pass_lane(rows, nl, row)
+    return [_lut_ram(m, f"{name}_{lane}", shape, passes, wpass, en & (wlane == lane), word, pass_)
+            for lane in range(nl)]
 
 
 def _round_const(x, s):
@@ -436,11 +436,12 @@ class ElementwiseUnit(ConfigComponent):
         wrow = Signal(range(rows))   # the row written (below)
         row = Signal(acc_word)       # out_rows[wrow]
         if multi:   # out_rows as LUT RAMs, one a column and lane, a word a pass
+            rpass, rlane = _pass_lane(rows, nl, wrow)
             for c in range(cols):
                 words = [_lut_ram(m, f"out_rows_{c}_{lane}", signed(32), passes, s3_p,
-                                  s3_out & wr & (s3_j == c), outs[lane],
-                                  _by_row(rows, nl, wrow, passes)) for lane in range(nl)]
-                m.d.comb += row[c].eq(Array(words)[_by_row(rows, nl, wrow)] if nl > 1 else words[0])
+                                  s3_out & wr & (s3_j == c), outs[lane], rpass)
+                         for lane in range(nl)]
+                m.d.comb += row[c].eq(Array(words)[rlane] if nl > 1 else words[0])
         else:
             out_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(32), cols), rows))
             for i in range(rows):
