@@ -330,43 +330,73 @@ class DmaEngine(ConfigComponent):
             ]
 
     def _unpacker(self, m, s, port, starting, act, lo, hi, active):
-        """STORE: prefetch words into a buffer, hand each beat its bytes."""
+        """STORE: prefetch words into a buffer, hand each beat its bytes.
+
+        The buffer holds ``3 * span`` bytes (``span``: one read's bytes) as three slots of one
+        read each, in stream order around a ring: a read lands whole in the next slot (no
+        shifter on the write side: each slot is written by one source or not at all), and a
+        beat takes its ``bus`` bytes from where the stream's next byte is, in ``g``-byte
+        units (``g`` = :func:`align_bytes`), the read of this cycle straight from the port.
+        """
         cfg = self._cfg
         bus, wb, lanes = cfg.dram_bus_bytes, cfg.word_bytes(s), port_lanes(cfg, s)
         g = align_bytes(cfg, s)
         name = s.name.lower()
         span = lanes * wb             # bytes of one read (>= bus)
-        cap = 3 * span                # buffer bytes: never underruns (see below)
-        buf = Signal(8 * cap, name=f"st_{name}_buf")
+        cap = 3 * span                # buffer bytes: never overrun or underrun (see below)
+        unit = 8 * g                  # bits of a g-byte unit
+        span_u, cap_u, bus_u = span // g, cap // g, bus // g
+        slots = [Signal(8 * span, name=f"st_{name}_slot{k}") for k in range(3)]
+        slot = Signal(range(3), name=f"st_{name}_slot")       # where the next read lands
+        head = Signal(range(cap_u), name=f"st_{name}_head")   # the stream's next unit
         fill = Signal(range(cap + 1), name=f"st_{name}_fill")
         addr = Signal(SPAD_ADDR_BITS, name=f"st_{name}_addr")
         left = Signal(len(self.i_inst.rows) + len(self.i_inst.words), name=f"st_{name}_left")
         inflight = Signal(name=f"st_{name}_inflight")
         read = Cat(*(_bytes_of(cfg, s, port.data[i]) for i in range(lanes)))
-        avail = Signal(8 * cap, name=f"st_{name}_avail")
         avail_n = Signal(range(cap + 1), name=f"st_{name}_avail_n")
-        m.d.comb += [
-            avail.eq(Mux(inflight, buf | (read << _shift(fill, g)), buf)),
-            avail_n.eq(fill + Mux(inflight, span, 0)),
-        ]
-        # A read is issued while the buffer has room for it even if no beat drains it. Then
-        # ``avail`` never decreases while it is at most 2 * span, and otherwise stays above span:
-        # it is at least span >= bus (a beat's bytes) from the first beat (one read in SETUP)
-        # until the stream's words are all read; after that it holds the rest of the stream.
+        m.d.comb += avail_n.eq(fill + Mux(inflight, span, 0))
+        # A read is issued while the buffer has room for it even if no beat drains it. Then the
+        # bytes waiting never decrease while they are at most 2 * span, and otherwise stay above
+        # span: at least span >= bus (a beat's bytes) from the first beat (one read in SETUP)
+        # until the stream's words are all read; after that the buffer holds the rest of the
+        # stream. A read lands in the slot after the waiting bytes, which leave it room.
         en = Signal(name=f"st_{name}_en")
         m.d.comb += en.eq(active & (left != 0) & (avail_n <= cap - span))
         m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
         n = Signal(range(bus + 1), name=f"st_{name}_n")
         m.d.comb += n.eq(hi - lo)
         m.d.sync += inflight.eq(en)
+
+        def ring(x):                  # x mod cap_u for 0 <= x < 2 * cap_u
+            return Mux(x >= cap_u, x - cap_u, x)
+
+        stored = Cat(*slots)
+        landing = Signal(range(cap_u), name=f"st_{name}_landing")   # the read's first unit
+        m.d.comb += landing.eq(Mux(slot == 0, 0, Mux(slot == 1, span_u, 2 * span_u)))
+        units = []                    # the stream's next bus_u units
+        for j in range(bus_u):
+            pos = Signal(range(cap_u), name=f"st_{name}_pos{j}")
+            m.d.comb += pos.eq(ring(head + j))
+            off = Signal(range(cap_u), name=f"st_{name}_off{j}")   # pos in the landing read
+            m.d.comb += off.eq(ring(pos + cap_u - landing))
+            fresh = inflight & (off < span_u)
+            units.append(Mux(fresh, read.word_select(off, unit),
+                             stored.word_select(pos, unit)))
         with m.If(starting):
-            m.d.sync += [buf.eq(0), fill.eq(0), addr.eq(self.i_inst.spad_addr),
+            m.d.sync += [slot.eq(0), head.eq(0), fill.eq(0), addr.eq(self.i_inst.spad_addr),
                          left.eq(self.i_inst.rows * self.i_inst.words), inflight.eq(0)]
         with m.Else():
+            with m.If(inflight):
+                m.d.sync += slot.eq(Mux(slot == 2, 0, slot + 1))
+                with m.Switch(slot):
+                    for k in range(3):
+                        with m.Case(k):
+                            m.d.sync += slots[k].eq(read)
             with m.If(act):
-                m.d.sync += [buf.eq(avail >> _shift(n, g)), fill.eq(avail_n - n)]
+                m.d.sync += [head.eq(ring(head + (n >> exact_log2(g)))), fill.eq(avail_n - n)]
             with m.Else():
-                m.d.sync += [buf.eq(avail), fill.eq(avail_n)]
+                m.d.sync += fill.eq(avail_n)
             with m.If(en):
                 m.d.sync += [addr.eq(addr + lanes), left.eq(Mux(left > lanes, left - lanes, 0))]
-        return (avail << _shift(lo, g))[:8 * bus]
+        return (Cat(*units) << _shift(lo, g))[:8 * bus]
