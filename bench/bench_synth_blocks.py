@@ -42,7 +42,7 @@ class SpadBlock(wiring.Component):
         units = _unit_components(config, 17)   # for their ports' shapes only
         for unit in units.values():
             unit._MustUse__silence = True
-        writers, readers = spad_ports(units)[spad]
+        writers, readers = spad_ports(config, units)[spad]
         members = {}
         for k, (_, port, mask) in enumerate(writers):
             members[f"w{k}"] = In(port.signature)

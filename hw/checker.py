@@ -7,8 +7,9 @@ failing check of the instruction's opcode gives the code; decode errors (``ILLEG
 dispatcher, so every field here is at least its format's minimum (``rows``, ``words``, ``chans``,
 ``banks``, ``n``, ``len``, ``count``, ``groups`` at least 1).
 
-VSOFT and VNORM on a tile without that datapath are ``ILLEGAL_OPCODE``
-(:meth:`~mixpim.models.config.TileConfig.missing_datapath`), before their other checks.
+VSOFT and VNORM on a tile without that datapath, and PIM instructions on a tile without its PIM
+unit, are ``ILLEGAL_OPCODE`` (:meth:`~mixpim.models.config.TileConfig.missing_datapath`), before
+their other checks.
 
 The PIM checks are :func:`mixpim.models.pim.pim_problem`'s (``PIM_RANGE``), then the scratchpad
 words of the footprint (:func:`mixpim.models.footprint.footprint`): a PIM_GBUF's ACT words (the last channel's source
@@ -309,7 +310,10 @@ class DispatchChecker(ConfigComponent):
         for op, build in ((Opcode.VSOFT, self._vsoft), (Opcode.VNORM, self._vnorm)):
             # a datapath the tile does not have: the opcode is illegal, its checks not built
             codes[op] = ErrorCode.ILLEGAL_OPCODE if self._cfg.missing_datapath(op) else build(ar)
-        codes.update(self._pim(ar))
+        if self._cfg.pim_unit:
+            codes.update(self._pim(ar))
+        else:   # no PIM unit: every PIM opcode is illegal, no PIM checks built
+            codes.update({op: ErrorCode.ILLEGAL_OPCODE for op in PIM_OPS})
         with m.Switch(self.i_opcode):
             with m.Case(Opcode.LOAD, Opcode.STORE):
                 m.d.comb += self.o_error.eq(dma)

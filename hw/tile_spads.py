@@ -33,16 +33,18 @@ class HostAccess:
     read: dict
 
 
-def spad_ports(units):
+def spad_ports(config, units):
     """``{spad: ([(unit, write port, lane mask or None)], [read ports])}``, writers and readers in
-    :data:`SPADS` order."""
+    :data:`SPADS` order; without ``config.pim_unit`` the PIM unit's are left out (its ports stay
+    unconnected: the tile never starts it)."""
     out = {}
+    present = [u for u in units if u != Unit.PIM or config.pim_unit]
     for s, info in SPADS.items():
         name = s.name.lower()
         writers = [(u, getattr(units[u], f"w_{name}"),
                     units[u].w_act_mask if (u, s) == (Unit.VEC, Spad.ACT) else None)
-                   for u in info.writers]
-        readers = [getattr(units[u], f"r_{name}") for u in info.readers]
+                   for u in info.writers if u in present]
+        readers = [getattr(units[u], f"r_{name}") for u in info.readers if u in present]
         if s == Spad.ACT:
             readers.append(units[Unit.GEMM].r_wact)
         out[s] = (writers, readers)
@@ -55,7 +57,7 @@ def connect_spads(m, cfg, units, host):
     Returns per scratchpad the word the host read in the previous cycle.
     """
     host_reads = {s: connect_spad(m, cfg, s, writers, readers, host)
-                  for s, (writers, readers) in spad_ports(units).items()}
+                  for s, (writers, readers) in spad_ports(cfg, units).items()}
     assert Shape.cast(word_shape(cfg, Spad.ACT)).width % cfg.rows == 0
     return host_reads
 

@@ -27,8 +27,8 @@ import tomllib
 from dataclasses import dataclass
 
 from .errors import ConfigError, parse_problem
-from .isa import Opcode, reach
-from .units import Spad
+from .isa import UNIT_OF, Opcode, reach
+from .units import Spad, Unit
 from .bitmod_dtypes import MIXTURES, cycles_per_slice
 from .widths import acc_bits as _acc_bits, array_acc_bits, bitmod_psum_max, offset_bits
 
@@ -85,7 +85,8 @@ MAX_DRAM_BYTES = reach(Opcode.LOAD, "dram_addr") + 1
 
 #: Fields serialized only when they differ from these values (they came after configurations
 #: were first written to files).
-_OPTIONAL_FIELDS = {"group_offset": False, "vec_passes": 1, "softmax_unit": True, "norm_unit": True}
+_OPTIONAL_FIELDS = {"group_offset": False, "vec_passes": 1, "softmax_unit": True, "norm_unit": True,
+                    "pim_unit": True}
 
 
 def check_int(name, value, lo, hi):
@@ -195,6 +196,14 @@ class TileConfig:
         16..4096.
     pim_res_regs : int
         Result registers (32-bit accumulators) per bank, 1..256.
+    pim_unit : bool
+        Whether the tile has its PIM unit: the front end that hands PIM instructions to the PIM
+        banks, and the banks' ports on the ACT and ACC scratchpads (a read port of ACT, a write
+        port of ACC: a third of ACC's block-RAM copies). Without it every PIM opcode is illegal
+        on the tile (``ILLEGAL_OPCODE`` at dispatch) and the compiler refuses programs with PIM
+        instructions: a tile on an FPGA board, whose DRAM has no PIM banks, leaves it out
+        (decision 22). The ``pim_*`` fields above still describe the memory model. Default
+        True; serialized only when False.
 
     Raises
     ------
@@ -238,6 +247,7 @@ class TileConfig:
     pim_lanes: int = 4
     pim_gbuf_bytes: int = 256
     pim_res_regs: int = 16
+    pim_unit: bool = True
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, MAX_DIM)
@@ -249,7 +259,7 @@ class TileConfig:
             raise ConfigError(f"group must be one of {GROUP_SIZES}, not {self.group!r}")
         check_int("scale_bits", self.scale_bits, 4, 16)
         check_int("acc_headroom", self.acc_headroom, 1, 24)
-        for name in ("group_offset", "softmax_unit", "norm_unit"):
+        for name in ("group_offset", "softmax_unit", "norm_unit", "pim_unit"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.rows > self.group:
@@ -439,11 +449,13 @@ class TileConfig:
 
     def missing_datapath(self, op):
         """Why this tile cannot run opcode ``op`` (a VSOFT without ``softmax_unit``, a VNORM
-        without ``norm_unit``), or None."""
+        without ``norm_unit``, a PIM instruction without ``pim_unit``), or None."""
         for opcode, name, what in ((Opcode.VSOFT, "softmax_unit", "softmax"),
                                    (Opcode.VNORM, "norm_unit", "norm")):
             if op == opcode and not getattr(self, name):
                 return f"{op.name} needs the vector unit's {what} datapath; this tile has {name} = false"
+        if UNIT_OF.get(op) == Unit.PIM and not self.pim_unit:
+            return f"{op.name} needs the PIM unit; this tile has pim_unit = false"
         return None
 
     def in_pim_mode(self, mode):

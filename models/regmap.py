@@ -237,7 +237,9 @@ def regmap(config, imem_words):
             ("softmax_unit", 17, 1, int(c.softmax_unit), "VSOFT datapath (else VSOFT is "
              "ILLEGAL_OPCODE)", None),
             ("norm_unit", 18, 1, int(c.norm_unit), "VNORM datapath (else VNORM is ILLEGAL_OPCODE)",
-             None))),
+             None),
+            ("pim_unit", 19, 1, int(c.pim_unit), "PIM unit (else every PIM opcode is "
+             "ILLEGAL_OPCODE)", None))),
         _const("WIN_DATA_WORDS", 0x018, "staging registers WIN_DATA0.. (32 bits each)", data_words(c)),
     ]
     for w in Window:

@@ -62,8 +62,8 @@ def check_instruction(config, inst):
 
     Order of the checks (the first failing one is reported):
 
-    * VSOFT and VNORM on a tile without that datapath (``ILLEGAL_OPCODE``,
-      :meth:`~.config.TileConfig.missing_datapath`);
+    * VSOFT and VNORM on a tile without that datapath, PIM instructions on a tile without its
+      PIM unit (``ILLEGAL_OPCODE``, :meth:`~.config.TileConfig.missing_datapath`);
     * VEC, VNORM, VSOFT, GEMM: the unit checks (``BAD_FIELD``: ``rows`` / ``words`` beyond
       the array, formats and modes the configuration does not have);
     * PIM instructions: :func:`~.pim.pim_problem` (channels, banks, rows, columns, buffer bytes,

@@ -134,11 +134,15 @@ class ErrorGen:
     def _illegal(self):
         rng = self.rng
         legal = set(OPCODE_FORMATS) | set(PIM_OPCODES)
-        missing = [op for op in (Opcode.VSOFT, Opcode.VNORM) if self.cfg.missing_datapath(op)]
+        missing = [op for op in OPCODE_FORMATS if self.cfg.missing_datapath(op)]
         if missing and rng.random() < 0.5:  # a decodable opcode whose datapath the tile lacks
             op = Opcode(rng.choice(missing))
-            count = dict(words=1, count=1) if op == Opcode.VSOFT else dict(rows=1)
-            return Instruction(op, func=int(rng.integers(0, 2)), **count), "datapath"
+            fmt = OPCODE_FORMATS[op]   # each field at its least legal value
+            least = {f.name: (f.allowed[0] if f.allowed else f.minimum) for f in fmt.fields
+                     if f.kind not in ("opcode", "mask", "zero")}
+            if "func" in least:
+                least["func"] = int(rng.integers(0, 2))
+            return Instruction(op, **least), "datapath"
         if rng.random() < 0.5:  # the reserved opcodes of the PIM group
             reserved = [x for x in PIM_OPCODES if x not in OPCODE_FORMATS]
             opcode, variant = int(rng.choice(reserved)), "pim"

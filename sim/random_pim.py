@@ -51,9 +51,9 @@ GBUF, WRITE, GEMV, READ, ACT = PIM_OPS
 
 
 def pim_capable(config):
-    """Whether ``config`` executes PIM instructions (its ``pim_problem`` of the smallest legal
-    PIM_READ is none): every valid configuration, INT8 or FP16 activations."""
-    return pim_problem(config, Instruction(READ, chans=1, banks=1, n=1)) is None
+    """Whether ``config`` executes PIM instructions (it has the PIM unit, and its
+    ``pim_problem`` of the smallest legal PIM_READ is none): INT8 or FP16 activations."""
+    return config.pim_unit and pim_problem(config, Instruction(READ, chans=1, banks=1, n=1)) is None
 
 
 def pim_features(inst):

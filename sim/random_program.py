@@ -41,7 +41,7 @@ it):
 ================  =========================================================================
 ILLEGAL_OPCODE    a raw word with an opcode not in the table: ``pim`` (a reserved opcode of the
                   PIM group, 0x45..0x4f), ``other``; on a tile without the softmax or norm
-                  datapath, ``datapath``: a VSOFT or VNORM
+                  datapath or the PIM unit, ``datapath``: a VSOFT, VNORM or PIM instruction
 BAD_FIELD         ``reserved`` / ``unused`` bits set, ``own_token`` bit, ``dispatcher_mask`` on
                   NOP/SYNC/HALT, bad ``spad``, ``func`` beyond the VEC / VSOFT / VNORM table,
                   ``zero_count`` (a count of any unit's instruction; raw words); legal encodings
@@ -535,9 +535,11 @@ class _Gen(ErrorGen):
 
     def _usable(self, op):
         """Whether ``op``'s operands can be drawn (VEC needs an ACT scratchpad of a whole
-        output); PIM instructions are drawn on every configuration (raw words, FP16 errors)."""
+        output); PIM instructions are drawn on every configuration with a PIM unit (raw words,
+        FP16 errors)."""
         return op in DRAWN_OPS and (op != Opcode.VEC or self.can_vec) and (
-            op != Opcode.VSOFT or self.can_soft) and (op != Opcode.VNORM or self.can_norm)
+            op != Opcode.VSOFT or self.can_soft) and (op != Opcode.VNORM or self.can_norm) and (
+            op not in PIM_OPS or self.cfg.pim_unit)
 
 
 # -- summary -----------------------------------------------------------------------------------

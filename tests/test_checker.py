@@ -934,6 +934,17 @@ def test_a_missing_datapath_is_an_illegal_opcode(missing):
     assert {c for i, c in zip(insts, codes) if i.op != gone} >= {ErrorCode.OK, ErrorCode.BAD_FIELD}
 
 
+def test_without_the_pim_unit_every_pim_opcode_is_illegal():
+    # legal and out-of-range PIM instructions alike, before their checks; the rest as before
+    cfg = TINY.replace(pim_unit=False)
+    cases = pim_edges(TINY) + dma_edges(TINY)
+    insts = [inst for inst, _ in cases]
+    assert {i.op for i in insts} >= set(PIM_OPS)
+    codes = check(cfg, insts)
+    assert codes == [ErrorCode.ILLEGAL_OPCODE if i.op in PIM_OPS else code
+                     for i, (_, code) in zip(insts, cases)]
+
+
 def test_other_opcodes_are_ok_whatever_the_operand_bits():
     """NOP / SYNC / HALT report OK even when the operand views carry out-of-range values."""
     cfg = TINY

@@ -13,12 +13,12 @@ from helpers import exact
 
 FIELDS = ("acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
           "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, norm_unit, pe, pim_gbuf_bytes, "
-          "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, scale_bits, softmax_unit, "
+          "pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, pim_unit, queue_depth, rows, scale_bits, softmax_unit, "
           "t_ccd_l, t_ccd_s, "
           "t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, vparam_words, wbits, wgt_words")
-# tiny, queue_depth .. pim_res_regs (vec_passes 1, softmax_unit and norm_unit after queue_depth)
+# tiny, queue_depth .. pim_unit (vec_passes 1, softmax_unit and norm_unit after queue_depth)
 TILE_DEFAULTS = (4, 1, True, True, 256, 256, 64, 64, 128, 2, 4, 2, 128, 256, 8, 3, 3, 2, 8, 12, 1, 2,
-                 "dual", 2, 4, 256, 32)
+                 "dual", 2, 4, 256, 32, True)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_defaults_and_derived_properties():
     cfg = TileConfig()
     assert dataclasses.astuple(cfg) == (4, 4, "mixpe-w4a8", 4, 32, 16, 12, False,
                                         4, 1, True, True, 4096, 4096, 256, 512, 1024, 1, 4, 1, 1024,
-                                        1024, 8, 3, 3, 2, 0, 0, 1, 1, "dual", 1, 4, 256, 16)
+                                        1024, 8, 3, 3, 2, 0, 0, 1, 1, "dual", 1, 4, 256, 16, True)
     expected = {"mixpe-w4a8": ("int8", "mixpe"), "mixpe-w4a16": ("fp16", "mixpe"),
                 "baseline-w4a8": ("int8", "baseline"), "baseline-w4a16": ("fp16", "baseline"),
                 "bitmod-w4a8": ("int8", "bitmod"), "bitmod-w4a16": ("fp16", "bitmod")}
@@ -183,7 +183,7 @@ def test_group_offset_rejected(bad):
         TileConfig.from_json(json.dumps({"group_offset": bad}))
 
 
-@pytest.mark.parametrize("name", ["softmax_unit", "norm_unit"])
+@pytest.mark.parametrize("name", ["softmax_unit", "norm_unit", "pim_unit"])
 def test_datapath_flags(name):
     for bad in (0, "false", None):
         with pytest.raises(ConfigError, match=exact(f"{name} must be true or false, not {bad!r}")):
@@ -203,6 +203,11 @@ def test_missing_datapath():
                                                    "this tile has softmax_unit = false")
     assert TileConfig(norm_unit=False).missing_datapath(Opcode.VNORM) == (
         "VNORM needs the vector unit's norm datapath; this tile has norm_unit = false")
+    no_pim = TileConfig(pim_unit=False)
+    assert [op for op in Opcode if no_pim.missing_datapath(op)] == [
+        Opcode.PIM_GBUF, Opcode.PIM_WRITE, Opcode.PIM_GEMV, Opcode.PIM_READ, Opcode.PIM_ACT]
+    assert no_pim.missing_datapath(Opcode.PIM_GEMV) == (
+        "PIM_GEMV needs the PIM unit; this tile has pim_unit = false")
 
 
 def test_group_offset_fields_and_serialization():

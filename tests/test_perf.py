@@ -208,6 +208,18 @@ def test_report_on_a_tile_without_a_datapath(tmp_path, capsys, name, unit):
     assert f"this tile has {name} = false" in err and not (tmp_path / "out").exists()
 
 
+def test_decode_on_a_tile_without_the_pim_unit(tmp_path, capsys):
+    # attention on PIM (the default system) cannot run there; the array's own attention can
+    hw = tmp_path / "hw.toml"
+    hw.write_text(preset("llm").replace(pim_unit=False).to_toml())
+    args = ["--hw", str(hw), "--mode", "decode", "--ctx", "16"]
+    assert _report(tmp_path, "smollm2-135m", *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mixpim: error: ") and err.count("\n") == 1
+    assert "PIM_GBUF needs the PIM unit; this tile has pim_unit = false" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_capacity():
     """The DRAM a model keeps: Llama-2-7B's 4-bit weights with a 3-byte META entry per group of 128
     and column (its 6.74 B parameters less the embedding table, which the host keeps), and INT8

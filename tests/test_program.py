@@ -404,7 +404,7 @@ def test_crafted_bodies_with_valid_checksums():
          "invalid configuration in program file: unknown configuration field(s) rowz; known fields "
          "are acc_headroom, acc_words, act_words, cols, dram_bank_groups, dram_banks, dram_bus_bytes, "
          "dram_channels, dram_row_bytes, dram_rows, group, group_offset, meta_words, norm_unit, pe, "
-         "pim_gbuf_bytes, pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, queue_depth, rows, "
+         "pim_gbuf_bytes, pim_lanes, pim_mode, pim_res_regs, pim_row_buffers, pim_unit, queue_depth, rows, "
          "scale_bits, softmax_unit, t_ccd_l, t_ccd_s, t_cl, t_faw, t_ras, t_rcd, t_rp, vec_passes, "
          "vparam_words, wbits, wgt_words"),
         (body(config='[1]'),

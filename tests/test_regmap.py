@@ -114,12 +114,13 @@ def test_constants_and_layout():
     assert big["WIN_DATA_WORDS"].value == data_words(preset("llm")) > 32
     # the CONFIG_ID names the configuration
     assert regmap(cfg.replace(queue_depth=8), 1024)["CONFIG_ID"].value != rm["CONFIG_ID"].value
-    # NUMERICS says which vector datapaths the tile has
+    # NUMERICS says which vector datapaths and whether the PIM unit the tile has
     numerics = rm["NUMERICS"]
-    assert (numerics.field("softmax_unit").lsb, numerics.field("norm_unit").lsb) == (17, 18)
-    assert numerics.value >> 17 == 0b11
-    assert regmap(cfg.replace(norm_unit=False), 1024)["NUMERICS"].value >> 17 == 0b01
-    assert regmap(cfg.replace(softmax_unit=False), 1024)["NUMERICS"].value >> 17 == 0b10
+    assert [numerics.field(n).lsb for n in ("softmax_unit", "norm_unit", "pim_unit")] == [17, 18, 19]
+    assert numerics.value >> 17 == 0b111
+    assert regmap(cfg.replace(norm_unit=False), 1024)["NUMERICS"].value >> 17 == 0b101
+    assert regmap(cfg.replace(softmax_unit=False), 1024)["NUMERICS"].value >> 17 == 0b110
+    assert regmap(cfg.replace(pim_unit=False), 1024)["NUMERICS"].value >> 17 == 0b011
 
 
 def test_committed_doc_is_generated():

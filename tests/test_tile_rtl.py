@@ -21,6 +21,7 @@ from mixpim.models.bitmod import quantize_bitmod
 from mixpim.models.config import preset
 from mixpim.models.isa import ErrorCode, Instruction, Opcode, Spad, UnitMask, VecFunc
 from mixpim.models.program import ProgramError, Segment
+from mixpim.models.pim import PIM_OPS
 from mixpim.models.quant import quantize_weights
 from mixpim.sim import tile_cosim
 from mixpim.sim.tile_cosim import imem_words_for, run_programs
@@ -151,16 +152,22 @@ def test_random_programs_variants(name):
     _assert_exact(runs)
 
 
-def test_a_tile_without_softmax_and_norm():
-    """The vector unit without its softmax and norm datapaths: random programs, and VSOFT / VNORM
-    programs that halt with ``ILLEGAL_OPCODE`` at their pc, RTL == golden."""
+def test_a_tile_without_softmax_norm_and_pim():
+    """The vector unit without its softmax and norm datapaths, the tile without its PIM unit:
+    random programs, and VSOFT / VNORM / PIM programs that halt with ``ILLEGAL_OPCODE`` at their
+    pc, RTL == golden."""
     from mixpim.sim.random_program import random_program
-    cfg = TINY.replace(softmax_unit=False, norm_unit=False)
+    cfg = TINY.replace(softmax_unit=False, norm_unit=False, pim_unit=False)
     progs = _random_batch(cfg, 20, 2000)
+    opcodes = {(i.op if isinstance(i, Instruction) else i & 0xFF) for p in progs for i in p.instructions}
+    assert not opcodes & set(PIM_OPS)   # raw words too
     illegal = [random_program(cfg, seed, error_rate=1.0, errors=[ErrorCode.ILLEGAL_OPCODE])
-               for seed in range(3000, 3040)]
-    progs += [p for p in illegal if p.variant == "ILLEGAL_OPCODE:datapath"][:6]
-    assert {p.instructions[p.expected_pc].op for p in progs[20:]} == {Opcode.VSOFT, Opcode.VNORM}
+               for seed in range(3000, 3060)]
+    illegal = [p for p in illegal if p.variant == "ILLEGAL_OPCODE:datapath"]
+    pim = [p for p in illegal if p.instructions[p.expected_pc].op in PIM_OPS]
+    progs += [p for p in illegal if p not in pim][:4] + pim[:4]
+    ops = {p.instructions[p.expected_pc].op for p in progs[20:]}
+    assert {Opcode.VSOFT, Opcode.VNORM} <= ops and len(ops & set(PIM_OPS)) >= 2
     runs = run_programs(cfg, [_as_item(p) for p in progs])
     _assert_exact(runs)
     assert [r.golden.status.error for r in runs] == [p.expected_error for p in progs]
