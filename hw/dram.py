@@ -196,6 +196,8 @@ class DramModel(ConfigComponent):
         self.rows = RowState(config)
         self.pim_rows = (RowState(config, config.pim_row_buffers) if config.pim_mode == "dual"
                          else self.rows)
+        # elaborated with this model: no warnings of their own when only the model is unused
+        self.rows._MustUse__silence = self.pim_rows._MustUse__silence = True
         nch = config.dram_channels
         self.t_col = Array(Signal(TIME_BITS, name=f"t_col_{c}") for c in range(nch))
         self.bg_col = Array(Signal(exact_log2(config.dram_bank_groups), name=f"bg_col_{c}")
