@@ -43,6 +43,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -181,8 +182,18 @@ def _run_tool(cmd: list[str], workdir: Path, log: Path, what: str, timeout: floa
                              f"(work directory {workdir})\n{_tail(log)}") from None
     if result.returncode != 0:
         tail = _tail(log) if log.is_file() else _tail(workdir / f"{log.stem}.out")
+        if result.returncode < 0:   # killed from outside: its log just stops
+            raise SynthError(f"{what} was stopped by {_signal_name(-result.returncode)} "
+                             f"(work directory {workdir}); the end of its log:\n{tail}")
         raise SynthError(f"{what} failed with exit code {result.returncode} "
                          f"(work directory {workdir}){_crash_hint(workdir / f'{log.stem}.out')}:\n{tail}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _out_of_memory(out: Path) -> bool:

@@ -116,6 +116,18 @@ def test_ecp5_placer_router_and_seed(tmp_path, monkeypatch, capsys):
     assert "Running router2" in log and summary["fmax_mhz"] > 20
 
 
+def test_a_tool_stopped_from_outside(tmp_path):
+    """A tool killed by a signal (an operator, a job limit) says so, not "failed": its log just
+    stops."""
+    log = tmp_path / "tool.log"
+    log.write_text("Info: routing\nInfo:     12000 |  ...\n")
+    with pytest.raises(synth.SynthError) as err:
+        synth._run_tool(["sh", "-c", "kill -TERM $$"], tmp_path, log, "nextpnr-ecp5")
+    assert str(err.value).startswith(f"nextpnr-ecp5 was stopped by SIGTERM (work directory {tmp_path}); "
+                                     "the end of its log:\n")
+    assert "12000" in str(err.value)
+
+
 def test_ecp5_design_too_large(tmp_path):
     """A design the device cannot hold is a result: fits False, no Fmax, what is over."""
     report = synthesize(ManyMultipliers(), "many_mul", target="ecp5", workdir=tmp_path, fmax=True,
