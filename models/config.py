@@ -199,11 +199,11 @@ class TileConfig:
     pim_unit : bool
         Whether the tile has its PIM unit: the front end that hands PIM instructions to the PIM
         banks, and the banks' ports on the ACT and ACC scratchpads (a read port of ACT, a write
-        port of ACC: a third of ACC's block-RAM copies). Without it every PIM opcode is illegal
-        on the tile (``ILLEGAL_OPCODE`` at dispatch) and the compiler refuses programs with PIM
-        instructions: a tile on an FPGA board, whose DRAM has no PIM banks, leaves it out
-        (decision 22). The ``pim_*`` fields above still describe the memory model. Default
-        True; serialized only when False.
+        port of ACC: 2 of ACT's 8 block-RAM copies, 3 of ACC's 12). Without it every PIM opcode
+        is illegal on the tile (``ILLEGAL_OPCODE`` at dispatch) and the compiler refuses
+        programs with PIM instructions: a tile on an FPGA board, whose DRAM has no PIM banks,
+        leaves it out (decision 22). The ``pim_*`` fields above still describe the memory
+        model. Default True; serialized only when False.
 
     Raises
     ------
